@@ -1,0 +1,33 @@
+# The two commands: `make run` and `make test`. Both use the embedded PostgreSQL and
+# Redis unless DATABASE_URL / REDIS_URL point at servers of your own.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WITH_SERVICES := $(PY) deploy/devservices.py exec --
+
+.PHONY: run test bench install services-up services-down check clean
+
+$(VENV)/.installed: pyproject.toml deploy/bootstrap.sh
+	sh deploy/bootstrap.sh $(VENV)
+
+install: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(WITH_SERVICES) sh deploy/run-local.sh
+
+test: $(VENV)/.installed
+	$(WITH_SERVICES) $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(WITH_SERVICES) $(PY) tests/bench/run.py $(BENCH_ARGS)
+
+services-up: $(VENV)/.installed
+	$(PY) deploy/devservices.py up
+
+services-down: $(VENV)/.installed
+	$(PY) deploy/devservices.py down
+
+check: $(VENV)/.installed
+	$(WITH_SERVICES) $(PY) manage.py check
+
+clean: services-down
+	rm -rf .data $(VENV) staticfiles

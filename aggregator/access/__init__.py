@@ -1,0 +1,1 @@
+"""Who may call the platform: operator roles, operator tokens, device credentials."""

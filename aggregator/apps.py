@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AggregatorConfig(AppConfig):
+    name = "aggregator"
+    verbose_name = "Markets and aggregation"

@@ -1,0 +1,111 @@
+"""Markets and programs as data, and operator API tokens.
+
+Market rules differ by ISO and change with tariffs, so every number a rule needs
+(review period, minimum size, settlement interval, baseline methods) is a column
+here, seeded with the published defaults and edited by operators, never a constant
+in code.
+"""
+
+import zoneinfo
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from aggregator.access.tokens import HashedToken
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not an IANA time zone name.", code="invalid_time_zone")
+
+
+class Market(models.Model):
+    """A wholesale market (ISO/RTO) and the Order 2222 parameters its tariff sets."""
+
+    code = models.SlugField(max_length=16, unique=True, help_text="Short code, e.g. PJM.")
+    name = models.CharField(max_length=100)
+    time_zone = models.CharField(
+        max_length=64,
+        validators=[validate_time_zone],
+        help_text="The market's local time (MISO runs on Eastern Standard Time all year).",
+    )
+    min_aggregation_kw = models.DecimalField(max_digits=10, decimal_places=3, default=100)
+    multi_node_allowed = models.BooleanField(
+        default=False, help_text="Whether an aggregation may span more than one pricing node."
+    )
+    utility_review_days = models.PositiveSmallIntegerField(
+        default=60, help_text="Days the distribution utility has to review a DER joining an aggregation."
+    )
+    review_lapse_approves = models.BooleanField(
+        default=False,
+        help_text="Whether a utility review that passes its deadline without a decision counts as approval.",
+    )
+    settlement_interval_minutes = models.PositiveSmallIntegerField(
+        default=5, choices=[(5, "5 minutes"), (15, "15 minutes"), (60, "60 minutes")]
+    )
+    baseline_methods = ArrayField(models.CharField(max_length=40), default=list, blank=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(condition=Q(min_aggregation_kw__gt=0), name="market_min_size_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Program(models.Model):
+    """A program devices enroll in: a wholesale participation or a utility program."""
+
+    class Service(models.TextChoices):
+        ENERGY = "energy", "Energy"
+        CAPACITY = "capacity", "Capacity"
+        ANCILLARY = "ancillary", "Ancillary / regulation"
+        DEMAND_RESPONSE = "demand_response", "Demand response"
+
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="programs")
+    code = models.SlugField(max_length=40)
+    name = models.CharField(max_length=150)
+    service = models.CharField(max_length=20, choices=Service.choices)
+    terms_version = models.CharField(
+        max_length=20, help_text="Version of the program terms a customer must have consented to."
+    )
+    utility_review_days = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Overrides the market's review period when set."
+    )
+    excluded_retail_programs = ArrayField(
+        models.CharField(max_length=30),
+        default=list,
+        blank=True,
+        help_text=(
+            "Kinds of retail program whose participants this program may not count "
+            "(no double counting), e.g. utility_dr, net_metering."
+        ),
+    )
+    is_open = models.BooleanField(default=True, help_text="Whether new enrollments are accepted.")
+
+    class Meta:
+        ordering = ["market__code", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["market", "code"], name="program_code_unique_per_market"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.market.code}/{self.code}"
+
+    @property
+    def review_days(self) -> int:
+        return self.utility_review_days if self.utility_review_days is not None else self.market.utility_review_days
+
+
+class OperatorToken(HashedToken):
+    """An API token for an operator's scripts; it carries its user's roles."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.key_id}"

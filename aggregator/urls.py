@@ -1,0 +1,38 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from aggregator.api.views import MarketViewSet, ProgramViewSet
+from aggregator.health import healthz
+from enrollment.api import device_views
+from enrollment.api import views as enrollment
+
+router = DefaultRouter()
+router.register("markets", MarketViewSet)
+router.register("programs", ProgramViewSet)
+router.register("customers", enrollment.CustomerViewSet)
+router.register("consents", enrollment.ConsentViewSet)
+router.register("sites", enrollment.SiteViewSet)
+router.register("retail-programs", enrollment.RetailProgramParticipationViewSet)
+router.register("gateways", enrollment.GatewayViewSet)
+router.register("devices", enrollment.DeviceViewSet)
+router.register("credentials", enrollment.CredentialViewSet)
+router.register("enrollments", enrollment.EnrollmentViewSet)
+router.register("fleet-imports", enrollment.FleetImportViewSet, basename="fleet-import")
+
+device_router = DefaultRouter()
+device_router.include_root_view = False
+device_router.register("devices", device_views.OwnDeviceViewSet, basename="device-self")
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(router.urls)),
+    path("api/device/v1/", include(device_router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+]

@@ -1,0 +1,18 @@
+#!/bin/sh
+# Started by `make run` inside deploy/devservices.py's environment: prepare the
+# database, seed the demo fleet once, then run web, worker and beat together.
+set -eu
+PY="${VENV:-.venv}/bin/python"
+export PATH="$(dirname "$PY"):$PATH"
+"$PY" manage.py migrate --no-input
+"$PY" manage.py collectstatic --no-input --verbosity 0
+"$PY" manage.py seed_demo
+PORT="${PORT:-8000}"
+export PORT
+echo ""
+echo "  VPP aggregator: http://127.0.0.1:${PORT}/"
+echo "    admin:        http://127.0.0.1:${PORT}/admin/"
+echo "    API docs:     http://127.0.0.1:${PORT}/api/docs/"
+"$PY" manage.py demo_login
+echo ""
+exec honcho --procfile deploy/Procfile --app-root . start

@@ -1,0 +1,1 @@
+# Dispatch events, allocations and device commands arrive with the dispatch issue.

@@ -1,0 +1,102 @@
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.utils import timezone
+
+from aggregator.access.roles import ensure_role_groups, grant
+from aggregator.management.commands.demo_login import DEMO_USERNAME, password_file
+from aggregator.models import Market, Program
+from enrollment import services
+from enrollment.demo_fleet import fleet_csv
+from enrollment.fleet_import import import_fleet
+from enrollment.models import Consent, Customer, Device
+
+DEMO_PROGRAMS = (
+    ("CAISO", "caiso-pdr", "CAISO Proxy Demand Resource", Program.Service.ENERGY),
+    ("PJM", "pjm-capacity-dr", "PJM Capacity Performance demand resource", Program.Service.CAPACITY),
+)
+
+
+class Command(BaseCommand):
+    help = "Seed the demo: a demo operator, two programs and a fleet across CAISO and PJM. Runs once; safe to repeat."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--customers", type=int, default=300)
+
+    def handle(self, *args, customers, **options):
+        ensure_role_groups()
+        operator = self._operator()
+        if Customer.objects.filter(external_ref__startswith="DEMO-").exists():
+            self.stdout.write("Demo fleet already seeded.")
+            return
+        with transaction.atomic():
+            programs = self._programs()
+            report = import_fleet(source=fleet_csv(customers=customers))
+            if not report.ok:
+                raise CommandError(f"Demo fleet did not import: {report.errors[:5]}")
+            self._consents(programs, operator)
+            counts = self._enroll(programs, operator)
+        self.stdout.write(f"Seeded demo fleet: {report.summary()} Enrollments: {counts}.")
+
+    def _operator(self):
+        User = get_user_model()
+        user = User.objects.filter(username=DEMO_USERNAME).first()
+        path = password_file()
+        if user is None or not path.exists():
+            password = secrets.token_urlsafe(12)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(password)
+            path.chmod(0o600)
+            if user is None:
+                user = User.objects.create_user(username=DEMO_USERNAME, password=password, is_staff=True, is_superuser=True)
+            else:
+                user.set_password(password)
+                user.save()
+            grant(user, "admin")
+        return user
+
+    def _programs(self) -> list[Program]:
+        programs = []
+        for market_code, code, name, service in DEMO_PROGRAMS:
+            program, _ = Program.objects.get_or_create(
+                market=Market.objects.get(code=market_code), code=code,
+                defaults={"name": name, "service": service, "terms_version": "2026.1",
+                          "excluded_retail_programs": ["utility_dr"]},
+            )
+            programs.append(program)
+        return programs
+
+    def _consents(self, programs, operator) -> None:
+        now = timezone.now()
+        rows = []
+        for customer in Customer.objects.filter(external_ref__startswith="DEMO-").select_related():
+            market = customer.sites.values_list("market__code", flat=True).first()
+            program = next(p for p in programs if p.market.code == market)
+            common = {"customer": customer, "granted_at": now, "granted_by": customer.name, "method": Consent.Method.WEB,
+                      "recorded_by": operator}
+            rows.append(Consent(kind=Consent.Kind.PROGRAM_TERMS, program=program, terms_version=program.terms_version, **common))
+            rows.append(Consent(kind=Consent.Kind.UTILITY_DATA_SHARING, terms_version="2026.1", **common))
+        Consent.objects.bulk_create(rows)
+
+    def _enroll(self, programs, operator) -> dict[str, int]:
+        """Most devices are active; every tenth waits in utility review; sites in a
+        utility DR program are turned away by the double-counting rule."""
+        by_market = {p.market.code: p for p in programs}
+        counts = {"active": 0, "utility_review": 0, "not_eligible": 0}
+        devices = Device.objects.filter(site__customer__external_ref__startswith="DEMO-").select_related("site__market").order_by("id")
+        for n, device in enumerate(devices):
+            program = by_market[device.site.market.code]
+            if services.check_eligibility(device=device, program=program):
+                counts["not_eligible"] += 1
+                continue
+            enrollment = services.apply(device=device, program=program, by=operator)
+            enrollment = services.transition(enrollment=enrollment, action="submit_for_review", by=operator)
+            if n % 10 == 9:
+                counts["utility_review"] += 1
+                continue
+            services.transition(enrollment=enrollment, action="approve", by=operator, utility_reference=f"UR-{n:06d}")
+            services.transition(enrollment=enrollment, action="activate", by=operator)
+            counts["active"] += 1
+        return counts

@@ -1,0 +1,318 @@
+"""Customers, their sites and devices, consents, and enrollments in programs."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from aggregator.access.tokens import HashedToken
+from aggregator.models import Market, Program, validate_time_zone
+from enrollment.device_types import DeviceType, Fuel, type_constraints
+from enrollment.lifecycle import State, TERMINAL
+
+
+class Customer(models.Model):
+    class Kind(models.TextChoices):
+        RESIDENTIAL = "residential", "Residential"
+        COMMERCIAL = "commercial", "Commercial"
+        INDUSTRIAL = "industrial", "Industrial"
+
+    external_ref = models.CharField(
+        max_length=64, unique=True, help_text="The aggregator's own customer number (CRM or contract id)."
+    )
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    contact_name = models.CharField(max_length=200, blank=True)
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["external_ref"]
+        indexes = [models.Index(Lower("name"), name="customer_name_lower")]
+
+    def __str__(self) -> str:
+        return f"{self.external_ref} {self.name}"
+
+
+class Consent(models.Model):
+    """What a customer agreed to, when, to which version of the terms.
+
+    Consent records are evidence: never edited, only revoked (and a new one granted).
+    """
+
+    class Kind(models.TextChoices):
+        PROGRAM_TERMS = "program_terms", "Program terms"
+        UTILITY_DATA_SHARING = "utility_data_sharing", "Data sharing with the utility and ISO"
+        TELEMETRY = "telemetry", "Device telemetry collection"
+
+    class Method(models.TextChoices):
+        WEB = "web", "Web form"
+        PAPER = "paper", "Signed paper form"
+        PHONE = "phone", "Recorded phone call"
+        IMPORT = "import", "Imported from a partner"
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="consents")
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    program = models.ForeignKey(Program, null=True, blank=True, on_delete=models.PROTECT, related_name="consents")
+    terms_version = models.CharField(max_length=20)
+    granted_at = models.DateTimeField()
+    granted_by = models.CharField(max_length=200, help_text="The person who agreed, as they identified themselves.")
+    method = models.CharField(max_length=10, choices=Method.choices)
+    evidence_ref = models.CharField(max_length=200, blank=True, help_text="Document, recording or form id.")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    recorded_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-granted_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind="program_terms", program__isnull=False) | (~Q(kind="program_terms") & Q(program__isnull=True)),
+                name="consent_program_iff_program_terms",
+            ),
+            models.CheckConstraint(
+                condition=Q(revoked_at__isnull=True) | Q(revoked_at__gte=models.F("granted_at")),
+                name="consent_revoked_after_granted",
+            ),
+        ]
+        indexes = [models.Index(fields=["customer", "kind"], name="consent_customer_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.customer.external_ref} {self.kind} v{self.terms_version}"
+
+
+class Site(models.Model):
+    """A service point: one utility revenue meter and the devices behind it."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="sites")
+    name = models.CharField(max_length=200, blank=True)
+    utility = models.CharField(max_length=100, help_text="Distribution utility that owns the meter.")
+    meter_id = models.CharField(
+        max_length=64, blank=True, help_text="Revenue meter id, unique per utility. Empty until known."
+    )
+    load_serving_entity = models.CharField(max_length=100, blank=True)
+    retail_tariff = models.CharField(max_length=100, blank=True)
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="sites")
+    pricing_node = models.CharField(max_length=64, help_text="The market's pricing node (pnode) of the site.")
+    zone = models.CharField(max_length=64, help_text="The market's load zone of the site.")
+    time_zone = models.CharField(max_length=64, validators=[validate_time_zone])
+    address = models.CharField(max_length=250, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    region = models.CharField(max_length=50, blank=True, help_text="State or province.")
+    postal_code = models.CharField(max_length=20, blank=True)
+    country = models.CharField(max_length=2, default="US")
+    latitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
+    longitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["utility", "meter_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["utility", "meter_id"], condition=~Q(meter_id=""), name="site_meter_unique_per_utility"
+            ),
+            models.CheckConstraint(
+                condition=Q(latitude__isnull=True) | Q(latitude__gte=-90, latitude__lte=90), name="site_latitude_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(longitude__isnull=True) | Q(longitude__gte=-180, longitude__lte=180),
+                name="site_longitude_range",
+            ),
+        ]
+        indexes = [models.Index(fields=["market", "pricing_node"], name="site_market_pnode")]
+
+    def __str__(self) -> str:
+        return f"{self.utility} {self.meter_id or '(no meter)'}"
+
+
+class RetailProgramParticipation(models.Model):
+    """A retail program the site already takes part in, for the double-counting check."""
+
+    class Kind(models.TextChoices):
+        UTILITY_DR = "utility_dr", "Utility demand response"
+        NET_METERING = "net_metering", "Net metering"
+        TIME_OF_USE_EXPORT = "tou_export", "Export compensation program"
+        OTHER = "other", "Other retail program"
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="retail_programs")
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    name = models.CharField(max_length=150, blank=True)
+    starts_on = models.DateField(null=True, blank=True)
+    ends_on = models.DateField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["site_id", "kind"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_on__isnull=True) | Q(starts_on__isnull=True) | Q(ends_on__gte=models.F("starts_on")),
+                name="retail_program_dates_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.site} {self.kind}"
+
+
+class Gateway(models.Model):
+    """A site controller that speaks for the devices behind it."""
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="gateways")
+    manufacturer = models.CharField(max_length=100)
+    model = models.CharField(max_length=100, blank=True)
+    serial = models.CharField(max_length=100)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["manufacturer", "serial"]
+        constraints = [
+            models.UniqueConstraint(Lower("manufacturer"), "serial", name="gateway_serial_unique_per_manufacturer"),
+        ]
+
+    def __str__(self) -> str:
+        return f"gateway {self.manufacturer} {self.serial}"
+
+
+class Device(models.Model):
+    """A distributed energy resource behind a site's meter."""
+
+    class CommunicationPath(models.TextChoices):
+        NATIVE_API = "native_api", "Native device API"
+        OPENADR3 = "openadr3", "OpenADR 3"
+        VENDOR_CLOUD = "vendor_cloud", "Vendor cloud"
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="devices")
+    gateway = models.ForeignKey(Gateway, null=True, blank=True, on_delete=models.SET_NULL, related_name="devices")
+    device_type = models.CharField(max_length=20, choices=DeviceType.choices)
+    manufacturer = models.CharField(max_length=100)
+    model = models.CharField(max_length=100)
+    serial = models.CharField(max_length=100)
+    rated_kw = models.DecimalField(max_digits=10, decimal_places=3, help_text="See enrollment.device_types.")
+    charge_kw = models.DecimalField(max_digits=10, decimal_places=3, null=True, blank=True)
+    energy_kwh = models.DecimalField(max_digits=10, decimal_places=3, null=True, blank=True)
+    backup_reserve_pct = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    round_trip_efficiency_pct = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    array_kw_dc = models.DecimalField(max_digits=10, decimal_places=3, null=True, blank=True)
+    min_kw = models.DecimalField(max_digits=10, decimal_places=3, null=True, blank=True)
+    bidirectional = models.BooleanField(default=False, help_text="EV charger or battery that can export (V2G).")
+    max_setpoint_offset_f = models.DecimalField(max_digits=4, decimal_places=1, null=True, blank=True)
+    max_event_hours = models.DecimalField(max_digits=4, decimal_places=2, null=True, blank=True)
+    min_run_minutes = models.PositiveIntegerField(null=True, blank=True)
+    notice_minutes = models.PositiveIntegerField(null=True, blank=True)
+    fuel = models.CharField(max_length=20, choices=Fuel.choices, null=True, blank=True)
+    telemetry_interval_seconds = models.PositiveIntegerField(default=300)
+    communication_path = models.CharField(
+        max_length=20, choices=CommunicationPath.choices, default=CommunicationPath.NATIVE_API
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(Lower("manufacturer"), "serial", name="device_serial_unique_per_manufacturer"),
+            models.CheckConstraint(condition=Q(rated_kw__gt=0), name="device_rated_kw_positive"),
+            models.CheckConstraint(
+                condition=Q(telemetry_interval_seconds__gte=1, telemetry_interval_seconds__lte=3600),
+                name="device_telemetry_interval_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(bidirectional=False) | Q(device_type__in=[DeviceType.EV_CHARGER, DeviceType.BATTERY]),
+                name="device_bidirectional_only_ev_or_battery",
+            ),
+            *type_constraints(),
+        ]
+        indexes = [models.Index(fields=["device_type"], name="device_type_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_device_type_display()} {self.manufacturer} {self.serial}"
+
+
+class Enrollment(models.Model):
+    """A device's enrollment in a program; its state moves only through services.transition."""
+
+    device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="enrollments")
+    program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="enrollments")
+    state = models.CharField(max_length=20, choices=State.choices, default=State.APPLIED, editable=False)
+    applied_at = models.DateTimeField(default=timezone.now, editable=False)
+    review_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    review_deadline = models.DateTimeField(null=True, blank=True, editable=False)
+    review_outcome = models.CharField(
+        max_length=10,
+        blank=True,
+        editable=False,
+        choices=[("approved", "Approved"), ("rejected", "Rejected"), ("lapsed", "Lapsed (deemed approved)")],
+    )
+    review_decided_at = models.DateTimeField(null=True, blank=True, editable=False)
+    utility_reference = models.CharField(max_length=100, blank=True, help_text="The utility's review case number.")
+    activated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    ended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-applied_at", "-id"]
+        constraints = [
+            # Single aggregation: a device has at most one open enrollment at a time.
+            models.UniqueConstraint(
+                fields=["device"],
+                condition=~Q(state__in=[s.value for s in TERMINAL]),
+                name="enrollment_one_open_per_device",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["program", "state"], name="enrollment_program_state"),
+            models.Index(
+                fields=["review_deadline"], condition=Q(state=State.UTILITY_REVIEW), name="enrollment_review_due"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.device} in {self.program} ({self.state})"
+
+
+class EnrollmentTransition(models.Model):
+    """Who moved an enrollment from which state to which, when and why."""
+
+    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="transitions")
+    action = models.CharField(max_length=30)
+    from_state = models.CharField(max_length=20, choices=State.choices, blank=True)
+    to_state = models.CharField(max_length=20, choices=State.choices)
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor_label = models.CharField(max_length=150, help_text="The user's name, or the system job that acted.")
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.enrollment_id}: {self.from_state or '-'} → {self.to_state}"
+
+
+class DeviceCredential(HashedToken):
+    """A device's (or gateway's) API token, shown once at issue and kept only as a hash."""
+
+    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.CASCADE, related_name="credentials")
+    gateway = models.ForeignKey(Gateway, null=True, blank=True, on_delete=models.CASCADE, related_name="credentials")
+    issued_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(device__isnull=False, gateway__isnull=True) | Q(device__isnull=True, gateway__isnull=False),
+                name="credential_for_device_xor_gateway",
+            ),
+        ]
+
+    @property
+    def holder(self):
+        return self.device or self.gateway
+
+    def __str__(self) -> str:
+        return f"credential {self.key_id} for {self.holder}"

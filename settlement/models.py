@@ -1,0 +1,1 @@
+# Baselines, settlement runs and statements arrive with the settlement issue.
