@@ -4,7 +4,8 @@ Every function takes keyword arguments, runs in one transaction and raises a
 DomainError (never half-writes) when the domain refuses.
 """
 
-from datetime import timedelta
+import zoneinfo
+from datetime import timedelta, timezone as dt_timezone
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -83,7 +84,8 @@ def transition(*, enrollment: Enrollment, action: str, by, reason: str = "", uti
     enrollment.state = rule.target
     if action == "submit_for_review":
         enrollment.review_started_at = now
-        enrollment.review_deadline = now + timedelta(days=enrollment.program.review_days)
+        enrollment.review_deadline = review_deadline(started=now, days=enrollment.program.review_days,
+                                                     time_zone=enrollment.program.market.time_zone)
         if utility_reference:
             enrollment.utility_reference = utility_reference
     elif action in ("approve", "reject", "lapse") and from_state == State.UTILITY_REVIEW:
@@ -98,6 +100,13 @@ def transition(*, enrollment: Enrollment, action: str, by, reason: str = "", uti
     enrollment.save()
     _record(enrollment, action=action, from_state=from_state, by=by, reason=reason, at=now)
     return enrollment
+
+
+def review_deadline(*, started, days: int, time_zone: str):
+    """`days` calendar days after `started` at the same wall-clock time in the market's
+    zone: a 60-day review that spans a DST change is 60 days and one hour long in UTC."""
+    local = started.astimezone(zoneinfo.ZoneInfo(time_zone))
+    return (local + timedelta(days=days)).astimezone(dt_timezone.utc)
 
 
 def lapse_overdue_reviews(*, now=None) -> dict[str, int]:

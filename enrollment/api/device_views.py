@@ -62,6 +62,7 @@ class OwnDeviceViewSet(DeviceAPIMixin, viewsets.ReadOnlyModelViewSet):
     """
 
     serializer_class = DeviceSelfSerializer
+    queryset = Device.objects.none()  # for the schema; get_queryset scopes every request
 
     def get_queryset(self):
         return self.request.user.devices().select_related("site__market").order_by("id")

@@ -1,0 +1,69 @@
+"""Run the benchmarks under tests/bench/ (`make bench`) and print their figures.
+
+Each `bench_*.py` module has `run() -> list[str]` (lines of figures) and may set
+TARGET_FAILED. They run against a fresh database `<name>_bench` on the same
+PostgreSQL server as DATABASE_URL, so the development data is left alone.
+
+    python tests/bench/run.py [name-substring ...]
+"""
+
+import importlib
+import os
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+
+def bench_database_url() -> str:
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    name = parts.path.lstrip("/") or "aggregator"
+    return urlunsplit(parts._replace(path=f"/{name}_bench"))
+
+
+def recreate_database(url: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    maintenance = urlunsplit(parts._replace(path="/postgres")).replace("postgres://", "postgresql://", 1)
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def main(selected: list[str]) -> int:
+    os.environ["DATABASE_URL"] = bench_database_url()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aggregator.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    recreate_database(os.environ["DATABASE_URL"])
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    modules = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
+    modules = [m for m in modules if not selected or any(s in m for s in selected)]
+    failed = []
+    for name in modules:
+        module = importlib.import_module(f"tests.bench.{name}")
+        print(f"== {name}: {module.__doc__.strip().splitlines()[0]}", flush=True)
+        started = time.perf_counter()
+        for line in module.run():
+            print(f"   {line}", flush=True)
+        print(f"   ({time.perf_counter() - started:.1f} s in all)", flush=True)
+        if getattr(module, "TARGET_FAILED", False):
+            failed.append(name)
+    if failed:
+        print(f"Targets missed: {', '.join(failed)}")
+        return 1
+    print("All targets met.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

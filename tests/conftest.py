@@ -1,0 +1,61 @@
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from aggregator.access import tokens
+from aggregator.access.roles import ensure_role_groups, grant
+from aggregator.models import OperatorToken
+from enrollment import services
+from tests.factories import ProgramFactory
+
+
+@pytest.fixture
+def program(db):
+    return ProgramFactory()
+
+
+@pytest.fixture
+def make_operator(db):
+    """make_operator(role) -> a user with that operator role ('admin', 'operator', 'analyst')."""
+    ensure_role_groups()
+    created = {}
+
+    def make(role: str = "operator", username: str | None = None):
+        username = username or f"{role}-{len(created) + 1}"
+        user = get_user_model().objects.create_user(username=username, password="x-not-used-x")
+        grant(user, role)
+        created[username] = user
+        return user
+
+    return make
+
+
+def operator_token(user) -> str:
+    issued = tokens.issue("op")
+    OperatorToken.objects.create(user=user, key_id=issued.key_id, digest=issued.digest)
+    return issued.plaintext
+
+
+@pytest.fixture
+def api_as(make_operator):
+    """api_as(role) -> an APIClient authenticated with a real operator bearer token."""
+
+    def client_for(role: str = "operator"):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {operator_token(make_operator(role))}")
+        return client
+
+    return client_for
+
+
+@pytest.fixture
+def device_client():
+    """device_client(device=..., gateway=...) -> (APIClient with a fresh device or gateway token, credential)."""
+
+    def client_for(*, device=None, gateway=None):
+        credential, token = services.issue_credential(device=device, gateway=gateway, by="test")
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        return client, credential
+
+    return client_for
