@@ -37,6 +37,12 @@ class Fuel(models.TextChoices):
     OTHER = "other", "Other"
 
 
+# Bounds that keep values inside their columns (numeric(10,3), integer): far above any
+# behind-the-meter device, so they only catch typos and unit mix-ups (W for kW).
+MAX_KW = Decimal(1_000_000)
+MAX_MINUTES = Decimal(7 * 24 * 60)
+
+
 @dataclass(frozen=True)
 class ParameterSpec:
     name: str
@@ -51,16 +57,16 @@ class ParameterSpec:
 PARAMETERS: dict[str, ParameterSpec] = {
     p.name: p
     for p in (
-        ParameterSpec("charge_kw", "decimal", strictly_positive=True),
-        ParameterSpec("energy_kwh", "decimal", strictly_positive=True),
+        ParameterSpec("charge_kw", "decimal", strictly_positive=True, maximum=MAX_KW),
+        ParameterSpec("energy_kwh", "decimal", strictly_positive=True, maximum=MAX_KW),
         ParameterSpec("backup_reserve_pct", "decimal", minimum=Decimal(0), maximum=Decimal(100)),
         ParameterSpec("round_trip_efficiency_pct", "decimal", strictly_positive=True, maximum=Decimal(100)),
-        ParameterSpec("array_kw_dc", "decimal", strictly_positive=True),
-        ParameterSpec("min_kw", "decimal", minimum=Decimal(0)),
+        ParameterSpec("array_kw_dc", "decimal", strictly_positive=True, maximum=MAX_KW),
+        ParameterSpec("min_kw", "decimal", minimum=Decimal(0), maximum=MAX_KW),
         ParameterSpec("max_setpoint_offset_f", "decimal", strictly_positive=True, maximum=Decimal(15)),
         ParameterSpec("max_event_hours", "decimal", strictly_positive=True, maximum=Decimal(24)),
-        ParameterSpec("min_run_minutes", "int", minimum=Decimal(0)),
-        ParameterSpec("notice_minutes", "int", minimum=Decimal(0)),
+        ParameterSpec("min_run_minutes", "int", minimum=Decimal(0), maximum=MAX_MINUTES),
+        ParameterSpec("notice_minutes", "int", minimum=Decimal(0), maximum=MAX_MINUTES),
         ParameterSpec("fuel", "choice", choices=tuple(Fuel.values)),
     )
 }

@@ -24,7 +24,7 @@ from django.core.validators import EmailValidator
 from django.db import connection, transaction
 
 from aggregator.models import Market
-from enrollment.device_types import PARAMETERS, DeviceType, parameter_problems, parse_parameter
+from enrollment.device_types import MAX_KW, PARAMETERS, DeviceType, parameter_problems, parse_parameter
 from enrollment.models import Customer, Device, RetailProgramParticipation
 
 MAX_ROWS = 1_000_000
@@ -141,7 +141,8 @@ class _Parser:
             self.error(row, column, "not_a_number", f"{column} must be a number, not {raw!r}.")
             return None
         if not value.is_finite() or (low is not None and value < low) or (high is not None and value > high):
-            self.error(row, column, "out_of_range", f"{column} must be between {low} and {high}.")
+            bounds = f"between {low} and {high}" if low is not None else f"at most {high}"
+            self.error(row, column, "out_of_range", f"{column} must be {bounds}.")
             return None
         return value
 
@@ -181,7 +182,7 @@ class _Parser:
         device_type = raw["device_type"].lower()
         if device_type not in self.device_types:
             self.error(row, "device_type", "invalid_choice", f"device_type must be one of {', '.join(DeviceType.values)}.")
-        rated_kw = self.decimal(row, "rated_kw", raw["rated_kw"])
+        rated_kw = self.decimal(row, "rated_kw", raw["rated_kw"], high=MAX_KW)
         if rated_kw is not None and rated_kw <= 0:
             self.error(row, "rated_kw", "out_of_range", "rated_kw must be greater than 0.")
         params = {}
@@ -197,7 +198,7 @@ class _Parser:
         if bidirectional and device_type not in (DeviceType.EV_CHARGER, DeviceType.BATTERY):
             self.error(row, "bidirectional", "not_applicable", "Only EV chargers and batteries can be bidirectional.")
         interval = raw["telemetry_interval_seconds"] or "300"
-        if not interval.isdigit() or not 1 <= int(interval) <= 3600:
+        if not (interval.isascii() and interval.isdigit()) or not 1 <= int(interval) <= 3600:
             self.error(row, "telemetry_interval_seconds", "out_of_range", "telemetry_interval_seconds must be a whole number from 1 to 3600.")
         path = raw["communication_path"] or Device.CommunicationPath.NATIVE_API
         if path not in self.paths:
@@ -240,12 +241,14 @@ class _Parser:
                 self.error(row, name, "inconsistent", f"{name} differs from row {first_row} for the same {key_column}.")
 
 
-def _read(source) -> tuple[list[str], list[list[str]]] | RowError:
+def _read(source) -> tuple[list[str], list[tuple[int, list[str]]]] | RowError:
+    """The header and (file line, fields) of every non-blank record."""
     if isinstance(source, bytes):
         try:
             source = source.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            return RowError(0, None, "encoding", f"The file is not UTF-8 text ({exc.reason} at byte {exc.start}).")
+            line = source.count(b"\n", 0, exc.start) + 1
+            return RowError(line, None, "encoding", f"The file is not UTF-8 text ({exc.reason} at byte {exc.start}).")
     if isinstance(source, str):
         source = io.StringIO(source)
     reader = csv.reader(source, strict=True)
@@ -254,9 +257,11 @@ def _read(source) -> tuple[list[str], list[list[str]]] | RowError:
         if header is None:
             return RowError(1, None, "empty", "The file is empty.")
         rows = []
+        line = reader.line_num + 1
         for record in reader:
             if record:
-                rows.append(record)
+                rows.append((line, record))
+            line = reader.line_num + 1
             if len(rows) > MAX_ROWS:
                 return RowError(0, None, "too_many_rows", f"At most {MAX_ROWS} rows per file.")
     except csv.Error as exc:
@@ -291,7 +296,7 @@ def import_fleet(*, source, dry_run: bool = False) -> ImportReport:
     positions = [(name, header.index(name) if name in header else None) for name in COLUMNS]
     width = len(header)
     staged = []
-    for line, record in enumerate(records, start=2):
+    for line, record in records:
         if len(record) != width:
             parser.error(line, None, "wrong_field_count", f"Expected {width} fields, found {len(record)}.")
             continue
@@ -321,6 +326,8 @@ def _write(staged: list[tuple], report: ImportReport) -> None:
     t0 = time.perf_counter()
     with connection.cursor() as cursor:
         columns_sql = ", ".join(f"{name} {kind}" for name, kind in STAGE_COLUMNS)
+        # ON COMMIT DROP alone is not enough when a caller wraps several imports in one transaction.
+        cursor.execute("DROP TABLE IF EXISTS fleet_stage")
         cursor.execute(f"CREATE TEMP TABLE fleet_stage ({columns_sql}) ON COMMIT DROP")
         with cursor.copy(f"COPY fleet_stage ({', '.join(STAGE_NAMES)}) FROM STDIN") as copy:
             for row in staged:
@@ -404,6 +411,7 @@ def _write(staged: list[tuple], report: ImportReport) -> None:
             """
         )
         report.created["retail_programs"] = cursor.rowcount
+        cursor.execute("DROP TABLE fleet_stage")
         report.seconds["upsert"] = round(time.perf_counter() - t2, 3)
 
 

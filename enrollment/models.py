@@ -260,7 +260,7 @@ class Enrollment(models.Model):
             # Single aggregation: a device has at most one open enrollment at a time.
             models.UniqueConstraint(
                 fields=["device"],
-                condition=~Q(state__in=[s.value for s in TERMINAL]),
+                condition=~Q(state__in=sorted(s.value for s in TERMINAL)),  # sorted: a stable migration
                 name="enrollment_one_open_per_device",
             ),
         ]

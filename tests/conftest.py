@@ -9,6 +9,18 @@ from enrollment import services
 from tests.factories import ProgramFactory
 
 
+# Transactional tests (django_db(transaction=True)) must also pass serialized_rollback=True:
+# their flush empties the tables, and the rollback restores the markets the migrations seed.
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _static_files_without_manifest():
+    """Pages render without `collectstatic` having run (production uses the manifest)."""
+    from django.conf import settings
+
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+
+
 @pytest.fixture
 def program(db):
     return ProgramFactory()

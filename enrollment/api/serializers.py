@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from aggregator.models import Program
+from aggregator.models import Program, validate_time_zone
 from enrollment.device_types import PARAMETERS, parameter_problems
 from enrollment.lifecycle import OPERATOR_ACTIONS, allowed_actions
 from enrollment.models import (
@@ -53,7 +53,8 @@ class RetailProgramParticipationSerializer(serializers.ModelSerializer):
 
 
 class SiteSerializer(serializers.ModelSerializer):
-    time_zone = serializers.CharField(required=False, help_text="IANA name; defaults to the market's time zone.")
+    time_zone = serializers.CharField(required=False, validators=[validate_time_zone],
+                                      help_text="IANA name; defaults to the market's time zone.")
     device_count = serializers.IntegerField(read_only=True, required=False)
 
     class Meta:
@@ -63,8 +64,19 @@ class SiteSerializer(serializers.ModelSerializer):
             "pricing_node", "zone", "time_zone", "address", "city", "region", "postal_code", "country",
             "latitude", "longitude", "device_count", "created_at", "updated_at",
         ]
+        validators = []  # the meter's uniqueness is checked in validate(), naming the field
 
     def validate(self, attrs):
+        utility = attrs.get("utility", getattr(self.instance, "utility", ""))
+        meter_id = attrs.get("meter_id", getattr(self.instance, "meter_id", ""))
+        if meter_id:
+            duplicate = Site.objects.filter(utility=utility, meter_id=meter_id)
+            if self.instance is not None:
+                duplicate = duplicate.exclude(pk=self.instance.pk)
+            if duplicate.exists():
+                raise serializers.ValidationError(
+                    {"meter_id": [serializers.ErrorDetail(f"{utility} already has a site with meter {meter_id}.", "unique")]}
+                )
         market = attrs.get("market") or getattr(self.instance, "market", None)
         if not attrs.get("time_zone") and self.instance is None and market is not None:
             attrs["time_zone"] = market.time_zone
@@ -99,21 +111,24 @@ class DeviceSerializer(serializers.ModelSerializer):
     def validate(self, attrs):
         merged = {name: getattr(self.instance, name) for name in self.Meta.fields if self.instance and hasattr(self.instance, name)}
         merged.update(attrs)
-        problems = parameter_problems(merged.get("device_type"), merged.get("rated_kw"), merged)
+        errors: dict[str, list] = {}
+
+        def add(field, message, code):
+            errors.setdefault(field, []).append(serializers.ErrorDetail(message, code))
+
+        for problem in parameter_problems(merged.get("device_type"), merged.get("rated_kw"), merged):
+            add(problem.field, problem.message, problem.code)
         if merged.get("bidirectional") and merged.get("device_type") not in ("ev_charger", "battery"):
-            raise serializers.ValidationError({"bidirectional": ["Only EV chargers and batteries can be bidirectional."]})
+            add("bidirectional", "Only EV chargers and batteries can be bidirectional.", "not_applicable")
         duplicate = Device.objects.filter(manufacturer__iexact=merged.get("manufacturer", ""), serial=merged.get("serial", ""))
         if self.instance is not None:
             duplicate = duplicate.exclude(pk=self.instance.pk)
         if duplicate.exists():
-            raise serializers.ValidationError({"serial": ["A device with this manufacturer and serial already exists."]}, code="unique")
+            add("serial", "A device with this manufacturer and serial already exists.", "unique")
         gateway, site = merged.get("gateway"), merged.get("site")
         if gateway is not None and site is not None and gateway.site_id != site.pk:
-            raise serializers.ValidationError({"gateway": ["The gateway is at another site."]}, code="wrong_site")
-        if problems:
-            errors = {}
-            for problem in problems:
-                errors.setdefault(problem.field, []).append(serializers.ErrorDetail(problem.message, problem.code))
+            add("gateway", "The gateway is at another site.", "wrong_site")
+        if errors:
             raise serializers.ValidationError(errors)
         return attrs
 
@@ -152,6 +167,7 @@ class EnrollmentSerializer(serializers.ModelSerializer):
             "ended_at", "updated_at", "reason",
         ]
         read_only_fields = ["utility_reference"]
+        validators = []  # services.apply decides, with the domain's reasons (and the database's unique index)
 
     def get_allowed_actions(self, obj) -> list[str]:
         return allowed_actions(obj.state)

@@ -225,7 +225,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='enrollment',
-            constraint=models.UniqueConstraint(condition=models.Q(('state__in', ['withdrawn', 'rejected']), _negated=True), fields=('device',), name='enrollment_one_open_per_device'),
+            constraint=models.UniqueConstraint(condition=models.Q(('state__in', ['rejected', 'withdrawn']), _negated=True), fields=('device',), name='enrollment_one_open_per_device'),
         ),
         migrations.AddConstraint(
             model_name='devicecredential',

@@ -25,7 +25,7 @@ def test_healthz_is_unavailable_when_a_worker_is_required_and_none_runs(client, 
 
 # Starting a worker closes this process's database connections (Celery's Django fixup),
 # which a test wrapped in a transaction cannot survive.
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_healthz_runs_a_task_through_a_live_worker(client, celery_worker):
     response = client.get("/healthz?require=worker&task=1")
     body = response.json()

@@ -134,7 +134,7 @@ def test_a_device_enrolls_in_one_program_at_a_time_and_again_after_withdrawal(pr
     assert services.apply(device=device, program=other, by="tester").state == State.APPLIED
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_concurrent_applications_for_one_device_make_one_enrollment():
     program = ProgramFactory()
     device = eligible_device(program)

@@ -71,9 +71,12 @@ class Command(BaseCommand):
     def _consents(self, programs, operator) -> None:
         now = timezone.now()
         rows = []
-        for customer in Customer.objects.filter(external_ref__startswith="DEMO-").select_related():
-            market = customer.sites.values_list("market__code", flat=True).first()
-            program = next(p for p in programs if p.market.code == market)
+        by_market = {p.market.code: p for p in programs}
+        markets = dict(
+            Customer.objects.filter(external_ref__startswith="DEMO-").values_list("pk", "sites__market__code").distinct()
+        )
+        for customer in Customer.objects.filter(pk__in=markets):
+            program = by_market[markets[customer.pk]]
             common = {"customer": customer, "granted_at": now, "granted_by": customer.name, "method": Consent.Method.WEB,
                       "recorded_by": operator}
             rows.append(Consent(kind=Consent.Kind.PROGRAM_TERMS, program=program, terms_version=program.terms_version, **common))
