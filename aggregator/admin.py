@@ -1,6 +1,12 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 
-from aggregator.models import Market, OperatorToken, Program
+from aggregator import services
+from aggregator.errors import DomainError
+from aggregator.models import (
+    AggregationProposal, Market, OperatorToken, Program, ResourceMembership, ResourceModification, ResourceTransition,
+    VirtualResource,
+)
 
 
 @admin.register(Market)
@@ -25,3 +31,100 @@ class OperatorTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # issued with `manage.py issue_operator_token`, which shows the token once
+
+
+class MembershipInline(admin.TabularInline):
+    model = ResourceMembership
+    fields = ["device", "joined_at", "left_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(left_at__isnull=True).select_related("device")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class ResourceTransitionInline(admin.TabularInline):
+    model = ResourceTransition
+    fields = ["at", "action", "from_state", "to_state", "actor_label", "reason"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class ModificationInline(admin.TabularInline):
+    model = ResourceModification
+    fields = ["at", "kind", "device", "capability_before_kw", "capability_after_kw", "actor_label", "reason"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(VirtualResource)
+class VirtualResourceAdmin(admin.ModelAdmin):
+    list_display = ["name", "market", "program", "scope_kind", "scope", "state", "registered_capability_kw"]
+    list_filter = ["market", "state", "scope_kind", "program"]
+    search_fields = ["name", "scope", "market_resource_id"]
+    readonly_fields = ["state", "registered_capability_kw", "capability_now", "submitted_at", "registered_at",
+                       "activated_at", "retired_at", "market_resource_id"]
+    inlines = [MembershipInline, ModificationInline, ResourceTransitionInline]
+
+    @admin.display(description="Capability now (kW)")
+    def capability_now(self, obj):
+        return f"{services.capability_now(resource=obj):.1f}" if obj.pk else "-"
+
+    def get_readonly_fields(self, request, obj=None):
+        # Market, program and scope are fixed once created: members were checked against them.
+        fixed = ["market", "program", "scope_kind", "scope"] if obj else []
+        return [*self.readonly_fields, *fixed]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        try:
+            created = services.create_resource(market=obj.market, program=obj.program, name=obj.name, scope_kind=obj.scope_kind,
+                                               scope=obj.scope, max_kw=obj.max_kw, participation_model=obj.participation_model,
+                                               by=request.user)
+        except DomainError as exc:
+            raise PermissionDenied(str(exc)) from exc
+        obj.pk = created.pk
+
+
+@admin.register(AggregationProposal)
+class AggregationProposalAdmin(admin.ModelAdmin):
+    list_display = ["id", "market", "program", "scope_kind", "state", "resource_count", "created_at", "seconds"]
+    list_filter = ["market", "state"]
+    readonly_fields = ["market", "program", "scope_kind", "max_kw", "event_hours", "state", "summary", "unplaced",
+                       "ineligible", "created_at", "created_by", "decided_at", "seconds"]
+    exclude = ["resources"]
+    actions = ["accept"]
+
+    def has_add_permission(self, request):
+        return False  # built from the API or `manage.py build_aggregations`
+
+    @admin.display(description="Resources")
+    def resource_count(self, obj):
+        return len(obj.resources)
+
+    @admin.display(description="Proposed resources")
+    def summary(self, obj):
+        return "; ".join(f"{r['name']}: {r['devices']} devices, {r['capability_kw']:.1f} kW" for r in obj.resources) or "none"
+
+    @admin.action(description="Accept the selected proposals (create the resources as drafts)")
+    def accept(self, request, queryset):
+        for proposal in queryset:
+            try:
+                created = services.accept_proposal(proposal=proposal, by=request.user)
+                self.message_user(request, f"Proposal {proposal.pk}: created {len(created)} resource(s).", messages.SUCCESS)
+            except DomainError as exc:
+                self.message_user(request, f"Proposal {proposal.pk}: {exc}", messages.ERROR)

@@ -185,7 +185,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
-    "ENUM_NAME_OVERRIDES": {"EnrollmentStateEnum": "enrollment.lifecycle.State"},
+    "ENUM_NAME_OVERRIDES": {
+        "EnrollmentStateEnum": "enrollment.lifecycle.State",
+        "ServiceEnum": "aggregator.models.markets.Program.Service",
+        "ScopeKindEnum": "aggregator.models.resources.ScopeKind",
+    },
 }
 
 # --- Celery -----------------------------------------------------------------------

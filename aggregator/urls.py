@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from aggregator.api.resource_views import AggregationProposalViewSet, VirtualResourceViewSet
 from aggregator.api.views import MarketViewSet, ProgramViewSet
 from aggregator.health import healthz
 from enrollment.api import device_views
@@ -20,6 +21,8 @@ router.register("gateways", enrollment.GatewayViewSet)
 router.register("devices", enrollment.DeviceViewSet)
 router.register("credentials", enrollment.CredentialViewSet)
 router.register("enrollments", enrollment.EnrollmentViewSet)
+router.register("virtual-resources", VirtualResourceViewSet)
+router.register("aggregation-proposals", AggregationProposalViewSet)
 router.register("fleet-imports", enrollment.FleetImportViewSet, basename="fleet-import")
 
 device_router = DefaultRouter()

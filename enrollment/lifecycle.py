@@ -9,9 +9,10 @@
 rejected and withdrawn are terminal; a device that wants back in applies again.
 """
 
-from dataclasses import dataclass
-
 from django.db import models
+
+from aggregator import state_machine
+from aggregator.state_machine import Transition
 
 
 class State(models.TextChoices):
@@ -28,31 +29,18 @@ TERMINAL = frozenset({State.REJECTED, State.WITHDRAWN})
 OPEN = frozenset(State) - TERMINAL
 
 
-@dataclass(frozen=True)
-class Transition:
-    action: str
-    sources: frozenset[State]
-    target: State
-    reason_required: bool = False
-    # Only the platform itself takes this transition (e.g. a lapsed review).
-    system_only: bool = False
-
-
-TRANSITIONS: dict[str, Transition] = {
-    t.action: t
-    for t in (
-        Transition("submit_for_review", frozenset({State.APPLIED}), State.UTILITY_REVIEW),
-        Transition("approve", frozenset({State.UTILITY_REVIEW}), State.APPROVED),
-        Transition("lapse", frozenset({State.UTILITY_REVIEW}), State.APPROVED, system_only=True),
-        Transition("reject", frozenset({State.APPLIED, State.UTILITY_REVIEW}), State.REJECTED, reason_required=True),
-        Transition("activate", frozenset({State.APPROVED, State.SUSPENDED}), State.ACTIVE),
-        Transition("suspend", frozenset({State.ACTIVE}), State.SUSPENDED, reason_required=True),
-        Transition("withdraw", frozenset(OPEN), State.WITHDRAWN),
-    )
-}
+TRANSITIONS: dict[str, Transition] = state_machine.table(
+    Transition("submit_for_review", frozenset({State.APPLIED}), State.UTILITY_REVIEW),
+    Transition("approve", frozenset({State.UTILITY_REVIEW}), State.APPROVED),
+    Transition("lapse", frozenset({State.UTILITY_REVIEW}), State.APPROVED, system_only=True),
+    Transition("reject", frozenset({State.APPLIED, State.UTILITY_REVIEW}), State.REJECTED, reason_required=True),
+    Transition("activate", frozenset({State.APPROVED, State.SUSPENDED}), State.ACTIVE),
+    Transition("suspend", frozenset({State.ACTIVE}), State.SUSPENDED, reason_required=True),
+    Transition("withdraw", frozenset(OPEN), State.WITHDRAWN),
+)
 
 OPERATOR_ACTIONS = tuple(action for action, t in TRANSITIONS.items() if not t.system_only)
 
 
 def allowed_actions(state: str) -> list[str]:
-    return [action for action, t in TRANSITIONS.items() if state in t.sources and not t.system_only]
+    return state_machine.allowed_actions(TRANSITIONS, state)

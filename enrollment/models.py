@@ -316,3 +316,34 @@ class DeviceCredential(HashedToken):
 
     def __str__(self) -> str:
         return f"credential {self.key_id} for {self.holder}"
+
+
+class DeviceStatus(models.Model):
+    """A device's latest reported state (written by the device API's heartbeat).
+
+    No row means the device has not reported yet; capability then falls back to
+    planning assumptions (see aggregator.capability).
+    """
+
+    device = models.OneToOneField(Device, primary_key=True, on_delete=models.CASCADE, related_name="status")
+    online = models.BooleanField(default=True)
+    last_seen_at = models.DateTimeField()
+    state_of_charge_pct = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    ev_plugged_in = models.BooleanField(null=True, blank=True)
+    power_kw = models.DecimalField(
+        max_digits=10, decimal_places=3, null=True, blank=True,
+        help_text="Positive: import from the grid / consumption; negative: export / generation.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "device statuses"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state_of_charge_pct__isnull=True) | Q(state_of_charge_pct__gte=0, state_of_charge_pct__lte=100),
+                name="device_status_soc_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"status of device {self.device_id}"

@@ -10,6 +10,7 @@ from datetime import timedelta, timezone as dt_timezone
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from aggregator import state_machine
 from aggregator.access import tokens
 from aggregator.errors import InvalidTransition, NotEligible, Problem
 from aggregator.models import Program
@@ -18,18 +19,8 @@ from enrollment.lifecycle import TRANSITIONS, State
 from enrollment.models import Consent, Device, DeviceCredential, Enrollment, EnrollmentTransition, Gateway
 from enrollment.selectors import eligibility_facts
 
-SYSTEM = "system"
-
-
-def _actor(by) -> tuple[object, str]:
-    """(user or None, label) for a transition record; `by` is a user or a job name."""
-    if by is None or isinstance(by, str):
-        return None, by or SYSTEM
-    return by, by.get_username()
-
-
 def _record(enrollment, *, action, from_state, by, reason, at):
-    user, label = _actor(by)
+    user, label = state_machine.actor(by)
     EnrollmentTransition.objects.create(
         enrollment=enrollment, action=action, from_state=from_state, to_state=enrollment.state,
         at=at, actor=user, actor_label=label, reason=reason,
@@ -60,18 +51,9 @@ def apply(*, device: Device, program: Program, by, reason: str = "") -> Enrollme
 @transaction.atomic
 def transition(*, enrollment: Enrollment, action: str, by, reason: str = "", utility_reference: str = "", at=None) -> Enrollment:
     """Take one lifecycle action on an enrollment, recording who, when and why."""
-    rule = TRANSITIONS.get(action)
-    if rule is None:
-        raise InvalidTransition(Problem("unknown_action", f"No lifecycle action {action!r}.", "action"), status=400)
     enrollment = Enrollment.objects.select_for_update().select_related("program__market", "device__site__market").get(pk=enrollment.pk)
-    if enrollment.state not in rule.sources:
-        allowed = ", ".join(sorted(s.value for s in rule.sources))
-        raise InvalidTransition(
-            Problem("invalid_transition", f"Cannot {action} an enrollment that is {enrollment.state} (allowed from: {allowed}).", "state")
-        )
+    rule = state_machine.check(TRANSITIONS, action=action, state=enrollment.state, reason=reason, noun="an enrollment")
     reason = reason.strip()
-    if rule.reason_required and not reason:
-        raise InvalidTransition(Problem("required", f"A reason is required to {action}.", "reason"), status=400)
     now = at or timezone.now()
 
     if action in ("submit_for_review", "activate"):

@@ -1,4 +1,4 @@
-"""Markets and programs as data, and operator API tokens.
+"""Markets and programs as data.
 
 Market rules differ by ISO and change with tariffs, so every number a rule needs
 (review period, minimum size, settlement interval, baseline methods) is a column
@@ -8,13 +8,10 @@ in code.
 
 import zoneinfo
 
-from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
-
-from aggregator.access.tokens import HashedToken
 
 
 def validate_time_zone(value: str) -> None:
@@ -87,11 +84,18 @@ class Program(models.Model):
         ),
     )
     is_open = models.BooleanField(default=True, help_text="Whether new enrollments are accepted.")
+    typical_event_hours = models.DecimalField(
+        max_digits=4, decimal_places=2, default=4,
+        help_text="Event length capability is quoted for (energy-limited devices give less over longer events).",
+    )
 
     class Meta:
         ordering = ["market__code", "code"]
         constraints = [
             models.UniqueConstraint(fields=["market", "code"], name="program_code_unique_per_market"),
+            models.CheckConstraint(
+                condition=Q(typical_event_hours__gt=0, typical_event_hours__lte=24), name="program_event_hours_range"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -100,12 +104,3 @@ class Program(models.Model):
     @property
     def review_days(self) -> int:
         return self.utility_review_days if self.utility_review_days is not None else self.market.utility_review_days
-
-
-class OperatorToken(HashedToken):
-    """An API token for an operator's scripts; it carries its user's roles."""
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
-
-    def __str__(self) -> str:
-        return f"{self.user} {self.key_id}"

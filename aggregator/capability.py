@@ -1,0 +1,193 @@
+"""How many kW a device can deliver for an event: the capability model.
+
+Pure and vectorised: the rule is written once over numpy arrays, so the same code
+answers for one device (an explanation), a resource of a thousand, or a fleet of a
+hundred thousand over 48 hours (the builder and the forecast). Nameplate kW is never
+assumed to be available:
+
+- battery: limited by usable energy above the backup reserve, spread over the event
+  (kWh above reserve x discharge efficiency / event hours), capped at rated discharge kW;
+- thermostat / HVAC: typical load x a duty factor by month and local hour (cooling
+  season afternoons high, mild nights low), scaled down when the event outlasts the
+  device's maximum event hours;
+- EV charger: rated kW x the share of the time a car is plugged in and charging at that
+  local hour (bidirectional: plugged in, since it can discharge); the reported plug state
+  replaces the profile for the current hour;
+- water heater: element kW x the share of time the element is on at that local hour;
+- generator / CHP: nameplate; controllable load: its block, limited by max event hours;
+- solar PV: 0 (not dispatched for reduction).
+Every device is then derated by its observed delivery ratio in past events, where known.
+
+Device state: an offline device gives 0 now (and in the forecast too once it has been
+silent for STALE_AFTER); a device that has never reported is estimated from planning
+assumptions (a battery at PLANNING_SOC_PCT). A battery's current state of charge is
+carried through the forecast unchanged (persistence): the site's own schedule, not
+this model, decides how it will charge.
+
+The profiles below are planning defaults for residential and small commercial
+equipment; per-device learning replaces them through the delivery ratio.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+TYPES = ("battery", "solar_pv", "ev_charger", "thermostat", "water_heater", "generator", "chp", "controllable_load")
+TYPE_CODE = {name: i for i, name in enumerate(TYPES)}
+
+PLANNING_SOC_PCT = 50.0
+DEFAULT_DISCHARGE_EFFICIENCY = 0.95
+STALE_AFTER = timedelta(hours=24)
+
+# HVAC duty factor: by month (1-12) and by local hour (0-23).
+HVAC_MONTH = np.array([0.35, 0.35, 0.2, 0.15, 0.35, 0.7, 0.85, 0.85, 0.6, 0.25, 0.25, 0.35])
+HVAC_HOUR = np.array([0.4] * 6 + [0.55] * 3 + [0.65] * 3 + [0.85] * 2 + [1.0] * 5 + [0.8] * 3 + [0.5] * 2)
+# EV charger: share of time charging (unidirectional) or plugged in (bidirectional), by local hour.
+EV_CHARGING_HOUR = np.array([0.35] * 6 + [0.1] * 11 + [0.3] * 5 + [0.4] * 2)
+EV_PLUGGED_HOUR = np.array([0.8] * 7 + [0.6] * 2 + [0.25] * 8 + [0.5] * 2 + [0.75] * 5)
+# Water heater: share of time the element is on, by local hour.
+WATER_HEATER_HOUR = np.array([0.12] * 6 + [0.45] * 4 + [0.12] * 7 + [0.35] * 5 + [0.12] * 2)
+
+for _profile in (HVAC_HOUR, EV_CHARGING_HOUR, EV_PLUGGED_HOUR, WATER_HEATER_HOUR):
+    assert _profile.shape == (24,)
+
+
+@dataclass
+class Fleet:
+    """Column arrays, one entry per device. NaN means unknown."""
+
+    device_id: np.ndarray
+    type_code: np.ndarray
+    rated_kw: np.ndarray
+    energy_kwh: np.ndarray
+    backup_reserve_pct: np.ndarray
+    round_trip_efficiency_pct: np.ndarray
+    max_event_hours: np.ndarray
+    bidirectional: np.ndarray  # bool
+    time_zone: np.ndarray  # object: IANA names
+    online: np.ndarray  # float: 1 online, 0 offline, NaN never reported
+    last_seen_epoch: np.ndarray  # seconds, NaN never reported
+    state_of_charge_pct: np.ndarray
+    ev_plugged_in: np.ndarray  # float: 1, 0 or NaN
+    delivered_ratio: np.ndarray
+
+    FIELDS = (
+        "device_id", "type_code", "rated_kw", "energy_kwh", "backup_reserve_pct", "round_trip_efficiency_pct",
+        "max_event_hours", "bidirectional", "time_zone", "online", "last_seen_epoch", "state_of_charge_pct",
+        "ev_plugged_in", "delivered_ratio",
+    )
+
+    def __len__(self) -> int:
+        return len(self.device_id)
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple]) -> "Fleet":
+        """Rows in FIELDS order; device_type as its name; None for unknown."""
+        if not rows:
+            columns = [[] for _ in cls.FIELDS]
+        else:
+            columns = list(zip(*rows))
+
+        def floats(values):
+            return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+
+        return cls(
+            device_id=np.array(columns[0], dtype=np.int64),
+            type_code=np.array([TYPE_CODE[t] for t in columns[1]], dtype=np.int8),
+            rated_kw=floats(columns[2]),
+            energy_kwh=floats(columns[3]),
+            backup_reserve_pct=floats(columns[4]),
+            round_trip_efficiency_pct=floats(columns[5]),
+            max_event_hours=floats(columns[6]),
+            bidirectional=np.array(columns[7], dtype=bool),
+            time_zone=np.array(columns[8], dtype=object),
+            online=floats(columns[9]),
+            last_seen_epoch=np.array([np.nan if v is None else v.timestamp() for v in columns[10]], dtype=float),
+            state_of_charge_pct=floats(columns[11]),
+            ev_plugged_in=floats(columns[12]),
+            delivered_ratio=floats(columns[13]),
+        )
+
+
+def hour_starts(now: datetime, hours: int) -> list[datetime]:
+    """The top of the current UTC hour, then each following hour."""
+    start = now.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    return [start + timedelta(hours=h) for h in range(hours)]
+
+
+def _local_month_hour(fleet: Fleet, instants: list[datetime]) -> tuple[np.ndarray, np.ndarray]:
+    """(month index 0-11, hour 0-23) per device and instant, shape (devices, instants)."""
+    months = np.zeros((len(fleet), len(instants)), dtype=np.int8)
+    hours = np.zeros((len(fleet), len(instants)), dtype=np.int8)
+    for name in np.unique(fleet.time_zone) if len(fleet) else []:
+        zone = ZoneInfo(name)
+        local = [t.astimezone(zone) for t in instants]
+        mask = fleet.time_zone == name
+        months[mask] = np.array([t.month - 1 for t in local], dtype=np.int8)
+        hours[mask] = np.array([t.hour for t in local], dtype=np.int8)
+    return months, hours
+
+
+def available_kw(fleet: Fleet, *, now: datetime, instants: list[datetime], event_hours: float) -> np.ndarray:
+    """kW each device can hold over an event of `event_hours` starting at each instant.
+
+    Shape (devices, instants). `now` decides which instant is "current" (device state
+    such as offline or the plug state applies there) and how stale each device is.
+    """
+    n, m = len(fleet), len(instants)
+    if n == 0:
+        return np.zeros((0, m))
+    duration = float(event_hours)
+    months, hours = _local_month_hour(fleet, instants)
+    t = fleet.type_code[:, None]
+    rated = np.nan_to_num(fleet.rated_kw)[:, None]
+    out = np.zeros((n, m))
+
+    # Battery: usable energy above reserve over the event, capped at rated power.
+    soc = np.where(np.isnan(fleet.state_of_charge_pct), PLANNING_SOC_PCT, fleet.state_of_charge_pct)
+    reserve = np.nan_to_num(fleet.backup_reserve_pct)
+    efficiency = np.where(np.isnan(fleet.round_trip_efficiency_pct), DEFAULT_DISCHARGE_EFFICIENCY ** 2,
+                          fleet.round_trip_efficiency_pct / 100.0)
+    usable_kwh = np.nan_to_num(fleet.energy_kwh) * np.clip(soc - reserve, 0, None) / 100.0 * np.sqrt(efficiency)
+    battery_kw = np.minimum(np.nan_to_num(fleet.rated_kw), usable_kwh / duration)[:, None]
+    out = np.where(t == TYPE_CODE["battery"], battery_kw, out)
+
+    # Devices whose shed is limited in duration.
+    duration_share = np.where(np.isnan(fleet.max_event_hours), 1.0, np.minimum(1.0, fleet.max_event_hours / duration))[:, None]
+    out = np.where(t == TYPE_CODE["thermostat"], rated * HVAC_MONTH[months] * HVAC_HOUR[hours] * duration_share, out)
+    out = np.where(t == TYPE_CODE["water_heater"], rated * WATER_HEATER_HOUR[hours] * duration_share, out)
+    out = np.where(t == TYPE_CODE["controllable_load"], rated * duration_share, out)
+    out = np.where((t == TYPE_CODE["generator"]) | (t == TYPE_CODE["chp"]), rated, out)
+
+    ev_profile = np.where(fleet.bidirectional[:, None], EV_PLUGGED_HOUR[hours], EV_CHARGING_HOUR[hours])
+    out = np.where(t == TYPE_CODE["ev_charger"], rated * ev_profile, out)
+
+    # State now applies to the first instant when it contains `now`.
+    if m and instants[0] <= now < instants[0] + timedelta(hours=1):
+        plugged = fleet.ev_plugged_in
+        ev_known = (fleet.type_code == TYPE_CODE["ev_charger"]) & ~np.isnan(plugged)
+        ev_now_kw = np.nan_to_num(fleet.rated_kw) * np.where(plugged > 0, np.where(fleet.bidirectional, 1.0, 0.5), 0.0)
+        out[ev_known, 0] = ev_now_kw[ev_known]
+        out[fleet.online == 0, 0] = 0.0
+    stale = ~np.isnan(fleet.last_seen_epoch) & (fleet.last_seen_epoch < (now - STALE_AFTER).timestamp())
+    out[stale, :] = 0.0
+
+    derate = np.where(np.isnan(fleet.delivered_ratio), 1.0, np.clip(fleet.delivered_ratio, 0.0, 1.0))[:, None]
+    return out * derate
+
+
+def explain(fleet: Fleet, kw: np.ndarray, index: int) -> str:
+    """A sentence on how one device's current figure was reached."""
+    name = TYPES[fleet.type_code[index]]
+    parts = [f"{name} rated {fleet.rated_kw[index]:g} kW"]
+    if name == "battery":
+        soc = fleet.state_of_charge_pct[index]
+        parts.append(f"state of charge {'unknown, planning %g' % PLANNING_SOC_PCT if np.isnan(soc) else '%g' % soc}%"
+                     f" above a {np.nan_to_num(fleet.backup_reserve_pct[index]):g}% reserve")
+    if fleet.online[index] == 0:
+        parts.append("offline")
+    if not np.isnan(fleet.delivered_ratio[index]):
+        parts.append(f"derated to {min(fleet.delivered_ratio[index], 1):.0%} for past delivery")
+    return ", ".join(parts) + f": {kw[index]:.2f} kW"
