@@ -215,6 +215,17 @@ def _balance(kw: np.ndarray, bins: int) -> list[list[int]]:
     return groups
 
 
+def _groups(keys: np.ndarray):
+    """(key, indices) for each distinct key, in key order: one sort, not a scan per key."""
+    if not len(keys):
+        return
+    names, inverse = np.unique(keys.astype(str), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(names) + 1))
+    for i, name in enumerate(names):
+        yield str(name), order[bounds[i]:bounds[i + 1]]
+
+
 def build_proposal(*, market: Market, program: Program, by, scope_kind: str | None = None,
                    max_kw: Decimal | None = None, now=None) -> AggregationProposal:
     """Group eligible, unassigned devices by location scope into resources of at least the
@@ -238,14 +249,14 @@ def build_proposal(*, market: Market, program: Program, by, scope_kind: str | No
     kw = capability.available_kw(fleet, now=now, instants=[now], event_hours=event_hours)[:, 0]
     resources, unplaced = [], []
     existing = set(VirtualResource.objects.filter(market=market).values_list("name", flat=True))
-    without = kw <= 0
-    for scope in sorted(set(scopes[without])):
-        count = int(np.count_nonzero(without & (scopes == scope)))
-        unplaced.append({"scope": scope, "code": "no_capability", "devices": count, "capability_kw": 0.0,
-                         "reason": f"{count} device(s) offer no kW now (offline, empty or out of season)."})
-    usable = ~without
-    for scope in sorted(set(scopes[usable])):
-        members = np.flatnonzero(usable & (scopes == scope))
+    for scope, members in _groups(scopes):
+        empty = members[kw[members] <= 0]
+        if len(empty):
+            unplaced.append({"scope": scope, "code": "no_capability", "devices": len(empty), "capability_kw": 0.0,
+                             "reason": f"{len(empty)} device(s) offer no kW now (offline, at backup reserve or out of season)."})
+        members = members[kw[members] > 0]
+        if not len(members):
+            continue
         total = float(kw[members].sum())
         if total < minimum:
             unplaced.append({"scope": scope, "code": "scope_too_small", "devices": len(members), "capability_kw": round(total, 3),
@@ -263,7 +274,7 @@ def build_proposal(*, market: Market, program: Program, by, scope_kind: str | No
             existing.add(name)
             ids = fleet.device_id[members[group]]
             resources.append({"name": name, "scope": scope, "capability_kw": round(float(kw[members[group]].sum()), 3),
-                              "devices": len(ids), "device_ids": [int(i) for i in ids]})
+                              "devices": len(ids), "device_ids": ids.tolist()})
     user, _ = state_machine.actor(by)
     return AggregationProposal.objects.create(
         market=market, program=program, scope_kind=scope_kind, max_kw=max_kw, event_hours=Decimal(str(event_hours)),
@@ -279,28 +290,42 @@ def accept_proposal(*, proposal: AggregationProposal, by) -> list[VirtualResourc
     if proposal.state != AggregationProposal.State.PROPOSED:
         raise InvalidTransition(Problem("invalid_transition", f"This proposal is already {proposal.state}.", "state"))
     now = timezone.now()
-    created = []
-    for spec in proposal.resources:
-        resource = create_resource(market=proposal.market, program=proposal.program, name=spec["name"],
-                                   scope_kind=proposal.scope_kind, scope=spec["scope"], max_kw=proposal.max_kw, by=by)
-        with connection.cursor() as cursor:
-            try:
-                with transaction.atomic():
-                    cursor.execute(
-                        """
-                        INSERT INTO aggregator_resourcemembership (resource_id, device_id, joined_at, left_at)
-                        SELECT %s, e.device_id, %s, NULL FROM enrollment_enrollment e
-                        WHERE e.device_id = ANY(%s) AND e.program_id = %s AND e.state = 'active'
-                        """,
-                        [resource.pk, now, spec["device_ids"], proposal.program_id],
-                    )
-            except IntegrityError:
-                raise DomainError(Problem("stale_proposal", "Some of the proposed devices joined other resources since the "
-                                                            "proposal was made; build a new proposal.", "proposal"))
-            if cursor.rowcount != len(spec["device_ids"]):
-                raise DomainError(Problem("stale_proposal", f"{len(spec['device_ids']) - cursor.rowcount} proposed device(s) "
-                                                            "are no longer actively enrolled; build a new proposal.", "proposal"))
-        created.append(resource)
+    specs = proposal.resources
+    taken = set(VirtualResource.objects.filter(market=proposal.market, name__in=[r["name"] for r in specs]).values_list("name", flat=True))
+    if taken:
+        raise DomainError(Problem("stale_proposal", f"Resource name(s) {', '.join(sorted(taken))} were taken since the proposal "
+                                                    "was made; build a new proposal.", "proposal"))
+    created = VirtualResource.objects.bulk_create([
+        VirtualResource(market=proposal.market, program=proposal.program, name=r["name"], scope_kind=proposal.scope_kind,
+                        scope=r["scope"], max_kw=proposal.max_kw, participation_model=proposal.program.service, created_at=now)
+        for r in specs
+    ])
+    user, label = state_machine.actor(by)
+    ResourceTransition.objects.bulk_create([
+        ResourceTransition(resource=r, action="create", from_state="", to_state=r.state, at=now, actor=user, actor_label=label,
+                           reason=f"accepted aggregation proposal {proposal.pk}")
+        for r in created
+    ])
+    resource_ids = [r.pk for r, spec in zip(created, specs) for _ in spec["device_ids"]]
+    device_ids = [d for spec in specs for d in spec["device_ids"]]
+    with connection.cursor() as cursor:
+        try:
+            with transaction.atomic():
+                cursor.execute(
+                    """
+                    INSERT INTO aggregator_resourcemembership (resource_id, device_id, joined_at, left_at)
+                    SELECT u.resource_id, u.device_id, %s, NULL
+                    FROM unnest(%s::bigint[], %s::bigint[]) AS u(resource_id, device_id)
+                    JOIN enrollment_enrollment e ON e.device_id = u.device_id AND e.program_id = %s AND e.state = 'active'
+                    """,
+                    [now, resource_ids, device_ids, proposal.program_id],
+                )
+        except IntegrityError:
+            raise DomainError(Problem("stale_proposal", "Some of the proposed devices joined other resources since the "
+                                                        "proposal was made; build a new proposal.", "proposal"))
+        if cursor.rowcount != len(device_ids):
+            raise DomainError(Problem("stale_proposal", f"{len(device_ids) - cursor.rowcount} proposed device(s) are no "
+                                                        "longer actively enrolled; build a new proposal.", "proposal"))
     proposal.state = AggregationProposal.State.ACCEPTED
     proposal.decided_at = now
     proposal.save(update_fields=["state", "decided_at"])

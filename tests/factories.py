@@ -108,3 +108,18 @@ def eligible_device(program: Program, **device_kwargs) -> Device:
     site = device_kwargs.pop("site", None) or SiteFactory(market=program.market, time_zone=program.market.time_zone)
     consent_to(site.customer, program)
     return DeviceFactory(site=site, **device_kwargs)
+
+
+def active_device(program: Program, **device_kwargs) -> Device:
+    """An eligible device whose enrollment in the program is active (review approved)."""
+    from enrollment import services
+
+    device = eligible_device(program, **device_kwargs)
+    enrollment = services.apply(device=device, program=program, by="factory")
+    for action in ("submit_for_review", "approve", "activate"):
+        enrollment = services.transition(enrollment=enrollment, action=action, by="factory")
+    return device
+
+
+GENERATOR = {"device_type": "generator", "rated_kw": Decimal("50"), "min_run_minutes": 30, "fuel": "natural_gas",
+             "charge_kw": None, "energy_kwh": None, "backup_reserve_pct": None}
