@@ -1,5 +1,5 @@
+from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
 
 from aggregator import services
 from aggregator.errors import DomainError
@@ -70,8 +70,32 @@ class ModificationInline(admin.TabularInline):
         return False
 
 
+class VirtualResourceForm(forms.ModelForm):
+    """Runs the service's rules in the form, so a refusal is a form error beside its field."""
+
+    class Meta:
+        model = VirtualResource
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        instance = self.instance if self.instance.pk else None
+        market = data.get("market") or getattr(instance, "market", None)
+        program = data.get("program") or getattr(instance, "program", None)
+        if market is None or program is None:
+            return data
+        for problem in services.resource_problems(
+            market=market, program=program, scope_kind=data.get("scope_kind") or instance.scope_kind,
+            name=data.get("name", ""), max_kw=data.get("max_kw"), instance=instance,
+        ):
+            field = problem.field if problem.field in self.fields else None
+            self.add_error(field, problem.message)
+        return data
+
+
 @admin.register(VirtualResource)
 class VirtualResourceAdmin(admin.ModelAdmin):
+    form = VirtualResourceForm
     list_display = ["name", "market", "program", "scope_kind", "scope", "state", "registered_capability_kw"]
     list_filter = ["market", "state", "scope_kind", "program"]
     search_fields = ["name", "scope", "market_resource_id"]
@@ -90,13 +114,11 @@ class VirtualResourceAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            return super().save_model(request, obj, form, change)
-        try:
-            created = services.create_resource(market=obj.market, program=obj.program, name=obj.name, scope_kind=obj.scope_kind,
-                                               scope=obj.scope, max_kw=obj.max_kw, participation_model=obj.participation_model,
-                                               by=request.user)
-        except DomainError as exc:
-            raise PermissionDenied(str(exc)) from exc
+            services.update_resource(resource=obj, name=obj.name, max_kw=obj.max_kw)
+            return
+        created = services.create_resource(market=obj.market, program=obj.program, name=obj.name, scope_kind=obj.scope_kind,
+                                           scope=obj.scope, max_kw=obj.max_kw, participation_model=obj.participation_model,
+                                           by=request.user)
         obj.pk = created.pk
 
 

@@ -59,14 +59,24 @@ def _scope_problems(*, market: Market, program: Program, scope_kind: str) -> lis
     return problems
 
 
-@transaction.atomic
-def create_resource(*, market: Market, program: Program, name: str, scope_kind: str, scope: str, by,
-                    max_kw: Decimal | None = None, participation_model: str | None = None) -> VirtualResource:
+def resource_problems(*, market: Market, program: Program, scope_kind: str, name: str, max_kw: Decimal | None,
+                      instance: VirtualResource | None = None) -> list[Problem]:
+    """What is wrong with a resource's definition (creation and edits alike)."""
     problems = _scope_problems(market=market, program=program, scope_kind=scope_kind)
     if max_kw is not None and max_kw < market.min_aggregation_kw:
         problems.append(Problem("out_of_range", f"max_kw cannot be below {market.code}'s minimum of {market.min_aggregation_kw} kW.", "max_kw"))
-    if VirtualResource.objects.filter(market=market, name=name).exists():
+    same_name = VirtualResource.objects.filter(market=market, name=name)
+    if instance is not None:
+        same_name = same_name.exclude(pk=instance.pk)
+    if same_name.exists():
         problems.append(Problem("unique", f"{market.code} already has a resource named {name!r}.", "name"))
+    return problems
+
+
+@transaction.atomic
+def create_resource(*, market: Market, program: Program, name: str, scope_kind: str, scope: str, by,
+                    max_kw: Decimal | None = None, participation_model: str | None = None) -> VirtualResource:
+    problems = resource_problems(market=market, program=program, scope_kind=scope_kind, name=name, max_kw=max_kw)
     if problems:
         raise DomainError(problems, status=400)
     resource = VirtualResource.objects.create(
@@ -74,6 +84,21 @@ def create_resource(*, market: Market, program: Program, name: str, scope_kind: 
         participation_model=participation_model or program.service,
     )
     _record_transition(resource, action="create", from_state="", by=by, reason="")
+    return resource
+
+
+@transaction.atomic
+def update_resource(*, resource: VirtualResource, **changes) -> VirtualResource:
+    """Rename a resource or change its size cap; market, program and scope are fixed."""
+    resource = VirtualResource.objects.select_for_update().select_related("market", "program").get(pk=resource.pk)
+    name = changes.get("name", resource.name)
+    max_kw = changes.get("max_kw", resource.max_kw)
+    problems = resource_problems(market=resource.market, program=resource.program, scope_kind=resource.scope_kind,
+                                 name=name, max_kw=max_kw, instance=resource)
+    if problems:
+        raise DomainError(problems, status=400)
+    resource.name, resource.max_kw = name, max_kw
+    resource.save(update_fields=["name", "max_kw", "updated_at"])
     return resource
 
 

@@ -223,17 +223,16 @@ def _lifecycle_action(name):
         if "apply" in request.POST:
             form = TransitionForm(request.POST)
             if form.is_valid():
-                done, failed = 0, []
-                for enrollment in queryset:
-                    try:
-                        services.transition(enrollment=enrollment, action=name, by=request.user, **form.cleaned_data)
-                        done += 1
-                    except DomainError as exc:
-                        failed.append(f"#{enrollment.pk}: {exc}")
-                if done:
-                    modeladmin.message_user(request, f"{name.replace('_', ' ')}: {done} enrollment(s).", messages.SUCCESS)
-                for failure in failed[:50]:
-                    modeladmin.message_user(request, failure, messages.ERROR)
+                try:
+                    result = services.bulk_transition(enrollment_ids=list(queryset.values_list("pk", flat=True)),
+                                                      action=name, by=request.user, **form.cleaned_data)
+                except DomainError as exc:
+                    modeladmin.message_user(request, str(exc), messages.ERROR)
+                    return None
+                if result.done:
+                    modeladmin.message_user(request, f"{name.replace('_', ' ')}: {len(result.done)} enrollment(s).", messages.SUCCESS)
+                for pk, problems in list(result.refused.items())[:50]:
+                    modeladmin.message_user(request, f"#{pk}: " + "; ".join(p.message for p in problems), messages.ERROR)
                 return None
         else:
             form = TransitionForm()
@@ -248,8 +247,24 @@ def _lifecycle_action(name):
     return admin.action(description=f"{name.replace('_', ' ').capitalize()}…")(handler)
 
 
+class EnrollmentForm(forms.ModelForm):
+    """Adding an enrollment is applying: the eligibility rules show as form errors."""
+
+    class Meta:
+        model = Enrollment
+        fields = ["device", "program"]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("device") and data.get("program"):
+            for problem in services.check_eligibility(device=data["device"], program=data["program"]):
+                self.add_error(None, problem.message)
+        return data
+
+
 @admin.register(Enrollment)
 class EnrollmentAdmin(admin.ModelAdmin):
+    form = EnrollmentForm
     list_display = ["id", "device", "program", "state", "applied_at", "review_deadline", "review_outcome", "activated_at"]
     list_filter = ["state", "program", "review_outcome"]
     search_fields = ["device__serial", "device__site__meter_id", "device__site__customer__external_ref", "utility_reference"]
@@ -263,9 +278,4 @@ class EnrollmentAdmin(admin.ModelAdmin):
         return obj is None and super().has_change_permission(request, obj)
 
     def save_model(self, request, obj, form, change):
-        # Creating an enrollment from the admin is applying, with the same eligibility rules.
-        try:
-            enrollment = services.apply(device=obj.device, program=obj.program, by=request.user)
-        except DomainError as exc:
-            raise PermissionDenied(str(exc)) from exc
-        obj.pk = enrollment.pk
+        obj.pk = services.apply(device=obj.device, program=obj.program, by=request.user).pk

@@ -5,6 +5,7 @@ DomainError (never half-writes) when the domain refuses.
 """
 
 import zoneinfo
+from dataclasses import dataclass, field
 from datetime import timedelta, timezone as dt_timezone
 
 from django.db import IntegrityError, transaction
@@ -17,71 +18,147 @@ from aggregator.models import Program
 from enrollment import eligibility
 from enrollment.lifecycle import TRANSITIONS, State
 from enrollment.models import Consent, Device, DeviceCredential, Enrollment, EnrollmentTransition, Gateway
-from enrollment.selectors import eligibility_facts
+from enrollment.selectors import eligibility_facts, eligibility_facts_many
 
-def _record(enrollment, *, action, from_state, by, reason, at):
+def _record_many(enrollments, *, action, from_states, by, reason, at):
     user, label = state_machine.actor(by)
-    EnrollmentTransition.objects.create(
-        enrollment=enrollment, action=action, from_state=from_state, to_state=enrollment.state,
-        at=at, actor=user, actor_label=label, reason=reason,
-    )
+    EnrollmentTransition.objects.bulk_create([
+        EnrollmentTransition(enrollment=e, action=action, from_state=f, to_state=e.state, at=at, actor=user,
+                             actor_label=label, reason=reason)
+        for e, f in zip(enrollments, from_states)
+    ])
 
 
 def check_eligibility(*, device: Device, program: Program, ignore_enrollment_id: int | None = None) -> list[Problem]:
     return eligibility.problems(eligibility_facts(device=device, program=program, ignore_enrollment_id=ignore_enrollment_id))
 
 
+@dataclass
+class BulkResult:
+    """What a bulk operation did, and what it refused and why (by device or enrollment id)."""
+
+    done: list[Enrollment] = field(default_factory=list)
+    refused: dict[int, list[Problem]] = field(default_factory=dict)
+
+
 @transaction.atomic
 def apply(*, device: Device, program: Program, by, reason: str = "") -> Enrollment:
     """Enroll a device in a program (state `applied`), if it is eligible."""
-    Device.objects.select_for_update().get(pk=device.pk)  # serialise applications for one device
-    problems = check_eligibility(device=device, program=program)
-    if problems:
-        raise NotEligible(problems)
+    result = bulk_apply(device_ids=[device.pk], program=program, by=by, reason=reason)
+    if result.refused:
+        raise NotEligible(result.refused[device.pk])
+    return result.done[0]
+
+
+@transaction.atomic
+def bulk_apply(*, device_ids, program: Program, by, reason: str = "") -> BulkResult:
+    """Enroll many devices at once: the eligible ones are enrolled, the others refused with reasons."""
+    ids = sorted(set(device_ids))
+    locked = set(Device.objects.select_for_update().filter(pk__in=ids).values_list("pk", flat=True))  # serialise per device
+    result = BulkResult()
+    for missing in set(ids) - locked:
+        result.refused[missing] = [Problem("not_found", f"No device {missing}.", "device")]
+    facts = eligibility_facts_many(device_ids=locked, program=program)
+    eligible = []
+    for device_id in sorted(locked):
+        problems = eligibility.problems(facts[device_id])
+        if problems:
+            result.refused[device_id] = problems
+        else:
+            eligible.append(device_id)
     now = timezone.now()
     try:
         with transaction.atomic():
-            enrollment = Enrollment.objects.create(device=device, program=program, state=State.APPLIED, applied_at=now)
-    except IntegrityError:
-        raise NotEligible(Problem("already_enrolled", "The device is already enrolled in another program.", "device"))
-    _record(enrollment, action="apply", from_state="", by=by, reason=reason, at=now)
-    return enrollment
+            result.done = Enrollment.objects.bulk_create(
+                [Enrollment(device_id=d, program=program, state=State.APPLIED, applied_at=now) for d in eligible]
+            )
+    except IntegrityError:  # only when something bypassed the device lock; the index still holds
+        raise NotEligible(Problem("already_enrolled", "A device is already enrolled in another program.", "device"))
+    _record_many(result.done, action="apply", from_states=[""] * len(result.done), by=by, reason=reason, at=now)
+    return result
 
 
 @transaction.atomic
 def transition(*, enrollment: Enrollment, action: str, by, reason: str = "", utility_reference: str = "", at=None) -> Enrollment:
     """Take one lifecycle action on an enrollment, recording who, when and why."""
-    enrollment = Enrollment.objects.select_for_update().select_related("program__market", "device__site__market").get(pk=enrollment.pk)
-    rule = state_machine.check(TRANSITIONS, action=action, state=enrollment.state, reason=reason, noun="an enrollment")
-    reason = reason.strip()
-    now = at or timezone.now()
+    current = Enrollment.objects.filter(pk=enrollment.pk).values_list("state", flat=True).first()
+    state_machine.check(TRANSITIONS, action=action, state=current, reason=reason, noun="an enrollment")
+    result = bulk_transition(enrollment_ids=[enrollment.pk], action=action, by=by, reason=reason,
+                             utility_reference=utility_reference, at=at)
+    if result.refused:
+        problems = result.refused[enrollment.pk]
+        raise (InvalidTransition if problems[0].code == "invalid_transition" else NotEligible)(problems)
+    return result.done[0]
 
+
+@transaction.atomic
+def bulk_transition(*, enrollment_ids, action: str, by, reason: str = "", utility_reference: str = "", at=None) -> BulkResult:
+    """Take one lifecycle action on many enrollments; those it does not apply to are refused with reasons."""
+    rule = TRANSITIONS.get(action)
+    if rule is None:
+        raise InvalidTransition(Problem("unknown_action", f"No lifecycle action {action!r}.", "action"), status=400)
+    reason = reason.strip()
+    if rule.reason_required and not reason:
+        raise InvalidTransition(Problem("required", f"A reason is required to {action}.", "reason"), status=400)
+    now = at or timezone.now()
+    enrollments = list(
+        Enrollment.objects.select_for_update(of=("self",)).select_related("program__market")
+        .filter(pk__in=list(enrollment_ids)).order_by("pk")
+    )
+    result = BulkResult()
+    movable = []
+    for enrollment in enrollments:
+        if enrollment.state in rule.sources:
+            movable.append(enrollment)
+        else:
+            allowed = ", ".join(sorted(str(s) for s in rule.sources))
+            result.refused[enrollment.pk] = [Problem(
+                "invalid_transition", f"Cannot {action} an enrollment that is {enrollment.state} (allowed from: {allowed}).", "state")]
     if action in ("submit_for_review", "activate"):
         # Consent can be revoked and retail programs joined while an enrollment waits.
-        problems = check_eligibility(device=enrollment.device, program=enrollment.program, ignore_enrollment_id=enrollment.pk)
-        if problems:
-            raise NotEligible(problems)
+        by_program: dict[int, list[Enrollment]] = {}
+        for enrollment in movable:
+            by_program.setdefault(enrollment.program_id, []).append(enrollment)
+        checked = []
+        for group in by_program.values():
+            facts = eligibility_facts_many(device_ids=[e.device_id for e in group], program=group[0].program,
+                                           ignore_enrollment_ids=[e.pk for e in group])
+            for enrollment in group:
+                problems = eligibility.problems(facts[enrollment.device_id])
+                if problems:
+                    result.refused[enrollment.pk] = problems
+                else:
+                    checked.append(enrollment)
+        movable = sorted(checked, key=lambda e: e.pk)
 
+    from_states = [e.state for e in movable]
+    for enrollment in movable:
+        _apply_effects(enrollment, action=action, target=rule.target, utility_reference=utility_reference, now=now)
+    Enrollment.objects.bulk_update(movable, ["state", "review_started_at", "review_deadline", "review_outcome",
+                                             "review_decided_at", "utility_reference", "activated_at", "ended_at", "updated_at"])
+    _record_many(movable, action=action, from_states=from_states, by=by, reason=reason, at=now)
+    result.done = movable
+    return result
+
+
+def _apply_effects(enrollment: Enrollment, *, action: str, target: str, utility_reference: str, now) -> None:
+    """What taking `action` changes on one enrollment besides its state."""
     from_state = enrollment.state
-    enrollment.state = rule.target
+    enrollment.state = target
+    enrollment.updated_at = now
     if action == "submit_for_review":
         enrollment.review_started_at = now
         enrollment.review_deadline = review_deadline(started=now, days=enrollment.program.review_days,
                                                      time_zone=enrollment.program.market.time_zone)
-        if utility_reference:
-            enrollment.utility_reference = utility_reference
     elif action in ("approve", "reject", "lapse") and from_state == State.UTILITY_REVIEW:
         enrollment.review_outcome = {"approve": "approved", "reject": "rejected", "lapse": "lapsed"}[action]
         enrollment.review_decided_at = now
-        if utility_reference:
-            enrollment.utility_reference = utility_reference
+    if utility_reference and action in ("submit_for_review", "approve", "reject"):
+        enrollment.utility_reference = utility_reference
     if action == "activate":
         enrollment.activated_at = now
-    if rule.target in (State.REJECTED, State.WITHDRAWN):
+    if target in (State.REJECTED, State.WITHDRAWN):
         enrollment.ended_at = now
-    enrollment.save()
-    _record(enrollment, action=action, from_state=from_state, by=by, reason=reason, at=now)
-    return enrollment
 
 
 def review_deadline(*, started, days: int, time_zone: str):

@@ -1,18 +1,16 @@
-import csv
-import io
-
 from django.db.models import Count, Q
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from aggregator import capability, services
 from aggregator.api import serializers as s
+from aggregator.api.renderers import CSVRenderer
 from aggregator.models import AggregationProposal, VirtualResource
 from aggregator.selectors import capability_of, load_fleet
 from enrollment.models import Device
@@ -49,12 +47,9 @@ class VirtualResourceViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mix
 
     @extend_schema(request=s.ResourceUpdateSerializer)
     def update(self, request, *args, **kwargs):
-        resource = self.get_object()
         params = s.ResourceUpdateSerializer(data=request.data, partial=kwargs.get("partial", False))
         params.is_valid(raise_exception=True)
-        for field, value in params.validated_data.items():
-            setattr(resource, field, value)
-        resource.save()
+        resource = services.update_resource(resource=self.get_object(), **params.validated_data)
         return Response(s.VirtualResourceSerializer(self.get_queryset().get(pk=resource.pk)).data)
 
     @extend_schema(parameters=[OpenApiParameter("event_hours", float, description="Event length; the program's typical length by default")],
@@ -119,7 +114,7 @@ class VirtualResourceViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mix
         })
 
     @extend_schema(parameters=[OpenApiParameter("format", str, enum=["json", "csv"])], responses={200: dict})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, CSVRenderer])
     def registration(self, request, pk=None):
         """The registration export a market needs: the resource and each member's site, meter, type, kW and location."""
         resource = self.get_object()
@@ -127,9 +122,10 @@ class VirtualResourceViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mix
         head = {"resource": resource.name, "market": resource.market.code, "market_resource_id": resource.market_resource_id,
                 "participation_model": resource.participation_model, "scope_kind": resource.scope_kind, "scope": resource.scope,
                 "registered_capability_kw": resource.registered_capability_kw, "members": rows}
-        if request.query_params.get("format") == "csv":
-            return _csv_response(rows, f"{resource.market.code}-{resource.name}-registration.csv")
-        return Response(head)
+        response = Response(head)
+        if getattr(request, "accepted_renderer", None) and request.accepted_renderer.format == "csv":
+            response["Content-Disposition"] = f'attachment; filename="{resource.market.code}-{resource.name}-registration.csv"'
+        return response
 
     @extend_schema(responses={200: dict})
     @action(detail=True, methods=["get"], url_path="utility-sharing")
@@ -166,17 +162,6 @@ def registration_rows(resource) -> list[dict]:
         names = [c.name for c in cursor.description]
         names[0] = "device"
         return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-
-def _csv_response(rows: list[dict], filename: str) -> HttpResponse:
-    out = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    response = HttpResponse(out.getvalue(), content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
 
 
 def _resource_action(name):

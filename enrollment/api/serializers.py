@@ -178,6 +178,29 @@ class TransitionRequestSerializer(serializers.Serializer):
     utility_reference = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
 
 
+class BulkApplySerializer(serializers.Serializer):
+    program = serializers.PrimaryKeyRelatedField(queryset=Program.objects.all())
+    devices = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=10_000)
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class BulkTransitionSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=OPERATOR_ACTIONS)
+    enrollments = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=10_000)
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+    utility_reference = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+
+
+class BulkRefusalSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    errors = serializers.ListField(child=serializers.DictField())
+
+
+class BulkResultSerializer(serializers.Serializer):
+    done = serializers.ListField(child=serializers.IntegerField(), help_text="Enrollment ids created or moved.")
+    refused = BulkRefusalSerializer(many=True, help_text="Device (apply) or enrollment (transition) ids, with reasons.")
+
+
 class EligibilityProblemSerializer(serializers.Serializer):
     field = serializers.CharField(allow_null=True)
     code = serializers.CharField()

@@ -10,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
+from aggregator.errors import Problem
 from aggregator.models import Program
 from enrollment import fleet_import, services
 from enrollment.api import serializers as s
@@ -193,10 +194,39 @@ class EnrollmentViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.R
         serializer.instance = services.apply(device=data["device"], program=data["program"], by=self.request.user,
                                              reason=data.get("reason", ""))
 
+    @extend_schema(request=s.BulkApplySerializer, responses=s.BulkResultSerializer)
+    @action(detail=False, methods=["post"], url_path="bulk-apply", filterset_class=None)
+    def bulk_apply(self, request):
+        """Enroll many devices in a program: eligible ones are enrolled, others refused with their reasons."""
+        params = s.BulkApplySerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        result = services.bulk_apply(device_ids=params.validated_data["devices"], program=params.validated_data["program"],
+                                     by=request.user, reason=params.validated_data["reason"])
+        return Response(_bulk_body(result))
+
+    @extend_schema(request=s.BulkTransitionSerializer, responses=s.BulkResultSerializer)
+    @action(detail=False, methods=["post"], url_path="bulk-transition", filterset_class=None)
+    def bulk_transition(self, request):
+        """Take one lifecycle action on many enrollments; those it does not apply to are refused with reasons."""
+        params = s.BulkTransitionSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        result = services.bulk_transition(enrollment_ids=data["enrollments"], action=data["action"], by=request.user,
+                                          reason=data["reason"], utility_reference=data["utility_reference"])
+        missing = set(data["enrollments"]) - {e.pk for e in result.done} - set(result.refused)
+        for pk in missing:
+            result.refused[pk] = [Problem("not_found", f"No enrollment {pk}.", "enrollments")]
+        return Response(_bulk_body(result))
+
     @extend_schema(responses=s.EnrollmentTransitionSerializer(many=True))
     @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
     def transitions(self, request, pk=None):
         return Response(s.EnrollmentTransitionSerializer(self.get_object().transitions.all(), many=True).data)
+
+
+def _bulk_body(result) -> dict:
+    return {"done": [e.pk for e in result.done],
+            "refused": [{"id": pk, "errors": [p.as_dict() for p in problems]} for pk, problems in sorted(result.refused.items())]}
 
 
 def _transition_action(name):

@@ -484,3 +484,37 @@ def test_the_openapi_schema_describes_both_apis(api_as):
 
 def test_the_openapi_schema_requires_authentication():
     assert APIClient().get("/api/schema/").status_code in (401, 403)
+
+
+def test_bulk_apply_enrolls_the_eligible_and_gives_each_refusal_its_reasons(api_as, program):
+    from tests.factories import DeviceFactory, eligible_device
+
+    good = [eligible_device(program) for _ in range(3)]
+    no_consent = DeviceFactory(site__market=program.market)
+    response = api_as("operator").post("/api/v1/enrollments/bulk-apply/", {
+        "program": program.pk, "devices": [d.pk for d in good] + [no_consent.pk, 999_999]}, format="json")
+    body = response.json()
+    assert response.status_code == 200, body
+    assert len(body["done"]) == 3
+    refused = {r["id"]: {e["code"] for e in r["errors"]} for r in body["refused"]}
+    assert refused == {no_consent.pk: {"missing_consent"}, 999_999: {"not_found"}}
+    assert Enrollment.objects.filter(program=program).count() == 3
+
+
+def test_bulk_transition_moves_what_it_can_and_explains_the_rest(api_as, program):
+    from enrollment import services
+    from tests.factories import eligible_device
+
+    enrollments = [services.apply(device=eligible_device(program), program=program, by="t") for _ in range(3)]
+    services.transition(enrollment=enrollments[0], action="submit_for_review", by="t")
+    client = api_as("operator")
+    response = client.post("/api/v1/enrollments/bulk-transition/", {
+        "action": "submit_for_review", "enrollments": [e.pk for e in enrollments]}, format="json")
+    body = response.json()
+    assert sorted(body["done"]) == sorted(e.pk for e in enrollments[1:])
+    assert body["refused"][0]["id"] == enrollments[0].pk and body["refused"][0]["errors"][0]["code"] == "invalid_transition"
+    assert Enrollment.objects.filter(state="utility_review").count() == 3
+    bad = client.post("/api/v1/enrollments/bulk-transition/", {"action": "reject", "enrollments": [enrollments[1].pk]}, format="json")
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "reason"
+    assert api_as("analyst").post("/api/v1/enrollments/bulk-transition/", {
+        "action": "withdraw", "enrollments": [enrollments[1].pk]}, format="json").status_code == 403

@@ -38,7 +38,24 @@ class Command(BaseCommand):
                 raise CommandError(f"Demo fleet did not import: {report.errors[:5]}")
             self._consents(programs, operator)
             counts = self._enroll(programs, operator)
-        self.stdout.write(f"Seeded demo fleet: {report.summary()} Enrollments: {counts}.")
+            resources = self._aggregate(programs, operator)
+        self.stdout.write(f"Seeded demo fleet: {report.summary()} Enrollments: {counts}. Virtual resources: {resources}.")
+
+    def _aggregate(self, programs, operator) -> list[str]:
+        """One virtual resource per zone, submitted to the market where it is big enough."""
+        from aggregator import services as aggregation
+        from aggregator.errors import DomainError
+
+        names = []
+        for program in programs:
+            proposal = aggregation.build_proposal(market=program.market, program=program, by=operator)
+            for resource in aggregation.accept_proposal(proposal=proposal, by=operator):
+                try:
+                    aggregation.transition(resource=resource, action="submit", by=operator)
+                except DomainError:
+                    pass  # stays a draft; the console shows its shortfall
+                names.append(str(resource))
+        return names
 
     def _operator(self):
         User = get_user_model()
@@ -86,20 +103,17 @@ class Command(BaseCommand):
     def _enroll(self, programs, operator) -> dict[str, int]:
         """Most devices are active; every tenth waits in utility review; sites in a
         utility DR program are turned away by the double-counting rule."""
-        by_market = {p.market.code: p for p in programs}
         counts = {"active": 0, "utility_review": 0, "not_eligible": 0}
-        devices = Device.objects.filter(site__customer__external_ref__startswith="DEMO-").select_related("site__market").order_by("id")
-        for n, device in enumerate(devices):
-            program = by_market[device.site.market.code]
-            if services.check_eligibility(device=device, program=program):
-                counts["not_eligible"] += 1
-                continue
-            enrollment = services.apply(device=device, program=program, by=operator)
-            enrollment = services.transition(enrollment=enrollment, action="submit_for_review", by=operator)
-            if n % 10 == 9:
-                counts["utility_review"] += 1
-                continue
-            services.transition(enrollment=enrollment, action="approve", by=operator, utility_reference=f"UR-{n:06d}")
-            services.transition(enrollment=enrollment, action="activate", by=operator)
-            counts["active"] += 1
+        for program in programs:
+            device_ids = list(Device.objects.filter(site__customer__external_ref__startswith="DEMO-", site__market=program.market)
+                              .order_by("id").values_list("id", flat=True))
+            applied = services.bulk_apply(device_ids=device_ids, program=program, by=operator)
+            counts["not_eligible"] += len(applied.refused)
+            ids = [e.pk for e in applied.done]
+            services.bulk_transition(enrollment_ids=ids, action="submit_for_review", by=operator)
+            waiting = set(ids[9::10])
+            approved = [i for i in ids if i not in waiting]
+            services.bulk_transition(enrollment_ids=approved, action="approve", by=operator, utility_reference="UR-DEMO")
+            counts["active"] += len(services.bulk_transition(enrollment_ids=approved, action="activate", by=operator).done)
+            counts["utility_review"] += len(waiting)
         return counts
