@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from aggregator import services
+from aggregator.admin_inlines import ReadOnlyInline
 from aggregator.errors import DomainError
 from aggregator.models import (
     AggregationProposal, Market, OperatorToken, Program, ResourceMembership, ResourceModification, ResourceTransition,
@@ -33,41 +34,23 @@ class OperatorTokenAdmin(admin.ModelAdmin):
         return False  # issued with `manage.py issue_operator_token`, which shows the token once
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(ReadOnlyInline):
     model = ResourceMembership
     fields = ["device", "joined_at", "left_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
     show_change_link = False
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(left_at__isnull=True).select_related("device")
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-
-class ResourceTransitionInline(admin.TabularInline):
+class ResourceTransitionInline(ReadOnlyInline):
     model = ResourceTransition
     fields = ["at", "action", "from_state", "to_state", "actor_label", "reason"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
-class ModificationInline(admin.TabularInline):
+class ModificationInline(ReadOnlyInline):
     model = ResourceModification
     fields = ["at", "kind", "device", "capability_before_kw", "capability_after_kw", "actor_label", "reason"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class VirtualResourceForm(forms.ModelForm):

@@ -1,7 +1,7 @@
 """Domain errors: raised by services, turned into 4xx bodies by the API layer and
 into messages by the admin and management commands."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

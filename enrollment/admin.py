@@ -5,6 +5,7 @@ from django.shortcuts import render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from aggregator.admin_inlines import ReadOnlyInline
 from aggregator.access.roles import WRITE_ROLES, roles_of
 from aggregator.errors import DomainError
 from enrollment import fleet_import, services
@@ -22,15 +23,9 @@ class SiteInline(admin.TabularInline):
     extra = 0
 
 
-class ConsentInline(admin.TabularInline):
+class ConsentInline(ReadOnlyInline):
     model = Consent
     fields = ["kind", "program", "terms_version", "granted_at", "granted_by", "method", "revoked_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Customer)
@@ -61,16 +56,10 @@ class ConsentAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
-class DeviceInline(admin.TabularInline):
+class DeviceInline(ReadOnlyInline):
     model = Device
     fields = ["device_type", "manufacturer", "model", "serial", "rated_kw"]
-    readonly_fields = fields
     show_change_link = True
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class RetailProgramInline(admin.TabularInline):
@@ -88,28 +77,16 @@ class SiteAdmin(admin.ModelAdmin):
     inlines = [DeviceInline, RetailProgramInline]
 
 
-class CredentialInline(admin.TabularInline):
+class CredentialInline(ReadOnlyInline):
     model = DeviceCredential
     fk_name = "device"
     fields = ["key_id", "label", "created_at", "expires_at", "revoked_at", "last_used_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
-class EnrollmentInline(admin.TabularInline):
+class EnrollmentInline(ReadOnlyInline):
     model = Enrollment
     fields = ["program", "state", "applied_at", "review_deadline", "activated_at"]
-    readonly_fields = fields
     show_change_link = True
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class FleetImportForm(forms.Form):
@@ -198,15 +175,9 @@ class DeviceCredentialAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {queryset.count()} credential(s).")
 
 
-class TransitionInline(admin.TabularInline):
+class TransitionInline(ReadOnlyInline):
     model = EnrollmentTransition
     fields = ["at", "action", "from_state", "to_state", "actor_label", "reason"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class TransitionForm(forms.Form):

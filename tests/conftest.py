@@ -1,5 +1,6 @@
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import Client
 from rest_framework.test import APIClient
 
 from aggregator.access import tokens
@@ -24,6 +25,23 @@ def _static_files_without_manifest():
 @pytest.fixture
 def program(db):
     return ProgramFactory()
+
+
+@pytest.fixture
+def superuser(db):
+    """A superuser with the admin role, as the admin site's operators are."""
+    ensure_role_groups()
+    user = get_user_model().objects.create_superuser(username="root", password="x-not-used-x", email="root@example.com")
+    grant(user, "admin")
+    return user
+
+
+@pytest.fixture
+def browser(superuser):
+    """A Django test client logged in to the admin as `superuser`."""
+    client = Client()
+    client.force_login(superuser)
+    return client
 
 
 @pytest.fixture

@@ -3,12 +3,9 @@
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
 from django.urls import reverse
 
 from aggregator import services
-from aggregator.access.roles import ensure_role_groups, grant
 from aggregator.models import AggregationProposal, ResourceMembership, VirtualResource
 from enrollment import services as enrollment_services
 from tests.factories import ProgramFactory, SiteFactory, eligible_device, market
@@ -16,21 +13,6 @@ from tests.factories import ProgramFactory, SiteFactory, eligible_device, market
 pytestmark = pytest.mark.django_db
 
 NODE = "PECO_N001"
-
-
-@pytest.fixture
-def superuser(db):
-    ensure_role_groups()
-    user = get_user_model().objects.create_superuser(username="root", password="x-not-used-x", email="root@example.com")
-    grant(user, "admin")
-    return user
-
-
-@pytest.fixture
-def browser(superuser):
-    client = Client()
-    client.force_login(superuser)
-    return client
 
 
 def generator(program, kw, *, pricing_node=NODE):

@@ -23,21 +23,6 @@ IMPORT_URL_NAME = "admin:enrollment_device_import"
 
 
 @pytest.fixture
-def superuser(db):
-    ensure_role_groups()
-    user = get_user_model().objects.create_superuser(username="root", password="x-not-used-x", email="root@example.com")
-    grant(user, "admin")
-    return user
-
-
-@pytest.fixture
-def browser(superuser):
-    client = Client()
-    client.force_login(superuser)
-    return client
-
-
-@pytest.fixture
 def applied(program, superuser):
     """Two enrollments in state `applied`."""
     return [services.apply(device=eligible_device(program), program=program, by=superuser) for _ in range(2)]

@@ -11,7 +11,6 @@ from decimal import Decimal
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
-from django.db import DataError, ProgrammingError
 
 from aggregator.models import Program
 from enrollment.demo_fleet import fleet_csv, fleet_rows
