@@ -192,6 +192,13 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Device API: requests per token and the largest request body (a 10,000-reading batch is ~1.2 MB).
+DEVICE_API_RATES = {
+    "device": os.environ.get("DEVICE_API_RATE_DEVICE", "120/min"),
+    "gateway": os.environ.get("DEVICE_API_RATE_GATEWAY", "6000/min"),
+}
+DEVICE_API_MAX_BODY_BYTES = int(os.environ.get("DEVICE_API_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
+
 # --- Celery -----------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
@@ -210,10 +217,9 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Beat's own schedule; django-celery-beat copies it into the database on start, where
 # operators can see and pause entries in the admin.
 CELERY_BEAT_SCHEDULE = {
-    "lapse-overdue-utility-reviews": {
-        "task": "enrollment.tasks.lapse_overdue_utility_reviews",
-        "schedule": 15 * 60,
-    },
+    "lapse-overdue-utility-reviews": {"task": "enrollment.tasks.lapse_overdue_utility_reviews", "schedule": 15 * 60},
+    "mark-silent-devices-offline": {"task": "enrollment.tasks.mark_silent_devices_offline", "schedule": 60},
+    "create-reading-partitions-ahead": {"task": "settlement.tasks.create_reading_partitions_ahead", "schedule": 6 * 3600},
 }
 
 LOGGING = {

@@ -9,6 +9,8 @@ from aggregator.api.views import MarketViewSet, ProgramViewSet
 from aggregator.health import healthz
 from enrollment.api import device_views
 from enrollment.api import views as enrollment
+from settlement.api.views import DeviceReadingsView, OperatorReadingsView
+from settlement.models import MeterKind
 
 router = DefaultRouter()
 router.register("markets", MarketViewSet)
@@ -35,6 +37,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(router.urls)),
     path("api/device/v1/", include(device_router.urls)),
+    path("api/device/v1/status", device_views.HeartbeatView.as_view(), name="device-status"),
+    path("api/device/v1/readings", DeviceReadingsView.as_view(), name="device-readings"),
+    path("api/v1/sites/<int:pk>/readings/", OperatorReadingsView.as_view(meter_kind=MeterKind.SITE), name="site-readings"),
+    path("api/v1/devices/<int:pk>/readings/", OperatorReadingsView.as_view(meter_kind=MeterKind.DEVICE), name="device-readings-operator"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

@@ -334,6 +334,8 @@ class DeviceStatus(models.Model):
         max_digits=10, decimal_places=3, null=True, blank=True,
         help_text="Positive: import from the grid / consumption; negative: export / generation.",
     )
+    mode = models.CharField(max_length=40, blank=True, help_text="The device's own operating mode, e.g. self_consumption, backup.")
+    firmware = models.CharField(max_length=60, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

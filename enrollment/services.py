@@ -17,7 +17,7 @@ from aggregator.errors import InvalidTransition, NotEligible, Problem
 from aggregator.models import Program
 from enrollment import eligibility
 from enrollment.lifecycle import TRANSITIONS, State
-from enrollment.models import Consent, Device, DeviceCredential, Enrollment, EnrollmentTransition, Gateway
+from enrollment.models import Consent, Device, DeviceCredential, DeviceStatus, Enrollment, EnrollmentTransition, Gateway
 from enrollment.selectors import eligibility_facts, eligibility_facts_many
 
 def _record_many(enrollments, *, action, from_states, by, reason, at):
@@ -254,3 +254,34 @@ def rotate_credential(*, credential: DeviceCredential, by, grace: timedelta = ti
         old.revoked_at = now
         old.save(update_fields=["revoked_at"])
     return new, plaintext
+
+
+def record_heartbeat(*, device_id: int, at, online: bool = True, state_of_charge_pct=None, power_kw=None,
+                     ev_plugged_in=None, mode: str = "", firmware: str = "") -> DeviceStatus:
+    """A device's latest status (one upsert). A heartbeat older than the stored one is ignored."""
+    from django.db.models import Q
+
+    defaults = {"online": online, "last_seen_at": at, "state_of_charge_pct": state_of_charge_pct, "power_kw": power_kw,
+                "ev_plugged_in": ev_plugged_in, "mode": mode, "firmware": firmware}
+    updated = DeviceStatus.objects.filter(Q(device_id=device_id), Q(last_seen_at__lte=at)).update(**defaults, updated_at=timezone.now())
+    if not updated:
+        DeviceStatus.objects.get_or_create(device_id=device_id, defaults=defaults)
+    return DeviceStatus.objects.get(device_id=device_id)
+
+
+def mark_silent_devices_offline(*, now=None, missed_heartbeats: int = 3) -> int:
+    """Devices whose last heartbeat is older than `missed_heartbeats` telemetry intervals go offline (one UPDATE)."""
+    from django.db import connection
+
+    now = now or timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE enrollment_devicestatus st SET online = false, updated_at = %s
+            FROM enrollment_device d
+            WHERE d.id = st.device_id AND st.online
+              AND st.last_seen_at < %s - make_interval(secs => d.telemetry_interval_seconds * %s)
+            """,
+            [now, now, missed_heartbeats],
+        )
+        return cursor.rowcount

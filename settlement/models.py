@@ -1,1 +1,56 @@
-# Baselines, settlement runs and statements arrive with the settlement issue.
+"""Interval meter data: the measurements settlement and dispatch stand on.
+
+`Reading` is one PostgreSQL table partitioned by month on `start` (created in the
+migration with SQL, since Django does not declare partitioned tables); its primary
+key is (meter_kind, meter_id, start). Readings are written only by
+settlement.readings (COPY into a staging table, then one set-based upsert); a
+corrected value replaces the stored one and the old one is kept in ReadingRevision.
+See deploy/README.md for the partition and retention plan.
+"""
+
+from django.db import models
+
+
+class MeterKind(models.IntegerChoices):
+    SITE = 1, "Site revenue meter"
+    DEVICE = 2, "Device meter"
+
+
+class Quality(models.IntegerChoices):
+    ACTUAL = 1, "actual"
+    ESTIMATED = 2, "estimated"
+    MISSING = 3, "missing"
+
+
+class Reading(models.Model):
+    pk = models.CompositePrimaryKey("meter_kind", "meter_id", "start")
+    meter_kind = models.SmallIntegerField(choices=MeterKind.choices)
+    meter_id = models.BigIntegerField(help_text="The site id (site meter) or device id (device meter).")
+    start = models.DateTimeField()
+    interval_seconds = models.IntegerField()
+    kwh = models.DecimalField(max_digits=14, decimal_places=6, null=True, help_text="Energy over the interval; null when missing.")
+    quality = models.SmallIntegerField(choices=Quality.choices)
+    received_at = models.DateTimeField(help_text="When this value arrived (a correction moves it).")
+    revision = models.IntegerField(default=1, help_text="1 for the first value; +1 for each correction.")
+
+    class Meta:
+        managed = False
+        db_table = "settlement_reading"
+
+
+class ReadingRevision(models.Model):
+    """A value a correction replaced: settlement can tell what changed after it ran."""
+
+    meter_kind = models.SmallIntegerField(choices=MeterKind.choices)
+    meter_id = models.BigIntegerField()
+    start = models.DateTimeField()
+    interval_seconds = models.IntegerField()
+    kwh = models.DecimalField(max_digits=14, decimal_places=6, null=True)
+    quality = models.SmallIntegerField(choices=Quality.choices)
+    revision = models.IntegerField()
+    received_at = models.DateTimeField()
+    replaced_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["meter_kind", "meter_id", "start", "revision"]
+        indexes = [models.Index(fields=["meter_kind", "meter_id", "start"], name="revision_meter_start")]

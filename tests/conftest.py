@@ -22,6 +22,16 @@ def _static_files_without_manifest():
     settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
 
 
+@pytest.fixture(autouse=True)
+def _fresh_partition_cache():
+    """Each test's transaction rolls back the partitions it created; so must the process cache."""
+    from settlement import partitions
+
+    partitions.forget()
+    yield
+    partitions.forget()
+
+
 @pytest.fixture
 def program(db):
     return ProgramFactory()

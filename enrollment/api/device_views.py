@@ -1,9 +1,17 @@
 """The device API (`/api/device/v1/`): a device or gateway token sees only its own devices."""
 
-from rest_framework import authentication, exceptions, permissions, viewsets
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import authentication, exceptions, permissions, serializers, viewsets
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
 
 from aggregator.access import tokens
 from aggregator.access.authentication import bearer_token, resolve
+from aggregator.api.parsers import ORJSONParser
+from enrollment import services
 from enrollment.api.serializers import DeviceSelfSerializer
 from enrollment.models import Device, DeviceCredential
 
@@ -49,9 +57,29 @@ class IsDevice(permissions.BasePermission):
         return isinstance(request.user, DevicePrincipal)
 
 
+class DeviceTokenRateThrottle(SimpleRateThrottle):
+    """Requests per token: a device reports every few minutes; a gateway speaks for many devices."""
+
+    def allow_request(self, request, view):
+        principal = request.user
+        if not isinstance(principal, DevicePrincipal):
+            return True
+        self.kind = "device" if principal.device_id is not None else "gateway"
+        self.rate = settings.DEVICE_API_RATES[self.kind]
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request, view)
+
+    def get_rate(self):
+        return None  # chosen per request in allow_request
+
+    def get_cache_key(self, request, view):
+        return f"throttle:{self.kind}:{request.user.credential.key_id}"
+
+
 class DeviceAPIMixin:
     authentication_classes = [DeviceTokenAuthentication]
     permission_classes = [IsDevice]
+    throttle_classes = [DeviceTokenRateThrottle]
     filter_backends = []
 
 
@@ -66,3 +94,38 @@ class OwnDeviceViewSet(DeviceAPIMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return self.request.user.devices().select_related("site__market").order_by("id")
+
+
+class HeartbeatSerializer(serializers.Serializer):
+    device = serializers.IntegerField(required=False, help_text="Required for gateway tokens.")
+    at = serializers.DateTimeField(required=False, help_text="When the status was read; default: now.")
+    online = serializers.BooleanField(default=True)
+    state_of_charge_pct = serializers.DecimalField(max_digits=5, decimal_places=2, min_value=0, max_value=100, required=False, allow_null=True)
+    power_kw = serializers.DecimalField(max_digits=10, decimal_places=3, required=False, allow_null=True,
+                                       help_text="Positive: import from the grid / consumption; negative: export / generation.")
+    ev_plugged_in = serializers.BooleanField(required=False, allow_null=True)
+    mode = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
+    firmware = serializers.CharField(max_length=60, required=False, allow_blank=True, default="")
+
+    def validate_at(self, value):
+        if value > timezone.now() + timezone.timedelta(minutes=5):
+            raise serializers.ValidationError("at is in the future.", code="future_timestamp")
+        return value
+
+
+class HeartbeatView(DeviceAPIMixin, APIView):
+    """POST the device's status: the platform marks it offline when heartbeats stop."""
+
+    parser_classes = [ORJSONParser]
+
+    @extend_schema(request=HeartbeatSerializer, responses={200: HeartbeatSerializer})
+    def post(self, request):
+        params = HeartbeatSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = dict(params.validated_data)
+        device = data.pop("device", request.user.device_id)
+        if device is None or not request.user.devices().filter(pk=device).exists():
+            raise exceptions.ValidationError({"device": ["Name one of your devices."]}, code="unknown_meter")
+        status = services.record_heartbeat(device_id=device, at=data.pop("at", None) or timezone.now(), **data)
+        return Response({"device": device, "online": status.online, "last_seen_at": status.last_seen_at,
+                         "recommended_interval_seconds": status.device.telemetry_interval_seconds})

@@ -35,10 +35,11 @@ def run() -> list[str]:
     first = time.perf_counter() - started
     if not report.ok:
         raise SystemExit(f"bench import failed: {report.errors[:5]}")
-    nodes = Site.objects.values("pricing_node").distinct().count()
+    sites = Site.objects.filter(customer__external_ref__startswith="BENCH-")
     lines.append(
-        f"first import: {first:.2f} s for {Device.objects.count():,} devices, {Site.objects.count():,} sites, "
-        f"{Customer.objects.count():,} customers over {nodes} pricing nodes = {DEVICES / first:,.0f} rows/s"
+        f"first import: {first:.2f} s for {Device.objects.filter(serial__startswith='BENCHS').count():,} devices, "
+        f"{sites.count():,} sites, {Customer.objects.filter(external_ref__startswith='BENCH-').count():,} customers over "
+        f"{sites.values('pricing_node').distinct().count()} pricing nodes = {DEVICES / first:,.0f} rows/s"
     )
     lines.append(f"  phases: {_phases(report)}")
 

@@ -1,0 +1,66 @@
+"""Monthly partitions of settlement_reading (UTC months), created ahead and on demand.
+
+A beat task keeps the current month and the next three ready; ingestion creates a
+partition for an older month when late or back-filled data needs one. Retention is
+by partition: see deploy/README.md.
+"""
+
+from datetime import datetime, timezone
+
+from django.db import connection
+
+PARENT = "settlement_reading"
+_known: set[str] = set()  # partitions this process has seen; they are never dropped while it runs
+
+
+def _month_start(value: datetime) -> datetime:
+    value = value.astimezone(timezone.utc)
+    return datetime(value.year, value.month, 1, tzinfo=timezone.utc)
+
+
+def _next_month(month: datetime) -> datetime:
+    return month.replace(year=month.year + month.month // 12, month=month.month % 12 + 1)
+
+
+def name_for(month: datetime) -> str:
+    return f"{PARENT}_p{month:%Y%m}"
+
+
+def ensure(*, first: datetime, last: datetime) -> list[str]:
+    """Make sure a partition exists for every UTC month from `first` to `last`; returns those created."""
+    month, end = _month_start(first), _month_start(last)
+    wanted = []
+    while month <= end:
+        wanted.append(month)
+        month = _next_month(month)
+    missing = [m for m in wanted if name_for(m) not in _known]
+    if not missing:
+        return []
+    created = []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                       "WHERE i.inhparent = %s::regclass", [PARENT])
+        _known.update(name for (name,) in cursor.fetchall())
+        for month in missing:
+            name = name_for(month)
+            if name in _known:
+                continue
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {PARENT} FOR VALUES FROM (%s) TO (%s)",
+                [month, _next_month(month)],
+            )
+            _known.add(name)
+            created.append(name)
+    return created
+
+
+def ensure_ahead(*, now: datetime, months: int = 3) -> list[str]:
+    last = _month_start(now)
+    for _ in range(months):
+        last = _next_month(last)
+    return ensure(first=now, last=last)
+
+
+def forget() -> None:
+    """Drop the process cache (tests that recreate the database)."""
+    _known.clear()

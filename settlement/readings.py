@@ -1,0 +1,312 @@
+"""Interval readings in: validation, COPY into staging, one set-based upsert.
+
+A reading is energy over an interval [start, start + interval_seconds) at one meter:
+the site's revenue meter (`"meter": "site"`) or a device's own meter (`"meter": "device"`).
+Send `kwh` (energy over the interval) or `kw` (average power over it; stored as
+kW x hours). Sign convention: positive is import from the grid / consumption,
+negative is export / generation. `start` must carry its UTC offset, so DST days
+need nothing special: a 23-hour day has 276 five-minute intervals, a 25-hour day 300.
+
+All or nothing: a batch with any bad reading is refused whole, every problem named by
+its index and field. Resending a batch changes nothing; a different value for an
+interval already stored replaces it, bumps its revision and keeps the old value in
+settlement_readingrevision. Out-of-order and late data are normal.
+"""
+
+import bisect
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from django.db import DataError, connection, transaction
+
+from aggregator.errors import DomainError, Problem
+from settlement import partitions
+from settlement.models import Quality
+
+MAX_BATCH = 10_000
+INTERVALS = frozenset({60, 300, 900, 1800, 3600})
+QUALITIES = {"actual": Quality.ACTUAL, "estimated": Quality.ESTIMATED, "missing": Quality.MISSING}
+FIELDS = frozenset({"meter", "device", "start", "interval_seconds", "kwh", "kw", "quality"})
+CLOCK_SKEW = timedelta(minutes=5)
+MAX_ABS_KWH = 1e7  # inside numeric(14,6); far beyond any behind-the-meter interval
+# Device types that only consume: a negative reading at their own meter is impossible.
+CONSUMPTION_ONLY = frozenset({"thermostat", "water_heater", "controllable_load"})
+
+_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS reading_stage (
+    idx integer, meter_kind smallint, meter_id bigint, start timestamptz, interval_seconds integer,
+    value numeric, is_kw boolean, quality smallint
+) ON COMMIT DELETE ROWS;
+DELETE FROM reading_stage
+"""
+_STAGE_COLUMNS = "idx, meter_kind, meter_id, start, interval_seconds, value, is_kw, quality"
+
+
+def _has_offset(text: str) -> bool:
+    """Ends in Z or a +HH:MM / +HHMM / +HH offset (a cheap test; PostgreSQL parses the rest)."""
+    return text[-1] in "Zz" or text[-6] in "+-" or text[-5] in "+-" or text[-3] in "+-"
+
+@dataclass(frozen=True)
+class Meters:
+    """What the caller may write: its devices (id -> (site id, type, bidirectional))."""
+
+    devices: dict[int, tuple[int, str, bool]]
+    default_device: int | None  # a device token's own device; None for a gateway
+
+    @property
+    def sites(self) -> set[int]:
+        return {site for site, _, _ in self.devices.values()}
+
+
+@dataclass
+class IngestResult:
+    received: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"received": self.received, "inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged}
+
+
+class BatchRejected(DomainError):
+    status = 400
+
+
+def _number(value) -> bool:
+    return (type(value) is int or type(value) is float) and value == value and abs(value) <= MAX_ABS_KWH
+
+
+def parse(readings, *, meters: Meters) -> tuple[list[str], int]:
+    """COPY lines for a batch (types, ownership and values checked here; timestamps in SQL),
+    or BatchRejected naming every problem by index and field."""
+    if not isinstance(readings, list):
+        raise BatchRejected(Problem("invalid", "readings must be a list.", "readings"))
+    if not readings:
+        raise BatchRejected(Problem("empty", "readings is empty.", "readings"))
+    if len(readings) > MAX_BATCH:
+        raise BatchRejected(Problem("too_large", f"At most {MAX_BATCH} readings per batch, not {len(readings)}.", "readings"))
+    problems: list[Problem] = []
+    lines: list[str] = []
+    append = lines.append
+    devices, default = meters.devices, meters.default_device
+    fields, intervals, qualities = FIELDS, INTERVALS, QUALITIES
+    for i, r in enumerate(readings):
+        if type(r) is not dict:
+            problems.append(Problem("invalid", "Each reading is an object.", f"readings[{i}]"))
+            continue
+        if not fields.issuperset(r):
+            extra = sorted(set(r) - fields)
+            problems.append(Problem("unknown_field", f"Unknown field(s): {', '.join(map(str, extra))}.", f"readings[{i}].{extra[0]}"))
+        device = r.get("device", default)
+        meta = devices.get(device) if type(device) is int else None
+        if meta is None:
+            problems.append(Problem("unknown_meter", f"Device {device!r} is not yours." if device is not None
+                                    else "Name the device (gateway tokens speak for several).", f"readings[{i}].device"))
+            continue
+        meter = r.get("meter", "device")
+        if meter == "device":
+            kind, meter_id = 2, device
+        elif meter == "site":
+            kind, meter_id = 1, meta[0]
+        else:
+            problems.append(Problem("unknown_meter", "meter is 'site' or 'device'.", f"readings[{i}].meter"))
+            continue
+        start = r.get("start")
+        if (type(start) is not str or not 16 <= len(start) <= 40 or start[10] not in "T " or not start.isprintable()
+                or "\\" in start):
+            problems.append(Problem("invalid_timestamp", f"start must be an ISO 8601 date and time, not {start!r}.", f"readings[{i}].start"))
+            continue
+        if not _has_offset(start):
+            problems.append(Problem("naive_timestamp", "start needs its UTC offset (e.g. -04:00 or Z).", f"readings[{i}].start"))
+            continue
+        interval = r.get("interval_seconds")
+        if type(interval) is not int or interval not in intervals:
+            problems.append(Problem("invalid_interval", f"interval_seconds is one of {sorted(intervals)}.", f"readings[{i}].interval_seconds"))
+            continue
+        quality = qualities.get(r.get("quality", "actual"))
+        if quality is None:
+            problems.append(Problem("invalid_choice", f"quality is one of {', '.join(qualities)}.", f"readings[{i}].quality"))
+            continue
+        kw = r.get("kw")
+        value = r.get("kwh") if kw is None else kw
+        if kw is not None and r.get("kwh") is not None:
+            problems.append(Problem("ambiguous_value", "Send kwh or kw, not both.", f"readings[{i}].kwh"))
+            continue
+        if value is None:
+            if quality != Quality.MISSING:
+                problems.append(Problem("required", "kwh (or kw) is required unless quality is missing.", f"readings[{i}].kwh"))
+                continue
+            append(f"{i}\t{kind}\t{meter_id}\t{start}\t{interval}\t\\N\tf\t{quality}\n")
+            continue
+        name = "kwh" if kw is None else "kw"
+        vtype = type(value)
+        if (vtype is not float and vtype is not int) or not -MAX_ABS_KWH <= value <= MAX_ABS_KWH:
+            problems.append(Problem("not_a_number", f"{name} must be a finite number.", f"readings[{i}].{name}"))
+            continue
+        if value < 0 and kind == 2 and meta[1] in CONSUMPTION_ONLY:
+            problems.append(Problem("negative_consumption", f"A {meta[1]} only consumes; its meter cannot read below zero.",
+                                    f"readings[{i}].{name}"))
+            continue
+        append(f"{i}\t{kind}\t{meter_id}\t{start}\t{interval}\t{value!r}\t{'f' if kw is None else 't'}\t{quality}\n")
+    if problems:
+        raise BatchRejected(problems[:200])
+    return lines, len(lines)
+
+
+# Timestamps parsed by COPY; here: not in the future, and no two readings of the batch
+# overlapping at one meter.
+_TIME_PROBLEMS = """
+WITH s AS (
+    SELECT idx, meter_kind, meter_id, start, interval_seconds FROM reading_stage
+), w AS (
+    SELECT idx, start, interval_seconds,
+           lag(idx) OVER m AS prev_idx, lag(start) OVER m AS prev_start, lag(interval_seconds) OVER m AS prev_seconds
+    FROM s WINDOW m AS (PARTITION BY meter_kind, meter_id ORDER BY start, idx)
+)
+SELECT idx, 'future_timestamp', NULL::integer FROM s WHERE start + make_interval(secs => interval_seconds) > %(latest)s
+UNION ALL
+SELECT idx, CASE WHEN start = prev_start AND interval_seconds = prev_seconds THEN 'duplicate_interval' ELSE 'overlapping_interval' END, prev_idx
+FROM w WHERE prev_start + make_interval(secs => prev_seconds) > start
+ORDER BY 1 LIMIT 200
+"""
+_BOUNDS = "SELECT min(start), max(start + make_interval(secs => interval_seconds)) FROM reading_stage"
+_MESSAGES = {
+    "invalid_timestamp": "start must be an ISO 8601 timestamp.",
+    "naive_timestamp": "start needs its UTC offset (e.g. -04:00 or Z).",
+    "future_timestamp": "The interval has not ended yet: start is too late.",
+}
+
+
+def _time_problems(cursor, *, latest: datetime) -> list[Problem]:
+    cursor.execute(_TIME_PROBLEMS, {"latest": latest})
+    return [
+        Problem(code, _MESSAGES.get(code) or f"Overlaps readings[{other}] at the same meter.", f"readings[{idx}].start")
+        for idx, code, other in cursor.fetchall()
+    ]
+
+
+def _unreadable_timestamps(readings: list) -> list[Problem]:
+    """After COPY refused a batch: which starts are not dates and times (rare, so in Python)."""
+    problems = []
+    for i, r in enumerate(readings):
+        try:
+            datetime.fromisoformat(r["start"])
+        except ValueError:
+            problems.append(Problem("invalid_timestamp", f"{r['start']!r} is not a date and time.", f"readings[{i}].start"))
+    return problems or [Problem("invalid_timestamp", "A start could not be read as a date and time.", "readings")]
+
+
+# Stored readings in the batch's window, at the batch's meters, that are not the very
+# intervals being written: normally none (new data, a resend and a correction all match
+# exactly), so the precise overlap test below runs on a handful of rows. The constant
+# window lets PostgreSQL prune partitions when it plans.
+_NEIGHBOURS = """
+SELECT r.meter_kind, r.meter_id, r.start, r.interval_seconds FROM settlement_reading r
+WHERE r.start >= %(lo)s AND r.start < %(hi)s AND r.start + make_interval(secs => r.interval_seconds) > %(first)s
+  AND (r.meter_kind, r.meter_id) IN (SELECT DISTINCT meter_kind, meter_id FROM reading_stage)
+  AND NOT EXISTS (SELECT 1 FROM reading_stage s WHERE s.meter_kind = r.meter_kind AND s.meter_id = r.meter_id
+                  AND s.start = r.start AND s.interval_seconds = r.interval_seconds)
+"""
+
+
+def _overlaps_stored(cursor, neighbours: list[tuple]) -> list[Problem]:
+    """Staged readings that overlap a stored one of another start or length (neighbours are few)."""
+    meters = sorted({(kind, meter_id) for kind, meter_id, _, _ in neighbours})
+    cursor.execute(
+        "SELECT meter_kind, meter_id, start, interval_seconds, idx FROM reading_stage "
+        "WHERE (meter_kind, meter_id) IN (SELECT * FROM unnest(%s::smallint[], %s::bigint[]))",
+        [[m[0] for m in meters], [m[1] for m in meters]],
+    )
+    by_meter: dict[tuple, list[tuple]] = {}
+    for kind, meter_id, start, seconds, idx in cursor.fetchall():
+        by_meter.setdefault((kind, meter_id), []).append((start, start + timedelta(seconds=seconds), idx))
+    for intervals in by_meter.values():
+        intervals.sort()
+    starts = {meter: [i[0] for i in intervals] for meter, intervals in by_meter.items()}
+    problems = []
+    for kind, meter_id, start, seconds in neighbours:
+        end = start + timedelta(seconds=seconds)
+        intervals = by_meter[(kind, meter_id)]
+        # Staged intervals are disjoint: only the last one starting before `end` can overlap.
+        k = bisect.bisect_left(starts[(kind, meter_id)], end) - 1
+        if k >= 0 and intervals[k][1] > start:
+            problems.append(Problem(
+                "overlapping_interval",
+                f"Overlaps a stored {seconds // 60}-minute interval starting {start.isoformat()}; "
+                "intervals of different lengths cannot overlap.", f"readings[{intervals[k][2]}].start"))
+    return sorted(problems, key=lambda p: p.field)
+
+
+# One statement: remember the values a correction replaces, then upsert. All parts
+# see the same snapshot, so `replaced` reads the values as they were before.
+_UPSERT = """
+WITH incoming AS (
+    SELECT meter_kind, meter_id, start, interval_seconds, quality,
+           CASE WHEN is_kw THEN round(value * interval_seconds / 3600.0, 6) ELSE round(value, 6) END AS kwh
+    FROM reading_stage
+), replaced AS (
+    INSERT INTO settlement_readingrevision (meter_kind, meter_id, start, interval_seconds, kwh, quality, revision, received_at, replaced_at)
+    SELECT r.meter_kind, r.meter_id, r.start, r.interval_seconds, r.kwh, r.quality, r.revision, r.received_at, %(now)s
+    FROM incoming i JOIN settlement_reading r USING (meter_kind, meter_id, start)
+    WHERE r.start >= %(lo)s AND r.start < %(hi)s AND (r.kwh, r.quality) IS DISTINCT FROM (i.kwh, i.quality)
+    RETURNING 1
+), upserted AS (
+    INSERT INTO settlement_reading AS r (meter_kind, meter_id, start, interval_seconds, kwh, quality, received_at, revision)
+    SELECT meter_kind, meter_id, start, interval_seconds, kwh, quality, %(now)s, 1 FROM incoming
+    ON CONFLICT (meter_kind, meter_id, start) DO UPDATE
+        SET kwh = EXCLUDED.kwh, quality = EXCLUDED.quality, received_at = EXCLUDED.received_at, revision = r.revision + 1
+        WHERE (r.kwh, r.quality) IS DISTINCT FROM (EXCLUDED.kwh, EXCLUDED.quality)
+    RETURNING 1
+)
+-- upserted holds new rows and changed rows; replaced holds exactly the changed ones.
+SELECT (SELECT count(*) FROM upserted) - (SELECT count(*) FROM replaced), (SELECT count(*) FROM replaced)
+"""
+
+
+def ingest(*, readings, meters: Meters, now: datetime | None = None) -> IngestResult:
+    """Validate and store a batch; see the module docstring."""
+    now = now or datetime.now(timezone.utc)
+    result = IngestResult(received=len(readings) if isinstance(readings, list) else 0)
+    t0 = time.perf_counter()
+    lines, count = parse(readings, meters=meters)
+    result.seconds["parse"] = time.perf_counter() - t0
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_STAGE)
+        t1 = time.perf_counter()
+        try:
+            with transaction.atomic(), cursor.copy(f"COPY reading_stage ({_STAGE_COLUMNS}) FROM STDIN") as copy:
+                copy.write("".join(lines))
+        except DataError:
+            raise BatchRejected(_unreadable_timestamps(readings)[:200])
+        # Fresh statistics, or the planner guesses the staging table's size and picks a bad join.
+        cursor.execute("ANALYZE reading_stage")
+        result.seconds["copy"] = time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        problems = _time_problems(cursor, latest=now + CLOCK_SKEW)
+        if problems:
+            raise BatchRejected(problems)
+        cursor.execute(_BOUNDS)
+        first, last_end = cursor.fetchone()
+        lo = first - timedelta(seconds=max(INTERVALS))
+        partitions.ensure(first=lo, last=last_end)
+        cursor.execute(_NEIGHBOURS, {"lo": lo, "hi": last_end, "first": first})
+        neighbours = cursor.fetchall()
+        if neighbours:
+            clashes = _overlaps_stored(cursor, neighbours)
+            if clashes:
+                raise BatchRejected(clashes[:200])
+        result.seconds["check"] = time.perf_counter() - t2
+
+        t3 = time.perf_counter()
+        try:
+            cursor.execute(_UPSERT, {"now": now, "lo": lo, "hi": last_end})
+        except DataError as exc:  # a value PostgreSQL cannot hold; parse() should have caught it
+            raise BatchRejected(Problem("invalid", f"A value could not be stored: {exc}", "readings"))
+        result.inserted, result.updated = cursor.fetchone()
+        result.seconds["upsert"] = time.perf_counter() - t3
+    result.unchanged = count - result.inserted - result.updated
+    return result

@@ -1,0 +1,178 @@
+"""Readings through the HTTP API: sustained ingestion (target 100,000 readings/s) and one site's 45 days back (target 50 ms).
+
+A real gunicorn serves the device API against PostgreSQL; CLIENTS processes on
+this same machine each post batches of 5,000 readings with their own gateway
+token over a kept-alive connection, for SECONDS. Every batch is new data (inserts).
+Then 45 days of 5-minute site readings (12,960 intervals) are read back through
+the operator API and through the selector alone.
+"""
+
+import http.client
+import json
+import multiprocessing
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+
+from aggregator.access.roles import ensure_role_groups, grant
+from enrollment import services
+from settlement import readings as ingest
+from settlement.models import MeterKind
+from settlement.selectors import readings
+from tests.factories import DeviceFactory, GatewayFactory, SiteFactory
+
+CLIENTS = int(os.environ.get("BENCH_INGEST_CLIENTS", "4"))
+SECONDS = float(os.environ.get("BENCH_INGEST_SECONDS", "20"))
+BATCH = 5_000
+DEVICES_PER_GATEWAY = 50
+TARGET_RATE = 100_000
+TARGET_READ_MS = 50.0
+TARGET_FAILED = False
+ROOT = Path(__file__).resolve().parents[2]
+EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _client(port: int, token: str, device_ids: list[int], offset: int, deadline: float, out) -> None:
+    """Post new 5,000-reading batches (50 devices x 100 five-minute intervals) until the deadline."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    per_device = BATCH // len(device_ids)
+    sent = batches = errors = 0
+    latencies = []
+    step = 0
+    while time.time() < deadline:
+        base = EPOCH + timedelta(minutes=5 * per_device * step)
+        stamps = [(base + timedelta(minutes=5 * k)).isoformat() for k in range(per_device)]
+        body = json.dumps({"readings": [
+            {"device": d, "start": stamps[k], "interval_seconds": 300, "kwh": 0.25 + (k % 7) * 0.01}
+            for d in device_ids for k in range(per_device)
+        ]}).encode()
+        started = time.perf_counter()
+        conn.request("POST", "/api/device/v1/readings", body=body, headers=headers)
+        response = conn.getresponse()
+        payload = response.read()
+        latencies.append(time.perf_counter() - started)
+        if response.status != 200:
+            errors += 1
+            if errors < 3:
+                print(f"client {offset}: HTTP {response.status} {payload[:300]!r}", file=sys.stderr)
+        else:
+            sent += json.loads(payload)["inserted"]
+        batches += 1
+        step += 1
+    out.put((sent, batches, errors, latencies))
+
+
+def _server(port: int) -> subprocess.Popen:
+    env = {**os.environ, "PORT": str(port), "WEB_CONCURRENCY": os.environ.get("BENCH_WEB_WORKERS", "3"),
+           "WEB_THREADS": "1", "LOG_LEVEL": "WARNING"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "aggregator.wsgi", "--config", "deploy/gunicorn.conf.py", "--access-logfile", "/dev/null"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    for _ in range(200):
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"bench server did not start: {process.stderr.read()[-2000:]!r}")
+
+
+def run() -> list[str]:
+    global TARGET_FAILED
+    lines = []
+    tokens = []
+    for _ in range(CLIENTS):
+        gateway = GatewayFactory()
+        devices = [DeviceFactory(site=gateway.site, gateway=gateway).pk for _ in range(DEVICES_PER_GATEWAY)]
+        tokens.append((services.issue_credential(gateway=gateway, by="bench")[1], devices))
+    ensure_role_groups()
+    analyst = get_user_model().objects.create_user("bench-analyst")
+    grant(analyst, "analyst")
+    from aggregator.access import tokens as token_lib
+    from aggregator.models import OperatorToken
+
+    issued = token_lib.issue("op")
+    OperatorToken.objects.create(user=analyst, key_id=issued.key_id, digest=issued.digest)
+    # Partitions for the months the clients will write, as the beat task keeps them ahead.
+    from settlement import partitions
+
+    partitions.ensure(first=EPOCH, last=EPOCH + timedelta(days=400))
+
+    port = _free_port()
+    server = _server(port)
+    try:
+        out = multiprocessing.Queue()
+        deadline = time.time() + SECONDS
+        procs = [multiprocessing.Process(target=_client, args=(port, token, devices, i, deadline, out))
+                 for i, (token, devices) in enumerate(tokens)]
+        started = time.perf_counter()
+        for p in procs:
+            p.start()
+        results = [out.get() for _ in procs]
+        elapsed = time.perf_counter() - started
+        for p in procs:
+            p.join()
+        inserted = sum(r[0] for r in results)
+        batches = sum(r[1] for r in results)
+        errors = sum(r[2] for r in results)
+        latencies = sorted(x for r in results for x in r[3])
+        rate = inserted / elapsed
+        lines.append(f"ingest: {inserted:,} readings in {batches} batches of {BATCH:,} over {elapsed:.1f} s from {CLIENTS} clients "
+                     f"= {rate:,.0f} readings/s ({errors} failed batches)")
+        lines.append(f"  batch latency p50 {statistics.median(latencies) * 1000:.0f} ms, "
+                     f"p95 {latencies[int(len(latencies) * 0.95) - 1] * 1000:.0f} ms")
+
+        # One site's 45 days of 5-minute data, back through the operator API.
+        site = SiteFactory()
+        device = DeviceFactory(site=site)
+        end = datetime(2026, 6, 1, tzinfo=timezone.utc)
+        start = end - timedelta(days=45)
+        batch = [{"meter": "site", "start": (start + timedelta(minutes=5 * i)).isoformat(), "interval_seconds": 300,
+                  "kwh": 0.3 + (i % 12) * 0.01} for i in range(45 * 288)]
+        meters = ingest.Meters(devices={device.pk: (site.pk, "battery", False)}, default_device=device.pk)
+        for chunk in range(0, len(batch), 10_000):
+            ingest.ingest(readings=batch[chunk:chunk + 10_000], meters=meters, now=end)
+        query = f"/api/v1/sites/{site.pk}/readings/?start={start.isoformat().replace('+', '%2B')}&end={end.isoformat().replace('+', '%2B')}"
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        http_ms, sizes = [], set()
+        for _ in range(30):
+            t = time.perf_counter()
+            conn.request("GET", query, headers={"Authorization": f"Bearer {issued.plaintext}"})
+            response = conn.getresponse()
+            body = response.read()
+            http_ms.append((time.perf_counter() - t) * 1000)
+            assert response.status == 200, body[:300]
+            sizes.add(len(json.loads(body)["start"]))
+        selector_ms = []
+        for _ in range(30):
+            t = time.perf_counter()
+            readings(meter_kind=MeterKind.SITE, meter_id=site.pk, start=start, end=end)
+            selector_ms.append((time.perf_counter() - t) * 1000)
+        read_ms = statistics.median(http_ms)
+        lines.append(f"read back 45 days of 5-minute site data ({sizes.pop():,} intervals, {len(body) / 1e6:.2f} MB JSON): "
+                     f"HTTP p50 {read_ms:.1f} ms, p95 {sorted(http_ms)[28]:.1f} ms; selector alone p50 {statistics.median(selector_ms):.1f} ms")
+        TARGET_FAILED = rate < TARGET_RATE or read_ms > TARGET_READ_MS
+        lines.append(f"targets: {TARGET_RATE:,} readings/s -> {'MET' if rate >= TARGET_RATE else 'MISSED'}; "
+                     f"read under {TARGET_READ_MS:.0f} ms -> {'MET' if read_ms <= TARGET_READ_MS else 'MISSED'}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return lines
