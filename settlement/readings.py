@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+import orjson
 from django.db import DataError, connection, transaction
 
 from aggregator.errors import DomainError, Problem
@@ -199,21 +200,27 @@ def _unreadable_timestamps(readings: list) -> list[Problem]:
     return problems or [Problem("invalid_timestamp", "A start could not be read as a date and time.", "readings")]
 
 
-# Stored readings in the batch's window, at the batch's meters, that are not the very
-# intervals being written: normally none (new data, a resend and a correction all match
-# exactly), so the precise overlap test below runs on a handful of rows. The constant
-# window lets PostgreSQL prune partitions when it plans.
-_NEIGHBOURS = """
-SELECT r.meter_kind, r.meter_id, r.start, r.interval_seconds FROM settlement_reading r
-WHERE r.start >= %(lo)s AND r.start < %(hi)s AND r.start + make_interval(secs => r.interval_seconds) > %(first)s
-  AND (r.meter_kind, r.meter_id) IN (SELECT DISTINCT meter_kind, meter_id FROM reading_stage)
-  AND NOT EXISTS (SELECT 1 FROM reading_stage s WHERE s.meter_kind = r.meter_kind AND s.meter_id = r.meter_id
-                  AND s.start = r.start AND s.interval_seconds = r.interval_seconds)
+# One pass over the stored readings in the batch's window at the batch's meters (range
+# scans; the constant window lets PostgreSQL prune partitions when it plans): how many
+# are the very intervals being written (a resend or a correction), and the others, which
+# are normally none and get the precise overlap test below.
+_STORED = """
+SELECT count(*) FILTER (WHERE exact),
+       coalesce(json_agg(json_build_array(meter_kind, meter_id, start, interval_seconds)) FILTER (WHERE NOT exact), '[]')::text
+FROM (
+    SELECT r.meter_kind, r.meter_id, r.start, r.interval_seconds,
+           EXISTS (SELECT 1 FROM reading_stage s WHERE s.meter_kind = r.meter_kind AND s.meter_id = r.meter_id
+                   AND s.start = r.start AND s.interval_seconds = r.interval_seconds) AS exact
+    FROM settlement_reading r
+    WHERE r.start >= %(lo)s AND r.start < %(hi)s AND r.start + make_interval(secs => r.interval_seconds) > %(first)s
+      AND (r.meter_kind, r.meter_id) IN (SELECT DISTINCT meter_kind, meter_id FROM reading_stage)
+) stored
 """
 
 
-def _overlaps_stored(cursor, neighbours: list[tuple]) -> list[Problem]:
+def _overlaps_stored(cursor, neighbours: list[list]) -> list[Problem]:
     """Staged readings that overlap a stored one of another start or length (neighbours are few)."""
+    neighbours = [(kind, meter_id, datetime.fromisoformat(start), seconds) for kind, meter_id, start, seconds in neighbours]
     meters = sorted({(kind, meter_id) for kind, meter_id, _, _ in neighbours})
     cursor.execute(
         "SELECT meter_kind, meter_id, start, interval_seconds, idx FROM reading_stage "
@@ -251,7 +258,10 @@ WITH incoming AS (
     INSERT INTO settlement_readingrevision (meter_kind, meter_id, start, interval_seconds, kwh, quality, revision, received_at, replaced_at)
     SELECT r.meter_kind, r.meter_id, r.start, r.interval_seconds, r.kwh, r.quality, r.revision, r.received_at, %(now)s
     FROM incoming i JOIN settlement_reading r USING (meter_kind, meter_id, start)
-    WHERE r.start >= %(lo)s AND r.start < %(hi)s AND (r.kwh, r.quality) IS DISTINCT FROM (i.kwh, i.quality)
+    -- Range scans of the batch's meters in its window: the cost does not grow with the partition.
+    WHERE r.start >= %(lo)s AND r.start < %(hi)s
+      AND (r.meter_kind, r.meter_id) IN (SELECT DISTINCT meter_kind, meter_id FROM reading_stage)
+      AND (r.kwh, r.quality) IS DISTINCT FROM (i.kwh, i.quality)
     RETURNING 1
 ), upserted AS (
     INSERT INTO settlement_reading AS r (meter_kind, meter_id, start, interval_seconds, kwh, quality, received_at, revision)
@@ -263,6 +273,16 @@ WITH incoming AS (
 )
 -- upserted holds new rows and changed rows; replaced holds exactly the changed ones.
 SELECT (SELECT count(*) FROM upserted) - (SELECT count(*) FROM replaced), (SELECT count(*) FROM replaced)
+"""
+
+
+# New data, the usual case: nothing to replace, so no revisions to keep.
+_INSERT_NEW = """
+INSERT INTO settlement_reading (meter_kind, meter_id, start, interval_seconds, kwh, quality, received_at, revision)
+SELECT meter_kind, meter_id, start, interval_seconds,
+       CASE WHEN is_kw THEN round(value * interval_seconds / 3600.0, 6) ELSE round(value, 6) END, quality, %(now)s, 1
+FROM reading_stage
+ON CONFLICT (meter_kind, meter_id, start) DO NOTHING
 """
 
 
@@ -281,8 +301,6 @@ def ingest(*, readings, meters: Meters, now: datetime | None = None) -> IngestRe
                 copy.write("".join(lines))
         except DataError:
             raise BatchRejected(_unreadable_timestamps(readings)[:200])
-        # Fresh statistics, or the planner guesses the staging table's size and picks a bad join.
-        cursor.execute("ANALYZE reading_stage")
         result.seconds["copy"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
@@ -293,8 +311,10 @@ def ingest(*, readings, meters: Meters, now: datetime | None = None) -> IngestRe
         first, last_end = cursor.fetchone()
         lo = first - timedelta(seconds=max(INTERVALS))
         partitions.ensure(first=lo, last=last_end)
-        cursor.execute(_NEIGHBOURS, {"lo": lo, "hi": last_end, "first": first})
-        neighbours = cursor.fetchall()
+        params = {"now": now, "lo": lo, "hi": last_end, "first": first}
+        cursor.execute(_STORED, params)
+        already_stored, neighbours = cursor.fetchone()
+        neighbours = orjson.loads(neighbours)
         if neighbours:
             clashes = _overlaps_stored(cursor, neighbours)
             if clashes:
@@ -303,10 +323,15 @@ def ingest(*, readings, meters: Meters, now: datetime | None = None) -> IngestRe
 
         t3 = time.perf_counter()
         try:
-            cursor.execute(_UPSERT, {"now": now, "lo": lo, "hi": last_end})
+            if not already_stored:
+                cursor.execute(_INSERT_NEW, params)
+                result.inserted = cursor.rowcount
+            if result.inserted < count:  # stored intervals (a resend or a correction), or a concurrent writer
+                cursor.execute(_UPSERT, params)
+                inserted, result.updated = cursor.fetchone()
+                result.inserted += inserted
         except DataError as exc:  # a value PostgreSQL cannot hold; parse() should have caught it
             raise BatchRejected(Problem("invalid", f"A value could not be stored: {exc}", "readings"))
-        result.inserted, result.updated = cursor.fetchone()
         result.seconds["upsert"] = time.perf_counter() - t3
     result.unchanged = count - result.inserted - result.updated
     return result

@@ -45,21 +45,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _client(port: int, token: str, device_ids: list[int], offset: int, deadline: float, out) -> None:
-    """Post new 5,000-reading batches (50 devices x 100 five-minute intervals) until the deadline."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+def _payloads(device_ids: list[int], count: int) -> list[bytes]:
+    """`count` batches of new data: 50 devices x 100 five-minute intervals each, later and later."""
     per_device = BATCH // len(device_ids)
-    sent = batches = errors = 0
-    latencies = []
-    step = 0
-    while time.time() < deadline:
+    bodies = []
+    for step in range(count):
         base = EPOCH + timedelta(minutes=5 * per_device * step)
         stamps = [(base + timedelta(minutes=5 * k)).isoformat() for k in range(per_device)]
-        body = json.dumps({"readings": [
+        bodies.append(json.dumps({"readings": [
             {"device": d, "start": stamps[k], "interval_seconds": 300, "kwh": 0.25 + (k % 7) * 0.01}
             for d in device_ids for k in range(per_device)
-        ]}).encode()
+        ]}).encode())
+    return bodies
+
+
+def _client(port: int, token: str, device_ids: list[int], offset: int, go, seconds: float, out) -> None:
+    """Post pre-built batches (devices run elsewhere: building them is not the server's cost) for `seconds`."""
+    bodies = _payloads(device_ids, int(seconds * 15) + 10)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    sent = batches = errors = 0
+    latencies = []
+    go.wait()
+    deadline = time.time() + seconds
+    for body in bodies:
+        if time.time() >= deadline:
+            break
         started = time.perf_counter()
         conn.request("POST", "/api/device/v1/readings", body=body, headers=headers)
         response = conn.getresponse()
@@ -72,7 +83,6 @@ def _client(port: int, token: str, device_ids: list[int], offset: int, deadline:
         else:
             sent += json.loads(payload)["inserted"]
         batches += 1
-        step += 1
     out.put((sent, batches, errors, latencies))
 
 
@@ -120,12 +130,14 @@ def run() -> list[str]:
     server = _server(port)
     try:
         out = multiprocessing.Queue()
-        deadline = time.time() + SECONDS
-        procs = [multiprocessing.Process(target=_client, args=(port, token, devices, i, deadline, out))
+        go = multiprocessing.Event()
+        procs = [multiprocessing.Process(target=_client, args=(port, token, devices, i, go, SECONDS, out))
                  for i, (token, devices) in enumerate(tokens)]
-        started = time.perf_counter()
         for p in procs:
             p.start()
+        time.sleep(float(os.environ.get("BENCH_INGEST_PREPARE_SECONDS", "12")))  # clients build their batches
+        started = time.perf_counter()
+        go.set()
         results = [out.get() for _ in procs]
         elapsed = time.perf_counter() - started
         for p in procs:
