@@ -100,12 +100,22 @@ def _can_write(request) -> bool:
 
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
-    list_display = ["id", "device_type", "manufacturer", "model", "serial", "rated_kw", "site"]
-    list_filter = ["device_type", "communication_path", "site__market"]
+    list_display = ["id", "device_type", "manufacturer", "model", "serial", "rated_kw", "site", "online", "last_seen"]
+    list_filter = ["device_type", "communication_path", "site__market", "status__online"]
     search_fields = ["serial", "manufacturer", "model", "site__meter_id", "site__customer__external_ref"]
     raw_id_fields = ["site", "gateway"]
-    list_select_related = ["site"]
+    list_select_related = ["site", "status"]
     inlines = [EnrollmentInline, CredentialInline]
+
+    @admin.display(boolean=True, description="Online", ordering="status__online")
+    def online(self, obj):
+        status = getattr(obj, "status", None)
+        return None if status is None else status.online
+
+    @admin.display(description="Last seen", ordering="status__last_seen_at")
+    def last_seen(self, obj):
+        status = getattr(obj, "status", None)
+        return status.last_seen_at if status else "never"
     actions = ["issue_credentials"]
     change_list_template = "admin/enrollment/device/change_list.html"
 
