@@ -38,6 +38,9 @@ def ensure(*, first: datetime, last: datetime) -> list[str]:
         return []
     created = []
     with connection.cursor() as cursor:
+        # Two writers creating the same partition at once would collide in the catalog
+        # (CREATE TABLE IF NOT EXISTS is not safe against a concurrent create): take turns.
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [PARENT])
         cursor.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                        "WHERE i.inhparent = %s::regclass", [PARENT])
         _known.update(name for (name,) in cursor.fetchall())

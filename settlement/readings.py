@@ -49,7 +49,8 @@ _STAGE_COLUMNS = "idx, meter_kind, meter_id, start, interval_seconds, value, is_
 
 
 # The ISO 8601 forms both Python and PostgreSQL read the same way; the offset is checked apart.
-_ISO = re.compile(r"(?:19|[2-9]\d)\d\d-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?P<offset>[Zz]|[+-]\d\d(?::?\d\d)?)?\Z")
+_ISO = re.compile(r"(?:19|[2-9]\d)\d\d-\d\d-\d\d[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?"
+                  r"(?P<offset>[Zz]|[+-](?:0\d|1[0-5])(?::?[0-5]\d)?)?\Z")
 
 @dataclass(frozen=True)
 class Meters:

@@ -102,7 +102,9 @@ class DeviceReadingsView(DeviceAPIMixin, APIView):
     def get(self, request):
         meters = self._meters(request)
         raw_device = request.query_params.get("device")
-        device = int(raw_device) if raw_device and raw_device.isdigit() else meters.default_device
+        if raw_device is not None and not (raw_device.isascii() and raw_device.isdigit()):
+            raise ValidationError({"device": ["A device id."]}, code="invalid")
+        device = int(raw_device) if raw_device else meters.default_device
         if device not in meters.devices:
             raise ValidationError({"device": ["Name one of your devices."]}, code="unknown_meter")
         meter = request.query_params.get("meter", "device")

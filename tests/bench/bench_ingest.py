@@ -187,4 +187,7 @@ def run() -> list[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        errors_logged = [line for line in server.stderr.read().decode(errors="replace").splitlines() if "Error" in line]
+        if errors_logged:
+            lines.append(f"server errors: {errors_logged[-3:]}")
     return lines

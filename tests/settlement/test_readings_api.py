@@ -643,6 +643,15 @@ def test_a_start_at_the_end_of_time_is_refused_not_a_server_error(device, client
     assert not Reading.objects.exists()
 
 
+@pytest.mark.parametrize("offset", ["+16:00", "-23:00", "+00:99", "+0560"])
+def test_an_impossible_utc_offset_is_named_at_its_reading(device, client, offset):
+    response = post(client, [reading(0), {**reading(1), "start": "2026-07-15T10:05:00" + offset}, reading(2)])
+
+    assert response.status_code == 400
+    assert problems(response) == [("readings[1].start", "invalid_timestamp")]
+    assert not Reading.objects.exists()
+
+
 def test_a_start_in_year_one_is_refused(device, client):
     response = post(client, [reading(0), {**reading(1), "start": "0001-01-01T00:00:00+00:00"}])
 
