@@ -10,7 +10,6 @@ from rest_framework.test import APIClient
 from aggregator import services as aggregator_services
 from enrollment import services
 from enrollment.models import DeviceStatus
-from settlement import partitions
 from tests.factories import DeviceFactory, GatewayFactory, SiteFactory, active_device
 
 pytestmark = pytest.mark.django_db
@@ -18,13 +17,6 @@ pytestmark = pytest.mark.django_db
 URL = "/api/device/v1/status"
 STATUS = {"state_of_charge_pct": 64.5, "power_kw": -2.25, "mode": "self_consumption", "firmware": "24.12.1",
           "ev_plugged_in": None}
-
-
-@pytest.fixture(autouse=True)
-def _forget_partitions():
-    partitions.forget()
-    yield
-    partitions.forget()
 
 
 @pytest.fixture

@@ -32,14 +32,6 @@ CONSUMER_PARAMETERS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _forget_partitions():
-    """Each test rolls back the partitions it created; the per-process cache must not remember them."""
-    partitions.forget()
-    yield
-    partitions.forget()
-
-
 @pytest.fixture
 def device():
     return DeviceFactory()
