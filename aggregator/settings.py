@@ -136,6 +136,10 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+# Uploaded files (meter-data imports): a folder every web and worker host shares, or set
+# STORAGES["default"] to object storage in production.
+MEDIA_ROOT = Path(os.environ.get("DJANGO_MEDIA_ROOT", Path(os.environ.get("VPP_DATA_DIR", BASE_DIR / ".data")) / "media"))
+MEDIA_URL = "media/"
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DJANGO_MAX_REQUEST_BYTES", str(50 * 1024 * 1024)))
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 

@@ -23,6 +23,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import connection, transaction
 
+from aggregator.csv_files import UnreadableFile, read_csv
 from aggregator.models import Market
 from enrollment.device_types import MAX_KW, PARAMETERS, DeviceType, parameter_problems, parse_parameter
 from enrollment.models import Customer, Device, RetailProgramParticipation
@@ -242,31 +243,10 @@ class _Parser:
 
 
 def _read(source) -> tuple[list[str], list[tuple[int, list[str]]]] | RowError:
-    """The header and (file line, fields) of every non-blank record."""
-    if isinstance(source, bytes):
-        try:
-            source = source.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            line = source.count(b"\n", 0, exc.start) + 1
-            return RowError(line, None, "encoding", f"The file is not UTF-8 text ({exc.reason} at byte {exc.start}).")
-    if isinstance(source, str):
-        source = io.StringIO(source)
-    reader = csv.reader(source, strict=True)
     try:
-        header = next(reader, None)
-        if header is None:
-            return RowError(1, None, "empty", "The file is empty.")
-        rows = []
-        line = reader.line_num + 1
-        for record in reader:
-            if record:
-                rows.append((line, record))
-            line = reader.line_num + 1
-            if len(rows) > MAX_ROWS:
-                return RowError(0, None, "too_many_rows", f"At most {MAX_ROWS} rows per file.")
-    except csv.Error as exc:
-        return RowError(reader.line_num, None, "malformed_csv", f"Malformed CSV: {exc}.")
-    return [h.strip().lstrip("\ufeff").lower() for h in header], rows
+        return read_csv(source, max_rows=MAX_ROWS)
+    except UnreadableFile as exc:
+        return RowError(exc.line, None, exc.problem.code, exc.problem.message)
 
 
 def import_fleet(*, source, dry_run: bool = False) -> ImportReport:

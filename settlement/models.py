@@ -8,6 +8,7 @@ corrected value replaces the stored one and the old one is kept in ReadingRevisi
 See deploy/README.md for the partition and retention plan.
 """
 
+from django.conf import settings
 from django.db import models
 
 
@@ -54,3 +55,32 @@ class ReadingRevision(models.Model):
     class Meta:
         ordering = ["meter_kind", "meter_id", "start", "revision"]
         indexes = [models.Index(fields=["meter_kind", "meter_id", "start"], name="revision_meter_start")]
+
+
+class MeterDataImport(models.Model):
+    """An operator's upload of a utility meter-data file, imported by a Celery task."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        REJECTED = "rejected", "Rejected (nothing written)"
+        FAILED = "failed", "Failed"
+
+    file = models.FileField(upload_to="meter-imports/%Y/%m/")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    rows = models.PositiveIntegerField(default=0)
+    report = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"meter data import {self.pk} ({self.state})"
+
+    @property
+    def progress_key(self) -> str:
+        return f"meter-import:{self.pk}:progress"

@@ -33,6 +33,7 @@ MAX_BATCH = 10_000
 INTERVALS = frozenset({60, 300, 900, 1800, 3600})
 QUALITIES = {"actual": Quality.ACTUAL, "estimated": Quality.ESTIMATED, "missing": Quality.MISSING}
 FIELDS = frozenset({"meter", "device", "start", "interval_seconds", "kwh", "kw", "quality"})
+SITE_FIELDS = frozenset({"site", "start", "interval_seconds", "kwh", "kw", "quality"})
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_ABS_KWH = 1e7  # inside numeric(14,6); far beyond any behind-the-meter interval
 # Device types that only consume: a negative reading at their own meter is impossible.
@@ -84,9 +85,16 @@ def _number(value) -> bool:
     return (type(value) is int or type(value) is float) and value == value and abs(value) <= MAX_ABS_KWH
 
 
-def parse(readings, *, meters: Meters) -> tuple[list[str], int]:
+def _reading(idx: int) -> str:
+    return f"readings[{idx}]"
+
+
+def parse(readings, *, meters: Meters, label=_reading, sites: frozenset[int] | None = None) -> tuple[list[str], int]:
     """COPY lines for a batch (types, ownership and values checked here; timestamps in SQL),
-    or BatchRejected naming every problem by index and field."""
+    or BatchRejected naming every problem by index and field.
+
+    With `sites` (operator imports), readings name a site meter by `"site": <id>` instead.
+    """
     if not isinstance(readings, list):
         raise BatchRejected(Problem("invalid", "readings must be a list.", "readings"))
     if not readings:
@@ -97,65 +105,73 @@ def parse(readings, *, meters: Meters) -> tuple[list[str], int]:
     lines: list[str] = []
     append = lines.append
     devices, default = meters.devices, meters.default_device
-    fields, intervals, qualities, iso = FIELDS, INTERVALS, QUALITIES, _ISO.match
+    fields = FIELDS if sites is None else SITE_FIELDS
+    intervals, qualities, iso = INTERVALS, QUALITIES, _ISO.match
     for i, r in enumerate(readings):
         if type(r) is not dict:
-            problems.append(Problem("invalid", "Each reading is an object.", f"readings[{i}]"))
+            problems.append(Problem("invalid", "Each reading is an object.", f"{label(i)}"))
             continue
         if not fields.issuperset(r):
             extra = sorted(set(r) - fields)
-            problems.append(Problem("unknown_field", f"Unknown field(s): {', '.join(map(str, extra))}.", f"readings[{i}].{extra[0]}"))
-        device = r.get("device", default)
-        meta = devices.get(device) if type(device) is int else None
+            problems.append(Problem("unknown_field", f"Unknown field(s): {', '.join(map(str, extra))}.", f"{label(i)}.{extra[0]}"))
+        if sites is not None:
+            site = r.get("site")
+            if type(site) is not int or site not in sites:
+                problems.append(Problem("unknown_meter", "No such site meter.", f"{label(i)}.site"))
+                continue
+            device, meta = None, (site, "", False)
+        else:
+            device = r.get("device", default)
+            meta = devices.get(device) if type(device) is int else None
         if meta is None:
             problems.append(Problem("unknown_meter", f"Device {device!r} is not yours." if device is not None
-                                    else "Name the device (gateway tokens speak for several).", f"readings[{i}].device"))
+                                    else "Name the device (gateway tokens speak for several).", f"{label(i)}.device"))
             continue
-        meter = r.get("meter", "device")
+        meter = "site" if sites is not None else r.get("meter", "device")
         if meter == "device":
             kind, meter_id = 2, device
         elif meter == "site":
             kind, meter_id = 1, meta[0]
         else:
-            problems.append(Problem("unknown_meter", "meter is 'site' or 'device'.", f"readings[{i}].meter"))
+            problems.append(Problem("unknown_meter", "meter is 'site' or 'device'.", f"{label(i)}.meter"))
             continue
         start = r.get("start")
         shape = iso(start) if type(start) is str else None
         if shape is None:
             problems.append(Problem("invalid_timestamp", "start must be an ISO 8601 date and time like "
-                                    f"2026-07-15T14:00:00-04:00 (from 1900), not {start!r}.", f"readings[{i}].start"))
+                                    f"2026-07-15T14:00:00-04:00 (from 1900), not {start!r}.", f"{label(i)}.start"))
             continue
         if shape.group("offset") is None:
-            problems.append(Problem("naive_timestamp", "start needs its UTC offset (e.g. -04:00 or Z).", f"readings[{i}].start"))
+            problems.append(Problem("naive_timestamp", "start needs its UTC offset (e.g. -04:00 or Z).", f"{label(i)}.start"))
             continue
         interval = r.get("interval_seconds")
         if type(interval) is not int or interval not in intervals:
-            problems.append(Problem("invalid_interval", f"interval_seconds is one of {sorted(intervals)}.", f"readings[{i}].interval_seconds"))
+            problems.append(Problem("invalid_interval", f"interval_seconds is one of {sorted(intervals)}.", f"{label(i)}.interval_seconds"))
             continue
         quality = r.get("quality", "actual")
         quality = qualities.get(quality) if type(quality) is str else None
         if quality is None:
-            problems.append(Problem("invalid_choice", f"quality is one of {', '.join(qualities)}.", f"readings[{i}].quality"))
+            problems.append(Problem("invalid_choice", f"quality is one of {', '.join(qualities)}.", f"{label(i)}.quality"))
             continue
         kw = r.get("kw")
         value = r.get("kwh") if kw is None else kw
         if kw is not None and r.get("kwh") is not None:
-            problems.append(Problem("ambiguous_value", "Send kwh or kw, not both.", f"readings[{i}].kwh"))
+            problems.append(Problem("ambiguous_value", "Send kwh or kw, not both.", f"{label(i)}.kwh"))
             continue
         if value is None:
             if quality != Quality.MISSING:
-                problems.append(Problem("required", "kwh (or kw) is required unless quality is missing.", f"readings[{i}].kwh"))
+                problems.append(Problem("required", "kwh (or kw) is required unless quality is missing.", f"{label(i)}.kwh"))
                 continue
             append(f"{i}\t{kind}\t{meter_id}\t{start}\t{interval}\t\\N\tf\t{quality}\n")
             continue
         name = "kwh" if kw is None else "kw"
         vtype = type(value)
         if (vtype is not float and vtype is not int) or not -MAX_ABS_KWH <= value <= MAX_ABS_KWH:
-            problems.append(Problem("not_a_number", f"{name} must be a finite number.", f"readings[{i}].{name}"))
+            problems.append(Problem("not_a_number", f"{name} must be a finite number.", f"{label(i)}.{name}"))
             continue
         if value < 0 and kind == 2 and meta[1] in CONSUMPTION_ONLY:
             problems.append(Problem("negative_consumption", f"A {meta[1]} only consumes; its meter cannot read below zero.",
-                                    f"readings[{i}].{name}"))
+                                    f"{label(i)}.{name}"))
             continue
         append(f"{i}\t{kind}\t{meter_id}\t{start}\t{interval}\t{value!r}\t{'f' if kw is None else 't'}\t{quality}\n")
     if problems:
@@ -187,22 +203,22 @@ _MESSAGES = {
 }
 
 
-def _time_problems(cursor, *, latest: datetime) -> list[Problem]:
+def _time_problems(cursor, *, latest: datetime, label=_reading) -> list[Problem]:
     cursor.execute(_TIME_PROBLEMS, {"latest": latest})
     return [
-        Problem(code, _MESSAGES.get(code) or f"Overlaps readings[{other}] at the same meter.", f"readings[{idx}].start")
+        Problem(code, _MESSAGES.get(code) or f"Overlaps {label(other)} at the same meter.", f"{label(idx)}.start")
         for idx, code, other in cursor.fetchall()
     ]
 
 
-def _unreadable_timestamps(readings: list) -> list[Problem]:
+def _unreadable_timestamps(starts, label=_reading) -> list[Problem]:
     """After COPY refused a batch: which starts are not dates and times (rare, so in Python)."""
     problems = []
-    for i, r in enumerate(readings):
+    for idx, start in starts:
         try:
-            datetime.fromisoformat(r["start"])
-        except ValueError:
-            problems.append(Problem("invalid_timestamp", f"{r['start']!r} is not a date and time.", f"readings[{i}].start"))
+            datetime.fromisoformat(start)
+        except (TypeError, ValueError):
+            problems.append(Problem("invalid_timestamp", f"{start!r} is not a date and time.", f"{label(idx)}.start"))
     return problems or [Problem("invalid_timestamp", "A start could not be read as a date and time.", "readings")]
 
 
@@ -224,7 +240,7 @@ FROM (
 """
 
 
-def _overlaps_stored(cursor, neighbours: list[list]) -> list[Problem]:
+def _overlaps_stored(cursor, neighbours: list[list], label=_reading) -> list[Problem]:
     """Staged readings that overlap a stored one of another start or length (neighbours are few)."""
     neighbours = [(kind, meter_id, datetime.fromisoformat(start), seconds) for kind, meter_id, start, seconds in neighbours]
     meters = sorted({(kind, meter_id) for kind, meter_id, _, _ in neighbours})
@@ -249,7 +265,7 @@ def _overlaps_stored(cursor, neighbours: list[list]) -> list[Problem]:
             problems.append(Problem(
                 "overlapping_interval",
                 f"Overlaps a stored {seconds // 60}-minute interval starting {start.isoformat()}; "
-                "intervals of different lengths cannot overlap.", f"readings[{intervals[k][2]}].start"))
+                "intervals of different lengths cannot overlap.", f"{label(intervals[k][2])}.start"))
     return sorted(problems, key=lambda p: p.field)
 
 
@@ -293,12 +309,25 @@ ON CONFLICT (meter_kind, meter_id, start) DO NOTHING
 
 
 def ingest(*, readings, meters: Meters, now: datetime | None = None) -> IngestResult:
-    """Validate and store a batch; see the module docstring."""
-    now = now or datetime.now(timezone.utc)
-    result = IngestResult(received=len(readings) if isinstance(readings, list) else 0)
+    """Validate and store a device API batch; see the module docstring."""
     t0 = time.perf_counter()
     lines, count = parse(readings, meters=meters)
-    result.seconds["parse"] = time.perf_counter() - t0
+    parsed = time.perf_counter() - t0
+    result = store(lines=lines, now=now,
+                   starts=lambda: ((i, r.get("start")) for i, r in enumerate(readings) if isinstance(r, dict)))
+    result.seconds["parse"] = parsed
+    return result
+
+
+def store(*, lines: list[str], now: datetime | None = None, starts, label=_reading) -> IngestResult:
+    """The set-based half: COPY checked COPY lines into staging, check timestamps, upsert.
+
+    `starts()` yields (index, start text) to name an unreadable timestamp; `label(index)`
+    names a reading in problems (readings[3] on the API, a file row in imports).
+    """
+    now = now or datetime.now(timezone.utc)
+    count = len(lines)
+    result = IngestResult(received=count)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_STAGE)
         t1 = time.perf_counter()
@@ -306,11 +335,11 @@ def ingest(*, readings, meters: Meters, now: datetime | None = None) -> IngestRe
             with transaction.atomic(), cursor.copy(f"COPY reading_stage ({_STAGE_COLUMNS}) FROM STDIN") as copy:
                 copy.write("".join(lines))
         except (DataError, psycopg.DataError):  # Django does not wrap errors raised inside copy()
-            raise BatchRejected(_unreadable_timestamps(readings)[:200])
+            raise BatchRejected(_unreadable_timestamps(starts(), label)[:200])
         result.seconds["copy"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
-        problems = _time_problems(cursor, latest=now + CLOCK_SKEW)
+        problems = _time_problems(cursor, latest=now + CLOCK_SKEW, label=label)
         if problems:
             raise BatchRejected(problems)
         cursor.execute(_BOUNDS)
@@ -322,7 +351,7 @@ def ingest(*, readings, meters: Meters, now: datetime | None = None) -> IngestRe
         already_stored, neighbours = cursor.fetchone()
         neighbours = orjson.loads(neighbours)
         if neighbours:
-            clashes = _overlaps_stored(cursor, neighbours)
+            clashes = _overlaps_stored(cursor, neighbours, label)
             if clashes:
                 raise BatchRejected(clashes[:200])
         result.seconds["check"] = time.perf_counter() - t2

@@ -7,3 +7,29 @@ from settlement import partitions
 @shared_task(acks_late=True)
 def create_reading_partitions_ahead() -> list[str]:
     return partitions.ensure_ahead(now=timezone.now(), months=3)
+
+
+@shared_task(acks_late=True)
+def import_meter_data(import_id: int) -> str:
+    """Run an uploaded meter-data import; progress goes to the cache, the report to the row."""
+    from django.core.cache import cache
+
+    from settlement.meter_import import import_meter_data as run
+    from settlement.models import MeterDataImport
+
+    job = MeterDataImport.objects.get(pk=import_id)
+    if job.state not in (MeterDataImport.State.QUEUED, MeterDataImport.State.RUNNING):
+        return job.state  # a redelivered task after it finished
+    MeterDataImport.objects.filter(pk=job.pk).update(state=MeterDataImport.State.RUNNING)
+    try:
+        with job.file.open("rb") as handle:
+            report = run(source=handle.read(),
+                         progress=lambda done, total: cache.set(job.progress_key, {"done": done, "total": total}, 86400))
+    except Exception as exc:
+        MeterDataImport.objects.filter(pk=job.pk).update(
+            state=MeterDataImport.State.FAILED, finished_at=timezone.now(), report={"error": f"{type(exc).__name__}: {exc}"})
+        raise
+    MeterDataImport.objects.filter(pk=job.pk).update(
+        state=MeterDataImport.State.DONE if report.ok else MeterDataImport.State.REJECTED,
+        rows=report.rows, report=report.as_dict(), finished_at=timezone.now())
+    return report.summary()

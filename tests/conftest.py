@@ -99,3 +99,14 @@ def device_client():
         return client, credential
 
     return client_for
+
+
+@pytest.fixture
+def celery_worker():
+    """A real Celery worker on the real Redis broker, in this process (use with a transactional test)."""
+    from celery.contrib.testing.worker import start_worker
+
+    from aggregator.celery import app
+
+    with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False, shutdown_timeout=10) as worker:
+        yield worker

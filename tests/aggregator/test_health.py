@@ -1,14 +1,4 @@
 import pytest
-from celery.contrib.testing.worker import start_worker
-
-from aggregator.celery import app
-
-
-@pytest.fixture
-def celery_worker():
-    """A real Celery worker consuming from the real Redis broker, in this process."""
-    with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False, shutdown_timeout=10) as worker:
-        yield worker
 
 
 def test_healthz_reports_database_and_redis_without_authentication(client, db):

@@ -1,0 +1,74 @@
+from django import forms
+from django.contrib import admin, messages
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from aggregator.access.roles import WRITE_ROLES, roles_of
+from settlement.models import MeterDataImport
+from settlement.tasks import import_meter_data
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField(label="Meter-data CSV",
+                           help_text="Columns: utility, meter_id, start, interval_seconds, kwh or kw, quality.")
+
+
+@admin.register(MeterDataImport)
+class MeterDataImportAdmin(admin.ModelAdmin):
+    list_display = ["id", "file", "state", "rows", "created_by", "created_at", "finished_at"]
+    list_filter = ["state"]
+    readonly_fields = ["file", "state", "progress", "rows", "summary", "errors", "created_by", "created_at", "finished_at"]
+    exclude = ["report"]
+    change_form_template = "admin/settlement/meterdataimport/change_form.html"
+
+    def get_urls(self):
+        return [path("upload/", self.admin_site.admin_view(self.upload_view), name="settlement_meterdataimport_upload"),
+                *super().get_urls()]
+
+    def add_view(self, request, form_url="", extra_context=None):
+        return redirect("admin:settlement_meterdataimport_upload")
+
+    def upload_view(self, request):
+        if not roles_of(request.user) & WRITE_ROLES:
+            raise PermissionDenied
+        form = UploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            job = MeterDataImport.objects.create(file=form.cleaned_data["file"], created_by=request.user)
+            import_meter_data.delay(job.pk)
+            self.message_user(request, "The import is queued; this page shows its progress.", messages.SUCCESS)
+            return redirect(reverse("admin:settlement_meterdataimport_change", args=[job.pk]))
+        return TemplateResponse(request, "admin/settlement/meterdataimport/upload.html",
+                                {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
+                                 "title": "Import meter data"})
+
+    @admin.display(description="Progress")
+    def progress(self, obj):
+        if obj.state in (MeterDataImport.State.DONE, MeterDataImport.State.REJECTED):
+            return "finished"
+        figures = cache.get(obj.progress_key)
+        return f"{figures['done']:,} of {figures['total']:,} rows written" if figures else "checking the file"
+
+    @admin.display(description="Summary")
+    def summary(self, obj):
+        r = obj.report or {}
+        if "error" in r:
+            return r["error"]
+        if not r:
+            return "-"
+        if not r.get("ok"):
+            return f"{r.get('error_count', 0)} problem(s) in {r.get('rows', 0)} row(s); nothing was written."
+        return f"{r['rows']} row(s): {r['inserted']} new, {r['updated']} corrected, {r['unchanged']} unchanged."
+
+    @admin.display(description="Problems by row")
+    def errors(self, obj):
+        rows = (obj.report or {}).get("errors", [])
+        if not rows:
+            return "-"
+        body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                                ((e["row"], e["field"] or "", e["message"], e["code"]) for e in rows))
+        return format_html('<table><thead><tr><th scope="col">Row</th><th scope="col">Column</th><th scope="col">Problem</th>'
+                           '<th scope="col">Code</th></tr></thead><tbody>{}</tbody></table>', body)
