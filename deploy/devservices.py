@@ -124,13 +124,11 @@ def ensure_database(database_url: str) -> None:
 # --- Redis -----------------------------------------------------------------------
 
 def _redis_pid() -> int | None:
-    pidfile = REDIS_DIR / "redis.pid"
-    if not pidfile.exists():
-        return None
     try:
-        pid = int(pidfile.read_text().strip())
+        # Redis removes its pid file as it shuts down, so the file can vanish at any moment.
+        pid = int((REDIS_DIR / "redis.pid").read_text().strip())
         os.kill(pid, 0)
-    except (ValueError, ProcessLookupError, PermissionError):
+    except (OSError, ValueError):
         return None
     return pid
 
@@ -180,9 +178,14 @@ def stop_redis() -> None:
     pid = _redis_pid()
     if pid is None:
         return
-    os.kill(pid, signal.SIGTERM)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    # Redis deletes its pid file when its shutdown is complete (the process itself may
+    # linger as a zombie where nothing reaps orphans, so its pid is no proof of life).
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _redis_pid():
+    while time.monotonic() < deadline and (REDIS_DIR / "redis.pid").exists():
         time.sleep(0.05)
     _log("Redis (embedded) stopped")
 
@@ -211,10 +214,12 @@ def prepare_environment() -> tuple[dict[str, str], list[str]]:
 
 
 def stop(started: list[str]) -> None:
-    if "redis" in started:
-        stop_redis()
-    if "postgres" in started:
-        stop_postgres()
+    try:
+        if "redis" in started:
+            stop_redis()
+    finally:  # whatever happened to Redis, PostgreSQL must not be left running
+        if "postgres" in started:
+            stop_postgres()
 
 
 def cmd_exec(argv: list[str]) -> int:
@@ -252,8 +257,7 @@ def main(argv: list[str]) -> int:
     if command in ("up", "env"):
         return cmd_env()
     if command == "down":
-        stop_redis()
-        stop_postgres()
+        stop(["redis", "postgres"])
         return 0
     print(__doc__)
     return 0 if command == "help" else 2
