@@ -43,10 +43,11 @@ def _setup() -> Program:
         )
         cursor.execute(
             """
-            INSERT INTO enrollment_devicestatus (device_id, online, last_seen_at, state_of_charge_pct, ev_plugged_in, updated_at)
+            INSERT INTO enrollment_devicestatus (device_id, online, last_seen_at, state_of_charge_pct, ev_plugged_in,
+                                                 mode, firmware, updated_at)
             SELECT d.id, d.id %% 50 <> 0, now() - interval '3 minutes',
                    CASE WHEN d.device_type = 'battery' THEN 20 + (d.id %% 80) END,
-                   CASE WHEN d.device_type = 'ev_charger' THEN d.id %% 3 = 0 END, now()
+                   CASE WHEN d.device_type = 'ev_charger' THEN d.id %% 3 = 0 END, '', '', now()
             FROM enrollment_device d WHERE d.serial LIKE 'AGGS%%'
             """,
             [],
