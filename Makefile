@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 WITH_SERVICES := $(PY) deploy/devservices.py exec --
 
-.PHONY: run test bench install services-up services-down check clean
+.PHONY: run test bench install manage services-up services-down check clean
 
 $(VENV)/.installed: pyproject.toml deploy/bootstrap.sh
 	sh deploy/bootstrap.sh $(VENV)
@@ -19,6 +19,10 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(WITH_SERVICES) $(PY) tests/bench/run.py $(BENCH_ARGS)
+
+# Any management command with the same environment, e.g. make manage CMD="createsuperuser"
+manage: $(VENV)/.installed
+	$(WITH_SERVICES) $(PY) manage.py $(CMD)
 
 services-up: $(VENV)/.installed
 	$(PY) deploy/devservices.py up

@@ -2,8 +2,22 @@
 
 import csv
 import io
+from dataclasses import dataclass
 
 from aggregator.errors import Problem
+
+
+@dataclass(frozen=True)
+class RowError:
+    """A problem in an operator's file, by line (the header is line 1) and column."""
+
+    row: int
+    field: str | None
+    code: str
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"row": self.row, "field": self.field, "code": self.code, "message": self.message}
 
 
 class UnreadableFile(Exception):

@@ -23,7 +23,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import connection, transaction
 
-from aggregator.csv_files import UnreadableFile, read_csv
+from aggregator.csv_files import RowError, UnreadableFile, read_csv
 from aggregator.models import Market
 from enrollment.device_types import MAX_KW, PARAMETERS, DeviceType, parameter_problems, parse_parameter
 from enrollment.models import Customer, Device, RetailProgramParticipation
@@ -73,17 +73,6 @@ STAGE_NAMES = tuple(name for name, _ in STAGE_COLUMNS)
 
 TRUE = frozenset({"true", "yes", "1", "y", "t"})
 FALSE = frozenset({"false", "no", "0", "n", "f", ""})
-
-
-@dataclass(frozen=True)
-class RowError:
-    row: int  # the line in the file; the header is line 1
-    field: str | None
-    code: str
-    message: str
-
-    def as_dict(self) -> dict:
-        return {"row": self.row, "field": self.field, "code": self.code, "message": self.message}
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
-from aggregator.csv_files import UnreadableFile, read_csv
+from aggregator.csv_files import RowError, UnreadableFile, read_csv
 from enrollment.models import Site
 from settlement import readings
 
@@ -26,23 +26,12 @@ _FIELD = re.compile(r"rows\[(\d+)\]\.?(\w*)")
 
 
 @dataclass
-class RowProblem:
-    row: int
-    field: str | None
-    code: str
-    message: str
-
-    def as_dict(self) -> dict:
-        return {"row": self.row, "field": self.field, "code": self.code, "message": self.message}
-
-
-@dataclass
 class MeterImportReport:
     rows: int = 0
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
-    errors: list[RowProblem] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -63,14 +52,14 @@ def _label(row: int) -> str:
     return f"rows[{row}]"
 
 
-def _row_problems(problems) -> list[RowProblem]:
+def _row_problems(problems) -> list[RowError]:
     out = []
     for p in problems:
         match = _FIELD.match(p.field or "")
         row, column = (int(match.group(1)), match.group(2) or None) if match else (0, p.field)
         if column == "site":
             column = "meter_id"
-        out.append(RowProblem(row, column, p.code, p.message))
+        out.append(RowError(row, column, p.code, p.message))
     return out
 
 
@@ -88,17 +77,17 @@ def import_meter_data(*, source, progress=None) -> MeterImportReport:
     try:
         header, records = read_csv(source, max_rows=MAX_ROWS)
     except UnreadableFile as exc:
-        report.errors.append(RowProblem(exc.line, None, exc.problem.code, exc.problem.message))
+        report.errors.append(RowError(exc.line, None, exc.problem.code, exc.problem.message))
         return report
     report.rows = len(records)
     unknown = [h for h in header if h not in COLUMNS]
     missing = [c for c in REQUIRED if c not in header]
-    report.errors += [RowProblem(1, h, "unknown_column", f"Unknown column {h!r}.") for h in unknown]
-    report.errors += [RowProblem(1, c, "missing_column", f"Required column {c!r} is missing.") for c in missing]
+    report.errors += [RowError(1, h, "unknown_column", f"Unknown column {h!r}.") for h in unknown]
+    report.errors += [RowError(1, c, "missing_column", f"Required column {c!r} is missing.") for c in missing]
     if report.errors:
         return report
     if not records:
-        report.errors.append(RowProblem(2, None, "empty", "The file has a header but no rows."))
+        report.errors.append(RowError(2, None, "empty", "The file has a header but no rows."))
         return report
     at = {name: header.index(name) for name in COLUMNS if name in header}
     meters = {(u, m): pk for pk, u, m in Site.objects.exclude(meter_id="").filter(
@@ -108,12 +97,12 @@ def import_meter_data(*, source, progress=None) -> MeterImportReport:
     batch = []
     for line, record in records:
         if len(record) != len(header):
-            report.errors.append(RowProblem(line, None, "wrong_field_count", f"Expected {len(header)} fields, found {len(record)}."))
+            report.errors.append(RowError(line, None, "wrong_field_count", f"Expected {len(header)} fields, found {len(record)}."))
             continue
         value = {name: record[i].strip() for name, i in at.items()}
         site = meters.get((value["utility"], value["meter_id"]))
         if site is None:
-            report.errors.append(RowProblem(line, "meter_id", "unknown_meter",
+            report.errors.append(RowError(line, "meter_id", "unknown_meter",
                                             f"No site has meter {value['meter_id']!r} at utility {value['utility']!r}."))
             continue
         reading = {"site": site, "start": value["start"], "quality": value.get("quality") or "actual"}
