@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 import psycopg
-from django.db import DataError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 
 from aggregator.errors import DomainError, Problem
 from settlement import partitions
@@ -107,6 +107,7 @@ def parse(readings, *, meters: Meters, label=_reading, sites: frozenset[int] | N
     devices, default = meters.devices, meters.default_device
     fields = FIELDS if sites is None else SITE_FIELDS
     intervals, qualities, iso = INTERVALS, QUALITIES, _ISO.match
+    good_starts: set[str] = set()
     for i, r in enumerate(readings):
         if type(r) is not dict:
             problems.append(Problem("invalid", "Each reading is an object.", f"{label(i)}"))
@@ -136,14 +137,16 @@ def parse(readings, *, meters: Meters, label=_reading, sites: frozenset[int] | N
             problems.append(Problem("unknown_meter", "meter is 'site' or 'device'.", f"{label(i)}.meter"))
             continue
         start = r.get("start")
-        shape = iso(start) if type(start) is str else None
-        if shape is None:
-            problems.append(Problem("invalid_timestamp", "start must be an ISO 8601 date and time like "
-                                    f"2026-07-15T14:00:00-04:00 (from 1900), not {start!r}.", f"{label(i)}.start"))
-            continue
-        if shape.group("offset") is None:
-            problems.append(Problem("naive_timestamp", "start needs its UTC offset (e.g. -04:00 or Z).", f"{label(i)}.start"))
-            continue
+        if type(start) is not str or start not in good_starts:  # a gateway's devices share their starts
+            shape = iso(start) if type(start) is str else None
+            if shape is None:
+                problems.append(Problem("invalid_timestamp", "start must be an ISO 8601 date and time like "
+                                        f"2026-07-15T14:00:00-04:00 (from 1900), not {start!r}.", f"{label(i)}.start"))
+                continue
+            if shape.group("offset") is None:
+                problems.append(Problem("naive_timestamp", "start needs its UTC offset (e.g. -04:00 or Z).", f"{label(i)}.start"))
+                continue
+            good_starts.add(start)
         interval = r.get("interval_seconds")
         if type(interval) is not int or interval not in intervals:
             problems.append(Problem("invalid_interval", f"interval_seconds is one of {sorted(intervals)}.", f"{label(i)}.interval_seconds"))
@@ -182,17 +185,15 @@ def parse(readings, *, meters: Meters, label=_reading, sites: frozenset[int] | N
 # Timestamps parsed by COPY; here: not in the future, and no two readings of the batch
 # overlapping at one meter.
 _TIME_PROBLEMS = """
-WITH s AS (
-    SELECT idx, meter_kind, meter_id, start, interval_seconds FROM reading_stage
-), w AS (
-    SELECT idx, start, interval_seconds,
-           lag(idx) OVER m AS prev_idx, lag(start) OVER m AS prev_start, lag(interval_seconds) OVER m AS prev_seconds
-    FROM s WINDOW m AS (PARTITION BY meter_kind, meter_id ORDER BY start, idx)
-)
-SELECT idx, 'future_timestamp', NULL::integer FROM s WHERE start + make_interval(secs => interval_seconds) > %(latest)s
-UNION ALL
-SELECT idx, CASE WHEN start = prev_start AND interval_seconds = prev_seconds THEN 'duplicate_interval' ELSE 'overlapping_interval' END, prev_idx
-FROM w WHERE prev_start + make_interval(secs => prev_seconds) > start
+SELECT idx, CASE WHEN stop > %(latest)s THEN 'future_timestamp'
+                 WHEN start = prev_start AND stop = prev_stop THEN 'duplicate_interval' ELSE 'overlapping_interval' END,
+       prev_idx
+FROM (
+    SELECT idx, start, stop, lag(idx) OVER m AS prev_idx, lag(start) OVER m AS prev_start, lag(stop) OVER m AS prev_stop
+    FROM (SELECT idx, meter_kind, meter_id, start, start + interval_seconds * interval '1 second' AS stop FROM reading_stage) s
+    WINDOW m AS (PARTITION BY meter_kind, meter_id ORDER BY start, idx)
+) w
+WHERE stop > %(latest)s OR prev_stop > start
 ORDER BY 1 LIMIT 200
 """
 _BOUNDS = "SELECT min(start), max(start + make_interval(secs => interval_seconds)) FROM reading_stage"
@@ -298,13 +299,15 @@ SELECT (SELECT count(*) FROM upserted) - (SELECT count(*) FROM replaced), (SELEC
 """
 
 
-# New data, the usual case: nothing to replace, so no revisions to keep.
+# New data, the usual case: nothing to replace, so no revisions to keep. A plain insert,
+# not ON CONFLICT DO NOTHING: speculative insertion nearly doubles the cost of the
+# statement that dominates ingestion (5,000 rows: ~28 ms against ~49 ms). A concurrent
+# writer of the same intervals makes it fail instead, and the upsert takes over.
 _INSERT_NEW = """
 INSERT INTO settlement_reading (meter_kind, meter_id, start, interval_seconds, kwh, quality, received_at, revision)
 SELECT meter_kind, meter_id, start, interval_seconds,
        CASE WHEN is_kw THEN round(value * interval_seconds / 3600.0, 6) ELSE round(value, 6) END, quality, %(now)s, 1
 FROM reading_stage
-ON CONFLICT (meter_kind, meter_id, start) DO NOTHING
 """
 
 
@@ -359,8 +362,12 @@ def store(*, lines: list[str], now: datetime | None = None, starts, label=_readi
         t3 = time.perf_counter()
         try:
             if not already_stored:
-                cursor.execute(_INSERT_NEW, params)
-                result.inserted = cursor.rowcount
+                try:
+                    with transaction.atomic():
+                        cursor.execute(_INSERT_NEW, params)
+                    result.inserted = cursor.rowcount
+                except IntegrityError:  # another request stored some of these intervals meanwhile
+                    result.inserted = 0
             if result.inserted < count:  # stored intervals (a resend or a correction), or a concurrent writer
                 cursor.execute(_UPSERT, params)
                 inserted, result.updated = cursor.fetchone()

@@ -59,9 +59,10 @@ def _payloads(device_ids: list[int], count: int) -> list[bytes]:
     return bodies
 
 
-def _client(port: int, token: str, device_ids: list[int], offset: int, go, seconds: float, out) -> None:
+def _client(port: int, token: str, device_ids: list[int], offset: int, ready, go, seconds: float, out) -> None:
     """Post pre-built batches (devices run elsewhere: building them is not the server's cost) for `seconds`."""
     bodies = _payloads(device_ids, int(seconds * 15) + 10)
+    ready.put(offset)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     sent = batches = errors = 0
@@ -84,6 +85,17 @@ def _client(port: int, token: str, device_ids: list[int], offset: int, go, secon
             sent += json.loads(payload)["inserted"]
         batches += 1
     out.put((sent, batches, errors, latencies))
+
+
+def _checkpoints() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.pg_version >= 170000:
+            cursor.execute("SELECT num_timed + num_requested FROM pg_stat_checkpointer")
+        else:
+            cursor.execute("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+        return cursor.fetchone()[0]
 
 
 def _server(port: int) -> subprocess.Popen:
@@ -130,12 +142,14 @@ def run() -> list[str]:
     server = _server(port)
     try:
         out = multiprocessing.Queue()
-        go = multiprocessing.Event()
-        procs = [multiprocessing.Process(target=_client, args=(port, token, devices, i, go, SECONDS, out))
+        go, ready = multiprocessing.Event(), multiprocessing.Queue()
+        procs = [multiprocessing.Process(target=_client, args=(port, token, devices, i, ready, go, SECONDS, out))
                  for i, (token, devices) in enumerate(tokens)]
         for p in procs:
             p.start()
-        time.sleep(float(os.environ.get("BENCH_INGEST_PREPARE_SECONDS", "12")))  # clients build their batches
+        for _ in procs:  # every client has built its batches
+            ready.get(timeout=600)
+        checkpoints_before = _checkpoints()
         started = time.perf_counter()
         go.set()
         results = [out.get() for _ in procs]
@@ -150,7 +164,8 @@ def run() -> list[str]:
         lines.append(f"ingest: {inserted:,} readings in {batches} batches of {BATCH:,} over {elapsed:.1f} s from {CLIENTS} clients "
                      f"= {rate:,.0f} readings/s ({errors} failed batches)")
         lines.append(f"  batch latency p50 {statistics.median(latencies) * 1000:.0f} ms, "
-                     f"p95 {latencies[int(len(latencies) * 0.95) - 1] * 1000:.0f} ms")
+                     f"p95 {latencies[int(len(latencies) * 0.95) - 1] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms; "
+                     f"{_checkpoints() - checkpoints_before} PostgreSQL checkpoint(s) during the run")
 
         # One site's 45 days of 5-minute data, back through the operator API.
         site = SiteFactory()
