@@ -193,6 +193,7 @@ SPECTACULAR_SETTINGS = {
         "EnrollmentStateEnum": "enrollment.lifecycle.State",
         "ServiceEnum": "aggregator.models.markets.Program.Service",
         "ScopeKindEnum": "aggregator.models.resources.ScopeKind",
+        "EventStateEnum": "dispatch.models.EventState",
     },
 }
 
@@ -224,7 +225,19 @@ CELERY_BEAT_SCHEDULE = {
     "lapse-overdue-utility-reviews": {"task": "enrollment.tasks.lapse_overdue_utility_reviews", "schedule": 15 * 60},
     "mark-silent-devices-offline": {"task": "enrollment.tasks.mark_silent_devices_offline", "schedule": 60},
     "create-reading-partitions-ahead": {"task": "settlement.tasks.create_reading_partitions_ahead", "schedule": 6 * 3600},
+    "dispatch-sweep": {"task": "dispatch.tasks.sweep", "schedule": 15},
+    "dispatch-closed-loop": {"task": "dispatch.tasks.closed_loop", "schedule": 30},
 }
+
+# Customer notification channels (dispatch.notifications); in-app is always recorded. The
+# email channel sends through Django's default mailer (configure MAILERS per deployment).
+DISPATCH_NOTIFIERS = ["dispatch.notifications.InAppNotifier"] + [
+    path.strip() for path in os.environ.get("DISPATCH_NOTIFIERS", "").split(",") if path.strip()
+]
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "vpp@localhost")
+# How often a device should poll for commands: while it has a live command, and otherwise.
+DISPATCH_POLL_SECONDS = {"live": int(os.environ.get("DISPATCH_POLL_LIVE_SECONDS", "10")),
+                         "idle": int(os.environ.get("DISPATCH_POLL_IDLE_SECONDS", "30"))}
 
 LOGGING = {
     "version": 1,

@@ -7,6 +7,9 @@ from rest_framework.routers import DefaultRouter
 from aggregator.api.resource_views import AggregationProposalViewSet, VirtualResourceViewSet
 from aggregator.api.views import MarketViewSet, ProgramViewSet
 from aggregator.health import healthz
+from dispatch.api import device_views as dispatch_device
+from dispatch.api.inbound import InstructionView
+from dispatch.api.views import DispatchEventViewSet
 from enrollment.api import device_views
 from enrollment.api import views as enrollment
 from settlement.api.views import DeviceReadingsView, OperatorReadingsView
@@ -26,6 +29,7 @@ router.register("enrollments", enrollment.EnrollmentViewSet)
 router.register("virtual-resources", VirtualResourceViewSet)
 router.register("aggregation-proposals", AggregationProposalViewSet)
 router.register("fleet-imports", enrollment.FleetImportViewSet, basename="fleet-import")
+router.register("dispatch-events", DispatchEventViewSet)
 
 device_router = DefaultRouter()
 device_router.include_root_view = False
@@ -39,6 +43,12 @@ urlpatterns = [
     path("api/device/v1/", include(device_router.urls)),
     path("api/device/v1/status", device_views.HeartbeatView.as_view(), name="device-status"),
     path("api/device/v1/readings", DeviceReadingsView.as_view(), name="device-readings"),
+    path("api/device/v1/commands", dispatch_device.CommandsView.as_view(), name="device-commands"),
+    path("api/device/v1/commands/<uuid:command_id>/ack", dispatch_device.CommandAckView.as_view(), name="device-command-ack"),
+    path("api/device/v1/commands/<uuid:command_id>/opt-out", dispatch_device.CommandOptOutView.as_view(), name="device-command-opt-out"),
+    path("api/device/v1/commands/<uuid:command_id>/reports", dispatch_device.CommandReportView.as_view(), name="device-command-reports"),
+    path("api/device/v1/opt-outs", dispatch_device.OptOutView.as_view(), name="device-opt-outs"),
+    path("api/inbound/v1/instructions", InstructionView.as_view(), name="inbound-instructions"),
     path("api/v1/sites/<int:pk>/readings/", OperatorReadingsView.as_view(meter_kind=MeterKind.SITE), name="site-readings"),
     path("api/v1/devices/<int:pk>/readings/", OperatorReadingsView.as_view(meter_kind=MeterKind.DEVICE), name="device-readings-operator"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,1 +1,300 @@
-# Dispatch events, allocations and device commands arrive with the dispatch issue.
+"""Dispatch events, their per-interval targets, allocations, and device commands.
+
+An event asks a virtual resource for kW over [start, end) in intervals. The platform
+allocates each interval's target over the resource's devices (stored per device, with
+why), then issues one command per device carrying the device's absolute schedule. A
+re-allocation (opt-out, shortfall, modification, cancellation) is a new allocation
+round: devices whose schedule changes get a new command superseding their last one.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import ArrayField, RangeOperators
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from aggregator.access.tokens import HashedToken
+from aggregator.models.resources import TsTzRange
+
+
+class EventState(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    NOTIFIED = "notified", "Notified"
+    ACTIVE = "active", "Active"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+OPEN_STATES = (EventState.SCHEDULED, EventState.NOTIFIED, EventState.ACTIVE)
+
+
+class DispatchEvent(models.Model):
+    class Source(models.TextChoices):
+        MARKET_INSTRUCTION = "market_instruction", "Market instruction"
+        UTILITY_CALL = "utility_call", "Utility program call"
+        OPERATOR_TEST = "operator_test", "Operator test"
+
+    class TargetKind(models.TextChoices):
+        REDUCTION = "reduction", "kW reduction against the baseline"
+        SETPOINT = "setpoint", "kW the resource holds (injection or load drop) per interval"
+
+    resource = models.ForeignKey("aggregator.VirtualResource", on_delete=models.PROTECT, related_name="events")
+    source = models.CharField(max_length=20, choices=Source.choices)
+    external_ref = models.CharField(max_length=100, blank=True,
+                                    help_text="The market's or utility's instruction id; a resend with the same id is the same event.")
+    target_kind = models.CharField(max_length=20, choices=TargetKind.choices, default=TargetKind.REDUCTION)
+    notify_at = models.DateTimeField(help_text="When devices and customers hear of it.")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    ramp_seconds = models.PositiveIntegerField(default=0, help_text="Devices reach their kW this long after start.")
+    over_commit_pct = models.DecimalField(max_digits=5, decimal_places=2,
+                                          help_text="Extra kW allocated over the target, for devices that under-deliver.")
+    state = models.CharField(max_length=20, choices=EventState.choices, default=EventState.SCHEDULED, editable=False)
+    replaces = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by")
+    warnings = models.JSONField(default=list, blank=True, editable=False)
+    allocation_round = models.PositiveIntegerField(default=0, editable=False)
+    commands_issued_round = models.PositiveIntegerField(
+        default=0, editable=False, help_text="The last allocation round whose commands are all issued.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by_label = models.CharField(max_length=150, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-start", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(end__gt=F("start")), name="event_ends_after_start"),
+            models.CheckConstraint(condition=Q(notify_at__lte=F("start")), name="event_notified_by_start"),
+            models.CheckConstraint(condition=Q(over_commit_pct__gte=0, over_commit_pct__lte=100), name="event_over_commit_range"),
+            models.UniqueConstraint(fields=["source", "external_ref"], condition=~Q(external_ref=""),
+                                    name="event_external_ref_unique"),
+            # One open event per resource at any instant, whatever races; a replacement
+            # cancels the event it replaces first.
+            ExclusionConstraint(
+                name="event_no_overlap_per_resource",
+                expressions=[("resource", RangeOperators.EQUAL),
+                             (TsTzRange("start", "end", models.Value("[)")), RangeOperators.OVERLAPS)],
+                condition=Q(state__in=["scheduled", "notified", "active"]),
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["resource", "start"], name="event_resource_start"),
+            models.Index(fields=["state", "start"], condition=Q(state__in=["scheduled", "notified", "active"]),
+                         name="event_open"),
+        ]
+
+    def __str__(self) -> str:
+        return f"event {self.pk} on {self.resource_id} {self.start:%Y-%m-%d %H:%M}Z"
+
+    @property
+    def hours(self) -> float:
+        return (self.end - self.start).total_seconds() / 3600
+
+
+class EventInterval(models.Model):
+    """The kW asked of the resource over [start, end)."""
+
+    event = models.ForeignKey(DispatchEvent, on_delete=models.CASCADE, related_name="intervals")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    target_kw = models.DecimalField(max_digits=12, decimal_places=3)
+
+    class Meta:
+        ordering = ["event_id", "start"]
+        constraints = [
+            models.UniqueConstraint(fields=["event", "start"], name="event_interval_unique"),
+            models.CheckConstraint(condition=Q(end__gt=F("start")), name="event_interval_ends_after_start"),
+            models.CheckConstraint(condition=Q(target_kw__gte=0), name="event_interval_target_non_negative"),
+        ]
+
+
+class EventTransition(models.Model):
+    event = models.ForeignKey(DispatchEvent, on_delete=models.CASCADE, related_name="transitions")
+    action = models.CharField(max_length=30)
+    from_state = models.CharField(max_length=20, choices=EventState.choices, blank=True)
+    to_state = models.CharField(max_length=20, choices=EventState.choices)
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor_label = models.CharField(max_length=150)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+
+class AllocationRound(models.Model):
+    """One allocation of an event over its devices: the first, or a re-allocation and why."""
+
+    event = models.ForeignKey(DispatchEvent, on_delete=models.CASCADE, related_name="rounds")
+    number = models.PositiveIntegerField()
+    reason = models.CharField(max_length=200)
+    first_interval = models.PositiveIntegerField(default=0, help_text="Intervals before this one were already served.")
+    created_at = models.DateTimeField(default=timezone.now)
+    target_kw = ArrayField(models.FloatField(), help_text="Per interval, with the over-commit margin.")
+    allocated_kw = ArrayField(models.FloatField(), help_text="Per interval: the sum over devices.")
+    devices = models.PositiveIntegerField(help_text="Devices with kW in some interval.")
+    seconds = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["event_id", "number"]
+        constraints = [models.UniqueConstraint(fields=["event", "number"], name="allocation_round_unique")]
+
+
+class Allocation(models.Model):
+    """A device's current share of an event: kW per interval (the event's intervals in order) and why.
+
+    One row per member device, including those given nothing (offline, opted out, no
+    headroom), so the operator sees why. `round` is the round that last changed it; what
+    each round told the device is kept in its commands.
+    """
+
+    class Reason(models.TextChoices):
+        ALLOCATED = "allocated", "Allocated"
+        NOT_NEEDED = "not_needed", "Target met by devices with a lighter season"
+        OFFLINE = "offline", "Offline"
+        OPTED_OUT = "opted_out", "Opted out by the customer"
+        NOT_ENROLLED = "not_enrolled", "Not active in the program"
+        NO_HEADROOM = "no_headroom", "No kW available for this window"
+
+    event = models.ForeignKey(DispatchEvent, on_delete=models.CASCADE, related_name="allocations")
+    round = models.PositiveIntegerField()
+    device = models.ForeignKey("enrollment.Device", on_delete=models.PROTECT, related_name="+")
+    customer_id = models.BigIntegerField()
+    kw = ArrayField(models.FloatField())
+    available_kw = ArrayField(models.FloatField())
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    rank = models.PositiveIntegerField(null=True, help_text="Order of preference by season burden (1 = lightest).")
+    explanation = models.TextField()
+    needs_command = models.BooleanField(default=False, help_text="Its round changed what the device must do.")
+
+    class Meta:
+        ordering = ["event_id", "device_id"]
+        constraints = [models.UniqueConstraint(fields=["event", "device"], name="allocation_unique")]
+        indexes = [models.Index(fields=["event", "round"], name="allocation_event_round")]
+
+
+class DeviceCommand(models.Model):
+    """What a device is told: its absolute schedule for an event, or that the event is off for it.
+
+    `id` is the command id devices acknowledge; (event, device, sequence) is unique,
+    so re-running the fan-out never issues a command twice.
+    """
+
+    class Kind(models.TextChoices):
+        DISPATCH = "dispatch", "Dispatch"
+        UPDATE = "update", "Updated schedule"
+        CANCEL = "cancel", "Cancel: return to normal operation"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+        OPTED_OUT = "opted_out", "Opted out"
+        SUPERSEDED = "superseded", "Superseded by a newer command"
+        EXPIRED = "expired", "Expired unacknowledged"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    event = models.ForeignKey(DispatchEvent, on_delete=models.CASCADE, related_name="commands")
+    device = models.ForeignKey("enrollment.Device", on_delete=models.PROTECT, related_name="+")
+    sequence = models.PositiveIntegerField(help_text="1 for the first command of the event to this device, then 2, ...")
+    round = models.PositiveIntegerField()
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    schedule = models.JSONField(help_text='[{"start", "end", "kw"}] in absolute UTC times; kW positive = reduce.')
+    ramp_seconds = models.PositiveIntegerField(default=0)
+    not_before = models.DateTimeField(help_text="Execute from here (the event's start; notification comes earlier).")
+    expires_at = models.DateTimeField(help_text="The event's end: a command seen after it is not executed.")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True, help_text="First seen by the device (poll or push).")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    reason = models.CharField(max_length=200, blank=True, help_text="The device's reason for rejecting or opting out.")
+
+    class Meta:
+        ordering = ["event_id", "device_id", "sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["event", "device", "sequence"], name="command_sequence_unique"),
+            models.UniqueConstraint(fields=["event", "device", "round"], name="command_round_unique"),
+        ]
+        indexes = [
+            # The poll: a device's live commands.
+            models.Index(fields=["device", "expires_at"], condition=Q(status__in=["pending", "accepted"]), name="command_live"),
+        ]
+
+
+class DeviceOptOut(models.Model):
+    """The customer overrode the platform: the device serves no event over [start, end)."""
+
+    device = models.ForeignKey("enrollment.Device", on_delete=models.CASCADE, related_name="+")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    event = models.ForeignKey(DispatchEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="opt_outs",
+                              help_text="The event it was reported against, if any.")
+    reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-start"]
+        constraints = [models.CheckConstraint(condition=Q(end__gt=F("start")), name="opt_out_ends_after_start")]
+        indexes = [models.Index(fields=["device", "end"], name="opt_out_device_end")]
+
+
+class DeliveryReport(models.Model):
+    """A device's measured kW of reduction for an interval of an event (the closed loop reads these)."""
+
+    event = models.ForeignKey(DispatchEvent, on_delete=models.CASCADE, related_name="reports")
+    device = models.ForeignKey("enrollment.Device", on_delete=models.PROTECT, related_name="+")
+    interval_start = models.DateTimeField()
+    delivered_kw = models.FloatField()
+    reported_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["event", "device", "interval_start"], name="delivery_report_unique")]
+
+
+class DeviceSeasonBurden(models.Model):
+    """How often and how long a device has been dispatched this season (fairness)."""
+
+    device = models.ForeignKey("enrollment.Device", on_delete=models.CASCADE, related_name="+")
+    season = models.PositiveSmallIntegerField(help_text="The calendar year, in the market's time zone.")
+    events = models.PositiveIntegerField(default=0)
+    hours = models.FloatField(default=0)
+    opt_outs = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "season"], name="burden_unique")]
+
+
+class CustomerNotification(models.Model):
+    """What a customer was told about an event, through which channel, and whether it went."""
+
+    class Status(models.TextChoices):
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    event = models.ForeignKey(DispatchEvent, on_delete=models.CASCADE, related_name="notifications")
+    customer = models.ForeignKey("enrollment.Customer", on_delete=models.PROTECT, related_name="notifications")
+    kind = models.CharField(max_length=20, help_text="notified, cancelled, updated")
+    channel = models.CharField(max_length=20, help_text="in_app, email, sms")
+    message = models.TextField()
+    status = models.CharField(max_length=10, choices=Status.choices)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["event", "customer", "kind", "channel"], name="notification_once")]
+
+
+class MarketCredential(HashedToken):
+    """A token for the market or utility side to send dispatch instructions (`mkt_...`)."""
+
+    market = models.ForeignKey("aggregator.Market", on_delete=models.CASCADE, related_name="+")
+    source = models.CharField(max_length=20, choices=DispatchEvent.Source.choices[:2],
+                              help_text="What its instructions are: market instructions or utility calls.")
+    issued_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    def __str__(self) -> str:
+        return f"{self.market_id} {self.source} {self.key_id}"

@@ -19,3 +19,12 @@ class DeviceTokenScheme(OpenApiAuthenticationExtension):
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "bearerFormat": "dev_<key id>_<secret> or gw_<key id>_<secret>",
                 "description": "Device or gateway token issued by an operator; sees only its own devices."}
+
+
+class MarketTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "dispatch.api.inbound.MarketTokenAuthentication"
+    name = "marketToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "mkt_<key id>_<secret>",
+                "description": "Market or utility token (`manage.py issue_market_token`): sends dispatch instructions."}

@@ -89,6 +89,19 @@ class Program(models.Model):
         help_text="Event length capability is quoted for (energy-limited devices give less over longer events).",
     )
 
+    class CapabilityRule(models.TextChoices):
+        WARN = "warn", "Accept with a warning"
+        REFUSE = "refuse", "Refuse"
+
+    above_capability = models.CharField(
+        max_length=10, choices=CapabilityRule.choices, default=CapabilityRule.WARN,
+        help_text="What to do with a dispatch event asking a resource for more kW than it has available.",
+    )
+    over_commit_pct = models.DecimalField(
+        max_digits=5, decimal_places=2, default=10,
+        help_text="kW allocated above an event's target, for devices that under-deliver (an event may override).",
+    )
+
     class Meta:
         ordering = ["market__code", "code"]
         constraints = [

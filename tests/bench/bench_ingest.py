@@ -87,7 +87,8 @@ def _client(port: int, token: str, device_ids: list[int], offset: int, ready, go
     out.put((sent, batches, errors, latencies))
 
 
-def _checkpoints() -> int:
+def _wal() -> tuple[int, int]:
+    """(checkpoints so far, WAL position in bytes) of the server."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -95,7 +96,9 @@ def _checkpoints() -> int:
             cursor.execute("SELECT num_timed + num_requested FROM pg_stat_checkpointer")
         else:
             cursor.execute("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
-        return cursor.fetchone()[0]
+        checkpoints = cursor.fetchone()[0]
+        cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
+        return checkpoints, cursor.fetchone()[0]
 
 
 def _server(port: int) -> subprocess.Popen:
@@ -149,11 +152,12 @@ def run() -> list[str]:
             p.start()
         for _ in procs:  # every client has built its batches
             ready.get(timeout=600)
-        checkpoints_before = _checkpoints()
+        wal_before = _wal()
         started = time.perf_counter()
         go.set()
         results = [out.get() for _ in procs]
         elapsed = time.perf_counter() - started
+        wal_after = _wal()
         for p in procs:
             p.join()
         inserted = sum(r[0] for r in results)
@@ -165,7 +169,8 @@ def run() -> list[str]:
                      f"= {rate:,.0f} readings/s ({errors} failed batches)")
         lines.append(f"  batch latency p50 {statistics.median(latencies) * 1000:.0f} ms, "
                      f"p95 {latencies[int(len(latencies) * 0.95) - 1] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms; "
-                     f"{_checkpoints() - checkpoints_before} PostgreSQL checkpoint(s) during the run")
+                     f"WAL {(wal_after[1] - wal_before[1]) / elapsed / 1e6:.0f} MB/s, "
+                     f"{wal_after[0] - wal_before[0]} checkpoint(s) during the run")
 
         # One site's 45 days of 5-minute data, back through the operator API.
         site = SiteFactory()

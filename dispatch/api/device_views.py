@@ -1,0 +1,149 @@
+"""Dispatch on the device API: poll for commands, acknowledge, opt out, report what was delivered.
+
+Commands carry absolute UTC times: a device that polls late executes only what is
+left (`schedule` entries whose end has not passed) and never a command past
+`expires_at`. `poll_after_seconds` in each poll answer says when to poll again.
+"""
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import exceptions, serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from aggregator.api.parsers import ORJSONParser
+from dispatch import selectors, services
+from dispatch.models import DeviceCommand
+from enrollment.api.device_views import DeviceAPIMixin
+
+
+def _own_command(request, command_id) -> DeviceCommand:
+    """The caller's command, or 404 (another device's command does not exist for it)."""
+    command = DeviceCommand.objects.filter(pk=command_id, device__in=request.user.devices()).first()
+    if command is None:
+        raise exceptions.NotFound("No such command.")
+    return command
+
+
+class CommandsView(DeviceAPIMixin, APIView):
+    """GET the caller's live commands (a gateway gets those of every device behind it, or ?device=)."""
+
+    @extend_schema(parameters=[OpenApiParameter("device", int, description="Gateway tokens: one device only")],
+                   responses=inline_serializer("CommandPoll", {
+                       "commands": serializers.ListField(child=serializers.DictField()),
+                       "poll_after_seconds": serializers.IntegerField(), "server_time": serializers.DateTimeField()}))
+    def get(self, request):
+        principal = request.user
+        if principal.device_id is not None:
+            devices = [principal.device_id]
+        else:
+            devices = list(principal.devices().values_list("pk", flat=True))
+            raw = request.query_params.get("device")
+            if raw is not None:
+                if not (raw.isascii() and raw.isdigit()) or int(raw) not in devices:
+                    raise exceptions.ValidationError({"device": ["Name one of your devices."]}, code="unknown_device")
+                devices = [int(raw)]
+        now = timezone.now()
+        body = selectors.live_commands_json(device_ids=devices, now=now)
+        poll = settings.DISPATCH_POLL_SECONDS["live" if body != "[]" else "idle"]
+        return HttpResponse(f'{{"commands":{body},"poll_after_seconds":{poll},"server_time":"{now.isoformat()}"}}',
+                            content_type="application/json")
+
+
+class AckSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["accepted", "rejected"])
+    reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class CommandAckView(DeviceAPIMixin, APIView):
+    """POST accepted or rejected (with a reason) for a command; repeating the same answer is harmless."""
+
+    parser_classes = [ORJSONParser]
+
+    @extend_schema(request=AckSerializer, responses=inline_serializer("CommandAck", {
+        "id": serializers.UUIDField(), "status": serializers.CharField()}))
+    def post(self, request, command_id):
+        params = AckSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        command = services.acknowledge(command=_own_command(request, command_id), **params.validated_data)
+        return Response({"id": command.pk, "status": command.status})
+
+
+class OptOutSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    until = serializers.DateTimeField(required=False, help_text="Default: the end of the command's event.")
+
+
+class CommandOptOutView(DeviceAPIMixin, APIView):
+    """POST the customer's override of a command: the device leaves the event, others replace it."""
+
+    parser_classes = [ORJSONParser]
+
+    @extend_schema(request=OptOutSerializer, responses=inline_serializer("OptOut", {
+        "device": serializers.IntegerField(), "start": serializers.DateTimeField(), "end": serializers.DateTimeField()}))
+    def post(self, request, command_id):
+        params = OptOutSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        command = _own_command(request, command_id)
+        now = timezone.now()
+        end = params.validated_data.get("until") or command.expires_at
+        if end <= now:
+            raise exceptions.ValidationError({"until": ["until must be in the future."]}, code="out_of_range")
+        record = services.opt_out(device_id=command.device_id, start=now, end=end, reason=params.validated_data["reason"],
+                                  event=command.event, now=now)
+        return Response({"device": record.device_id, "start": record.start, "end": record.end})
+
+
+class StandingOptOutSerializer(OptOutSerializer):
+    device = serializers.IntegerField(required=False, help_text="Required for gateway tokens.")
+    start = serializers.DateTimeField(required=False, help_text="Default: now.")
+    until = serializers.DateTimeField()
+
+
+class OptOutView(DeviceAPIMixin, APIView):
+    """POST an override ahead of (or during) any event: the device serves nothing in [start, until)."""
+
+    parser_classes = [ORJSONParser]
+
+    @extend_schema(request=StandingOptOutSerializer, responses=inline_serializer("StandingOptOut", {
+        "device": serializers.IntegerField(), "start": serializers.DateTimeField(), "end": serializers.DateTimeField()}))
+    def post(self, request):
+        params = StandingOptOutSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        device = data.get("device", request.user.device_id)
+        if device is None or not request.user.devices().filter(pk=device).exists():
+            raise exceptions.ValidationError({"device": ["Name one of your devices."]}, code="unknown_device")
+        now = timezone.now()
+        start = data.get("start") or now
+        if data["until"] <= max(start, now):
+            raise exceptions.ValidationError({"until": ["until must be after start and in the future."]}, code="out_of_range")
+        record = services.opt_out(device_id=device, start=start, end=data["until"], reason=data["reason"], now=now)
+        return Response({"device": record.device_id, "start": record.start, "end": record.end}, status=201)
+
+
+class ReportItemSerializer(serializers.Serializer):
+    interval_start = serializers.DateTimeField()
+    delivered_kw = serializers.FloatField(min_value=-1e6, max_value=1e6,
+                                          help_text="kW of reduction the device measured over the interval (average).")
+
+
+class ReportSerializer(serializers.Serializer):
+    reports = ReportItemSerializer(many=True, allow_empty=False, max_length=300)
+
+
+class CommandReportView(DeviceAPIMixin, APIView):
+    """POST execution telemetry: kW delivered per interval of the command's event (a resend replaces)."""
+
+    parser_classes = [ORJSONParser]
+
+    @extend_schema(request=ReportSerializer, responses=inline_serializer("DeliveryReportResult", {"stored": serializers.IntegerField()}))
+    def post(self, request, command_id):
+        params = ReportSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        command = _own_command(request, command_id)
+        stored = services.report_delivery(command=command, reports=[(r["interval_start"], r["delivered_kw"])
+                                                                    for r in params.validated_data["reports"]])
+        return Response({"stored": stored})

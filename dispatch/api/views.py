@@ -1,0 +1,91 @@
+"""Dispatch on the operator API: events, their actions, allocations and commands."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from aggregator.models import VirtualResource
+from dispatch import services
+from dispatch.api import serializers as s
+from dispatch.models import Allocation, DeviceCommand, DispatchEvent
+
+
+def interval_specs(data) -> list[services.IntervalSpec] | None:
+    if data.get("intervals") is None:
+        return None
+    return [services.IntervalSpec(i["start"], i["end"], i["target_kw"]) for i in data["intervals"]]
+
+
+class DispatchEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Dispatch events. Created here (operator tests and utility calls keyed in by hand) or by the market
+    side on /api/inbound/v1/instructions; changed only through cancel and modify."""
+
+    queryset = DispatchEvent.objects.prefetch_related("intervals")
+    serializer_class = s.DispatchEventSerializer
+    filterset_fields = ["resource", "state", "source"]
+    search_fields = ["external_ref"]
+
+    def get_serializer_class(self):
+        return s.DispatchEventDetailSerializer if self.action == "retrieve" else s.DispatchEventSerializer
+
+    @extend_schema(request=s.EventCreateSerializer, responses={201: s.DispatchEventSerializer})
+    def create(self, request):
+        params = s.EventCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        resource = VirtualResource.objects.filter(pk=data["resource"]).first()
+        if resource is None:
+            raise ValidationError({"resource": ["No such virtual resource."]}, code="does_not_exist")
+        replaces = DispatchEvent.objects.filter(pk=data["replaces"]).first() if data.get("replaces") else None
+        if data.get("replaces") and replaces is None:
+            raise ValidationError({"replaces": ["No such event."]}, code="does_not_exist")
+        event = services.create_event(
+            resource=resource, source=data["source"], start=data["start"], end=data["end"], by=request.user,
+            intervals=interval_specs(data), target_kw=data.get("target_kw"), notify_at=data.get("notify_at"),
+            target_kind=data["target_kind"], ramp_seconds=data["ramp_seconds"], over_commit_pct=data.get("over_commit_pct"),
+            external_ref=data["external_ref"], replaces=replaces)
+        return Response(s.DispatchEventSerializer(event).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.ReasonSerializer, responses=s.DispatchEventSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel the event: devices with a live command get a cancel command."""
+        params = s.ReasonSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        event = services.cancel(event=self.get_object(), by=request.user, reason=params.validated_data["reason"])
+        return Response(s.DispatchEventSerializer(event).data)
+
+    @extend_schema(request=s.EventModifySerializer, responses=s.DispatchEventSerializer)
+    @action(detail=True, methods=["post"])
+    def modify(self, request, pk=None):
+        """New targets from now on and/or a new end; devices get updated commands."""
+        params = s.EventModifySerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        event = services.modify(event=self.get_object(), by=request.user, reason=data["reason"], intervals=interval_specs(data),
+                                target_kw=data.get("target_kw"), end=data.get("end"))
+        return Response(s.DispatchEventSerializer(event).data)
+
+    @extend_schema(responses=s.AllocationSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def allocations(self, request, pk=None):
+        """Each member device's share per interval, and why (filter with ?reason= or ?device=)."""
+        rows = Allocation.objects.filter(event=self.get_object()).order_by("rank", "device_id")
+        for name in ("reason", "device"):
+            if request.query_params.get(name):
+                rows = rows.filter(**{name: request.query_params[name]})
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(s.AllocationSerializer(page, many=True).data)
+
+    @extend_schema(responses=s.DeviceCommandSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def commands(self, request, pk=None):
+        """Commands sent for the event (filter with ?status= or ?device=)."""
+        rows = DeviceCommand.objects.filter(event=self.get_object()).order_by("device_id", "sequence")
+        for name in ("status", "device"):
+            if request.query_params.get(name):
+                rows = rows.filter(**{name: request.query_params[name]})
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(s.DeviceCommandSerializer(page, many=True).data)

@@ -1,0 +1,107 @@
+"""Reads for dispatch: the candidates of an event (one query), live commands, target against delivered."""
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from django.db import connection
+
+from aggregator import capability
+from aggregator.selectors import load_fleet
+from dispatch import allocation
+from dispatch.models import DispatchEvent
+
+# Current members of the resource, with what allocation needs beside the capability model.
+_JOINS = """
+JOIN aggregator_resourcemembership m ON m.device_id = d.id AND m.left_at IS NULL
+LEFT JOIN enrollment_enrollment e ON e.device_id = d.id AND e.program_id = %s AND e.state = 'active'
+LEFT JOIN (
+    SELECT s2.customer_id, sum(b.hours) AS hours, sum(b.events) AS events
+    FROM dispatch_deviceseasonburden b
+    JOIN enrollment_device d2 ON d2.id = b.device_id
+    JOIN enrollment_site s2 ON s2.id = d2.site_id
+    WHERE b.season = %s
+    GROUP BY s2.customer_id
+) burden ON burden.customer_id = s.customer_id
+"""
+_EXTRA = (
+    "s.customer_id",
+    "e.id IS NOT NULL",
+    "EXISTS (SELECT 1 FROM dispatch_deviceoptout o WHERE o.device_id = d.id AND o.start < %s AND o.end > %s)",
+    "coalesce(burden.hours, 0)::float8",
+    "coalesce(burden.events, 0)",
+)
+
+
+def season_of(event: DispatchEvent) -> int:
+    return event.start.astimezone(ZoneInfo(event.resource.market.time_zone)).year
+
+
+def candidates(*, event: DispatchEvent, instants: list[datetime], now: datetime, window: tuple[datetime, datetime]
+               ) -> tuple[allocation.Candidates, capability.Fleet, np.ndarray]:
+    """The resource's current members as allocation candidates, kW available at each of `instants`.
+
+    `window` is the part of the event still to serve: an opt-out overlapping it excludes
+    the device. Returns (candidates, fleet, customer ids).
+    """
+    # The extra columns come before the WHERE in the statement, so their parameters go first.
+    fleet, (customer, enrolled, opted_out, hours, events) = load_fleet(
+        where="m.resource_id = %s",
+        params=[window[1], window[0], event.resource.program_id, season_of(event), event.resource_id],
+        joins=_JOINS, extra=_EXTRA,
+    )
+    available = capability.available_kw(fleet, now=now, instants=instants, event_hours=event.hours)
+    excluded = np.full(len(fleet), None, dtype=object)
+    excluded[fleet.online == 0] = allocation.OFFLINE
+    excluded[opted_out.astype(bool)] = allocation.OPTED_OUT
+    excluded[~enrolled.astype(bool)] = allocation.NOT_ENROLLED
+    c = allocation.Candidates(
+        device_id=fleet.device_id, available=available, excluded=excluded,
+        customer_hours=hours.astype(float), customer_events=events.astype(np.int64),
+    )
+    return c, fleet, customer.astype(np.int64)
+
+
+_LIVE_COMMANDS = """
+WITH live AS (
+    SELECT c.id, c.event_id, c.device_id, c.sequence, c.kind, c.schedule, c.ramp_seconds, c.not_before, c.expires_at,
+           c.status, c.created_at, c.delivered_at
+    FROM dispatch_devicecommand c
+    WHERE c.device_id = ANY(%(devices)s) AND c.status IN ('pending', 'accepted') AND c.expires_at > %(now)s
+), seen AS (
+    UPDATE dispatch_devicecommand c SET delivered_at = %(now)s
+    FROM live WHERE c.id = live.id AND live.delivered_at IS NULL
+)
+SELECT coalesce(json_agg(json_build_object(
+    'id', id, 'event', event_id, 'device', device_id, 'sequence', sequence, 'kind', kind, 'schedule', schedule,
+    'ramp_seconds', ramp_seconds, 'not_before', not_before, 'expires_at', expires_at, 'status', status,
+    'issued_at', created_at) ORDER BY device_id, created_at), '[]')::text
+FROM live
+"""
+
+
+def live_commands_json(*, device_ids: list[int], now: datetime) -> str:
+    """The devices' commands still to execute, as a JSON array built by PostgreSQL; marks them delivered."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LIVE_COMMANDS, {"devices": device_ids, "now": now})
+        return cursor.fetchone()[0]
+
+
+_PERFORMANCE = """
+SELECT i.start, i."end", i.target_kw::float8,
+       coalesce((SELECT sum(a.kw[i.n]) FROM dispatch_allocation a WHERE a.event_id = i.event_id), 0),
+       (SELECT sum(r.delivered_kw) FROM dispatch_deliveryreport r WHERE r.event_id = i.event_id AND r.interval_start = i.start),
+       (SELECT count(*) FROM dispatch_deliveryreport r WHERE r.event_id = i.event_id AND r.interval_start = i.start)
+FROM (SELECT *, row_number() OVER (ORDER BY start) AS n FROM dispatch_eventinterval WHERE event_id = %s) i
+ORDER BY i.start
+"""
+
+
+def target_vs_delivered(*, event: DispatchEvent) -> list[dict]:
+    """Per interval: target, allocated (with the margin) and delivered kW as devices reported it."""
+    with connection.cursor() as cursor:
+        cursor.execute(_PERFORMANCE, [event.pk])
+        rows = cursor.fetchall()
+    return [{"start": start, "end": end, "target_kw": round(target, 3), "allocated_kw": round(allocated, 3),
+             "delivered_kw": None if delivered is None else round(delivered, 3), "reporting_devices": reporting}
+            for start, end, target, allocated, delivered, reporting in rows]
