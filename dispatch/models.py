@@ -69,7 +69,8 @@ class DispatchEvent(models.Model):
             models.CheckConstraint(condition=Q(end__gt=F("start")), name="event_ends_after_start"),
             models.CheckConstraint(condition=Q(notify_at__lte=F("start")), name="event_notified_by_start"),
             models.CheckConstraint(condition=Q(over_commit_pct__gte=0, over_commit_pct__lte=100), name="event_over_commit_range"),
-            models.UniqueConstraint(fields=["source", "external_ref"], condition=~Q(external_ref=""),
+            # Instruction ids are the market's (or utility's); one event per id and resource.
+            models.UniqueConstraint(fields=["resource", "source", "external_ref"], condition=~Q(external_ref=""),
                                     name="event_external_ref_unique"),
             # One open event per resource at any instant, whatever races; a replacement
             # cancels the event it replaces first.

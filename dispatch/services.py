@@ -9,7 +9,7 @@ nothing.
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 import numpy as np
@@ -61,7 +61,11 @@ class IntervalSpec:
 # --- creating events --------------------------------------------------------------
 
 def hourly_intervals(*, start: datetime, end: datetime, target_kw: Decimal) -> list[IntervalSpec]:
-    """A flat target as hourly intervals from the start (capability changes by the hour)."""
+    """A flat target as hourly intervals from the start (capability changes by the hour).
+
+    In UTC: an hour added to a local time on a DST day is not an hour.
+    """
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
     out, at = [], start
     while at < end:
         nxt = min(at + timedelta(hours=1), end)
@@ -136,6 +140,9 @@ def create_event(*, resource: VirtualResource, source: str, start: datetime, end
     resource = VirtualResource.objects.select_for_update().select_related("market", "program").get(pk=resource.pk)
     notify_at = notify_at or (min(now, start) if start.tzinfo else now)
     problems = _window_problems(start=start, end=end, notify_at=notify_at, now=now)
+    if problems:
+        raise EventRefused(problems)
+    start, end, notify_at = start.astimezone(UTC), end.astimezone(UTC), notify_at.astimezone(UTC)
     if source not in DISPATCHABLE:
         problems.append(Problem("invalid_choice", f"source is one of {', '.join(DISPATCHABLE)}.", "source"))
     elif resource.state not in DISPATCHABLE[source]:
@@ -150,6 +157,11 @@ def create_event(*, resource: VirtualResource, source: str, start: datetime, end
         except (InvalidOperation, TypeError, ValueError):
             raise EventRefused(Problem("invalid", "target_kw must be a number.", "target_kw"))
         intervals = hourly_intervals(start=start, end=end, target_kw=target_kw)
+    problems = [Problem("naive_timestamp", "Interval times need their UTC offset.", f"intervals[{i}]")
+                for i, spec in enumerate(intervals) if spec.start.tzinfo is None or spec.end.tzinfo is None]
+    if problems:
+        raise EventRefused(problems)
+    intervals = [IntervalSpec(spec.start.astimezone(UTC), spec.end.astimezone(UTC), spec.target_kw) for spec in intervals]
     problems = _interval_problems(start=start, end=end, intervals=intervals)
     if problems:
         raise EventRefused(problems)
@@ -513,7 +525,12 @@ def modify(*, event: DispatchEvent, by, reason: str, intervals: list[IntervalSpe
     with transaction.atomic():
         event = DispatchEvent.objects.select_for_update().select_related("resource__market", "resource__program").get(pk=event.pk)
         state_machine.check(TRANSITIONS, action="modify", state=event.state, reason=reason, noun="an event")
-        end = end or event.end
+        end = (end or event.end)
+        if end.tzinfo is None or any(spec.start.tzinfo is None or spec.end.tzinfo is None for spec in intervals or []):
+            raise EventRefused(Problem("naive_timestamp", "Times need their UTC offset.", "end"))
+        end = end.astimezone(UTC)
+        if intervals is not None:
+            intervals = [IntervalSpec(spec.start.astimezone(UTC), spec.end.astimezone(UTC), spec.target_kw) for spec in intervals]
         if end.tzinfo is None or not end > max(event.start, now) or end - event.start > MAX_EVENT:
             raise EventRefused(Problem("out_of_range", "end must be in the future, after start, within "
                                        f"{MAX_EVENT.total_seconds() / 3600:g} hours of it.", "end"))

@@ -13,6 +13,7 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from aggregator.api.fields import AwareDateTimeField
 from aggregator.api.parsers import ORJSONParser
 from dispatch import selectors, services
 from dispatch.models import DeviceCommand
@@ -73,7 +74,7 @@ class CommandAckView(DeviceAPIMixin, APIView):
 
 class OptOutSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    until = serializers.DateTimeField(required=False, help_text="Default: the end of the command's event.")
+    until = AwareDateTimeField(required=False, help_text="Default: the end of the command's event.")
 
 
 class CommandOptOutView(DeviceAPIMixin, APIView):
@@ -98,8 +99,8 @@ class CommandOptOutView(DeviceAPIMixin, APIView):
 
 class StandingOptOutSerializer(OptOutSerializer):
     device = serializers.IntegerField(required=False, help_text="Required for gateway tokens.")
-    start = serializers.DateTimeField(required=False, help_text="Default: now.")
-    until = serializers.DateTimeField()
+    start = AwareDateTimeField(required=False, help_text="Default: now.")
+    until = AwareDateTimeField()
 
 
 class OptOutView(DeviceAPIMixin, APIView):
@@ -125,7 +126,7 @@ class OptOutView(DeviceAPIMixin, APIView):
 
 
 class ReportItemSerializer(serializers.Serializer):
-    interval_start = serializers.DateTimeField()
+    interval_start = AwareDateTimeField()
     delivered_kw = serializers.FloatField(min_value=-1e6, max_value=1e6,
                                           help_text="kW of reduction the device measured over the interval (average).")
 

@@ -12,6 +12,8 @@ from rest_framework.views import APIView
 
 from aggregator.access import tokens
 from aggregator.access.authentication import bearer_token, resolve
+from aggregator.errors import DomainError, Problem
+from aggregator.api.fields import AwareDateTimeField
 from aggregator.api.parsers import ORJSONParser
 from aggregator.models import VirtualResource
 from dispatch import services
@@ -56,9 +58,9 @@ class InstructionSerializer(serializers.Serializer):
     instruction_id = serializers.CharField(max_length=100)
     resource = serializers.CharField(max_length=64, help_text="The market's id of the registered resource.")
     target_kind = serializers.ChoiceField(choices=DispatchEvent.TargetKind.choices, default=DispatchEvent.TargetKind.REDUCTION)
-    notify_at = serializers.DateTimeField(required=False)
-    start = serializers.DateTimeField()
-    end = serializers.DateTimeField()
+    notify_at = AwareDateTimeField(required=False)
+    start = AwareDateTimeField()
+    end = AwareDateTimeField()
     target_kw = serializers.DecimalField(max_digits=12, decimal_places=3, min_value=0, required=False)
     intervals = IntervalInputSerializer(many=True, required=False)
     ramp_seconds = serializers.IntegerField(min_value=0, max_value=3600, default=0)
@@ -86,11 +88,12 @@ class InstructionView(APIView):
         data = params.validated_data
         credential = request.user.credential
         specs = interval_specs(data)
-        existing = DispatchEvent.objects.filter(source=credential.source, external_ref=data["instruction_id"]).first()
+        existing = DispatchEvent.objects.filter(source=credential.source, external_ref=data["instruction_id"],
+                                                resource__market=credential.market).first()
         if existing is not None:
-            if existing.resource.market_id != credential.market_id or not _same(existing, data, specs):
-                raise exceptions.ValidationError({"instruction_id": ["Already used for a different instruction."]},
-                                                 code="instruction_id_reused")
+            if existing.resource.market_resource_id != data["resource"] or not _same(existing, data, specs):
+                raise DomainError(Problem("instruction_id_reused", "This instruction id was already used for a different "
+                                          "instruction.", "instruction_id"))
             return Response(DispatchEventSerializer(existing).data)
         resource = VirtualResource.objects.filter(market=credential.market, market_resource_id=data["resource"]).first()
         if resource is None:

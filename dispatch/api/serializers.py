@@ -1,13 +1,15 @@
 from rest_framework import serializers
 
+from aggregator.api.fields import AwareDateTimeField
+
 from dispatch.models import (
     Allocation, AllocationRound, DeviceCommand, DispatchEvent, EventInterval, EventTransition,
 )
 
 
 class IntervalInputSerializer(serializers.Serializer):
-    start = serializers.DateTimeField()
-    end = serializers.DateTimeField()
+    start = AwareDateTimeField()
+    end = AwareDateTimeField()
     target_kw = serializers.DecimalField(max_digits=12, decimal_places=3, min_value=0)
 
 
@@ -15,9 +17,9 @@ class EventCreateSerializer(serializers.Serializer):
     resource = serializers.IntegerField()
     source = serializers.ChoiceField(choices=DispatchEvent.Source.choices, default=DispatchEvent.Source.OPERATOR_TEST)
     target_kind = serializers.ChoiceField(choices=DispatchEvent.TargetKind.choices, default=DispatchEvent.TargetKind.REDUCTION)
-    notify_at = serializers.DateTimeField(required=False, help_text="Default: now (or start, if sooner).")
-    start = serializers.DateTimeField(help_text="ISO 8601 with offset; now for a real-time event.")
-    end = serializers.DateTimeField()
+    notify_at = AwareDateTimeField(required=False, help_text="Default: now (or start, if sooner).")
+    start = AwareDateTimeField(help_text="ISO 8601 with offset; now for a real-time event.")
+    end = AwareDateTimeField()
     target_kw = serializers.DecimalField(max_digits=12, decimal_places=3, min_value=0, required=False,
                                          help_text="A flat target (hourly intervals); or give intervals.")
     intervals = IntervalInputSerializer(many=True, required=False)
@@ -29,7 +31,7 @@ class EventCreateSerializer(serializers.Serializer):
 
 class EventModifySerializer(serializers.Serializer):
     reason = serializers.CharField()
-    end = serializers.DateTimeField(required=False)
+    end = AwareDateTimeField(required=False)
     target_kw = serializers.DecimalField(max_digits=12, decimal_places=3, min_value=0, required=False)
     intervals = IntervalInputSerializer(many=True, required=False)
 
@@ -68,8 +70,8 @@ class DispatchEventSerializer(serializers.ModelSerializer):
 
 
 class PerformanceSerializer(serializers.Serializer):
-    start = serializers.DateTimeField()
-    end = serializers.DateTimeField()
+    start = AwareDateTimeField()
+    end = AwareDateTimeField()
     target_kw = serializers.FloatField()
     allocated_kw = serializers.FloatField()
     delivered_kw = serializers.FloatField(allow_null=True)

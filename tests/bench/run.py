@@ -36,8 +36,15 @@ def recreate_database(url: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
+def bench_redis_url() -> str:
+    """Database 15 of the same Redis: bench workers must not take the development queue's tasks."""
+    parts = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    return urlunsplit(parts._replace(path="/15"))
+
+
 def main(selected: list[str]) -> int:
     os.environ["DATABASE_URL"] = bench_database_url()
+    os.environ["REDIS_URL"] = bench_redis_url()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aggregator.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     recreate_database(os.environ["DATABASE_URL"])

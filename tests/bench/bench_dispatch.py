@@ -1,0 +1,217 @@
+"""Dispatch: a real-time event on a 100,000-device resource (target: commands ready for every device within 10 s of start) and device polls (target: 2,000/s with commands pending).
+
+Setup (not timed): 100,000 devices at one pricing node through the fleet import, active
+in a program, online, all members of one registered resource.
+
+Timed, event: a real-time event (start = now) is created through the service; its
+start task runs on real Celery workers (separate processes on the real Redis):
+lock, load the 100,000 candidates, allocate, COPY the allocations, then the fan-out
+chunks of 5,000 devices run in parallel, each one set-based statement. The clock
+runs from the event's start to the moment the last command is committed.
+
+Timed, polls: gunicorn serves the device API; POLL_CLIENTS processes each poll
+GET /api/device/v1/commands with their own device tokens (each device holds a pending
+command) over kept-alive connections for POLL_SECONDS.
+"""
+
+import http.client
+import multiprocessing
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from django.db import connection
+from django.utils import timezone
+
+from aggregator.access import tokens
+from aggregator.models import Market, Program, VirtualResource
+from dispatch import services
+from dispatch.models import AllocationRound, DeviceCommand, DispatchEvent
+from enrollment.demo_fleet import fleet_csv
+from enrollment.fleet_import import import_fleet
+from tests.bench import poll_clients
+
+DEVICES = int(os.environ.get("BENCH_DISPATCH_DEVICES", "100000"))
+WORKER_CONCURRENCY = int(os.environ.get("BENCH_DISPATCH_WORKERS", "2"))
+POLL_CLIENTS = int(os.environ.get("BENCH_POLL_CLIENTS", "4"))
+POLL_SECONDS = float(os.environ.get("BENCH_POLL_SECONDS", "15"))
+POLL_DEVICES = 2_000
+TARGET_SECONDS = 10.0
+TARGET_POLLS = 2_000
+TARGET_FAILED = False
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _setup() -> VirtualResource:
+    report = import_fleet(source=fleet_csv(customers=DEVICES, devices=DEVICES, markets=("PJM",), nodes_per_market=1,
+                                           prefix="DSP", retail_dr_share=0).encode())
+    assert report.ok, report.errors[:3]
+    market = Market.objects.get(code="PJM")
+    program = Program.objects.create(market=market, code="bench-dispatch", name="Bench dispatch", service="capacity",
+                                     terms_version="1")
+    resource = VirtualResource.objects.create(name="bench-dispatch", market=market, program=program,
+                                              participation_model="capacity", scope="PJM_N0001", state="registered",
+                                              market_resource_id="PJM-BENCH")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO enrollment_enrollment (device_id, program_id, state, applied_at, activated_at, review_outcome,
+                                                  utility_reference, updated_at)
+               SELECT id, %s, 'active', now(), now(), 'approved', '', now() FROM enrollment_device WHERE serial LIKE 'DSPS%%'""",
+            [program.pk])
+        cursor.execute(
+            """INSERT INTO enrollment_devicestatus (device_id, online, last_seen_at, state_of_charge_pct, ev_plugged_in,
+                                                    mode, firmware, updated_at)
+               SELECT id, true, now(), CASE WHEN device_type = 'battery' THEN 90 END,
+                      CASE WHEN device_type = 'ev_charger' THEN true END, '', '', now()
+               FROM enrollment_device WHERE serial LIKE 'DSPS%%'
+               ON CONFLICT (device_id) DO UPDATE SET online = true, last_seen_at = now()""")
+        cursor.execute(
+            """INSERT INTO aggregator_resourcemembership (resource_id, device_id, joined_at)
+               SELECT %s, id, now() - interval '1 day' FROM enrollment_device WHERE serial LIKE 'DSPS%%'""", [resource.pk])
+        cursor.execute("ANALYZE")
+    return resource
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _workers() -> subprocess.Popen:
+    env = {**os.environ, "LOG_LEVEL": "WARNING"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "aggregator", "worker", f"--concurrency={WORKER_CONCURRENCY}",
+         "--without-heartbeat", "--without-mingle", "--without-gossip", "-Q", "celery", "--loglevel=WARNING"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    from aggregator.celery import app
+
+    for _ in range(300):
+        if app.control.ping(timeout=0.5):
+            return process
+    process.kill()
+    raise SystemExit(f"bench workers did not start: {process.stderr.read()[-2000:]!r}")
+
+
+def _event(resource: VirtualResource, lines: list[str]) -> list[int]:
+    """Run the real-time event; return devices holding a pending command."""
+    global TARGET_FAILED
+    worker = _workers()
+    try:
+        start = timezone.now() + timedelta(seconds=2)  # created first; the start task fires at `start`
+        event = services.create_event(resource=resource, source="operator_test", start=start, end=start + timedelta(hours=2),
+                                      notify_at=start, target_kw=10_000_000, over_commit_pct=0, by="bench")
+        deadline = time.time() + 120
+        done_at = None
+        while time.time() < deadline:
+            event.refresh_from_db()
+            if event.allocation_round and event.commands_issued_round >= event.allocation_round:
+                done_at = timezone.now()  # observed within 50 ms of the last chunk's commit
+                break
+            time.sleep(0.05)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM dispatch_devicecommand WHERE event_id = %s", [event.pk])
+            commands = cursor.fetchone()[0]
+            cursor.execute("SELECT count(*) FROM dispatch_allocation WHERE event_id = %s AND reason = 'allocated'", [event.pk])
+            expected = cursor.fetchone()[0]
+        rnd = AllocationRound.objects.get(event=event, number=1)
+        seconds = (done_at - event.start).total_seconds() if done_at else float("inf")
+        lines.append(f"event on {DEVICES:,} devices: {commands:,} commands for {expected:,} allocated devices "
+                     f"(duplicates: {commands - len(set(DeviceCommand.objects.filter(event=event).values_list('device_id', flat=True))):,})")
+        lines.append(f"  start -> last command committed {seconds:.2f} s (allocation round: {rnd.seconds:.2f} s incl. loading "
+                     f"candidates and COPY of {DEVICES:,} allocations; then {-(-commands // services.FAN_OUT_CHUNK)} chunks "
+                     f"on {WORKER_CONCURRENCY} worker processes)")
+        ok = seconds <= TARGET_SECONDS and commands == expected
+        TARGET_FAILED = TARGET_FAILED or not ok
+        lines.append(f"  target: every command ready within {TARGET_SECONDS:.0f} s of start -> {'MET' if ok else 'MISSED'}")
+        return list(DeviceCommand.objects.filter(event=event, status="pending").order_by("device_id")
+                    .values_list("device_id", flat=True)[:POLL_DEVICES])
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        from aggregator.celery import app
+
+        app.control.purge()
+
+
+def _device_tokens(device_ids: list[int]) -> list[str]:
+    issued = [tokens.issue("dev") for _ in device_ids]
+    with connection.cursor() as cursor:
+        with cursor.copy("COPY enrollment_devicecredential (key_id, digest, label, created_at, device_id) FROM STDIN") as copy:
+            now = timezone.now().isoformat()
+            copy.write("".join(f"{t.key_id}\t{t.digest}\tbench\t{now}\t{d}\n" for t, d in zip(issued, device_ids)))
+    return [t.plaintext for t in issued]
+
+
+def _server(port: int) -> subprocess.Popen:
+    env = {**os.environ, "PORT": str(port), "WEB_CONCURRENCY": os.environ.get("BENCH_WEB_WORKERS", "3"),
+           "WEB_THREADS": os.environ.get("BENCH_WEB_THREADS", "1"), "LOG_LEVEL": "WARNING",
+           "DEVICE_API_RATE_DEVICE": "100000/min"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "aggregator.wsgi", "--config", "deploy/gunicorn.conf.py", "--access-logfile", "/dev/null"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(200):
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"bench server did not start: {process.stderr.read()[-2000:]!r}")
+
+
+def _polls(device_ids: list[int], lines: list[str]) -> None:
+    global TARGET_FAILED
+    device_tokens = _device_tokens(device_ids)
+    port = _free_port()
+    server = _server(port)
+    try:
+        # Fresh interpreters: this process holds broker connections and threads from the event run.
+        context = multiprocessing.get_context("spawn")
+        out, go = context.Queue(), context.Event()
+        share = len(device_tokens) // POLL_CLIENTS
+        procs = [context.Process(target=poll_clients.poller, args=(port, device_tokens[i * share:(i + 1) * share], go, POLL_SECONDS, out))
+                 for i in range(POLL_CLIENTS)]
+        for p in procs:
+            p.start()
+        time.sleep(1)
+        started = time.perf_counter()
+        go.set()
+        results = [out.get(timeout=POLL_SECONDS + 120) for _ in procs]
+        elapsed = time.perf_counter() - started
+        for p in procs:
+            p.join()
+        for r in results:
+            if r[4]:
+                lines.append(f"  a poll client failed: {r[4]}")
+        polls = sum(r[0] for r in results)
+        errors = sum(r[1] for r in results)
+        empty = sum(r[2] for r in results)
+        latencies = sorted(x for r in results for x in r[3])
+        rate = polls / elapsed
+        lines.append(f"polls: {polls:,} over {elapsed:.1f} s from {POLL_CLIENTS} clients x {share} device tokens = {rate:,.0f} polls/s "
+                     f"({errors} errors, {empty} without a command)")
+        lines.append(f"  latency p50 {statistics.median(latencies) * 1000:.1f} ms, p95 {latencies[int(len(latencies) * 0.95)] * 1000:.1f} ms")
+        ok = rate >= TARGET_POLLS and errors == 0 and empty == 0
+        TARGET_FAILED = TARGET_FAILED or not ok
+        lines.append(f"  target: {TARGET_POLLS:,} polls/s with commands pending -> {'MET' if ok else 'MISSED'}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def run() -> list[str]:
+    t0 = time.perf_counter()
+    resource = _setup()
+    lines = [f"setup: {DEVICES:,} devices in one registered resource, online, in {time.perf_counter() - t0:.1f} s (not timed)"]
+    polled = _event(resource, lines)
+    _polls(polled, lines)
+    DispatchEvent.objects.filter(resource=resource).update(state="cancelled")
+    return lines
