@@ -164,13 +164,16 @@ def available_kw(fleet: Fleet, *, now: datetime, instants: list[datetime], event
     ev_profile = np.where(fleet.bidirectional[:, None], EV_PLUGGED_HOUR[hours], EV_CHARGING_HOUR[hours])
     out = np.where(t == TYPE_CODE["ev_charger"], rated * ev_profile, out)
 
-    # State now applies to the first instant when it contains `now`.
-    if m and instants[0] <= now < instants[0] + timedelta(hours=1):
+    # State now applies to the instants whose hour contains `now` (the first of an hourly
+    # forecast; the current interval of an event being re-allocated mid-way).
+    current = [k for k, t in enumerate(instants) if t <= now < t + timedelta(hours=1)]
+    if current:
         plugged = fleet.ev_plugged_in
         ev_known = (fleet.type_code == TYPE_CODE["ev_charger"]) & ~np.isnan(plugged)
         ev_now_kw = np.nan_to_num(fleet.rated_kw) * np.where(plugged > 0, np.where(fleet.bidirectional, 1.0, 0.5), 0.0)
-        out[ev_known, 0] = ev_now_kw[ev_known]
-        out[fleet.online == 0, 0] = 0.0
+        for k in current:
+            out[ev_known, k] = ev_now_kw[ev_known]
+            out[fleet.online == 0, k] = 0.0
     stale = ~np.isnan(fleet.last_seen_epoch) & (fleet.last_seen_epoch < (now - STALE_AFTER).timestamp())
     out[stale, :] = 0.0
 

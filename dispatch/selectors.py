@@ -62,31 +62,6 @@ def candidates(*, event: DispatchEvent, instants: list[datetime], now: datetime,
     return c, fleet, customer.astype(np.int64)
 
 
-_LIVE_COMMANDS = """
-WITH live AS (
-    SELECT c.id, c.event_id, c.device_id, c.sequence, c.kind, c.schedule, c.ramp_seconds, c.not_before, c.expires_at,
-           c.status, c.created_at, c.delivered_at
-    FROM dispatch_devicecommand c
-    WHERE c.device_id = ANY(%(devices)s) AND c.status IN ('pending', 'accepted') AND c.expires_at > %(now)s
-), seen AS (
-    UPDATE dispatch_devicecommand c SET delivered_at = %(now)s
-    FROM live WHERE c.id = live.id AND live.delivered_at IS NULL
-)
-SELECT coalesce(json_agg(json_build_object(
-    'id', id, 'event', event_id, 'device', device_id, 'sequence', sequence, 'kind', kind, 'schedule', schedule,
-    'ramp_seconds', ramp_seconds, 'not_before', not_before, 'expires_at', expires_at, 'status', status,
-    'issued_at', created_at) ORDER BY device_id, created_at), '[]')::text
-FROM live
-"""
-
-
-def live_commands_json(*, device_ids: list[int], now: datetime) -> str:
-    """The devices' commands still to execute, as a JSON array built by PostgreSQL; marks them delivered."""
-    with connection.cursor() as cursor:
-        cursor.execute(_LIVE_COMMANDS, {"devices": device_ids, "now": now})
-        return cursor.fetchone()[0]
-
-
 _PERFORMANCE = """
 SELECT i.start, i."end", i.target_kw::float8,
        coalesce((SELECT sum(a.kw[i.n]) FROM dispatch_allocation a WHERE a.event_id = i.event_id), 0),

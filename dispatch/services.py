@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from django.db import IntegrityError, connection, transaction
@@ -26,6 +27,7 @@ from dispatch.models import (
     OPEN_STATES, Allocation, AllocationRound, DeliveryReport, DeviceCommand, DeviceOptOut, DispatchEvent,
     EventInterval, EventState, EventTransition,
 )
+from enrollment.models import Device
 
 S = EventState
 TRANSITIONS = state_machine.table(
@@ -600,17 +602,24 @@ def acknowledge(*, command: DeviceCommand, status: str, reason: str = "", now: d
         if command.status != DeviceCommand.Status.PENDING:
             raise DomainError(Problem("not_pending", f"This command is {command.status}; only a pending command can be "
                                       "acknowledged.", "status"))
-        if command.expires_at <= now:
+        expired = command.expires_at <= now
+        if expired:
             command.status = DeviceCommand.Status.EXPIRED
             command.save(update_fields=["status"])
-            raise DomainError(Problem("expired", "This command expired before it was acknowledged.", "status"))
-        command.status, command.acknowledged_at, command.reason = status, now, reason[:200]
-        command.delivered_at = command.delivered_at or now
-        command.save(update_fields=["status", "acknowledged_at", "reason", "delivered_at"])
-    if status == DeviceCommand.Status.REJECTED and command.kind != DeviceCommand.Kind.CANCEL:
-        from dispatch import tasks
+        else:
+            command.status, command.acknowledged_at, command.reason = status, now, reason[:200]
+            command.delivered_at = command.delivered_at or now
+            command.save(update_fields=["status", "acknowledged_at", "reason", "delivered_at"])
+            if status == DeviceCommand.Status.REJECTED and command.kind != DeviceCommand.Kind.CANCEL:
+                # The device will not serve this event: keep it out of later rounds, and replace it now.
+                DeviceOptOut.objects.create(device_id=command.device_id, start=now, end=command.expires_at, event_id=command.event_id,
+                                            reason=f"rejected: {reason}"[:200], created_at=now)
+                from dispatch import tasks
 
-        transaction.on_commit(lambda: tasks.rebalance.delay(command.event_id, f"device {command.device_id} rejected its command"))
+                transaction.on_commit(lambda: tasks.rebalance.delay(command.event_id,
+                                                                    f"device {command.device_id} rejected its command"))
+    if expired:  # raised after the block, so the expiry is kept
+        raise DomainError(Problem("expired", "This command expired before it was acknowledged.", "status"))
     return command
 
 
@@ -620,6 +629,7 @@ def opt_out(*, device_id: int, start: datetime, end: datetime, reason: str = "",
     now = now or timezone.now()
     from dispatch import tasks
 
+    market_zone = Device.objects.filter(pk=device_id).values_list("site__market__time_zone", flat=True).get()
     with transaction.atomic():
         record = DeviceOptOut.objects.create(device_id=device_id, start=start, end=end, event=event, reason=reason[:200],
                                              created_at=now)
@@ -631,7 +641,7 @@ def opt_out(*, device_id: int, start: datetime, end: datetime, reason: str = "",
             cursor.execute(
                 """INSERT INTO dispatch_deviceseasonburden AS b (device_id, season, events, hours, opt_outs)
                    VALUES (%s, %s, 0, 0, 1) ON CONFLICT (device_id, season) DO UPDATE SET opt_outs = b.opt_outs + 1""",
-                [device_id, start.year])
+                [device_id, start.astimezone(ZoneInfo(market_zone)).year])
         for event_id in events:
             transaction.on_commit(lambda e=event_id: tasks.rebalance.delay(e, f"device {device_id} opted out"))
     return record
@@ -640,6 +650,11 @@ def opt_out(*, device_id: int, start: datetime, end: datetime, reason: str = "",
 def report_delivery(*, command: DeviceCommand, reports: list[tuple[datetime, float]], now: datetime | None = None) -> int:
     """Upsert a device's measured kW per interval of the command's event; a resend replaces, never duplicates."""
     now = now or timezone.now()
+    seen: dict[datetime, int] = {}
+    duplicates = [Problem("duplicate_interval", f"Also reported at reports[{seen[at]}].", f"reports[{i}].interval_start")
+                  for i, (at, _) in enumerate(reports) if seen.setdefault(at, i) != i]
+    if duplicates:
+        raise EventRefused(duplicates)
     starts = set(EventInterval.objects.filter(event_id=command.event_id).values_list("start", flat=True))
     problems = [Problem("unknown_interval", "Not the start of one of the event's intervals.", f"reports[{i}].interval_start")
                 for i, (at, _) in enumerate(reports) if at not in starts]

@@ -5,8 +5,6 @@ left (`schedule` entries whose end has not passed) and never a command past
 `expires_at`. `poll_after_seconds` in each poll answer says when to poll again.
 """
 
-from django.conf import settings
-from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
@@ -15,7 +13,8 @@ from rest_framework.views import APIView
 
 from aggregator.api.fields import AwareDateTimeField
 from aggregator.api.parsers import ORJSONParser
-from dispatch import selectors, services
+from dispatch import services
+from dispatch.api import poll
 from dispatch.models import DeviceCommand
 from enrollment.api.device_views import DeviceAPIMixin
 
@@ -29,28 +28,23 @@ def _own_command(request, command_id) -> DeviceCommand:
 
 
 class CommandsView(DeviceAPIMixin, APIView):
-    """GET the caller's live commands (a gateway gets those of every device behind it, or ?device=)."""
+    """GET the caller's live commands (a gateway gets those of every device behind it, or ?device=).
+
+    Served by dispatch.api.poll, bypassing DRF's request handling (see there why); this
+    class carries the endpoint's description for the OpenAPI schema.
+    """
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.method == "GET":
+            return poll.poll(request)
+        return super().dispatch(request, *args, **kwargs)
 
     @extend_schema(parameters=[OpenApiParameter("device", int, description="Gateway tokens: one device only")],
                    responses=inline_serializer("CommandPoll", {
                        "commands": serializers.ListField(child=serializers.DictField()),
                        "poll_after_seconds": serializers.IntegerField(), "server_time": serializers.DateTimeField()}))
     def get(self, request):
-        principal = request.user
-        if principal.device_id is not None:
-            devices = [principal.device_id]
-        else:
-            devices = list(principal.devices().values_list("pk", flat=True))
-            raw = request.query_params.get("device")
-            if raw is not None:
-                if not (raw.isascii() and raw.isdigit()) or int(raw) not in devices:
-                    raise exceptions.ValidationError({"device": ["Name one of your devices."]}, code="unknown_device")
-                devices = [int(raw)]
-        now = timezone.now()
-        body = selectors.live_commands_json(device_ids=devices, now=now)
-        poll = settings.DISPATCH_POLL_SECONDS["live" if body != "[]" else "idle"]
-        return HttpResponse(f'{{"commands":{body},"poll_after_seconds":{poll},"server_time":"{now.isoformat()}"}}',
-                            content_type="application/json")
+        return poll.poll(request._request)
 
 
 class AckSerializer(serializers.Serializer):

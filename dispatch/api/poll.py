@@ -1,0 +1,95 @@
+"""The command poll, the device API's hottest path: one Redis round trip and one SQL statement.
+
+Every device polls every few seconds while an event is on, so the poll skips DRF's
+request machinery: the token is checked, the devices resolved, the live commands read
+as JSON, first deliveries stamped and the token's last use touched, all in one
+statement; the rate limit is the device API's own Redis counter. Refusals use the
+API's error body, and anything unusual (a bad token, a bad device id) falls back to
+the general authentication code for its precise message.
+"""
+
+import psycopg
+from django.conf import settings
+from django.db import connection
+from django.http import HttpResponse, JsonResponse
+from django.utils import timezone
+
+from aggregator.access import tokens
+from aggregator.access.authentication import bearer_token
+from aggregator.api.errors import body
+from enrollment.api.device_views import count_request
+
+_POLL = """
+WITH cred AS (
+    SELECT id, device_id, gateway_id, last_used_at FROM enrollment_devicecredential
+    WHERE key_id = %(key)s AND digest = %(digest)s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > %(now)s)
+), devices AS (
+    SELECT device_id AS id FROM cred WHERE device_id IS NOT NULL
+    UNION ALL
+    SELECT d.id FROM enrollment_device d JOIN cred ON d.gateway_id = cred.gateway_id
+    WHERE %(device)s::bigint IS NULL OR d.id = %(device)s::bigint
+), live AS (
+    SELECT c.id, c.event_id, c.device_id, c.sequence, c.kind, c.schedule, c.ramp_seconds, c.not_before, c.expires_at,
+           c.status, c.created_at, c.delivered_at
+    FROM dispatch_devicecommand c
+    WHERE c.device_id IN (SELECT id FROM devices) AND c.status IN ('pending', 'accepted') AND c.expires_at > %(now)s
+), seen AS (
+    UPDATE dispatch_devicecommand c SET delivered_at = %(now)s FROM live WHERE c.id = live.id AND live.delivered_at IS NULL
+), touched AS (
+    UPDATE enrollment_devicecredential t SET last_used_at = %(now)s FROM cred
+    WHERE t.id = cred.id AND (cred.last_used_at IS NULL OR cred.last_used_at < %(stale)s)
+)
+SELECT (SELECT count(*) FROM cred), (SELECT count(*) FROM devices),
+       (SELECT coalesce(json_agg(json_build_object(
+            'id', id, 'event', event_id, 'device', device_id, 'sequence', sequence, 'kind', kind, 'schedule', schedule,
+            'ramp_seconds', ramp_seconds, 'not_before', not_before, 'expires_at', expires_at, 'status', status,
+            'issued_at', created_at) ORDER BY device_id, created_at), '[]')::text FROM live)
+"""
+
+def _refuse(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None) -> JsonResponse:
+    response = JsonResponse(body(code, message, status, [{"field": field, "code": code, "message": message}]), status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = "Bearer"
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+def poll(request) -> HttpResponse:
+    plaintext = bearer_token(request)
+    if plaintext is None:
+        return _refuse(401, "not_authenticated", "Authentication credentials were not provided.")
+    parsed = tokens.parse(plaintext)
+    if parsed is None:
+        return _refuse(401, "invalid_token", "Malformed token.")
+    kind, key_id = parsed
+    if kind not in ("dev", "gw"):
+        return _refuse(401, "wrong_token_kind", "The device API takes device or gateway tokens.")
+    raw = request.GET.get("device")
+    if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) < 19):
+        return _refuse(400, "unknown_device", "Name one of your devices.", "device")
+    now = timezone.now()
+    connection.ensure_connection()
+    # A server-side-binding cursor: psycopg prepares the statement on the connection after
+    # a few executions, so PostgreSQL stops parsing and planning it on every poll.
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(_POLL, {"key": key_id, "digest": tokens.digest(plaintext), "now": now,
+                               "stale": now - tokens.LAST_USED_RESOLUTION, "device": int(raw) if raw else None})
+        found, devices, commands = cursor.fetchone()
+    if not found:
+        exists = connection.cursor()
+        with exists:
+            exists.execute("SELECT digest FROM enrollment_devicecredential WHERE key_id = %s", [key_id])
+            row = exists.fetchone()
+        if row is None or row[0] != tokens.digest(plaintext):
+            return _refuse(401, "invalid_token", "Invalid token.")
+        return _refuse(401, "token_revoked", "Token revoked or expired.")
+    # Counted once the token is known good, as the general throttle does.
+    allowed, wait = count_request(kind="device" if kind == "dev" else "gateway", key_id=key_id)
+    if not allowed:
+        return _refuse(429, "throttled", f"Request was throttled. Expected available in {wait} seconds.",
+                       headers={"Retry-After": str(wait)})
+    if raw and not devices:
+        return _refuse(400, "unknown_device", "Name one of your devices.", "device")
+    after = settings.DISPATCH_POLL_SECONDS["live" if commands != "[]" else "idle"]
+    return HttpResponse(f'{{"commands":{commands},"poll_after_seconds":{after},"server_time":"{now.isoformat()}"}}',
+                        content_type="application/json")
