@@ -469,6 +469,11 @@ def issue_commands(*, event_id: int, round_number: int, first_device: int, last_
     """Commands of one round for the devices in [first_device, last_device]; returns how many were new."""
     now = now or timezone.now()
     with transaction.atomic():
+        # A share lock: chunks run side by side, but not beside a round being written
+        # (cancel, modify, rebalance hold the event FOR UPDATE), so a round never misses
+        # a command a chunk was still committing.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM dispatch_dispatchevent WHERE id = %s FOR SHARE", [event_id])
         event = DispatchEvent.objects.get(pk=event_id)
         if event.allocation_round != round_number:
             return 0  # a newer round superseded this one; its own chunks will run
