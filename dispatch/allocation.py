@@ -97,15 +97,16 @@ def top_up(c: Candidates, *, current: np.ndarray, shortfall: np.ndarray, ranks: 
     return kw + fill(headroom, need, ranks)
 
 
-def explain(*, kind: str, available: np.ndarray, kw: np.ndarray, reason: str, rank: int, of: int,
+def explain(*, kind: str, available: np.ndarray, kw: np.ndarray, reason: str, rank: int, of: int | None,
             customer_events: int, customer_hours: float) -> str:
     """One line for the operator: what the device could give, what it was given, and why."""
     offered = f"{kind}: {available.max(initial=0):.2f} kW available at most"
+    rank_text = f"rank {rank}" + (f" of {of}" if of else "")
     season = f"customer's season so far {customer_events} event(s), {customer_hours:.1f} h"
     if reason == ALLOCATED:
-        return f"{offered}; {season}; rank {rank} of {of}; allocated up to {kw.max(initial=0):.2f} kW."
+        return f"{offered}; {season}; {rank_text}; allocated up to {kw.max(initial=0):.2f} kW."
     if reason == NOT_NEEDED:
-        return f"{offered}; {season}; rank {rank} of {of}; not needed: better-ranked devices met the target."
+        return f"{offered}; {season}; {rank_text}; not needed: better-ranked devices met the target."
     if reason == NO_HEADROOM:
         return f"{offered}: nothing to give for this window."
     return {OFFLINE: "Offline: not reporting, so not asked.", OPTED_OUT: "Opted out by the customer for this window.",

@@ -9,6 +9,8 @@ round: devices whose schedule changes get a new command superseding their last o
 
 import uuid
 
+import numpy as np
+
 from django.conf import settings
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import ArrayField, RangeOperators
@@ -137,6 +139,8 @@ class AllocationRound(models.Model):
     target_kw = ArrayField(models.FloatField(), help_text="Per interval, with the over-commit margin.")
     allocated_kw = ArrayField(models.FloatField(), help_text="Per interval: the sum over devices.")
     devices = models.PositiveIntegerField(help_text="Devices with kW in some interval.")
+    commands_needed = models.PositiveIntegerField(default=0, help_text="Devices this round sends a command to.")
+    notify = models.CharField(max_length=20, blank=True, help_text="What customers are told once its commands are out.")
     seconds = models.FloatField(default=0)
 
     class Meta:
@@ -168,8 +172,17 @@ class Allocation(models.Model):
     available_kw = ArrayField(models.FloatField())
     reason = models.CharField(max_length=20, choices=Reason.choices)
     rank = models.PositiveIntegerField(null=True, help_text="Order of preference by season burden (1 = lightest).")
-    explanation = models.TextField()
+    customer_events = models.PositiveIntegerField(default=0, help_text="The customer's events this season, when ranked.")
+    customer_hours = models.FloatField(default=0, help_text="The customer's dispatched hours this season, when ranked.")
     needs_command = models.BooleanField(default=False, help_text="Its round changed what the device must do.")
+
+    @property
+    def explanation(self) -> str:
+        from dispatch.allocation import explain
+
+        return explain(kind=self.device.device_type, available=np.array(self.available_kw), kw=np.array(self.kw),
+                       reason=self.reason, rank=self.rank, of=getattr(self, "of", None),
+                       customer_events=self.customer_events, customer_hours=self.customer_hours)
 
     class Meta:
         ordering = ["event_id", "device_id"]

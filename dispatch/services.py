@@ -18,7 +18,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from aggregator import capability, state_machine
+from aggregator import state_machine
 from aggregator.errors import DomainError, Problem
 from aggregator.models import ResourceState, VirtualResource
 from aggregator.state_machine import Transition
@@ -243,11 +243,10 @@ def advance(*, event_id: int, now: datetime | None = None) -> list[tuple[int, in
         if event.state == S.SCHEDULED and event.notify_at <= now < event.end:
             _transition(event, action="notify", by="dispatch", at=now)
             if event.allocation_round == 0:
-                allocate(event=event, reason="first allocation", now=now)
-            transaction.on_commit(lambda: notifications.notify_customers(event_id=event.pk, kind="notified"))
+                allocate(event=event, reason="first allocation", now=now, notify="notified")
         if event.state in (S.SCHEDULED, S.NOTIFIED) and event.start <= now < event.end:
             if event.allocation_round == 0:
-                allocate(event=event, reason="first allocation", now=now)
+                allocate(event=event, reason="first allocation", now=now, notify="notified")
             _transition(event, action="start", by="dispatch", at=now)
         if event.state in (S.SCHEDULED, S.NOTIFIED) and event.end <= now:
             _transition(event, action="cancel", by="dispatch", at=now, reason="Its window passed before it could start.")
@@ -314,7 +313,7 @@ def current_index(intervals: list[EventInterval], now: datetime) -> int:
     return len(intervals)
 
 
-def allocate(*, event: DispatchEvent, reason: str, now: datetime) -> AllocationRound:
+def allocate(*, event: DispatchEvent, reason: str, now: datetime, notify: str = "") -> AllocationRound:
     """A fresh allocation of the event's targets from the current interval on (the event is locked)."""
     t0 = time.perf_counter()
     intervals = _intervals(event)
@@ -326,7 +325,7 @@ def allocate(*, event: DispatchEvent, reason: str, now: datetime) -> AllocationR
     kw, ranks, why = allocation.allocate(c, targets=targets, over_commit_pct=float(event.over_commit_pct))
     kw[:, :first] = previous[:, :first]  # the past stays as it was
     return _write_round(event=event, c=c, fleet=fleet, customers=customers, kw=kw, ranks=ranks, why=why,
-                        previous=previous, intervals=intervals, first=first, reason=reason,
+                        previous=previous, intervals=intervals, first=first, reason=reason, notify=notify,
                         targets=targets * (1 + float(event.over_commit_pct) / 100), t0=t0)
 
 
@@ -341,31 +340,31 @@ def _current_kw(event: DispatchEvent, device_ids: np.ndarray, k: int) -> np.ndar
     return out
 
 
-def _write_round(*, event, c, fleet, customers, kw, ranks, why, previous, intervals, first, reason, targets, t0) -> AllocationRound:
+def _write_round(*, event, c, fleet, customers, kw, ranks, why, previous, intervals, first, reason, targets, t0,
+                 notify: str = "") -> AllocationRound:
     number = event.allocation_round + 1
     kw = np.round(kw, 3)
-    changed = np.abs(kw - previous).max(axis=1) > 1e-9 if kw.size else np.zeros(len(c.device_id), bool)
+    n, k = kw.shape if kw.size else (len(c.device_id), len(intervals))
+    changed = np.abs(kw - previous).max(axis=1) > 1e-9 if kw.size else np.zeros(n, bool)
     if number == 1:
         changed[:] = True
+    wants_kw = kw[:, first:].max(axis=1) > 0 if kw.size else np.zeros(n, bool)
     live = _devices_with_live_commands(event) if number > 1 else set()
-    wants_kw = kw[:, first:].max(axis=1) > 0 if kw.size else np.zeros(len(c.device_id), bool)
-    n = len(c.device_id)
-    types = capability.TYPES
-    rows = []
-    for i in np.flatnonzero(changed | (number == 1)):
-        device_id = int(c.device_id[i])
-        needs_command = bool(changed[i] and (wants_kw[i] or device_id in live))
-        text = allocation.explain(kind=types[fleet.type_code[i]], available=c.available[i], kw=kw[i], reason=why[i],
-                                  rank=int(ranks[i]), of=n, customer_events=int(c.customer_events[i]),
-                                  customer_hours=float(c.customer_hours[i]))
-        rows.append((device_id, int(customers[i]), kw[i], c.available[i], why[i], int(ranks[i]), text, needs_command))
-    _store_allocations(event=event, number=number, rows=rows)
+    has_live = np.isin(c.device_id, np.fromiter(live, dtype=np.int64, count=len(live))) if live else np.zeros(n, bool)
+    needs = changed & (wants_kw | has_live)
+    rows = np.flatnonzero(changed)
+    _store_allocations(event=event, number=number, columns={
+        "devices": c.device_id[rows].tolist(), "customers": customers[rows].tolist(),
+        "kw": kw[rows].ravel().tolist(), "available": np.round(c.available[rows], 3).ravel().tolist(),
+        "reasons": [str(r) for r in why[rows]], "ranks": ranks[rows].tolist(),
+        "events": c.customer_events[rows].tolist(), "hours": np.round(c.customer_hours[rows], 2).tolist(),
+        "needs": needs[rows].tolist(), "k": k})
     event.allocation_round = number
     event.save(update_fields=["allocation_round", "updated_at"])
     return AllocationRound.objects.create(
         event=event, number=number, reason=reason, first_interval=first, target_kw=[round(float(t), 3) for t in targets],
         allocated_kw=[round(float(x), 3) for x in kw.sum(axis=0)], devices=int((kw.max(axis=1) > 0).sum()) if kw.size else 0,
-        seconds=round(time.perf_counter() - t0, 4))
+        commands_needed=int(needs.sum()), notify=notify, seconds=round(time.perf_counter() - t0, 4))
 
 
 def _devices_with_live_commands(event: DispatchEvent) -> set[int]:
@@ -373,46 +372,33 @@ def _devices_with_live_commands(event: DispatchEvent) -> set[int]:
                .values_list("device_id", flat=True))
 
 
-def _array(values) -> str:
-    return "{" + ",".join(f"{float(v):.3f}" for v in values) + "}"
-
-
-def _copy_text(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\t", " ").replace("\n", " ")
-
-
-_ALLOCATION_STAGE = """
-CREATE TEMP TABLE IF NOT EXISTS allocation_stage (
-    device_id bigint, customer_id bigint, kw float8[], available_kw float8[], reason varchar(20), rank integer,
-    explanation text, needs_command boolean
-) ON COMMIT DELETE ROWS
+# A round's rows arrive as one array per column (kW flattened, k per device): one
+# statement, no per-row Python. A first round inserts; a later one updates in place.
+_ALLOCATIONS = """
+INSERT INTO dispatch_allocation AS a (event_id, round, device_id, customer_id, kw, available_kw, reason, rank,
+                                      customer_events, customer_hours, needs_command)
+SELECT %(event)s, %(round)s, t.device, t.customer, p.kw[(t.i - 1) * %(k)s + 1 : t.i * %(k)s],
+       p.available[(t.i - 1) * %(k)s + 1 : t.i * %(k)s], t.reason, t.rank, t.events, t.hours, t.needs
+FROM (SELECT %(kw)s::float8[] AS kw, %(available)s::float8[] AS available) p, unnest(%(devices)s::bigint[], %(customers)s::bigint[], %(reasons)s::varchar[], %(ranks)s::integer[],
+            %(events)s::integer[], %(hours)s::float8[], %(needs)s::boolean[])
+     WITH ORDINALITY AS t(device, customer, reason, rank, events, hours, needs, i)
 """
-_UPSERT_ALLOCATIONS = """
-INSERT INTO dispatch_allocation AS a (event_id, round, device_id, customer_id, kw, available_kw, reason, rank, explanation, needs_command)
-SELECT %(event)s, %(round)s, device_id, customer_id, kw, available_kw, reason, rank, explanation, needs_command FROM allocation_stage
+_UPDATE_ON_CONFLICT = """
 ON CONFLICT (event_id, device_id) DO UPDATE SET round = EXCLUDED.round, kw = EXCLUDED.kw, available_kw = EXCLUDED.available_kw,
-    reason = EXCLUDED.reason, rank = EXCLUDED.rank, explanation = EXCLUDED.explanation, needs_command = EXCLUDED.needs_command
+    reason = EXCLUDED.reason, rank = EXCLUDED.rank, customer_events = EXCLUDED.customer_events,
+    customer_hours = EXCLUDED.customer_hours, needs_command = EXCLUDED.needs_command
 """
 
 
-def _store_allocations(*, event: DispatchEvent, number: int, rows: list[tuple]) -> None:
-    """COPY: straight into the table for a first round, through a staging table for an update."""
-    if not rows:
+def _store_allocations(*, event: DispatchEvent, number: int, columns: dict) -> None:
+    if not columns["devices"]:
         return
+    # Each column as one array literal: PostgreSQL parses hundreds of thousands of elements
+    # in C, where adapting them one by one as Python values takes seconds.
+    params = {name: ("{" + ",".join(map(str, values)) + "}" if isinstance(values, list) else values)
+              for name, values in columns.items()}
     with connection.cursor() as cursor:
-        if number == 1:
-            columns = "event_id, round, device_id, customer_id, kw, available_kw, reason, rank, explanation, needs_command"
-            prefix = f"{event.pk}\t{number}\t"
-            target = f"dispatch_allocation ({columns})"
-        else:
-            cursor.execute(_ALLOCATION_STAGE)
-            prefix, target = "", "allocation_stage"
-        with cursor.copy(f"COPY {target} FROM STDIN") as copy:
-            copy.write("".join(
-                f"{prefix}{d}\t{cust}\t{_array(kw)}\t{_array(av)}\t{why}\t{rank}\t{_copy_text(text)}\t{'t' if needs else 'f'}\n"
-                for d, cust, kw, av, why, rank, text, needs in rows))
-        if number > 1:
-            cursor.execute(_UPSERT_ALLOCATIONS, {"event": event.pk, "round": number})
+        cursor.execute(_ALLOCATIONS + ("" if number == 1 else _UPDATE_ON_CONFLICT), {"event": event.pk, "round": number, **params})
 
 
 def pending_chunks(*, event: DispatchEvent) -> list[tuple[int, int, int, int]]:
@@ -421,19 +407,39 @@ def pending_chunks(*, event: DispatchEvent) -> list[tuple[int, int, int, int]]:
         return []
     number = event.allocation_round
     with connection.cursor() as cursor:
+        # The cheap test first (a count on the command index); the list only when short.
+        cursor.execute("SELECT count(*) FROM dispatch_devicecommand WHERE event_id = %s AND round = %s", [event.pk, number])
+        issued = cursor.fetchone()[0]
+        needed = AllocationRound.objects.filter(event=event, number=number).values_list("commands_needed", flat=True).first()
+        if needed is not None and issued >= needed:
+            _round_issued(event, number)
+            return []
         cursor.execute(
             """
             SELECT a.device_id FROM dispatch_allocation a
             WHERE a.event_id = %s AND a.round = %s AND a.needs_command
-              AND NOT EXISTS (SELECT 1 FROM dispatch_devicecommand c
-                              WHERE c.event_id = a.event_id AND c.device_id = a.device_id AND c.round = a.round)
+              AND (%s OR NOT EXISTS (SELECT 1 FROM dispatch_devicecommand c
+                                     WHERE c.event_id = a.event_id AND c.device_id = a.device_id AND c.round = a.round))
             ORDER BY a.device_id
-            """, [event.pk, number])
+            """, [event.pk, number, issued == 0])
         ids = [row[0] for row in cursor.fetchall()]
     if not ids:
-        DispatchEvent.objects.filter(pk=event.pk, commands_issued_round__lt=number).update(commands_issued_round=number)
+        _round_issued(event, number)
         return []
     return [(event.pk, number, ids[i], ids[min(i + FAN_OUT_CHUNK, len(ids)) - 1]) for i in range(0, len(ids), FAN_OUT_CHUNK)]
+
+
+def _round_issued(event: DispatchEvent, number: int) -> None:
+    """Mark the round's commands all issued; whoever marks it queues the customers' messages.
+
+    Customers hear of an event once their devices have their commands, and the messages
+    never hold up a fan-out worker while commands are still going out.
+    """
+    if DispatchEvent.objects.filter(pk=event.pk, commands_issued_round__lt=number).update(commands_issued_round=number):
+        kind = AllocationRound.objects.filter(event=event, number=number).values_list("notify", flat=True).first()
+        if kind:
+            transaction.on_commit(lambda: notifications.notify_customers(
+                event_id=event.pk, kind=kind if kind != "updated" else f"updated:{number}"))
 
 
 # One statement per chunk: supersede the devices' older live commands, then insert the new
@@ -512,8 +518,7 @@ def _cancel(event: DispatchEvent, *, by, reason: str, now: datetime) -> None:
         event.save(update_fields=["allocation_round", "updated_at"])
         AllocationRound.objects.create(event=event, number=number, reason=f"cancelled: {reason}", first_interval=first,
                                        target_kw=[0.0] * len(intervals), allocated_kw=[0.0] * len(intervals),
-                                       devices=rows.filter(needs_command=True).count())
-    transaction.on_commit(lambda: notifications.notify_customers(event_id=event.pk, kind="cancelled"))
+                                       devices=0, commands_needed=rows.filter(needs_command=True).count(), notify="cancelled")
 
 
 def cancel(*, event: DispatchEvent, by, reason: str, now: datetime | None = None) -> DispatchEvent:
@@ -571,8 +576,7 @@ def modify(*, event: DispatchEvent, by, reason: str, intervals: list[IntervalSpe
         if event.allocation_round:
             if len(intervals) != len(old):
                 _resize_allocations(event, len(intervals))
-            allocate(event=event, reason=f"modified: {reason.strip()}", now=now)
-        transaction.on_commit(lambda: notifications.notify_customers(event_id=event.pk, kind="updated"))
+            allocate(event=event, reason=f"modified: {reason.strip()}", now=now, notify="updated")
         transaction.on_commit(lambda: _schedule_tasks(event))
     _fan_out_after_commit(event)
     return event

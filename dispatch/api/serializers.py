@@ -100,9 +100,12 @@ class DispatchEventDetailSerializer(DispatchEventSerializer):
 
 
 class AllocationSerializer(serializers.ModelSerializer):
+    explanation = serializers.CharField(read_only=True)
+
     class Meta:
         model = Allocation
-        fields = ["device", "customer_id", "round", "kw", "available_kw", "reason", "rank", "explanation"]
+        fields = ["device", "customer_id", "round", "kw", "available_kw", "reason", "rank", "customer_events", "customer_hours",
+                  "explanation"]
 
 
 class DeviceCommandSerializer(serializers.ModelSerializer):

@@ -72,11 +72,14 @@ class DispatchEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     @action(detail=True, methods=["get"])
     def allocations(self, request, pk=None):
         """Each member device's share per interval, and why (filter with ?reason= or ?device=)."""
-        rows = Allocation.objects.filter(event=self.get_object()).order_by("rank", "device_id")
+        rows = Allocation.objects.filter(event=self.get_object()).select_related("device").order_by("rank", "device_id")
         for name in ("reason", "device"):
             if request.query_params.get(name):
                 rows = rows.filter(**{name: request.query_params[name]})
+        of = rows.count() if not request.query_params.get("reason") and not request.query_params.get("device") else None
         page = self.paginate_queryset(rows)
+        for row in page:
+            row.of = of
         return self.get_paginated_response(s.AllocationSerializer(page, many=True).data)
 
     @extend_schema(responses=s.DeviceCommandSerializer(many=True))

@@ -21,6 +21,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -38,7 +39,7 @@ from tests.bench import poll_clients
 
 DEVICES = int(os.environ.get("BENCH_DISPATCH_DEVICES", "100000"))
 WORKER_CONCURRENCY = int(os.environ.get("BENCH_DISPATCH_WORKERS", "2"))
-POLL_CLIENTS = int(os.environ.get("BENCH_POLL_CLIENTS", "4"))
+POLL_CLIENTS = int(os.environ.get("BENCH_POLL_CLIENTS", "16"))
 POLL_SECONDS = float(os.environ.get("BENCH_POLL_SECONDS", "15"))
 POLL_DEVICES = 2_000
 TARGET_SECONDS = 10.0
@@ -152,9 +153,11 @@ def _server(port: int) -> subprocess.Popen:
     env = {**os.environ, "PORT": str(port), "WEB_CONCURRENCY": os.environ.get("BENCH_WEB_WORKERS", "3"),
            "WEB_THREADS": os.environ.get("BENCH_WEB_THREADS", "1"), "LOG_LEVEL": "WARNING",
            "DEVICE_API_RATE_DEVICE": "100000/min"}
+    log = tempfile.TemporaryFile()  # not a pipe: a full pipe would block the server's logging
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "aggregator.wsgi", "--config", "deploy/gunicorn.conf.py", "--access-logfile", "/dev/null"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    process.log = log
     for _ in range(200):
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
@@ -164,7 +167,8 @@ def _server(port: int) -> subprocess.Popen:
         except OSError:
             time.sleep(0.1)
     process.kill()
-    raise SystemExit(f"bench server did not start: {process.stderr.read()[-2000:]!r}")
+    log.seek(0)
+    raise SystemExit(f"bench server did not start: {log.read()[-2000:]!r}")
 
 
 def _polls(device_ids: list[int], lines: list[str]) -> None:
