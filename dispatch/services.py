@@ -491,7 +491,13 @@ def issue_commands(*, event_id: int, round_number: int, first_device: int, last_
             cursor.execute(_SUPERSEDE, {**params, "first": first_device, "last": last_device})
             cursor.execute(_ISSUE, params)
             issued = cursor.rowcount
-    pending_chunks(event=DispatchEvent.objects.get(pk=event_id))  # marks the round issued when it is complete
+    # After the commit, so the last chunk to commit always sees every command; a count only
+    # (listing what is missing is the sweep's job, not every chunk's).
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM dispatch_devicecommand WHERE event_id = %s AND round = %s", [event_id, round_number])
+        if cursor.fetchone()[0] >= rnd.commands_needed:
+            with transaction.atomic():
+                _round_issued(event, round_number)
     return issued
 
 
