@@ -141,6 +141,8 @@ class AllocationRound(models.Model):
     devices = models.PositiveIntegerField(help_text="Devices with kW in some interval.")
     commands_needed = models.PositiveIntegerField(default=0, help_text="Devices this round sends a command to.")
     notify = models.CharField(max_length=20, blank=True, help_text="What customers are told once its commands are out.")
+    chunk_bounds = ArrayField(models.BigIntegerField(), default=list, blank=True,
+                              help_text="First and last device id of each fan-out chunk, flattened.")
     seconds = models.FloatField(default=0)
 
     class Meta:
@@ -164,7 +166,8 @@ class Allocation(models.Model):
         NOT_ENROLLED = "not_enrolled", "Not active in the program"
         NO_HEADROOM = "no_headroom", "No kW available for this window"
 
-    event = models.ForeignKey(DispatchEvent, on_delete=models.CASCADE, related_name="allocations")
+    event = models.ForeignKey(DispatchEvent, on_delete=models.CASCADE, related_name="allocations",
+                              db_index=False)  # the unique (event, device) index leads with it
     round = models.PositiveIntegerField()
     device = models.ForeignKey("enrollment.Device", on_delete=models.PROTECT, related_name="+")
     customer_id = models.BigIntegerField()
@@ -211,7 +214,8 @@ class DeviceCommand(models.Model):
         EXPIRED = "expired", "Expired unacknowledged"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    event = models.ForeignKey(DispatchEvent, on_delete=models.CASCADE, related_name="commands")
+    event = models.ForeignKey(DispatchEvent, on_delete=models.CASCADE, related_name="commands",
+                              db_index=False)  # the unique (event, device, ...) indexes lead with it
     device = models.ForeignKey("enrollment.Device", on_delete=models.PROTECT, related_name="+")
     sequence = models.PositiveIntegerField(help_text="1 for the first command of the event to this device, then 2, ...")
     round = models.PositiveIntegerField()

@@ -364,7 +364,14 @@ def _write_round(*, event, c, fleet, customers, kw, ranks, why, previous, interv
     return AllocationRound.objects.create(
         event=event, number=number, reason=reason, first_interval=first, target_kw=[round(float(t), 3) for t in targets],
         allocated_kw=[round(float(x), 3) for x in kw.sum(axis=0)], devices=int((kw.max(axis=1) > 0).sum()) if kw.size else 0,
-        commands_needed=int(needs.sum()), notify=notify, seconds=round(time.perf_counter() - t0, 4))
+        commands_needed=int(needs.sum()), notify=notify, chunk_bounds=_chunk_bounds(c.device_id[needs]),
+        seconds=round(time.perf_counter() - t0, 4))
+
+
+def _chunk_bounds(device_ids: np.ndarray) -> list[int]:
+    """[first, last, first, last, ...] device ids of FAN_OUT_CHUNK-sized chunks (ids ascending)."""
+    ids = np.sort(device_ids)
+    return [int(x) for i in range(0, len(ids), FAN_OUT_CHUNK) for x in (ids[i], ids[min(i + FAN_OUT_CHUNK, len(ids)) - 1])]
 
 
 def _devices_with_live_commands(event: DispatchEvent) -> set[int]:
@@ -410,10 +417,13 @@ def pending_chunks(*, event: DispatchEvent) -> list[tuple[int, int, int, int]]:
         # The cheap test first (a count on the command index); the list only when short.
         cursor.execute("SELECT count(*) FROM dispatch_devicecommand WHERE event_id = %s AND round = %s", [event.pk, number])
         issued = cursor.fetchone()[0]
-        needed = AllocationRound.objects.filter(event=event, number=number).values_list("commands_needed", flat=True).first()
+        rnd = AllocationRound.objects.filter(event=event, number=number).values_list("commands_needed", "chunk_bounds").first()
+        needed, bounds = rnd if rnd else (None, [])
         if needed is not None and issued >= needed:
             _round_issued(event, number)
             return []
+        if issued == 0 and bounds:  # a fresh round: the chunks its writer planned, no listing
+            return [(event.pk, number, bounds[i], bounds[i + 1]) for i in range(0, len(bounds), 2)]
         cursor.execute(
             """
             SELECT a.device_id FROM dispatch_allocation a
@@ -460,12 +470,12 @@ SELECT gen_random_uuid(), a.event_id, a.device_id, coalesce(prev.sequence, 0) + 
        CASE WHEN %(cancel)s OR NOT EXISTS (SELECT 1 FROM unnest(a.kw[%(first)s + 1:]) k WHERE k > 0) THEN 'cancel'
             WHEN prev.sequence IS NULL THEN 'dispatch' ELSE 'update' END,
        CASE WHEN %(cancel)s THEN '[]'::jsonb ELSE (
-           SELECT coalesce(jsonb_agg(jsonb_build_object('start', ints.s[n], 'end', ints.e[n], 'kw', a.kw[n]) ORDER BY n), '[]')
-           FROM generate_subscripts(a.kw, 1) n WHERE n > %(first)s) END,
+           SELECT coalesce(jsonb_agg(jsonb_build_object('start', u.s, 'end', u.e, 'kw', u.kw) ORDER BY u.n), '[]')
+           FROM unnest(ints.s, ints.e, a.kw) WITH ORDINALITY AS u(s, e, kw, n) WHERE u.n > %(first)s) END,
        %(ramp)s, %(not_before)s, %(expires)s, 'pending', %(now)s, ''
 FROM dispatch_allocation a CROSS JOIN ints
 LEFT JOIN LATERAL (SELECT max(sequence) AS sequence FROM dispatch_devicecommand c
-                   WHERE c.event_id = a.event_id AND c.device_id = a.device_id) prev ON true
+                   WHERE %(round)s > 1 AND c.event_id = a.event_id AND c.device_id = a.device_id) prev ON true
 WHERE a.event_id = %(event)s AND a.round = %(round)s AND a.needs_command AND a.device_id BETWEEN %(first_device)s AND %(last_device)s
 ON CONFLICT DO NOTHING
 """
@@ -488,7 +498,8 @@ def issue_commands(*, event_id: int, round_number: int, first_device: int, last_
                   "first": rnd.first_interval, "cancel": event.state == S.CANCELLED, "ramp": event.ramp_seconds,
                   "not_before": max(event.start, now) if rnd.first_interval else event.start, "expires": event.end, "now": now}
         with connection.cursor() as cursor:
-            cursor.execute(_SUPERSEDE, {**params, "first": first_device, "last": last_device})
+            if round_number > 1:  # a first round has nothing to supersede
+                cursor.execute(_SUPERSEDE, {**params, "first": first_device, "last": last_device})
             cursor.execute(_ISSUE, params)
             issued = cursor.rowcount
     # After the commit, so the last chunk to commit always sees every command; a count only
