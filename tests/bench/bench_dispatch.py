@@ -35,7 +35,7 @@ from dispatch import services
 from dispatch.models import AllocationRound, DeviceCommand, DispatchEvent
 from enrollment.demo_fleet import fleet_csv
 from enrollment.fleet_import import import_fleet
-from tests.bench import poll_clients
+from tests.bench import http_clients
 
 DEVICES = int(os.environ.get("BENCH_DISPATCH_DEVICES", "100000"))
 WORKER_CONCURRENCY = int(os.environ.get("BENCH_DISPATCH_WORKERS", "2"))
@@ -181,7 +181,7 @@ def _polls(device_ids: list[int], lines: list[str]) -> None:
         context = multiprocessing.get_context("spawn")
         out, go = context.Queue(), context.Event()
         share = len(device_tokens) // POLL_CLIENTS
-        procs = [context.Process(target=poll_clients.poller, args=(port, device_tokens[i * share:(i + 1) * share], go, POLL_SECONDS, out))
+        procs = [context.Process(target=http_clients.poller, args=(port, device_tokens[i * share:(i + 1) * share], go, POLL_SECONDS, out))
                  for i in range(POLL_CLIENTS)]
         for p in procs:
             p.start()

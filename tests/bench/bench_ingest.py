@@ -26,65 +26,24 @@ from enrollment import services
 from settlement import readings as ingest
 from settlement.models import MeterKind
 from settlement.selectors import readings
+from tests.bench import http_clients
 from tests.factories import DeviceFactory, GatewayFactory, SiteFactory
 
 CLIENTS = int(os.environ.get("BENCH_INGEST_CLIENTS", "4"))
 SECONDS = float(os.environ.get("BENCH_INGEST_SECONDS", "20"))
-BATCH = 5_000
+BATCH = http_clients.BATCH
 DEVICES_PER_GATEWAY = 50
 TARGET_RATE = 100_000
 TARGET_READ_MS = 50.0
 TARGET_FAILED = False
 ROOT = Path(__file__).resolve().parents[2]
-EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+EPOCH = http_clients.EPOCH  # where the clients' readings start
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _payloads(device_ids: list[int], count: int) -> list[bytes]:
-    """`count` batches of new data: 50 devices x 100 five-minute intervals each, later and later."""
-    per_device = BATCH // len(device_ids)
-    bodies = []
-    for step in range(count):
-        base = EPOCH + timedelta(minutes=5 * per_device * step)
-        stamps = [(base + timedelta(minutes=5 * k)).isoformat() for k in range(per_device)]
-        bodies.append(json.dumps({"readings": [
-            {"device": d, "start": stamps[k], "interval_seconds": 300, "kwh": 0.25 + (k % 7) * 0.01}
-            for d in device_ids for k in range(per_device)
-        ]}).encode())
-    return bodies
-
-
-def _client(port: int, token: str, device_ids: list[int], offset: int, ready, go, seconds: float, out) -> None:
-    """Post pre-built batches (devices run elsewhere: building them is not the server's cost) for `seconds`."""
-    bodies = _payloads(device_ids, int(seconds * 15) + 10)
-    ready.put(offset)
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    sent = batches = errors = 0
-    latencies = []
-    go.wait()
-    deadline = time.time() + seconds
-    for body in bodies:
-        if time.time() >= deadline:
-            break
-        started = time.perf_counter()
-        conn.request("POST", "/api/device/v1/readings", body=body, headers=headers)
-        response = conn.getresponse()
-        payload = response.read()
-        latencies.append(time.perf_counter() - started)
-        if response.status != 200:
-            errors += 1
-            if errors < 3:
-                print(f"client {offset}: HTTP {response.status} {payload[:300]!r}", file=sys.stderr)
-        else:
-            sent += json.loads(payload)["inserted"]
-        batches += 1
-    out.put((sent, batches, errors, latencies))
 
 
 def _wal() -> tuple[int, int]:
@@ -144,9 +103,11 @@ def run() -> list[str]:
     port = _free_port()
     server = _server(port)
     try:
-        out = multiprocessing.Queue()
-        go, ready = multiprocessing.Event(), multiprocessing.Queue()
-        procs = [multiprocessing.Process(target=_client, args=(port, token, devices, i, ready, go, SECONDS, out))
+        # Fresh interpreters, not forks: an earlier benchmark in this process may hold broker
+        # connections and their threads, which a fork would copy mid-lock.
+        context = multiprocessing.get_context("spawn")
+        go, ready, out = context.Event(), context.Queue(), context.Queue()
+        procs = [context.Process(target=http_clients.ingester, args=(port, token, devices, i, ready, go, SECONDS, out))
                  for i, (token, devices) in enumerate(tokens)]
         for p in procs:
             p.start()

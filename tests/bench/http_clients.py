@@ -1,0 +1,90 @@
+"""HTTP clients for the benchmarks, run in spawned processes: standard library only, so they start fast and clean."""
+
+import http.client
+import json
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+BATCH = 5_000
+EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def payloads(device_ids: list[int], count: int) -> list[bytes]:
+    """`count` batches of new data: 50 devices x 100 five-minute intervals each, later and later."""
+    per_device = BATCH // len(device_ids)
+    bodies = []
+    for step in range(count):
+        base = EPOCH + timedelta(minutes=5 * per_device * step)
+        stamps = [(base + timedelta(minutes=5 * k)).isoformat() for k in range(per_device)]
+        bodies.append(json.dumps({"readings": [
+            {"device": d, "start": stamps[k], "interval_seconds": 300, "kwh": 0.25 + (k % 7) * 0.01}
+            for d in device_ids for k in range(per_device)
+        ]}).encode())
+    return bodies
+
+
+def ingester(port: int, token: str, device_ids: list[int], offset: int, ready, go, seconds: float, out) -> None:
+    """Post pre-built batches (devices run elsewhere: building them is not the server's cost) for `seconds`."""
+    bodies = payloads(device_ids, int(seconds * 15) + 10)
+    ready.put(offset)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    sent = batches = errors = 0
+    latencies = []
+    go.wait()
+    deadline = time.time() + seconds
+    for body in bodies:
+        if time.time() >= deadline:
+            break
+        started = time.perf_counter()
+        conn.request("POST", "/api/device/v1/readings", body=body, headers=headers)
+        response = conn.getresponse()
+        payload = response.read()
+        latencies.append(time.perf_counter() - started)
+        if response.status != 200:
+            errors += 1
+            if errors < 3:
+                print(f"client {offset}: HTTP {response.status} {payload[:300]!r}", file=sys.stderr)
+        else:
+            sent += json.loads(payload)["inserted"]
+        batches += 1
+    out.put((sent, batches, errors, latencies))
+
+
+def poller(port: int, device_tokens: list[str], go, seconds: float, out) -> None:
+    try:
+        _poll(port, device_tokens, go, seconds, out)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which would otherwise wait forever
+        out.put((0, 1, 0, [], repr(exc)))
+
+
+def _poll(port: int, device_tokens: list[str], go, seconds: float, out) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    polls = errors = empty = 0
+    latencies = []
+    go.wait()
+    deadline = time.time() + seconds
+    i = 0
+    while time.time() < deadline:
+        token = device_tokens[i % len(device_tokens)]
+        i += 1
+        started = time.perf_counter()
+        try:
+            conn.request("GET", "/api/device/v1/commands", headers={"Authorization": f"Bearer {token}"})
+            response = conn.getresponse()
+            body = response.read()
+        except (http.client.HTTPException, OSError):
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            errors += 1
+            continue
+        latencies.append(time.perf_counter() - started)
+        if response.status != 200:
+            errors += 1
+        elif body.startswith(b'{"commands":[]'):
+            empty += 1
+        polls += 1
+        if response.getheader("Connection", "").lower() == "close":
+            conn.close()
+    out.put((polls, errors, empty, latencies, None))
