@@ -191,6 +191,7 @@ def create_event(*, resource: VirtualResource, source: str, start: datetime, end
     event.warnings = [p.as_dict() for p in shortfalls]
     if replaces is not None:
         _cancel(replaces, by=by, reason=f"Replaced by a new event from {start.isoformat()}.", now=now)
+        _fan_out_after_commit(replaces)
     try:
         with transaction.atomic():
             event.save()
@@ -257,7 +258,8 @@ def advance(*, event_id: int, now: datetime | None = None) -> list[tuple[int, in
 
 def _complete(event: DispatchEvent, *, now: datetime) -> None:
     _transition(event, action="complete", by="dispatch", at=now)
-    DeviceCommand.objects.filter(event=event, status=DeviceCommand.Status.PENDING).update(status=DeviceCommand.Status.EXPIRED)
+    DeviceCommand.objects.filter(event=event, status__in=[DeviceCommand.Status.PENDING, DeviceCommand.Status.ACCEPTED]
+                                 ).update(status=DeviceCommand.Status.EXPIRED)
     with connection.cursor() as cursor:
         cursor.execute(_BURDEN, {"event": event.pk, "season": selectors.season_of(event)})
         cursor.execute(_PERFORMANCE, {"event": event.pk})
@@ -313,7 +315,7 @@ def current_index(intervals: list[EventInterval], now: datetime) -> int:
     return len(intervals)
 
 
-def allocate(*, event: DispatchEvent, reason: str, now: datetime, notify: str = "") -> AllocationRound:
+def allocate(*, event: DispatchEvent, reason: str, now: datetime, notify: str = "", resend_live: bool = False) -> AllocationRound:
     """A fresh allocation of the event's targets from the current interval on (the event is locked)."""
     t0 = time.perf_counter()
     intervals = _intervals(event)
@@ -325,7 +327,7 @@ def allocate(*, event: DispatchEvent, reason: str, now: datetime, notify: str = 
     kw, ranks, why = allocation.allocate(c, targets=targets, over_commit_pct=float(event.over_commit_pct))
     kw[:, :first] = previous[:, :first]  # the past stays as it was
     return _write_round(event=event, c=c, fleet=fleet, customers=customers, kw=kw, ranks=ranks, why=why,
-                        previous=previous, intervals=intervals, first=first, reason=reason, notify=notify,
+                        previous=previous, intervals=intervals, first=first, reason=reason, notify=notify, resend_live=resend_live,
                         targets=targets * (1 + float(event.over_commit_pct) / 100), t0=t0)
 
 
@@ -341,7 +343,7 @@ def _current_kw(event: DispatchEvent, device_ids: np.ndarray, k: int) -> np.ndar
 
 
 def _write_round(*, event, c, fleet, customers, kw, ranks, why, previous, intervals, first, reason, targets, t0,
-                 notify: str = "") -> AllocationRound:
+                 notify: str = "", resend_live: bool = False) -> AllocationRound:
     number = event.allocation_round + 1
     kw = np.round(kw, 3)
     n, k = kw.shape if kw.size else (len(c.device_id), len(intervals))
@@ -351,6 +353,14 @@ def _write_round(*, event, c, fleet, customers, kw, ranks, why, previous, interv
     wants_kw = kw[:, first:].max(axis=1) > 0 if kw.size else np.zeros(n, bool)
     live = _devices_with_live_commands(event) if number > 1 else set()
     has_live = np.isin(c.device_id, np.fromiter(live, dtype=np.int64, count=len(live))) if live else np.zeros(n, bool)
+    if resend_live:  # the intervals moved: every live schedule is out of date
+        changed |= has_live
+    # A round written before the last one's fan-out finished takes over its unsent commands.
+    unsent = _unsent_devices(event) if number > 1 and event.commands_issued_round < event.allocation_round else set()
+    if unsent:
+        changed |= np.isin(c.device_id, np.fromiter(unsent, dtype=np.int64, count=len(unsent)))
+        if not notify:
+            notify = AllocationRound.objects.filter(event=event, number=event.allocation_round).values_list("notify", flat=True).first() or ""
     needs = changed & (wants_kw | has_live)
     rows = np.flatnonzero(changed)
     _store_allocations(event=event, number=number, columns={
@@ -372,6 +382,18 @@ def _chunk_bounds(device_ids: np.ndarray) -> list[int]:
     """[first, last, first, last, ...] device ids of FAN_OUT_CHUNK-sized chunks (ids ascending)."""
     ids = np.sort(device_ids)
     return [int(x) for i in range(0, len(ids), FAN_OUT_CHUNK) for x in (ids[i], ids[min(i + FAN_OUT_CHUNK, len(ids)) - 1])]
+
+
+def _unsent_devices(event: DispatchEvent) -> set[int]:
+    """Devices the latest round meant to command that have no command from it yet."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT a.device_id FROM dispatch_allocation a
+               WHERE a.event_id = %s AND a.round = %s AND a.needs_command
+                 AND NOT EXISTS (SELECT 1 FROM dispatch_devicecommand c
+                                 WHERE c.event_id = a.event_id AND c.device_id = a.device_id AND c.round = a.round)""",
+            [event.pk, event.allocation_round])
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _devices_with_live_commands(event: DispatchEvent) -> set[int]:
@@ -467,15 +489,18 @@ WITH ints AS (
 INSERT INTO dispatch_devicecommand (id, event_id, device_id, sequence, round, kind, schedule, ramp_seconds, not_before,
                                     expires_at, status, created_at, reason)
 SELECT gen_random_uuid(), a.event_id, a.device_id, coalesce(prev.sequence, 0) + 1, a.round,
-       CASE WHEN %(cancel)s OR NOT EXISTS (SELECT 1 FROM unnest(a.kw[%(first)s + 1:]) k WHERE k > 0) THEN 'cancel'
+       CASE WHEN %(cancel)s OR opted.out OR NOT EXISTS (SELECT 1 FROM unnest(a.kw[%(first)s + 1:]) k WHERE k > 0) THEN 'cancel'
             WHEN prev.sequence IS NULL THEN 'dispatch' ELSE 'update' END,
-       CASE WHEN %(cancel)s THEN '[]'::jsonb ELSE (
+       CASE WHEN %(cancel)s OR opted.out THEN '[]'::jsonb ELSE (
            SELECT coalesce(jsonb_agg(jsonb_build_object('start', u.s, 'end', u.e, 'kw', u.kw) ORDER BY u.n), '[]')
            FROM unnest(ints.s, ints.e, a.kw) WITH ORDINALITY AS u(s, e, kw, n) WHERE u.n > %(first)s) END,
        %(ramp)s, %(not_before)s, %(expires)s, 'pending', %(now)s, ''
 FROM dispatch_allocation a CROSS JOIN ints
 LEFT JOIN LATERAL (SELECT max(sequence) AS sequence FROM dispatch_devicecommand c
                    WHERE %(round)s > 1 AND c.event_id = a.event_id AND c.device_id = a.device_id) prev ON true
+-- The customer overrode after the round was written: the device is told to stand down.
+CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM dispatch_deviceoptout o WHERE o.device_id = a.device_id
+                                   AND o.start < %(expires)s AND o."end" > %(not_before)s) AS out) opted
 WHERE a.event_id = %(event)s AND a.round = %(round)s AND a.needs_command AND a.device_id BETWEEN %(first_device)s AND %(last_device)s
 ON CONFLICT DO NOTHING
 """
@@ -542,6 +567,8 @@ def cancel(*, event: DispatchEvent, by, reason: str, now: datetime | None = None
     now = now or timezone.now()
     with transaction.atomic():
         event = DispatchEvent.objects.select_for_update().select_related("resource__market", "resource__program").get(pk=event.pk)
+        if event.end <= now and event.state == S.ACTIVE:
+            raise DomainError(Problem("ended", "The event has ended; it completes, it cannot be cancelled.", "state"))
         _cancel(event, by=by, reason=reason.strip(), now=now)
     _fan_out_after_commit(event)
     return event
@@ -567,7 +594,9 @@ def modify(*, event: DispatchEvent, by, reason: str, intervals: list[IntervalSpe
         first = current_index(old, now)
         if intervals is None:
             if target_kw is None:
-                raise EventRefused(Problem("required", "Give target_kw or intervals.", "target_kw"))
+                if end == event.end:
+                    raise EventRefused(Problem("required", "Give target_kw, intervals or a new end.", "target_kw"))
+                target_kw = old[min(first, len(old) - 1)].target_kw  # a new end keeps the current target
             from_at = old[first].start if first < len(old) else event.end
             intervals = [IntervalSpec(i.start, i.end, i.target_kw) for i in old[:first]] + hourly_intervals(
                 start=from_at, end=end, target_kw=Decimal(target_kw))
@@ -580,10 +609,10 @@ def modify(*, event: DispatchEvent, by, reason: str, intervals: list[IntervalSpe
             problems.append(Problem("overlapping_event", "The new end runs into another event of this resource.", "end"))
         if problems:
             raise EventRefused(problems)
+        event.end = end  # capability over the new length (energy-limited devices give less over longer)
         shortfalls = _capability_check(event=event, specs=intervals, now=now)
         if shortfalls and event.resource.program.above_capability == event.resource.program.CapabilityRule.REFUSE:
             raise EventRefused(shortfalls, status=422)
-        event.end = end
         event.warnings = [p.as_dict() for p in shortfalls]
         event.save(update_fields=["end", "warnings", "updated_at"])
         event.intervals.all().delete()
@@ -591,9 +620,10 @@ def modify(*, event: DispatchEvent, by, reason: str, intervals: list[IntervalSpe
                                           for s in intervals)
         _record(event, action="modify", from_state=event.state, to_state=event.state, by=by, at=now, reason=reason.strip())
         if event.allocation_round:
+            reshaped = [(i.start, i.end) for i in old] != [(spec.start, spec.end) for spec in intervals]
             if len(intervals) != len(old):
                 _resize_allocations(event, len(intervals))
-            allocate(event=event, reason=f"modified: {reason.strip()}", now=now, notify="updated")
+            allocate(event=event, reason=f"modified: {reason.strip()}", now=now, notify="updated", resend_live=reshaped)
         transaction.on_commit(lambda: _schedule_tasks(event))
     _fan_out_after_commit(event)
     return event
@@ -656,6 +686,10 @@ def opt_out(*, device_id: int, start: datetime, end: datetime, reason: str = "",
     from dispatch import tasks
 
     market_zone = Device.objects.filter(pk=device_id).values_list("site__market__time_zone", flat=True).get()
+    if event is not None:
+        existing = DeviceOptOut.objects.filter(device_id=device_id, event=event, end__gte=end).first()
+        if existing is not None:  # a retried request
+            return existing
     with transaction.atomic():
         record = DeviceOptOut.objects.create(device_id=device_id, start=start, end=end, event=event, reason=reason[:200],
                                              created_at=now)
@@ -727,15 +761,19 @@ def rebalance(*, event_id: int, reason: str = "closed loop", now: datetime | Non
         event = DispatchEvent.objects.select_for_update().select_related("resource__market", "resource__program").get(pk=event_id)
         if event.state not in (S.NOTIFIED, S.ACTIVE) or event.allocation_round == 0 or now >= event.end:
             return None
+        if event.commands_issued_round < event.allocation_round:
+            return None  # devices still waiting for their first command would look like non-serving ones
         intervals = _intervals(event)
         j = current_index(intervals, now)
         margin = 1 + float(event.over_commit_pct) / 100
         with connection.cursor() as cursor:
             cursor.execute(_LOOP, {"n": j + 1, "start": intervals[j].start, "event": event.pk})
             rows = cursor.fetchall()
+        # A report counts for at most what the device was asked (and never below zero), so
+        # one device's odd figure cannot hide a shortfall or send the whole fleet in.
+        rows = [(d, kw, None if delivered is None else min(max(delivered, 0.0), kw), serving) for d, kw, delivered, serving in rows]
         expected = sum((delivered if delivered is not None else kw) if serving else 0.0 for _, kw, delivered, serving in rows)
-        losing = {d: (kw - min(delivered if delivered is not None else kw, kw)) if serving else kw
-                  for d, kw, delivered, serving in rows}
+        losing = {d: (kw - (delivered if delivered is not None else kw)) if serving else kw for d, kw, delivered, serving in rows}
         target = float(intervals[j].target_kw)
         if expected >= target * (1 - SHORTFALL_TOLERANCE):
             return None

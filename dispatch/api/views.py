@@ -18,6 +18,17 @@ def interval_specs(data) -> list[services.IntervalSpec] | None:
     return [services.IntervalSpec(i["start"], i["end"], i["target_kw"]) for i in data["intervals"]]
 
 
+def _filtered(request, rows, names):
+    for name in names:
+        value = request.query_params.get(name)
+        if not value:
+            continue
+        if name == "device" and not (value.isascii() and value.isdigit()):
+            raise ValidationError({"device": ["A device id."]}, code="invalid")
+        rows = rows.filter(**{name: value})
+    return rows
+
+
 class DispatchEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Dispatch events. Created here (operator tests and utility calls keyed in by hand) or by the market
     side on /api/inbound/v1/instructions; changed only through cancel and modify."""
@@ -73,9 +84,7 @@ class DispatchEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     def allocations(self, request, pk=None):
         """Each member device's share per interval, and why (filter with ?reason= or ?device=)."""
         rows = Allocation.objects.filter(event=self.get_object()).select_related("device").order_by("rank", "device_id")
-        for name in ("reason", "device"):
-            if request.query_params.get(name):
-                rows = rows.filter(**{name: request.query_params[name]})
+        rows = _filtered(request, rows, ("reason", "device"))
         of = rows.count() if not request.query_params.get("reason") and not request.query_params.get("device") else None
         page = self.paginate_queryset(rows)
         for row in page:
@@ -87,8 +96,6 @@ class DispatchEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     def commands(self, request, pk=None):
         """Commands sent for the event (filter with ?status= or ?device=)."""
         rows = DeviceCommand.objects.filter(event=self.get_object()).order_by("device_id", "sequence")
-        for name in ("status", "device"):
-            if request.query_params.get(name):
-                rows = rows.filter(**{name: request.query_params[name]})
+        rows = _filtered(request, rows, ("status", "device"))
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(s.DeviceCommandSerializer(page, many=True).data)
