@@ -5,7 +5,7 @@ in a program, online, all members of one registered resource.
 
 Timed, event: a real-time event (start = now) is created through the service; its
 start task runs on real Celery workers (separate processes on the real Redis):
-lock, load the 100,000 candidates, allocate, COPY the allocations, then the fan-out
+lock, load the 100,000 candidates, allocate, write the allocations in one statement, then the fan-out
 chunks of 5,000 devices run in parallel, each one set-based statement. The clock
 runs from the event's start to the moment the last command is committed.
 
@@ -14,14 +14,11 @@ GET /api/device/v1/commands with their own device tokens (each device holds a pe
 command) over kept-alive connections for POLL_SECONDS.
 """
 
-import http.client
 import multiprocessing
 import os
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -35,7 +32,7 @@ from dispatch import services
 from dispatch.models import AllocationRound, DeviceCommand, DispatchEvent
 from enrollment.demo_fleet import fleet_csv
 from enrollment.fleet_import import import_fleet
-from tests.bench import http_clients
+from tests.bench import http_clients, web_server
 
 DEVICES = int(os.environ.get("BENCH_DISPATCH_DEVICES", "100000"))
 WORKER_CONCURRENCY = int(os.environ.get("BENCH_DISPATCH_WORKERS", "2"))
@@ -78,25 +75,19 @@ def _setup() -> VirtualResource:
     return resource
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _workers() -> subprocess.Popen:
     env = {**os.environ, "LOG_LEVEL": "WARNING"}
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "aggregator", "worker", f"--concurrency={WORKER_CONCURRENCY}",
          "--without-heartbeat", "--without-mingle", "--without-gossip", "-Q", "celery", "--loglevel=WARNING"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     from aggregator.celery import app
 
     for _ in range(300):
         if app.control.ping(timeout=0.5):
             return process
     process.kill()
-    raise SystemExit(f"bench workers did not start: {process.stderr.read()[-2000:]!r}")
+    raise SystemExit("bench workers did not answer a ping within 150 s")
 
 
 def _event(resource: VirtualResource, lines: list[str]) -> list[int]:
@@ -149,33 +140,11 @@ def _device_tokens(device_ids: list[int]) -> list[str]:
     return [t.plaintext for t in issued]
 
 
-def _server(port: int) -> subprocess.Popen:
-    env = {**os.environ, "PORT": str(port), "WEB_CONCURRENCY": os.environ.get("BENCH_WEB_WORKERS", "3"),
-           "WEB_THREADS": os.environ.get("BENCH_WEB_THREADS", "1"), "LOG_LEVEL": "WARNING",
-           "DEVICE_API_RATE_DEVICE": "100000/min"}
-    log = tempfile.TemporaryFile()  # not a pipe: a full pipe would block the server's logging
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "aggregator.wsgi", "--config", "deploy/gunicorn.conf.py", "--access-logfile", "/dev/null"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
-    process.log = log
-    for _ in range(200):
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    log.seek(0)
-    raise SystemExit(f"bench server did not start: {log.read()[-2000:]!r}")
-
-
 def _polls(device_ids: list[int], lines: list[str]) -> None:
     global TARGET_FAILED
     device_tokens = _device_tokens(device_ids)
-    port = _free_port()
-    server = _server(port)
+    port = web_server.free_port()
+    server = web_server.start(port, WEB_THREADS=os.environ.get("BENCH_WEB_THREADS", "1"), DEVICE_API_RATE_DEVICE="100000/min")
     try:
         # Fresh interpreters: this process holds broker connections and threads from the event run.
         context = multiprocessing.get_context("spawn")

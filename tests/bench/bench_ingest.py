@@ -11,13 +11,9 @@ import http.client
 import json
 import multiprocessing
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from django.contrib.auth import get_user_model
 
@@ -26,7 +22,7 @@ from enrollment import services
 from settlement import readings as ingest
 from settlement.models import MeterKind
 from settlement.selectors import readings
-from tests.bench import http_clients
+from tests.bench import http_clients, web_server
 from tests.factories import DeviceFactory, GatewayFactory, SiteFactory
 
 CLIENTS = int(os.environ.get("BENCH_INGEST_CLIENTS", "4"))
@@ -36,14 +32,7 @@ DEVICES_PER_GATEWAY = 50
 TARGET_RATE = 100_000
 TARGET_READ_MS = 50.0
 TARGET_FAILED = False
-ROOT = Path(__file__).resolve().parents[2]
 EPOCH = http_clients.EPOCH  # where the clients' readings start
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wal() -> tuple[int, int]:
@@ -58,25 +47,6 @@ def _wal() -> tuple[int, int]:
         checkpoints = cursor.fetchone()[0]
         cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
         return checkpoints, cursor.fetchone()[0]
-
-
-def _server(port: int) -> subprocess.Popen:
-    env = {**os.environ, "PORT": str(port), "WEB_CONCURRENCY": os.environ.get("BENCH_WEB_WORKERS", "3"),
-           "WEB_THREADS": "1", "LOG_LEVEL": "WARNING"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "aggregator.wsgi", "--config", "deploy/gunicorn.conf.py", "--access-logfile", "/dev/null"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    for _ in range(200):
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"bench server did not start: {process.stderr.read()[-2000:]!r}")
 
 
 def run() -> list[str]:
@@ -100,8 +70,8 @@ def run() -> list[str]:
 
     partitions.ensure(first=EPOCH, last=EPOCH + timedelta(days=400))
 
-    port = _free_port()
-    server = _server(port)
+    port = web_server.free_port()
+    server = web_server.start(port)
     try:
         # Fresh interpreters, not forks: an earlier benchmark in this process may hold broker
         # connections and their threads, which a fork would copy mid-lock.
@@ -168,7 +138,7 @@ def run() -> list[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
-        errors_logged = [line for line in server.stderr.read().decode(errors="replace").splitlines() if "Error" in line]
+        errors_logged = web_server.errors(server)
         if errors_logged:
             lines.append(f"server errors: {errors_logged[-3:]}")
     return lines

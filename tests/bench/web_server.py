@@ -1,0 +1,46 @@
+"""The real web server the HTTP benchmarks talk to: gunicorn with the production config on a free port."""
+
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(port: int, **env) -> subprocess.Popen:
+    """gunicorn on `port` (BENCH_WEB_WORKERS workers, one thread each unless `env` says otherwise), once /healthz answers."""
+    env = {**os.environ, "PORT": str(port), "WEB_CONCURRENCY": os.environ.get("BENCH_WEB_WORKERS", "3"),
+           "WEB_THREADS": "1", "LOG_LEVEL": "WARNING", **env}
+    log = tempfile.TemporaryFile()  # not a pipe: a full pipe would block the server's logging
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "aggregator.wsgi", "--config", "deploy/gunicorn.conf.py", "--access-logfile", "/dev/null"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    process.log = log
+    for _ in range(200):
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    log.seek(0)
+    raise SystemExit(f"bench server did not start: {log.read()[-2000:]!r}")
+
+
+def errors(process: subprocess.Popen) -> list[str]:
+    """The server's logged errors, once it has stopped."""
+    process.log.seek(0)
+    return [line for line in process.log.read().decode(errors="replace").splitlines() if "Error" in line]
