@@ -115,8 +115,8 @@ def _event(resource: VirtualResource, lines: list[str]) -> list[int]:
         seconds = (done_at - event.start).total_seconds() if done_at else float("inf")
         lines.append(f"event on {DEVICES:,} devices: {commands:,} commands for {expected:,} allocated devices "
                      f"(duplicates: {commands - len(set(DeviceCommand.objects.filter(event=event).values_list('device_id', flat=True))):,})")
-        lines.append(f"  start -> last command committed {seconds:.2f} s (allocation round: {rnd.seconds:.2f} s incl. loading "
-                     f"candidates and COPY of {DEVICES:,} allocations; then {-(-commands // services.FAN_OUT_CHUNK)} chunks "
+        lines.append(f"  start -> last command committed {seconds:.2f} s (allocation round: {rnd.seconds:.2f} s loading "
+                     f"{DEVICES:,} candidates, allocating and writing the allocations; then {-(-commands // services.FAN_OUT_CHUNK)} chunks "
                      f"on {WORKER_CONCURRENCY} worker processes)")
         ok = seconds <= TARGET_SECONDS and commands == expected
         TARGET_FAILED = TARGET_FAILED or not ok
