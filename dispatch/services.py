@@ -579,6 +579,8 @@ def modify(*, event: DispatchEvent, by, reason: str, intervals: list[IntervalSpe
     """New targets (and/or a new end) for an open event; devices get updated commands."""
     now = now or timezone.now()
     with transaction.atomic():
+        # The resource first, as create_event locks it: a new end and a new event cannot both take a window.
+        VirtualResource.objects.select_for_update().filter(pk=event.resource_id).first()
         event = DispatchEvent.objects.select_for_update().select_related("resource__market", "resource__program").get(pk=event.pk)
         state_machine.check(TRANSITIONS, action="modify", state=event.state, reason=reason, noun="an event")
         end = (end or event.end)

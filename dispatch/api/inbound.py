@@ -106,8 +106,15 @@ class InstructionView(APIView):
             if replaces is None:
                 raise exceptions.ValidationError({"replaces_instruction_id": ["No such instruction for this resource."]},
                                                  code="does_not_exist")
-        event = services.create_event(
-            resource=resource, source=credential.source, start=data["start"], end=data["end"], by=request.user.get_username(),
-            intervals=specs, target_kw=data.get("target_kw"), notify_at=data.get("notify_at"), target_kind=data["target_kind"],
-            ramp_seconds=data["ramp_seconds"], external_ref=data["instruction_id"], replaces=replaces)
+        try:
+            event = services.create_event(
+                resource=resource, source=credential.source, start=data["start"], end=data["end"], by=request.user.get_username(),
+                intervals=specs, target_kw=data.get("target_kw"), notify_at=data.get("notify_at"), target_kind=data["target_kind"],
+                ramp_seconds=data["ramp_seconds"], external_ref=data["instruction_id"], replaces=replaces)
+        except DomainError:
+            # The same instruction sent twice at once: the second finds the first's event.
+            twin = DispatchEvent.objects.filter(source=credential.source, external_ref=data["instruction_id"], resource=resource).first()
+            if twin is not None and _same(twin, data, specs):
+                return Response(DispatchEventSerializer(twin).data)
+            raise
         return Response(DispatchEventSerializer(event).data, status=status.HTTP_201_CREATED)
