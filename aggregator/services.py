@@ -103,9 +103,8 @@ def update_resource(*, resource: VirtualResource, **changes) -> VirtualResource:
 
 
 def _record_transition(resource, *, action, from_state, by, reason, at=None):
-    user, label = state_machine.actor(by)
-    ResourceTransition.objects.create(resource=resource, action=action, from_state=from_state, to_state=resource.state,
-                                      at=at or timezone.now(), actor=user, actor_label=label, reason=reason)
+    ResourceTransition.entry(by=by, resource=resource, action=action, from_state=from_state, to_state=resource.state,
+                             at=at or timezone.now(), reason=reason).save()
 
 
 def membership_problems(*, resource: VirtualResource, device: Device) -> list[Problem]:

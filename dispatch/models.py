@@ -19,6 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from aggregator.access.tokens import HashedToken
+from aggregator.models.history import TransitionRecord
 from aggregator.models.resources import TsTzRange
 
 
@@ -114,18 +115,10 @@ class EventInterval(models.Model):
         ]
 
 
-class EventTransition(models.Model):
+class EventTransition(TransitionRecord):
     event = models.ForeignKey(DispatchEvent, on_delete=models.CASCADE, related_name="transitions")
-    action = models.CharField(max_length=30)
     from_state = models.CharField(max_length=20, choices=EventState.choices, blank=True)
     to_state = models.CharField(max_length=20, choices=EventState.choices)
-    at = models.DateTimeField(default=timezone.now)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    actor_label = models.CharField(max_length=150)
-    reason = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["at", "id"]
 
 
 class AllocationRound(models.Model):

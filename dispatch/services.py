@@ -24,7 +24,7 @@ from aggregator.models import ResourceState, VirtualResource
 from aggregator.state_machine import Transition
 from dispatch import allocation, notifications, selectors
 from dispatch.models import (
-    OPEN_STATES, Allocation, AllocationRound, DeliveryReport, DeviceCommand, DeviceOptOut, DispatchEvent,
+    OPEN_STATES, Allocation, AllocationRound, DeviceCommand, DeviceOptOut, DispatchEvent,
     EventInterval, EventState, EventTransition,
 )
 from enrollment.models import Device
@@ -205,6 +205,51 @@ def create_event(*, resource: VirtualResource, source: str, start: datetime, end
     return event
 
 
+def _same_instruction(event: DispatchEvent, *, start, end, intervals, target_kw) -> bool:
+    stored = [(i.start, i.end, i.target_kw) for i in event.intervals.order_by("start")]
+    if (event.start, event.end) != (start, end):
+        return False
+    if intervals is not None:
+        return [(s.start, s.end, s.target_kw) for s in intervals] == stored
+    return all(t == target_kw for _, _, t in stored)
+
+
+def receive_instruction(*, market, source: str, by, instruction_id: str, resource_ref: str, start: datetime, end: datetime,
+                        intervals: list[IntervalSpec] | None = None, target_kw: Decimal | None = None,
+                        notify_at: datetime | None = None, target_kind: str = DispatchEvent.TargetKind.REDUCTION,
+                        ramp_seconds: int = 0, replaces_ref: str = "") -> tuple[DispatchEvent, bool]:
+    """A market's or utility's instruction: (its event, whether it is new).
+
+    The instruction id is the sender's: a resend returns the event it made; the same id
+    with other content is refused, never applied twice.
+    """
+    content = {"start": start, "end": end, "intervals": intervals, "target_kw": target_kw}
+    existing = DispatchEvent.objects.filter(source=source, external_ref=instruction_id, resource__market=market).first()
+    if existing is not None:
+        if existing.resource.market_resource_id != resource_ref or not _same_instruction(existing, **content):
+            raise DomainError(Problem("instruction_id_reused", "This instruction id was already used for a different "
+                                      "instruction.", "instruction_id"))
+        return existing, False
+    resource = VirtualResource.objects.filter(market=market, market_resource_id=resource_ref).first()
+    if resource is None:
+        raise EventRefused(Problem("does_not_exist", f"No resource registered in {market.code} as that id.", "resource"))
+    replaces = None
+    if replaces_ref:
+        replaces = DispatchEvent.objects.filter(source=source, external_ref=replaces_ref, resource=resource).first()
+        if replaces is None:
+            raise EventRefused(Problem("does_not_exist", "No such instruction for this resource.", "replaces_instruction_id"))
+    try:
+        return create_event(resource=resource, source=source, start=start, end=end, by=by, intervals=intervals,
+                            target_kw=target_kw, notify_at=notify_at, target_kind=target_kind, ramp_seconds=ramp_seconds,
+                            external_ref=instruction_id, replaces=replaces), True
+    except DomainError:
+        # The same instruction sent twice at once: the second finds the first's event.
+        twin = DispatchEvent.objects.filter(source=source, external_ref=instruction_id, resource=resource).first()
+        if twin is not None and _same_instruction(twin, **content):
+            return twin, False
+        raise
+
+
 def _schedule_tasks(event: DispatchEvent) -> None:
     """One task at each moment; the beat sweep catches any a lost worker or broker dropped."""
     from dispatch import tasks
@@ -218,9 +263,8 @@ def _schedule_tasks(event: DispatchEvent) -> None:
 
 
 def _record(event, *, action, from_state, to_state, by, at, reason="") -> None:
-    user, label = state_machine.actor(by)
-    EventTransition.objects.create(event=event, action=action, from_state=from_state, to_state=to_state,
-                                   at=at, actor=user, actor_label=label, reason=reason)
+    EventTransition.entry(by=by, event=event, action=action, from_state=from_state, to_state=to_state, at=at,
+                          reason=reason).save()
 
 
 def _transition(event: DispatchEvent, *, action: str, by, at: datetime, reason: str = "") -> None:
@@ -685,6 +729,8 @@ def opt_out(*, device_id: int, start: datetime, end: datetime, reason: str = "",
             now: datetime | None = None) -> DeviceOptOut:
     """The customer's override: the device leaves every event overlapping [start, end); others replace it."""
     now = now or timezone.now()
+    if end <= max(start, now):
+        raise EventRefused(Problem("out_of_range", "until must be after start and in the future.", "until"))
     from dispatch import tasks
 
     market_zone = Device.objects.filter(pk=device_id).values_list("site__market__time_zone", flat=True).get()

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from aggregator.access.tokens import HashedToken
 from aggregator.models import Market, Program, validate_time_zone
+from aggregator.models.history import TransitionRecord
 from enrollment.device_types import DeviceType, Fuel, type_constraints
 from enrollment.lifecycle import State, TERMINAL
 
@@ -275,20 +276,13 @@ class Enrollment(models.Model):
         return f"{self.device} in {self.program} ({self.state})"
 
 
-class EnrollmentTransition(models.Model):
+class EnrollmentTransition(TransitionRecord):
     """Who moved an enrollment from which state to which, when and why."""
 
     enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="transitions")
-    action = models.CharField(max_length=30)
     from_state = models.CharField(max_length=20, choices=State.choices, blank=True)
     to_state = models.CharField(max_length=20, choices=State.choices)
-    at = models.DateTimeField(default=timezone.now)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     actor_label = models.CharField(max_length=150, help_text="The user's name, or the system job that acted.")
-    reason = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["at", "id"]
 
     def __str__(self) -> str:
         return f"{self.enrollment_id}: {self.from_state or '-'} → {self.to_state}"

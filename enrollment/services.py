@@ -21,10 +21,8 @@ from enrollment.models import Consent, Device, DeviceCredential, DeviceStatus, E
 from enrollment.selectors import eligibility_facts, eligibility_facts_many
 
 def _record_many(enrollments, *, action, from_states, by, reason, at):
-    user, label = state_machine.actor(by)
     EnrollmentTransition.objects.bulk_create([
-        EnrollmentTransition(enrollment=e, action=action, from_state=f, to_state=e.state, at=at, actor=user,
-                             actor_label=label, reason=reason)
+        EnrollmentTransition.entry(by=by, enrollment=e, action=action, from_state=f, to_state=e.state, at=at, reason=reason)
         for e, f in zip(enrollments, from_states)
     ])
 

@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import F, Func, Q
 from django.utils import timezone
 
+from aggregator.models.history import TransitionRecord
 from aggregator.models.markets import Market, Program
 
 
@@ -64,18 +65,10 @@ class VirtualResource(models.Model):
         return self.state in (ResourceState.SUBMITTED, ResourceState.REGISTERED, ResourceState.ACTIVE)
 
 
-class ResourceTransition(models.Model):
+class ResourceTransition(TransitionRecord):
     resource = models.ForeignKey(VirtualResource, on_delete=models.CASCADE, related_name="transitions")
-    action = models.CharField(max_length=30)
     from_state = models.CharField(max_length=20, choices=ResourceState.choices, blank=True)
     to_state = models.CharField(max_length=20, choices=ResourceState.choices)
-    at = models.DateTimeField(default=timezone.now)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    actor_label = models.CharField(max_length=150)
-    reason = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["at", "id"]
 
 
 class TsTzRange(Func):

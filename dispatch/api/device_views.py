@@ -84,8 +84,6 @@ class CommandOptOutView(DeviceAPIMixin, APIView):
         command = _own_command(request, command_id)
         now = timezone.now()
         end = params.validated_data.get("until") or command.expires_at
-        if end <= now:
-            raise exceptions.ValidationError({"until": ["until must be in the future."]}, code="out_of_range")
         record = services.opt_out(device_id=command.device_id, start=now, end=end, reason=params.validated_data["reason"],
                                   event=command.event, now=now)
         return Response({"device": record.device_id, "start": record.start, "end": record.end})
@@ -113,8 +111,6 @@ class OptOutView(DeviceAPIMixin, APIView):
             raise exceptions.ValidationError({"device": ["Name one of your devices."]}, code="unknown_device")
         now = timezone.now()
         start = data.get("start") or now
-        if data["until"] <= max(start, now):
-            raise exceptions.ValidationError({"until": ["until must be after start and in the future."]}, code="out_of_range")
         record = services.opt_out(device_id=device, start=start, end=data["until"], reason=data["reason"], now=now)
         return Response({"device": record.device_id, "start": record.start, "end": record.end}, status=201)
 

@@ -12,10 +12,8 @@ from rest_framework.views import APIView
 
 from aggregator.access import tokens
 from aggregator.access.authentication import bearer_token, resolve
-from aggregator.errors import DomainError, Problem
 from aggregator.api.fields import AwareDateTimeField
 from aggregator.api.parsers import ORJSONParser
-from aggregator.models import VirtualResource
 from dispatch import services
 from dispatch.api.serializers import DispatchEventSerializer, IntervalInputSerializer
 from dispatch.api.views import interval_specs
@@ -67,13 +65,6 @@ class InstructionSerializer(serializers.Serializer):
     replaces_instruction_id = serializers.CharField(max_length=100, required=False)
 
 
-def _same(event: DispatchEvent, data: dict, specs) -> bool:
-    stored = [(i.start, i.end, i.target_kw) for i in event.intervals.order_by("start")]
-    asked = [(s.start, s.end, s.target_kw) for s in specs] if specs is not None else None
-    return (event.start, event.end) == (data["start"], data["end"]) and (
-        asked == stored if asked is not None else all(t == data.get("target_kw") for _, _, t in stored))
-
-
 class InstructionView(APIView):
     """POST a dispatch instruction for one of the market's registered resources."""
 
@@ -86,35 +77,10 @@ class InstructionView(APIView):
         params = InstructionSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        credential = request.user.credential
-        specs = interval_specs(data)
-        existing = DispatchEvent.objects.filter(source=credential.source, external_ref=data["instruction_id"],
-                                                resource__market=credential.market).first()
-        if existing is not None:
-            if existing.resource.market_resource_id != data["resource"] or not _same(existing, data, specs):
-                raise DomainError(Problem("instruction_id_reused", "This instruction id was already used for a different "
-                                          "instruction.", "instruction_id"))
-            return Response(DispatchEventSerializer(existing).data)
-        resource = VirtualResource.objects.filter(market=credential.market, market_resource_id=data["resource"]).first()
-        if resource is None:
-            raise exceptions.ValidationError({"resource": [f"No resource registered in {credential.market.code} as that id."]},
-                                             code="does_not_exist")
-        replaces = None
-        if data.get("replaces_instruction_id"):
-            replaces = DispatchEvent.objects.filter(source=credential.source, external_ref=data["replaces_instruction_id"],
-                                                    resource=resource).first()
-            if replaces is None:
-                raise exceptions.ValidationError({"replaces_instruction_id": ["No such instruction for this resource."]},
-                                                 code="does_not_exist")
-        try:
-            event = services.create_event(
-                resource=resource, source=credential.source, start=data["start"], end=data["end"], by=request.user.get_username(),
-                intervals=specs, target_kw=data.get("target_kw"), notify_at=data.get("notify_at"), target_kind=data["target_kind"],
-                ramp_seconds=data["ramp_seconds"], external_ref=data["instruction_id"], replaces=replaces)
-        except DomainError:
-            # The same instruction sent twice at once: the second finds the first's event.
-            twin = DispatchEvent.objects.filter(source=credential.source, external_ref=data["instruction_id"], resource=resource).first()
-            if twin is not None and _same(twin, data, specs):
-                return Response(DispatchEventSerializer(twin).data)
-            raise
-        return Response(DispatchEventSerializer(event).data, status=status.HTTP_201_CREATED)
+        event, created = services.receive_instruction(
+            market=request.user.credential.market, source=request.user.credential.source, by=request.user.get_username(),
+            instruction_id=data["instruction_id"], resource_ref=data["resource"], start=data["start"], end=data["end"],
+            intervals=interval_specs(data), target_kw=data.get("target_kw"), notify_at=data.get("notify_at"),
+            target_kind=data["target_kind"], ramp_seconds=data["ramp_seconds"],
+            replaces_ref=data.get("replaces_instruction_id") or "")
+        return Response(DispatchEventSerializer(event).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
