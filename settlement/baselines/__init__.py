@@ -1,0 +1,143 @@
+"""Baselines for measurement and verification: what a site would have used without the event.
+
+Pure functions over plain values (no ORM): settlement, the `baseline` command, benchmarks
+and the simulator feed them readings and get a BaselineResult back.
+
+Interface
+---------
+    compute_baseline(*, method, readings, event_start, event_end, time_zone,
+                     market=None, event_days=frozenset(), holidays=None, params=None) -> BaselineResult
+    compute_baselines(*, method, sites, event_start, event_end, time_zone, market=None,
+                      event_days=frozenset(), holidays=None, params=None)
+        -> (results: dict[key, BaselineResult], errors: dict[key, BaselineError])
+
+- method: a code from METHODS (a Market's `baseline_methods`): pjm-high-4-of-5, caiso-10-in-10,
+  nyiso-cbl, meter-before-meter-after, metered-output (alias metered-device-output).
+- readings: IntervalReadings(starts=epoch seconds int64, kwh=float64 per interval, NaN for a
+  missing reading[, interval_seconds]) or IntervalReadings.from_mapping({aware start: kWh}).
+  The interval length (5, 15 or 60 minutes) comes from interval_seconds, the interval_minutes
+  parameter or the spacing of the starts; mixed lengths are refused (BaselineError).
+- event_start, event_end: aware datetimes, the event is [start, end), on the interval grid.
+- time_zone: the market's IANA zone; days, weekdays and wall-clock slots are local there.
+- market: a market code, for its holiday calendar (holidays.py); or pass `holidays`, a set of
+  local dates, to use instead. event_days: local dates of other events, never baseline days.
+  compute_baselines takes one set for all sites or a mapping site key -> set.
+- params: the method's params dataclass, or a dict of overrides (a program's settings),
+  unknown keys and bad values refused by name. See params.py for every number and default.
+
+A BaselineResult holds, per event interval, the start (aware UTC) and baseline, actual and
+reduction kW (baseline - actual, not floored); the days used and the days skipped with the
+reason (date -> reason); the adjustment (offset or factor, capped or not); and flags
+(results.py). kW = kWh / interval hours. The rules each method follows on DST days, with
+missing data, short history and after-midnight events are in like_days.py and pre_event.py.
+
+Bad input (naive times, an end before the start, mixed interval lengths, unknown method or
+parameter) raises BaselineError (a DomainError with a code, a message and the field).
+
+For many sites of one event, compute_baselines plans once (grid, calendar, windows) and does
+a few numpy operations per site.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from settlement.baselines import like_days, pre_event
+from settlement.baselines.errors import BaselineError
+from settlement.baselines.params import (
+    BaselineParams,
+    Caiso10in10Params,
+    MeterBeforeMeterAfterParams,
+    MeteredOutputParams,
+    NyisoCblParams,
+    PjmHigh4of5Params,
+)
+from settlement.baselines.results import BaselineResult
+from settlement.baselines.timeline import IntervalReadings, interval_seconds_of
+
+__all__ = ["METHODS", "BaselineError", "BaselineResult", "IntervalReadings", "compute_baseline",
+           "compute_baselines", "get_method", "make_params"]
+
+
+@dataclass(frozen=True)
+class Method:
+    code: str
+    params_class: type[BaselineParams]
+    plan: Callable
+    evaluate: Callable
+    uses_calendar: bool
+
+
+METHODS: dict[str, Method] = {
+    m.code: m for m in (
+        Method("pjm-high-4-of-5", PjmHigh4of5Params, like_days.plan, like_days.evaluate, True),
+        Method("caiso-10-in-10", Caiso10in10Params, like_days.plan, like_days.evaluate, True),
+        Method("nyiso-cbl", NyisoCblParams, like_days.plan, like_days.evaluate, True),
+        Method("meter-before-meter-after", MeterBeforeMeterAfterParams, pre_event.plan, pre_event.evaluate, False),
+        Method("metered-output", MeteredOutputParams, pre_event.plan, pre_event.evaluate, False),
+    )
+}
+# The markets' seed data names the device-meter method this way.
+ALIASES = {"metered-device-output": "metered-output"}
+
+
+def get_method(code: str) -> Method:
+    method = METHODS.get(ALIASES.get(code, code)) if isinstance(code, str) else None
+    if method is None:
+        raise BaselineError("unknown_method", f"Unknown baseline method {code!r}; known: "
+                            f"{', '.join([*METHODS, *ALIASES])}.", "method")
+    return method
+
+
+def make_params(method: Method, params: BaselineParams | Mapping | None) -> BaselineParams:
+    if isinstance(params, BaselineParams):
+        if type(params) is not method.params_class:
+            raise BaselineError("invalid_param", f"{method.code} takes {method.params_class.__name__}, "
+                                f"not {type(params).__name__}.", "params")
+        return params
+    return method.params_class.from_settings(params)
+
+
+def _plan(method: Method, params, step, *, event_start, event_end, time_zone, market, event_days, holidays):
+    return method.plan(method=method.code, params=params, step=step, event_start=event_start, event_end=event_end,
+                       time_zone=time_zone, market=market, event_days=frozenset(event_days), holidays=holidays)
+
+
+def compute_baseline(*, method: str, readings: IntervalReadings, event_start: datetime, event_end: datetime,
+                     time_zone: str, market: str | None = None, event_days=frozenset(), holidays=None,
+                     params: BaselineParams | Mapping | None = None) -> BaselineResult:
+    """One site's baseline for one event (see the module docstring)."""
+    m = get_method(method)
+    p = make_params(m, params)
+    step = interval_seconds_of(readings, p.interval_minutes)
+    plan = _plan(m, p, step, event_start=event_start, event_end=event_end, time_zone=time_zone, market=market,
+                 event_days=event_days, holidays=holidays)
+    return m.evaluate(plan, readings)
+
+
+def compute_baselines(*, method: str, sites: Mapping, event_start: datetime, event_end: datetime, time_zone: str,
+                      market: str | None = None, event_days=frozenset(), holidays=None,
+                      params: BaselineParams | Mapping | None = None) -> tuple[dict, dict]:
+    """Many sites, one event: (results by site key, BaselineError by site key for the sites
+    whose readings were refused). Errors in the event or parameters raise at once."""
+    m = get_method(method)
+    p = make_params(m, params)
+    per_site_days = isinstance(event_days, Mapping)
+    plans: dict = {}
+    results, errors = {}, {}
+    for key, readings in sites.items():
+        days = frozenset(event_days.get(key, ())) if per_site_days else frozenset(event_days)
+        try:
+            step = interval_seconds_of(readings, p.interval_minutes)
+        except BaselineError as exc:
+            errors[key] = exc
+            continue
+        plan = plans.get((step, days))
+        if plan is None:
+            plan = plans[(step, days)] = _plan(m, p, step, event_start=event_start, event_end=event_end,
+                                               time_zone=time_zone, market=market, event_days=days, holidays=holidays)
+        try:
+            results[key] = m.evaluate(plan, readings)
+        except BaselineError as exc:
+            errors[key] = exc
+    return results, errors

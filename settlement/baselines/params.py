@@ -1,0 +1,250 @@
+"""Every number a baseline method uses, as a frozen dataclass holding the published default.
+
+A market or program overrides them with a plain dict (its JSON settings) through
+`from_settings`: an unknown key or a value of the wrong type or range is refused with
+a BaselineError naming the key, so a typo in a program's settings cannot silently fall
+back to a default. Durations are whole minutes (multiples of 5) rather than hours, so
+that every window lands on a 5-minute interval boundary.
+"""
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Self
+
+from settlement.baselines.errors import BaselineError
+
+INTERVAL_MINUTES = (5, 15, 60)
+
+
+def _int(lo, hi, *, step=1, none=False):
+    return ("int", lo, hi, step, none)
+
+
+def _float(lo, hi, *, none=False):
+    return ("float", lo, hi, None, none)
+
+
+def _choice(*choices):
+    return ("choice", choices, None, None, False)
+
+
+_BOOL = ("bool", None, None, None, False)
+_MINUTES = _int(0, 24 * 60, step=5)
+
+# Shared by every method: how a value of each parameter is checked.
+RULES: dict[str, tuple] = {
+    "interval_minutes": ("interval", None, None, None, True),
+    "floor_at_zero": _BOOL,
+    "lookback_days": _int(1, 366),
+    "weekday_candidate_days": _int(1, 60),
+    "weekday_keep_highest": _int(1, 60),
+    "weekend_candidate_days": _int(1, 20),
+    "weekend_keep_highest": _int(1, 20),
+    "weekend_like_days": _choice("saturday_apart", "together"),
+    "low_usage_threshold": _float(0.0, 1.0, none=True),
+    "low_usage_basis": _choice("mean_of_chosen", "peak_of_window"),
+    "fill_with_low_usage_days": _BOOL,
+    "weekday_min_days": _int(1, 60),
+    "weekend_min_days": _int(1, 20),
+    "adjustment": _choice("additive", "multiplicative", "none"),
+    "adjustment_window_minutes": _MINUTES,
+    "adjustment_gap_minutes": _MINUTES,
+    "adjustment_cap": _float(0.0, 10.0, none=True),
+    "window_minutes": _int(5, 24 * 60, step=5, none=True),
+    "gap_minutes": _MINUTES,
+    "baseline_rule": _choice("pre_event", "zero"),
+    "credit_stopped_charging": _BOOL,
+}
+
+
+def _check(name: str, value, rule: tuple) -> None:
+    kind, lo, hi, step, none_ok = rule
+    if value is None:
+        if none_ok:
+            return
+        raise BaselineError("invalid_param", f"{name} needs a value.", name)
+    if kind == "bool":
+        if type(value) is not bool:
+            raise BaselineError("invalid_param", f"{name} is true or false, not {value!r}.", name)
+    elif kind == "choice":
+        if value not in lo:
+            raise BaselineError("invalid_param", f"{name} is one of {', '.join(lo)}, not {value!r}.", name)
+    elif kind == "interval":
+        if type(value) is not int or value not in INTERVAL_MINUTES:
+            raise BaselineError("invalid_param", f"{name} is one of {INTERVAL_MINUTES}, not {value!r}.", name)
+    elif kind == "int":
+        if type(value) is not int or not lo <= value <= hi or value % step:
+            multiple = f" and a multiple of {step}" if step > 1 else ""
+            raise BaselineError("invalid_param", f"{name} is a whole number from {lo} to {hi}{multiple}, not {value!r}.", name)
+    elif kind == "float":
+        # bool is an int: refuse it, or `true` would read as 1.0.
+        if type(value) not in (int, float) or not math.isfinite(value) or not lo <= value <= hi:
+            raise BaselineError("invalid_param", f"{name} is a number from {lo} to {hi}, not {value!r}.", name)
+
+
+@dataclass(frozen=True)
+class BaselineParams:
+    """Base: the interval length (None: taken from the data) and whether a negative baseline becomes 0."""
+
+    method: ClassVar[str] = ""
+    interval_minutes: int | None = None
+    floor_at_zero: bool = True
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            _check(f.name, getattr(self, f.name), RULES[f.name])
+        self._check_together()
+
+    def _check_together(self) -> None:
+        """Rules between parameters; subclasses add theirs."""
+
+    @classmethod
+    def from_settings(cls, settings: Mapping | None = None) -> Self:
+        """The defaults overridden by `settings` (e.g. a program's JSON); unknown keys refused by name."""
+        if settings is None:
+            return cls()
+        if not isinstance(settings, Mapping):
+            raise BaselineError("invalid_param", "Baseline parameters are an object of name: value.", "params")
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in settings:
+            if key not in known:
+                raise BaselineError("unknown_param", f"Unknown parameter {key!r} for {cls.method}; "
+                                    f"known: {', '.join(sorted(known))}.", str(key))
+        return cls(**settings)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class LikeDayParams(BaselineParams):
+    """Methods that average like days before the event (PJM, CAISO, NYISO); PJM's numbers as defaults.
+
+    - lookback_days: calendar days before the event day that may be candidates.
+    - weekday_candidate_days / weekday_keep_highest: how many eligible days form the pool,
+      and how many of the pool with the highest average load over the event hours are
+      averaged (PJM 5 / 4). weekend_*: the same for Saturday and Sunday/holiday events.
+    - weekend_like_days: "saturday_apart" (Saturdays; Sundays with holidays) or "together"
+      (any weekend day or holiday).
+    - low_usage_threshold: a day whose average load over the event hours is below this
+      fraction of the reference is a low-usage day; None: no screening. low_usage_basis:
+      the reference is the mean of the pool being chosen ("mean_of_chosen", PJM: the low
+      day is replaced and the pool re-checked) or the highest of the first candidate_days
+      eligible days, the window ("peak_of_window", NYISO; replacements are judged against
+      the same peak).
+    - fill_with_low_usage_days: with too few days, fill the pool with low-usage days, most recent first.
+    - weekday_min_days / weekend_min_days: fewest days a baseline may rest on; with fewer
+      there is no baseline (with at least this many but fewer than the pool wants, the
+      baseline uses what there is and is flagged insufficient_history).
+    - adjustment: "additive" (PJM SAA), "multiplicative" (CAISO, NYISO) or "none", computed
+      over the adjustment_window_minutes that end adjustment_gap_minutes before the event.
+    - adjustment_cap: a multiplicative factor is kept within 1 ± cap; an additive offset
+      within ± cap x the mean unadjusted baseline of the window. None: no cap.
+    """
+
+    method: ClassVar[str] = "like-days"
+    lookback_days: int = 45
+    weekday_candidate_days: int = 5
+    weekday_keep_highest: int = 4
+    weekend_candidate_days: int = 3
+    weekend_keep_highest: int = 2
+    weekend_like_days: str = "saturday_apart"
+    low_usage_threshold: float | None = 0.25
+    low_usage_basis: str = "mean_of_chosen"
+    fill_with_low_usage_days: bool = False
+    weekday_min_days: int = 1
+    weekend_min_days: int = 1
+    adjustment: str = "additive"
+    adjustment_window_minutes: int = 180
+    adjustment_gap_minutes: int = 60
+    adjustment_cap: float | None = None
+
+    def _check_together(self) -> None:
+        for kind in ("weekday", "weekend"):
+            pool, keep = getattr(self, f"{kind}_candidate_days"), getattr(self, f"{kind}_keep_highest")
+            if keep > pool:
+                raise BaselineError("invalid_param", f"{kind}_keep_highest ({keep}) cannot exceed "
+                                    f"{kind}_candidate_days ({pool}).", f"{kind}_keep_highest")
+            least = getattr(self, f"{kind}_min_days")
+            if least > pool:
+                raise BaselineError("invalid_param", f"{kind}_min_days ({least}) cannot exceed "
+                                    f"{kind}_candidate_days ({pool}): no baseline could ever be computed.",
+                                    f"{kind}_min_days")
+        if self.adjustment != "none" and self.adjustment_window_minutes == 0:
+            raise BaselineError("invalid_param", "adjustment_window_minutes must be positive when an adjustment "
+                                "is applied (or set adjustment to none).", "adjustment_window_minutes")
+
+
+@dataclass(frozen=True)
+class PjmHigh4of5Params(LikeDayParams):
+    """PJM Economic Load Response CBL: high 4 of 5 weekdays in 45 days, 25% low-usage screen
+    against the 5 chosen, high 2 of 3 like weekend days (Saturdays apart), symmetric additive
+    adjustment over the 3 hours ending 1 hour before the event, uncapped."""
+
+    method: ClassVar[str] = "pjm-high-4-of-5"
+
+
+@dataclass(frozen=True)
+class Caiso10in10Params(LikeDayParams):
+    """CAISO 10 in 10: the 10 most recent eligible weekdays in 45 days (4 in 4 for weekends and
+    holidays together), no low-usage screen, day-of multiplicative adjustment from the 3 hours
+    ending 1 hour before the event, capped at ±20%."""
+
+    method: ClassVar[str] = "caiso-10-in-10"
+    weekday_candidate_days: int = 10
+    weekday_keep_highest: int = 10
+    weekend_candidate_days: int = 4
+    weekend_keep_highest: int = 4
+    weekend_like_days: str = "together"
+    low_usage_threshold: float | None = None
+    adjustment: str = "multiplicative"
+    adjustment_cap: float | None = 0.2
+
+
+@dataclass(frozen=True)
+class NyisoCblParams(LikeDayParams):
+    """NYISO CBL: highest 5 of the 10 most recent eligible weekdays in 30 days, days below 25%
+    of the window's peak day screened out, highest 2 of the last 3 like weekend days, in-day
+    multiplicative adjustment from the 2 hours starting 4 hours before the event, within [0.8, 1.2]."""
+
+    method: ClassVar[str] = "nyiso-cbl"
+    lookback_days: int = 30
+    weekday_candidate_days: int = 10
+    weekday_keep_highest: int = 5
+    low_usage_basis: str = "peak_of_window"
+    adjustment: str = "multiplicative"
+    adjustment_window_minutes: int = 120
+    adjustment_gap_minutes: int = 120
+    adjustment_cap: float | None = 0.2
+
+
+@dataclass(frozen=True)
+class MeterBeforeMeterAfterParams(BaselineParams):
+    """Meter before / meter after: the average load over window_minutes ending gap_minutes before
+    the event, flat through it. window_minutes None: the one data interval just before the event."""
+
+    method: ClassVar[str] = "meter-before-meter-after"
+    window_minutes: int | None = None
+    gap_minutes: int = 0
+
+
+@dataclass(frozen=True)
+class MeteredOutputParams(BaselineParams):
+    """A battery's or generator's own meter (positive = consuming/charging, negative = output).
+
+    - baseline_rule "pre_event": the device's average over window_minutes ending gap_minutes
+      before the event, so performance is the change in what the device does; "zero": all
+      measured output during the event counts.
+    - credit_stopped_charging: with "pre_event", whether a device that was charging before
+      the event earns credit for stopping; False caps the pre-event level at 0.
+    - floor_at_zero is off: a device that was already discharging has a negative baseline.
+    """
+
+    method: ClassVar[str] = "metered-output"
+    baseline_rule: str = "pre_event"
+    window_minutes: int | None = 60
+    gap_minutes: int = 0
+    credit_stopped_charging: bool = True
+    floor_at_zero: bool = False
