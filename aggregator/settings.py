@@ -99,6 +99,12 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Django's ORM binds parameters on the client and never prepares; the few hot statements
+# that run through psycopg's own server-side-binding cursor (the command poll) are
+# prepared once per connection. Set "off" behind a pooler that cannot keep prepared
+# statements (PgBouncer before 1.21, or without max_prepared_statements).
+_prepare = os.environ.get("DATABASE_PREPARE_THRESHOLD", "2")
+DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None if _prepare == "off" else int(_prepare)
 if os.environ.get("DJANGO_TEST_DATABASE_NAME"):
     # Lets two test runs share one server (each gets its own test database).
     DATABASES["default"]["TEST"] = {"NAME": os.environ["DJANGO_TEST_DATABASE_NAME"]}
@@ -238,6 +244,9 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "vpp@localhost")
 # How often a device should poll for commands: while it has a live command, and otherwise.
 DISPATCH_POLL_SECONDS = {"live": int(os.environ.get("DISPATCH_POLL_LIVE_SECONDS", "10")),
                          "idle": int(os.environ.get("DISPATCH_POLL_IDLE_SECONDS", "30"))}
+# How long a device token's poll answer may be served from Redis at most (0: never);
+# see dispatch.poll_cache for why a change is never hidden by it.
+DISPATCH_POLL_CACHE_SECONDS = int(os.environ.get("DISPATCH_POLL_CACHE_SECONDS", "60"))
 
 LOGGING = {
     "version": 1,

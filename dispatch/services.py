@@ -22,7 +22,7 @@ from aggregator import state_machine
 from aggregator.errors import DomainError, Problem
 from aggregator.models import ResourceState, VirtualResource
 from aggregator.state_machine import Transition
-from dispatch import allocation, notifications, selectors
+from dispatch import allocation, notifications, poll_cache, selectors
 from dispatch.models import (
     OPEN_STATES, Allocation, AllocationRound, DeviceCommand, DeviceOptOut, DispatchEvent,
     EventInterval, EventState, EventTransition,
@@ -302,9 +302,10 @@ def advance(*, event_id: int, now: datetime | None = None) -> list[tuple[int, in
 
 def _complete(event: DispatchEvent, *, now: datetime) -> None:
     _transition(event, action="complete", by="dispatch", at=now)
-    DeviceCommand.objects.filter(event=event, status__in=[DeviceCommand.Status.PENDING, DeviceCommand.Status.ACCEPTED]
-                                 ).update(status=DeviceCommand.Status.EXPIRED)
     with connection.cursor() as cursor:
+        cursor.execute("UPDATE dispatch_devicecommand SET status = 'expired' WHERE event_id = %s AND status IN ('pending', 'accepted') "
+                       "RETURNING device_id", [event.pk])
+        poll_cache.changed(devices=[row[0] for row in cursor.fetchall()])
         cursor.execute(_BURDEN, {"event": event.pk, "season": selectors.season_of(event)})
         cursor.execute(_PERFORMANCE, {"event": event.pk})
 
@@ -525,6 +526,7 @@ UPDATE dispatch_devicecommand c SET status = 'superseded'
 FROM dispatch_allocation a
 WHERE a.event_id = %(event)s AND a.round = %(round)s AND a.needs_command AND a.device_id BETWEEN %(first)s AND %(last)s
   AND c.event_id = a.event_id AND c.device_id = a.device_id AND c.round < a.round AND c.status IN ('pending', 'accepted')
+RETURNING c.device_id
 """
 _ISSUE = """
 WITH ints AS (
@@ -547,6 +549,7 @@ CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM dispatch_deviceoptout o WHERE o
                                    AND o.start < %(expires)s AND o."end" > %(not_before)s) AS out) opted
 WHERE a.event_id = %(event)s AND a.round = %(round)s AND a.needs_command AND a.device_id BETWEEN %(first_device)s AND %(last_device)s
 ON CONFLICT DO NOTHING
+RETURNING device_id
 """
 
 
@@ -570,7 +573,11 @@ def issue_commands(*, event_id: int, round_number: int, first_device: int, last_
             if round_number > 1:  # a first round has nothing to supersede
                 cursor.execute(_SUPERSEDE, {**params, "first": first_device, "last": last_device})
             cursor.execute(_ISSUE, params)
-            issued = cursor.rowcount
+            devices = [row[0] for row in cursor.fetchall()]
+            issued = len(devices)
+        # A superseded command's device always gets its new one here, unless this chunk
+        # already ran; then nothing changed at all.
+        poll_cache.changed(devices=devices)
     # After the commit, so the last chunk to commit always sees every command; a count only
     # (listing what is missing is the sweep's job, not every chunk's).
     with connection.cursor() as cursor:
@@ -705,6 +712,7 @@ def acknowledge(*, command: DeviceCommand, status: str, reason: str = "", now: d
             raise DomainError(Problem("not_pending", f"This command is {command.status}; only a pending command can be "
                                       "acknowledged.", "status"))
         expired = command.expires_at <= now
+        poll_cache.changed(devices=[command.device_id])
         if expired:
             command.status = DeviceCommand.Status.EXPIRED
             command.save(update_fields=["status"])
@@ -744,7 +752,8 @@ def opt_out(*, device_id: int, start: datetime, end: datetime, reason: str = "",
         live = DeviceCommand.objects.filter(device_id=device_id, status__in=[DeviceCommand.Status.PENDING, DeviceCommand.Status.ACCEPTED],
                                             not_before__lt=end, expires_at__gt=start).exclude(kind=DeviceCommand.Kind.CANCEL)
         events = set(live.values_list("event_id", flat=True))
-        live.update(status=DeviceCommand.Status.OPTED_OUT, reason=reason[:200] or "customer override", acknowledged_at=now)
+        if live.update(status=DeviceCommand.Status.OPTED_OUT, reason=reason[:200] or "customer override", acknowledged_at=now):
+            poll_cache.changed(devices=[device_id])
         with connection.cursor() as cursor:
             cursor.execute(
                 """INSERT INTO dispatch_deviceseasonburden AS b (device_id, season, events, hours, opt_outs)

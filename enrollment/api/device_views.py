@@ -1,6 +1,5 @@
 """The device API (`/api/device/v1/`): a device or gateway token sees only its own devices."""
 
-import functools
 
 from django.conf import settings
 from django.core.cache import cache
@@ -11,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
+from aggregator import redis_client
 from aggregator.access import tokens
 from aggregator.access.authentication import bearer_token, resolve
 from aggregator.api.parsers import ORJSONParser
@@ -83,17 +83,16 @@ class DeviceTokenRateThrottle(SimpleRateThrottle):
         return None  # per token kind, from settings.DEVICE_API_RATES
 
 
-@functools.cache
-def _redis():
-    """The cache's Redis client, made once per process (making one per request costs more than the round trip)."""
-    return cache._cache.get_client(None, write=True)
+def rate_limit(*, kind: str, key_id: str) -> tuple[str, int, int]:
+    """(counter key, requests allowed, window seconds) of a token's fixed window."""
+    limit, window = SimpleRateThrottle.parse_rate(None, settings.DEVICE_API_RATES[kind])
+    return cache.make_and_validate_key(f"throttle:{kind}:{key_id}"), limit, window
 
 
 def count_request(*, kind: str, key_id: str) -> tuple[bool, int | None]:
     """(allowed, seconds to wait) for one more request by this token."""
-    limit, window = SimpleRateThrottle.parse_rate(None, settings.DEVICE_API_RATES[kind])
-    key = cache.make_and_validate_key(f"throttle:{kind}:{key_id}")
-    client = _redis()
+    key, limit, window = rate_limit(kind=kind, key_id=key_id)
+    client = redis_client.client()
     pipe = client.pipeline(transaction=False)
     pipe.set(key, 0, ex=window, nx=True)
     pipe.incr(key)

@@ -1,6 +1,6 @@
 """Readings through the HTTP API: sustained ingestion (target 100,000 readings/s) and one site's 45 days back (target 50 ms).
 
-A real gunicorn serves the device API against PostgreSQL; CLIENTS processes on
+The production web process (deploy/web.py) serves the device API against PostgreSQL; CLIENTS processes on
 this same machine each post batches of 5,000 readings with their own gateway
 token over a kept-alive connection, for SECONDS. Every batch is new data (inserts).
 Then 45 days of 5-minute site readings (12,960 intervals) are read back through

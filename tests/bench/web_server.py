@@ -1,4 +1,4 @@
-"""The real web server the HTTP benchmarks talk to: gunicorn with the production config on a free port."""
+"""The real web server the HTTP benchmarks talk to: the production web process (deploy/web.py) on a free port."""
 
 import http.client
 import os
@@ -19,12 +19,12 @@ def free_port() -> int:
 
 
 def start(port: int, **env) -> subprocess.Popen:
-    """gunicorn on `port` (BENCH_WEB_WORKERS workers, one thread each unless `env` says otherwise), once /healthz answers."""
-    env = {**os.environ, "PORT": str(port), "WEB_CONCURRENCY": os.environ.get("BENCH_WEB_WORKERS", "3"),
-           "WEB_THREADS": "1", "LOG_LEVEL": "WARNING", **env}
+    """The web process on `port` (BENCH_WEB_WORKERS workers, BENCH_WEB_THREADS threads each), once /healthz answers."""
+    env = {**os.environ, "PORT": str(port), "WEB_CONCURRENCY": os.environ.get("BENCH_WEB_WORKERS", "2"),
+           "WEB_THREADS": os.environ.get("BENCH_WEB_THREADS", "2"), "LOG_LEVEL": "WARNING", "WEB_ACCESS_LOG": "false", **env}
     log = tempfile.TemporaryFile()  # not a pipe: a full pipe would block the server's logging
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "aggregator.wsgi", "--config", "deploy/gunicorn.conf.py", "--access-logfile", "/dev/null"],
+        [sys.executable, "deploy/web.py"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
     process.log = log
     for _ in range(200):

@@ -38,3 +38,8 @@ def commands_of(event):
     with connection.cursor() as cursor:
         cursor.execute("SELECT device_id, count(*) FROM dispatch_devicecommand WHERE event_id = %s GROUP BY device_id", [event.pk])
         return dict(cursor.fetchall())
+
+
+def queued(callbacks) -> list:
+    """The on-commit callbacks that queue work (tasks, messages), leaving out the poll cache's marks."""
+    return [c for c in callbacks if c.__module__ != "dispatch.poll_cache"]

@@ -6,6 +6,7 @@ from django.core import mail
 
 from dispatch import notifications, services
 from dispatch.models import Allocation, CustomerNotification
+from tests.dispatch.conftest import queued
 
 
 def _issued_event(make_resource, capture, *, target_kw=60):
@@ -24,7 +25,7 @@ def _issued_event(make_resource, capture, *, target_kw=60):
 
 def test_customers_are_told_only_once_their_devices_have_commands_and_only_those_asked(make_resource, django_capture_on_commit_callbacks):
     event, callbacks = _issued_event(make_resource, django_capture_on_commit_callbacks)
-    assert len(callbacks) == 1  # the last chunk queued the messages
+    assert len(queued(callbacks)) == 1  # the last chunk queued the messages
     counts = notifications.send(event_id=event.pk, kind="notified")
     asked = set(Allocation.objects.filter(event=event, reason="allocated").values_list("customer_id", flat=True))
     told = set(CustomerNotification.objects.filter(event=event, kind="notified", channel="in_app").values_list("customer_id", flat=True))
@@ -55,7 +56,7 @@ def test_a_cancelled_event_tells_the_customers_whose_devices_had_commands(make_r
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         for chunk in services.pending_chunks(event=event):
             services.issue_commands(event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3])
-    assert len(callbacks) == 1
+    assert len(queued(callbacks)) == 1
     notifications.send(event_id=event.pk, kind="cancelled")
     message = CustomerNotification.objects.filter(event=event, kind="cancelled").first().message
     assert CustomerNotification.objects.filter(event=event, kind="cancelled").count() == 2 and "cancelled" in message
