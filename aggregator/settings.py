@@ -4,6 +4,7 @@ Production is the default: debug off, HTTPS enforced, a secret key required.
 Local runs (`make run`, `make test`) get their values from deploy/devservices.py.
 """
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -247,6 +248,10 @@ DISPATCH_POLL_SECONDS = {"live": int(os.environ.get("DISPATCH_POLL_LIVE_SECONDS"
 # How long a device token's poll answer may be served from Redis at most (0: never);
 # see dispatch.poll_cache for why a change is never hidden by it.
 DISPATCH_POLL_CACHE_SECONDS = int(os.environ.get("DISPATCH_POLL_CACHE_SECONDS", "60"))
+# Push endpoints' signing keys derive from this (dispatch.push); changing it changes every key.
+DISPATCH_PUSH_SECRET = os.environ.get("DISPATCH_PUSH_SECRET") or hashlib.sha256(f"push:{SECRET_KEY}".encode()).hexdigest()
+DISPATCH_PUSH_ALLOW_HTTP = env_bool("DISPATCH_PUSH_ALLOW_HTTP", not HTTPS)
+DISPATCH_PUSH_ALLOW_PRIVATE = env_bool("DISPATCH_PUSH_ALLOW_PRIVATE", False)
 
 LOGGING = {
     "version": 1,

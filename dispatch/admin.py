@@ -10,6 +10,7 @@ from aggregator.models import VirtualResource
 from dispatch import selectors, services
 from dispatch.models import (
     AllocationRound, CustomerNotification, DeviceCommand, DispatchEvent, EventInterval, EventTransition, MarketCredential,
+    PushEndpoint,
 )
 
 
@@ -152,3 +153,15 @@ class MarketCredentialAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # issued with `manage.py issue_market_token`, which shows the token once
+
+
+@admin.register(PushEndpoint)
+class PushEndpointAdmin(admin.ModelAdmin):
+    """Registered by the devices themselves (PUT /api/device/v1/push); operators see health and may remove one."""
+
+    list_display = ["url", "device", "gateway", "last_success_at", "last_failure_at", "last_error"]
+    readonly_fields = ["device", "gateway", "url", "created_at", "last_success_at", "last_failure_at", "last_error"]
+    search_fields = ["url"]
+
+    def has_add_permission(self, request):
+        return False  # the device registers it, and is told its signing key then

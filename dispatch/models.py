@@ -309,3 +309,26 @@ class MarketCredential(HashedToken):
 
     def __str__(self) -> str:
         return f"{self.market_id} {self.source} {self.key_id}"
+
+
+class PushEndpoint(models.Model):
+    """Where the platform pushes a device's (or a gateway's devices') new commands, signed.
+
+    Polling stays the source of truth: a push only saves a device the wait for its next
+    poll, so a failed push is recorded and retried a few times, never blocking a fan-out.
+    """
+
+    device = models.OneToOneField("enrollment.Device", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    gateway = models.OneToOneField("enrollment.Gateway", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    url = models.URLField(max_length=500)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(device__isnull=False, gateway__isnull=True)
+                                              | Q(device__isnull=True, gateway__isnull=False), name="push_for_device_xor_gateway")]
+
+    def __str__(self) -> str:
+        return f"push to {self.url}"

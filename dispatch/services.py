@@ -25,7 +25,7 @@ from aggregator.state_machine import Transition
 from dispatch import allocation, notifications, poll_cache, selectors
 from dispatch.models import (
     OPEN_STATES, Allocation, AllocationRound, DeviceCommand, DeviceOptOut, DispatchEvent,
-    EventInterval, EventState, EventTransition,
+    EventInterval, EventState, EventTransition, PushEndpoint,
 )
 from enrollment.models import Device
 
@@ -578,6 +578,10 @@ def issue_commands(*, event_id: int, round_number: int, first_device: int, last_
         # A superseded command's device always gets its new one here, unless this chunk
         # already ran; then nothing changed at all.
         poll_cache.changed(devices=devices)
+        if devices and PushEndpoint.objects.exists():
+            from dispatch import tasks
+
+            transaction.on_commit(lambda: tasks.push_chunk.delay(event_id, round_number, first_device, last_device))
     # After the commit, so the last chunk to commit always sees every command; a count only
     # (listing what is missing is the sweep's job, not every chunk's).
     with connection.cursor() as cursor:

@@ -4,6 +4,8 @@
 - fan_out / issue_command_chunk: commands in chunks of FAN_OUT_CHUNK devices, run in
   parallel by the workers; each chunk is one set-based statement, unique per
   (event, device, round), so a re-run issues nothing twice.
+- push_chunk / push_retry: a committed chunk's commands posted, signed, to the devices'
+  own endpoints where configured (dispatch.push); retried a few times, never blocking.
 - sweep (beat, every 15 s): re-drives events whose moment passed or whose fan-out
   stalled, in case a worker or the broker lost a task.
 - closed_loop (beat, every 30 s): rebalance every active event.
@@ -14,7 +16,7 @@ from datetime import timedelta
 from celery import group, shared_task
 from django.utils import timezone
 
-from dispatch import notifications, services
+from dispatch import notifications, push, services
 from dispatch.models import AllocationRound, DispatchEvent
 
 STALLED_AFTER = timedelta(seconds=30)  # a fan-out this old and incomplete lost a chunk
@@ -39,6 +41,25 @@ def fan_out(event_id: int) -> None:
 def issue_command_chunk(event_id: int, round_number: int, first_device: int, last_device: int) -> int:
     return services.issue_commands(event_id=event_id, round_number=round_number, first_device=first_device,
                                    last_device=last_device)
+
+
+@shared_task(acks_late=True)
+def push_chunk(event_id: int, round_number: int, first_device: int, last_device: int) -> int:
+    """Post a committed chunk's commands to the push endpoints of its devices; failures retry on their own."""
+    bodies = push.chunk_bodies(event_id=event_id, round_number=round_number, first_device=first_device, last_device=last_device)
+    failed = push.deliver(bodies)
+    for endpoint_id in failed:
+        push_retry.apply_async((endpoint_id, bodies[endpoint_id].decode(), 1), countdown=push.RETRY_DELAYS[0])
+    return len(bodies) - len(failed)
+
+
+@shared_task(acks_late=True)
+def push_retry(endpoint_id: int, body: str, attempt: int) -> bool:
+    if not push.deliver({endpoint_id: body.encode()}):
+        return True
+    if attempt < len(push.RETRY_DELAYS):
+        push_retry.apply_async((endpoint_id, body, attempt + 1), countdown=push.RETRY_DELAYS[attempt])
+    return False
 
 
 @shared_task(acks_late=True)

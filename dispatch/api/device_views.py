@@ -13,9 +13,9 @@ from rest_framework.views import APIView
 
 from aggregator.api.fields import AwareDateTimeField
 from aggregator.api.parsers import ORJSONParser
-from dispatch import services
+from dispatch import push, services
 from dispatch.api import poll
-from dispatch.models import DeviceCommand
+from dispatch.models import DeviceCommand, PushEndpoint
 from enrollment.api.device_views import DeviceAPIMixin
 
 
@@ -138,3 +138,47 @@ class CommandReportView(DeviceAPIMixin, APIView):
         stored = services.report_delivery(command=command, reports=[(r["interval_start"], r["delivered_kw"])
                                                                     for r in params.validated_data["reports"]])
         return Response({"stored": stored})
+
+
+class PushEndpointSerializer(serializers.Serializer):
+    url = serializers.URLField(max_length=500, help_text="Your https endpoint; new commands are posted to it, signed.")
+
+
+class PushEndpointView(DeviceAPIMixin, APIView):
+    """Register (PUT), read (GET) or remove (DELETE) the caller's push endpoint.
+
+    A device token registers the device's endpoint, a gateway token the gateway's (it then
+    receives the commands of all its devices). The answer to PUT carries the signing key:
+    check `X-VPP-Signature: t=<unix>,v1=<hex HMAC-SHA256(key, "<t>." + body)>` on each push.
+    Polling goes on regardless; a push only arrives sooner.
+    """
+
+    parser_classes = [ORJSONParser]
+
+    def _owner(self, request) -> dict:
+        if request.user.device_id is not None:
+            return {"device_id": request.user.device_id, "gateway_id": None}
+        return {"device_id": None, "gateway_id": request.user.gateway_id}
+
+    @extend_schema(responses=inline_serializer("PushEndpoint", {
+        "url": serializers.URLField(), "last_success_at": serializers.DateTimeField(allow_null=True),
+        "last_failure_at": serializers.DateTimeField(allow_null=True), "last_error": serializers.CharField()}))
+    def get(self, request):
+        endpoint = PushEndpoint.objects.filter(**self._owner(request)).first()
+        if endpoint is None:
+            raise exceptions.NotFound("No push endpoint registered.")
+        return Response({"url": endpoint.url, "last_success_at": endpoint.last_success_at,
+                         "last_failure_at": endpoint.last_failure_at, "last_error": endpoint.last_error})
+
+    @extend_schema(request=PushEndpointSerializer, responses=inline_serializer("PushRegistration", {
+        "url": serializers.URLField(), "signing_key": serializers.CharField()}))
+    def put(self, request):
+        params = PushEndpointSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        endpoint, key = push.register(url=params.validated_data["url"], **self._owner(request))
+        return Response({"url": endpoint.url, "signing_key": key})
+
+    @extend_schema(responses={204: None})
+    def delete(self, request):
+        PushEndpoint.objects.filter(**self._owner(request)).delete()
+        return Response(status=204)

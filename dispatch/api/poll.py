@@ -24,6 +24,7 @@ from aggregator.access import tokens
 from aggregator.access.authentication import bearer_token
 from aggregator.api.errors import body
 from dispatch import poll_cache
+from dispatch.push import COMMAND_JSON
 from enrollment.api.device_views import count_request, rate_limit
 
 _POLL = """
@@ -50,10 +51,7 @@ WITH cred AS (
 -- the WAL flush would make every first poll wait on the disk.
 SELECT set_config('synchronous_commit', 'off', true), (SELECT count(*) FROM cred), (SELECT count(*) FROM devices), (SELECT device_id FROM cred),
        (SELECT least(min(expires_at), (SELECT expires_at FROM cred)) FROM live),
-       (SELECT coalesce(json_agg(json_build_object(
-            'id', id, 'event', event_id, 'device', device_id, 'sequence', sequence, 'kind', kind, 'schedule', schedule,
-            'ramp_seconds', ramp_seconds, 'not_before', not_before, 'expires_at', expires_at, 'status', status,
-            'issued_at', created_at) ORDER BY device_id, created_at), '[]')::text FROM live)
+       (SELECT coalesce(json_agg(""" + COMMAND_JSON + """ ORDER BY device_id, created_at), '[]')::text FROM live c)
 """
 
 def cached(plaintext: str) -> tuple[int, str, dict] | None:
