@@ -177,9 +177,11 @@ def _polls(device_ids: list[int], lines: list[str]) -> None:
     global TARGET_FAILED
     device_tokens = _device_tokens(device_ids)
     port = web_server.free_port()
-    server = web_server.start(port, DEVICE_API_RATE_DEVICE="100000/min")
+    # Two workers: the cached poll is short, and a third process only adds switching on two cores.
+    server = web_server.start(port, DEVICE_API_RATE_DEVICE="100000/min", WEB_CONCURRENCY=os.environ.get("BENCH_WEB_WORKERS", "2"))
     try:
-        lines.append(f"polls: {POLL_CLIENTS} clients x {len(device_tokens) // POLL_CLIENTS} device tokens, each device holding a pending command")
+        lines.append(f"polls: {POLL_CLIENTS} clients x {len(device_tokens) // POLL_CLIENTS} device tokens, each device holding a pending command; "
+                     f"web: {server.shape}")
         # Each device's first poll after the fan-out takes the full path: PostgreSQL reads
         # its commands and stamps their delivery, and the answer is stored in Redis.
         _poll_figures("  first poll of every device (PostgreSQL)", *_poll_clients(port, device_tokens, None), lines)

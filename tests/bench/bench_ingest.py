@@ -96,7 +96,7 @@ def run() -> list[str]:
         errors = sum(r[2] for r in results)
         latencies = sorted(x for r in results for x in r[3])
         rate = inserted / elapsed
-        lines.append(f"ingest: {inserted:,} readings in {batches} batches of {BATCH:,} over {elapsed:.1f} s from {CLIENTS} clients "
+        lines.append(f"ingest (web: {server.shape}): {inserted:,} readings in {batches} batches of {BATCH:,} over {elapsed:.1f} s from {CLIENTS} clients "
                      f"= {rate:,.0f} readings/s ({errors} failed batches)")
         lines.append(f"  batch latency p50 {statistics.median(latencies) * 1000:.0f} ms, "
                      f"p95 {latencies[int(len(latencies) * 0.95) - 1] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms; "
