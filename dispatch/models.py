@@ -133,6 +133,7 @@ class AllocationRound(models.Model):
     allocated_kw = ArrayField(models.FloatField(), help_text="Per interval: the sum over devices.")
     devices = models.PositiveIntegerField(help_text="Devices with kW in some interval.")
     commands_needed = models.PositiveIntegerField(default=0, help_text="Devices this round sends a command to.")
+    commands_issued = models.PositiveIntegerField(default=0, help_text="Of those, how many have their command (chunks add theirs).")
     notify = models.CharField(max_length=20, blank=True, help_text="What customers are told once its commands are out.")
     chunk_bounds = ArrayField(models.BigIntegerField(), default=list, blank=True,
                               help_text="First and last device id of each fan-out chunk, flattened.")

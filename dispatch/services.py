@@ -592,13 +592,20 @@ def issue_commands(*, event_id: int, round_number: int, first_device: int, last_
             from dispatch import tasks
 
             transaction.on_commit(lambda: tasks.push_chunk.delay(event_id, round_number, first_device, last_device))
-    # After the commit, so the last chunk to commit always sees every command; a count only
-    # (listing what is missing is the sweep's job, not every chunk's).
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM dispatch_devicecommand WHERE event_id = %s AND round = %s", [event_id, round_number])
-        if cursor.fetchone()[0] >= rnd.commands_needed:
-            with transaction.atomic():
-                _round_issued(event, round_number)
+        if issued:
+            # The round's row lock orders the chunks' last statement: a chunk's total counts
+            # every chunk that committed before it, so the one that reaches what the round
+            # needs is the last to commit.
+            with connection.cursor() as cursor:
+                cursor.execute("UPDATE dispatch_allocationround SET commands_issued = commands_issued + %s "
+                               "WHERE event_id = %s AND number = %s RETURNING commands_issued", [issued, event_id, round_number])
+                total = cursor.fetchone()[0]
+        else:  # a re-run: nothing new, but the round may still want marking
+            total = AllocationRound.objects.filter(pk=rnd.pk).values_list("commands_issued", flat=True).get()
+    # After the commit: marking the event waits for no chunk's share lock on it.
+    if total >= rnd.commands_needed:
+        with transaction.atomic():
+            _round_issued(event, round_number)
     return issued
 
 
