@@ -13,8 +13,8 @@ The key is per device or gateway, derived from DISPATCH_PUSH_SECRET (so it is st
 nowhere) and handed to the device when it registers its endpoint. A receiver should
 refuse a t more than five minutes from its clock (replays).
 
-Endpoints must be https and resolve to public addresses (the platform must not be
-turned against its own network), unless DISPATCH_PUSH_ALLOW_HTTP / _ALLOW_PRIVATE say
+Endpoints must be https and resolve to public addresses, checked at registration and
+again at each send (the platform must not be turned against its own network), unless DISPATCH_PUSH_ALLOW_HTTP / _ALLOW_PRIVATE say
 otherwise (development and tests).
 """
 
@@ -113,6 +113,10 @@ def chunk_bodies(*, event_id: int, round_number: int, first_device: int, last_de
 
 def post(endpoint: PushEndpoint, body: bytes) -> str | None:
     """Post once; None on a 2xx answer, else what went wrong."""
+    try:
+        _check_url(endpoint.url)  # again at each send: a host name may resolve elsewhere since it was registered
+    except PushRefused as refused:
+        return f"refused: {refused.problems[0].message}"
     at = int(time.time())
     name = owner(endpoint)
     request = urllib.request.Request(endpoint.url, data=body, method="POST", headers={

@@ -168,3 +168,19 @@ def test_each_device_has_its_own_key_and_reregistering_keeps_it(make_resource, d
     assert one.put(PUSH, {"url": receiver.url + "/v2"}, format="json").json()["signing_key"] == key_one
     assert PushEndpoint.objects.get(device=first).url.endswith("/v2")
     assert one.delete(PUSH).status_code == 204 and one.get(PUSH).status_code == 404
+
+
+def test_an_endpoint_that_turns_private_after_registration_is_not_posted_to(
+        make_resource, device_client, receiver, settings, django_capture_on_commit_callbacks):
+    resource = make_resource(generators=3)
+    device = resource.memberships.order_by("device_id").first().device
+    client, _ = device_client(device=device)
+    client.put(PUSH, {"url": receiver.url}, format="json")
+    settings.DISPATCH_PUSH_ALLOW_PRIVATE = False  # as if the name now resolved to a private address
+
+    _, chunks, _ = start_event(resource, django_capture_on_commit_callbacks)
+    push.deliver(push.chunk_bodies(event_id=chunks[0][0], round_number=chunks[0][1],
+                                   first_device=chunks[0][2], last_device=chunks[0][3]))
+
+    assert receiver.received == []
+    assert PushEndpoint.objects.get(device=device).last_error.startswith("refused")
