@@ -8,7 +8,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from aggregator.access.roles import WRITE_ROLES, roles_of
-from settlement.models import MeterDataImport
+from settlement.models import EnergyPrice, MeterDataImport
 from settlement.tasks import import_meter_data
 
 
@@ -72,3 +72,19 @@ class MeterDataImportAdmin(admin.ModelAdmin):
                                 ((e["row"], e["field"] or "", e["message"], e["code"]) for e in rows))
         return format_html('<table><thead><tr><th scope="col">Row</th><th scope="col">Column</th><th scope="col">Problem</th>'
                            '<th scope="col">Code</th></tr></thead><tbody>{}</tbody></table>', body)
+
+
+@admin.register(EnergyPrice)
+class EnergyPriceAdmin(admin.ModelAdmin):
+    """Loaded with `manage.py import_prices`; read here."""
+
+    list_display = ["market", "node", "start", "interval_minutes", "price_per_mwh", "imported_at"]
+    list_filter = ["market"]
+    search_fields = ["node"]
+    date_hierarchy = "start"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -84,3 +84,24 @@ class MeterDataImport(models.Model):
     @property
     def progress_key(self) -> str:
         return f"meter-import:{self.pk}:progress"
+
+
+class EnergyPrice(models.Model):
+    """A market's energy price at a pricing node for one interval ($/MWh): what reductions are paid at.
+
+    Loaded from the market's published prices (`manage.py import_prices`); a re-import of the
+    same interval replaces the price (markets correct them) and moves `imported_at`.
+    """
+
+    market = models.ForeignKey("aggregator.Market", on_delete=models.PROTECT, related_name="+")
+    node = models.CharField(max_length=64, help_text="The pricing node (pnode), as sites name it.")
+    start = models.DateTimeField()
+    interval_minutes = models.PositiveSmallIntegerField()
+    price_per_mwh = models.DecimalField(max_digits=12, decimal_places=4)
+    imported_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["market", "node", "start"], name="energy_price_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.node} {self.start:%Y-%m-%d %H:%M} {self.price_per_mwh} $/MWh"
