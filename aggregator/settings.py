@@ -234,7 +234,12 @@ CELERY_BEAT_SCHEDULE = {
     "create-reading-partitions-ahead": {"task": "settlement.tasks.create_reading_partitions_ahead", "schedule": 6 * 3600},
     "dispatch-sweep": {"task": "dispatch.tasks.sweep", "schedule": 15},
     "dispatch-closed-loop": {"task": "dispatch.tasks.closed_loop", "schedule": 30},
+    "settlement-runs-due": {"task": "settlement.tasks.settle_due", "schedule": 3600},
 }
+# Settlement: the initial run waits this long after an event for the meter data to arrive;
+# events this recent are re-checked for late or corrected data, and resettled when it changed.
+SETTLEMENT_METER_DATA_DAYS = int(os.environ.get("SETTLEMENT_METER_DATA_DAYS", "2"))
+SETTLEMENT_RESETTLE_DAYS = int(os.environ.get("SETTLEMENT_RESETTLE_DAYS", "60"))
 
 # Customer notification channels (dispatch.notifications); in-app is always recorded. The
 # email channel sends through Django's default mailer (configure MAILERS per deployment).

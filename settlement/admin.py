@@ -8,7 +8,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from aggregator.access.roles import WRITE_ROLES, roles_of
-from settlement.models import EnergyPrice, MeterDataImport
+from settlement.models import CustomerPayout, EnergyPrice, MeterDataImport, SettlementRun, SettlementTerms
 from settlement.tasks import import_meter_data
 
 
@@ -87,4 +87,38 @@ class EnergyPriceAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SettlementTerms)
+class SettlementTermsAdmin(admin.ModelAdmin):
+    list_display = ["program", "baseline_method", "sharing_rule", "sharing_value", "fee_pct"]
+
+
+class PayoutInline(admin.TabularInline):
+    model = CustomerPayout
+    fields = ["customer", "delivered_kwh", "gross", "fee", "net"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SettlementRun)
+class SettlementRunAdmin(admin.ModelAdmin):
+    """Runs are immutable versions: read here; a new version comes from `settle_due` or the service."""
+
+    list_display = ["event", "version", "kind", "created_at", "performance_factor", "energy", "capacity", "penalty", "net"]
+    list_filter = ["kind"]
+    inlines = [PayoutInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in SettlementRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

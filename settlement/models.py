@@ -9,6 +9,7 @@ See deploy/README.md for the partition and retention plan.
 """
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 
@@ -105,3 +106,105 @@ class EnergyPrice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node} {self.start:%Y-%m-%d %H:%M} {self.price_per_mwh} $/MWh"
+
+
+class SettlementTerms(models.Model):
+    """How a program's events are measured and paid: the baseline method and the money rules."""
+
+    class SharingRule(models.TextChoices):
+        REVENUE_SHARE = "revenue_share", "Share of the resource's net revenue (%)"
+        PER_KWH = "per_kwh", "$ per kWh delivered"
+        PER_EVENT = "per_event", "$ per event to each customer who delivered"
+
+    program = models.OneToOneField("aggregator.Program", on_delete=models.CASCADE, related_name="settlement_terms")
+    baseline_method = models.CharField(max_length=40, help_text="A code of settlement.baselines.METHODS.")
+    baseline_params = models.JSONField(default=dict, blank=True, help_text="Overrides of the method's published defaults.")
+    net_negatives = models.BooleanField(default=False, help_text="Whether an interval's negative reduction offsets others.")
+    capacity_rate_per_kw = models.DecimalField(max_digits=10, decimal_places=4, default=0, help_text="$ per committed kW per event.")
+    penalty_per_kw = models.DecimalField(max_digits=10, decimal_places=4, default=0, help_text="$ per kW of shortfall.")
+    cap_factor_at_one = models.BooleanField(default=True, help_text="Whether over-delivery earns no extra capacity payment.")
+    sharing_rule = models.CharField(max_length=20, choices=SharingRule.choices, default=SharingRule.REVENUE_SHARE)
+    sharing_value = models.DecimalField(max_digits=10, decimal_places=4, default=0, help_text="%, $/kWh or $/event per the rule.")
+    fee_pct = models.DecimalField(max_digits=5, decimal_places=2, default=0, help_text="The platform's fee off each payout (%).")
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        from settlement import baselines
+
+        try:
+            method = baselines.get_method(self.baseline_method)
+        except baselines.BaselineError as exc:
+            raise ValidationError({"baseline_method": exc.problems[0].message}) from exc
+        try:
+            baselines.make_params(method, self.baseline_params)
+        except baselines.BaselineError as exc:
+            raise ValidationError({"baseline_params": exc.problems[0].message}) from exc
+
+    def __str__(self) -> str:
+        return f"settlement terms of {self.program}"
+
+
+class SettlementRun(models.Model):
+    """One immutable version of an event's settlement; a resettlement is a new version, with its difference."""
+
+    class Kind(models.TextChoices):
+        INITIAL = "initial"
+        RESETTLEMENT = "resettlement"
+
+    event = models.ForeignKey("dispatch.DispatchEvent", on_delete=models.PROTECT, related_name="settlement_runs")
+    version = models.PositiveIntegerField()
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    created_at = models.DateTimeField()
+    created_by = models.CharField(max_length=150)
+    method = models.CharField(max_length=40)
+    fingerprint = models.CharField(max_length=64, help_text="Of the readings used: a resettlement is due when it changes.")
+    sites = models.PositiveIntegerField()
+    delivered_kwh = models.DecimalField(max_digits=16, decimal_places=6)
+    committed_kwh = models.DecimalField(max_digits=16, decimal_places=6)
+    performance_factor = models.DecimalField(max_digits=7, decimal_places=4)
+    energy = models.DecimalField(max_digits=14, decimal_places=2)
+    capacity = models.DecimalField(max_digits=14, decimal_places=2)
+    penalty = models.DecimalField(max_digits=14, decimal_places=2)
+    net = models.DecimalField(max_digits=14, decimal_places=2)
+    difference = models.JSONField(default=dict, blank=True, help_text="Against the previous version: amounts that changed.")
+
+    class Meta:
+        ordering = ["event", "-version"]
+        constraints = [models.UniqueConstraint(fields=["event", "version"], name="settlement_run_version_unique")]
+
+    def __str__(self) -> str:
+        return f"settlement v{self.version} of event {self.event_id}"
+
+
+class SiteSettlement(models.Model):
+    """A site's measured performance in a run, per interval, and the baseline days behind it."""
+
+    run = models.ForeignKey(SettlementRun, on_delete=models.CASCADE, related_name="site_rows")
+    site = models.ForeignKey("enrollment.Site", on_delete=models.PROTECT, related_name="+")
+    customer = models.ForeignKey("enrollment.Customer", on_delete=models.PROTECT, related_name="+")
+    starts = ArrayField(models.DateTimeField())
+    baseline_kw = ArrayField(models.FloatField(null=True))
+    actual_kw = ArrayField(models.FloatField(null=True))
+    reduction_kwh = ArrayField(models.DecimalField(max_digits=14, decimal_places=6))
+    price_per_mwh = ArrayField(models.DecimalField(max_digits=12, decimal_places=4, null=True))
+    energy = models.DecimalField(max_digits=16, decimal_places=8, help_text="Exact $, rounded only on the statement.")
+    days_used = ArrayField(models.DateField(), default=list)
+    days_skipped = models.JSONField(default=dict, help_text="Date -> why the baseline did not use it.")
+    adjustment = models.JSONField(default=dict)
+    flags = ArrayField(models.CharField(max_length=40), default=list)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "site"], name="site_settlement_unique")]
+
+
+class CustomerPayout(models.Model):
+    run = models.ForeignKey(SettlementRun, on_delete=models.CASCADE, related_name="payouts")
+    customer = models.ForeignKey("enrollment.Customer", on_delete=models.PROTECT, related_name="+")
+    delivered_kwh = models.DecimalField(max_digits=16, decimal_places=6)
+    gross = models.DecimalField(max_digits=14, decimal_places=2)
+    fee = models.DecimalField(max_digits=14, decimal_places=2)
+    net = models.DecimalField(max_digits=14, decimal_places=2)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "customer"], name="customer_payout_unique")]

@@ -33,3 +33,22 @@ def import_meter_data(import_id: int) -> str:
         state=MeterDataImport.State.DONE if report.ok else MeterDataImport.State.REJECTED,
         rows=report.rows, report=report.as_dict(), finished_at=timezone.now())
     return report.summary()
+
+
+@shared_task
+def settle_due() -> dict:
+    """Initial runs after the meter-data deadline; resettlements when late or corrected data changed the inputs."""
+    from settlement import services
+
+    initial, changed = services.due(now=timezone.now())
+    for event_id in initial + changed:
+        settle_event.delay(event_id)
+    return {"initial": len(initial), "resettle": len(changed)}
+
+
+@shared_task(acks_late=True)
+def settle_event(event_id: int) -> int:
+    from dispatch.models import DispatchEvent
+    from settlement import services
+
+    return services.settle_event(event=DispatchEvent.objects.get(pk=event_id), by="settlement job").version

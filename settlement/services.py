@@ -1,0 +1,207 @@
+"""Settlement runs: an event's measured performance and money, each run a new immutable version.
+
+`settle_event` reads every participating site's meter over the baseline lookback in one
+query, computes all the baselines in one call (settlement.baselines, the same code the
+`baseline` command runs), prices each interval's reduction at its site's pricing node,
+and writes the run: per site the intervals, baseline days and energy $, per customer the
+payout, and for the resource the energy, capacity and penalty lines (settlement.payments,
+rounded per settlement.money). A later run of the same event is a resettlement: a new
+version with its difference to the previous one; no run is ever changed.
+"""
+
+import hashlib
+from collections import defaultdict
+from datetime import timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from django.db import connection, transaction
+from django.utils import timezone
+
+from aggregator.errors import DomainError, Problem
+from dispatch.models import DispatchEvent
+from settlement import baselines, payments
+from settlement.models import CustomerPayout, MeterKind, SettlementRun, SettlementTerms, SiteSettlement
+from settlement.money import cents
+
+LOOKBACK = timedelta(days=46)  # the longest method's window (45 days) and a day for adjustments before midnight
+SIX = Decimal("0.000001")
+
+
+class SettlementRefused(DomainError):
+    status = 409
+
+
+_SITES = """
+SELECT DISTINCT s.id, s.customer_id, s.pricing_node
+FROM dispatch_allocation a JOIN enrollment_device d ON d.id = a.device_id JOIN enrollment_site s ON s.id = d.site_id
+WHERE a.event_id = %s AND EXISTS (SELECT 1 FROM unnest(a.kw) k WHERE k > 0)
+ORDER BY s.id
+"""
+_READINGS = """
+SELECT meter_id, extract(epoch FROM start)::bigint, kwh::float8, interval_seconds, revision, received_at
+FROM settlement_reading
+WHERE meter_kind = %s AND meter_id = ANY(%s) AND start >= %s AND start < %s
+ORDER BY meter_id, start
+"""
+
+
+def _readings(site_ids: list[int], start, end) -> tuple[dict, str]:
+    """Site -> IntervalReadings, and a fingerprint of exactly what was read (values and revisions)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_READINGS, [MeterKind.SITE, site_ids, start, end])
+        rows = cursor.fetchall()
+    digest = hashlib.sha256()
+    by_site: dict[int, list] = defaultdict(list)
+    for meter, epoch, kwh, seconds, revision, received in rows:
+        by_site[meter].append((epoch, kwh, seconds))
+        digest.update(f"{meter},{epoch},{revision},{received.timestamp()}\n".encode())
+    readings = {}
+    for site, values in by_site.items():
+        array = np.array(values, dtype=np.float64)
+        readings[site] = baselines.IntervalReadings(starts=array[:, 0].astype(np.int64), kwh=array[:, 1],
+                                                    interval_seconds=array[:, 2].astype(np.int64))
+    return readings, digest.hexdigest()
+
+
+def _other_event_days(event: DispatchEvent, zone: ZoneInfo) -> frozenset:
+    """Local days of the resource's other events in the lookback: never baseline days."""
+    others = DispatchEvent.objects.filter(resource=event.resource, start__gte=event.start - LOOKBACK, start__lt=event.start,
+                                          state__in=["active", "completed"]).exclude(pk=event.pk)
+    return frozenset(e.start.astimezone(zone).date() for e in others)
+
+
+def _prices(market_id: int, nodes: set[str], start, end) -> dict[str, tuple[np.ndarray, np.ndarray, list]]:
+    """Node -> (interval starts in epoch seconds, ends, $/MWh) for lookups by searchsorted."""
+    with connection.cursor() as cursor:
+        cursor.execute("""SELECT node, extract(epoch FROM start)::bigint, interval_minutes, price_per_mwh FROM settlement_energyprice
+                          WHERE market_id = %s AND node = ANY(%s) AND start >= %s AND start < %s ORDER BY node, start""",
+                       [market_id, list(nodes), start - timedelta(hours=1), end])
+        rows = cursor.fetchall()
+    grouped: dict[str, list] = defaultdict(list)
+    for node, epoch, minutes, price in rows:
+        grouped[node].append((epoch, epoch + minutes * 60, price))
+    return {node: (np.array([r[0] for r in v]), np.array([r[1] for r in v]), [r[2] for r in v]) for node, v in grouped.items()}
+
+
+def _price_at(table, epoch: int) -> Decimal | None:
+    if table is None:
+        return None
+    starts, ends, prices = table
+    i = int(np.searchsorted(starts, epoch, side="right")) - 1
+    return prices[i] if i >= 0 and epoch < ends[i] else None
+
+
+def settle_event(*, event: DispatchEvent, by: str, now=None) -> SettlementRun:
+    now = now or timezone.now()
+    with transaction.atomic():
+        event = DispatchEvent.objects.select_for_update().select_related("resource__market", "resource__program").get(pk=event.pk)
+        if event.state not in ("completed", "active") or event.end > now:
+            raise SettlementRefused(Problem("not_ended", "Only an event that has ended can be settled.", "event"))
+        terms = SettlementTerms.objects.filter(program=event.resource.program).first()
+        if terms is None:
+            raise SettlementRefused(Problem("no_terms", f"Program {event.resource.program} has no settlement terms.", "program"))
+        market = event.resource.market
+        zone = ZoneInfo(market.time_zone)
+        with connection.cursor() as cursor:
+            cursor.execute(_SITES, [event.pk])
+            sites = cursor.fetchall()
+        site_ids = [s[0] for s in sites]
+        readings, fingerprint = _readings(site_ids, event.start - LOOKBACK, event.end)
+        results, errors = baselines.compute_baselines(
+            method=terms.baseline_method, sites=readings, event_start=event.start, event_end=event.end,
+            time_zone=market.time_zone, market=market.code, event_days=_other_event_days(event, zone), params=terms.baseline_params)
+        prices = _prices(market.pk, {s[2] for s in sites}, event.start, event.end)
+
+        rows, delivered_by_customer, energy = [], defaultdict(Decimal), Decimal(0)
+        for site_id, customer_id, node in sites:
+            result = results.get(site_id)
+            if result is None:
+                flags = ["no_readings"] if site_id not in readings else [f"refused:{errors[site_id].problems[0].code}"]
+                rows.append(SiteSettlement(site_id=site_id, customer_id=customer_id, starts=[], baseline_kw=[], actual_kw=[],
+                                           reduction_kwh=[], price_per_mwh=[], energy=Decimal(0), flags=flags))
+                continue
+            hours = Decimal(result.interval_minutes) / 60
+            reductions, site_prices = [], []
+            for start, reduction_kw in zip(result.starts, result.reduction_kw):
+                kwh = Decimal(0) if np.isnan(reduction_kw) else Decimal(repr(float(reduction_kw))) * hours
+                reductions.append(payments.reduction_kwh(kwh, Decimal(0), net_negatives=terms.net_negatives).quantize(SIX))
+                site_prices.append(_price_at(prices.get(node), int(start.timestamp())))
+            priced = [p if p is not None else Decimal(0) for p in site_prices]
+            site_energy = payments.energy_payment(reductions, priced)
+            energy += site_energy
+            delivered_by_customer[customer_id] += sum(reductions, Decimal(0))
+            flags = sorted(result.flags) + (["unpriced_intervals"] if None in site_prices else [])
+            rows.append(SiteSettlement(
+                site_id=site_id, customer_id=customer_id, starts=list(result.starts),
+                baseline_kw=[None if np.isnan(x) else round(float(x), 6) for x in result.baseline_kw],
+                actual_kw=[None if np.isnan(x) else round(float(x), 6) for x in result.actual_kw],
+                reduction_kwh=reductions, price_per_mwh=site_prices, energy=site_energy.quantize(Decimal("0.00000001")),
+                days_used=list(result.days_used), days_skipped={d.isoformat(): why for d, why in (result.skipped or {}).items()},
+                adjustment={"kind": result.adjustment.kind, "value": result.adjustment.value, "capped": result.adjustment.capped,
+                            "reason": result.adjustment.reason},
+                flags=flags))
+
+        intervals = list(event.intervals.order_by("start"))
+        committed_kw = max((i.target_kw for i in intervals), default=Decimal(0))
+        committed_kwh = sum((i.target_kw * Decimal((i.end - i.start).total_seconds()) / 3600 for i in intervals), Decimal(0))
+        delivered = sum(delivered_by_customer.values(), Decimal(0))
+        factor = payments.performance_factor(delivered, committed_kwh, cap_at_one=terms.cap_factor_at_one)
+        capacity = cents(payments.capacity_payment(committed_kw, terms.capacity_rate_per_kw, factor))
+        penalty = cents(payments.shortfall_penalty(committed_kw, terms.penalty_per_kw, factor))
+        net = cents(energy) + capacity - penalty
+        payouts = payments.customer_payouts(rule=terms.sharing_rule, value=terms.sharing_value,
+                                            delivered_kwh=dict(delivered_by_customer), resource_net=net, fee_pct=terms.fee_pct)
+
+        previous = SettlementRun.objects.filter(event=event).order_by("-version").first()
+        run = SettlementRun.objects.create(
+            event=event, version=(previous.version + 1) if previous else 1,
+            kind=SettlementRun.Kind.RESETTLEMENT if previous else SettlementRun.Kind.INITIAL, created_at=now, created_by=by,
+            method=terms.baseline_method, fingerprint=fingerprint, sites=len(sites), delivered_kwh=delivered,
+            committed_kwh=committed_kwh, performance_factor=factor, energy=cents(energy), capacity=capacity, penalty=penalty,
+            net=net)
+        for row in rows:
+            row.run = run
+        SiteSettlement.objects.bulk_create(rows, batch_size=2000)
+        CustomerPayout.objects.bulk_create([
+            CustomerPayout(run=run, customer_id=customer, delivered_kwh=delivered_by_customer[customer], gross=p.gross, fee=p.fee,
+                           net=p.net) for customer, p in payouts.items()])
+        if previous:
+            run.difference = _difference(previous, run)
+            run.save(update_fields=["difference"])
+    return run
+
+
+def _difference(old: SettlementRun, new: SettlementRun) -> dict:
+    lines = {name: str(getattr(new, name) - getattr(old, name))
+             for name in ("energy", "capacity", "penalty", "net", "delivered_kwh") if getattr(new, name) != getattr(old, name)}
+    before = dict(old.payouts.values_list("customer_id", "net"))
+    after = dict(new.payouts.values_list("customer_id", "net"))
+    customers = {str(c): str(after.get(c, Decimal(0)) - before.get(c, Decimal(0)))
+                 for c in sorted(set(before) | set(after)) if after.get(c) != before.get(c)}
+    return {"from_version": old.version, "lines": lines, "customers": customers}
+
+
+def needs_resettlement(run: SettlementRun) -> bool:
+    """Whether the readings a run used have changed since (late or corrected data)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SITES, [run.event_id])
+        site_ids = [row[0] for row in cursor.fetchall()]
+    _, fingerprint = _readings(site_ids, run.event.start - LOOKBACK, run.event.end)
+    return fingerprint != run.fingerprint
+
+
+def due(*, now) -> tuple[list[int], list[int]]:
+    """(events due their initial run, events whose readings changed since their last run)."""
+    from django.conf import settings
+    from django.db.models import Exists, OuterRef
+
+    deadline = now - timedelta(days=settings.SETTLEMENT_METER_DATA_DAYS)
+    with_terms = DispatchEvent.objects.filter(state="completed", resource__program__settlement_terms__isnull=False)
+    runs = SettlementRun.objects.filter(event=OuterRef("pk"))
+    initial = list(with_terms.filter(end__lte=deadline).exclude(Exists(runs)).values_list("pk", flat=True))
+    recent = with_terms.filter(end__gt=now - timedelta(days=settings.SETTLEMENT_RESETTLE_DAYS)).filter(Exists(runs))
+    changed = [event_id for event_id in recent.values_list("pk", flat=True)
+               if needs_resettlement(SettlementRun.objects.filter(event_id=event_id).order_by("-version").first())]
+    return initial, changed
