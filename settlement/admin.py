@@ -110,9 +110,42 @@ class PayoutInline(admin.TabularInline):
 class SettlementRunAdmin(admin.ModelAdmin):
     """Runs are immutable versions: read here; a new version comes from `settle_due` or the service."""
 
-    list_display = ["event", "version", "kind", "created_at", "performance_factor", "energy", "capacity", "penalty", "net"]
+    list_display = ["event", "version", "kind", "created_at", "performance_factor", "energy", "capacity", "penalty", "net",
+                    "statement"]
     list_filter = ["kind"]
     inlines = [PayoutInline]
+
+    @admin.display(description="Statement")
+    def statement(self, obj):
+        url = reverse("admin:settlement_settlementrun_statement", args=[obj.pk])
+        return format_html('<a href="{}">HTML</a> · <a href="{}?format=csv">CSV</a>', url, url)
+
+    def get_urls(self):
+        return [path("<int:run_id>/statement/", self.admin_site.admin_view(self.statement_view),
+                     name="settlement_settlementrun_statement"), *super().get_urls()]
+
+    def statement_view(self, request, run_id: int):
+        """Every site's intervals with baseline, actual, reduction, price and the baseline days: the run's evidence."""
+        from django.http import HttpResponse
+
+        from settlement.selectors import statement_rows
+
+        run = SettlementRun.objects.select_related("event__resource").filter(pk=run_id).first()
+        if run is None or not self.has_view_permission(request, run):
+            raise PermissionDenied
+        header, rows = statement_rows(run=run)
+        if request.GET.get("format") == "csv":
+            import csv
+
+            response = HttpResponse(content_type="text/csv")
+            response["Content-Disposition"] = f'attachment; filename="settlement-event{run.event_id}-v{run.version}.csv"'
+            writer = csv.writer(response)
+            writer.writerow(header)
+            writer.writerows(rows)
+            return response
+        return TemplateResponse(request, "admin/settlement/settlementrun/statement.html", {
+            **self.admin_site.each_context(request), "title": f"Statement: {run}", "run": run, "header": header, "rows": rows,
+            "payouts": run.payouts.select_related("customer").order_by("customer_id")})
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in SettlementRun._meta.fields]

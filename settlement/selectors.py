@@ -45,3 +45,24 @@ def readings_json(*, meter_kind: int, meter_id: int, start: datetime, end: datet
             [meter_kind, meter_id, start, end],
         )
         return cursor.fetchone()[0]
+
+
+STATEMENT_HEADER = ["site", "customer", "interval_start", "baseline_kw", "actual_kw", "reduction_kwh", "price_per_mwh",
+                    "energy_usd_site_total", "baseline_days_used", "flags"]
+
+
+def statement_rows(*, run) -> tuple[list[str], list[list]]:
+    """A run's evidence, one row per site and interval (UTC ISO times), traceable to the baseline days."""
+    from settlement.models import SiteSettlement
+
+    rows = []
+    for site in SiteSettlement.objects.filter(run=run).order_by("site_id"):
+        days = " ".join(d.isoformat() for d in site.days_used)
+        flags = " ".join(site.flags)
+        if not site.starts:
+            rows.append([site.site_id, site.customer_id, "", "", "", "", "", site.energy, days, flags])
+        for i, start in enumerate(site.starts):
+            rows.append([site.site_id, site.customer_id, start.isoformat(), site.baseline_kw[i], site.actual_kw[i],
+                         site.reduction_kwh[i], site.price_per_mwh[i] if site.price_per_mwh[i] is not None else "",
+                         site.energy, days, flags])
+    return STATEMENT_HEADER, rows

@@ -107,6 +107,17 @@ def test_an_event_is_settled_then_resettled_with_the_difference_when_data_is_cor
     page = browser.get(reverse("admin:settlement_settlementrun_change", args=[second.pk]))
     assert page.status_code == 200 and b"38.60" in page.content and b"17.37" in page.content
     assert browser.get(reverse("admin:settlement_settlementrun_changelist")).status_code == 200
+    statement = browser.get(reverse("admin:settlement_settlementrun_statement", args=[second.pk]) + "?format=csv")
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(statement.content.decode())))
+    b_rows = [r for r in rows if r["site"] == str(site_b.site_id)]
+    assert [(r["baseline_kw"], r["actual_kw"], r["reduction_kwh"], r["price_per_mwh"]) for r in b_rows] == [
+        ("6.0", "6.0", "0.000000", "100.0000"), ("6.0", "6.0", "0.000000", "200.0000")]
+    assert b_rows[0]["baseline_days_used"] == "" and len(rows) == 4  # meter before/after uses the hour before, no days
+    html = browser.get(reverse("admin:settlement_settlementrun_statement", args=[second.pk]))
+    assert html.status_code == 200 and b"0.5500" in html.content
 
 
 def test_an_event_without_terms_or_not_ended_is_refused(make_resource, django_capture_on_commit_callbacks):
