@@ -201,6 +201,7 @@ SPECTACULAR_SETTINGS = {
         "ServiceEnum": "aggregator.models.markets.Program.Service",
         "ScopeKindEnum": "aggregator.models.resources.ScopeKind",
         "EventStateEnum": "dispatch.models.EventState",
+        "SettlementRunKindEnum": "settlement.models.SettlementRun.Kind",
     },
 }
 

@@ -12,6 +12,7 @@ from dispatch.api.inbound import InstructionView
 from dispatch.api.views import DispatchEventViewSet
 from enrollment.api import device_views
 from enrollment.api import views as enrollment
+from settlement.api.runs import PeriodStatementView, SettlementRunViewSet
 from settlement.api.views import DeviceReadingsView, OperatorReadingsView
 from settlement.models import MeterKind
 
@@ -30,6 +31,7 @@ router.register("virtual-resources", VirtualResourceViewSet)
 router.register("aggregation-proposals", AggregationProposalViewSet)
 router.register("fleet-imports", enrollment.FleetImportViewSet, basename="fleet-import")
 router.register("dispatch-events", DispatchEventViewSet)
+router.register("settlement-runs", SettlementRunViewSet)
 
 device_router = DefaultRouter()
 device_router.include_root_view = False
@@ -52,6 +54,7 @@ urlpatterns = [
     path("api/inbound/v1/instructions", InstructionView.as_view(), name="inbound-instructions"),
     path("api/v1/sites/<int:pk>/readings/", OperatorReadingsView.as_view(meter_kind=MeterKind.SITE), name="site-readings"),
     path("api/v1/devices/<int:pk>/readings/", OperatorReadingsView.as_view(meter_kind=MeterKind.DEVICE), name="device-readings-operator"),
+    path("api/v1/settlement-statements/", PeriodStatementView.as_view(), name="settlement-statements"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

@@ -2,7 +2,9 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from aggregator.admin_inlines import ReadOnlyInline
 from aggregator.errors import DomainError
@@ -87,7 +89,7 @@ class DispatchEventAdmin(admin.ModelAdmin):
             return ["resource", "source", "target_kind", "notify_at", "start", "end", "target_kw", "ramp_seconds",
                     "over_commit_pct", "external_ref"]
         return ["resource", "source", "external_ref", "state", "notify_at", "start", "end", "ramp_seconds", "over_commit_pct",
-                "warnings", "target_vs_delivered"]
+                "warnings", "target_vs_delivered", "settlement"]
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.get_fields(request, obj)
@@ -104,6 +106,23 @@ class DispatchEventAdmin(admin.ModelAdmin):
         return "; ".join(f"{r['start']:%H:%M}Z target {r['target_kw']:g}, allocated {r['allocated_kw']:g}, "
                          f"delivered {'-' if r['delivered_kw'] is None else format(r['delivered_kw'], 'g')} "
                          f"({r['reporting_devices']} reporting)" for r in rows)
+
+    @admin.display(description="Settlement (baseline vs actual)")
+    def settlement(self, obj):
+        """The latest settlement run's chart of the resource's baseline vs actual, with links to every version."""
+        from zoneinfo import ZoneInfo
+
+        from settlement import charts
+        from settlement.selectors import interval_totals
+
+        runs = list(obj.settlement_runs.order_by("-version"))
+        if not runs:
+            return "Not settled yet."
+        links = format_html_join(" · ", '<a href="{}">version {} ({}, net ${})</a>', (
+            (reverse("admin:settlement_settlementrun_statement", args=[r.pk]), r.version, r.kind, r.net) for r in runs))
+        chart = charts.baseline_vs_actual(interval_totals(run=runs[0]), zone=ZoneInfo(obj.resource.market.time_zone),
+                                          title=f"Event {obj.pk}: baseline vs actual, settlement version {runs[0].version}")
+        return format_html("{}<br>{}", chart, links)
 
     @admin.action(description="Cancel the selected events (devices get cancel commands)")
     def cancel_events(self, request, queryset):

@@ -133,15 +133,21 @@ def _price_at(table, epoch: int) -> Decimal | None:
     return prices[i] if i >= 0 and epoch < ends[i] else None
 
 
+def check_settleable(event: DispatchEvent, *, now) -> SettlementTerms:
+    """The event's program terms, or SettlementRefused: only an ended event of a program with terms is settled."""
+    if event.state not in ("completed", "active") or event.end > now:
+        raise SettlementRefused(Problem("not_ended", "Only an event that has ended can be settled.", "event"))
+    terms = SettlementTerms.objects.filter(program_id=event.resource.program_id).first()
+    if terms is None:
+        raise SettlementRefused(Problem("no_terms", f"Program {event.resource.program} has no settlement terms.", "event"))
+    return terms
+
+
 def settle_event(*, event: DispatchEvent, by: str, now=None) -> SettlementRun:
     now = now or timezone.now()
     with transaction.atomic():
         event = DispatchEvent.objects.select_for_update().select_related("resource__market", "resource__program").get(pk=event.pk)
-        if event.state not in ("completed", "active") or event.end > now:
-            raise SettlementRefused(Problem("not_ended", "Only an event that has ended can be settled.", "event"))
-        terms = SettlementTerms.objects.filter(program=event.resource.program).first()
-        if terms is None:
-            raise SettlementRefused(Problem("no_terms", f"Program {event.resource.program} has no settlement terms.", "program"))
+        terms = check_settleable(event, now=now)
         market = event.resource.market
         zone = ZoneInfo(market.time_zone)
         with connection.cursor() as cursor:

@@ -8,9 +8,9 @@ from rest_framework.renderers import BaseRenderer
 class CSVRenderer(BaseRenderer):
     """`?format=csv` (or Accept: text/csv) for views whose data is a list of flat rows.
 
-    A view with a header object puts its rows under `csv_rows` in the renderer context
-    by returning data with a "members" list; anything else that is not a list of rows
-    (error bodies) is written as JSON so a client still learns what went wrong.
+    A view with a header object returns its rows under "members" (or "lines"); the CSV
+    is those rows. Anything else that is not a list of rows (error bodies) is written
+    as JSON so a client still learns what went wrong.
     """
 
     media_type = "text/csv"
@@ -19,7 +19,9 @@ class CSVRenderer(BaseRenderer):
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
         response = (renderer_context or {}).get("response")
-        rows = data.get("members") if isinstance(data, dict) and "members" in data else data
+        rows = data
+        if isinstance(data, dict):
+            rows = next((data[key] for key in ("members", "lines") if key in data), data)
         if response is not None and response.status_code >= 400 or not isinstance(rows, list):
             return json.dumps(data, default=str).encode()
         out = io.StringIO()
