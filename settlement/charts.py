@@ -38,7 +38,7 @@ def baseline_vs_actual(intervals: list[dict], *, zone: tzinfo, title: str) -> Sa
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
              f'role="img" aria-labelledby="chart-title chart-desc" class="baseline-chart">',
              f'<title id="chart-title">{escape(title)}</title>',
-             f'<desc id="chart-desc">Summed baseline and actual kW of the measured sites per interval, '
+             f'<desc id="chart-desc">Summed baseline and actual kW of the measured meters per interval, '
              f'from {rows[0]["start"].astimezone(zone):%Y-%m-%d %H:%M %Z}, {len(rows)} intervals.</desc>',
              f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#d0d7de"/>']
     for fraction in (0, 0.25, 0.5, 0.75, 1):

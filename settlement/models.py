@@ -178,10 +178,15 @@ class SettlementRun(models.Model):
 
 
 class SiteSettlement(models.Model):
-    """A site's measured performance in a run, per interval, and the baseline days behind it."""
+    """A site's measured performance in a run, per interval, and the baseline days behind it.
+
+    Under a method that measures devices at their own meter (metered output), a row is one
+    dispatched device (`device` set), under its site.
+    """
 
     run = models.ForeignKey(SettlementRun, on_delete=models.CASCADE, related_name="site_rows")
     site = models.ForeignKey("enrollment.Site", on_delete=models.PROTECT, related_name="+")
+    device = models.ForeignKey("enrollment.Device", on_delete=models.PROTECT, related_name="+", null=True, blank=True)
     customer = models.ForeignKey("enrollment.Customer", on_delete=models.PROTECT, related_name="+")
     starts = ArrayField(models.DateTimeField())
     baseline_kw = ArrayField(models.FloatField(null=True))
@@ -195,7 +200,11 @@ class SiteSettlement(models.Model):
     flags = ArrayField(models.CharField(max_length=40), default=list)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["run", "site"], name="site_settlement_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "site"], condition=models.Q(device__isnull=True), name="site_settlement_unique"),
+            models.UniqueConstraint(fields=["run", "device"], condition=models.Q(device__isnull=False),
+                                    name="device_settlement_unique"),
+        ]
 
 
 class CustomerPayout(models.Model):

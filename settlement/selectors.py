@@ -47,7 +47,7 @@ def readings_json(*, meter_kind: int, meter_id: int, start: datetime, end: datet
         return cursor.fetchone()[0]
 
 
-STATEMENT_HEADER = ["site", "customer", "interval_start", "baseline_kw", "actual_kw", "reduction_kwh", "price_per_mwh",
+STATEMENT_HEADER = ["site", "device", "customer", "interval_start", "baseline_kw", "actual_kw", "reduction_kwh", "price_per_mwh",
                     "energy_usd_site_total", "baseline_days_used", "flags"]
 
 
@@ -56,13 +56,14 @@ def statement_rows(*, run) -> tuple[list[str], list[list]]:
     from settlement.models import SiteSettlement
 
     rows = []
-    for site in SiteSettlement.objects.filter(run=run).order_by("site_id"):
+    for site in SiteSettlement.objects.filter(run=run).order_by("site_id", "device_id"):
         days = " ".join(d.isoformat() for d in site.days_used)
         flags = " ".join(site.flags)
+        device = site.device_id or ""
         if not site.starts:
-            rows.append([site.site_id, site.customer_id, "", "", "", "", "", site.energy, days, flags])
+            rows.append([site.site_id, device, site.customer_id, "", "", "", "", "", site.energy, days, flags])
         for i, start in enumerate(site.starts):
-            rows.append([site.site_id, site.customer_id, start.isoformat(), site.baseline_kw[i], site.actual_kw[i],
+            rows.append([site.site_id, device, site.customer_id, start.isoformat(), site.baseline_kw[i], site.actual_kw[i],
                          site.reduction_kwh[i], site.price_per_mwh[i] if site.price_per_mwh[i] is not None else "",
                          site.energy, days, flags])
     return STATEMENT_HEADER, rows
@@ -71,8 +72,9 @@ def statement_rows(*, run) -> tuple[list[str], list[list]]:
 def interval_totals(*, run) -> list[dict]:
     """The resource's baseline vs actual per interval in a run: every measured site summed (kW), with the target.
 
-    An interval sums only sites with both a baseline and an actual value there, so the two
-    lines compare like with like; `sites` says how many that was.
+    An interval sums only meters (sites, or devices under a method that measures devices)
+    with both a baseline and an actual value there, so the two lines compare like with like;
+    `meters` says how many that was.
     """
     with connection.cursor() as cursor:
         cursor.execute(
@@ -88,9 +90,9 @@ def interval_totals(*, run) -> list[dict]:
         rows = cursor.fetchall()
     intervals = list(run.event.intervals.order_by("start").values_list("start", "end", "target_kw"))
     out = []
-    for start, baseline, actual, sites, reduction in rows:
+    for start, baseline, actual, meters, reduction in rows:
         target = next((float(kw) for s, e, kw in intervals if s <= start < e), None)
-        out.append({"start": start, "baseline_kw": baseline, "actual_kw": actual, "sites": sites,
+        out.append({"start": start, "baseline_kw": baseline, "actual_kw": actual, "meters": meters,
                     "reduction_kwh": reduction, "target_kw": target})
     return out
 
@@ -114,7 +116,7 @@ RESOURCE_HEADER = ["event", "external_ref", "event_date", "start", "end", "versi
                    "net_usd", "initial_net_usd", "paid_to_customers_usd"]
 CUSTOMER_HEADER = ["event", "resource", "event_date", "start", "end", "version", "kind", "settled_at", "sites",
                    "delivered_kwh", "gross_usd", "fee_usd", "net_usd", "initial_net_usd"]
-CUSTOMER_INTERVAL_HEADER = ["event", "version", "site", "interval_start", "baseline_kw", "actual_kw", "reduction_kwh",
+CUSTOMER_INTERVAL_HEADER = ["event", "version", "site", "device", "interval_start", "baseline_kw", "actual_kw", "reduction_kwh",
                             "price_per_mwh", "baseline_days_used", "flags"]
 
 
@@ -177,7 +179,7 @@ def customer_statement(*, customer, first, last) -> tuple[list[str], list[list],
     payouts = {p.run_id: p for p in CustomerPayout.objects.filter(run__in=runs, customer=customer)}
     initial = dict(CustomerPayout.objects.filter(run__event_id__in=[r.event_id for r in runs], run__version=1, customer=customer)
                    .values_list("run__event_id", "net"))
-    sites = dict(SiteSettlement.objects.filter(run__in=runs, customer=customer).values("run_id").annotate(n=Count("id"))
+    sites = dict(SiteSettlement.objects.filter(run__in=runs, customer=customer).values("run_id").annotate(n=Count("site_id", distinct=True))
                  .values_list("run_id", "n"))
     rows = []
     for run in runs:
@@ -195,13 +197,13 @@ def customer_intervals(*, customer, first, last) -> tuple[list[str], list[list]]
     runs = period_runs(first=first, last=last, customer_id=customer.pk)
     version = {r.pk: (r.event_id, r.version) for r in runs}
     rows = []
-    for site in SiteSettlement.objects.filter(run__in=runs, customer=customer).order_by("run__event_id", "site_id"):
+    for site in SiteSettlement.objects.filter(run__in=runs, customer=customer).order_by("run__event_id", "site_id", "device_id"):
         event_id, v = version[site.run_id]
         days, flags = " ".join(d.isoformat() for d in site.days_used), " ".join(site.flags)
         if not site.starts:
-            rows.append([event_id, v, site.site_id, "", "", "", "", "", days, flags])
+            rows.append([event_id, v, site.site_id, site.device_id or "", "", "", "", "", "", days, flags])
         for i, start in enumerate(site.starts):
-            rows.append([event_id, v, site.site_id, start.isoformat(), site.baseline_kw[i], site.actual_kw[i],
+            rows.append([event_id, v, site.site_id, site.device_id or "", start.isoformat(), site.baseline_kw[i], site.actual_kw[i],
                          site.reduction_kwh[i], "" if site.price_per_mwh[i] is None else site.price_per_mwh[i], days, flags])
     return CUSTOMER_INTERVAL_HEADER, rows
 

@@ -1,6 +1,7 @@
 """Settlement runs: an event's measured performance and money, each run a new immutable version.
 
-`settle_event` reads every participating site's meter over the baseline lookback in one
+`settle_event` reads every participating site's meter (or, for a method that measures
+devices at their own meter, every dispatched device's) over the baseline lookback in one
 query, computes all the baselines in one call (settlement.baselines, the same code the
 `baseline` command runs), prices each interval's reduction at its site's pricing node,
 and writes the run: per site the intervals, baseline days and energy $, per customer the
@@ -32,15 +33,27 @@ class SettlementRefused(DomainError):
     status = 409
 
 
-_SITES = """
-SELECT DISTINCT s.id, s.customer_id, s.pricing_node
+# What a run measures: each site dispatched in the event at its site meter, or (for a method
+# that measures devices at their own meter) each dispatched device. Rows: (meter id, site,
+# customer, pricing node, device or None).
+_UNITS = {
+    "site": """
+SELECT DISTINCT s.id, s.id, s.customer_id, s.pricing_node, NULL::bigint
 FROM dispatch_allocation a JOIN enrollment_device d ON d.id = a.device_id JOIN enrollment_site s ON s.id = d.site_id
 WHERE a.event_id = %s AND EXISTS (SELECT 1 FROM unnest(a.kw) k WHERE k > 0)
 ORDER BY s.id
-"""
+""",
+    "device": """
+SELECT d.id, s.id, s.customer_id, s.pricing_node, d.id
+FROM dispatch_allocation a JOIN enrollment_device d ON d.id = a.device_id JOIN enrollment_site s ON s.id = d.site_id
+WHERE a.event_id = %s AND EXISTS (SELECT 1 FROM unnest(a.kw) k WHERE k > 0)
+ORDER BY d.id
+""",
+}
+_METER_KINDS = {"site": MeterKind.SITE, "device": MeterKind.DEVICE}
 _READINGS = """
 COPY (SELECT meter_id, array_agg(start), array_agg(coalesce(kwh::float8, 'NaN')), array_agg(interval_seconds)
-      FROM settlement_reading WHERE meter_kind = {kind} AND meter_id = ANY({sites}) AND start >= {start} AND start < {end}
+      FROM settlement_reading WHERE meter_kind = {kind} AND meter_id = ANY({meters}) AND start >= {start} AND start < {end}
       GROUP BY meter_id) TO STDOUT (FORMAT BINARY)
 """
 # One binary COPY row per site holding three arrays: a few thousand rows to walk in Python
@@ -69,22 +82,28 @@ WHERE meter_kind = %s AND meter_id = ANY(%s) AND start >= %s AND start < %s
 """
 
 
-def _fingerprint(site_ids: list[int], start, end) -> str:
+def _units(event_id: int, meter: str) -> list[tuple]:
     with connection.cursor() as cursor:
-        cursor.execute(_FINGERPRINT, [int(MeterKind.SITE), site_ids, start, end])
+        cursor.execute(_UNITS[meter], [event_id])
+        return cursor.fetchall()
+
+
+def _fingerprint(kind: MeterKind, meter_ids: list[int], start, end) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(_FINGERPRINT, [int(kind), meter_ids, start, end])
         count, revisions, latest = cursor.fetchone()
     return f"{count}:{revisions}:{latest.isoformat() if latest else ''}"
 
 
-def _readings(site_ids: list[int], start, end) -> tuple[dict, str]:
-    """Site -> IntervalReadings, and a fingerprint of what was read: late data changes the count, a
+def _readings(kind: MeterKind, meter_ids: list[int], start, end) -> tuple[dict, str]:
+    """Meter -> IntervalReadings, and a fingerprint of what was read: late data changes the count, a
     correction the revisions and the latest arrival.
 
     Millions of readings come over as one binary COPY of per-site arrays parsed by numpy.
     """
     from psycopg import sql
 
-    query = sql.SQL(_READINGS).format(kind=sql.Literal(int(MeterKind.SITE)), sites=sql.Literal(site_ids),
+    query = sql.SQL(_READINGS).format(kind=sql.Literal(int(kind)), meters=sql.Literal(meter_ids),
                                       start=sql.Literal(start), end=sql.Literal(end))
     buffer = bytearray()
     connection.ensure_connection()
@@ -92,7 +111,7 @@ def _readings(site_ids: list[int], start, end) -> tuple[dict, str]:
         with cursor.copy(query) as copy:
             for chunk in copy:
                 buffer += chunk
-    fingerprint = _fingerprint(site_ids, start, end)
+    fingerprint = _fingerprint(kind, meter_ids, start, end)
     view, at, readings = memoryview(buffer), _COPY_HEADER, {}
     while buffer and int.from_bytes(view[at:at + 2], "big", signed=True) != -1:
         site = int.from_bytes(view[at + 6:at + 14], "big")
@@ -150,22 +169,20 @@ def settle_event(*, event: DispatchEvent, by: str, now=None) -> SettlementRun:
         terms = check_settleable(event, now=now)
         market = event.resource.market
         zone = ZoneInfo(market.time_zone)
-        with connection.cursor() as cursor:
-            cursor.execute(_SITES, [event.pk])
-            sites = cursor.fetchall()
-        site_ids = [s[0] for s in sites]
-        readings, fingerprint = _readings(site_ids, event.start - LOOKBACK, event.end)
+        meter = baselines.get_method(terms.baseline_method).meter
+        units = _units(event.pk, meter)
+        readings, fingerprint = _readings(_METER_KINDS[meter], [u[0] for u in units], event.start - LOOKBACK, event.end)
         results, errors = baselines.compute_baselines(
             method=terms.baseline_method, sites=readings, event_start=event.start, event_end=event.end,
             time_zone=market.time_zone, market=market.code, event_days=_other_event_days(event, zone), params=terms.baseline_params)
-        prices = _prices(market.pk, {s[2] for s in sites}, event.start, event.end)
+        prices = _prices(market.pk, {u[3] for u in units}, event.start, event.end)
 
         rows, delivered_by_customer, energy = [], defaultdict(Decimal), Decimal(0)
-        for site_id, customer_id, node in sites:
-            result = results.get(site_id)
+        for meter_id, site_id, customer_id, node, device_id in units:
+            result = results.get(meter_id)
             if result is None:
-                flags = ["no_readings"] if site_id not in readings else [f"refused:{errors[site_id].problems[0].code}"]
-                rows.append(SiteSettlement(site_id=site_id, customer_id=customer_id, starts=[], baseline_kw=[], actual_kw=[],
+                flags = ["no_readings"] if meter_id not in readings else [f"refused:{errors[meter_id].problems[0].code}"]
+                rows.append(SiteSettlement(site_id=site_id, device_id=device_id, customer_id=customer_id, starts=[], baseline_kw=[], actual_kw=[],
                                            reduction_kwh=[], price_per_mwh=[], energy=Decimal(0), flags=flags))
                 continue
             hours = Decimal(result.interval_minutes) / 60
@@ -180,7 +197,7 @@ def settle_event(*, event: DispatchEvent, by: str, now=None) -> SettlementRun:
             delivered_by_customer[customer_id] += sum(reductions, Decimal(0))
             flags = sorted(result.flags) + (["unpriced_intervals"] if None in site_prices else [])
             rows.append(SiteSettlement(
-                site_id=site_id, customer_id=customer_id, starts=list(result.starts),
+                site_id=site_id, device_id=device_id, customer_id=customer_id, starts=list(result.starts),
                 baseline_kw=[None if np.isnan(x) else round(float(x), 6) for x in result.baseline_kw],
                 actual_kw=[None if np.isnan(x) else round(float(x), 6) for x in result.actual_kw],
                 reduction_kwh=reductions, price_per_mwh=site_prices, energy=site_energy.quantize(Decimal("0.00000001")),
@@ -204,7 +221,7 @@ def settle_event(*, event: DispatchEvent, by: str, now=None) -> SettlementRun:
         run = SettlementRun.objects.create(
             event=event, version=(previous.version + 1) if previous else 1,
             kind=SettlementRun.Kind.RESETTLEMENT if previous else SettlementRun.Kind.INITIAL, created_at=now, created_by=by,
-            method=terms.baseline_method, fingerprint=fingerprint, sites=len(sites), delivered_kwh=delivered,
+            method=terms.baseline_method, fingerprint=fingerprint, sites=len({u[1] for u in units}), delivered_kwh=delivered,
             committed_kwh=committed_kwh, performance_factor=factor, energy=cents(energy), capacity=capacity, penalty=penalty,
             net=net)
         for row in rows:
@@ -231,11 +248,10 @@ def _difference(old: SettlementRun, new: SettlementRun) -> dict:
 
 def needs_resettlement(run: SettlementRun) -> bool:
     """Whether the readings a run used have changed since (late or corrected data)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_SITES, [run.event_id])
-        site_ids = [row[0] for row in cursor.fetchall()]
+    meter = baselines.get_method(run.method).meter
+    units = _units(run.event_id, meter)
     # The fingerprint alone (one aggregate), not the readings: the hourly job asks this of every recent event.
-    return _fingerprint(site_ids, run.event.start - LOOKBACK, run.event.end) != run.fingerprint
+    return _fingerprint(_METER_KINDS[meter], [u[0] for u in units], run.event.start - LOOKBACK, run.event.end) != run.fingerprint
 
 
 def due(*, now) -> tuple[list[int], list[int]]:

@@ -66,6 +66,7 @@ class Method:
     plan: Callable
     evaluate: Callable
     uses_calendar: bool
+    meter: str = "site"  # what settlement measures: the site's meter, or each dispatched device's own ("device")
 
 
 METHODS: dict[str, Method] = {
@@ -74,7 +75,7 @@ METHODS: dict[str, Method] = {
         Method("caiso-10-in-10", Caiso10in10Params, like_days.plan, like_days.evaluate, True),
         Method("nyiso-cbl", NyisoCblParams, like_days.plan, like_days.evaluate, True),
         Method("meter-before-meter-after", MeterBeforeMeterAfterParams, pre_event.plan, pre_event.evaluate, False),
-        Method("metered-output", MeteredOutputParams, pre_event.plan, pre_event.evaluate, False),
+        Method("metered-output", MeteredOutputParams, pre_event.plan, pre_event.evaluate, False, meter="device"),
     )
 }
 # The markets' seed data names the device-meter method this way.

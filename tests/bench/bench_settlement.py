@@ -22,7 +22,7 @@ from dispatch.models import DispatchEvent, EventInterval
 from enrollment.demo_fleet import fleet_csv
 from enrollment.fleet_import import import_fleet
 from settlement import baselines, partitions, services
-from settlement.models import SettlementTerms, SiteSettlement
+from settlement.models import MeterKind, SettlementTerms, SiteSettlement
 
 SITES = int(os.environ.get("BENCH_SETTLEMENT_SITES", "10000"))
 TARGET_SECONDS = 60.0
@@ -95,7 +95,7 @@ def run() -> list[str]:
 
     site_ids = list(SiteSettlement.objects.filter(run=settled).values_list("site_id", flat=True))
     t1 = time.perf_counter()
-    data, _ = services._readings(site_ids, event.start - services.LOOKBACK, event.end)
+    data, _ = services._readings(MeterKind.SITE, site_ids, event.start - services.LOOKBACK, event.end)
     t2 = time.perf_counter()
     baselines.compute_baselines(method="pjm-high-4-of-5", sites=data, event_start=event.start, event_end=event.end,
                                 time_zone="America/New_York", market="PJM")

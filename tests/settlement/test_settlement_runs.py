@@ -134,3 +134,44 @@ def test_an_event_without_terms_or_not_ended_is_refused(make_resource, django_ca
     with pytest.raises(services.SettlementRefused) as refused:
         services.settle_event(event=event, by="analyst")
     assert refused.value.problems[0].code == "no_terms" and not SettlementRun.objects.exists()
+
+
+def test_a_device_metered_method_settles_each_dispatched_device_at_its_own_meter(ended_event, device_client, tmp_path):
+    """Metered output: two generators on one site, each measured at its own meter (negative = output).
+
+        generator 1: before 0; event -5, -5 kWh -> reductions 5, 5   energy 0.5 + 1.0 = $1.50
+        generator 2: before 0; event -3, -2 kWh -> reductions 3, 2   energy 0.3 + 0.4 = $0.70
+        delivered 15 of 20 kWh -> 0.7500; capacity 75.00, penalty 10.00; net 2.20 + 75 - 10 = $67.20
+        one customer: 50% = 33.60, 10% fee 3.36 -> 30.24
+    The site's own meter says the site did nothing (10 kWh every hour): it is not what this method reads.
+    """
+    event = ended_event
+    SettlementTerms.objects.filter(program=event.resource.program).update(baseline_method="metered-device-output")
+    first, second = [m.device for m in event.resource.memberships.order_by("device_id")]
+    second.site = first.site
+    second.save(update_fields=["site"])
+    before = event.start - timedelta(hours=1)
+    for device, values in ((first, [0, -5, -5]), (second, [0, -3, -2])):
+        client, _ = device_client(device=device)
+        batch = [{"meter": "device", "start": (before + timedelta(hours=i)).isoformat(), "interval_seconds": 3600, "kwh": v}
+                 for i, v in enumerate(values)]
+        assert client.post("/api/device/v1/readings", {"readings": batch}, format="json").status_code == 200
+    post_site_readings(device_client, first, before, [10, 10, 10])
+    prices(tmp_path, event)
+
+    run = services.settle_event(event=event, by="analyst")
+
+    assert (run.sites, run.delivered_kwh, run.performance_factor, run.energy, run.net) == (1, D(15), D("0.7500"), D("2.20"),
+                                                                                          D("67.20"))
+    rows = {r.device_id: r for r in SiteSettlement.objects.filter(run=run)}
+    assert set(rows) == {first.pk, second.pk} and {r.site_id for r in rows.values()} == {first.site_id}
+    assert rows[second.pk].actual_kw == [-3.0, -2.0] and rows[second.pk].reduction_kwh == [D(3), D(2)]
+    assert [(p.gross, p.fee, p.net) for p in CustomerPayout.objects.filter(run=run)] == [(D("33.60"), D("3.36"), D("30.24"))]
+
+    post_site_readings(device_client, first, event.start, [9])  # a site-meter correction: not this run's input
+    assert not services.needs_resettlement(run)
+    client, _ = device_client(device=second)
+    client.post("/api/device/v1/readings", {"readings": [{"meter": "device", "start": event.start.isoformat(),
+                                                          "interval_seconds": 3600, "kwh": -4}]}, format="json")
+    assert services.needs_resettlement(run)
+    assert services.settle_event(event=event, by="settlement job").delivered_kwh == D(16)
