@@ -90,10 +90,13 @@ def interval_totals(*, run) -> list[dict]:
         rows = cursor.fetchall()
     intervals = list(run.event.intervals.order_by("start").values_list("start", "end", "target_kw"))
     out = []
-    for start, baseline, actual, meters, reduction in rows:
+    for n, (start, baseline, actual, meters, reduction) in enumerate(rows):
         target = next((float(kw) for s, e, kw in intervals if s <= start < e), None)
+        end = min(rows[n + 1][0], run.event.end) if n + 1 < len(rows) else run.event.end
+        committed_kwh = target * (end - start).total_seconds() / 3600 if target else None
         out.append({"start": start, "baseline_kw": baseline, "actual_kw": actual, "meters": meters,
-                    "reduction_kwh": reduction, "target_kw": target})
+                    "reduction_kwh": reduction, "target_kw": target,
+                    "performance_factor": round(float(reduction) / committed_kwh, 4) if committed_kwh else None})
     return out
 
 

@@ -56,8 +56,8 @@ def test_runs_their_payouts_and_evidence_on_the_api(settled_twice, api_as):
 
     # The chart's data: both sites summed per interval (A 10/10 + B 6/6 baseline; A 4/5 + B 6/6 actual), target 10 kW.
     intervals = analyst.get(f"/api/v1/settlement-runs/{second.pk}/intervals/").json()["intervals"]
-    assert [(i["baseline_kw"], i["actual_kw"], i["target_kw"], i["meters"], i["reduction_kwh"]) for i in intervals] == [
-        (16.0, 10.0, 10.0, 2, "6.000000"), (16.0, 11.0, 10.0, 2, "5.000000")]
+    assert [(i["baseline_kw"], i["actual_kw"], i["target_kw"], i["meters"], i["reduction_kwh"], i["performance_factor"])
+            for i in intervals] == [(16.0, 10.0, 10.0, 2, "6.000000", 0.6), (16.0, 11.0, 10.0, 2, "5.000000", 0.5)]
     assert [datetime.fromisoformat(i["start"]) for i in intervals] == [event.start, event.start + timedelta(hours=1)]
 
     statement = analyst.get(f"/api/v1/settlement-runs/{first.pk}/statement/", {"format": "csv"})
