@@ -38,7 +38,8 @@ device_router.include_root_view = False
 device_router.register("devices", device_views.OwnDeviceViewSet, basename="device-self")
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("", RedirectView.as_view(pattern_name="console:fleet", permanent=False)),
+    path("console/", include("aggregator.console.urls")),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(router.urls)),

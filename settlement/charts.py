@@ -24,11 +24,18 @@ def baseline_vs_actual(intervals: list[dict], *, zone: tzinfo, title: str) -> Sa
     `intervals` are `settlement.selectors.interval_totals` rows. The chart carries a text
     title and description for screen readers; the table under it on the page has the figures.
     """
-    if not intervals:
-        return mark_safe("<p>No measured intervals.</p>")
     rows = [{**r, "target_load_kw": (r["baseline_kw"] - r["target_kw"]) if r["baseline_kw"] is not None
              and r["target_kw"] is not None else None} for r in intervals]
-    top = _nice_ceiling(max((r[key] or 0) for r in rows for key, *_ in SERIES))
+    return step_chart(rows, SERIES, zone=zone, title=title,
+                      description="Summed baseline and actual kW of the measured meters per interval")
+
+
+def step_chart(rows: list[dict], series: list[tuple[str, str, str, str]], *, zone: tzinfo, title: str,
+               description: str, unit: str = "kW") -> SafeString:
+    """Rows with a "start" and a value per series key, drawn as steps; series are (key, label, colour, dash)."""
+    if not rows:
+        return mark_safe("<p>No intervals to show.</p>")
+    top = _nice_ceiling(max((r[key] or 0) for r in rows for key, *_ in series))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / len(rows)
 
@@ -36,17 +43,17 @@ def baseline_vs_actual(intervals: list[dict], *, zone: tzinfo, title: str) -> Sa
         return TOP + plot_h - max(value, 0) / top * plot_h
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
-             f'role="img" aria-labelledby="chart-title chart-desc" class="baseline-chart">',
+             f'role="img" aria-labelledby="chart-title chart-desc" class="step-chart">',
              f'<title id="chart-title">{escape(title)}</title>',
-             f'<desc id="chart-desc">Summed baseline and actual kW of the measured meters per interval, '
-             f'from {rows[0]["start"].astimezone(zone):%Y-%m-%d %H:%M %Z}, {len(rows)} intervals.</desc>',
+             f'<desc id="chart-desc">{escape(description)}, from {rows[0]["start"].astimezone(zone):%Y-%m-%d %H:%M %Z}, '
+             f'{len(rows)} intervals.</desc>',
              f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#d0d7de"/>']
     for fraction in (0, 0.25, 0.5, 0.75, 1):
         value, level = top * fraction, y(top * fraction)
         parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{level:.1f}" y2="{level:.1f}" stroke="#eaeef2"/>'
                      f'<text x="{LEFT - 6}" y="{level + 4:.1f}" text-anchor="end" font-size="11">{value:g}</text>')
     parts.append(f'<text x="14" y="{TOP + plot_h / 2:.0f}" font-size="11" transform="rotate(-90 14 {TOP + plot_h / 2:.0f})" '
-                 f'text-anchor="middle">kW</text>')
+                 f'text-anchor="middle">{escape(unit)}</text>')
     label_every = max(1, len(rows) // 8)
     for i, row in enumerate(rows):
         if i % label_every == 0:
@@ -54,7 +61,7 @@ def baseline_vs_actual(intervals: list[dict], *, zone: tzinfo, title: str) -> Sa
                          f'{row["start"].astimezone(zone):%H:%M}</text>')
     parts.append(f'<text x="{LEFT + plot_w}" y="{TOP + plot_h + 32}" font-size="11" text-anchor="end">'
                  f'{escape(getattr(zone, "key", str(zone)))}</text>')
-    for n, (key, label, colour, dash) in enumerate(SERIES):
+    for n, (key, label, colour, dash) in enumerate(series):
         points = []
         for i, row in enumerate(rows):
             if row[key] is None:
@@ -66,6 +73,6 @@ def baseline_vs_actual(intervals: list[dict], *, zone: tzinfo, title: str) -> Sa
         legend_x = LEFT + n * 170
         parts.append(f'<line x1="{legend_x}" x2="{legend_x + 24}" y1="{HEIGHT - 8}" y2="{HEIGHT - 8}" stroke="{colour}" '
                      f'stroke-width="2" stroke-dasharray="{dash}"/><text x="{legend_x + 30}" y="{HEIGHT - 4}" '
-                     f'font-size="11">{label}</text>')
+                     f'font-size="11">{escape(label)}</text>')
     parts.append("</svg>")
     return mark_safe("".join(parts))

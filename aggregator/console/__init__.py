@@ -1,0 +1,1 @@
+"""The operator console: fleet, resources, the event control room, settlement and health, for the browser."""

@@ -1,0 +1,111 @@
+"""The operator console: every page behind a login and a role, an event created and cancelled from it, live figures."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from dispatch import services as dispatch
+from dispatch.models import DispatchEvent
+from tests.dispatch.conftest import make_resource, online  # noqa: F401  (the fixture)
+
+PAGES = ["console:fleet", "console:resources", "console:events", "console:settlement", "console:health"]
+
+
+@pytest.fixture
+def as_role(make_operator):
+    def login(role):
+        client = Client()
+        client.force_login(make_operator(role))
+        return client
+    return login
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_each_page_needs_a_login_and_an_operator_role(page, as_role, django_user_model):
+    assert Client().get(reverse(page)).status_code == 302  # to the login page
+    nobody = Client()
+    nobody.force_login(django_user_model.objects.create_user(username="no-role", password="x-not-used-x"))
+    assert nobody.get(reverse(page)).status_code == 403
+    response = as_role("analyst").get(reverse(page))
+    assert response.status_code == 200 and b'<main id="main">' in response.content
+
+
+def test_the_fleet_and_resource_pages_show_the_fleet(make_resource, as_role):
+    resource = make_resource(generators=2)
+    online(*[m.device for m in resource.memberships.all()])
+    client = as_role("analyst")
+    fleet = client.get(reverse("console:fleet")).content.decode()
+    assert '<th scope="row">generator</th><td>2</td><td>0</td><td>2</td>' in fleet
+    listed = client.get(reverse("console:resources")).content.decode()
+    assert reverse("console:resource", args=[resource.pk]) in listed
+    page = client.get(reverse("console:resource", args=[resource.pk])).content.decode()
+    assert "<svg" in page and 'class="series-kw"' in page and page.count("<tr><td>") >= 2 + 48
+
+
+def test_an_operator_creates_an_event_bad_input_is_named_and_an_analyst_cannot(make_resource, as_role,
+                                                                                 django_capture_on_commit_callbacks):
+    resource = make_resource(generators=2)
+    start = (datetime.now(UTC) + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+    operator = as_role("operator")
+    bad = operator.post(reverse("console:events"), {"resource": resource.pk, "start": "tomorrow", "end": start.isoformat(),
+                                                    "target_kw": "ten"})
+    assert bad.status_code == 400 and b"<strong>start</strong>" in bad.content and b"<strong>target_kw</strong>" in bad.content
+    refused = operator.post(reverse("console:events"), {"resource": resource.pk, "start": start.isoformat(),
+                                                        "end": (start - timedelta(hours=1)).isoformat(), "target_kw": "5"})
+    assert refused.status_code == 400 and not DispatchEvent.objects.exists()
+    assert as_role("analyst").post(reverse("console:events"), {"resource": resource.pk}).status_code == 403
+
+    with django_capture_on_commit_callbacks(execute=False):
+        made = operator.post(reverse("console:events"), {"resource": resource.pk, "start": start.isoformat(),
+                                                         "end": (start + timedelta(hours=1)).isoformat(), "target_kw": "8"})
+    event = DispatchEvent.objects.get()
+    assert made.status_code == 302 and made["Location"] == reverse("console:event", args=[event.pk])
+    assert (event.start, event.source, str(event.intervals.get().target_kw)) == (start, "operator_test", "8.000")
+
+
+def test_a_start_without_an_offset_is_read_in_the_resource_market_time(make_resource, as_role,
+                                                                         django_capture_on_commit_callbacks):
+    resource = make_resource(generators=1)  # PJM: America/New_York
+    day = (datetime.now(UTC) + timedelta(days=2)).date()
+    with django_capture_on_commit_callbacks(execute=False):
+        as_role("operator").post(reverse("console:events"), {"resource": resource.pk, "start": f"{day}T17:00",
+                                                             "end": f"{day}T18:00", "target_kw": "5"})
+    event = DispatchEvent.objects.get()
+    from zoneinfo import ZoneInfo
+
+    assert event.start == datetime(day.year, day.month, day.day, 17, tzinfo=ZoneInfo("America/New_York"))
+
+
+def test_the_control_room_shows_target_allocated_and_delivered_live_and_cancels(make_resource, as_role,
+                                                                                 django_capture_on_commit_callbacks):
+    resource = make_resource(generators=2)
+    devices = [m.device for m in resource.memberships.order_by("device_id")]
+    online(*devices)
+    now = datetime.now(UTC)
+    start = now.replace(minute=0, second=0, microsecond=0)
+    with django_capture_on_commit_callbacks(execute=False):
+        event = dispatch.create_event(resource=resource, source="operator_test", start=now, end=start + timedelta(hours=2),
+                                      target_kw=80, over_commit_pct=0, by="tester")  # more than one 50 kW generator
+        for chunk in dispatch.advance(event_id=event.pk, now=now):
+            dispatch.issue_commands(event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3], now=now)
+    first, second = list(event.commands.order_by("device_id"))
+    interval = event.intervals.order_by("start").first().start
+    dispatch.report_delivery(command=first, reports=[(interval, 4.5)])
+    dispatch.opt_out(device_id=second.device_id, start=now, end=event.end, reason="Too hot today", event=event, now=now)
+
+    operator = as_role("operator")
+    live = operator.get(reverse("console:event", args=[event.pk]), {"part": "live"}).content.decode()
+    assert live.startswith('<div id="live" data-refresh="?part=live"')
+    assert "<td>4.5</td><td>1</td>" in live  # delivered kW and the devices reporting, in the first interval
+    assert "Too hot today" in live and "opted_out" in live
+    page = operator.get(reverse("console:event", args=[event.pk])).content.decode()
+    assert 'class="series-target_kw"' in page and "Cancel the event" in page
+
+    assert as_role("analyst").post(reverse("console:event", args=[event.pk]), {"action": "cancel"}).status_code == 403
+    with django_capture_on_commit_callbacks(execute=False):
+        done = operator.post(reverse("console:event", args=[event.pk]), {"action": "cancel", "reason": "Grid is fine"})
+    assert done.status_code == 302
+    event.refresh_from_db()
+    assert event.state == "cancelled" and event.transitions.filter(reason="Grid is fine").exists()
