@@ -15,6 +15,7 @@ run: $(VENV)/.installed
 	$(WITH_SERVICES) sh deploy/run-local.sh
 
 test: $(VENV)/.installed
+	sh deploy/install-browser.sh
 	$(WITH_SERVICES) $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed

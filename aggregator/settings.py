@@ -164,7 +164,9 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "console:login"
+LOGIN_REDIRECT_URL = "console:fleet"
+LOGOUT_REDIRECT_URL = "console:login"
 
 # --- REST API ---------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -8,8 +8,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from aggregator.access.roles import WRITE_ROLES, roles_of
-from aggregator.models import VirtualResource
-from enrollment.models import Customer
+from settlement import pages
 from settlement.models import CustomerPayout, EnergyPrice, MeterDataImport, SettlementRun, SettlementTerms
 from settlement.tasks import import_meter_data
 
@@ -108,43 +107,6 @@ class PayoutInline(admin.TabularInline):
         return False
 
 
-def csv_download(filename: str, header: list[str], rows: list[list]):
-    import csv
-
-    from django.http import HttpResponse
-
-    response = HttpResponse(content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    writer = csv.writer(response)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return response
-
-
-class PeriodForm(forms.Form):
-    resource = forms.ModelChoiceField(queryset=VirtualResource.objects.order_by("name"), required=False)
-    customer = forms.ModelChoiceField(queryset=Customer.objects.order_by("name"), required=False,
-                                      widget=forms.NumberInput, help_text="A customer id (instead of a resource).")
-    date_from = forms.DateField(label="From", help_text="First day, in each event's market time (YYYY-MM-DD).")
-    date_to = forms.DateField(label="To", help_text="Last day, inclusive.")
-    detail = forms.ChoiceField(choices=[("events", "One line per event"), ("intervals", "Each site's intervals (customer)")],
-                               initial="events", required=False)
-
-    def clean(self):
-        data = super().clean()
-        if self.errors:
-            return data
-        if (data.get("resource") is None) == (data.get("customer") is None):
-            self.add_error("resource", "Give either a resource or a customer.")
-        if data["date_to"] < data["date_from"]:
-            self.add_error("date_to", "To must not be before from.")
-        elif (data["date_to"] - data["date_from"]).days > 366:
-            self.add_error("date_to", "At most 366 days per statement.")
-        if data.get("detail") == "intervals" and data.get("customer") is None:
-            self.add_error("detail", "Intervals are listed for a customer.")
-        return data
-
-
 @admin.register(SettlementRun)
 class SettlementRunAdmin(admin.ModelAdmin):
     """Runs are immutable versions: read here; a new version comes from `settle_due` or the service."""
@@ -171,50 +133,21 @@ class SettlementRunAdmin(admin.ModelAdmin):
 
     def statement_view(self, request, run_id: int):
         """Every site's intervals with baseline, actual, reduction, price and the baseline days: the run's evidence."""
-        from zoneinfo import ZoneInfo
-
-        from settlement import charts
-        from settlement.selectors import interval_totals, statement_rows
-
         run = SettlementRun.objects.select_related("event__resource__market").filter(pk=run_id).first()
         if run is None or not self.has_view_permission(request, run):
             raise PermissionDenied
-        header, rows = statement_rows(run=run)
         if request.GET.get("format") == "csv":
-            return csv_download(f"settlement-event{run.event_id}-v{run.version}.csv", header, rows)
-        totals = interval_totals(run=run)
-        zone = ZoneInfo(run.event.resource.market.time_zone)
+            return pages.statement_csv(run)
         return TemplateResponse(request, "admin/settlement/settlementrun/statement.html", {
-            **self.admin_site.each_context(request), "title": f"Statement: {run}", "run": run, "header": header, "rows": rows,
-            "payouts": run.payouts.select_related("customer").order_by("customer_id"), "totals": totals,
-            "chart": charts.baseline_vs_actual(totals, zone=zone, title=f"Event {run.event_id}: baseline vs actual, "
-                                                                       f"version {run.version}"),
-            "versions": SettlementRun.objects.filter(event_id=run.event_id).order_by("version")})
+            **self.admin_site.each_context(request), "title": f"Statement: {run}", **pages.statement_context(run)})
 
     def period_view(self, request):
         """A statement for a period: a resource's settled events, or a customer's payouts (and their intervals)."""
-        from settlement import selectors
-
-        form = PeriodForm(request.GET or None)
-        context = {**self.admin_site.each_context(request), "title": "Settlement statements", "opts": self.model._meta,
-                   "form": form}
-        if form.is_bound and form.is_valid():
-            data = form.cleaned_data
-            first, last, resource, customer = data["date_from"], data["date_to"], data["resource"], data["customer"]
-            if resource is not None:
-                header, rows, totals = selectors.resource_statement(resource=resource, first=first, last=last)
-                name, subject = f"resource{resource.pk}", f"{resource}"
-            elif data["detail"] == "intervals":
-                header, rows = selectors.customer_intervals(customer=customer, first=first, last=last)
-                totals, name, subject = None, f"customer{customer.pk}-intervals", f"{customer.name} (intervals)"
-            else:
-                header, rows, totals = selectors.customer_statement(customer=customer, first=first, last=last)
-                name, subject = f"customer{customer.pk}", customer.name
-            if request.GET.get("format") == "csv":
-                return csv_download(f"statement-{name}-{first}-{last}.csv", header, rows)
-            context.update(subject=subject, first=first, last=last, header=header, rows=rows, totals=totals,
-                           csv_query=request.GET.urlencode() + "&format=csv")
-        return TemplateResponse(request, "admin/settlement/settlementrun/period.html", context)
+        context, download = pages.period_context(request.GET)
+        if download is not None:
+            return download
+        return TemplateResponse(request, "admin/settlement/settlementrun/period.html", {
+            **self.admin_site.each_context(request), "title": "Settlement statements", "opts": self.model._meta, **context})
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in SettlementRun._meta.fields]

@@ -199,7 +199,33 @@ def settlement(request):
     runs = SettlementRun.objects.select_related("event__resource").order_by("-created_at")[:50]
     return render(request, "console/settlement.html", {
         "runs": runs, "resources": VirtualResource.objects.order_by("name"), "section": "settlement",
-        "period_url": reverse("admin:settlement_settlementrun_period"), "today": timezone.now().date()})
+        "period_url": reverse("console:period"), "today": timezone.now().date()})
+
+
+@operator_page()
+def statement(request, pk: int):
+    """A run's statement: the chart of baseline vs actual, customers and every site's intervals (and as CSV)."""
+    from settlement import pages
+    from settlement.models import SettlementRun
+
+    run = SettlementRun.objects.select_related("event__resource__market").filter(pk=pk).first()
+    if run is None:
+        raise Http404
+    if request.GET.get("format") == "csv":
+        return pages.statement_csv(run)
+    return render(request, "console/statement.html", {**pages.statement_context(run), "section": "settlement"})
+
+
+@operator_page()
+def period(request):
+    """Statements for a period, per resource or per customer (and as CSV)."""
+    from settlement import pages
+
+    context, download = pages.period_context(request.GET)
+    if download is not None:
+        return download
+    return render(request, "console/period.html", {**context, "section": "settlement"},
+                  status=400 if context["form"].is_bound and context["form"].errors else 200)
 
 
 @operator_page()
