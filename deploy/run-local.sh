@@ -1,6 +1,7 @@
 #!/bin/sh
 # Started by `make run` inside deploy/devservices.py's environment: prepare the
-# database, seed the demo fleet once, then run web, worker and beat together.
+# database, seed the demo fleet once, then run web, worker, beat and the simulated
+# device fleet (deploy/Procfile.local; production runs deploy/Procfile, without it).
 set -eu
 PY="${VENV:-.venv}/bin/python"
 export PATH="$(dirname "$PY"):$PATH"
@@ -10,9 +11,9 @@ export PATH="$(dirname "$PY"):$PATH"
 PORT="${PORT:-8000}"
 export PORT
 echo ""
-echo "  VPP aggregator: http://127.0.0.1:${PORT}/"
+echo "  VPP aggregator: http://127.0.0.1:${PORT}/ (the operator console)"
 echo "    admin:        http://127.0.0.1:${PORT}/admin/"
 echo "    API docs:     http://127.0.0.1:${PORT}/api/docs/"
 "$PY" manage.py demo_login
 echo ""
-exec honcho --procfile deploy/Procfile --app-root . start
+exec honcho --procfile deploy/Procfile.local --app-root . start

@@ -40,6 +40,12 @@ class Command(BaseCommand):
             counts = self._enroll(programs, operator)
             resources = self._aggregate(programs, operator)
         self.stdout.write(f"Seeded demo fleet: {report.summary()} Enrollments: {counts}. Virtual resources: {resources}.")
+        from aggregator.simulator import story
+
+        made = story.seed(programs=programs, by=operator)
+        self.stdout.write(f"Seeded the story: {made.get('readings', 0):,} hourly readings over {story.HISTORY_DAYS} days; "
+                          f"past event {made.get('past_event')} settled (run {made.get('settlement_run')}); "
+                          f"upcoming event {made.get('upcoming_event')}; device tokens in {made['tokens']}.")
 
     def _aggregate(self, programs, operator) -> list[str]:
         """One virtual resource per zone, submitted to the market where it is big enough."""

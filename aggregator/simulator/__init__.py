@@ -1,0 +1,1 @@
+"""A simulated device fleet: a real client of the device API."""
