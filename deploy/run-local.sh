@@ -9,7 +9,9 @@ export PATH="$(dirname "$PY"):$PATH"
 "$PY" manage.py collectstatic --no-input --verbosity 0
 "$PY" manage.py seed_demo
 PORT="${PORT:-8000}"
-export PORT
+# honcho gives each process its own PORT (web keeps this one); the simulator is told the web's URL.
+VPP_URL="http://127.0.0.1:${PORT}"
+export PORT VPP_URL
 echo ""
 echo "  VPP aggregator: http://127.0.0.1:${PORT}/ (the operator console)"
 echo "    admin:        http://127.0.0.1:${PORT}/admin/"
