@@ -109,3 +109,26 @@ def test_the_control_room_shows_target_allocated_and_delivered_live_and_cancels(
     assert done.status_code == 302
     event.refresh_from_db()
     assert event.state == "cancelled" and event.transitions.filter(reason="Grid is fine").exists()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_health_page_lists_the_workers_by_their_heartbeat_and_drops_a_stopped_one(as_role):
+    """A real worker's heartbeats put it on the page; once it stops it is gone, and the page never waits on a ping."""
+    import time
+
+    from celery.contrib.testing.worker import start_worker
+
+    from aggregator.celery import app
+
+    client = as_role("analyst")
+    with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False, shutdown_timeout=10,
+                      without_heartbeat=False, hostname="health-test@console") as _worker:
+        deadline = time.monotonic() + 10
+        while b"health-test@console" not in (page := client.get(reverse("console:health")).content):
+            assert time.monotonic() < deadline, "the worker's heartbeat never reached the health page"
+            time.sleep(0.2)
+        assert b"alive:" in page
+    started = time.perf_counter()
+    page = client.get(reverse("console:health")).content
+    assert time.perf_counter() - started < 0.5
+    assert b"health-test@console" not in page
