@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "aggregator",
     "enrollment",
     "dispatch",
+    "dispatch.openadr",
     "settlement",
 ]
 
@@ -260,6 +261,8 @@ DISPATCH_POLL_CACHE_SECONDS = int(os.environ.get("DISPATCH_POLL_CACHE_SECONDS", 
 DISPATCH_PUSH_SECRET = os.environ.get("DISPATCH_PUSH_SECRET") or hashlib.sha256(f"push:{SECRET_KEY}".encode()).hexdigest()
 DISPATCH_PUSH_ALLOW_HTTP = env_bool("DISPATCH_PUSH_ALLOW_HTTP", not HTTPS)
 DISPATCH_PUSH_ALLOW_PRIVATE = env_bool("DISPATCH_PUSH_ALLOW_PRIVATE", False)
+# OpenADR 3 VTN: lifetime of the access tokens /openadr3/3.0.1/auth/token issues.
+OPENADR_TOKEN_SECONDS = int(os.environ.get("OPENADR_TOKEN_SECONDS", "3600"))
 
 LOGGING = {
     "version": 1,

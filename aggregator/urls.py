@@ -52,6 +52,7 @@ urlpatterns = [
     path("api/device/v1/commands/<uuid:command_id>/reports", dispatch_device.CommandReportView.as_view(), name="device-command-reports"),
     path("api/device/v1/opt-outs", dispatch_device.OptOutView.as_view(), name="device-opt-outs"),
     path("api/device/v1/push", dispatch_device.PushEndpointView.as_view(), name="device-push"),
+    path("openadr3/3.0.1/", include("dispatch.openadr.urls")),
     path("api/inbound/v1/instructions", InstructionView.as_view(), name="inbound-instructions"),
     path("api/v1/sites/<int:pk>/readings/", OperatorReadingsView.as_view(meter_kind=MeterKind.SITE), name="site-readings"),
     path("api/v1/devices/<int:pk>/readings/", OperatorReadingsView.as_view(meter_kind=MeterKind.DEVICE), name="device-readings-operator"),

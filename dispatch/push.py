@@ -78,25 +78,26 @@ def signature(key: str, body: bytes, at: int) -> str:
     return f"t={at},v1={mac}"
 
 
-def _check_url(url: str) -> None:
+def check_url(url: str, field: str = "url") -> None:
+    """An https URL on the public internet (or as the development settings allow), else PushRefused naming `field`."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise PushRefused(Problem("invalid_url", "An absolute https URL.", "url"))
+        raise PushRefused(Problem("invalid_url", "An absolute https URL.", field))
     if parts.scheme == "http" and not settings.DISPATCH_PUSH_ALLOW_HTTP:
-        raise PushRefused(Problem("insecure_url", "Push endpoints must use https.", "url"))
+        raise PushRefused(Problem("insecure_url", "Push endpoints must use https.", field))
     if settings.DISPATCH_PUSH_ALLOW_PRIVATE:
         return
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)}
     except (socket.gaierror, UnicodeError):
-        raise PushRefused(Problem("unresolvable_url", "The endpoint's host name does not resolve.", "url")) from None
+        raise PushRefused(Problem("unresolvable_url", "The endpoint's host name does not resolve.", field)) from None
     if any(not ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses):
-        raise PushRefused(Problem("private_url", "The endpoint must be reachable on the public internet.", "url"))
+        raise PushRefused(Problem("private_url", "The endpoint must be reachable on the public internet.", field))
 
 
 def register(*, url: str, device_id: int | None = None, gateway_id: int | None = None) -> tuple[PushEndpoint, str]:
     """Set (or replace) the caller's endpoint; returns it and the signing key."""
-    _check_url(url)
+    check_url(url)
     endpoint, _ = PushEndpoint.objects.update_or_create(
         device_id=device_id, gateway_id=gateway_id,
         defaults={"url": url, "last_error": "", "last_failure_at": None, "last_success_at": None})
@@ -113,15 +114,19 @@ def chunk_bodies(*, event_id: int, round_number: int, first_device: int, last_de
 
 def post(endpoint: PushEndpoint, body: bytes) -> str | None:
     """Post once; None on a 2xx answer, else what went wrong."""
-    try:
-        _check_url(endpoint.url)  # again at each send: a host name may resolve elsewhere since it was registered
-    except PushRefused as refused:
-        return f"refused: {refused.problems[0].message}"
     at = int(time.time())
     name = owner(endpoint)
-    request = urllib.request.Request(endpoint.url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "User-Agent": "vpp-aggregator-push/1",
-        "X-VPP-Endpoint": name, "X-VPP-Signature": signature(signing_key(name), body, at)})
+    return send(endpoint.url, body, {"X-VPP-Endpoint": name, "X-VPP-Signature": signature(signing_key(name), body, at)})
+
+
+def send(url: str, body: bytes, headers: dict[str, str]) -> str | None:
+    """POST a JSON body to a checked URL; None on a 2xx answer, else what went wrong."""
+    try:
+        check_url(url)  # again at each send: a host name may resolve elsewhere since it was registered
+    except PushRefused as refused:
+        return f"refused: {refused.problems[0].message}"
+    request = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json", "User-Agent": "vpp-aggregator-push/1", **headers})
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
             response.read(1024)

@@ -27,6 +27,7 @@ from dispatch.models import (
     OPEN_STATES, Allocation, AllocationRound, DeviceCommand, DeviceOptOut, DispatchEvent,
     EventInterval, EventState, EventTransition, PushEndpoint,
 )
+from dispatch.openadr.models import Resource as VenResource
 from enrollment.models import Device
 
 S = EventState
@@ -592,6 +593,10 @@ def issue_commands(*, event_id: int, round_number: int, first_device: int, last_
             from dispatch import tasks
 
             transaction.on_commit(lambda: tasks.push_chunk.delay(event_id, round_number, first_device, last_device))
+        if devices and VenResource.objects.filter(device_id__in=devices).exists():
+            from dispatch.openadr import tasks as openadr
+
+            transaction.on_commit(lambda: openadr.sync_commands.delay(event_id, first_device, last_device))
         if issued:
             # The round's row lock orders the chunks' last statement: a chunk's total counts
             # every chunk that committed before it, so the one that reaches what the round

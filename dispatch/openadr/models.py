@@ -1,0 +1,168 @@
+"""The OpenADR 3 VTN's objects, and how they map onto the platform's own.
+
+Each object keeps the columns the VTN filters, joins and authorises on, and the rest of
+its specification fields as received in `body` (already validated by openadr.schema),
+so what a client wrote is what it reads back.
+"""
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from aggregator.access.tokens import HashedToken
+
+BL_SCOPES = ("read_all", "write_programs", "write_events", "write_subscriptions", "write_vens")
+VEN_SCOPES = ("read_all", "write_reports", "write_subscriptions", "write_vens")
+
+
+class Client(HashedToken):
+    """OAuth 2.0 client credentials for the VTN: a business-logic system or a VEN.
+
+    The secret (`oac_...`) is shown once and stored as a hash. A VEN client belongs to a
+    site: the VEN it registers (or is bound to) controls that site's equipment.
+    """
+
+    class Role(models.TextChoices):
+        BUSINESS_LOGIC = "bl", "Business logic"
+        VEN = "ven", "VEN"
+
+    client_id = models.SlugField(max_length=64, unique=True)
+    role = models.CharField(max_length=3, choices=Role.choices)
+    site = models.ForeignKey("enrollment.Site", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                             help_text="For a VEN client: the site whose equipment its VEN controls.")
+    issued_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        verbose_name = "OpenADR client"
+        constraints = [
+            models.CheckConstraint(condition=Q(role="bl", site__isnull=True) | Q(role="ven", site__isnull=False),
+                                   name="openadr_client_site_for_vens_only"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} ({self.get_role_display()})"
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return BL_SCOPES if self.role == self.Role.BUSINESS_LOGIC else VEN_SCOPES
+
+
+class AccessToken(HashedToken):
+    """A bearer token issued by /auth/token; expires, and dies with its client's revocation."""
+
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="tokens")
+    scopes = ArrayField(models.CharField(max_length=40))
+
+
+class Stamped(models.Model):
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    modified_at = models.DateTimeField(default=timezone.now, editable=False)
+    body = models.JSONField(default=dict, blank=True, help_text="The object's other specification fields, as written.")
+
+    class Meta:
+        abstract = True
+
+
+class Program(Stamped):
+    """An OpenADR program; `platform_program` maps it onto one of the platform's programs."""
+
+    program_name = models.CharField(max_length=128, unique=True)
+    platform_program = models.OneToOneField("aggregator.Program", null=True, blank=True, on_delete=models.SET_NULL,
+                                            related_name="openadr_program")
+    targets = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "OpenADR program"
+
+    def __str__(self) -> str:
+        return self.program_name
+
+
+class Ven(Stamped):
+    """A VEN: a client with the VEN role and the site whose equipment it controls."""
+
+    ven_name = models.CharField(max_length=128, unique=True)
+    client = models.OneToOneField(Client, null=True, blank=True, on_delete=models.SET_NULL, related_name="ven",
+                                  help_text="The VEN client that acts as this VEN.")
+    site = models.ForeignKey("enrollment.Site", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    attributes = models.JSONField(null=True, blank=True)
+    targets = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "VEN"
+
+    def __str__(self) -> str:
+        return self.ven_name
+
+
+class Resource(Stamped):
+    """A VEN's resource; `device` maps it onto an enrolled device, which then takes part in dispatch through it."""
+
+    class Signal(models.TextChoices):
+        SETPOINT = "DISPATCH_SETPOINT_RELATIVE", "kW relative to normal operation (negative: less import)"
+        SIMPLE = "SIMPLE", "SIMPLE level 0-3, for devices that take only levels"
+
+    ven = models.ForeignKey(Ven, on_delete=models.CASCADE, related_name="resources")
+    resource_name = models.CharField(max_length=128)
+    device = models.OneToOneField("enrollment.Device", null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="openadr_resource")
+    signal = models.CharField(max_length=30, choices=Signal.choices, default=Signal.SETPOINT,
+                              help_text="What the VTN's events for this resource carry.")
+    attributes = models.JSONField(null=True, blank=True)
+    targets = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "VEN resource"
+        constraints = [models.UniqueConstraint("ven", "resource_name", name="openadr_resource_name_unique_per_ven")]
+
+    def __str__(self) -> str:
+        return f"{self.ven.ven_name}/{self.resource_name}"
+
+
+class Event(Stamped):
+    """An OpenADR event: written by a business-logic client, or made by the platform from a dispatch event
+    (one per device resource, targeted at its VEN and resource, carrying the device's allocation)."""
+
+    program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="events")
+    event_name = models.CharField(max_length=256, null=True, blank=True)
+    priority = models.PositiveIntegerField(null=True, blank=True)
+    targets = models.JSONField(null=True, blank=True)
+    target_keys = ArrayField(models.CharField(max_length=300), default=list, blank=True,
+                             help_text='"TYPE:value" of every target, for filtering.')
+    dispatch_event = models.ForeignKey("dispatch.DispatchEvent", null=True, blank=True, on_delete=models.CASCADE,
+                                       related_name="openadr_events")
+    resource = models.ForeignKey(Resource, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+
+    class Meta:
+        verbose_name = "OpenADR event"
+        constraints = [models.UniqueConstraint("dispatch_event", "resource", name="openadr_event_once_per_dispatch_resource")]
+        indexes = [models.Index(fields=["program", "id"])]
+
+
+class Report(Stamped):
+    """A report a VEN posted for an event; its readings land in the platform's telemetry (openadr.mapping)."""
+
+    program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="reports")
+    event = models.ForeignKey(Event, on_delete=models.PROTECT, related_name="reports")
+    client_name = models.CharField(max_length=128)
+    report_name = models.CharField(max_length=256, null=True, blank=True)
+    ven = models.ForeignKey(Ven, null=True, blank=True, on_delete=models.SET_NULL, related_name="reports")
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        verbose_name = "OpenADR report"
+
+
+class Subscription(Stamped):
+    """A client's webhook for operations on a program's objects."""
+
+    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="subscriptions")
+    client_name = models.CharField(max_length=128)
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="subscriptions")
+    object_operations = models.JSONField()
+    targets = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "OpenADR subscription"

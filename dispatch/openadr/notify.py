@@ -1,0 +1,113 @@
+"""Subscription webhooks: a notification to each callbackUrl whose subscription asked for the operation.
+
+After the write commits, the notification `{"objectType", "operation", "object", "targets"}`
+is queued once per matching subscription and posted by a worker with the subscription's
+bearerToken (if it gave one); a failed post is retried three times with growing delays.
+A subscription only hears of what its client may read: a VEN's subscription gets the
+events targeted at its VEN, its own reports, VEN and resources, never another client's.
+Callback URLs are checked like device push endpoints (https, public addresses).
+"""
+
+import json
+
+from django.db import transaction
+
+from aggregator.errors import Problem
+from dispatch import push
+from dispatch.openadr import representation as rep
+from dispatch.openadr import schema
+from dispatch.openadr.models import Client, Event, Program, Report, Resource, Subscription, Ven
+
+RETRY_DELAYS = push.RETRY_DELAYS
+
+
+def check_callback(url: str, field: str) -> None:
+    try:
+        push.check_url(url, field)
+    except push.PushRefused as refused:
+        raise schema.Invalid([Problem(p.code, p.message.replace("Push endpoints", "Callback URLs"), field)
+                              for p in refused.problems]) from None
+
+
+def _describe(object_type: str, obj) -> tuple[dict, int | None, list | None]:
+    """(the object's JSON, its program, its targets) for the object types that notify."""
+    if isinstance(obj, Program):
+        return rep.program(obj), obj.pk, obj.targets
+    if isinstance(obj, Event):
+        return rep.event(obj), obj.program_id, obj.targets
+    if isinstance(obj, Report):
+        return rep.report(obj), obj.program_id, None
+    if isinstance(obj, Subscription):
+        return rep.subscription(obj), obj.program_id, obj.targets
+    if isinstance(obj, Ven):
+        return rep.ven(obj), None, obj.targets
+    if isinstance(obj, Resource):
+        return rep.resource(obj), None, obj.targets
+    raise TypeError(object_type)
+
+
+def _readable_by(client: Client, object_type: str, obj) -> bool:
+    if client.role == Client.Role.BUSINESS_LOGIC or object_type == "PROGRAM":
+        return True
+    if object_type == "EVENT":
+        from dispatch.openadr.views import visible_events
+        from dispatch.openadr.auth import Principal
+
+        return visible_events(Principal(client=client, scopes=frozenset()), Event.objects.filter(pk=obj.pk)).exists()
+    if object_type in ("REPORT", "SUBSCRIPTION"):
+        return obj.client_id == client.pk
+    ven = obj if object_type == "VEN" else obj.ven
+    return ven.client_id == client.pk
+
+
+def _recipients(object_type: str, operation: str, obj, program_id: int | None, targets) -> list[tuple[str, str | None]]:
+    subscriptions = Subscription.objects.select_related("client").filter(
+        object_operations__contains=[{"objects": [object_type], "operations": [operation]}])
+    if program_id is not None:
+        subscriptions = subscriptions.filter(program_id=program_id)
+    keys = set(schema.target_keys(targets))
+    out = []
+    for subscription in subscriptions:
+        if subscription.targets and not keys & set(schema.target_keys(subscription.targets)):
+            continue
+        if obj is not None and not _readable_by(subscription.client, object_type, obj):
+            continue
+        out += [(op["callbackUrl"], op.get("bearerToken")) for op in subscription.object_operations
+                if object_type in op["objects"] and operation in op["operations"]]
+    return out
+
+
+def _queue(object_type: str, operation: str, body: dict, recipients, targets) -> None:
+    from dispatch.openadr import tasks
+
+    text = json.dumps({"objectType": object_type, "operation": operation, "object": body, "targets": targets})
+    for url, token in dict.fromkeys(recipients):
+        tasks.deliver_notification.delay(url, token, text, 0)
+
+
+def changed(object_type: str, operation: str, obj) -> None:
+    """Notify the subscribers of a create (POST) or update (PUT), once the write commits."""
+    def send():
+        body, program_id, targets = _describe(object_type, obj)
+        _queue(object_type, operation, body, _recipients(object_type, operation, obj, program_id, targets), targets)
+    transaction.on_commit(send)
+
+
+def deleted(object_type: str, body: dict, *, program_id: int | None, targets, readers: set[int] | None = None) -> None:
+    """Notify the subscribers of a delete; the object is gone, so `readers` (client ids) says who may hear of it,
+    None meaning every subscriber of the program."""
+    def send():
+        recipients = _recipients(object_type, "DELETE", None, program_id, targets)
+        if readers is not None:
+            allowed = {(op["callbackUrl"], op.get("bearerToken"))
+                       for s in Subscription.objects.filter(client_id__in=readers) for op in s.object_operations}
+            business = {(op["callbackUrl"], op.get("bearerToken"))
+                        for s in Subscription.objects.filter(client__role=Client.Role.BUSINESS_LOGIC) for op in s.object_operations}
+            recipients = [r for r in recipients if r in allowed | business]
+        _queue(object_type, "DELETE", body, recipients, targets)
+    transaction.on_commit(send)
+
+
+def deliver(url: str, token: str | None, text: str) -> str | None:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return push.send(url, text.encode(), headers)

@@ -1,0 +1,72 @@
+"""The specification's JSON form of each VTN object, and the problem objects of its errors."""
+
+from http import HTTPStatus
+
+from rest_framework.response import Response
+
+from aggregator.api.errors import exception_handler as platform_handler
+from dispatch.openadr.models import Event, Program, Report, Resource, Subscription, Ven
+from dispatch.openadr.schema import format_datetime
+
+
+def _stamp(obj, object_type: str) -> dict:
+    return {"id": str(obj.pk), "createdDateTime": format_datetime(obj.created_at),
+            "modificationDateTime": format_datetime(obj.modified_at), "objectType": object_type}
+
+
+def program(p: Program) -> dict:
+    return {**_stamp(p, "PROGRAM"), **p.body, "programName": p.program_name, "targets": p.targets}
+
+
+def event(e: Event) -> dict:
+    return {**_stamp(e, "EVENT"), "programID": str(e.program_id), "eventName": e.event_name, "priority": e.priority,
+            "targets": e.targets, **e.body}
+
+
+def report(r: Report) -> dict:
+    return {**_stamp(r, "REPORT"), "programID": str(r.program_id), "eventID": str(r.event_id), "clientName": r.client_name,
+            "reportName": r.report_name, **r.body}
+
+
+def subscription(s: Subscription, *, reader_client_id: int | None = None) -> dict:
+    operations = s.object_operations
+    if reader_client_id is not None and reader_client_id != s.client_id:  # a callback's token is its owner's secret
+        operations = [{**op, "bearerToken": None} for op in operations]
+    return {**_stamp(s, "SUBSCRIPTION"), "clientName": s.client_name, "programID": str(s.program_id),
+            "objectOperations": operations, "targets": s.targets}
+
+
+def resource(r: Resource) -> dict:
+    return {**_stamp(r, "RESOURCE"), "resourceName": r.resource_name, "venID": str(r.ven_id), "attributes": r.attributes,
+            "targets": r.targets}
+
+
+def ven(v: Ven) -> dict:
+    return {**_stamp(v, "VEN"), "venName": v.ven_name, "attributes": v.attributes, "targets": v.targets,
+            "resources": [resource(r) for r in v.resources.all()]}
+
+
+def problem_handler(exc, context):
+    """The platform's error handling, answered as the specification's problem object.
+
+    `type` names the kind of problem (a URN), `title` is the HTTP status phrase, `detail`
+    the first message, `instance` the request path; `errors` lists every problem by field.
+    """
+    response = platform_handler(exc, context)
+    if response is None:
+        return None
+    data = response.data
+    errors = data.get("errors") or []
+    detail = errors[0]["message"] if errors else data.get("title", "")
+    if errors and errors[0].get("field"):
+        detail = f"{errors[0]['field']}: {detail}"
+    request = context.get("request")
+    response.data = {"type": f"urn:vpp:problem:{data.get('type', 'error')}", "title": HTTPStatus(response.status_code).phrase,
+                     "status": response.status_code, "detail": detail, "instance": request.path if request else None,
+                     "errors": errors}
+    return response
+
+
+def problem(status: int, code: str, detail: str, *, field: str | None = None, path: str | None = None) -> Response:
+    return Response({"type": f"urn:vpp:problem:{code}", "title": HTTPStatus(status).phrase, "status": status, "detail": detail,
+                     "instance": path, "errors": [{"field": field, "code": code, "message": detail}]}, status=status)

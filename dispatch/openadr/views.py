@@ -1,0 +1,484 @@
+"""The VTN's HTTP interface (OpenADR 3.0.1): programs, events, reports, subscriptions, vens and their resources.
+
+Who sees what: a business-logic client reads everything; a VEN client reads every program,
+the events targeted at its VEN (or at nobody in particular), and only its own VEN,
+resources, reports and subscriptions. Another client's object answers 404, as if absent.
+"""
+
+from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError, Q
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from aggregator.errors import DomainError, Problem
+from dispatch.openadr import mapping, notify
+from dispatch.openadr import representation as rep
+from dispatch.openadr import schema
+from dispatch.openadr.auth import BearerAuthentication, HasScope, Principal
+from dispatch.openadr.models import Event, Program, Report, Resource, Subscription, Ven
+
+MAX_LIMIT = 50
+
+
+class NotFound(DomainError):
+    status = 404
+
+
+class Conflict(DomainError):
+    status = 409
+
+
+@extend_schema(exclude=True)  # described by the OpenADR Alliance's own OpenAPI definition, not ours
+class VtnView(APIView):
+    authentication_classes = [BearerAuthentication]
+    permission_classes = [HasScope]
+    renderer_classes = [JSONRenderer]
+    parser_classes = [JSONParser]
+    scopes: dict[str, str] = {}
+
+    def get_exception_handler(self):
+        return rep.problem_handler
+
+    @property
+    def principal(self) -> Principal:
+        return self.request.user
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def _page(request, queryset):
+    problems = []
+    bounds = {}
+    for name, default, maximum in (("skip", 0, None), ("limit", MAX_LIMIT, MAX_LIMIT)):
+        raw = request.query_params.get(name)
+        try:
+            value = default if raw in (None, "") else int(raw)
+        except ValueError:
+            value = None
+        if value is None or value < 0 or (maximum is not None and value > maximum):
+            problems.append(Problem("invalid", f"An integer from 0{f' to {maximum}' if maximum else ''}.", name))
+        bounds[name] = value
+    if problems:
+        raise schema.Invalid(problems)
+    return queryset[bounds["skip"]:bounds["skip"] + bounds["limit"]]
+
+
+def _targeted(request, queryset):
+    """targetType with targetValues: objects with a target of that type holding any of the values."""
+    target_type = request.query_params.get("targetType")
+    values = request.query_params.getlist("targetValues")
+    if not target_type and not values:
+        return queryset
+    if not target_type:
+        raise schema.Invalid(Problem("required", "targetType is required with targetValues.", "targetType"))
+    if not values:
+        return queryset.filter(targets__contains=[{"type": target_type}])
+    match = Q()
+    for value in values:
+        match |= Q(targets__contains=[{"type": target_type, "values": [value]}])
+    return queryset.filter(match)
+
+
+def _id(value: str) -> int | None:
+    return int(value) if value.isdigit() and len(value) < 19 else None
+
+
+def _get(queryset, object_id: str, what: str):
+    pk = _id(object_id)
+    obj = queryset.filter(pk=pk).first() if pk is not None else None
+    if obj is None:
+        raise NotFound(Problem("not_found", f"No {what} {object_id} here.", None))
+    return obj
+
+
+def _program(program_id: str | None, field: str = "programID") -> Program:
+    pk = _id(program_id or "")
+    program = Program.objects.filter(pk=pk).first() if pk is not None else None
+    if program is None:
+        raise schema.Invalid(Problem("unknown", f"No program {program_id}.", field))
+    return program
+
+
+def _ven_keys(ven: Ven) -> list[str]:
+    keys = [f"VEN_NAME:{ven.ven_name}"] + schema.target_keys(ven.targets)
+    for resource in ven.resources.all():
+        keys += [f"RESOURCE_NAME:{resource.resource_name}"] + schema.target_keys(resource.targets)
+    return keys
+
+
+def visible_events(principal: Principal, queryset):
+    if not principal.is_ven:
+        return queryset
+    ven = principal.ven
+    if ven is None:
+        return queryset.none()
+    return queryset.filter(Q(target_keys=[]) | Q(target_keys__overlap=_ven_keys(ven)))
+
+
+def event_readers(event: Event) -> set[int] | None:
+    """The VEN clients that may read an event (None: every client, the event being untargeted)."""
+    if event.resource_id is not None:
+        return {event.resource.ven.client_id}
+    if not event.target_keys:
+        return None
+    keys = set(event.target_keys)
+    return {ven.client_id for ven in Ven.objects.filter(client__isnull=False).prefetch_related("resources")
+            if keys & set(_ven_keys(ven))}
+
+
+def _own(principal: Principal, queryset, field: str = "client"):
+    return queryset.filter(**{field: principal.client}) if principal.is_ven else queryset
+
+
+def _unique(save, message: str, field: str):
+    try:
+        with transaction.atomic():
+            return save()
+    except IntegrityError:
+        raise Conflict(Problem("conflict", message, field)) from None
+
+
+def _delete(obj, what: str):
+    try:
+        with transaction.atomic():
+            obj.delete()
+    except ProtectedError:
+        raise Conflict(Problem("in_use", f"This {what} still has objects that refer to it.", None)) from None
+
+
+# --- programs ---------------------------------------------------------------------------------
+
+def _program_fields(data: dict) -> dict:
+    body = {k: v for k, v in data.items() if k not in ("programName", "targets")}
+    return {"program_name": data["programName"], "targets": data["targets"], "body": body}
+
+
+class ProgramsView(VtnView):
+    scopes = {"POST": "write_programs"}
+
+    def get(self, request):
+        programs = _targeted(request, Program.objects.order_by("pk"))
+        return Response([rep.program(p) for p in _page(request, programs)])
+
+    def post(self, request):
+        data = schema.clean_program(request.data)
+        program = _unique(lambda: Program.objects.create(**_program_fields(data)),
+                          f"A program named {data['programName']} exists.", "programName")
+        notify.changed("PROGRAM", "POST", program)
+        return Response(rep.program(program), status=201)
+
+
+class ProgramView(VtnView):
+    scopes = {"PUT": "write_programs", "DELETE": "write_programs"}
+
+    def get(self, request, object_id):
+        return Response(rep.program(_get(Program.objects.all(), object_id, "program")))
+
+    def put(self, request, object_id):
+        program = _get(Program.objects.all(), object_id, "program")
+        data = schema.clean_program(request.data)
+        for key, value in _program_fields(data).items():
+            setattr(program, key, value)
+        program.modified_at = timezone.now()
+        _unique(program.save, f"A program named {data['programName']} exists.", "programName")
+        notify.changed("PROGRAM", "PUT", program)
+        return Response(rep.program(program))
+
+    def delete(self, request, object_id):
+        program = _get(Program.objects.all(), object_id, "program")
+        body = rep.program(program)
+        _delete(program, "program")
+        notify.deleted("PROGRAM", body, program_id=program.pk, targets=program.targets)
+        return Response(body)
+
+
+# --- events -----------------------------------------------------------------------------------
+
+def _event_fields(data: dict) -> dict:
+    body = {k: v for k, v in data.items() if k not in ("programID", "eventName", "priority", "targets")}
+    return {"program": _program(data["programID"]), "event_name": data["eventName"], "priority": data["priority"],
+            "targets": data["targets"], "target_keys": schema.target_keys(data["targets"]), "body": body}
+
+
+class EventsView(VtnView):
+    scopes = {"POST": "write_events"}
+
+    def get(self, request):
+        events = visible_events(self.principal, Event.objects.order_by("pk"))
+        if program_id := request.query_params.get("programID"):
+            events = events.filter(program_id=_id(program_id) or 0)
+        events = list(_page(request, _targeted(request, events)))
+        mapping.mark_read(self.principal, events)
+        return Response([rep.event(e) for e in events])
+
+    def post(self, request):
+        data = schema.clean_event(request.data)
+        event = Event.objects.create(**_event_fields(data))
+        notify.changed("EVENT", "POST", event)
+        return Response(rep.event(event), status=201)
+
+
+class EventView(VtnView):
+    scopes = {"PUT": "write_events", "DELETE": "write_events"}
+
+    def _event(self, object_id) -> Event:
+        return _get(visible_events(self.principal, Event.objects.all()), object_id, "event")
+
+    def _writable(self, object_id) -> Event:
+        event = self._event(object_id)
+        if event.dispatch_event_id is not None:
+            raise Conflict(Problem("managed_by_dispatch", "This event carries a dispatch event's allocation; change the "
+                                   "dispatch event instead (it updates this one).", None))
+        return event
+
+    def get(self, request, object_id):
+        event = self._event(object_id)
+        mapping.mark_read(self.principal, [event])
+        return Response(rep.event(event))
+
+    def put(self, request, object_id):
+        event = self._writable(object_id)
+        data = schema.clean_event(request.data)
+        for key, value in _event_fields(data).items():
+            setattr(event, key, value)
+        event.modified_at = timezone.now()
+        event.save()
+        notify.changed("EVENT", "PUT", event)
+        return Response(rep.event(event))
+
+    def delete(self, request, object_id):
+        event = self._writable(object_id)
+        body, readers = rep.event(event), event_readers(event)
+        _delete(event, "event")
+        notify.deleted("EVENT", body, program_id=event.program_id, targets=event.targets, readers=readers)
+        return Response(body)
+
+
+# --- reports ----------------------------------------------------------------------------------
+
+def _report_fields(principal: Principal, data: dict) -> dict:
+    event_pk = _id(data["eventID"])
+    event = visible_events(principal, Event.objects.all()).filter(pk=event_pk).first() if event_pk is not None else None
+    if event is None:
+        raise schema.Invalid(Problem("unknown", f"No event {data['eventID']} for this client.", "eventID"))
+    if str(event.program_id) != data["programID"]:
+        raise schema.Invalid(Problem("mismatch", f"Event {event.pk} belongs to program {event.program_id}.", "programID"))
+    body = {k: v for k, v in data.items() if k not in ("programID", "eventID", "clientName", "reportName")}
+    return {"program_id": event.program_id, "event": event, "client_name": data["clientName"],
+            "report_name": data["reportName"], "body": body}
+
+
+class ReportsView(VtnView):
+    scopes = {"POST": "write_reports"}
+
+    def get(self, request):
+        reports = _own(self.principal, Report.objects.order_by("pk"))
+        for param, field in (("programID", "program_id"), ("eventID", "event_id")):
+            if value := request.query_params.get(param):
+                reports = reports.filter(**{field: _id(value) or 0})
+        if client_name := request.query_params.get("clientName"):
+            reports = reports.filter(client_name=client_name)
+        return Response([rep.report(r) for r in _page(request, reports)])
+
+    def post(self, request):
+        data = schema.clean_report(request.data)
+        with transaction.atomic():
+            report = Report.objects.create(**_report_fields(self.principal, data), client=self.principal.client,
+                                           ven=self.principal.ven)
+            mapping.ingest_report(report)
+        notify.changed("REPORT", "POST", report)
+        return Response(rep.report(report), status=201)
+
+
+class ReportView(VtnView):
+    scopes = {"PUT": "write_reports", "DELETE": "write_reports"}
+
+    def _report(self, object_id) -> Report:
+        return _get(_own(self.principal, Report.objects.all()), object_id, "report")
+
+    def get(self, request, object_id):
+        return Response(rep.report(self._report(object_id)))
+
+    def put(self, request, object_id):
+        report = self._report(object_id)
+        data = schema.clean_report(request.data)
+        with transaction.atomic():
+            for key, value in _report_fields(self.principal, data).items():
+                setattr(report, key, value)
+            report.modified_at = timezone.now()
+            report.save()
+            mapping.ingest_report(report)
+        notify.changed("REPORT", "PUT", report)
+        return Response(rep.report(report))
+
+    def delete(self, request, object_id):
+        report = self._report(object_id)
+        body = rep.report(report)
+        _delete(report, "report")
+        notify.deleted("REPORT", body, program_id=report.program_id, targets=None, readers={report.client_id})
+        return Response(body)
+
+
+# --- subscriptions ------------------------------------------------------------------------------
+
+def _subscription_fields(data: dict) -> dict:
+    for i, operation in enumerate(data["objectOperations"]):
+        notify.check_callback(operation["callbackUrl"], f"objectOperations[{i}].callbackUrl")
+    return {"program": _program(data["programID"]), "client_name": data["clientName"],
+            "object_operations": data["objectOperations"], "targets": data["targets"]}
+
+
+class SubscriptionsView(VtnView):
+    scopes = {"POST": "write_subscriptions"}
+
+    def get(self, request):
+        subscriptions = _own(self.principal, Subscription.objects.order_by("pk"))
+        if program_id := request.query_params.get("programID"):
+            subscriptions = subscriptions.filter(program_id=_id(program_id) or 0)
+        if client_name := request.query_params.get("clientName"):
+            subscriptions = subscriptions.filter(client_name=client_name)
+        for obj in request.query_params.getlist("objects"):
+            subscriptions = subscriptions.filter(object_operations__contains=[{"objects": [obj]}])
+        subscriptions = _page(request, _targeted(request, subscriptions))
+        return Response([rep.subscription(s, reader_client_id=self.principal.client.pk) for s in subscriptions])
+
+    def post(self, request):
+        data = schema.clean_subscription(request.data)
+        subscription = Subscription.objects.create(**_subscription_fields(data), client=self.principal.client)
+        notify.changed("SUBSCRIPTION", "POST", subscription)
+        return Response(rep.subscription(subscription), status=201)
+
+
+class SubscriptionView(VtnView):
+    scopes = {"PUT": "write_subscriptions", "DELETE": "write_subscriptions"}
+
+    def _subscription(self, object_id) -> Subscription:
+        return _get(_own(self.principal, Subscription.objects.all()), object_id, "subscription")
+
+    def get(self, request, object_id):
+        return Response(rep.subscription(self._subscription(object_id), reader_client_id=self.principal.client.pk))
+
+    def put(self, request, object_id):
+        subscription = self._subscription(object_id)
+        data = schema.clean_subscription(request.data)
+        for key, value in _subscription_fields(data).items():
+            setattr(subscription, key, value)
+        subscription.modified_at = timezone.now()
+        subscription.save()
+        notify.changed("SUBSCRIPTION", "PUT", subscription)
+        return Response(rep.subscription(subscription))
+
+    def delete(self, request, object_id):
+        subscription = self._subscription(object_id)
+        body = rep.subscription(subscription)
+        _delete(subscription, "subscription")
+        return Response(body)
+
+
+# --- vens and their resources -----------------------------------------------------------------
+
+def _own_vens(principal: Principal):
+    vens = Ven.objects.prefetch_related("resources").order_by("pk")
+    return vens.filter(client=principal.client) if principal.is_ven else vens
+
+
+def _save_resource(ven: Ven, data: dict, resource: Resource | None = None) -> Resource:
+    resource = resource or Resource(ven=ven)
+    resource.resource_name, resource.attributes, resource.targets = data["resourceName"], data["attributes"], data["targets"]
+    resource.modified_at = timezone.now()
+    if resource.device_id is None:
+        resource.device = mapping.device_for(ven, resource.resource_name)
+    _unique(resource.save, f"VEN {ven.ven_name} has a resource named {data['resourceName']}.", "resourceName")
+    return resource
+
+
+class VensView(VtnView):
+    scopes = {"POST": "write_vens"}
+
+    def get(self, request):
+        vens = _own_vens(self.principal)
+        if ven_name := request.query_params.get("venName"):
+            vens = vens.filter(ven_name=ven_name)
+        return Response([rep.ven(v) for v in _page(request, _targeted(request, vens))])
+
+    def post(self, request):
+        data = schema.clean_ven(request.data)
+        principal = self.principal
+        if principal.is_ven and principal.ven is not None:
+            raise Conflict(Problem("already_registered", f"This client is VEN {principal.ven.ven_name}.", "venName"))
+        with transaction.atomic():
+            ven = _unique(lambda: Ven.objects.create(
+                ven_name=data["venName"], attributes=data["attributes"], targets=data["targets"],
+                client=principal.client if principal.is_ven else None,
+                site_id=principal.client.site_id if principal.is_ven else None), f"A VEN named {data['venName']} exists.", "venName")
+            for resource in data["resources"] or []:
+                _save_resource(ven, resource)
+        notify.changed("VEN", "POST", ven)
+        return Response(rep.ven(ven), status=201)
+
+
+class VenView(VtnView):
+    scopes = {"PUT": "write_vens", "DELETE": "write_vens"}
+
+    def get(self, request, object_id):
+        return Response(rep.ven(_get(_own_vens(self.principal), object_id, "VEN")))
+
+    def put(self, request, object_id):
+        ven = _get(_own_vens(self.principal), object_id, "VEN")
+        data = schema.clean_ven(request.data)
+        ven.ven_name, ven.attributes, ven.targets = data["venName"], data["attributes"], data["targets"]
+        ven.modified_at = timezone.now()
+        _unique(ven.save, f"A VEN named {data['venName']} exists.", "venName")
+        notify.changed("VEN", "PUT", ven)
+        return Response(rep.ven(ven))
+
+    def delete(self, request, object_id):
+        ven = _get(_own_vens(self.principal), object_id, "VEN")
+        body = rep.ven(ven)
+        _delete(ven, "VEN")
+        return Response(body)
+
+
+class ResourcesView(VtnView):
+    scopes = {"POST": "write_vens"}
+
+    def get(self, request, ven_id):
+        ven = _get(_own_vens(self.principal), ven_id, "VEN")
+        resources = ven.resources.order_by("pk")
+        if name := request.query_params.get("resourceName"):
+            resources = resources.filter(resource_name=name)
+        return Response([rep.resource(r) for r in _page(request, _targeted(request, resources))])
+
+    def post(self, request, ven_id):
+        ven = _get(_own_vens(self.principal), ven_id, "VEN")
+        resource = _save_resource(ven, schema.clean_resource(request.data))
+        notify.changed("RESOURCE", "POST", resource)
+        return Response(rep.resource(resource), status=201)
+
+
+class ResourceView(VtnView):
+    scopes = {"PUT": "write_vens", "DELETE": "write_vens"}
+
+    def _resource(self, ven_id, object_id) -> Resource:
+        ven = _get(_own_vens(self.principal), ven_id, "VEN")
+        return _get(ven.resources.all(), object_id, "resource")
+
+    def get(self, request, ven_id, object_id):
+        return Response(rep.resource(self._resource(ven_id, object_id)))
+
+    def put(self, request, ven_id, object_id):
+        resource = self._resource(ven_id, object_id)
+        resource = _save_resource(resource.ven, schema.clean_resource(request.data), resource)
+        notify.changed("RESOURCE", "PUT", resource)
+        return Response(rep.resource(resource))
+
+    def delete(self, request, ven_id, object_id):
+        resource = self._resource(ven_id, object_id)
+        body = rep.resource(resource)
+        _delete(resource, "resource")
+        return Response(body)
+
