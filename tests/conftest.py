@@ -32,6 +32,21 @@ def _fresh_partition_cache():
     partitions.forget()
 
 
+@pytest.fixture(autouse=True)
+def _live_server_closes_its_connections(request):
+    """The live server answers each request on a new thread; with persistent connections each thread's
+    connection would outlive it. Tests that use it close them at the end of each request instead."""
+    if "live_server" not in request.fixturenames:
+        yield
+        return
+    from django.db import connections
+
+    saved = connections.settings["default"]["CONN_MAX_AGE"]
+    connections.settings["default"]["CONN_MAX_AGE"] = 0
+    yield
+    connections.settings["default"]["CONN_MAX_AGE"] = saved
+
+
 @pytest.fixture
 def program(db):
     return ProgramFactory()

@@ -95,7 +95,7 @@ def _event_fields(event: DispatchEvent, resource: Resource, schedule: list[dict]
 def sync_commands(*, event_id: int, first_device: int, last_device: int) -> int:
     """Make the OpenADR events of the chunk's VEN resources match their devices' latest commands; returns the changes."""
     resources = list(Resource.objects.select_related("ven", "device").filter(
-        device_id__range=(first_device, last_device),
+        device_id__gte=first_device, device_id__lte=last_device,
         device_id__in=DeviceCommand.objects.filter(event_id=event_id).values("device_id")))
     if not resources:
         return 0
@@ -111,9 +111,9 @@ def sync_commands(*, event_id: int, first_device: int, last_device: int) -> int:
             serving = (command.kind != DeviceCommand.Kind.CANCEL and command.status in (DeviceCommand.Status.PENDING,
                        DeviceCommand.Status.ACCEPTED) and any(float(i["kw"]) > 0 for i in command.schedule))
             if not serving:
-                if current is not None:
+                if current is not None and current.deleted_at is None:
                     body = rep.event(current)
-                    current.delete()
+                    current.remove()
                     notify.deleted("EVENT", body, program_id=program.pk, targets=current.targets, readers={resource.ven.client_id})
                     changes += 1
                 continue
@@ -121,12 +121,13 @@ def sync_commands(*, event_id: int, first_device: int, last_device: int) -> int:
             if current is None:
                 current = Event.objects.create(program=program, dispatch_event=event, resource=resource, **fields)
                 notify.changed("EVENT", "POST", current)
-            elif any(getattr(current, k) != v for k, v in fields.items()):
+            elif current.deleted_at is not None or any(getattr(current, k) != v for k, v in fields.items()):
+                operation = "POST" if current.deleted_at is not None else "PUT"  # a removed event comes back as new
                 for key, value in fields.items():
                     setattr(current, key, value)
-                current.modified_at = timezone.now()
+                current.deleted_at, current.modified_at = None, timezone.now()
                 current.save()
-                notify.changed("EVENT", "PUT", current)
+                notify.changed("EVENT", operation, current)
             else:
                 continue
             changes += 1

@@ -121,6 +121,11 @@ class Resource(Stamped):
         return f"{self.ven.ven_name}/{self.resource_name}"
 
 
+class LiveEvents(models.Manager):
+    def get_queryset(self):
+        return super().get_queryset().filter(deleted_at__isnull=True)
+
+
 class Event(Stamped):
     """An OpenADR event: written by a business-logic client, or made by the platform from a dispatch event
     (one per device resource, targeted at its VEN and resource, carrying the device's allocation)."""
@@ -134,11 +139,24 @@ class Event(Stamped):
     dispatch_event = models.ForeignKey("dispatch.DispatchEvent", null=True, blank=True, on_delete=models.CASCADE,
                                        related_name="openadr_events")
     resource = models.ForeignKey(Resource, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    deleted_at = models.DateTimeField(null=True, blank=True, editable=False,
+                                      help_text="Deleted through the API or by a cancellation, but kept: reports refer to it.")
+
+    objects = models.Manager()
+    live = LiveEvents()
 
     class Meta:
         verbose_name = "OpenADR event"
         constraints = [models.UniqueConstraint("dispatch_event", "resource", name="openadr_event_once_per_dispatch_resource")]
         indexes = [models.Index(fields=["program", "id"])]
+
+    def remove(self) -> None:
+        """Delete it, or where reports refer to it, hide it from the API for good."""
+        if self.reports.exists():
+            self.deleted_at = timezone.now()
+            self.save(update_fields=["deleted_at"])
+        else:
+            self.delete()
 
 
 class Report(Stamped):

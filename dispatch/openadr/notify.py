@@ -53,7 +53,7 @@ def _readable_by(client: Client, object_type: str, obj) -> bool:
         from dispatch.openadr.views import visible_events
         from dispatch.openadr.auth import Principal
 
-        return visible_events(Principal(client=client, scopes=frozenset()), Event.objects.filter(pk=obj.pk)).exists()
+        return visible_events(Principal(client=client, scopes=frozenset()), Event.live.filter(pk=obj.pk)).exists()
     if object_type in ("REPORT", "SUBSCRIPTION"):
         return obj.client_id == client.pk
     ven = obj if object_type == "VEN" else obj.ven

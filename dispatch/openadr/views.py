@@ -208,7 +208,7 @@ class EventsView(VtnView):
     scopes = {"POST": "write_events"}
 
     def get(self, request):
-        events = visible_events(self.principal, Event.objects.order_by("pk"))
+        events = visible_events(self.principal, Event.live.order_by("pk"))
         if program_id := request.query_params.get("programID"):
             events = events.filter(program_id=_id(program_id) or 0)
         events = list(_page(request, _targeted(request, events)))
@@ -226,7 +226,7 @@ class EventView(VtnView):
     scopes = {"PUT": "write_events", "DELETE": "write_events"}
 
     def _event(self, object_id) -> Event:
-        return _get(visible_events(self.principal, Event.objects.all()), object_id, "event")
+        return _get(visible_events(self.principal, Event.live.all()), object_id, "event")
 
     def _writable(self, object_id) -> Event:
         event = self._event(object_id)
@@ -253,7 +253,7 @@ class EventView(VtnView):
     def delete(self, request, object_id):
         event = self._writable(object_id)
         body, readers = rep.event(event), event_readers(event)
-        _delete(event, "event")
+        event.remove()
         notify.deleted("EVENT", body, program_id=event.program_id, targets=event.targets, readers=readers)
         return Response(body)
 
@@ -262,7 +262,7 @@ class EventView(VtnView):
 
 def _report_fields(principal: Principal, data: dict) -> dict:
     event_pk = _id(data["eventID"])
-    event = visible_events(principal, Event.objects.all()).filter(pk=event_pk).first() if event_pk is not None else None
+    event = visible_events(principal, Event.live.all()).filter(pk=event_pk).first() if event_pk is not None else None
     if event is None:
         raise schema.Invalid(Problem("unknown", f"No event {data['eventID']} for this client.", "eventID"))
     if str(event.program_id) != data["programID"]:
