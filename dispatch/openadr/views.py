@@ -20,6 +20,7 @@ from dispatch.openadr import representation as rep
 from dispatch.openadr import schema
 from dispatch.openadr.auth import BearerAuthentication, HasScope, Principal
 from dispatch.openadr.models import Event, Program, Report, Resource, Subscription, Ven
+from enrollment.models import Device
 
 MAX_LIMIT = 50
 
@@ -208,7 +209,7 @@ class EventsView(VtnView):
     scopes = {"POST": "write_events"}
 
     def get(self, request):
-        events = visible_events(self.principal, Event.live.order_by("pk"))
+        events = visible_events(self.principal, Event.live.select_related("resource").order_by("pk"))
         if program_id := request.query_params.get("programID"):
             events = events.filter(program_id=_id(program_id) or 0)
         events = list(_page(request, _targeted(request, events)))
@@ -392,6 +393,8 @@ def _save_resource(ven: Ven, data: dict, resource: Resource | None = None) -> Re
     resource.modified_at = timezone.now()
     if resource.device_id is None:
         resource.device = mapping.device_for(ven, resource.resource_name)
+        if resource.device is not None:  # it takes part in dispatch through its VEN from now on
+            Device.objects.filter(pk=resource.device.pk).update(communication_path=Device.CommunicationPath.OPENADR3)
     _unique(resource.save, f"VEN {ven.ven_name} has a resource named {data['resourceName']}.", "resourceName")
     return resource
 

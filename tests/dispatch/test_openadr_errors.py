@@ -196,3 +196,57 @@ def test_the_client_command_needs_a_site_for_a_ven_and_shows_the_secret_once(cap
 
 def test_discovery_points_at_the_token_endpoint(http):
     assert http.get(f"{BASE}/auth/server").json() == {"tokenURL": f"http://testserver{BASE}/auth/token"}
+
+
+@pytest.mark.django_db
+def test_a_level_only_resource_gets_simple_levels_and_a_dst_day_keeps_its_true_interval_lengths(http, make_resource):
+    """A device that takes only levels is sent SIMPLE 1-3 by its share of rated kW; on the autumn DST day the
+    event's hour-long intervals stay an hour long in absolute time."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from dispatch import services
+    from dispatch.openadr import mapping
+    from dispatch.openadr.models import Resource
+    from tests.dispatch.conftest import online
+
+    resource = make_resource(generators=2)
+    first, second = [m.device for m in resource.memberships.order_by("device_id")]
+    online(first, second)
+    ven = Ven.objects.create(ven_name="levels", site=first.site)
+    Resource.objects.create(ven=ven, resource_name="gen", device=first, signal=Resource.Signal.SIMPLE)
+    new_york = ZoneInfo("America/New_York")
+    start = datetime(2026, 11, 1, 0, 30, tzinfo=new_york)  # 00:30 EDT; 01:30 comes twice; ends 02:30 EST
+    now = start - timedelta(minutes=5)
+    end = datetime(2026, 11, 1, 2, 30, tzinfo=new_york)  # three hours later, not 03:30 (wall-clock arithmetic)
+    event = services.create_event(resource=resource, source="operator_test", start=start, end=end,
+                                  target_kw=60, by="tester", over_commit_pct=0, now=now)
+    for _, round_number, low, high in services.advance(event_id=event.pk, now=now):
+        services.issue_commands(event_id=event.pk, round_number=round_number, first_device=low, last_device=high, now=now)
+    assert mapping.sync_commands(event_id=event.pk, first_device=first.pk, last_device=second.pk) == 1
+    made = Event.objects.get(dispatch_event=event)
+    kw = [float(v) for v in event.allocations.get(device=first).kw]
+    levels = [i["payloads"][0]["values"][0] for i in made.body["intervals"]]
+    assert levels == [0 if k == 0 else min(3, -(-3 * k // 50)) for k in kw] and set(levels) <= {0, 1, 2, 3}
+    assert [i["payloads"][0]["type"] for i in made.body["intervals"]] == ["SIMPLE"] * 3
+    assert [i["intervalPeriod"]["duration"] for i in made.body["intervals"]] == ["PT1H"] * 3
+    assert [i["intervalPeriod"]["start"] for i in made.body["intervals"]] == [
+        "2026-11-01T04:30:00Z", "2026-11-01T05:30:00Z", "2026-11-01T06:30:00Z"]
+    # Nothing changed: syncing again writes nothing.
+    assert mapping.sync_commands(event_id=event.pk, first_device=first.pk, last_device=second.pk) == 0
+
+
+@pytest.mark.django_db
+def test_operators_issue_and_revoke_clients_in_the_admin(browser):
+    response = browser.post("/admin/openadr/client/add/", {"client_id": "utility-dr", "role": "bl", "label": "Utility DRMS"},
+                            follow=True)
+    shown = [str(m) for m in response.context["messages"] if "Client secret" in str(m)]
+    assert len(shown) == 1
+    secret = shown[0].rsplit(": ", 1)[1]
+    client = Client.objects.get(client_id="utility-dr")
+    assert client.matches(secret) and client.label == "Utility DRMS"
+    refused = browser.post("/admin/openadr/client/add/", {"client_id": "ven-no-site", "role": "ven"})
+    assert refused.status_code == 200 and not Client.objects.filter(client_id="ven-no-site").exists()
+    browser.post("/admin/openadr/client/", {"action": "revoke", "_selected_action": [client.pk]})
+    client.refresh_from_db()
+    assert client.revoked_at is not None
