@@ -11,6 +11,7 @@ Callback URLs are checked like device push endpoints (https, public addresses).
 import json
 
 from django.db import transaction
+from django.db.models import Q
 
 from aggregator.errors import Problem
 from dispatch import push
@@ -60,11 +61,30 @@ def _readable_by(client: Client, object_type: str, obj) -> bool:
     return ven.client_id == client.pk
 
 
+def _owner(object_type: str, obj) -> int | None:
+    """The one VEN client that may read the object besides business logic, where there is exactly one."""
+    if obj is None:
+        return None
+    if object_type == "EVENT" and obj.resource_id is not None:
+        return obj.resource.ven.client_id or 0
+    if object_type in ("REPORT", "SUBSCRIPTION"):
+        return obj.client_id
+    if object_type == "VEN":
+        return obj.client_id or 0
+    if object_type == "RESOURCE":
+        return obj.ven.client_id or 0
+    return None
+
+
 def _recipients(object_type: str, operation: str, obj, program_id: int | None, targets) -> list[tuple[str, str | None]]:
     subscriptions = Subscription.objects.select_related("client").filter(
         object_operations__contains=[{"objects": [object_type], "operations": [operation]}])
     if program_id is not None:
         subscriptions = subscriptions.filter(program_id=program_id)
+    # Narrow to the clients that can read the object where that is known without asking each one.
+    owner = _owner(object_type, obj)
+    if owner is not None:
+        subscriptions = subscriptions.filter(Q(client__role=Client.Role.BUSINESS_LOGIC) | Q(client_id=owner))
     keys = set(schema.target_keys(targets))
     out = []
     for subscription in subscriptions:

@@ -28,7 +28,7 @@ from dispatch.openadr import auth
 from dispatch.openadr.models import Client, Program
 from tests.dispatch.conftest import online
 from tests.dispatch.test_dispatch_worker import celery_worker, dispatch_queue, wait_for  # noqa: F401  (fixtures)
-from tests.dispatch.test_openadr_vtn import bl_client, ven_client
+from tests.dispatch.test_openadr_vtn import bl_client
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -40,24 +40,30 @@ def insecure_oauth_transport(monkeypatch):
 
 @pytest.fixture
 def webhook():
-    """A subscriber's callback endpoint on this machine: records each notification with its Authorization header."""
-    received = []
+    """Subscribers' callback endpoints on this machine: each records its notifications with their Authorization header."""
+    servers = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append((self.headers.get("Authorization"), json.loads(body)))
-            self.send_response(200)
-            self.end_headers()
+    def start():
+        received = []
 
-        def log_message(self, *args):
-            pass
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((self.headers.get("Authorization"), json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/openadr", received
-    server.shutdown()
+            def log_message(self, *args):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}/openadr", received
+
+    yield start
+    for server in servers:
+        server.shutdown()
 
 
 def token(vtn: str, client_id: str, secret: str) -> str:
@@ -83,15 +89,19 @@ def test_a_dispatch_event_reaches_its_ven_which_reports_delivery_and_hears_the_c
         vtn_base_url=vtn, client_id="ven-home-1", client_secret=secret, token_url=f"{vtn}/auth/token", version=OADRVersion.OADR_301)
     registered = ven.vens.create_ven(NewVen(ven_name="home-1"))
     ven.vens.create_ven_resource(registered.id, NewResource(resource_name=mine.serial, venID=registered.id))
-    stranger = ven_client(vtn, client_id="ven-elsewhere", site=other.site)
+    _, stranger_secret = auth.issue_client(client_id="ven-elsewhere", role=Client.Role.VEN, site=other.site)
+    stranger = VirtualEndNodeHttpClientFactory.create_http_ven_client(
+        vtn_base_url=vtn, client_id="ven-elsewhere", client_secret=stranger_secret, token_url=f"{vtn}/auth/token",
+        version=OADRVersion.OADR_301)
     stranger.vens.create_ven(NewVen(ven_name="elsewhere"))
 
-    url, received = webhook
-    subscribed = requests.post(f"{vtn}/subscriptions", timeout=5, headers={"Authorization": f"Bearer {token(vtn, 'ven-home-1', secret)}"},
-                               json={"clientName": "home-1", "programID": program.id, "objectOperations": [
-                                   {"objects": ["EVENT"], "operations": ["POST", "PUT", "DELETE"], "callbackUrl": url,
-                                    "bearerToken": "callback-secret"}]})
-    assert subscribed.status_code == 201, subscribed.text
+    (url, received), (stranger_url, stranger_received) = webhook(), webhook()
+    for client_id, key, hook in (("ven-home-1", secret, url), ("ven-elsewhere", stranger_secret, stranger_url)):
+        subscribed = requests.post(f"{vtn}/subscriptions", timeout=5, headers={"Authorization": f"Bearer {token(vtn, client_id, key)}"},
+                                   json={"clientName": client_id, "programID": program.id, "objectOperations": [
+                                       {"objects": ["EVENT"], "operations": ["POST", "PUT", "DELETE"], "callbackUrl": hook,
+                                        "bearerToken": "callback-secret"}]})
+        assert subscribed.status_code == 201, subscribed.text
 
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
     event = services.create_event(resource=resource, source="operator_test", start=start, end=start + timedelta(hours=1),
@@ -127,3 +137,4 @@ def test_a_dispatch_event_reaches_its_ven_which_reports_delivery_and_hears_the_c
     wait_for(lambda: my_events() == (), timeout=20, what="the cancellation to delete the VEN's event")
     wait_for(lambda: any(n["operation"] == "DELETE" for _, n in received), timeout=10, what="the DELETE notification")
     assert all(n["object"]["id"] == oadr_event.id for _, n in received)
+    assert stranger_received == []  # another VEN's subscription hears nothing of this VEN's event
