@@ -12,6 +12,7 @@ from dispatch.api.inbound import InstructionView
 from dispatch.api.views import DispatchEventViewSet
 from enrollment.api import device_views
 from enrollment.api import views as enrollment
+from settlement.api.billing import SiteBillView
 from settlement.api.runs import PeriodStatementView, SettlementRunViewSet
 from settlement.api.views import DeviceReadingsView, OperatorReadingsView
 from settlement.models import MeterKind
@@ -54,6 +55,7 @@ urlpatterns = [
     path("api/device/v1/push", dispatch_device.PushEndpointView.as_view(), name="device-push"),
     path("openadr3/3.0.1/", include("dispatch.openadr.urls")),
     path("api/inbound/v1/instructions", InstructionView.as_view(), name="inbound-instructions"),
+    path("api/v1/sites/<int:pk>/bill/", SiteBillView.as_view(), name="site-bill"),
     path("api/v1/sites/<int:pk>/readings/", OperatorReadingsView.as_view(meter_kind=MeterKind.SITE), name="site-readings"),
     path("api/v1/devices/<int:pk>/readings/", OperatorReadingsView.as_view(meter_kind=MeterKind.DEVICE), name="device-readings-operator"),
     path("api/v1/settlement-statements/", PeriodStatementView.as_view(), name="settlement-statements"),

@@ -11,6 +11,7 @@ See deploy/README.md for the partition and retention plan.
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
+from django.utils import timezone
 
 
 class MeterKind(models.IntegerChoices):
@@ -217,3 +218,37 @@ class CustomerPayout(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "customer"], name="customer_payout_unique")]
+
+
+class Tariff(models.Model):
+    """One version of a retail tariff (see settlement.tariffs for the definition's form)."""
+
+    utility = models.CharField(max_length=100)
+    code = models.CharField(max_length=100, help_text="What sites name in retail_tariff.")
+    name = models.CharField(max_length=200)
+    effective_from = models.DateField()
+    definition = models.JSONField(help_text="The whole tariff, as loaded (settlement.tariffs).")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["utility", "code", "-effective_from"]
+        constraints = [models.UniqueConstraint(fields=["utility", "code", "effective_from"], name="tariff_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.utility}/{self.code} from {self.effective_from}"
+
+    def spec(self):
+        from settlement import tariffs
+
+        return tariffs.parse(self.definition)
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        from settlement import tariffs
+
+        try:
+            spec = tariffs.parse(self.definition)
+        except tariffs.TariffInvalid as refused:
+            raise ValidationError({"definition": [f"{p.field}: {p.message}" for p in refused.problems]}) from None
+        self.utility, self.code, self.name, self.effective_from = spec.utility, spec.code, spec.name, spec.effective_from
