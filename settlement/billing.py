@@ -34,17 +34,14 @@ from settlement.money import cents
 from settlement.tariffs import TariffSpec, day_info
 
 ZERO = Decimal(0)
-_INTERVALS = """
-SELECT s.start, s.interval_seconds, s.kwh,
-       coalesce(sum(r.kwh) FILTER (WHERE d.device_type = 'battery'), 0) AS battery,
-       coalesce(sum(r.kwh) FILTER (WHERE d.device_type = 'solar_pv'), 0) AS solar
-FROM settlement_reading s
-LEFT JOIN enrollment_device d ON d.site_id = s.meter_id AND d.device_type IN ('battery', 'solar_pv')
-LEFT JOIN settlement_reading r ON r.meter_kind = %(device)s AND r.meter_id = d.id
-     AND r.start >= s.start AND r.start < s.start + make_interval(secs => s.interval_seconds)
-WHERE s.meter_kind = %(site_kind)s AND s.meter_id = %(site)s AND s.start >= %(start)s AND s.start < %(end)s
-GROUP BY s.start, s.interval_seconds, s.kwh
-ORDER BY s.start
+_SITE = """
+SELECT start, interval_seconds, kwh FROM settlement_reading
+WHERE meter_kind = %(kind)s AND meter_id = %(meter)s AND start >= %(start)s AND start < %(end)s ORDER BY start
+"""
+_EQUIPMENT = """
+SELECT r.start, d.device_type, r.kwh FROM settlement_reading r JOIN enrollment_device d ON d.id = r.meter_id
+WHERE r.meter_kind = %(kind)s AND r.meter_id = ANY(%(devices)s) AND r.start >= %(start)s AND r.start < %(end)s
+  AND r.kwh IS NOT NULL
 """
 _GRID_SERVICES = """
 WITH runs AS (
@@ -102,15 +99,37 @@ def tariff_for(site, first_day: date) -> TariffSpec:
 
 
 def load(site, year: int, month: int) -> Intervals:
+    """The site meter's intervals of the month, with the battery's and solar's metered kWh summed into each
+    (a device meter read more often than the site's adds its readings inside the site interval)."""
+    from enrollment.models import Device
+
     zone = ZoneInfo(site.time_zone)
     start, end = month_window(year, month, zone)
+    devices = list(Device.objects.filter(site=site, device_type__in=["battery", "solar_pv"]).values_list("pk", flat=True))
+    window = {"start": start, "end": end}
     with connection.cursor() as cursor:
-        cursor.execute(_INTERVALS, {"device": MeterKind.DEVICE, "site_kind": MeterKind.SITE, "site": site.pk, "start": start, "end": end})
+        cursor.execute(_SITE, {**window, "kind": MeterKind.SITE, "meter": site.pk})
         rows = cursor.fetchall()
+        equipment = []
+        if devices and rows:
+            cursor.execute(_EQUIPMENT, {**window, "kind": MeterKind.DEVICE, "devices": devices})
+            equipment = cursor.fetchall()
+    starts = [r[0] for r in rows]
+    battery, solar = [ZERO] * len(rows), [ZERO] * len(rows)
+    if equipment:
+        position = {at: n for n, at in enumerate(starts)}
+        step = timedelta(seconds=rows[0][1])
+        origin = starts[0]
+        for at, kind, kwh in equipment:
+            n = position.get(at)
+            if n is None:  # inside a site interval: find the one that holds it
+                n = position.get(origin + step * ((at - origin) // step))
+            if n is not None:
+                series = battery if kind == "battery" else solar
+                series[n] += kwh
     holidays = set(holidays_between(market=site.market.code, first=start.date(), last=end.date()))
-    return Intervals(starts=[r[0] for r in rows], seconds=[r[1] for r in rows],
-                     info=[day_info(r[0].astimezone(zone), holidays) for r in rows],
-                     site=[r[2] for r in rows], battery=[r[3] for r in rows], solar=[r[4] for r in rows])
+    return Intervals(starts=starts, seconds=[r[1] for r in rows], info=[day_info(at.astimezone(zone), holidays) for at in starts],
+                     site=[r[2] for r in rows], battery=battery, solar=solar)
 
 
 def compute(spec: TariffSpec, intervals: Intervals, kwh: list[Decimal], zone: ZoneInfo) -> dict:
