@@ -51,6 +51,7 @@ urlpatterns = [
     path("api/device/v1/commands/<uuid:command_id>/ack", dispatch_device.CommandAckView.as_view(), name="device-command-ack"),
     path("api/device/v1/commands/<uuid:command_id>/opt-out", dispatch_device.CommandOptOutView.as_view(), name="device-command-opt-out"),
     path("api/device/v1/commands/<uuid:command_id>/reports", dispatch_device.CommandReportView.as_view(), name="device-command-reports"),
+    path("api/device/v1/schedule", dispatch_device.ScheduleView.as_view(), name="device-schedule"),
     path("api/device/v1/opt-outs", dispatch_device.OptOutView.as_view(), name="device-opt-outs"),
     path("api/device/v1/push", dispatch_device.PushEndpointView.as_view(), name="device-push"),
     path("openadr3/3.0.1/", include("dispatch.openadr.urls")),

@@ -333,3 +333,25 @@ class PushEndpoint(models.Model):
 
     def __str__(self) -> str:
         return f"push to {self.url}"
+
+
+class DeviceSchedule(models.Model):
+    """A battery's standing plan for one local day, made to cut its site's bill (dispatch.schedules).
+
+    The device follows it outside dispatch events; a dispatch command overrides it for the
+    command's window. kW positive = discharge (less import), negative = charge.
+    """
+
+    device = models.ForeignKey("enrollment.Device", on_delete=models.CASCADE, related_name="+")
+    day = models.DateField(help_text="The local day (the site's time zone) it covers.")
+    start = models.DateTimeField(help_text="The day's first interval start.")
+    step_seconds = models.PositiveIntegerField()
+    kw = ArrayField(models.FloatField())
+    energy_kwh = ArrayField(models.FloatField(), help_text="Planned state of energy at each interval's end.")
+    reserve_kwh = models.FloatField(help_text="The backup reserve the plan keeps.")
+    site_cost = models.DecimalField(max_digits=12, decimal_places=4, help_text="The site's day with this plan ($, forecast).")
+    site_cost_without = models.DecimalField(max_digits=12, decimal_places=4, help_text="The same day with the battery idle.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "day"], name="device_schedule_once_a_day")]

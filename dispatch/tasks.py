@@ -96,3 +96,28 @@ def closed_loop() -> int:
     for event_id in ids:
         rebalance.delay(event_id)
     return len(ids)
+
+
+@shared_task
+def plan_due_schedules() -> int:
+    """Queue the next-day battery plans of every site whose local evening has come, CHUNK_SITES sites a task."""
+    from datetime import UTC, datetime
+
+    from dispatch import schedules
+
+    queued = 0
+    for day, site_ids in schedules.due_sites(datetime.now(UTC)).items():
+        for first in range(0, len(site_ids), schedules.CHUNK_SITES):
+            plan_schedules.delay(site_ids[first:first + schedules.CHUNK_SITES], day.isoformat())
+            queued += 1
+    return queued
+
+
+@shared_task(acks_late=True)
+def plan_schedules(site_ids: list[int], day: str) -> dict:
+    """One chunk of sites' battery plans for `day` (idempotent: a plan replaces the day's earlier one)."""
+    from datetime import date
+
+    from dispatch import schedules
+
+    return schedules.plan_sites(site_ids, date.fromisoformat(day))

@@ -182,3 +182,39 @@ class PushEndpointView(DeviceAPIMixin, APIView):
     def delete(self, request):
         PushEndpoint.objects.filter(**self._owner(request)).delete()
         return Response(status=204)
+
+
+class ScheduleView(DeviceAPIMixin, APIView):
+    """GET the caller's standing battery plans (today's and later, by the site's local day).
+
+    Each plan gives kW per interval (+ discharge, - charge) from `start` every
+    `step_seconds`, made to cut the site's bill and never below `reserve_kwh`. A dispatch
+    command overrides the plan inside its window: `overridden_by` lists the caller's live
+    commands' windows, and a device follows the command there and the plan elsewhere.
+    """
+
+    @extend_schema(responses=inline_serializer("Schedules", {"schedules": serializers.ListField(child=serializers.DictField())}))
+    def get(self, request):
+        from datetime import timedelta
+
+        from dispatch.models import DeviceSchedule
+
+        now = timezone.now()
+        devices = request.user.devices()
+        plans = (DeviceSchedule.objects.filter(device__in=devices, start__gte=now - timedelta(days=1, hours=2))
+                 .order_by("device_id", "day"))
+        live = DeviceCommand.objects.filter(device__in=devices, status__in=[DeviceCommand.Status.PENDING, DeviceCommand.Status.ACCEPTED],
+                                            expires_at__gt=now).exclude(kind=DeviceCommand.Kind.CANCEL)
+        windows: dict[int, list] = {}
+        for command in live:
+            windows.setdefault(command.device_id, []).append(
+                {"command": str(command.id), "start": command.not_before, "end": command.expires_at})
+        out = []
+        for plan in plans:
+            end = plan.start + timedelta(seconds=plan.step_seconds * len(plan.kw))
+            if end <= now:
+                continue
+            out.append({"device": plan.device_id, "day": plan.day, "start": plan.start, "step_seconds": plan.step_seconds,
+                        "kw": plan.kw, "energy_kwh": plan.energy_kwh, "reserve_kwh": plan.reserve_kwh,
+                        "overridden_by": [w for w in windows.get(plan.device_id, []) if w["start"] < end and w["end"] > plan.start]})
+        return Response({"schedules": out})

@@ -1,0 +1,260 @@
+"""Standing next-day schedules for every battery: forecast, tariff, linear program, stored per device.
+
+For a set of sites and their local "tomorrow", in 15-minute intervals (STEP):
+
+- Forecast: the site's load net of solar and without its batteries, per interval of the
+  day, is the average over the last HISTORY_DAYS days of the same day type (weekday, or
+  weekend and holiday) of the site meter's kW minus its batteries' metered kW (falling
+  back to all days when a type has fewer than MIN_DAYS). Coarser history (hourly) fills
+  each of its quarter hours. One set-based query per meter kind does the averaging.
+- Tariff (settlement.tariffs): the version in effect on the first of tomorrow's month
+  prices each interval (import price, export credit) and gives the demand windows;
+  each window's floor is the site's peak in it so far this month.
+- Batteries (their power, charge rate, energy, backup reserve and round-trip efficiency;
+  the reported state of charge as the starting energy, the reserve if none): planned by
+  dispatch.site_plan, BATCH sites per LP.
+- Stored as DeviceSchedule rows (kW per interval, + discharge), one per battery and
+  day, replacing a plan made earlier for the same day. Devices read them on the device
+  API (`GET /api/device/v1/schedule`); a dispatch command overrides a schedule inside
+  the command's window.
+
+A site without history or without a tariff is skipped and counted (with its reason).
+"""
+
+import time
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from django.db import connection
+
+from dispatch import site_plan
+from dispatch.models import DeviceSchedule
+from settlement.baselines.holidays import holidays_between
+from settlement.models import MeterKind, Tariff
+from settlement.tariffs import day_info
+
+STEP = 900
+HISTORY_DAYS = 14
+MIN_DAYS = 3
+BATCH = 20
+CHUNK_SITES = 500
+
+_SLOTS = """
+SELECT {site}, (extract(isodow FROM l) >= 6 OR l::date = ANY(%(holidays)s)) AS weekend,
+       ((extract(hour FROM l) * 3600 + extract(minute FROM l) * 60)::int / %(step)s) AS slot,
+       {kw}, count(DISTINCT l::date)
+FROM settlement_reading r {join}
+CROSS JOIN LATERAL (SELECT r.start AT TIME ZONE s.time_zone AS l) t
+WHERE r.meter_kind = %(kind)s AND r.meter_id = ANY(%(meters)s) AND r.start >= %(since)s AND r.start < %(until)s
+  AND r.kwh IS NOT NULL
+GROUP BY 1, 2, 3
+"""
+_SITE_SLOTS = _SLOTS.format(site="r.meter_id", kw="avg(r.kwh * 3600 / r.interval_seconds)",
+                            join="JOIN enrollment_site s ON s.id = r.meter_id")
+# Each battery's average by slot, then summed per site (a site may have several).
+_BATTERY_SLOTS = """
+SELECT site, weekend, slot, sum(kw), min(days) FROM (
+    SELECT d.site_id AS site, r.meter_id,
+           (extract(isodow FROM l) >= 6 OR l::date = ANY(%(holidays)s)) AS weekend,
+           ((extract(hour FROM l) * 3600 + extract(minute FROM l) * 60)::int / %(step)s) AS slot,
+           avg(r.kwh * 3600 / r.interval_seconds) AS kw, count(DISTINCT l::date) AS days
+    FROM settlement_reading r JOIN enrollment_device d ON d.id = r.meter_id JOIN enrollment_site s ON s.id = d.site_id
+    CROSS JOIN LATERAL (SELECT r.start AT TIME ZONE s.time_zone AS l) t
+    WHERE r.meter_kind = %(kind)s AND r.meter_id = ANY(%(meters)s) AND r.start >= %(since)s AND r.start < %(until)s
+      AND r.kwh IS NOT NULL
+    GROUP BY 1, 2, 3, 4
+) b
+GROUP BY 1, 2, 3
+"""
+_MONTH_PEAKS = """
+SELECT r.meter_id, (extract(isodow FROM l) >= 6 OR l::date = ANY(%(holidays)s)) AS weekend, extract(hour FROM l)::int,
+       max(r.kwh * 3600 / r.interval_seconds)
+FROM settlement_reading r JOIN enrollment_site s ON s.id = r.meter_id
+CROSS JOIN LATERAL (SELECT r.start AT TIME ZONE s.time_zone AS l) t
+WHERE r.meter_kind = %(kind)s AND r.meter_id = ANY(%(meters)s) AND r.start >= %(since)s AND r.start < %(until)s AND r.kwh > 0
+GROUP BY 1, 2, 3
+"""
+
+
+def day_starts(day: date, zone: ZoneInfo, step: int = STEP) -> list[datetime]:
+    """The UTC starts of a local day's intervals: 92, 96 or 100 quarter hours on DST days."""
+    first = datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
+    following = day + timedelta(days=1)
+    end = datetime(following.year, following.month, following.day, tzinfo=zone).astimezone(UTC)
+    return [first + timedelta(seconds=step * n) for n in range(int((end - first).total_seconds()) // step)]
+
+
+def _slot_table(rows, slots: int) -> dict[int, dict[bool, tuple[np.ndarray, int]]]:
+    """site -> weekend? -> (kW per slot, forward-filled where history is coarser, days seen)."""
+    raw: dict = defaultdict(lambda: defaultdict(dict))
+    days: dict = defaultdict(dict)
+    for site, weekend, slot, kw, seen in rows:
+        raw[site][weekend][slot] = float(kw)
+        days[site][weekend] = max(days[site].get(weekend, 0), seen)
+    out = {}
+    for site, by_type in raw.items():
+        out[site] = {}
+        for weekend, values in by_type.items():
+            series, last = np.full(slots, np.nan), None
+            for slot in range(slots):
+                last = values.get(slot, last)
+                if last is not None:
+                    series[slot] = last
+            first_known = next(iter(sorted(values)))
+            series[np.isnan(series)] = values[first_known]  # slots before the first reading of the day
+            out[site][weekend] = (series, days[site][weekend])
+    return out
+
+
+def _pick(table: dict, site: int, weekend: bool) -> np.ndarray | None:
+    by_type = table.get(site)
+    if not by_type:
+        return None
+    own = by_type.get(weekend)
+    if own is not None and own[1] >= MIN_DAYS:
+        return own[0]
+    known = [v for v in by_type.values() if v is not None]
+    return np.mean([v[0] for v in known], axis=0) if known else None
+
+
+class _TariffDay:
+    """One tariff version on one local day: prices per interval and demand windows."""
+
+    def __init__(self, spec, starts: list[datetime], zone: ZoneInfo, holidays: set[date]):
+        info = [day_info(at.astimezone(zone), holidays) for at in starts]
+        prices = [float(spec.energy[spec.energy_index(*i)].price) for i in info]
+        self.import_price = np.array(prices)
+        if spec.net_metering:
+            self.export_credit = self.import_price.copy()
+        else:
+            self.export_credit = np.full(len(starts), float(spec.export_credit or 0))
+        self.demand = [(float(c.price), np.array([c.window.matches(*i) for i in info]), c.window) for c in spec.demand]
+
+
+def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -> dict:
+    """Plan `day` (each site's local date) for the batteries of these sites; store and return figures."""
+    from enrollment.models import Device, DeviceStatus, Site
+
+    now = now or datetime.now(UTC)
+    t0 = time.perf_counter()
+    sites = {s.pk: s for s in Site.objects.filter(pk__in=site_ids).select_related("market")}
+    batteries = defaultdict(list)
+    for device in Device.objects.filter(site_id__in=sites, device_type="battery").order_by("pk"):
+        batteries[device.site_id].append(device)
+    soc = dict(DeviceStatus.objects.filter(device_id__in=[d.pk for ds in batteries.values() for d in ds],
+                                           state_of_charge_pct__isnull=False).values_list("device_id", "state_of_charge_pct"))
+    skipped: dict[str, int] = defaultdict(int)
+    days: list[tuple[int, site_plan.SiteDay, list, list[datetime]]] = []
+    by_market: dict = defaultdict(list)
+    for site_id in batteries:
+        by_market[sites[site_id].market.code].append(site_id)
+    tariffs = _tariff_versions(sites.values(), day)
+    timings = {"forecast": 0.0}
+    for market, members in by_market.items():
+        t1 = time.perf_counter()
+        since = datetime.combine(day - timedelta(days=HISTORY_DAYS + 1), datetime.min.time(), UTC)
+        holidays = set(holidays_between(market=market, first=since.date() - timedelta(days=31), last=day + timedelta(days=1)))
+        params = {"holidays": sorted(holidays), "step": STEP, "since": since, "until": now}
+        slots = 86400 // STEP
+        with connection.cursor() as cursor:
+            cursor.execute(_SITE_SLOTS, {**params, "kind": MeterKind.SITE, "meters": members})
+            site_table = _slot_table(cursor.fetchall(), slots)
+            cursor.execute(_BATTERY_SLOTS, {**params, "kind": MeterKind.DEVICE,
+                                            "meters": [d.pk for m in members for d in batteries[m]]})
+            battery_table = _slot_table(cursor.fetchall(), slots)
+            month_start = min(datetime(day.year, day.month, 1, tzinfo=ZoneInfo(sites[m].time_zone)) for m in members)
+            cursor.execute(_MONTH_PEAKS, {**params, "kind": MeterKind.SITE, "meters": members, "since": month_start})
+            peaks = defaultdict(dict)
+            for site_id, weekend, hour, kw in cursor.fetchall():
+                peaks[site_id][(weekend, hour)] = float(kw)
+        timings["forecast"] += time.perf_counter() - t1
+        for site_id in members:
+            site = sites[site_id]
+            zone = ZoneInfo(site.time_zone)
+            starts = day_starts(day, zone)
+            weekend = day_info(starts[0].astimezone(zone), holidays)[1]
+            tariff_day = tariffs.get((site.utility, site.retail_tariff, site.time_zone))
+            if tariff_day is None:
+                skipped["no tariff"] += 1
+                continue
+            measured = _pick(site_table, site_id, weekend)
+            if measured is None:
+                skipped["no history"] += 1
+                continue
+            own = _pick(battery_table, site_id, weekend)
+            load = measured - (own if own is not None else 0.0)
+            local_slots = [((at.astimezone(zone).hour * 3600 + at.astimezone(zone).minute * 60) // STEP) for at in starts]
+            load_kw = load[local_slots]
+            month_peaks = peaks.get(site_id, {}) if day.month == now.astimezone(zone).month else {}
+            demand = [site_plan.Demand(price, mask, max([kw for (we, hour), kw in month_peaks.items()
+                                                          if window.matches(day.month, we, hour)], default=0.0))
+                      for price, mask, window in tariff_day[0].demand]
+            units = []
+            for device in batteries[site_id]:
+                energy = float(device.energy_kwh or 0)
+                reserve = energy * float(device.backup_reserve_pct or 0) / 100
+                start_pct = soc.get(device.pk)
+                units.append(site_plan.Battery(
+                    power_kw=float(device.rated_kw), charge_kw=float(device.charge_kw or device.rated_kw), energy_kwh=energy,
+                    reserve_kwh=reserve, soc_kwh=energy * float(start_pct) / 100 if start_pct is not None else reserve,
+                    round_trip=float(device.round_trip_efficiency_pct or 90) / 100))
+            site_day = site_plan.SiteDay(load_kw=load_kw, import_price=tariff_day[0].import_price,
+                                         export_credit=tariff_day[0].export_credit, step_hours=STEP / 3600,
+                                         batteries=units, demand=demand)
+            days.append((site_id, site_day, batteries[site_id], starts))
+    t2 = time.perf_counter()
+    rows = []
+    for first in range(0, len(days), BATCH):
+        batch = days[first:first + BATCH]
+        plans = site_plan.plan_batch([d for _, d, _, _ in batch])
+        for (site_id, site_day, devices, starts), plan in zip(batch, plans):
+            idle = site_plan.day_cost(site_day, np.zeros(len(starts)))
+            for device, unit, kw, energy in zip(devices, site_day.batteries, plan.battery_kw, plan.energy_kwh):
+                rows.append(DeviceSchedule(
+                    device=device, day=day, start=starts[0], step_seconds=STEP, kw=np.round(kw, 3).tolist(),
+                    energy_kwh=np.round(energy, 3).tolist(), reserve_kwh=round(unit.reserve_kwh, 3),
+                    site_cost=Decimal(f"{plan.cost:.4f}"), site_cost_without=Decimal(f"{idle:.4f}"), created_at=now))
+    t3 = time.perf_counter()
+    DeviceSchedule.objects.bulk_create(rows, batch_size=2000, update_conflicts=True, unique_fields=["device", "day"],
+                                       update_fields=["start", "step_seconds", "kw", "energy_kwh", "reserve_kwh", "site_cost",
+                                                      "site_cost_without", "created_at"])
+    return {"sites": len(days), "batteries": len(rows), "skipped": dict(skipped),
+            "seconds": {"forecast": round(timings["forecast"], 3), "solve": round(t3 - t2, 3),
+                        "store": round(time.perf_counter() - t3, 3), "total": round(time.perf_counter() - t0, 3)}}
+
+
+def _tariff_versions(sites, day: date) -> dict:
+    """(utility, tariff, time zone) -> (_TariffDay,) for the version in effect on the first of the day's month."""
+    wanted = {(s.utility, s.retail_tariff, s.time_zone, s.market.code) for s in sites if s.retail_tariff}
+    out = {}
+    for utility, code, zone_name, market in wanted:
+        row = (Tariff.objects.filter(utility=utility, code=code, effective_from__lte=day.replace(day=1))
+               .order_by("-effective_from").first())
+        if row is None:
+            continue
+        zone = ZoneInfo(zone_name)
+        holidays = set(holidays_between(market=market, first=day, last=day))
+        out[(utility, code, zone_name)] = (_TariffDay(row.spec(), day_starts(day, zone), zone, holidays),)
+    return out
+
+
+def due_sites(now: datetime) -> dict[date, list[int]]:
+    """Sites with batteries whose local evening has come (18:00 or later) and whose batteries have no plan for
+    their local tomorrow yet: tomorrow -> site ids."""
+    from enrollment.models import Site
+
+    due: dict[date, list[int]] = defaultdict(list)
+    zones = Site.objects.filter(devices__device_type="battery").values_list("time_zone", flat=True).distinct()
+    for zone_name in zones:
+        local = now.astimezone(ZoneInfo(zone_name))
+        if local.hour < 18:
+            continue
+        tomorrow = local.date() + timedelta(days=1)
+        site_ids = (Site.objects.filter(time_zone=zone_name, devices__device_type="battery")
+                    .exclude(devices__in=DeviceSchedule.objects.filter(day=tomorrow).values("device_id"))
+                    .values_list("pk", flat=True).distinct().order_by("pk"))
+        due[tomorrow] += list(site_ids)
+    return due

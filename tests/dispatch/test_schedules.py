@@ -1,0 +1,108 @@
+"""Standing next-day battery plans from the site's own history and tariff, delivered on the device API,
+with the dispatch commands that override them."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from dispatch import schedules, services
+from dispatch.models import DeviceSchedule
+from enrollment.models import DeviceStatus
+from settlement import readings as meter
+from settlement import tariffs
+from tests.dispatch.conftest import online
+from tests.factories import DeviceFactory, active_device
+
+NY = ZoneInfo("America/New_York")
+TARIFF = {
+    "utility": "PLANCO", "code": "TOU", "name": "Evening peak", "effective_from": "2020-01-01",
+    "energy": [{"name": "peak", "days": "weekdays", "hours": [[16, 21]], "price_per_kwh": "0.40"},
+               {"name": "weekend peak", "days": "weekends", "hours": [[16, 21]], "price_per_kwh": "0.30"},
+               {"name": "off-peak", "price_per_kwh": "0.10"}],
+    "demand": [{"name": "peak demand", "hours": [[16, 21]], "price_per_kw": "8.00"}],
+    "export": {"credit_per_kwh": "0.03"},
+}
+
+
+def history(site, now: datetime, days: int = 14):
+    """Hourly site readings for the last `days` days: 1 kW, 4 kW from 17:00 to 20:00 local."""
+    first = (now - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
+    rows, at = [], first
+    while at + timedelta(hours=1) <= now:
+        local = at.astimezone(NY)
+        rows.append({"site": site.pk, "start": at.isoformat(), "interval_seconds": 3600, "kwh": 4.0 if 17 <= local.hour < 20 else 1.0})
+        at += timedelta(hours=1)
+    lines, _ = meter.parse(rows, meters=meter.Meters(devices={}, default_device=None), sites=frozenset({site.pk}))
+    meter.store(lines=lines, starts=lambda: enumerate(r["start"] for r in rows))
+
+
+@pytest.fixture
+def battery(program):
+    tariffs.save([TARIFF])
+    device = active_device(program, device_type="battery", rated_kw=Decimal("5"), charge_kw=Decimal("5"),
+                           energy_kwh=Decimal("13.5"), backup_reserve_pct=Decimal("20"))
+    site = device.site
+    site.utility, site.retail_tariff, site.time_zone = "PLANCO", "TOU", "America/New_York"
+    site.save()
+    DeviceStatus.objects.create(device=device, online=True, last_seen_at=datetime.now(UTC), state_of_charge_pct=Decimal("50"))
+    return device
+
+
+def test_tomorrows_plan_cuts_the_forecast_bill_keeps_the_reserve_and_reaches_only_its_device(battery, device_client):
+    now = datetime.now(UTC)
+    history(battery.site, now)
+    tomorrow = now.astimezone(NY).date() + timedelta(days=1)
+    figures = schedules.plan_sites([battery.site_id], tomorrow, now=now)
+    assert (figures["sites"], figures["batteries"], figures["skipped"]) == (1, 1, {})
+    plan = DeviceSchedule.objects.get(device=battery, day=tomorrow)
+    assert len(plan.kw) == len(schedules.day_starts(tomorrow, NY)) and plan.start == schedules.day_starts(tomorrow, NY)[0]
+    assert plan.site_cost < plan.site_cost_without
+    assert plan.reserve_kwh == pytest.approx(2.7) and min(plan.energy_kwh) >= 2.7 - 1e-3
+    evening = [kw for n, kw in enumerate(plan.kw) if 17 <= (plan.start + timedelta(minutes=15 * n)).astimezone(NY).hour < 20]
+    assert sum(evening) > 0  # it discharges into the forecast evening peak
+
+    # Planning again replaces the day's plan; a site without a tariff is skipped and says why.
+    schedules.plan_sites([battery.site_id], tomorrow, now=now)
+    assert DeviceSchedule.objects.filter(device=battery).count() == 1
+    stranger = DeviceFactory()
+    assert schedules.plan_sites([stranger.site_id], tomorrow, now=now)["skipped"] == {"no tariff": 1}
+    stranger.site.utility, stranger.site.retail_tariff = "PLANCO", "TOU"
+    stranger.site.save()
+    assert schedules.plan_sites([stranger.site_id], tomorrow, now=now)["skipped"] == {"no history": 1}
+    assert not DeviceSchedule.objects.filter(device=stranger).exists()
+
+    mine, _ = device_client(device=battery)
+    answer = mine.get("/api/device/v1/schedule").json()["schedules"]
+    assert [(s["device"], s["day"], len(s["kw"])) for s in answer] == [(battery.pk, tomorrow.isoformat(), len(plan.kw))]
+    theirs, _ = device_client(device=stranger)
+    assert theirs.get("/api/device/v1/schedule").json()["schedules"] == []
+
+
+def test_a_dispatch_command_overrides_the_plan_in_its_window(battery, make_resource, device_client):
+    now = datetime.now(UTC)
+    history(battery.site, now)
+    tomorrow = now.astimezone(NY).date() + timedelta(days=1)
+    schedules.plan_sites([battery.site_id], tomorrow, now=now)
+    resource = make_resource(devices=[battery])
+    online(battery, soc=Decimal("60"))
+    start = datetime(tomorrow.year, tomorrow.month, tomorrow.day, 18, tzinfo=NY)
+    event = services.create_event(resource=resource, source="operator_test", start=start, end=start + timedelta(hours=1),
+                                  notify_at=now, target_kw=3, by="tester", over_commit_pct=0, now=now)
+    for _, number, low, high in services.advance(event_id=event.pk, now=now):
+        services.issue_commands(event_id=event.pk, round_number=number, first_device=low, last_device=high, now=now)
+    client, _ = device_client(device=battery)
+    [plan] = client.get("/api/device/v1/schedule").json()["schedules"]
+    [window] = plan["overridden_by"]
+    assert datetime.fromisoformat(window["start"]) == start and datetime.fromisoformat(window["end"]) == start + timedelta(hours=1)
+
+
+def test_sites_are_due_in_their_local_evening_until_planned(battery):
+    evening = datetime(2026, 7, 14, 19, tzinfo=NY)
+    morning = datetime(2026, 7, 14, 9, tzinfo=NY)
+    assert battery.site_id not in schedules.due_sites(morning).get(evening.date() + timedelta(days=1), [])
+    assert battery.site_id in schedules.due_sites(evening)[evening.date() + timedelta(days=1)]
+    DeviceSchedule.objects.create(device=battery, day=evening.date() + timedelta(days=1), start=evening, step_seconds=900,
+                                  kw=[0.0], energy_kwh=[0.0], reserve_kwh=0, site_cost=0, site_cost_without=0)
+    assert battery.site_id not in schedules.due_sites(evening).get(evening.date() + timedelta(days=1), [])
