@@ -247,7 +247,7 @@ def due_sites(now: datetime) -> dict[date, list[int]]:
     from enrollment.models import Site
 
     due: dict[date, list[int]] = defaultdict(list)
-    zones = Site.objects.filter(devices__device_type="battery").values_list("time_zone", flat=True).distinct()
+    zones = Site.objects.filter(devices__device_type="battery").order_by().values_list("time_zone", flat=True).distinct()
     for zone_name in zones:
         local = now.astimezone(ZoneInfo(zone_name))
         if local.hour < 18:

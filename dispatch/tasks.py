@@ -99,14 +99,16 @@ def closed_loop() -> int:
 
 
 @shared_task
-def plan_due_schedules() -> int:
-    """Queue the next-day battery plans of every site whose local evening has come, CHUNK_SITES sites a task."""
+def plan_due_schedules(at: str | None = None) -> int:
+    """Queue the next-day battery plans of every site whose local evening has come (at `at`, ISO, default now),
+    CHUNK_SITES sites a task."""
     from datetime import UTC, datetime
 
     from dispatch import schedules
 
+    now = datetime.fromisoformat(at) if at else datetime.now(UTC)
     queued = 0
-    for day, site_ids in schedules.due_sites(datetime.now(UTC)).items():
+    for day, site_ids in schedules.due_sites(now).items():
         for first in range(0, len(site_ids), schedules.CHUNK_SITES):
             plan_schedules.delay(site_ids[first:first + schedules.CHUNK_SITES], day.isoformat())
             queued += 1

@@ -13,7 +13,7 @@ from enrollment.models import DeviceStatus
 from settlement import readings as meter
 from settlement import tariffs
 from tests.dispatch.conftest import online
-from tests.factories import DeviceFactory, active_device
+from tests.factories import DeviceFactory, SiteFactory, active_device
 
 NY = ZoneInfo("America/New_York")
 TARIFF = {
@@ -102,7 +102,10 @@ def test_sites_are_due_in_their_local_evening_until_planned(battery):
     evening = datetime(2026, 7, 14, 19, tzinfo=NY)
     morning = datetime(2026, 7, 14, 9, tzinfo=NY)
     assert battery.site_id not in schedules.due_sites(morning).get(evening.date() + timedelta(days=1), [])
-    assert battery.site_id in schedules.due_sites(evening)[evening.date() + timedelta(days=1)]
+    DeviceFactory(site=SiteFactory(time_zone="America/New_York"), device_type="battery")  # another site in the same zone
+    due = schedules.due_sites(evening)
+    assert list(due) == [evening.date() + timedelta(days=1)] and due[evening.date() + timedelta(days=1)].count(battery.site_id) == 1
+    assert len(due[evening.date() + timedelta(days=1)]) == 2
     DeviceSchedule.objects.create(device=battery, day=evening.date() + timedelta(days=1), start=evening, step_seconds=900,
                                   kw=[0.0], energy_kwh=[0.0], reserve_kwh=0, site_cost=0, site_cost_without=0)
     assert battery.site_id not in schedules.due_sites(evening).get(evening.date() + timedelta(days=1), [])
