@@ -72,6 +72,7 @@ class Fleet:
     state_of_charge_pct: np.ndarray
     ev_plugged_in: np.ndarray  # float: 1, 0 or NaN
     delivered_ratio: np.ndarray
+    islanded: np.ndarray | None = None  # bool: reports it is islanded or in an outage (serving its own site)
 
     FIELDS = (
         "device_id", "type_code", "rated_kw", "energy_kwh", "backup_reserve_pct", "round_trip_efficiency_pct",
@@ -174,6 +175,8 @@ def available_kw(fleet: Fleet, *, now: datetime, instants: list[datetime], event
         for k in current:
             out[ev_known, k] = ev_now_kw[ev_known]
             out[fleet.online == 0, k] = 0.0
+            if fleet.islanded is not None:
+                out[fleet.islanded, k] = 0.0  # off the grid, it serves its own site: never dispatched
     stale = ~np.isnan(fleet.last_seen_epoch) & (fleet.last_seen_epoch < (now - STALE_AFTER).timestamp())
     out[stale, :] = 0.0
 
@@ -191,6 +194,8 @@ def explain(fleet: Fleet, kw: np.ndarray, index: int) -> str:
                      f" above a {np.nan_to_num(fleet.backup_reserve_pct[index]):g}% reserve")
     if fleet.online[index] == 0:
         parts.append("offline")
+    if fleet.islanded is not None and fleet.islanded[index]:
+        parts.append("islanded from the grid (serving its site)")
     if not np.isnan(fleet.delivered_ratio[index]):
         parts.append(f"derated to {min(fleet.delivered_ratio[index], 1):.0%} for past delivery")
     return ", ".join(parts) + f": {kw[index]:.2f} kW"

@@ -15,7 +15,7 @@ SELECT d.id, d.device_type, d.rated_kw::float8, d.energy_kwh::float8, d.backup_r
        CASE WHEN st.device_id IS NULL THEN NULL WHEN st.online THEN 1.0 ELSE 0.0 END,
        extract(epoch FROM st.last_seen_at)::float8, st.state_of_charge_pct::float8,
        CASE WHEN st.ev_plugged_in IS NULL THEN NULL WHEN st.ev_plugged_in THEN 1.0 ELSE 0.0 END,
-       p.delivered_ratio::float8 {extra}
+       p.delivered_ratio::float8, coalesce(st.grid_status IN ('islanded', 'outage'), false) {extra}
 FROM enrollment_device d
 JOIN enrollment_site s ON s.id = d.site_id
 LEFT JOIN enrollment_devicestatus st ON st.device_id = d.id
@@ -32,7 +32,7 @@ def load_fleet(*, where: str, params: list, joins: str = "", extra: tuple[str, .
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    n = len(capability.Fleet.FIELDS)
+    n = len(capability.Fleet.FIELDS) + 1  # and islanded
     columns = list(zip(*rows)) if rows else [()] * (n + len(extra))
     fleet = capability.Fleet(
         device_id=np.array(columns[0], dtype=np.int64),
@@ -49,6 +49,7 @@ def load_fleet(*, where: str, params: list, joins: str = "", extra: tuple[str, .
         state_of_charge_pct=np.array(columns[11], dtype=float),
         ev_plugged_in=np.array(columns[12], dtype=float),
         delivered_ratio=np.array(columns[13], dtype=float),
+        islanded=np.array(columns[14], dtype=bool),
     )
     return fleet, [np.array(columns[n + i], dtype=object) for i in range(len(extra))]
 
@@ -68,12 +69,34 @@ def members_on(*, resource: VirtualResource, at: datetime):
     return ResourceMembership.objects.filter(resource=resource, joined_at__lte=at).exclude(left_at__lte=at)
 
 
+def _without_opted_out(fleet, *, now, instants, event_hours: float, now_kw: np.ndarray, forecast: np.ndarray) -> None:
+    """Devices out of events for a while (the customer's override, a storm watch) count nothing over an event that
+    would overlap it: zeroed in place, now and at each forecast hour."""
+    from datetime import timedelta
+
+    from dispatch.models import DeviceOptOut
+
+    if not len(fleet):
+        return
+    span = timedelta(hours=event_hours)
+    horizon = (instants[-1] if instants else now) + span
+    windows = DeviceOptOut.objects.filter(device_id__in=fleet.device_id.tolist(), end__gt=now, start__lt=horizon)
+    for device_id, start, end in windows.values_list("device_id", "start", "end"):
+        i = int(np.searchsorted(fleet.device_id, device_id))
+        if start < now + span and end > now:
+            now_kw[i] = 0.0
+        for k, at in enumerate(instants):
+            if start < at + span and end > at:
+                forecast[i, k] = 0.0
+
+
 def capability_of(*, resource_ids: list[int], now: datetime, hours: int, event_hours: float) -> dict[int, dict]:
     """Per resource: kW now, kW by hour for `hours` hours, and members; one query for all."""
     fleet, owner = member_fleet(resource_ids=resource_ids)
     instants = capability.hour_starts(now, hours)
     now_kw = capability.available_kw(fleet, now=now, instants=[now], event_hours=event_hours)[:, 0]
     forecast = capability.available_kw(fleet, now=now, instants=instants, event_hours=event_hours)
+    _without_opted_out(fleet, now=now, instants=instants, event_hours=event_hours, now_kw=now_kw, forecast=forecast)
     result = {}
     index = {rid: i for i, rid in enumerate(resource_ids)}
     slot = np.array([index[r] for r in owner], dtype=np.int64) if len(owner) else np.zeros(0, dtype=np.int64)

@@ -9,7 +9,7 @@ from aggregator.api.views import MarketViewSet, ProgramViewSet
 from aggregator.health import healthz
 from dispatch.api import device_views as dispatch_device
 from dispatch.api.inbound import InstructionView
-from dispatch.api.views import DispatchEventViewSet
+from dispatch.api.views import DispatchEventViewSet, StormWatchViewSet
 from enrollment.api import device_views
 from enrollment.api import views as enrollment
 from settlement.api.billing import SiteBillView
@@ -32,6 +32,7 @@ router.register("virtual-resources", VirtualResourceViewSet)
 router.register("aggregation-proposals", AggregationProposalViewSet)
 router.register("fleet-imports", enrollment.FleetImportViewSet, basename="fleet-import")
 router.register("dispatch-events", DispatchEventViewSet)
+router.register("storm-watches", StormWatchViewSet)
 router.register("settlement-runs", SettlementRunViewSet)
 
 device_router = DefaultRouter()

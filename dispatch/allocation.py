@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 # Why a device got what it got (the Allocation.Reason values).
-ALLOCATED, NOT_NEEDED, OFFLINE, OPTED_OUT, NOT_ENROLLED, NO_HEADROOM = (
-    "allocated", "not_needed", "offline", "opted_out", "not_enrolled", "no_headroom")
+ALLOCATED, NOT_NEEDED, OFFLINE, OPTED_OUT, NOT_ENROLLED, NO_HEADROOM, OFF_GRID = (
+    "allocated", "not_needed", "offline", "opted_out", "not_enrolled", "no_headroom", "off_grid")
 MIN_KW = 0.01  # below this a share is not worth a command
 
 

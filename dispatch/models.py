@@ -156,7 +156,8 @@ class Allocation(models.Model):
         ALLOCATED = "allocated", "Allocated"
         NOT_NEEDED = "not_needed", "Target met by devices with a lighter season"
         OFFLINE = "offline", "Offline"
-        OPTED_OUT = "opted_out", "Opted out by the customer"
+        OFF_GRID = "off_grid", "Islanded or in a grid outage: serving its own site"
+        OPTED_OUT = "opted_out", "Opted out by the customer (or a storm watch)"
         NOT_ENROLLED = "not_enrolled", "Not active in the program"
         NO_HEADROOM = "no_headroom", "No kW available for this window"
 
@@ -245,6 +246,8 @@ class DeviceOptOut(models.Model):
     event = models.ForeignKey(DispatchEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="opt_outs",
                               help_text="The event it was reported against, if any.")
     reason = models.CharField(max_length=200, blank=True)
+    storm_watch = models.ForeignKey("StormWatch", null=True, blank=True, on_delete=models.CASCADE, related_name="opt_outs",
+                                    help_text="Set when an operator's storm watch, not the customer, took the device out.")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -355,3 +358,31 @@ class DeviceSchedule(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["device", "day"], name="device_schedule_once_a_day")]
+
+
+class StormWatch(models.Model):
+    """Ahead of severe weather, an operator keeps a zone's (or some pricing nodes') devices home for a window:
+    batteries hold a full charge, and every device leaves the events overlapping the window (dispatch.resilience)."""
+
+    market = models.ForeignKey("aggregator.Market", on_delete=models.PROTECT, related_name="+")
+    zone = models.CharField(max_length=64, blank=True)
+    pricing_nodes = ArrayField(models.CharField(max_length=64), default=list, blank=True)
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    reason = models.CharField(max_length=200)
+    devices = models.PositiveIntegerField(default=0, help_text="Devices it covered when declared.")
+    events = models.PositiveIntegerField(default=0, help_text="Events its devices left when declared.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by_label = models.CharField(max_length=150)
+    created_at = models.DateTimeField(default=timezone.now)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-start"]
+        constraints = [
+            models.CheckConstraint(condition=Q(end__gt=F("start")), name="storm_watch_ends_after_start"),
+            models.CheckConstraint(condition=~Q(zone="") | ~Q(pricing_nodes=[]), name="storm_watch_has_a_scope"),
+        ]
+
+    def __str__(self) -> str:
+        return f"storm watch {self.pk}: {self.zone or ', '.join(self.pricing_nodes)} {self.start:%Y-%m-%d %H:%M}"

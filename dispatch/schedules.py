@@ -13,6 +13,7 @@ For a set of sites and their local "tomorrow", in 15-minute intervals (STEP):
 - Batteries (their power, charge rate, energy, backup reserve and round-trip efficiency;
   the reported state of charge as the starting energy, the reserve if none): planned by
   dispatch.site_plan, BATCH sites per LP.
+- A storm watch over the day holds its batteries full for its window (dispatch.resilience).
 - Stored as DeviceSchedule rows (kW per interval, + discharge), one per battery and
   day, replacing a plan made earlier for the same day. Devices read them on the device
   API (`GET /api/device/v1/schedule`); a dispatch command overrides a schedule inside
@@ -30,7 +31,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from django.db import connection
 
-from dispatch import site_plan
+from dispatch import resilience, site_plan
 from dispatch.models import DeviceSchedule
 from settlement.baselines.holidays import holidays_between
 from settlement.models import MeterKind, Tariff
@@ -42,39 +43,33 @@ MIN_DAYS = 3
 BATCH = 20
 CHUNK_SITES = 500
 
-_SLOTS = """
-SELECT {site}, (extract(isodow FROM l) >= 6 OR l::date = ANY(%(holidays)s)) AS weekend,
+# One pass over a site meter's readings since the earlier of the history window and the month's start: per
+# site, day type and slot of the day, the history's average kW and how many days it saw (a slot's count), and
+# the month-to-date peak import kW.
+_SITE_SLOTS = """
+SELECT r.meter_id, (extract(isodow FROM l) >= 6 OR l::date = ANY(%(holidays)s)) AS weekend,
        ((extract(hour FROM l) * 3600 + extract(minute FROM l) * 60)::int / %(step)s) AS slot,
-       {kw}, count(DISTINCT l::date)
-FROM settlement_reading r {join}
-CROSS JOIN LATERAL (SELECT r.start AT TIME ZONE s.time_zone AS l) t
-WHERE r.meter_kind = %(kind)s AND r.meter_id = ANY(%(meters)s) AND r.start >= %(since)s AND r.start < %(until)s
-  AND r.kwh IS NOT NULL
+       avg(kw) FILTER (WHERE r.start >= %(since)s), count(*) FILTER (WHERE r.start >= %(since)s),
+       max(kw) FILTER (WHERE r.start >= %(month)s AND kw > 0)
+FROM settlement_reading r JOIN enrollment_site s ON s.id = r.meter_id
+CROSS JOIN LATERAL (SELECT r.start AT TIME ZONE s.time_zone AS l, r.kwh * 3600 / r.interval_seconds AS kw) t
+WHERE r.meter_kind = %(kind)s AND r.meter_id = ANY(%(meters)s) AND r.start >= least(%(since)s, %(month)s)
+  AND r.start < %(until)s AND r.kwh IS NOT NULL
 GROUP BY 1, 2, 3
 """
-_SITE_SLOTS = _SLOTS.format(site="r.meter_id", kw="avg(r.kwh * 3600 / r.interval_seconds)",
-                            join="JOIN enrollment_site s ON s.id = r.meter_id")
 # Each battery's average by slot, then summed per site (a site may have several).
 _BATTERY_SLOTS = """
 SELECT site, weekend, slot, sum(kw), min(days) FROM (
     SELECT d.site_id AS site, r.meter_id,
            (extract(isodow FROM l) >= 6 OR l::date = ANY(%(holidays)s)) AS weekend,
            ((extract(hour FROM l) * 3600 + extract(minute FROM l) * 60)::int / %(step)s) AS slot,
-           avg(r.kwh * 3600 / r.interval_seconds) AS kw, count(DISTINCT l::date) AS days
+           avg(r.kwh * 3600 / r.interval_seconds) AS kw, count(*) AS days
     FROM settlement_reading r JOIN enrollment_device d ON d.id = r.meter_id JOIN enrollment_site s ON s.id = d.site_id
     CROSS JOIN LATERAL (SELECT r.start AT TIME ZONE s.time_zone AS l) t
     WHERE r.meter_kind = %(kind)s AND r.meter_id = ANY(%(meters)s) AND r.start >= %(since)s AND r.start < %(until)s
       AND r.kwh IS NOT NULL
     GROUP BY 1, 2, 3, 4
 ) b
-GROUP BY 1, 2, 3
-"""
-_MONTH_PEAKS = """
-SELECT r.meter_id, (extract(isodow FROM l) >= 6 OR l::date = ANY(%(holidays)s)) AS weekend, extract(hour FROM l)::int,
-       max(r.kwh * 3600 / r.interval_seconds)
-FROM settlement_reading r JOIN enrollment_site s ON s.id = r.meter_id
-CROSS JOIN LATERAL (SELECT r.start AT TIME ZONE s.time_zone AS l) t
-WHERE r.meter_kind = %(kind)s AND r.meter_id = ANY(%(meters)s) AND r.start >= %(since)s AND r.start < %(until)s AND r.kwh > 0
 GROUP BY 1, 2, 3
 """
 
@@ -152,6 +147,9 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
     for site_id in batteries:
         by_market[sites[site_id].market.code].append(site_id)
     tariffs = _tariff_versions(sites.values(), day)
+    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)  # every zone's local day lies within 14 h of it
+    storm = resilience.covered([d.pk for ds in batteries.values() for d in ds], midnight - timedelta(hours=14),
+                               midnight + timedelta(hours=38))
     timings = {"forecast": 0.0}
     for market, members in by_market.items():
         t1 = time.perf_counter()
@@ -159,17 +157,19 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
         holidays = set(holidays_between(market=market, first=since.date() - timedelta(days=31), last=day + timedelta(days=1)))
         params = {"holidays": sorted(holidays), "step": STEP, "since": since, "until": now}
         slots = 86400 // STEP
+        month_start = min(datetime(day.year, day.month, 1, tzinfo=ZoneInfo(sites[m].time_zone)) for m in members)
         with connection.cursor() as cursor:
-            cursor.execute(_SITE_SLOTS, {**params, "kind": MeterKind.SITE, "meters": members})
-            site_table = _slot_table(cursor.fetchall(), slots)
+            cursor.execute(_SITE_SLOTS, {**params, "kind": MeterKind.SITE, "meters": members, "month": month_start})
+            rows = cursor.fetchall()
+            site_table = _slot_table([r[:5] for r in rows if r[3] is not None], slots)
+            peaks = defaultdict(dict)
+            for site_id, weekend, slot, _, _, peak in rows:
+                if peak is not None:
+                    key = (weekend, slot * STEP // 3600)
+                    peaks[site_id][key] = max(peaks[site_id].get(key, 0.0), float(peak))
             cursor.execute(_BATTERY_SLOTS, {**params, "kind": MeterKind.DEVICE,
                                             "meters": [d.pk for m in members for d in batteries[m]]})
             battery_table = _slot_table(cursor.fetchall(), slots)
-            month_start = min(datetime(day.year, day.month, 1, tzinfo=ZoneInfo(sites[m].time_zone)) for m in members)
-            cursor.execute(_MONTH_PEAKS, {**params, "kind": MeterKind.SITE, "meters": members, "since": month_start})
-            peaks = defaultdict(dict)
-            for site_id, weekend, hour, kw in cursor.fetchall():
-                peaks[site_id][(weekend, hour)] = float(kw)
         timings["forecast"] += time.perf_counter() - t1
         for site_id in members:
             site = sites[site_id]
@@ -200,7 +200,8 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
                 units.append(site_plan.Battery(
                     power_kw=float(device.rated_kw), charge_kw=float(device.charge_kw or device.rated_kw), energy_kwh=energy,
                     reserve_kwh=reserve, soc_kwh=energy * float(start_pct) / 100 if start_pct is not None else reserve,
-                    round_trip=float(device.round_trip_efficiency_pct or 90) / 100))
+                    round_trip=float(device.round_trip_efficiency_pct or 90) / 100,
+                    hold_full=np.array([any(a <= at < b for a, b in storm.get(device.pk, ())) for at in starts])))
             site_day = site_plan.SiteDay(load_kw=load_kw, import_price=tariff_day[0].import_price,
                                          export_credit=tariff_day[0].export_credit, step_hours=STEP / 3600,
                                          batteries=units, demand=demand)

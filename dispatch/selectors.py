@@ -53,6 +53,7 @@ def candidates(*, event: DispatchEvent, instants: list[datetime], now: datetime,
     available = capability.available_kw(fleet, now=now, instants=instants, event_hours=event.hours)
     excluded = np.full(len(fleet), None, dtype=object)
     excluded[fleet.online == 0] = allocation.OFFLINE
+    excluded[fleet.islanded] = allocation.OFF_GRID
     excluded[opted_out.astype(bool)] = allocation.OPTED_OUT
     excluded[~enrolled.astype(bool)] = allocation.NOT_ENROLLED
     c = allocation.Candidates(

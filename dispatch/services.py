@@ -790,6 +790,20 @@ def opt_out(*, device_id: int, start: datetime, end: datetime, reason: str = "",
     return record
 
 
+def leave_events_off_grid(*, device_id: int, status: str, now: datetime | None = None) -> int:
+    """An islanded device (or one in an outage) serves its own site: it leaves the events it has live commands in,
+    and others replace it. Returns how many events it left (none again while its commands are already opted out)."""
+    now = now or timezone.now()
+    live = DeviceCommand.objects.filter(device_id=device_id, status__in=[DeviceCommand.Status.PENDING, DeviceCommand.Status.ACCEPTED],
+                                        expires_at__gt=now).exclude(kind=DeviceCommand.Kind.CANCEL)
+    until = max(live.values_list("expires_at", flat=True), default=None)
+    if until is None:
+        return 0
+    events = set(live.values_list("event_id", flat=True))
+    opt_out(device_id=device_id, start=now, end=until, reason=f"off the grid ({status})", now=now)
+    return len(events)
+
+
 def report_delivery(*, command: DeviceCommand, reports: list[tuple[datetime, float]], now: datetime | None = None) -> int:
     """Upsert a device's measured kW per interval of the command's event; a resend replaces, never duplicates."""
     now = now or timezone.now()

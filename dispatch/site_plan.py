@@ -8,6 +8,7 @@ For each site, over the next day's intervals t (length dt hours), with its batte
                g_t <= D_k for t in demand window k,   D_k >= floor_k      (the month's peak so far)
                0 <= c_bt <= charge_kw,  0 <= d_bt <= power_kw
                reserve_b <= e_bt <= energy_kwh,    e_b,T-1 >= end_b
+               e_bt = energy_kwh where a storm watch holds it full (once it can be)
                g_t, x_t >= 0
 
 `load` is the forecast site load net of solar (kW; negative when solar exports); the
@@ -37,6 +38,7 @@ class Battery:
     reserve_kwh: float
     soc_kwh: float
     round_trip: float = 0.9
+    hold_full: np.ndarray | None = None  # bool per interval: keep it full (a storm watch), as far as it can charge
 
 
 @dataclass
@@ -100,6 +102,9 @@ def _block(day: SiteDay):
         reachable = battery.soc_kwh + eff * dt * battery.charge_kw * (t + 1)
         lo[col_e(b)] = np.minimum(battery.reserve_kwh, reachable)  # never below the reserve once above it
         hi[col_e(b)] = battery.energy_kwh
+        if battery.hold_full is not None and battery.hold_full.any():
+            held = col_e(b)[battery.hold_full]
+            lo[held] = np.maximum(lo[held], np.minimum(battery.energy_kwh, reachable[battery.hold_full]))
         end = min(max(battery.soc_kwh, battery.reserve_kwh), reachable[-1], battery.energy_kwh)
         lo[col_e(b)[-1]] = max(lo[col_e(b)[-1]], end)
     for k, demand in enumerate(day.demand):

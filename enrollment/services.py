@@ -255,16 +255,25 @@ def rotate_credential(*, credential: DeviceCredential, by, grace: timedelta = ti
 
 
 def record_heartbeat(*, device_id: int, at, online: bool = True, state_of_charge_pct=None, power_kw=None,
-                     ev_plugged_in=None, mode: str = "", firmware: str = "") -> DeviceStatus:
-    """A device's latest status (one upsert). A heartbeat older than the stored one is ignored."""
+                     ev_plugged_in=None, mode: str = "", firmware: str = "", grid_status: str = "") -> DeviceStatus:
+    """A device's latest status (one upsert). A heartbeat older than the stored one is ignored.
+
+    A device that reports itself islanded or in a grid outage leaves every event it is
+    serving (as a customer override would: others replace it) until it is back on the grid.
+    """
     from django.db.models import Q
 
     defaults = {"online": online, "last_seen_at": at, "state_of_charge_pct": state_of_charge_pct, "power_kw": power_kw,
-                "ev_plugged_in": ev_plugged_in, "mode": mode, "firmware": firmware}
+                "ev_plugged_in": ev_plugged_in, "mode": mode, "firmware": firmware, "grid_status": grid_status}
     updated = DeviceStatus.objects.filter(Q(device_id=device_id), Q(last_seen_at__lte=at)).update(**defaults, updated_at=timezone.now())
     if not updated:
         DeviceStatus.objects.get_or_create(device_id=device_id, defaults=defaults)
-    return DeviceStatus.objects.get(device_id=device_id)
+    status = DeviceStatus.objects.get(device_id=device_id)
+    if status.grid_status in ("islanded", "outage"):
+        from dispatch import services as dispatch
+
+        dispatch.leave_events_off_grid(device_id=device_id, status=status.grid_status)
+    return status
 
 
 def mark_silent_devices_offline(*, now=None, missed_heartbeats: int = 3) -> int:

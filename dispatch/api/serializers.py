@@ -3,7 +3,7 @@ from rest_framework import serializers
 from aggregator.api.fields import AwareDateTimeField
 
 from dispatch.models import (
-    Allocation, AllocationRound, DeviceCommand, DispatchEvent, EventInterval, EventTransition,
+    Allocation, AllocationRound, DeviceCommand, DispatchEvent, EventInterval, EventTransition, StormWatch,
 )
 
 
@@ -113,3 +113,22 @@ class DeviceCommandSerializer(serializers.ModelSerializer):
         model = DeviceCommand
         fields = ["id", "event", "device", "sequence", "round", "kind", "schedule", "ramp_seconds", "not_before", "expires_at",
                   "status", "created_at", "delivered_at", "acknowledged_at", "reason"]
+
+
+class StormWatchSerializer(serializers.ModelSerializer):
+    market = serializers.SlugRelatedField(slug_field="code", read_only=True)
+
+    class Meta:
+        model = StormWatch
+        fields = ["id", "market", "zone", "pricing_nodes", "start", "end", "reason", "devices", "events", "created_by_label",
+                  "created_at", "cancelled_at"]
+        read_only_fields = fields
+
+
+class StormWatchCreateSerializer(serializers.Serializer):
+    market = serializers.CharField(help_text="The market's code, e.g. PJM.")
+    zone = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
+    pricing_nodes = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list, max_length=500)
+    start = AwareDateTimeField()
+    end = AwareDateTimeField()
+    reason = serializers.CharField(max_length=200)

@@ -6,10 +6,10 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from aggregator.models import VirtualResource
-from dispatch import services
+from aggregator.models import Market, VirtualResource
+from dispatch import resilience, services
 from dispatch.api import serializers as s
-from dispatch.models import Allocation, DeviceCommand, DispatchEvent
+from dispatch.models import Allocation, DeviceCommand, DispatchEvent, StormWatch
 
 
 def interval_specs(data) -> list[services.IntervalSpec] | None:
@@ -99,3 +99,30 @@ class DispatchEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         rows = _filtered(request, rows, ("status", "device"))
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(s.DeviceCommandSerializer(page, many=True).data)
+
+
+class StormWatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Storm watches: a zone's (or pricing nodes') devices stay home with full batteries over a window, leaving the
+    events that overlap it (dispatch.resilience). Operators declare and cancel them."""
+
+    queryset = StormWatch.objects.select_related("market")
+    serializer_class = s.StormWatchSerializer
+    filterset_fields = ["zone"]
+
+    @extend_schema(request=s.StormWatchCreateSerializer, responses={201: s.StormWatchSerializer})
+    def create(self, request):
+        params = s.StormWatchCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        market = Market.objects.filter(code__iexact=data["market"]).first()
+        if market is None:
+            raise ValidationError({"market": ["No such market."]}, code="does_not_exist")
+        watch = resilience.declare(market=market, zone=data["zone"], pricing_nodes=data["pricing_nodes"], start=data["start"],
+                                   end=data["end"], reason=data["reason"], by=request.user)
+        return Response(s.StormWatchSerializer(watch).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=s.StormWatchSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """End the watch now: its devices may serve events again."""
+        return Response(s.StormWatchSerializer(resilience.cancel(watch=self.get_object())).data)

@@ -132,6 +132,9 @@ class HeartbeatSerializer(serializers.Serializer):
     ev_plugged_in = serializers.BooleanField(required=False, allow_null=True)
     mode = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
     firmware = serializers.CharField(max_length=60, required=False, allow_blank=True, default="")
+    grid_status = serializers.ChoiceField(choices=["grid_connected", "islanded", "outage"], required=False, allow_blank=True,
+                                          default="", help_text="islanded or outage: the device serves its site and leaves "
+                                          "any event it is in; it is not dispatched until it reports grid_connected.")
 
     def validate_at(self, value):
         if value > timezone.now() + timezone.timedelta(minutes=5):

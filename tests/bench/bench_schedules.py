@@ -128,6 +128,11 @@ def run() -> list[str]:
     finally:
         worker.terminate()
         worker.wait(timeout=60)
+    from dispatch import schedules
+
+    sample = list(DeviceSchedule.objects.filter(day=tomorrow).order_by("device__site_id")
+                  .values_list("device__site_id", flat=True)[:schedules.CHUNK_SITES])
+    split = schedules.plan_sites(sample, tomorrow)["seconds"]
     with connection.cursor() as cursor:
         cursor.execute("SELECT avg(site_cost_without - site_cost), avg(site_cost_without), "
                        "min((SELECT min(e) FROM unnest(energy_kwh) e) - reserve_kwh) FROM dispatch_deviceschedule WHERE day = %s",
@@ -135,6 +140,8 @@ def run() -> list[str]:
         saving, cost, margin = cursor.fetchone()
     lines.append(f"  {BATTERIES:,} plans for {tomorrow} ({queued} chunk tasks, {WORKERS} worker processes): {elapsed:.1f} s "
                  f"({elapsed / BATTERIES * 1000:.2f} ms per battery)")
+    lines.append(f"  one chunk of {len(sample)} sites again, in process: forecast queries {split['forecast']:.2f} s, "
+                 f"LPs {split['solve']:.2f} s, storing {split['store']:.2f} s, {split['total']:.2f} s in all")
     lines.append(f"  forecast day cost {float(cost):.2f} $ idle, {float(saving):.2f} $ less with the plan on average; "
                  f"lowest planned energy above the reserve: {margin:.3f} kWh")
     ok = elapsed < TARGET_SECONDS
