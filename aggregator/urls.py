@@ -42,6 +42,7 @@ device_router.register("devices", device_views.OwnDeviceViewSet, basename="devic
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="console:fleet", permanent=False)),
     path("console/", include("aggregator.console.urls")),
+    path("portal/", include("enrollment.portal.urls")),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(router.urls)),

@@ -346,3 +346,14 @@ class DeviceStatus(models.Model):
 
     def __str__(self) -> str:
         return f"status of device {self.device_id}"
+
+
+class CustomerLogin(models.Model):
+    """A customer's own account for the customer portal (operators have roles instead; the two never mix)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="customer_login")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="logins")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    def __str__(self) -> str:
+        return f"{self.user} for {self.customer}"

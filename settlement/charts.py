@@ -76,3 +76,32 @@ def step_chart(rows: list[dict], series: list[tuple[str, str, str, str]], *, zon
                      f'font-size="11">{escape(label)}</text>')
     parts.append("</svg>")
     return mark_safe("".join(parts))
+
+
+def bar_chart(*, labels: list[str], series: list[tuple[str, str, list[float]]], unit: str, title: str) -> SafeString:
+    """Grouped bars per label (e.g. a month), one bar per series (label, colour, values); negative values sit at 0."""
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    top = _nice_ceiling(max([v for _, _, values in series for v in values] + [0]))
+    group = plot_w / max(len(labels), 1)
+    bar = group * 0.8 / max(len(series), 1)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
+             f'role="img" aria-labelledby="bars-title bars-desc" class="bar-chart">',
+             f'<title id="bars-title">{escape(title)}</title>',
+             f'<desc id="bars-desc">{escape(", ".join(name for name, _, _ in series))} in {escape(unit)} for '
+             f'{escape(labels[0] if labels else "")} to {escape(labels[-1] if labels else "")}; the table below has the figures.</desc>',
+             f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#d0d7de"/>']
+    for fraction in (0, 0.5, 1):
+        level = TOP + plot_h - fraction * plot_h
+        parts.append(f'<text x="{LEFT - 6}" y="{level + 4:.1f}" text-anchor="end" font-size="11">{top * fraction:g}</text>')
+    for i, label in enumerate(labels):
+        parts.append(f'<text x="{LEFT + i * group + group / 2:.1f}" y="{TOP + plot_h + 16}" font-size="10" '
+                     f'text-anchor="middle">{escape(label[2:])}</text>')
+        for n, (_, colour, values) in enumerate(series):
+            height = max(values[i], 0) / top * plot_h
+            parts.append(f'<rect x="{LEFT + i * group + group * 0.1 + n * bar:.1f}" y="{TOP + plot_h - height:.1f}" '
+                         f'width="{bar:.1f}" height="{height:.1f}" fill="{colour}"/>')
+    for n, (name, colour, _) in enumerate(series):
+        parts.append(f'<rect x="{LEFT + n * 200}" y="{HEIGHT - 16}" width="12" height="12" fill="{colour}"/>'
+                     f'<text x="{LEFT + n * 200 + 18}" y="{HEIGHT - 6}" font-size="11">{escape(name)}</text>')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))

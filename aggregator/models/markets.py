@@ -84,6 +84,12 @@ class Program(models.Model):
         ),
     )
     is_open = models.BooleanField(default=True, help_text="Whether new enrollments are accepted.")
+    min_backup_reserve_pct = models.DecimalField(
+        max_digits=5, decimal_places=2, default=10,
+        help_text="The lowest backup reserve a customer may set on a battery in this program.")
+    max_backup_reserve_pct = models.DecimalField(
+        max_digits=5, decimal_places=2, default=100,
+        help_text="The highest backup reserve a customer may set (the rest is what the program can count on).")
     typical_event_hours = models.DecimalField(
         max_digits=4, decimal_places=2, default=4,
         help_text="Event length capability is quoted for (energy-limited devices give less over longer events).",

@@ -42,3 +42,13 @@ def test_demo_seed_tells_the_story_history_a_settled_past_event_an_upcoming_one_
     tokens = json.loads((tmp_path / "demo-device-tokens.json").read_text())["tokens"]
     assert len(tokens) == Device.objects.filter(site__customer__external_ref__startswith="DEMO-").count()
     assert oct((tmp_path / "demo-device-tokens.json").stat().st_mode & 0o777) == "0o600"
+    # A portal login for a customer of the settled event, with a battery; its password is printed by demo_login.
+    from django.contrib.auth import authenticate
+
+    from enrollment.models import CustomerLogin
+    from settlement.models import SiteSettlement
+
+    login = CustomerLogin.objects.get(user__username="customer")
+    assert SiteSettlement.objects.filter(run=run, customer=login.customer).exists()
+    password = (tmp_path / "demo_customer_password").read_text()
+    assert authenticate(username="customer", password=password) == login.user

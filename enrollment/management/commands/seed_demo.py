@@ -46,6 +46,27 @@ class Command(BaseCommand):
         self.stdout.write(f"Seeded the story: {made.get('readings', 0):,} hourly readings over {story.HISTORY_DAYS} days; "
                           f"past event {made.get('past_event')} settled (run {made.get('settlement_run')}); "
                           f"upcoming event {made.get('upcoming_event')}; device tokens in {made['tokens']}.")
+        self._customer_login()
+
+    def _customer_login(self) -> None:
+        """A portal login for a demo customer with a battery, one of the settled event's if there is one."""
+        from aggregator.management.commands.demo_login import DEMO_CUSTOMER, customer_password_file
+        from enrollment.models import CustomerLogin
+        from settlement.models import SiteSettlement
+
+        User = get_user_model()
+        if User.objects.filter(username=DEMO_CUSTOMER).exists():
+            return
+        with_battery = Customer.objects.filter(external_ref__startswith="DEMO-", sites__devices__device_type="battery").order_by("pk")
+        customer = (with_battery.filter(pk__in=SiteSettlement.objects.values("customer_id")).first() or with_battery.first())
+        if customer is None:
+            return
+        password = secrets.token_urlsafe(12)
+        path = customer_password_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(password)
+        path.chmod(0o600)
+        CustomerLogin.objects.create(user=User.objects.create_user(username=DEMO_CUSTOMER, password=password), customer=customer)
 
     def _aggregate(self, programs, operator) -> list[str]:
         """One virtual resource per zone, submitted to the market where it is big enough."""
