@@ -12,7 +12,7 @@ from aggregator.models import VirtualResource
 from dispatch import selectors, services
 from dispatch.models import (
     AllocationRound, CustomerNotification, DeviceCommand, DispatchEvent, EventInterval, EventTransition, MarketCredential,
-    PushEndpoint,
+    PushEndpoint, StormWatch,
 )
 
 
@@ -184,3 +184,56 @@ class PushEndpointAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # the device registers it, and is told its signing key then
+
+
+class StormWatchForm(forms.ModelForm):
+    class Meta:
+        model = StormWatch
+        fields = ["market", "zone", "pricing_nodes", "start", "end", "reason"]
+
+    def clean(self):
+        from dispatch import resilience
+
+        data = super().clean()
+        if not self.errors:
+            for problem in resilience.problems(zone=data.get("zone", ""), pricing_nodes=data.get("pricing_nodes") or [],
+                                               start=data["start"], end=data["end"], reason=data.get("reason", ""),
+                                               now=timezone.now()):
+                self.add_error(problem.field if problem.field in self.fields else None, problem.message)
+        return data
+
+
+@admin.register(StormWatch)
+class StormWatchAdmin(admin.ModelAdmin):
+    """Declared here (or on the API); a declared watch is changed only by cancelling it."""
+
+    list_display = ["__str__", "market", "start", "end", "devices", "events", "created_by_label", "cancelled_at"]
+    list_filter = ["market"]
+    actions = ["cancel_watches"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = StormWatchForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else [f.name for f in StormWatch._meta.fields]
+
+    def save_model(self, request, obj, form, change):
+        from dispatch import resilience
+
+        if change:
+            return
+        watch = resilience.declare(market=obj.market, zone=obj.zone, pricing_nodes=obj.pricing_nodes, start=obj.start,
+                                   end=obj.end, reason=obj.reason, by=request.user)  # the form checked what declare checks
+        obj.pk = watch.pk
+        messages.success(request, f"{watch.devices} devices stay home until {watch.end:%Y-%m-%d %H:%M %Z}; "
+                                  f"they left {watch.events} events.")
+
+    @admin.action(description="Cancel the selected storm watches now")
+    def cancel_watches(self, request, queryset):
+        from dispatch import resilience
+
+        for watch in queryset:
+            resilience.cancel(watch=watch)
+        messages.success(request, f"Cancelled {queryset.count()} storm watch(es).")

@@ -41,9 +41,8 @@ RETURNING c.device_id, c.event_id
 """
 
 
-def declare(*, market, start: datetime, end: datetime, reason: str, by, zone: str = "", pricing_nodes=(),
-            now: datetime | None = None) -> StormWatch:
-    now = now or timezone.now()
+def problems(*, zone: str, pricing_nodes, start: datetime, end: datetime, reason: str, now: datetime) -> list[Problem]:
+    """What is wrong with a storm watch's scope and window (nothing: an empty list)."""
     problems = []
     if not zone and not pricing_nodes:
         problems.append(Problem("required", "Name a zone or pricing nodes.", "zone"))
@@ -57,8 +56,15 @@ def declare(*, market, start: datetime, end: datetime, reason: str, by, zone: st
         problems.append(Problem("too_long", f"At most {MAX_WINDOW.days} days; declare another when it ends.", "end"))
     if not reason.strip():
         problems.append(Problem("required", "Say why (the weather it is for).", "reason"))
-    if problems:
-        raise StormWatchRefused(problems)
+    return problems
+
+
+def declare(*, market, start: datetime, end: datetime, reason: str, by, zone: str = "", pricing_nodes=(),
+            now: datetime | None = None) -> StormWatch:
+    now = now or timezone.now()
+    refused = problems(zone=zone, pricing_nodes=pricing_nodes, start=start, end=end, reason=reason, now=now)
+    if refused:
+        raise StormWatchRefused(refused)
     label = getattr(by, "username", None) or str(by)
     with transaction.atomic():
         watch = StormWatch.objects.create(market=market, zone=zone, pricing_nodes=list(pricing_nodes), start=start, end=end,

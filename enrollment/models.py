@@ -329,7 +329,7 @@ class DeviceStatus(models.Model):
         help_text="Positive: import from the grid / consumption; negative: export / generation.",
     )
     mode = models.CharField(max_length=40, blank=True, help_text="The device's own operating mode, e.g. self_consumption, backup.")
-    grid_status = models.CharField(max_length=20, blank=True, choices=[
+    grid_status = models.CharField(max_length=20, blank=True, default="", db_default="", choices=[
         ("grid_connected", "Grid-connected"), ("islanded", "Islanded"), ("outage", "Grid outage")],
         help_text="As the device reports it; islanded or in an outage, it serves its site and is never dispatched.")
     firmware = models.CharField(max_length=60, blank=True)

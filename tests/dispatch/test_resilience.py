@@ -127,3 +127,23 @@ def test_a_storm_watch_holds_a_batterys_plan_full_over_its_window(program):
     plan = DeviceSchedule.objects.get(device=battery, day=tomorrow)
     held = [e for n, e in enumerate(plan.energy_kwh) if storm_from <= plan.start + timedelta(minutes=15 * n) < storm_from + timedelta(hours=6)]
     assert len(held) == 24 and min(held) >= 13.5 - 1e-3
+
+
+def test_operators_declare_a_storm_watch_in_the_admin(make_resource, browser):
+    from dispatch.models import StormWatch
+    from tests.factories import market
+
+    resource = make_resource(generators=2)
+    start = datetime.now(UTC) + timedelta(hours=1)
+    form = {"market": market("PJM").pk, "zone": "PECO", "pricing_nodes": "", "start_0": start.strftime("%Y-%m-%d"),
+            "start_1": start.strftime("%H:%M:%S"), "reason": "Derecho"}
+    end = start + timedelta(hours=8)
+    refused = browser.post("/admin/dispatch/stormwatch/add/", {**form, "end_0": start.strftime("%Y-%m-%d"),
+                                                               "end_1": (start - timedelta(hours=1)).strftime("%H:%M:%S")})
+    assert refused.status_code == 200 and not StormWatch.objects.exists()
+    added = browser.post("/admin/dispatch/stormwatch/add/", {**form, "end_0": end.strftime("%Y-%m-%d"), "end_1": end.strftime("%H:%M:%S")},
+                         follow=True)
+    assert added.status_code == 200
+    watch = StormWatch.objects.get()
+    assert watch.devices == resource.memberships.count() and watch.opt_outs.count() == watch.devices
+    assert watch.created_by_label == "root"
