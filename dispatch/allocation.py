@@ -31,6 +31,7 @@ class Candidates:
     excluded: np.ndarray  # object: None, or OFFLINE / OPTED_OUT / NOT_ENROLLED
     customer_hours: np.ndarray
     customer_events: np.ndarray
+    customer_cost: np.ndarray | None = None  # $/kWh a kWh costs the customer's bill (battery plans); NaN unknown
 
     @property
     def usable(self) -> np.ndarray:
@@ -38,9 +39,12 @@ class Candidates:
 
 
 def rank(c: Candidates) -> np.ndarray:
-    """1-based preference rank per device (lightest season first); excluded devices rank last."""
+    """1-based preference rank per device: the lowest cost to the customer's bill first (by the cent per kWh; a device
+    without a battery plan costs nothing there), then the lightest season; excluded devices rank last."""
     offered = c.available.sum(axis=1) if c.available.size else np.zeros(len(c.device_id))
-    order = np.lexsort((c.device_id, -offered, c.customer_events, c.customer_hours, ~c.usable))
+    cost = np.zeros(len(c.device_id)) if c.customer_cost is None else np.nan_to_num(c.customer_cost)
+    cents = np.round(cost * 100)
+    order = np.lexsort((c.device_id, -offered, c.customer_events, c.customer_hours, cents, ~c.usable))
     ranks = np.empty(len(order), dtype=np.int64)
     ranks[order] = np.arange(1, len(order) + 1)
     return ranks
@@ -98,16 +102,19 @@ def top_up(c: Candidates, *, current: np.ndarray, shortfall: np.ndarray, ranks: 
 
 
 def explain(*, kind: str, available: np.ndarray, kw: np.ndarray, reason: str, rank: int, of: int | None,
-            customer_events: int, customer_hours: float) -> str:
+            customer_events: int, customer_hours: float, customer_cost: float | None = None) -> str:
     """One line for the operator: what the device could give, what it was given, and why."""
     offered = f"{kind}: {available.max(initial=0):.2f} kW available at most"
     rank_text = f"rank {rank}" + (f" of {of}" if of else "")
     season = f"customer's season so far {customer_events} event(s), {customer_hours:.1f} h"
+    if customer_cost is not None:
+        season = f"costs its customer's bill ${customer_cost:.3f}/kWh (its battery plan); {season}"
     if reason == ALLOCATED:
         return f"{offered}; {season}; {rank_text}; allocated up to {kw.max(initial=0):.2f} kW."
     if reason == NOT_NEEDED:
         return f"{offered}; {season}; {rank_text}; not needed: better-ranked devices met the target."
     if reason == NO_HEADROOM:
         return f"{offered}: nothing to give for this window."
-    return {OFFLINE: "Offline: not reporting, so not asked.", OPTED_OUT: "Opted out by the customer for this window.",
-            NOT_ENROLLED: "Not active in the resource's program."}[reason]
+    return {OFFLINE: "Offline: not reporting, so not asked.", OPTED_OUT: "Opted out for this window (customer or storm watch).",
+            NOT_ENROLLED: "Not active in the resource's program.",
+            OFF_GRID: "Off the grid (islanded or in an outage): serving its own site, so not asked."}[reason]

@@ -173,6 +173,9 @@ class Allocation(models.Model):
     customer_events = models.PositiveIntegerField(default=0, help_text="The customer's events this season, when ranked.")
     customer_hours = models.FloatField(default=0, help_text="The customer's dispatched hours this season, when ranked.")
     needs_command = models.BooleanField(default=False, help_text="Its round changed what the device must do.")
+    customer_cost_per_kwh = models.FloatField(null=True, blank=True,
+                                              help_text="What a kWh from it costs its customer's bill over the event "
+                                                        "(its battery plan's value of stored energy); empty without a plan.")
 
     @property
     def explanation(self) -> str:
@@ -180,7 +183,8 @@ class Allocation(models.Model):
 
         return explain(kind=self.device.device_type, available=np.array(self.available_kw), kw=np.array(self.kw),
                        reason=self.reason, rank=self.rank, of=getattr(self, "of", None),
-                       customer_events=self.customer_events, customer_hours=self.customer_hours)
+                       customer_events=self.customer_events, customer_hours=self.customer_hours,
+                       customer_cost=self.customer_cost_per_kwh)
 
     class Meta:
         ordering = ["event_id", "device_id"]
@@ -352,6 +356,9 @@ class DeviceSchedule(models.Model):
     kw = ArrayField(models.FloatField())
     energy_kwh = ArrayField(models.FloatField(), help_text="Planned state of energy at each interval's end.")
     reserve_kwh = models.FloatField(help_text="The backup reserve the plan keeps.")
+    value_per_kwh = ArrayField(models.FloatField(), default=list, blank=True,
+                               help_text="$ a kWh in store at each interval's end saves the site's bill (the plan's dual "
+                                         "prices): what a dispatch event taking it costs the customer.")
     site_cost = models.DecimalField(max_digits=12, decimal_places=4, help_text="The site's day with this plan ($, forecast).")
     site_cost_without = models.DecimalField(max_digits=12, decimal_places=4, help_text="The same day with the battery idle.")
     created_at = models.DateTimeField(default=timezone.now)

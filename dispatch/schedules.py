@@ -213,14 +213,15 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
         plans = site_plan.plan_batch([d for _, d, _, _ in batch])
         for (site_id, site_day, devices, starts), plan in zip(batch, plans):
             idle = site_plan.day_cost(site_day, np.zeros(len(starts)))
-            for device, unit, kw, energy in zip(devices, site_day.batteries, plan.battery_kw, plan.energy_kwh):
+            for device, unit, kw, energy, value in zip(devices, site_day.batteries, plan.battery_kw, plan.energy_kwh,
+                                                       plan.value_per_kwh):
                 rows.append(DeviceSchedule(
                     device=device, day=day, start=starts[0], step_seconds=STEP, kw=np.round(kw, 3).tolist(),
-                    energy_kwh=np.round(energy, 3).tolist(), reserve_kwh=round(unit.reserve_kwh, 3),
+                    energy_kwh=np.round(energy, 3).tolist(), reserve_kwh=round(unit.reserve_kwh, 3), value_per_kwh=np.round(value, 4).tolist(),
                     site_cost=Decimal(f"{plan.cost:.4f}"), site_cost_without=Decimal(f"{idle:.4f}"), created_at=now))
     t3 = time.perf_counter()
     DeviceSchedule.objects.bulk_create(rows, batch_size=2000, update_conflicts=True, unique_fields=["device", "day"],
-                                       update_fields=["start", "step_seconds", "kw", "energy_kwh", "reserve_kwh", "site_cost",
+                                       update_fields=["start", "step_seconds", "kw", "energy_kwh", "reserve_kwh", "value_per_kwh", "site_cost",
                                                       "site_cost_without", "created_at"])
     return {"sites": len(days), "batteries": len(rows), "skipped": dict(skipped),
             "seconds": {"forecast": round(timings["forecast"], 3), "solve": round(t3 - t2, 3),

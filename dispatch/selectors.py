@@ -1,6 +1,6 @@
 """Reads for dispatch: the candidates of an event (one query), live commands, target against delivered."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -9,7 +9,7 @@ from django.db import connection
 from aggregator import capability
 from aggregator.selectors import load_fleet
 from dispatch import allocation
-from dispatch.models import DispatchEvent
+from dispatch.models import DeviceSchedule, DispatchEvent
 
 # Current members of the resource, with what allocation needs beside the capability model.
 _JOINS = """
@@ -59,8 +59,31 @@ def candidates(*, event: DispatchEvent, instants: list[datetime], now: datetime,
     c = allocation.Candidates(
         device_id=fleet.device_id, available=available, excluded=excluded,
         customer_hours=hours.astype(float), customer_events=events.astype(np.int64),
+        customer_cost=plan_costs(fleet.device_id, window),
     )
     return c, fleet, customer.astype(np.int64)
+
+
+def plan_costs(device_ids: np.ndarray, window: tuple[datetime, datetime]) -> np.ndarray:
+    """Per device, what a kWh taken over `window` costs its customer's bill: the mean over the window's intervals of
+    its battery plan's value of stored energy (dispatch.schedules); NaN for a device without a plan there."""
+    from math import ceil, floor
+
+    out = np.full(len(device_ids), np.nan)
+    if not len(device_ids):
+        return out
+    start, end = window
+    plans = (DeviceSchedule.objects.filter(device_id__in=device_ids.tolist(), start__lt=end, start__gte=start - timedelta(hours=26))
+             .exclude(value_per_kwh=[]).values_list("device_id", "start", "step_seconds", "value_per_kwh"))
+    totals: dict[int, list[float]] = {}
+    for device_id, first, step, values in plans:
+        a = max(0, floor((start - first).total_seconds() / step))
+        b = min(len(values), ceil((end - first).total_seconds() / step))
+        if b > a:
+            totals.setdefault(device_id, []).extend(values[a:b])
+    for device_id, values in totals.items():
+        out[int(np.searchsorted(device_ids, device_id))] = float(np.mean(values))
+    return out
 
 
 _PERFORMANCE = """

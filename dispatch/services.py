@@ -414,6 +414,8 @@ def _write_round(*, event, c, fleet, customers, kw, ranks, why, previous, interv
         "kw": kw[rows].ravel().tolist(), "available": np.round(c.available[rows], 3).ravel().tolist(),
         "reasons": [str(r) for r in why[rows]], "ranks": ranks[rows].tolist(),
         "events": c.customer_events[rows].tolist(), "hours": np.round(c.customer_hours[rows], 2).tolist(),
+        "costs": ["NULL" if c.customer_cost is None or np.isnan(x) else round(float(x), 4)
+                  for x in (c.customer_cost[rows] if c.customer_cost is not None else [np.nan] * len(rows))],
         "needs": needs[rows].tolist(), "k": k})
     event.allocation_round = number
     event.save(update_fields=["allocation_round", "updated_at"])
@@ -451,17 +453,18 @@ def _devices_with_live_commands(event: DispatchEvent) -> set[int]:
 # statement, no per-row Python. A first round inserts; a later one updates in place.
 _ALLOCATIONS = """
 INSERT INTO dispatch_allocation AS a (event_id, round, device_id, customer_id, kw, available_kw, reason, rank,
-                                      customer_events, customer_hours, needs_command)
+                                      customer_events, customer_hours, customer_cost_per_kwh, needs_command)
 SELECT %(event)s, %(round)s, t.device, t.customer, p.kw[(t.i - 1) * %(k)s + 1 : t.i * %(k)s],
-       p.available[(t.i - 1) * %(k)s + 1 : t.i * %(k)s], t.reason, t.rank, t.events, t.hours, t.needs
+       p.available[(t.i - 1) * %(k)s + 1 : t.i * %(k)s], t.reason, t.rank, t.events, t.hours, t.cost, t.needs
 FROM (SELECT %(kw)s::float8[] AS kw, %(available)s::float8[] AS available) p, unnest(%(devices)s::bigint[], %(customers)s::bigint[], %(reasons)s::varchar[], %(ranks)s::integer[],
-            %(events)s::integer[], %(hours)s::float8[], %(needs)s::boolean[])
-     WITH ORDINALITY AS t(device, customer, reason, rank, events, hours, needs, i)
+            %(events)s::integer[], %(hours)s::float8[], %(costs)s::float8[], %(needs)s::boolean[])
+     WITH ORDINALITY AS t(device, customer, reason, rank, events, hours, cost, needs, i)
 """
 _UPDATE_ON_CONFLICT = """
 ON CONFLICT (event_id, device_id) DO UPDATE SET round = EXCLUDED.round, kw = EXCLUDED.kw, available_kw = EXCLUDED.available_kw,
     reason = EXCLUDED.reason, rank = EXCLUDED.rank, customer_events = EXCLUDED.customer_events,
-    customer_hours = EXCLUDED.customer_hours, needs_command = EXCLUDED.needs_command
+    customer_hours = EXCLUDED.customer_hours, customer_cost_per_kwh = EXCLUDED.customer_cost_per_kwh,
+    needs_command = EXCLUDED.needs_command
 """
 
 

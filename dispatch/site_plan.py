@@ -65,6 +65,7 @@ class SitePlan:
     import_kw: np.ndarray
     export_kw: np.ndarray
     cost: float
+    value_per_kwh: list[np.ndarray]  # per battery: what a kWh stored at each interval's end is worth to the site's bill
 
 
 class PlanFailed(Exception):
@@ -145,14 +146,20 @@ def plan_batch(days: list[SiteDay]) -> list[SitePlan]:
     if result.status != 0:
         raise PlanFailed(result.message)
     plans = []
-    for day, offset, (_, _, cost, _, _, n) in zip(days, col_offsets, blocks):
+    duals = result.eqlin.marginals
+    row = 0
+    for day, offset, ((_, _, _, _, n_eq), _, cost, _, _, n) in zip(days, col_offsets, blocks):
         x = result.x[offset:offset + n]
         T, B = len(day.load_kw), len(day.batteries)
+        # The energy rows' duals: d(cost)/d(one more kWh in store at t), negated into a value ($/kWh).
+        energy_duals = -duals[row + T:row + T + B * T]
+        row += n_eq
         g, xp = x[3 * B * T:3 * B * T + T], x[3 * B * T + T:3 * B * T + 2 * T]
         plans.append(SitePlan(
             battery_kw=[x[(B + b) * T:(B + b + 1) * T] - x[b * T:(b + 1) * T] for b in range(B)],
             energy_kwh=[x[(2 * B + b) * T:(2 * B + b + 1) * T] for b in range(B)],
-            import_kw=g, export_kw=xp, cost=float(cost @ x)))
+            import_kw=g, export_kw=xp, cost=float(cost @ x),
+            value_per_kwh=[np.maximum(energy_duals[b * T:(b + 1) * T], 0.0) for b in range(B)]))
     return plans
 
 

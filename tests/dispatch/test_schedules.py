@@ -60,6 +60,9 @@ def test_tomorrows_plan_cuts_the_forecast_bill_keeps_the_reserve_and_reaches_onl
     assert len(plan.kw) == len(schedules.day_starts(tomorrow, NY)) and plan.start == schedules.day_starts(tomorrow, NY)[0]
     assert plan.site_cost < plan.site_cost_without
     assert plan.reserve_kwh == pytest.approx(2.7) and min(plan.energy_kwh) >= 2.7 - 1e-3
+    # Stored energy is worth most before the evening peak it will serve (the plan's dual prices).
+    assert len(plan.value_per_kwh) == len(plan.kw) and min(plan.value_per_kwh) >= 0
+    assert max(plan.value_per_kwh) >= 0.10
     evening = [kw for n, kw in enumerate(plan.kw) if 17 <= (plan.start + timedelta(minutes=15 * n)).astimezone(NY).hour < 20]
     assert sum(evening) > 0  # it discharges into the forecast evening peak
 
@@ -109,3 +112,24 @@ def test_sites_are_due_in_their_local_evening_until_planned(battery):
     DeviceSchedule.objects.create(device=battery, day=evening.date() + timedelta(days=1), start=evening, step_seconds=900,
                                   kw=[0.0], energy_kwh=[0.0], reserve_kwh=0, site_cost=0, site_cost_without=0)
     assert battery.site_id not in schedules.due_sites(evening).get(evening.date() + timedelta(days=1), [])
+
+
+def test_allocation_prefers_the_battery_whose_customer_loses_least_and_says_what_it_costs(program, make_resource):
+    """Two batteries with the same season: the one whose plan values its stored energy less over the event goes first."""
+    now = datetime.now(UTC)
+    dear, cheap = (active_device(program, device_type="battery", rated_kw=Decimal("5"), charge_kw=Decimal("5"),
+                                 energy_kwh=Decimal("13.5"), backup_reserve_pct=Decimal("10")) for _ in range(2))
+    resource = make_resource(devices=[dear, cheap])
+    online(dear, cheap, soc=Decimal("90"))
+    start = (now + timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+    for device, value in ((dear, 0.30), (cheap, 0.05)):
+        DeviceSchedule.objects.create(device=device, day=start.date(), start=start - timedelta(hours=4), step_seconds=900,
+                                      kw=[0.0] * 48, energy_kwh=[10.0] * 48, reserve_kwh=1.35, value_per_kwh=[0.5] * 16 + [value] * 32,
+                                      site_cost=0, site_cost_without=0)
+    event = services.create_event(resource=resource, source="operator_test", start=start, end=start + timedelta(hours=1),
+                                  notify_at=now, target_kw=3, by="tester", over_commit_pct=0, now=now)
+    services.advance(event_id=event.pk, now=now)
+    allocations = {a.device_id: a for a in event.allocations.select_related("device")}
+    assert (allocations[cheap.pk].rank, allocations[cheap.pk].reason, allocations[dear.pk].reason) == (1, "allocated", "not_needed")
+    assert allocations[cheap.pk].customer_cost_per_kwh == pytest.approx(0.05)
+    assert "$0.050/kWh" in allocations[cheap.pk].explanation and "$0.300/kWh" in allocations[dear.pk].explanation
