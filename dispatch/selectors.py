@@ -7,7 +7,7 @@ import numpy as np
 from django.db import connection
 
 from aggregator import capability
-from aggregator.selectors import load_fleet
+from aggregator.selectors import limit_by_plans, load_fleet
 from dispatch import allocation
 from dispatch.models import DeviceSchedule, DispatchEvent
 
@@ -51,6 +51,7 @@ def candidates(*, event: DispatchEvent, instants: list[datetime], now: datetime,
         joins=_JOINS, extra=_EXTRA,
     )
     available = capability.available_kw(fleet, now=now, instants=instants, event_hours=event.hours)
+    limit_by_plans(fleet, instants=instants, event_hours=event.hours, out=available)
     excluded = np.full(len(fleet), None, dtype=object)
     excluded[fleet.online == 0] = allocation.OFFLINE
     excluded[fleet.islanded] = allocation.OFF_GRID

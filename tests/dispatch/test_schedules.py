@@ -133,3 +133,24 @@ def test_allocation_prefers_the_battery_whose_customer_loses_least_and_says_what
     assert (allocations[cheap.pk].rank, allocations[cheap.pk].reason, allocations[dear.pk].reason) == (1, "allocated", "not_needed")
     assert allocations[cheap.pk].customer_cost_per_kwh == pytest.approx(0.05)
     assert "$0.050/kWh" in allocations[cheap.pk].explanation and "$0.300/kWh" in allocations[dear.pk].explanation
+
+
+def test_capability_leaves_a_battery_the_energy_its_own_plan_needs(program, make_resource):
+    """At 14:00 a 2-hour event may take only what the plan does not discharge for the site from 16:00 on."""
+    from aggregator.selectors import capability_of
+
+    now = datetime(2026, 7, 15, 11, 0, tzinfo=UTC)
+    battery = active_device(program, device_type="battery", rated_kw=Decimal("5"), charge_kw=Decimal("5"), energy_kwh=Decimal("13.5"),
+                            backup_reserve_pct=Decimal("10"), round_trip_efficiency_pct=Decimal("90"))
+    resource = make_resource(devices=[battery])
+    online(battery, soc=Decimal("90"), at=now)
+    eff = 0.9 ** 0.5
+    kw = [0.0] * 20 + [2.0] * 16 + [0.0] * 12  # 12:00-24:00 in quarter hours: 2 kW from 17:00 to 21:00
+    energy = [12.0] * 20 + [12.0 - 0.5 / eff * (n + 1) for n in range(16)] + [12.0 - 8.0 / eff] * 12
+    DeviceSchedule.objects.create(device=battery, day=now.date(), start=datetime(2026, 7, 15, 12, tzinfo=UTC), step_seconds=900,
+                                  kw=kw, energy_kwh=energy, reserve_kwh=1.35, site_cost=0, site_cost_without=0)
+    forecast = {h["start"]: h["kw"] for h in capability_of(resource_ids=[resource.pk], now=now, hours=24, event_hours=2)[resource.pk]["forecast"]}
+    left = (12.0 - 1.35 - 8.0 / eff) * eff / 2  # kWh above the reserve the plan does not need, over 2 hours
+    assert forecast[datetime(2026, 7, 15, 11, tzinfo=UTC)] == 5.0  # before the plan: the state of charge decides
+    assert forecast[datetime(2026, 7, 15, 14, tzinfo=UTC)] == pytest.approx(left, abs=1e-3)
+    assert forecast[datetime(2026, 7, 15, 22, tzinfo=UTC)] == pytest.approx(left, abs=1e-3)  # after it: what is left
