@@ -357,3 +357,20 @@ class CustomerLogin(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} for {self.customer}"
+
+
+class SiteOutage(models.Model):
+    """A period a site's devices reported a grid outage (from the heartbeat's grid_status); open while `end` is empty.
+
+    Settlement leaves such days out of the site's baselines and may excuse its event
+    intervals from penalties, as the program's settlement terms say.
+    """
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="outages")
+    start = models.DateTimeField()
+    end = models.DateTimeField(null=True, blank=True)
+    reported_by = models.ForeignKey(Device, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["site", "start"], name="site_outage_site_start")]
+        constraints = [models.UniqueConstraint(fields=["site"], condition=Q(end__isnull=True), name="one_open_outage_per_site")]

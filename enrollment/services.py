@@ -269,11 +269,30 @@ def record_heartbeat(*, device_id: int, at, online: bool = True, state_of_charge
     if not updated:
         DeviceStatus.objects.get_or_create(device_id=device_id, defaults=defaults)
     status = DeviceStatus.objects.get(device_id=device_id)
+    if status.last_seen_at == at:  # this heartbeat is the latest: it moves the site's outage record
+        _record_outage(device_id=device_id, at=at, grid_status=status.grid_status)
     if status.grid_status in ("islanded", "outage"):
         from dispatch import services as dispatch
 
         dispatch.leave_events_off_grid(device_id=device_id, status=status.grid_status)
     return status
+
+
+def _record_outage(*, device_id: int, at, grid_status: str) -> None:
+    """Open the site's outage when a device reports one; close it when a device reports the grid back."""
+    from django.db import IntegrityError, transaction
+
+    from enrollment.models import SiteOutage
+
+    site_id = Device.objects.filter(pk=device_id).values_list("site_id", flat=True).get()
+    if grid_status == "outage":
+        try:
+            with transaction.atomic():
+                SiteOutage.objects.get_or_create(site_id=site_id, end__isnull=True, defaults={"start": at, "reported_by_id": device_id})
+        except IntegrityError:
+            pass  # another device of the site opened it at the same moment
+    elif grid_status == "grid_connected":
+        SiteOutage.objects.filter(site_id=site_id, end__isnull=True, start__lte=at).update(end=at)
 
 
 def mark_silent_devices_offline(*, now=None, missed_heartbeats: int = 3) -> int:

@@ -127,6 +127,11 @@ class SettlementTerms(models.Model):
     sharing_rule = models.CharField(max_length=20, choices=SharingRule.choices, default=SharingRule.REVENUE_SHARE)
     sharing_value = models.DecimalField(max_digits=10, decimal_places=4, default=0, help_text="%, $/kWh or $/event per the rule.")
     fee_pct = models.DecimalField(max_digits=5, decimal_places=2, default=0, help_text="The platform's fee off each payout (%).")
+    exclude_outage_days = models.BooleanField(
+        default=True, help_text="A day a site spent part of in a grid outage is never one of its baseline days.")
+    excuse_outage_intervals = models.BooleanField(
+        default=True, help_text="An event interval a site spends in a grid outage counts neither its delivery nor its "
+                                "devices' commitment, so it draws no shortfall penalty.")
 
     def clean(self):
         from django.core.exceptions import ValidationError
@@ -168,6 +173,8 @@ class SettlementRun(models.Model):
     capacity = models.DecimalField(max_digits=14, decimal_places=2)
     penalty = models.DecimalField(max_digits=14, decimal_places=2)
     net = models.DecimalField(max_digits=14, decimal_places=2)
+    excused_kwh = models.DecimalField(max_digits=16, decimal_places=6, default=0,
+                                      help_text="Committed kWh excused for sites in a grid outage (left out of the factor).")
     difference = models.JSONField(default=dict, blank=True, help_text="Against the previous version: amounts that changed.")
 
     class Meta:

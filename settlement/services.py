@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from aggregator.errors import DomainError, Problem
@@ -131,6 +132,44 @@ def _other_event_days(event: DispatchEvent, zone: ZoneInfo) -> frozenset:
     return frozenset(e.start.astimezone(zone).date() for e in others)
 
 
+def _outages(site_ids: set[int], start, end) -> dict[int, list[tuple]]:
+    """Site -> its grid outage periods overlapping [start, end) (an open one runs to `end`)."""
+    from enrollment.models import SiteOutage
+
+    out: dict[int, list[tuple]] = defaultdict(list)
+    for site_id, a, b in (SiteOutage.objects.filter(site_id__in=site_ids, start__lt=end).filter(Q(end__isnull=True) | Q(end__gt=start))
+                          .values_list("site_id", "start", "end")):
+        out[site_id].append((a, b or end))
+    return dict(out)
+
+
+def _local_days(periods, zone: ZoneInfo) -> frozenset:
+    days = set()
+    for a, b in periods:
+        day, last = a.astimezone(zone).date(), (b - timedelta(microseconds=1)).astimezone(zone).date()
+        while day <= last:
+            days.add(day)
+            day += timedelta(days=1)
+    return frozenset(days)
+
+
+def _in_outage(periods, start, end) -> bool:
+    return bool(periods) and any(a < end and b > start for a, b in periods)
+
+
+def _excused_kwh(event: DispatchEvent, intervals, outages: dict[int, list[tuple]]) -> Decimal:
+    """The allocated kWh of devices at sites in an outage, over the event intervals the outage overlaps."""
+    from dispatch.models import Allocation
+
+    excused = Decimal(0)
+    for kw, site_id in (Allocation.objects.filter(event=event, device__site_id__in=list(outages))
+                        .values_list("kw", "device__site_id")):
+        for n, interval in enumerate(intervals):
+            if n < len(kw) and _in_outage(outages[site_id], interval.start, interval.end):
+                excused += Decimal(repr(float(kw[n]))) * Decimal((interval.end - interval.start).total_seconds()) / 3600
+    return excused
+
+
 def _prices(market_id: int, nodes: set[str], start, end) -> dict[str, tuple[np.ndarray, np.ndarray, list]]:
     """Node -> (interval starts in epoch seconds, ends, $/MWh) for lookups by searchsorted."""
     with connection.cursor() as cursor:
@@ -172,9 +211,13 @@ def settle_event(*, event: DispatchEvent, by: str, now=None) -> SettlementRun:
         meter = baselines.get_method(terms.baseline_method).meter
         units = _units(event.pk, meter)
         readings, fingerprint = _readings(_METER_KINDS[meter], [u[0] for u in units], event.start - LOOKBACK, event.end)
+        outages = _outages({u[1] for u in units}, event.start - LOOKBACK, event.end)
+        other_events = _other_event_days(event, zone)
+        outage_days = {site: _local_days(periods, zone) for site, periods in outages.items()} if terms.exclude_outage_days else {}
+        event_days = {u[0]: other_events | outage_days.get(u[1], frozenset()) for u in units}
         results, errors = baselines.compute_baselines(
             method=terms.baseline_method, sites=readings, event_start=event.start, event_end=event.end,
-            time_zone=market.time_zone, market=market.code, event_days=_other_event_days(event, zone), params=terms.baseline_params)
+            time_zone=market.time_zone, market=market.code, event_days=event_days, params=terms.baseline_params)
         prices = _prices(market.pk, {u[3] for u in units}, event.start, event.end)
 
         rows, delivered_by_customer, energy = [], defaultdict(Decimal), Decimal(0)
@@ -186,22 +229,27 @@ def settle_event(*, event: DispatchEvent, by: str, now=None) -> SettlementRun:
                                            reduction_kwh=[], price_per_mwh=[], energy=Decimal(0), flags=flags))
                 continue
             hours = Decimal(result.interval_minutes) / 60
-            reductions, site_prices = [], []
+            reductions, site_prices, excused_here = [], [], False
             for start, reduction_kw in zip(result.starts, result.reduction_kw):
                 kwh = Decimal(0) if np.isnan(reduction_kw) else Decimal(repr(float(reduction_kw))) * hours
+                if terms.excuse_outage_intervals and _in_outage(outages.get(site_id), start, start + timedelta(hours=float(hours))):
+                    kwh, excused_here = Decimal(0), True  # the site was off the grid: neither delivery nor shortfall
                 reductions.append(payments.reduction_kwh(kwh, Decimal(0), net_negatives=terms.net_negatives).quantize(SIX))
                 site_prices.append(_price_at(prices.get(node), int(start.timestamp())))
             priced = [p if p is not None else Decimal(0) for p in site_prices]
             site_energy = payments.energy_payment(reductions, priced)
             energy += site_energy
             delivered_by_customer[customer_id] += sum(reductions, Decimal(0))
-            flags = sorted(result.flags) + (["unpriced_intervals"] if None in site_prices else [])
+            flags = sorted(result.flags) + (["unpriced_intervals"] if None in site_prices else []) + (
+                ["outage_excused"] if excused_here else [])
+            skipped = {d.isoformat(): ("outage_day" if why == "event_day" and d not in other_events else why)
+                       for d, why in (result.skipped or {}).items()}
             rows.append(SiteSettlement(
                 site_id=site_id, device_id=device_id, customer_id=customer_id, starts=list(result.starts),
                 baseline_kw=[None if np.isnan(x) else round(float(x), 6) for x in result.baseline_kw],
                 actual_kw=[None if np.isnan(x) else round(float(x), 6) for x in result.actual_kw],
                 reduction_kwh=reductions, price_per_mwh=site_prices, energy=site_energy.quantize(Decimal("0.00000001")),
-                days_used=list(result.days_used), days_skipped={d.isoformat(): why for d, why in (result.skipped or {}).items()},
+                days_used=list(result.days_used), days_skipped=skipped,
                 adjustment={"kind": result.adjustment.kind, "value": result.adjustment.value, "capped": result.adjustment.capped,
                             "reason": result.adjustment.reason},
                 flags=flags))
@@ -210,7 +258,8 @@ def settle_event(*, event: DispatchEvent, by: str, now=None) -> SettlementRun:
         committed_kw = max((i.target_kw for i in intervals), default=Decimal(0))
         committed_kwh = sum((i.target_kw * Decimal((i.end - i.start).total_seconds()) / 3600 for i in intervals), Decimal(0))
         delivered = sum(delivered_by_customer.values(), Decimal(0))
-        factor = payments.performance_factor(delivered, committed_kwh, cap_at_one=terms.cap_factor_at_one)
+        excused = _excused_kwh(event, intervals, outages) if terms.excuse_outage_intervals and outages else Decimal(0)
+        factor = payments.performance_factor(delivered, max(committed_kwh - excused, Decimal(0)), cap_at_one=terms.cap_factor_at_one)
         capacity = cents(payments.capacity_payment(committed_kw, terms.capacity_rate_per_kw, factor))
         penalty = cents(payments.shortfall_penalty(committed_kw, terms.penalty_per_kw, factor))
         net = cents(energy) + capacity - penalty
@@ -223,7 +272,7 @@ def settle_event(*, event: DispatchEvent, by: str, now=None) -> SettlementRun:
             kind=SettlementRun.Kind.RESETTLEMENT if previous else SettlementRun.Kind.INITIAL, created_at=now, created_by=by,
             method=terms.baseline_method, fingerprint=fingerprint, sites=len({u[1] for u in units}), delivered_kwh=delivered,
             committed_kwh=committed_kwh, performance_factor=factor, energy=cents(energy), capacity=capacity, penalty=penalty,
-            net=net)
+            net=net, excused_kwh=excused.quantize(SIX))
         for row in rows:
             row.run = run
         SiteSettlement.objects.bulk_create(rows, batch_size=2000)

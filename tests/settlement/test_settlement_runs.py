@@ -175,3 +175,67 @@ def test_a_device_metered_method_settles_each_dispatched_device_at_its_own_meter
                                                           "interval_seconds": 3600, "kwh": -4}]}, format="json")
     assert services.needs_resettlement(run)
     assert services.settle_event(event=event, by="settlement job").delivered_kwh == D(16)
+
+
+def test_a_site_in_a_grid_outage_is_excused_its_interval_and_its_outage_day_is_no_baseline_day(
+        ended_event, device_client, tmp_path):
+    """As the first test, but site B's devices reported a grid outage over the second event hour:
+    B's hour counts neither its 4 kWh nor its 5 kWh allocation: 11 of 20 - 5 = 15 kWh -> 0.7333;
+    capacity 10 x 10 x 0.7333 = 73.33; penalty 10 x 4 x 0.2667 = 10.67; energy 1.60 -> net 64.26."""
+    from enrollment.models import SiteOutage
+
+    event = ended_event
+    site_a, site_b = [m.device for m in event.resource.memberships.order_by("device_id")]
+    before = event.start - timedelta(hours=3)
+    post_site_readings(device_client, site_a, before, [10, 10, 10, 4, 5])
+    post_site_readings(device_client, site_b, before, [6, 6, 6, 6, 2])
+    prices(tmp_path, event)
+    client, _ = device_client(device=site_b)
+    for status, at in (("outage", event.start + timedelta(hours=1)), ("grid_connected", event.end + timedelta(minutes=5))):
+        assert client.post("/api/device/v1/status", {"grid_status": status, "at": at.isoformat()}, format="json").status_code == 200
+    [outage] = SiteOutage.objects.filter(site=site_b.site)
+    assert (outage.start, outage.end) == (event.start + timedelta(hours=1), event.end + timedelta(minutes=5))
+
+    run = services.settle_event(event=event, by="analyst")
+    assert (run.delivered_kwh, run.excused_kwh, run.performance_factor) == (D(11), D(5), D("0.7333"))
+    assert (run.energy, run.capacity, run.penalty, run.net) == (D("1.60"), D("73.33"), D("10.67"), D("64.26"))
+    b = SiteSettlement.objects.get(run=run, site=site_b.site)
+    assert b.reduction_kwh == [D(0), D(0)] and "outage_excused" in b.flags
+    assert "outage_excused" not in SiteSettlement.objects.get(run=run, site=site_a.site).flags
+
+    # A program that does not excuse outages settles the same data as the first test did.
+    SettlementTerms.objects.filter(program=event.resource.program).update(excuse_outage_intervals=False)
+    again = services.settle_event(event=event, by="analyst")
+    assert (again.delivered_kwh, again.excused_kwh, again.net) == (D(15), D(0), D("67.40"))
+
+
+def test_an_outage_day_is_left_out_of_the_sites_baseline_days(make_resource, device_client):
+    """High 4 of 5 on 12 days of hourly history: the weekday site A spent in an outage is skipped as an outage day."""
+    from zoneinfo import ZoneInfo
+
+    from enrollment.models import SiteOutage
+
+    new_york = ZoneInfo("America/New_York")
+    resource = make_resource(generators=2)
+    site_a, site_b = [m.device for m in resource.memberships.order_by("device_id")]
+    start = datetime(2026, 11, 18, 14, tzinfo=new_york)  # a Wednesday
+    event = DispatchEvent.objects.create(resource=resource, source="operator_test", notify_at=start, start=start,
+                                         end=start + timedelta(hours=1), state="completed", over_commit_pct=0, created_by_label="test")
+    event.intervals.create(start=start, end=start + timedelta(hours=1), target_kw=10)
+    from dispatch.models import Allocation
+
+    Allocation.objects.bulk_create([Allocation(event=event, round=1, device=d, customer_id=d.site.customer_id, kw=[5.0], available_kw=[50.0],
+                                               reason="allocated", rank=n + 1) for n, d in enumerate((site_a, site_b))])
+    SettlementTerms.objects.create(program=resource.program, baseline_method="pjm-high-4-of-5", capacity_rate_per_kw=0,
+                                   penalty_per_kw=0, sharing_rule="revenue_share", sharing_value=50, fee_pct=0)
+    first = datetime(2026, 11, 6, 0, tzinfo=new_york)
+    for device in (site_a, site_b):
+        post_site_readings(device_client, device, first, [5.0] * int((start + timedelta(hours=1) - first).total_seconds() // 3600))
+    outage_day = datetime(2026, 11, 17, 9, tzinfo=new_york)  # the Tuesday before
+    SiteOutage.objects.create(site=site_a.site, start=outage_day, end=outage_day + timedelta(hours=3))
+
+    run = services.settle_event(event=event, by="analyst", now=start + timedelta(days=3))
+    a = SiteSettlement.objects.get(run=run, site=site_a.site)
+    b = SiteSettlement.objects.get(run=run, site=site_b.site)
+    assert a.days_skipped.get("2026-11-17") == "outage_day" and outage_day.date() not in a.days_used
+    assert outage_day.date() in b.days_used
