@@ -9,7 +9,7 @@ from django.utils.html import format_html, format_html_join
 
 from aggregator.access.roles import WRITE_ROLES, roles_of
 from settlement import pages
-from settlement.models import CustomerPayout, EnergyPrice, MeterDataImport, SettlementRun, SettlementTerms
+from settlement.models import CustomerPayout, EnergyPrice, MeterDataImport, SettlementRun, SettlementTerms, Tariff
 from settlement.tasks import import_meter_data
 
 
@@ -157,3 +157,15 @@ class SettlementRunAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Tariff)
+class TariffAdmin(admin.ModelAdmin):
+    """Tariff versions: paste or edit the definition (settlement.tariffs documents its form); it is checked whole on
+    save, and its utility, code, name and effective date are read from it. Files load with `import_tariffs`."""
+
+    list_display = ["utility", "code", "name", "effective_from", "created_at"]
+    list_filter = ["utility"]
+    search_fields = ["code", "name"]
+    fields = ["definition", "utility", "code", "name", "effective_from"]
+    readonly_fields = ["utility", "code", "name", "effective_from"]

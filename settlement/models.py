@@ -259,3 +259,6 @@ class Tariff(models.Model):
         except tariffs.TariffInvalid as refused:
             raise ValidationError({"definition": [f"{p.field}: {p.message}" for p in refused.problems]}) from None
         self.utility, self.code, self.name, self.effective_from = spec.utility, spec.code, spec.name, spec.effective_from
+        same = Tariff.objects.filter(utility=spec.utility, code=spec.code, effective_from=spec.effective_from).exclude(pk=self.pk)
+        if same.exists():
+            raise ValidationError({"definition": f"{spec.utility}/{spec.code} already has a version from {spec.effective_from}."})

@@ -141,3 +141,15 @@ def test_tariff_files_are_checked_whole_and_load_as_json_or_csv(tmp_path):
     call_command("import_tariffs", str(json_path))
     assert Tariff.objects.count() == 1  # the same version, replaced
     assert Tariff.objects.get().spec() == from_csv
+
+
+@pytest.mark.django_db
+def test_operators_add_a_tariff_version_in_the_admin_checked_whole(browser):
+    bad = browser.post("/admin/settlement/tariff/add/", {"definition": json.dumps({**TARIFF, "energy": []})})
+    assert bad.status_code == 200 and b"energy" in bad.content and not Tariff.objects.exists()
+    added = browser.post("/admin/settlement/tariff/add/", {"definition": json.dumps(TARIFF)})
+    assert added.status_code == 302
+    row = Tariff.objects.get()
+    assert (row.utility, row.code, str(row.effective_from)) == ("TESTCO", "TOU-1", "2025-01-01")
+    again = browser.post("/admin/settlement/tariff/add/", {"definition": json.dumps(TARIFF)})
+    assert again.status_code == 200 and b"already has a version" in again.content and Tariff.objects.count() == 1
