@@ -1,4 +1,4 @@
-"""Standing next-day schedules for every battery: forecast, tariff, linear program, stored per device.
+"""Standing next-day schedules for every battery and flexible EV charger: forecast, tariff, LP, stored per device.
 
 For a set of sites and their local "tomorrow", in 15-minute intervals (STEP):
 
@@ -11,8 +11,10 @@ For a set of sites and their local "tomorrow", in 15-minute intervals (STEP):
   prices each interval (import price, export credit) and gives the demand windows;
   each window's floor is the site's peak in it so far this month.
 - Batteries (their power, charge rate, energy, backup reserve and round-trip efficiency;
-  the reported state of charge as the starting energy, the reserve if none): planned by
-  dispatch.site_plan, BATCH sites per LP.
+  the reported state of charge as the starting energy, the reserve if none) and EV chargers
+  with a nightly charging need (plugged from an evening hour, kWh by a morning hour; what
+  last night's plan charged counts toward this morning): planned by dispatch.site_plan,
+  BATCH sites per LP. An EV charger's plan is its charging kW (negative), cheapest first.
 - A storm watch over the day holds its batteries full for its window (dispatch.resilience).
 - Stored as DeviceSchedule rows (kW per interval, + discharge), one per battery and
   day, replacing a plan made earlier for the same day. Devices read them on the device
@@ -30,6 +32,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from django.db import connection
+from django.db.models import Q
 
 from dispatch import resilience, site_plan
 from dispatch.models import DeviceSchedule
@@ -136,15 +139,20 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
     now = now or datetime.now(UTC)
     t0 = time.perf_counter()
     sites = {s.pk: s for s in Site.objects.filter(pk__in=site_ids).select_related("market")}
-    batteries = defaultdict(list)
+    batteries, evs = defaultdict(list), defaultdict(list)
     for device in Device.objects.filter(site_id__in=sites, device_type="battery").order_by("pk"):
         batteries[device.site_id].append(device)
+    for device in (Device.objects.filter(site_id__in=sites, device_type="ev_charger", charging_need__isnull=False)
+                   .select_related("charging_need").order_by("pk")):
+        evs[device.site_id].append(device)
+    last_night = {p.device_id: p for p in DeviceSchedule.objects.filter(
+        device_id__in=[d.pk for ds in evs.values() for d in ds], day=day - timedelta(days=1))}
     soc = dict(DeviceStatus.objects.filter(device_id__in=[d.pk for ds in batteries.values() for d in ds],
                                            state_of_charge_pct__isnull=False).values_list("device_id", "state_of_charge_pct"))
     skipped: dict[str, int] = defaultdict(int)
     days: list[tuple[int, site_plan.SiteDay, list, list[datetime]]] = []
     by_market: dict = defaultdict(list)
-    for site_id in batteries:
+    for site_id in sorted(set(batteries) | set(evs)):
         by_market[sites[site_id].market.code].append(site_id)
     tariffs = _tariff_versions(sites.values(), day)
     midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)  # every zone's local day lies within 14 h of it
@@ -168,7 +176,7 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
                     key = (weekend, slot * STEP // 3600)
                     peaks[site_id][key] = max(peaks[site_id].get(key, 0.0), float(peak))
             cursor.execute(_BATTERY_SLOTS, {**params, "kind": MeterKind.DEVICE,
-                                            "meters": [d.pk for m in members for d in batteries[m]]})
+                                            "meters": [d.pk for m in members for d in batteries[m] + evs[m]]})
             battery_table = _slot_table(cursor.fetchall(), slots)
         timings["forecast"] += time.perf_counter() - t1
         for site_id in members:
@@ -202,17 +210,26 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
                     reserve_kwh=reserve, soc_kwh=energy * float(start_pct) / 100 if start_pct is not None else reserve,
                     round_trip=float(device.round_trip_efficiency_pct or 90) / 100,
                     hold_full=np.array([any(a <= at < b for a, b in storm.get(device.pk, ())) for at in starts])))
+            local_hours = np.array([at.astimezone(zone).hour for at in starts])
+            sessions = [_ev_session(device, local_hours, last_night.get(device.pk), zone) for device in evs[site_id]]
             site_day = site_plan.SiteDay(load_kw=load_kw, import_price=tariff_day[0].import_price,
                                          export_credit=tariff_day[0].export_credit, step_hours=STEP / 3600,
-                                         batteries=units, demand=demand)
-            days.append((site_id, site_day, batteries[site_id], starts))
+                                         batteries=units, demand=demand, evs=sessions)
+            days.append((site_id, site_day, (batteries[site_id], evs[site_id]), starts))
     t2 = time.perf_counter()
     rows = []
     for first in range(0, len(days), BATCH):
         batch = days[first:first + BATCH]
         plans = site_plan.plan_batch([d for _, d, _, _ in batch])
-        for (site_id, site_day, devices, starts), plan in zip(batch, plans):
-            idle = site_plan.day_cost(site_day, np.zeros(len(starts)))
+        for (site_id, site_day, (devices, chargers), starts), plan in zip(batch, plans):
+            # Without the platform: the batteries idle, each car charges at full power from the hour it may.
+            idle = site_plan.day_cost(site_day, np.zeros(len(starts)), sum((_unmanaged(ev, site_day.step_hours) for ev in site_day.evs),
+                                                                          np.zeros(len(starts))))
+            for device, ev, kw in zip(chargers, site_day.evs, plan.ev_kw):
+                rows.append(DeviceSchedule(
+                    device=device, day=day, start=starts[0], step_seconds=STEP, kw=np.round(-kw, 3).tolist(),
+                    energy_kwh=np.round(np.cumsum(kw) * site_day.step_hours, 3).tolist(), reserve_kwh=0.0, value_per_kwh=[],
+                    site_cost=Decimal(f"{plan.cost:.4f}"), site_cost_without=Decimal(f"{idle:.4f}"), created_at=now))
             for device, unit, kw, energy, value in zip(devices, site_day.batteries, plan.battery_kw, plan.energy_kwh,
                                                        plan.value_per_kwh):
                 rows.append(DeviceSchedule(
@@ -223,9 +240,40 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
     DeviceSchedule.objects.bulk_create(rows, batch_size=2000, update_conflicts=True, unique_fields=["device", "day"],
                                        update_fields=["start", "step_seconds", "kw", "energy_kwh", "reserve_kwh", "value_per_kwh", "site_cost",
                                                       "site_cost_without", "created_at"])
-    return {"sites": len(days), "batteries": len(rows), "skipped": dict(skipped),
+    chargers = sum(len(c) for _, _, (_, c), _ in days)
+    return {"sites": len(days), "batteries": len(rows) - chargers, "ev_chargers": chargers, "skipped": dict(skipped),
             "seconds": {"forecast": round(timings["forecast"], 3), "solve": round(t3 - t2, 3),
                         "store": round(time.perf_counter() - t3, 3), "total": round(time.perf_counter() - t0, 3)}}
+
+
+def _ev_session(device, local_hours: np.ndarray, yesterday, zone: ZoneInfo) -> site_plan.Ev:
+    """A charger's part of two nightly sessions in the day: this morning's end (what last night's plan left owed)
+    and tonight's start (at least what tomorrow morning alone could not fit)."""
+    need = device.charging_need
+    energy, power = float(need.energy_kwh), float(device.rated_kw)
+    morning, evening = local_hours < need.ready_by_hour, local_hours >= need.plug_in_hour
+    morning_room = power * STEP / 3600 * int(morning.sum())
+    charged = 0.0
+    if yesterday is not None:  # what last night's plan charged from plug-in on (its kW are negative: charging)
+        step = yesterday.step_seconds
+        charged = sum(-kw * step / 3600 for n, kw in enumerate(yesterday.kw)
+                      if (yesterday.start + timedelta(seconds=step * n)).astimezone(zone).hour >= need.plug_in_hour)
+    return site_plan.Ev(power_kw=power, morning=morning, evening=evening,
+                        morning_kwh=min(max(energy - charged, 0.0), morning_room * 0.999),
+                        evening_kwh=max(0.0, energy - morning_room), evening_max_kwh=energy)
+
+
+def _unmanaged(ev: site_plan.Ev, step_hours: float) -> np.ndarray:
+    """A car charging as it would alone: at full power from the start of each window until its kWh are in."""
+    out = np.zeros(len(ev.morning))
+    for mask, kwh in ((ev.morning, ev.morning_kwh), (ev.evening, ev.evening_max_kwh)):
+        left = kwh
+        for n in np.flatnonzero(mask):
+            if left <= 0:
+                break
+            out[n] = min(ev.power_kw, left / step_hours)
+            left -= out[n] * step_hours
+    return out
 
 
 def _tariff_versions(sites, day: date) -> dict:
@@ -249,13 +297,14 @@ def due_sites(now: datetime) -> dict[date, list[int]]:
     from enrollment.models import Site
 
     due: dict[date, list[int]] = defaultdict(list)
-    zones = Site.objects.filter(devices__device_type="battery").order_by().values_list("time_zone", flat=True).distinct()
+    planned = Q(devices__device_type="battery") | Q(devices__charging_need__isnull=False)
+    zones = Site.objects.filter(planned).order_by().values_list("time_zone", flat=True).distinct()
     for zone_name in zones:
         local = now.astimezone(ZoneInfo(zone_name))
         if local.hour < 18:
             continue
         tomorrow = local.date() + timedelta(days=1)
-        site_ids = (Site.objects.filter(time_zone=zone_name, devices__device_type="battery")
+        site_ids = (Site.objects.filter(planned, time_zone=zone_name)
                     .exclude(devices__in=DeviceSchedule.objects.filter(day=tomorrow).values("device_id"))
                     .values_list("pk", flat=True).distinct().order_by("pk"))
         due[tomorrow] += list(site_ids)

@@ -42,6 +42,21 @@ class Battery:
 
 
 @dataclass
+class Ev:
+    """A flexible EV charging session (plugged from an evening hour to a ready-by hour the next morning).
+
+    In a day's plan it may charge in the morning part (before ready-by: the session that began the evening
+    before) and in the evening part (after plug-in: tonight's session), at up to `power_kw`."""
+
+    power_kw: float
+    morning: np.ndarray  # bool per interval
+    evening: np.ndarray  # bool per interval
+    morning_kwh: float  # still owed by ready-by this morning
+    evening_kwh: float  # owed tonight already: what tomorrow morning alone could not fit
+    evening_max_kwh: float  # tonight's session at most
+
+
+@dataclass
 class Demand:
     price_per_kw: float
     window: np.ndarray  # bool per interval
@@ -56,6 +71,7 @@ class SiteDay:
     step_hours: float
     batteries: list[Battery]
     demand: list[Demand] = field(default_factory=list)
+    evs: list[Ev] = field(default_factory=list)
 
 
 @dataclass
@@ -66,6 +82,7 @@ class SitePlan:
     export_kw: np.ndarray
     cost: float
     value_per_kwh: list[np.ndarray]  # per battery: what a kWh stored at each interval's end is worth to the site's bill
+    ev_kw: list[np.ndarray] = field(default_factory=list)  # per EV: charging kW per interval (>= 0)
 
 
 class PlanFailed(Exception):
@@ -74,9 +91,10 @@ class PlanFailed(Exception):
 
 def _block(day: SiteDay):
     """The site's LP as sparse triplets: (eq rows, cols, vals, rhs), (ub ...), cost, lower, upper."""
-    T, B, K, dt = len(day.load_kw), len(day.batteries), len(day.demand), day.step_hours
+    T, B, K, V, dt = len(day.load_kw), len(day.batteries), len(day.demand), len(day.evs), day.step_hours
     t = np.arange(T)
-    n = 3 * B * T + 2 * T + K
+    n = 3 * B * T + 2 * T + K + V * T
+    col_p = lambda v: 3 * B * T + 2 * T + K + v * T + t  # noqa: E731
     col_c = lambda b: b * T + t  # noqa: E731
     col_d = lambda b: (B + b) * T + t  # noqa: E731
     col_e = lambda b: (2 * B + b) * T + t  # noqa: E731
@@ -117,10 +135,28 @@ def _block(day: SiteDay):
         ub_b.append(np.zeros(len(window)))
         ub_rows += len(window)
         lo[3 * B * T + 2 * T + k] = demand.floor_kw
+    for v, ev in enumerate(day.evs):
+        eq_r.append(t)
+        eq_c.append(col_p(v))
+        eq_v.append(-np.ones(T))  # charging adds to the site's import
+        hi[col_p(v)] = np.where(ev.morning | ev.evening, ev.power_kw, 0.0)
+        for mask, rhs in ((ev.morning, -ev.morning_kwh), (ev.evening, -ev.evening_kwh)):  # at least what is owed
+            cols = col_p(v)[mask]
+            ub_r.append(np.full(len(cols), ub_rows))
+            ub_c.append(cols)
+            ub_v.append(np.full(len(cols), -dt))
+            ub_b.append(np.array([rhs]))
+            ub_rows += 1
+        cols = col_p(v)[ev.evening]  # and tonight no more than the whole session
+        ub_r.append(np.full(len(cols), ub_rows))
+        ub_c.append(cols)
+        ub_v.append(np.full(len(cols), dt))
+        ub_b.append(np.array([ev.evening_max_kwh]))
+        ub_rows += 1
     cost = np.zeros(n)
     cost[col_g] = dt * day.import_price
     cost[col_x] = -dt * day.export_credit
-    cost[3 * B * T + 2 * T:] = [d.price_per_kw for d in day.demand]
+    cost[3 * B * T + 2 * T:3 * B * T + 2 * T + K] = [d.price_per_kw for d in day.demand]
     cat = lambda parts, dtype=float: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
     return ((cat(eq_r, int), cat(eq_c, int), cat(eq_v), cat(eq_b), T + B * T),
             (cat(ub_r, int), cat(ub_c, int), cat(ub_v), cat(ub_b), ub_rows), cost, lo, hi, n)
@@ -159,14 +195,17 @@ def plan_batch(days: list[SiteDay]) -> list[SitePlan]:
             battery_kw=[x[(B + b) * T:(B + b + 1) * T] - x[b * T:(b + 1) * T] for b in range(B)],
             energy_kwh=[x[(2 * B + b) * T:(2 * B + b + 1) * T] for b in range(B)],
             import_kw=g, export_kw=xp, cost=float(cost @ x),
-            value_per_kwh=[np.maximum(energy_duals[b * T:(b + 1) * T], 0.0) for b in range(B)]))
+            value_per_kwh=[np.maximum(energy_duals[b * T:(b + 1) * T], 0.0) for b in range(B)],
+            ev_kw=[x[3 * B * T + 2 * T + len(day.demand) + v * T:3 * B * T + 2 * T + len(day.demand) + (v + 1) * T]
+                   for v in range(len(day.evs))]))
     return plans
 
 
-def day_cost(day: SiteDay, battery_kw: np.ndarray) -> float:
-    """What the day costs the customer with the batteries' net output `battery_kw` (+ discharge), by the LP's own
-    objective: energy at the import price, export credit, demand above the month's peak so far."""
-    net = day.load_kw - battery_kw
+def day_cost(day: SiteDay, battery_kw: np.ndarray, ev_kw: np.ndarray | None = None) -> float:
+    """What the day costs the customer with the batteries' net output `battery_kw` (+ discharge) and the EVs'
+    charging `ev_kw`, by the LP's own objective: energy at the import price, export credit, demand above the
+    month's peak so far."""
+    net = day.load_kw - battery_kw + (0.0 if ev_kw is None else ev_kw)
     imported, exported = np.maximum(net, 0), np.maximum(-net, 0)
     cost = day.step_hours * float(day.import_price @ imported - day.export_credit @ exported)
     for demand in day.demand:

@@ -374,3 +374,21 @@ class SiteOutage(models.Model):
     class Meta:
         indexes = [models.Index(fields=["site", "start"], name="site_outage_site_start")]
         constraints = [models.UniqueConstraint(fields=["site"], condition=Q(end__isnull=True), name="one_open_outage_per_site")]
+
+
+class EvChargingNeed(models.Model):
+    """What an EV charger's customer needs each night: plugged in from `plug_in_hour`, `energy_kwh` added by
+    `ready_by_hour` the next morning (local hours). The standing schedule charges it when it costs least."""
+
+    device = models.OneToOneField(Device, on_delete=models.CASCADE, related_name="charging_need")
+    plug_in_hour = models.PositiveSmallIntegerField(default=18)
+    ready_by_hour = models.PositiveSmallIntegerField(default=7)
+    energy_kwh = models.DecimalField(max_digits=6, decimal_places=2)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(plug_in_hour__lte=23, ready_by_hour__lte=23, plug_in_hour__gt=models.F("ready_by_hour")),
+                                   name="ev_need_overnight_session"),
+            models.CheckConstraint(condition=Q(energy_kwh__gt=0), name="ev_need_energy_positive"),
+        ]

@@ -39,3 +39,41 @@ def set_reserve(*, device: Device, value) -> Device:
         Device.objects.filter(pk=device.pk).update(backup_reserve_pct=pct.quantize(Decimal("0.01")))
     device.refresh_from_db()
     return device
+
+
+class ChargingNeedRefused(DomainError):
+    status = 400
+
+
+def set_charging_need(*, device: Device, plug_in_hour, ready_by_hour, energy_kwh):
+    """The customer's nightly EV session: plugged in from one local hour, `energy_kwh` added by another next morning."""
+    from enrollment.models import EvChargingNeed
+
+    if device.device_type != "ev_charger":
+        raise ChargingNeedRefused(Problem("not_an_ev_charger", "Only an EV charger has charging needs.", "energy_kwh"))
+    problems = []
+    hours = {}
+    for name, value in (("plug_in_hour", plug_in_hour), ("ready_by_hour", ready_by_hour)):
+        try:
+            hours[name] = int(value)
+        except (TypeError, ValueError):
+            hours[name] = -1
+        if not 0 <= hours[name] <= 23:
+            problems.append(Problem("out_of_range", "A whole local hour from 0 to 23.", name))
+    if not problems and hours["plug_in_hour"] <= hours["ready_by_hour"]:
+        problems.append(Problem("not_overnight", "The car is plugged in in the evening and ready the next morning: "
+                                "plug_in_hour must be later than ready_by_hour.", "plug_in_hour"))
+    try:
+        energy = Decimal(str(energy_kwh))
+    except (InvalidOperation, ValueError):
+        energy = None
+    session_hours = 24 - hours.get("plug_in_hour", 0) + hours.get("ready_by_hour", 0)
+    most = Decimal(str(device.rated_kw)) * session_hours
+    if energy is None or not energy.is_finite() or energy <= 0 or (not problems and energy > most):
+        problems.append(Problem("out_of_range", f"kWh to add per night, more than 0 and at most {most:.0f} "
+                                f"(the charger's {device.rated_kw:g} kW over the {session_hours} h session).", "energy_kwh"))
+    if problems:
+        raise ChargingNeedRefused(problems)
+    need, _ = EvChargingNeed.objects.update_or_create(device=device, defaults={
+        "plug_in_hour": hours["plug_in_hour"], "ready_by_hour": hours["ready_by_hour"], "energy_kwh": energy.quantize(Decimal("0.01"))})
+    return need

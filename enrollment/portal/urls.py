@@ -11,4 +11,5 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("commands/<uuid:command_id>/opt-out/", views.opt_out, name="opt-out"),
     path("devices/<int:device_id>/reserve/", views.reserve, name="reserve"),
+    path("devices/<int:device_id>/charging/", views.charging, name="charging"),
 ]

@@ -70,8 +70,8 @@ def _months_back(today: date, count: int) -> list[tuple[int, int]]:
 
 def _context(request, *, now: datetime) -> dict:
     customer = request.customer
-    sites = list(Site.objects.filter(customer=customer).select_related("market").prefetch_related("devices__status")
-                 .order_by("pk"))
+    sites = list(Site.objects.filter(customer=customer).select_related("market")
+                 .prefetch_related("devices__status", "devices__charging_need").order_by("pk"))
     devices = [d for site in sites for d in site.devices.all()]
     limits = {d.pk: services.reserve_limits(d) for d in devices if d.device_type == "battery"}
     upcoming = (DeviceCommand.objects.filter(device__site__customer=customer, status__in=["pending", "accepted"],
@@ -129,6 +129,25 @@ def opt_out(request, command_id):
         messages.error(request, refused.problems[0].message)
     else:
         messages.success(request, f"Your device will sit out the event of {command.event.start:%d %b %H:%M} UTC.")
+    return redirect("portal:home")
+
+
+@customer_page
+def charging(request, device_id: int):
+    """The car's nightly needs: plugged in from, ready by, kWh to add; the charger's plan follows them."""
+    device = Device.objects.filter(pk=device_id, site__customer=request.customer).first()
+    if device is None:
+        raise Http404
+    if request.method != "POST":
+        return redirect("portal:home")
+    try:
+        services.set_charging_need(device=device, plug_in_hour=request.POST.get("plug_in_hour"),
+                                   ready_by_hour=request.POST.get("ready_by_hour"), energy_kwh=request.POST.get("energy_kwh", ""))
+    except DomainError as refused:
+        context = _context(request, now=timezone.now())
+        context["charging_error"] = (device.pk, [(p.field, p.message) for p in refused.problems])
+        return render(request, "portal/home.html", context, status=400)
+    messages.success(request, "Charging needs saved: the charger's plan from tomorrow follows them.")
     return redirect("portal:home")
 
 

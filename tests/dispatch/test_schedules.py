@@ -1,7 +1,7 @@
 """Standing next-day battery plans from the site's own history and tariff, delivered on the device API,
 with the dispatch commands that override them."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -154,3 +154,32 @@ def test_capability_leaves_a_battery_the_energy_its_own_plan_needs(program, make
     assert forecast[datetime(2026, 7, 15, 11, tzinfo=UTC)] == 5.0  # before the plan: the state of charge decides
     assert forecast[datetime(2026, 7, 15, 14, tzinfo=UTC)] == pytest.approx(left, abs=1e-3)
     assert forecast[datetime(2026, 7, 15, 22, tzinfo=UTC)] == pytest.approx(left, abs=1e-3)  # after it: what is left
+
+
+def test_an_ev_chargers_plan_charges_overnight_what_last_nights_plan_left(program):
+    from enrollment.portal.services import set_charging_need
+
+    tariffs.save([TARIFF])
+    charger = DeviceFactory(device_type="ev_charger", rated_kw=Decimal("7.2"), charge_kw=None, energy_kwh=None, backup_reserve_pct=None)
+    site = charger.site
+    site.utility, site.retail_tariff, site.time_zone = "PLANCO", "TOU", "America/New_York"
+    site.save()
+    set_charging_need(device=charger, plug_in_hour=19, ready_by_hour=6, energy_kwh="30")
+    now = datetime.now(UTC)
+    history(site, now)
+    tomorrow = now.astimezone(NY).date() + timedelta(days=1)
+    starts = schedules.day_starts(tomorrow, NY)
+    # Last night's plan (the day before) charged 10 kWh after plug-in: 20 kWh are owed by 06:00.
+    evening = [(-5.0 if (starts[0] - timedelta(days=1) + timedelta(minutes=15 * n)).astimezone(NY).hour >= 22 else 0.0) for n in range(96)]
+    DeviceSchedule.objects.create(device=charger, day=tomorrow - timedelta(days=1), start=starts[0] - timedelta(days=1), step_seconds=900,
+                                  kw=evening, energy_kwh=[0.0] * 96, reserve_kwh=0, site_cost=0, site_cost_without=0)
+    figures = schedules.plan_sites([site.pk], tomorrow, now=now)
+    assert (figures["sites"], figures["ev_chargers"], figures["batteries"]) == (1, 1, 0)
+    plan = DeviceSchedule.objects.get(device=charger, day=tomorrow)
+    hours = [at.astimezone(NY).hour for at in starts]
+    charged = [(-kw * 0.25, hour) for kw, hour in zip(plan.kw, hours)]
+    assert all(kw <= 1e-9 for kw in plan.kw)  # it only charges
+    assert all(kwh < 1e-6 for kwh, hour in charged if 6 <= hour < 19)  # never while away
+    assert sum(kwh for kwh, hour in charged if hour < 6) == pytest.approx(20.0, abs=1e-3)
+    assert plan.site_cost < plan.site_cost_without  # cheaper than charging at full power from plug-in
+    assert schedules.due_sites(datetime(2026, 7, 14, 19, tzinfo=NY))[date(2026, 7, 15)] == [site.pk]

@@ -98,3 +98,24 @@ def test_a_local_day_has_its_true_number_of_quarter_hours(day, count):
     starts = day_starts(day, ZoneInfo("America/Los_Angeles"))
     assert len(starts) == count
     assert all((b - a).total_seconds() == 900 for a, b in zip(starts, starts[1:]))
+
+
+def test_an_ev_charges_what_it_owes_in_its_windows_at_the_cheapest_hours():
+    from dispatch.schedules import _unmanaged
+    from dispatch.site_plan import Ev
+
+    hours = np.arange(96) / 4
+    price = np.where((hours >= 16) & (hours < 21), 0.40, np.where(hours < 6, 0.08, 0.15))
+    ev = Ev(power_kw=7.2, morning=hours < 7, evening=hours >= 18, morning_kwh=20.0, evening_kwh=4.0, evening_max_kwh=30.0)
+    day = SiteDay(load_kw=np.full(96, 1.0), import_price=price, export_credit=np.zeros(96), step_hours=0.25, batteries=[],
+                  evs=[ev], demand=[])
+    plan = plan_batch([day])[0]
+    kw = plan.ev_kw[0]
+    assert kw.min() >= -1e-9 and kw.max() <= 7.2 + 1e-9
+    assert np.all(kw[~(ev.morning | ev.evening)] < 1e-9)  # never while unplugged
+    assert (kw[ev.morning] * 0.25).sum() == pytest.approx(20.0, abs=1e-6)  # this morning's debt, all of it
+    assert (kw[ev.evening] * 0.25).sum() == pytest.approx(4.0, abs=1e-6)  # tonight only what tomorrow cannot fit
+    assert np.all(kw[(hours >= 6) & (hours < 7)] < 1e-9)  # 20 kWh fit in the 0.08 hours before 06:00
+    unmanaged = _unmanaged(ev, 0.25)
+    assert plan.cost < day_cost(day, np.zeros(96), unmanaged)
+    assert day_cost(day, np.zeros(96), kw) == pytest.approx(plan.cost, abs=1e-6)

@@ -102,3 +102,22 @@ def test_settled_events_and_earnings_show_for_their_customer_only(two_customers,
     page = login_for(mine, capsys).get("/portal/").content.decode()
     assert f"#{event.pk}" in page and "4.50 kWh" in page and "$2.85" in page
     assert "2.50 kWh" not in page and "1.11" not in page
+
+
+def test_a_customer_sets_their_cars_nightly_charging_needs(program, capsys):
+    from enrollment.models import EvChargingNeed
+    from tests.factories import DeviceFactory
+
+    charger = DeviceFactory(device_type="ev_charger", rated_kw=Decimal("7.2"), charge_kw=None, energy_kwh=None,
+                            backup_reserve_pct=None, model="Wallbox C")
+    me = login_for(charger, capsys)
+    assert b"nightly charging" in me.get("/portal/").content
+    refused = me.post(f"/portal/devices/{charger.pk}/charging/", {"plug_in_hour": "6", "ready_by_hour": "7", "energy_kwh": "500"})
+    assert refused.status_code == 400 and b"<strong>plug_in_hour</strong>" in refused.content
+    assert not EvChargingNeed.objects.exists()
+    too_much = me.post(f"/portal/devices/{charger.pk}/charging/", {"plug_in_hour": "20", "ready_by_hour": "6", "energy_kwh": "500"})
+    assert too_much.status_code == 400 and b"<strong>energy_kwh</strong>" in too_much.content
+    assert me.post(f"/portal/devices/{charger.pk}/charging/",
+                   {"plug_in_hour": "20", "ready_by_hour": "6", "energy_kwh": "35"}).status_code == 302
+    need = EvChargingNeed.objects.get(device=charger)
+    assert (need.plug_in_hour, need.ready_by_hour, need.energy_kwh) == (20, 6, Decimal("35.00"))
