@@ -15,5 +15,6 @@ urlpatterns = [
     path("settlement/", views.settlement, name="settlement"),
     path("settlement/statements/", views.period, name="period"),
     path("settlement/runs/<int:pk>/", views.statement, name="statement"),
+    path("storm-watches/", views.storm_watches, name="storm-watches"),
     path("health/", views.health, name="health"),
 ]

@@ -253,3 +253,48 @@ def health(request):
     return render(request, "console/health.html", {
         "workers": workers, "queue": queue, "beat": beat, "last_heartbeat": heartbeat[0], "online": heartbeat[1],
         "last_delivery": delivery, "database": probes._timed(probes._database), "section": "health"})
+
+
+@operator_page(write=True)
+def storm_watches(request):
+    """Storm watches: declare one for a zone or pricing nodes and a window (market time), see and cancel them."""
+    from aggregator.models import Market
+    from dispatch import resilience
+    from dispatch.models import StormWatch
+
+    form, problems = {}, []
+    if request.method == "POST" and request.POST.get("cancel", "").isdigit():
+        watch = StormWatch.objects.filter(pk=int(request.POST["cancel"])).first()
+        if watch is None:
+            raise Http404
+        resilience.cancel(watch=watch)
+        return redirect("console:storm-watches")
+    if request.method == "POST":
+        form = {k: request.POST.get(k, "").strip() for k in ("market", "zone", "pricing_nodes", "start", "end", "reason")}
+        market = Market.objects.filter(code=form["market"]).first()
+        if market is None:
+            problems.append(("market", "Choose a market."))
+        moments = {}
+        for name in ("start", "end"):
+            try:
+                moment = datetime.fromisoformat(form[name])
+            except ValueError:
+                problems.append((name, "A date and time, e.g. 2026-07-15T14:00."))
+                continue
+            if moment.tzinfo is None and market is not None:
+                moment = moment.replace(tzinfo=ZoneInfo(market.time_zone))  # the form asks in market time
+            moments[name] = moment
+        if not problems:
+            try:
+                resilience.declare(market=market, zone=form["zone"], start=moments["start"], end=moments["end"],
+                                   pricing_nodes=[n.strip() for n in form["pricing_nodes"].split(",") if n.strip()],
+                                   reason=form["reason"], by=request.user)
+                return redirect("console:storm-watches")
+            except DomainError as exc:
+                problems = [(p.field or "form", p.message) for p in exc.problems]
+    watches = StormWatch.objects.select_related("market").order_by("-start")[:50]
+    soon = (timezone.now() + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+    return render(request, "console/storm_watches.html", {
+        "watches": watches, "markets": Market.objects.order_by("code"), "form": form, "problems": problems,
+        "problem_fields": {f for f, _ in problems}, "section": "storm", "default_start": soon,
+        "default_end": soon + timedelta(hours=12), "now": timezone.now()}, status=400 if problems else 200)

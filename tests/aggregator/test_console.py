@@ -10,7 +10,7 @@ from dispatch import services as dispatch
 from dispatch.models import DispatchEvent
 from tests.dispatch.conftest import make_resource, online  # noqa: F401  (the fixture)
 
-PAGES = ["console:fleet", "console:resources", "console:events", "console:settlement", "console:health"]
+PAGES = ["console:fleet", "console:resources", "console:events", "console:settlement", "console:storm-watches", "console:health"]
 
 
 @pytest.fixture
@@ -132,3 +132,24 @@ def test_the_health_page_lists_the_workers_by_their_heartbeat_and_drops_a_stoppe
     page = client.get(reverse("console:health")).content
     assert time.perf_counter() - started < 0.5
     assert b"health-test@console" not in page
+
+
+def test_an_operator_declares_and_cancels_a_storm_watch_from_the_console(make_resource, as_role):
+    from dispatch.models import StormWatch
+
+    resource = make_resource(generators=2)
+    start = (datetime.now(UTC) + timedelta(hours=1)).replace(second=0, microsecond=0)
+    form = {"market": "PJM", "zone": "", "pricing_nodes": "PECO_N001", "start": start.isoformat(),
+            "end": (start + timedelta(hours=10)).isoformat(), "reason": "Hurricane"}
+    operator = as_role("operator")
+    assert as_role("analyst").post(reverse("console:storm-watches"), form).status_code == 403
+    bad = operator.post(reverse("console:storm-watches"), {**form, "pricing_nodes": "", "end": "soon"})
+    assert bad.status_code == 400 and b"<strong>end</strong>" in bad.content and not StormWatch.objects.exists()
+    assert operator.post(reverse("console:storm-watches"), form).status_code == 302
+    watch = StormWatch.objects.get()
+    assert watch.devices == resource.memberships.count() and watch.pricing_nodes == ["PECO_N001"]
+    page = operator.get(reverse("console:storm-watches")).content.decode()
+    assert "Hurricane" in page and "in force" in page
+    assert operator.post(reverse("console:storm-watches"), {"cancel": watch.pk}).status_code == 302
+    watch.refresh_from_db()
+    assert watch.cancelled_at is not None

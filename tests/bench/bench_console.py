@@ -52,7 +52,7 @@ def _pages() -> list[tuple[str, str]]:
             ("statement", f"/console/settlement/runs/{run.pk}/"),
             ("period statement", f"/console/settlement/statements/?resource={past.resource_id}"
                                  f"&date_from={past.start.date() - timedelta(days=30)}&date_to={past.start.date() + timedelta(days=30)}"),
-            ("health", "/console/health/")]
+            ("storm watch", "/console/storm-watches/"), ("health", "/console/health/")]
 
 
 def run() -> list[str]:

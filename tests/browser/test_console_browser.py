@@ -69,7 +69,7 @@ def test_an_operator_runs_an_event_and_reads_a_statement_in_the_browser(
     shot(page, "fleet")
 
     for link, heading, name in (("Resources", "Virtual resources", "resources"), ("Settlement", "Settlement", "settlement"),
-                                ("Health", "Health", "health")):
+                                ("Storm watch", "Storm watch", "storm-watch"), ("Health", "Health", "health")):
         page.get_by_role("navigation", name="Console").get_by_role("link", name=link, exact=True).click()
         page.get_by_role("heading", name=heading, exact=True).wait_for()
         shot(page, name)
