@@ -173,7 +173,8 @@ class DeviceModel:
     def status(self, now: datetime) -> dict:
         return {"online": self.online(now),
                 "state_of_charge_pct": round(self.soc_pct, 2) if self.soc_pct is not None else None,
-                "ev_plugged_in": self.plugged_in(now), "power_kw": round(self.baseline_kw(now), 3)}
+                "ev_plugged_in": self.plugged_in(now), "power_kw": round(self.baseline_kw(now), 3),
+                "grid_status": "grid_connected"}
 
 
 def history_kwh(*, site_seed: int, commercial: bool, devices: list[DeviceModel], time_zone: str,
