@@ -37,7 +37,8 @@ from django.db.models import Q
 from dispatch import resilience, site_plan
 from dispatch.models import DeviceSchedule
 from settlement.baselines.holidays import holidays_between
-from settlement.models import MeterKind, Tariff
+from settlement import tariffs
+from settlement.models import MeterKind
 from settlement.tariffs import day_info
 
 STEP = 900
@@ -154,7 +155,7 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
     by_market: dict = defaultdict(list)
     for site_id in sorted(set(batteries) | set(evs)):
         by_market[sites[site_id].market.code].append(site_id)
-    tariffs = _tariff_versions(sites.values(), day)
+    tariff_days = _tariff_versions(sites.values(), day)
     midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)  # every zone's local day lies within 14 h of it
     storm = resilience.covered([d.pk for ds in batteries.values() for d in ds], midnight - timedelta(hours=14),
                                midnight + timedelta(hours=38))
@@ -184,7 +185,7 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
             zone = ZoneInfo(site.time_zone)
             starts = day_starts(day, zone)
             weekend = day_info(starts[0].astimezone(zone), holidays)[1]
-            tariff_day = tariffs.get((site.utility, site.retail_tariff, site.time_zone))
+            tariff_day = tariff_days.get((site.utility, site.retail_tariff, site.time_zone))
             if tariff_day is None:
                 skipped["no tariff"] += 1
                 continue
@@ -281,13 +282,12 @@ def _tariff_versions(sites, day: date) -> dict:
     wanted = {(s.utility, s.retail_tariff, s.time_zone, s.market.code) for s in sites if s.retail_tariff}
     out = {}
     for utility, code, zone_name, market in wanted:
-        row = (Tariff.objects.filter(utility=utility, code=code, effective_from__lte=day.replace(day=1))
-               .order_by("-effective_from").first())
-        if row is None:
+        spec = tariffs.in_effect(utility=utility, code=code, day=day)
+        if spec is None:
             continue
         zone = ZoneInfo(zone_name)
         holidays = set(holidays_between(market=market, first=day, last=day))
-        out[(utility, code, zone_name)] = (_TariffDay(row.spec(), day_starts(day, zone), zone, holidays),)
+        out[(utility, code, zone_name)] = (_TariffDay(spec, day_starts(day, zone), zone, holidays),)
     return out
 
 

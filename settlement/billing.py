@@ -29,7 +29,8 @@ from django.db import connection
 
 from aggregator.errors import DomainError, Problem
 from settlement.baselines.holidays import holidays_between
-from settlement.models import MeterKind, Tariff
+from settlement import tariffs
+from settlement.models import MeterKind
 from settlement.money import cents
 from settlement.tariffs import TariffSpec, day_info
 
@@ -89,13 +90,12 @@ def month_window(year: int, month: int, zone: ZoneInfo) -> tuple[datetime, datet
 
 
 def tariff_for(site, first_day: date) -> TariffSpec:
-    row = (Tariff.objects.filter(utility=site.utility, code=site.retail_tariff, effective_from__lte=first_day)
-           .order_by("-effective_from").first())
-    if row is None:
+    spec = tariffs.in_effect(utility=site.utility, code=site.retail_tariff, day=first_day)
+    if spec is None:
         raise BillRefused(Problem("no_tariff", f"No version of tariff {site.utility}/{site.retail_tariff or '(none)'} is in "
                                   f"effect on {first_day}; load it (manage.py import_tariffs) or set the site's retail_tariff.",
                                   "month"))
-    return row.spec()
+    return spec
 
 
 def load(site, year: int, month: int) -> Intervals:

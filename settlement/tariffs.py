@@ -315,3 +315,12 @@ def save(definitions: list) -> list:
         return [Tariff.objects.update_or_create(utility=spec.utility, code=spec.code, effective_from=spec.effective_from,
                                                 defaults={"name": spec.name, "definition": spec.definition})[0]
                 for spec in specs]
+
+
+def in_effect(*, utility: str, code: str, day: date) -> TariffSpec | None:
+    """The version of a tariff that bills `day`'s month: the one in effect on the month's first day."""
+    from settlement.models import Tariff
+
+    row = (Tariff.objects.filter(utility=utility, code=code, effective_from__lte=day.replace(day=1))
+           .order_by("-effective_from").first())
+    return row.spec() if row is not None else None

@@ -105,22 +105,28 @@ def resource(request, pk: int):
                                                      "section": "resources", "zone": zone})
 
 
-def _event_form(request) -> tuple[dict, list]:
-    """The create form's values and its problems by field (the service has the final word)."""
-    data, problems = {k: request.POST.get(k, "").strip() for k in ("resource", "start", "end", "target_kw")}, []
+def _moments(data: dict, names, zone: str | None, problems: list) -> dict:
+    """The named form values as datetimes; without an offset they are read in market time (the forms ask so)."""
     values = {}
-    resource = VirtualResource.objects.filter(pk=data["resource"]).first() if data["resource"].isdigit() else None
-    if resource is None:
-        problems.append(("resource", "Choose a resource."))
-    for name in ("start", "end"):
+    for name in names:
         try:
             moment = datetime.fromisoformat(data[name])
         except ValueError:
             problems.append((name, "A date and time, e.g. 2026-07-15T14:00."))
             continue
-        if moment.tzinfo is None and resource is not None:
-            moment = moment.replace(tzinfo=ZoneInfo(resource.market.time_zone))  # the form asks in market time
+        if moment.tzinfo is None and zone is not None:
+            moment = moment.replace(tzinfo=ZoneInfo(zone))
         values[name] = moment
+    return values
+
+
+def _event_form(request) -> tuple[dict, list]:
+    """The create form's values and its problems by field (the service has the final word)."""
+    data, problems = {k: request.POST.get(k, "").strip() for k in ("resource", "start", "end", "target_kw")}, []
+    resource = VirtualResource.objects.filter(pk=data["resource"]).first() if data["resource"].isdigit() else None
+    if resource is None:
+        problems.append(("resource", "Choose a resource."))
+    values = _moments(data, ("start", "end"), resource.market.time_zone if resource else None, problems)
     try:
         values["target_kw"] = Decimal(data["target_kw"])
     except InvalidOperation:
@@ -274,16 +280,7 @@ def storm_watches(request):
         market = Market.objects.filter(code=form["market"]).first()
         if market is None:
             problems.append(("market", "Choose a market."))
-        moments = {}
-        for name in ("start", "end"):
-            try:
-                moment = datetime.fromisoformat(form[name])
-            except ValueError:
-                problems.append((name, "A date and time, e.g. 2026-07-15T14:00."))
-                continue
-            if moment.tzinfo is None and market is not None:
-                moment = moment.replace(tzinfo=ZoneInfo(market.time_zone))  # the form asks in market time
-            moments[name] = moment
+        moments = _moments(form, ("start", "end"), market.time_zone if market else None, problems)
         if not problems:
             try:
                 resilience.declare(market=market, zone=form["zone"], start=moments["start"], end=moments["end"],

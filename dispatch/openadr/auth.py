@@ -11,6 +11,7 @@ write_reports, write_subscriptions and write_vens (the specification's scopes).
 import base64
 import binascii
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import timedelta
 from urllib.parse import unquote
 
@@ -43,8 +44,9 @@ class Principal:
     def is_authenticated(self) -> bool:  # DRF and Django treat the principal as the request's user
         return True
 
-    @property
+    @cached_property
     def ven(self):
+        """The VEN this client acts as (looked up once per request)."""
         from dispatch.openadr.models import Ven
 
         return Ven.objects.filter(client=self.client).first()

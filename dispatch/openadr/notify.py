@@ -51,10 +51,9 @@ def _readable_by(client: Client, object_type: str, obj) -> bool:
     if client.role == Client.Role.BUSINESS_LOGIC or object_type == "PROGRAM":
         return True
     if object_type == "EVENT":
-        from dispatch.openadr.views import visible_events
-        from dispatch.openadr.auth import Principal
+        from dispatch.openadr.selectors import visible_events
 
-        return visible_events(Principal(client=client, scopes=frozenset()), Event.live.filter(pk=obj.pk)).exists()
+        return visible_events(client, Event.live.filter(pk=obj.pk)).exists()
     if object_type in ("REPORT", "SUBSCRIPTION"):
         return obj.client_id == client.pk
     ven = obj if object_type == "VEN" else obj.ven
@@ -76,7 +75,10 @@ def _owner(object_type: str, obj) -> int | None:
     return None
 
 
-def _recipients(object_type: str, operation: str, obj, program_id: int | None, targets) -> list[tuple[str, str | None]]:
+def _recipients(object_type: str, operation: str, obj, program_id: int | None, targets,
+                readers: set[int] | None = None) -> list[tuple[str, str | None]]:
+    """(callback URL, bearer token) of each subscription to hear of the operation. `readers` (VEN client ids)
+    narrows them when the object is gone; otherwise they are narrowed by who may read the object."""
     subscriptions = Subscription.objects.select_related("client").filter(
         object_operations__contains=[{"objects": [object_type], "operations": [operation]}])
     if program_id is not None:
@@ -84,7 +86,9 @@ def _recipients(object_type: str, operation: str, obj, program_id: int | None, t
     # Narrow to the clients that can read the object where that is known without asking each one.
     owner = _owner(object_type, obj)
     if owner is not None:
-        subscriptions = subscriptions.filter(Q(client__role=Client.Role.BUSINESS_LOGIC) | Q(client_id=owner))
+        readers = {owner}
+    if readers is not None:
+        subscriptions = subscriptions.filter(Q(client__role=Client.Role.BUSINESS_LOGIC) | Q(client_id__in=readers))
     keys = set(schema.target_keys(targets))
     out = []
     for subscription in subscriptions:
@@ -117,13 +121,7 @@ def deleted(object_type: str, body: dict, *, program_id: int | None, targets, re
     """Notify the subscribers of a delete; the object is gone, so `readers` (client ids) says who may hear of it,
     None meaning every subscriber of the program."""
     def send():
-        recipients = _recipients(object_type, "DELETE", None, program_id, targets)
-        if readers is not None:
-            allowed = {(op["callbackUrl"], op.get("bearerToken"))
-                       for s in Subscription.objects.filter(client_id__in=readers) for op in s.object_operations}
-            business = {(op["callbackUrl"], op.get("bearerToken"))
-                        for s in Subscription.objects.filter(client__role=Client.Role.BUSINESS_LOGIC) for op in s.object_operations}
-            recipients = [r for r in recipients if r in allowed | business]
+        recipients = _recipients(object_type, "DELETE", None, program_id, targets, readers=readers)
         _queue(object_type, "DELETE", body, recipients, targets)
     transaction.on_commit(send)
 

@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from aggregator.errors import DomainError, Problem
 from dispatch.openadr import mapping, notify
 from dispatch.openadr import representation as rep
-from dispatch.openadr import schema
+from dispatch.openadr import schema, selectors
 from dispatch.openadr.auth import BearerAuthentication, HasScope, Principal
 from dispatch.openadr.models import Event, Program, Report, Resource, Subscription, Ven
 from enrollment.models import Device
@@ -104,33 +104,6 @@ def _program(program_id: str | None, field: str = "programID") -> Program:
     return program
 
 
-def _ven_keys(ven: Ven) -> list[str]:
-    keys = [f"VEN_NAME:{ven.ven_name}"] + schema.target_keys(ven.targets)
-    for resource in ven.resources.all():
-        keys += [f"RESOURCE_NAME:{resource.resource_name}"] + schema.target_keys(resource.targets)
-    return keys
-
-
-def visible_events(principal: Principal, queryset):
-    if not principal.is_ven:
-        return queryset
-    ven = principal.ven
-    if ven is None:
-        return queryset.none()
-    return queryset.filter(Q(target_keys=[]) | Q(target_keys__overlap=_ven_keys(ven)))
-
-
-def event_readers(event: Event) -> set[int] | None:
-    """The VEN clients that may read an event (None: every client, the event being untargeted)."""
-    if event.resource_id is not None:
-        return {event.resource.ven.client_id}
-    if not event.target_keys:
-        return None
-    keys = set(event.target_keys)
-    return {ven.client_id for ven in Ven.objects.filter(client__isnull=False).prefetch_related("resources")
-            if keys & set(_ven_keys(ven))}
-
-
 def _own(principal: Principal, queryset, field: str = "client"):
     return queryset.filter(**{field: principal.client}) if principal.is_ven else queryset
 
@@ -209,7 +182,7 @@ class EventsView(VtnView):
     scopes = {"POST": "write_events"}
 
     def get(self, request):
-        events = visible_events(self.principal, Event.live.select_related("resource").order_by("pk"))
+        events = selectors.visible_events(self.principal.client, Event.live.select_related("resource").order_by("pk"))
         if program_id := request.query_params.get("programID"):
             events = events.filter(program_id=_id(program_id) or 0)
         events = list(_page(request, _targeted(request, events)))
@@ -227,7 +200,7 @@ class EventView(VtnView):
     scopes = {"PUT": "write_events", "DELETE": "write_events"}
 
     def _event(self, object_id) -> Event:
-        return _get(visible_events(self.principal, Event.live.all()), object_id, "event")
+        return _get(selectors.visible_events(self.principal.client, Event.live.all()), object_id, "event")
 
     def _writable(self, object_id) -> Event:
         event = self._event(object_id)
@@ -253,7 +226,7 @@ class EventView(VtnView):
 
     def delete(self, request, object_id):
         event = self._writable(object_id)
-        body, readers = rep.event(event), event_readers(event)
+        body, readers = rep.event(event), selectors.event_readers(event)
         event.remove()
         notify.deleted("EVENT", body, program_id=event.program_id, targets=event.targets, readers=readers)
         return Response(body)
@@ -263,7 +236,7 @@ class EventView(VtnView):
 
 def _report_fields(principal: Principal, data: dict) -> dict:
     event_pk = _id(data["eventID"])
-    event = visible_events(principal, Event.live.all()).filter(pk=event_pk).first() if event_pk is not None else None
+    event = selectors.visible_events(principal.client, Event.live.all()).filter(pk=event_pk).first() if event_pk is not None else None
     if event is None:
         raise schema.Invalid(Problem("unknown", f"No event {data['eventID']} for this client.", "eventID"))
     if str(event.program_id) != data["programID"]:

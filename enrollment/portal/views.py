@@ -132,39 +132,43 @@ def opt_out(request, command_id):
     return redirect("portal:home")
 
 
+def _own_device(request, device_id: int) -> Device:
+    device = Device.objects.filter(pk=device_id, site__customer=request.customer).first()
+    if device is None:
+        raise Http404  # another customer's device does not exist for this one
+    return device
+
+
+def _refused(request, key: str, value):
+    """The page again, with the refusal shown at its device's form (HTTP 400)."""
+    context = _context(request, now=timezone.now())
+    context[key] = value
+    return render(request, "portal/home.html", context, status=400)
+
+
 @customer_page
 def charging(request, device_id: int):
     """The car's nightly needs: plugged in from, ready by, kWh to add; the charger's plan follows them."""
-    device = Device.objects.filter(pk=device_id, site__customer=request.customer).first()
-    if device is None:
-        raise Http404
+    device = _own_device(request, device_id)
     if request.method != "POST":
         return redirect("portal:home")
     try:
         services.set_charging_need(device=device, plug_in_hour=request.POST.get("plug_in_hour"),
                                    ready_by_hour=request.POST.get("ready_by_hour"), energy_kwh=request.POST.get("energy_kwh", ""))
     except DomainError as refused:
-        context = _context(request, now=timezone.now())
-        context["charging_error"] = (device.pk, [(p.field, p.message) for p in refused.problems])
-        return render(request, "portal/home.html", context, status=400)
+        return _refused(request, "charging_error", (device.pk, [(p.field, p.message) for p in refused.problems]))
     messages.success(request, "Charging needs saved: the charger's plan from tomorrow follows them.")
     return redirect("portal:home")
 
 
 @customer_page
 def reserve(request, device_id: int):
-    device = Device.objects.filter(pk=device_id, site__customer=request.customer).first()
-    if device is None:
-        raise Http404
+    device = _own_device(request, device_id)
     if request.method != "POST":
         return redirect("portal:home")
     try:
         services.set_reserve(device=device, value=request.POST.get("backup_reserve_pct", ""))
     except DomainError as refused:
-        context = _context(request, now=timezone.now())
-        context["reserve_error"] = (device.pk, refused.problems[0].message)
-        return render(request, "portal/home.html", context, status=400)
+        return _refused(request, "reserve_error", (device.pk, refused.problems[0].message))
     messages.success(request, f"Backup reserve of {device.model} set to {device.backup_reserve_pct:g}%.")
     return redirect("portal:home")
-
-
