@@ -5,14 +5,28 @@ from aggregator import services
 from aggregator.admin_inlines import ReadOnlyInline
 from aggregator.errors import DomainError
 from aggregator.models import (
-    AggregationProposal, Market, OperatorToken, Program, ResourceMembership, ResourceModification, ResourceTransition,
+    AggregationProposal,
+    Market,
+    OperatorToken,
+    Program,
+    ResourceMembership,
+    ResourceModification,
+    ResourceTransition,
     VirtualResource,
 )
 
 
 @admin.register(Market)
 class MarketAdmin(admin.ModelAdmin):
-    list_display = ["code", "name", "time_zone", "min_aggregation_kw", "multi_node_allowed", "utility_review_days", "settlement_interval_minutes"]
+    list_display = [
+        "code",
+        "name",
+        "time_zone",
+        "min_aggregation_kw",
+        "multi_node_allowed",
+        "utility_review_days",
+        "settlement_interval_minutes",
+    ]
     search_fields = ["code", "name"]
 
 
@@ -58,7 +72,7 @@ class VirtualResourceForm(forms.ModelForm):
 
     class Meta:
         model = VirtualResource
-        fields = "__all__"
+        fields = "__all__"  # noqa: DJ007  (the admin's fieldsets choose what is shown)
 
     def clean(self):
         data = super().clean()
@@ -68,8 +82,12 @@ class VirtualResourceForm(forms.ModelForm):
         if market is None or program is None:
             return data
         for problem in services.resource_problems(
-            market=market, program=program, scope_kind=data.get("scope_kind") or instance.scope_kind,
-            name=data.get("name", ""), max_kw=data.get("max_kw"), instance=instance,
+            market=market,
+            program=program,
+            scope_kind=data.get("scope_kind") or instance.scope_kind,
+            name=data.get("name", ""),
+            max_kw=data.get("max_kw"),
+            instance=instance,
         ):
             field = problem.field if problem.field in self.fields else None
             self.add_error(field, problem.message)
@@ -82,8 +100,16 @@ class VirtualResourceAdmin(admin.ModelAdmin):
     list_display = ["name", "market", "program", "scope_kind", "scope", "state", "registered_capability_kw"]
     list_filter = ["market", "state", "scope_kind", "program"]
     search_fields = ["name", "scope", "market_resource_id"]
-    readonly_fields = ["state", "registered_capability_kw", "capability_now", "submitted_at", "registered_at",
-                       "activated_at", "retired_at", "market_resource_id"]
+    readonly_fields = [
+        "state",
+        "registered_capability_kw",
+        "capability_now",
+        "submitted_at",
+        "registered_at",
+        "activated_at",
+        "retired_at",
+        "market_resource_id",
+    ]
     inlines = [MembershipInline, ModificationInline, ResourceTransitionInline]
 
     @admin.display(description="Capability now (kW)")
@@ -99,9 +125,16 @@ class VirtualResourceAdmin(admin.ModelAdmin):
         if change:
             services.update_resource(resource=obj, name=obj.name, max_kw=obj.max_kw)
             return
-        created = services.create_resource(market=obj.market, program=obj.program, name=obj.name, scope_kind=obj.scope_kind,
-                                           scope=obj.scope, max_kw=obj.max_kw, participation_model=obj.participation_model,
-                                           by=request.user)
+        created = services.create_resource(
+            market=obj.market,
+            program=obj.program,
+            name=obj.name,
+            scope_kind=obj.scope_kind,
+            scope=obj.scope,
+            max_kw=obj.max_kw,
+            participation_model=obj.participation_model,
+            by=request.user,
+        )
         obj.pk = created.pk
 
 
@@ -109,8 +142,21 @@ class VirtualResourceAdmin(admin.ModelAdmin):
 class AggregationProposalAdmin(admin.ModelAdmin):
     list_display = ["id", "market", "program", "scope_kind", "state", "resource_count", "created_at", "seconds"]
     list_filter = ["market", "state"]
-    readonly_fields = ["market", "program", "scope_kind", "max_kw", "event_hours", "state", "summary", "unplaced",
-                       "ineligible", "created_at", "created_by", "decided_at", "seconds"]
+    readonly_fields = [
+        "market",
+        "program",
+        "scope_kind",
+        "max_kw",
+        "event_hours",
+        "state",
+        "summary",
+        "unplaced",
+        "ineligible",
+        "created_at",
+        "created_by",
+        "decided_at",
+        "seconds",
+    ]
     exclude = ["resources"]
     actions = ["accept"]
 
@@ -123,13 +169,18 @@ class AggregationProposalAdmin(admin.ModelAdmin):
 
     @admin.display(description="Proposed resources")
     def summary(self, obj):
-        return "; ".join(f"{r['name']}: {r['devices']} devices, {r['capability_kw']:.1f} kW" for r in obj.resources) or "none"
+        return (
+            "; ".join(f"{r['name']}: {r['devices']} devices, {r['capability_kw']:.1f} kW" for r in obj.resources)
+            or "none"
+        )
 
     @admin.action(description="Accept the selected proposals (create the resources as drafts)")
     def accept(self, request, queryset):
         for proposal in queryset:
             try:
                 created = services.accept_proposal(proposal=proposal, by=request.user)
-                self.message_user(request, f"Proposal {proposal.pk}: created {len(created)} resource(s).", messages.SUCCESS)
+                self.message_user(
+                    request, f"Proposal {proposal.pk}: created {len(created)} resource(s).", messages.SUCCESS
+                )
             except DomainError as exc:
                 self.message_user(request, f"Proposal {proposal.pk}: {exc}", messages.ERROR)

@@ -29,7 +29,7 @@ equipment; per-device learning replaces them through the delivery ratio.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -75,9 +75,20 @@ class Fleet:
     islanded: np.ndarray | None = None  # bool: reports it is islanded or in an outage (serving its own site)
 
     FIELDS = (
-        "device_id", "type_code", "rated_kw", "energy_kwh", "backup_reserve_pct", "round_trip_efficiency_pct",
-        "max_event_hours", "bidirectional", "time_zone", "online", "last_seen_epoch", "state_of_charge_pct",
-        "ev_plugged_in", "delivered_ratio",
+        "device_id",
+        "type_code",
+        "rated_kw",
+        "energy_kwh",
+        "backup_reserve_pct",
+        "round_trip_efficiency_pct",
+        "max_event_hours",
+        "bidirectional",
+        "time_zone",
+        "online",
+        "last_seen_epoch",
+        "state_of_charge_pct",
+        "ev_plugged_in",
+        "delivered_ratio",
     )
 
     def __len__(self) -> int:
@@ -114,7 +125,7 @@ class Fleet:
 
 def hour_starts(now: datetime, hours: int) -> list[datetime]:
     """The top of the current UTC hour, then each following hour."""
-    start = now.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    start = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     return [start + timedelta(hours=h) for h in range(hours)]
 
 
@@ -149,14 +160,19 @@ def available_kw(fleet: Fleet, *, now: datetime, instants: list[datetime], event
     # Battery: usable energy above reserve over the event, capped at rated power.
     soc = np.where(np.isnan(fleet.state_of_charge_pct), PLANNING_SOC_PCT, fleet.state_of_charge_pct)
     reserve = np.nan_to_num(fleet.backup_reserve_pct)
-    efficiency = np.where(np.isnan(fleet.round_trip_efficiency_pct), DEFAULT_DISCHARGE_EFFICIENCY ** 2,
-                          fleet.round_trip_efficiency_pct / 100.0)
+    efficiency = np.where(
+        np.isnan(fleet.round_trip_efficiency_pct),
+        DEFAULT_DISCHARGE_EFFICIENCY**2,
+        fleet.round_trip_efficiency_pct / 100.0,
+    )
     usable_kwh = np.nan_to_num(fleet.energy_kwh) * np.clip(soc - reserve, 0, None) / 100.0 * np.sqrt(efficiency)
     battery_kw = np.minimum(np.nan_to_num(fleet.rated_kw), usable_kwh / duration)[:, None]
     out = np.where(t == TYPE_CODE["battery"], battery_kw, out)
 
     # Devices whose shed is limited in duration.
-    duration_share = np.where(np.isnan(fleet.max_event_hours), 1.0, np.minimum(1.0, fleet.max_event_hours / duration))[:, None]
+    duration_share = np.where(np.isnan(fleet.max_event_hours), 1.0, np.minimum(1.0, fleet.max_event_hours / duration))[
+        :, None
+    ]
     out = np.where(t == TYPE_CODE["thermostat"], rated * HVAC_MONTH[months] * HVAC_HOUR[hours] * duration_share, out)
     out = np.where(t == TYPE_CODE["water_heater"], rated * WATER_HEATER_HOUR[hours] * duration_share, out)
     out = np.where(t == TYPE_CODE["controllable_load"], rated * duration_share, out)
@@ -190,8 +206,10 @@ def explain(fleet: Fleet, kw: np.ndarray, index: int) -> str:
     parts = [f"{name} rated {fleet.rated_kw[index]:g} kW"]
     if name == "battery":
         soc = fleet.state_of_charge_pct[index]
-        parts.append(f"state of charge {'unknown, planning %g' % PLANNING_SOC_PCT if np.isnan(soc) else '%g' % soc}%"
-                     f" above a {np.nan_to_num(fleet.backup_reserve_pct[index]):g}% reserve")
+        parts.append(
+            f"state of charge {f'unknown, planning {PLANNING_SOC_PCT:g}' if np.isnan(soc) else f'{soc:g}'}%"
+            f" above a {np.nan_to_num(fleet.backup_reserve_pct[index]):g}% reserve"
+        )
     if fleet.online[index] == 0:
         parts.append("offline")
     if fleet.islanded is not None and fleet.islanded[index]:

@@ -39,5 +39,8 @@ def live_workers() -> dict[str, float]:
     keys = sorted(redis.scan_iter(match=WORKER_KEY_PREFIX + "*", count=1000))
     if not keys:
         return {}
-    return {key.decode()[len(WORKER_KEY_PREFIX):]: float(value)
-            for key, value in zip(keys, redis.mget(keys)) if value is not None}
+    return {
+        key.decode()[len(WORKER_KEY_PREFIX) :]: float(value)
+        for key, value in zip(keys, redis.mget(keys))
+        if value is not None
+    }

@@ -33,7 +33,9 @@ def read_csv(source, *, max_rows: int) -> tuple[list[str], list[tuple[int, list[
             source = source.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             line = source.count(b"\n", 0, exc.start) + 1
-            raise UnreadableFile(line, Problem("encoding", f"The file is not UTF-8 text ({exc.reason} at byte {exc.start})."))
+            raise UnreadableFile(
+                line, Problem("encoding", f"The file is not UTF-8 text ({exc.reason} at byte {exc.start}).")
+            ) from exc
     if isinstance(source, str):
         source = io.StringIO(source)
     reader = csv.reader(source, strict=True)
@@ -50,5 +52,5 @@ def read_csv(source, *, max_rows: int) -> tuple[list[str], list[tuple[int, list[
             if len(rows) > max_rows:
                 raise UnreadableFile(0, Problem("too_many_rows", f"At most {max_rows} rows per file."))
     except csv.Error as exc:
-        raise UnreadableFile(reader.line_num, Problem("malformed_csv", f"Malformed CSV: {exc}."))
+        raise UnreadableFile(reader.line_num, Problem("malformed_csv", f"Malformed CSV: {exc}.")) from exc
     return [h.strip().lstrip("\ufeff").lower() for h in header], rows

@@ -73,4 +73,6 @@ def healthz(request):
         checks["task"] = _timed(_task_round_trip) if checks["workers"]["ok"] else {"ok": False, "error": "no worker"}
         required.append("task")
     healthy = all(checks[name]["ok"] for name in required)
-    return JsonResponse({"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503)
+    return JsonResponse(
+        {"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503
+    )

@@ -26,7 +26,9 @@ ORDER BY d.id
 """
 
 
-def load_fleet(*, where: str, params: list, joins: str = "", extra: tuple[str, ...] = ()) -> tuple[capability.Fleet, list[np.ndarray]]:
+def load_fleet(
+    *, where: str, params: list, joins: str = "", extra: tuple[str, ...] = ()
+) -> tuple[capability.Fleet, list[np.ndarray]]:
     """A Fleet for the devices matching `where`, and the extra columns as arrays."""
     sql = _FLEET_SQL.format(extra="".join(f", {e}" for e in extra), joins=joins, where=where)
     with connection.cursor() as cursor:
@@ -59,8 +61,9 @@ _CURRENT_MEMBERS = "JOIN aggregator_resourcemembership m ON m.device_id = d.id A
 
 def member_fleet(*, resource_ids: list[int]) -> tuple[capability.Fleet, np.ndarray]:
     """Current members of the given resources, and each member's resource id."""
-    fleet, (resource,) = load_fleet(where="m.resource_id = ANY(%s)", params=[list(resource_ids)],
-                                    joins=_CURRENT_MEMBERS, extra=("m.resource_id",))
+    fleet, (resource,) = load_fleet(
+        where="m.resource_id = ANY(%s)", params=[list(resource_ids)], joins=_CURRENT_MEMBERS, extra=("m.resource_id",)
+    )
     return fleet, resource.astype(np.int64)
 
 
@@ -101,9 +104,9 @@ def limit_by_plans(fleet, *, instants, event_hours: float, out: np.ndarray) -> N
     batteries = fleet.device_id[fleet.type_code == capability.TYPE_CODE["battery"]]
     if not len(batteries) or not instants:
         return
-    plans = (DeviceSchedule.objects.filter(device_id__in=batteries.tolist(), start__lte=max(instants),
-                                           start__gt=min(instants) - timedelta(hours=26))
-             .values_list("device_id", "start", "step_seconds", "kw", "energy_kwh", "reserve_kwh"))
+    plans = DeviceSchedule.objects.filter(
+        device_id__in=batteries.tolist(), start__lte=max(instants), start__gt=min(instants) - timedelta(hours=26)
+    ).values_list("device_id", "start", "step_seconds", "kw", "energy_kwh", "reserve_kwh")
     epochs = np.array([at.timestamp() for at in instants])
     for device_id, start, step, kw, energy, reserve in plans:
         i = int(np.searchsorted(fleet.device_id, device_id))
@@ -147,7 +150,9 @@ def capability_of(*, resource_ids: list[int], now: datetime, hours: int, event_h
         result[rid] = {
             "now_kw": round(float(totals_now[i]), 3),
             "members": int(counts[i]),
-            "by_type_kw": {t: round(float(by_type[i, j]), 3) for j, t in enumerate(capability.TYPES) if by_type[i, j] > 0},
+            "by_type_kw": {
+                t: round(float(by_type[i, j]), 3) for j, t in enumerate(capability.TYPES) if by_type[i, j] > 0
+            },
             "forecast": [{"start": instants[h], "kw": round(float(totals[i, h]), 3)} for h in range(len(instants))],
         }
     return result

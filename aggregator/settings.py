@@ -146,7 +146,9 @@ STORAGES = {
 }
 # Uploaded files (meter-data imports): a folder every web and worker host shares, or set
 # STORAGES["default"] to object storage in production.
-MEDIA_ROOT = Path(os.environ.get("DJANGO_MEDIA_ROOT", Path(os.environ.get("VPP_DATA_DIR", BASE_DIR / ".data")) / "media"))
+MEDIA_ROOT = Path(
+    os.environ.get("DJANGO_MEDIA_ROOT", Path(os.environ.get("VPP_DATA_DIR", BASE_DIR / ".data")) / "media")
+)
 MEDIA_URL = "media/"
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DJANGO_MAX_REQUEST_BYTES", str(50 * 1024 * 1024)))
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
@@ -235,7 +237,10 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "lapse-overdue-utility-reviews": {"task": "enrollment.tasks.lapse_overdue_utility_reviews", "schedule": 15 * 60},
     "mark-silent-devices-offline": {"task": "enrollment.tasks.mark_silent_devices_offline", "schedule": 60},
-    "create-reading-partitions-ahead": {"task": "settlement.tasks.create_reading_partitions_ahead", "schedule": 6 * 3600},
+    "create-reading-partitions-ahead": {
+        "task": "settlement.tasks.create_reading_partitions_ahead",
+        "schedule": 6 * 3600,
+    },
     "dispatch-sweep": {"task": "dispatch.tasks.sweep", "schedule": 15},
     "dispatch-closed-loop": {"task": "dispatch.tasks.closed_loop", "schedule": 30},
     "settlement-runs-due": {"task": "settlement.tasks.settle_due", "schedule": 3600},
@@ -253,13 +258,17 @@ DISPATCH_NOTIFIERS = ["dispatch.notifications.InAppNotifier"] + [
 ]
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "vpp@localhost")
 # How often a device should poll for commands: while it has a live command, and otherwise.
-DISPATCH_POLL_SECONDS = {"live": int(os.environ.get("DISPATCH_POLL_LIVE_SECONDS", "10")),
-                         "idle": int(os.environ.get("DISPATCH_POLL_IDLE_SECONDS", "30"))}
+DISPATCH_POLL_SECONDS = {
+    "live": int(os.environ.get("DISPATCH_POLL_LIVE_SECONDS", "10")),
+    "idle": int(os.environ.get("DISPATCH_POLL_IDLE_SECONDS", "30")),
+}
 # How long a device token's poll answer may be served from Redis at most (0: never);
 # see dispatch.poll_cache for why a change is never hidden by it.
 DISPATCH_POLL_CACHE_SECONDS = int(os.environ.get("DISPATCH_POLL_CACHE_SECONDS", "60"))
 # Push endpoints' signing keys derive from this (dispatch.push); changing it changes every key.
-DISPATCH_PUSH_SECRET = os.environ.get("DISPATCH_PUSH_SECRET") or hashlib.sha256(f"push:{SECRET_KEY}".encode()).hexdigest()
+DISPATCH_PUSH_SECRET = (
+    os.environ.get("DISPATCH_PUSH_SECRET") or hashlib.sha256(f"push:{SECRET_KEY}".encode()).hexdigest()
+)
 DISPATCH_PUSH_ALLOW_HTTP = env_bool("DISPATCH_PUSH_ALLOW_HTTP", not HTTPS)
 DISPATCH_PUSH_ALLOW_PRIVATE = env_bool("DISPATCH_PUSH_ALLOW_PRIVATE", False)
 # OpenADR 3 VTN: lifetime of the access tokens /openadr3/3.0.1/auth/token issues.

@@ -68,8 +68,13 @@ def _cached_poll(environ):
         return None
     status, content, extra = found
     content = content.encode()
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(content))), ("Vary", "Authorization"),
-               *extra.items(), *_security_headers(secure)]
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(content))),
+        ("Vary", "Authorization"),
+        *extra.items(),
+        *_security_headers(secure),
+    ]
     return _STATUS[status], headers, content
 
 

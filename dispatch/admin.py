@@ -11,8 +11,15 @@ from aggregator.errors import DomainError
 from aggregator.models import VirtualResource
 from dispatch import selectors, services
 from dispatch.models import (
-    AllocationRound, CustomerNotification, DeviceCommand, DispatchEvent, EventInterval, EventTransition, MarketCredential,
-    PushEndpoint, StormWatch,
+    AllocationRound,
+    CustomerNotification,
+    DeviceCommand,
+    DispatchEvent,
+    EventInterval,
+    EventTransition,
+    MarketCredential,
+    PushEndpoint,
+    StormWatch,
 )
 
 
@@ -34,11 +41,23 @@ class RoundInline(ReadOnlyInline):
 class EventForm(forms.ModelForm):
     """A flat target over the window; the service checks the window, overlaps and capability."""
 
-    target_kw = forms.DecimalField(max_digits=12, decimal_places=3, min_value=0, help_text="kW over the whole window (hourly intervals).")
+    target_kw = forms.DecimalField(
+        max_digits=12, decimal_places=3, min_value=0, help_text="kW over the whole window (hourly intervals)."
+    )
 
     class Meta:
         model = DispatchEvent
-        fields = ["resource", "source", "target_kind", "notify_at", "start", "end", "ramp_seconds", "over_commit_pct", "external_ref"]
+        fields = [
+            "resource",
+            "source",
+            "target_kind",
+            "notify_at",
+            "start",
+            "end",
+            "ramp_seconds",
+            "over_commit_pct",
+            "external_ref",
+        ]
 
     def __init__(self, *args, request=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -53,9 +72,18 @@ class EventForm(forms.ModelForm):
             return data
         try:
             self.instance = services.create_event(
-                resource=data["resource"], source=data["source"], start=data["start"], end=data["end"], by=self.request.user,
-                target_kw=data["target_kw"], notify_at=data.get("notify_at"), target_kind=data["target_kind"],
-                ramp_seconds=data["ramp_seconds"], over_commit_pct=data.get("over_commit_pct"), external_ref=data.get("external_ref") or "")
+                resource=data["resource"],
+                source=data["source"],
+                start=data["start"],
+                end=data["end"],
+                by=self.request.user,
+                target_kw=data["target_kw"],
+                notify_at=data.get("notify_at"),
+                target_kind=data["target_kind"],
+                ramp_seconds=data["ramp_seconds"],
+                over_commit_pct=data.get("over_commit_pct"),
+                external_ref=data.get("external_ref") or "",
+            )
         except DomainError as exc:
             for problem in exc.problems:
                 field = problem.field.split("[")[0] if problem.field else None
@@ -65,7 +93,17 @@ class EventForm(forms.ModelForm):
 
 @admin.register(DispatchEvent)
 class DispatchEventAdmin(admin.ModelAdmin):
-    list_display = ["id", "resource", "source", "state", "start", "end", "allocation_round", "commands_issued_round", "created_by_label"]
+    list_display = [
+        "id",
+        "resource",
+        "source",
+        "state",
+        "start",
+        "end",
+        "allocation_round",
+        "commands_issued_round",
+        "created_by_label",
+    ]
     list_filter = ["state", "source", "resource__market"]
     search_fields = ["external_ref", "resource__name"]
     date_hierarchy = "start"
@@ -86,10 +124,32 @@ class DispatchEventAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["resource", "source", "target_kind", "notify_at", "start", "end", "target_kw", "ramp_seconds",
-                    "over_commit_pct", "external_ref"]
-        return ["resource", "source", "external_ref", "state", "notify_at", "start", "end", "ramp_seconds", "over_commit_pct",
-                "warnings", "target_vs_delivered", "settlement"]
+            return [
+                "resource",
+                "source",
+                "target_kind",
+                "notify_at",
+                "start",
+                "end",
+                "target_kw",
+                "ramp_seconds",
+                "over_commit_pct",
+                "external_ref",
+            ]
+        return [
+            "resource",
+            "source",
+            "external_ref",
+            "state",
+            "notify_at",
+            "start",
+            "end",
+            "ramp_seconds",
+            "over_commit_pct",
+            "warnings",
+            "target_vs_delivered",
+            "settlement",
+        ]
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.get_fields(request, obj)
@@ -103,9 +163,12 @@ class DispatchEventAdmin(admin.ModelAdmin):
     @admin.display(description="Target vs delivered (kW)")
     def target_vs_delivered(self, obj):
         rows = selectors.target_vs_delivered(event=obj)
-        return "; ".join(f"{r['start']:%H:%M}Z target {r['target_kw']:g}, allocated {r['allocated_kw']:g}, "
-                         f"delivered {'-' if r['delivered_kw'] is None else format(r['delivered_kw'], 'g')} "
-                         f"({r['reporting_devices']} reporting)" for r in rows)
+        return "; ".join(
+            f"{r['start']:%H:%M}Z target {r['target_kw']:g}, allocated {r['allocated_kw']:g}, "
+            f"delivered {'-' if r['delivered_kw'] is None else format(r['delivered_kw'], 'g')} "
+            f"({r['reporting_devices']} reporting)"
+            for r in rows
+        )
 
     @admin.display(description="Settlement (baseline vs actual)")
     def settlement(self, obj):
@@ -118,10 +181,19 @@ class DispatchEventAdmin(admin.ModelAdmin):
         runs = list(obj.settlement_runs.order_by("-version"))
         if not runs:
             return "Not settled yet."
-        links = format_html_join(" · ", '<a href="{}">version {} ({}, net ${})</a>', (
-            (reverse("admin:settlement_settlementrun_statement", args=[r.pk]), r.version, r.kind, r.net) for r in runs))
-        chart = charts.baseline_vs_actual(interval_totals(run=runs[0]), zone=ZoneInfo(obj.resource.market.time_zone),
-                                          title=f"Event {obj.pk}: baseline vs actual, settlement version {runs[0].version}")
+        links = format_html_join(
+            " · ",
+            '<a href="{}">version {} ({}, net ${})</a>',
+            (
+                (reverse("admin:settlement_settlementrun_statement", args=[r.pk]), r.version, r.kind, r.net)
+                for r in runs
+            ),
+        )
+        chart = charts.baseline_vs_actual(
+            interval_totals(run=runs[0]),
+            zone=ZoneInfo(obj.resource.market.time_zone),
+            title=f"Event {obj.pk}: baseline vs actual, settlement version {runs[0].version}",
+        )
         return format_html("{}<br>{}", chart, links)
 
     @admin.action(description="Cancel the selected events (devices get cancel commands)")
@@ -142,7 +214,17 @@ class DispatchEventAdmin(admin.ModelAdmin):
 
 @admin.register(DeviceCommand)
 class DeviceCommandAdmin(admin.ModelAdmin):
-    list_display = ["id", "event", "device", "sequence", "kind", "status", "created_at", "delivered_at", "acknowledged_at"]
+    list_display = [
+        "id",
+        "event",
+        "device",
+        "sequence",
+        "kind",
+        "status",
+        "created_at",
+        "delivered_at",
+        "acknowledged_at",
+    ]
     list_filter = ["status", "kind"]
     search_fields = ["=event__id", "=device__id"]
     readonly_fields = [f.name for f in DeviceCommand._meta.fields]
@@ -196,9 +278,14 @@ class StormWatchForm(forms.ModelForm):
 
         data = super().clean()
         if not self.errors:
-            for problem in resilience.problems(zone=data.get("zone", ""), pricing_nodes=data.get("pricing_nodes") or [],
-                                               start=data["start"], end=data["end"], reason=data.get("reason", ""),
-                                               now=timezone.now()):
+            for problem in resilience.problems(
+                zone=data.get("zone", ""),
+                pricing_nodes=data.get("pricing_nodes") or [],
+                start=data["start"],
+                end=data["end"],
+                reason=data.get("reason", ""),
+                now=timezone.now(),
+            ):
                 self.add_error(problem.field if problem.field in self.fields else None, problem.message)
         return data
 
@@ -224,11 +311,20 @@ class StormWatchAdmin(admin.ModelAdmin):
 
         if change:
             return
-        watch = resilience.declare(market=obj.market, zone=obj.zone, pricing_nodes=obj.pricing_nodes, start=obj.start,
-                                   end=obj.end, reason=obj.reason, by=request.user)  # the form checked what declare checks
+        watch = resilience.declare(
+            market=obj.market,
+            zone=obj.zone,
+            pricing_nodes=obj.pricing_nodes,
+            start=obj.start,
+            end=obj.end,
+            reason=obj.reason,
+            by=request.user,
+        )  # the form checked what declare checks
         obj.pk = watch.pk
-        messages.success(request, f"{watch.devices} devices stay home until {watch.end:%Y-%m-%d %H:%M %Z}; "
-                                  f"they left {watch.events} events.")
+        messages.success(
+            request,
+            f"{watch.devices} devices stay home until {watch.end:%Y-%m-%d %H:%M %Z}; they left {watch.events} events.",
+        )
 
     @admin.action(description="Cancel the selected storm watches now")
     def cancel_watches(self, request, queryset):

@@ -18,7 +18,14 @@ import numpy as np
 
 # Why a device got what it got (the Allocation.Reason values).
 ALLOCATED, NOT_NEEDED, OFFLINE, OPTED_OUT, NOT_ENROLLED, NO_HEADROOM, OFF_GRID = (
-    "allocated", "not_needed", "offline", "opted_out", "not_enrolled", "no_headroom", "off_grid")
+    "allocated",
+    "not_needed",
+    "offline",
+    "opted_out",
+    "not_enrolled",
+    "no_headroom",
+    "off_grid",
+)
 MIN_KW = 0.01  # below this a share is not worth a command
 
 
@@ -65,7 +72,9 @@ def fill(headroom: np.ndarray, need: np.ndarray, ranks: np.ndarray) -> np.ndarra
     return out
 
 
-def allocate(c: Candidates, *, targets: np.ndarray, over_commit_pct: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def allocate(
+    c: Candidates, *, targets: np.ndarray, over_commit_pct: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(kW per device and interval, rank, reason) for a fresh allocation."""
     ranks = rank(c)
     usable = c.usable
@@ -85,7 +94,9 @@ def reasons(c: Candidates, kw: np.ndarray) -> np.ndarray:
     return out
 
 
-def top_up(c: Candidates, *, current: np.ndarray, shortfall: np.ndarray, ranks: np.ndarray, from_interval: int) -> np.ndarray:
+def top_up(
+    c: Candidates, *, current: np.ndarray, shortfall: np.ndarray, ranks: np.ndarray, from_interval: int
+) -> np.ndarray:
     """New kW per device and interval after covering `shortfall` (per interval) from `from_interval` on.
 
     Excluded devices lose their kW from `from_interval` on (it is part of the shortfall
@@ -101,8 +112,18 @@ def top_up(c: Candidates, *, current: np.ndarray, shortfall: np.ndarray, ranks: 
     return kw + fill(headroom, need, ranks)
 
 
-def explain(*, kind: str, available: np.ndarray, kw: np.ndarray, reason: str, rank: int, of: int | None,
-            customer_events: int, customer_hours: float, customer_cost: float | None = None) -> str:
+def explain(
+    *,
+    kind: str,
+    available: np.ndarray,
+    kw: np.ndarray,
+    reason: str,
+    rank: int,
+    of: int | None,
+    customer_events: int,
+    customer_hours: float,
+    customer_cost: float | None = None,
+) -> str:
     """One line for the operator: what the device could give, what it was given, and why."""
     offered = f"{kind}: {available.max(initial=0):.2f} kW available at most"
     rank_text = f"rank {rank}" + (f" of {of}" if of else "")
@@ -115,6 +136,9 @@ def explain(*, kind: str, available: np.ndarray, kw: np.ndarray, reason: str, ra
         return f"{offered}; {season}; {rank_text}; not needed: better-ranked devices met the target."
     if reason == NO_HEADROOM:
         return f"{offered}: nothing to give for this window."
-    return {OFFLINE: "Offline: not reporting, so not asked.", OPTED_OUT: "Opted out for this window (customer or storm watch).",
-            NOT_ENROLLED: "Not active in the resource's program.",
-            OFF_GRID: "Off the grid (islanded or in an outage): serving its own site, so not asked."}[reason]
+    return {
+        OFFLINE: "Offline: not reporting, so not asked.",
+        OPTED_OUT: "Opted out for this window (customer or storm watch).",
+        NOT_ENROLLED: "Not active in the resource's program.",
+        OFF_GRID: "Off the grid (islanded or in an outage): serving its own site, so not asked.",
+    }[reason]

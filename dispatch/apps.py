@@ -16,6 +16,10 @@ class DispatchConfig(AppConfig):
         from enrollment.models import DeviceCredential
 
         # A new credential has no stored answer yet; every later save may change its validity.
-        post_save.connect(lambda sender, instance, created, **kw: None if created else _credential_changed(sender, instance),
-                          sender=DeviceCredential, weak=False, dispatch_uid="poll-cache-credential-saved")
+        post_save.connect(
+            lambda sender, instance, created, **kw: None if created else _credential_changed(sender, instance),
+            sender=DeviceCredential,
+            weak=False,
+            dispatch_uid="poll-cache-credential-saved",
+        )
         post_delete.connect(_credential_changed, sender=DeviceCredential, dispatch_uid="poll-cache-credential-deleted")

@@ -10,7 +10,6 @@ round: devices whose schedule changes get a new command superseding their last o
 import uuid
 
 import numpy as np
-
 from django.conf import settings
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import ArrayField, RangeOperators
@@ -46,23 +45,30 @@ class DispatchEvent(models.Model):
 
     resource = models.ForeignKey("aggregator.VirtualResource", on_delete=models.PROTECT, related_name="events")
     source = models.CharField(max_length=20, choices=Source.choices)
-    external_ref = models.CharField(max_length=100, blank=True,
-                                    help_text="The market's or utility's instruction id; a resend with the same id is the same event.")
+    external_ref = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The market's or utility's instruction id; a resend with the same id is the same event.",
+    )
     target_kind = models.CharField(max_length=20, choices=TargetKind.choices, default=TargetKind.REDUCTION)
     notify_at = models.DateTimeField(help_text="When devices and customers hear of it.")
     start = models.DateTimeField()
     end = models.DateTimeField()
     ramp_seconds = models.PositiveIntegerField(default=0, help_text="Devices reach their kW this long after start.")
-    over_commit_pct = models.DecimalField(max_digits=5, decimal_places=2,
-                                          help_text="Extra kW allocated over the target, for devices that under-deliver.")
+    over_commit_pct = models.DecimalField(
+        max_digits=5, decimal_places=2, help_text="Extra kW allocated over the target, for devices that under-deliver."
+    )
     state = models.CharField(max_length=20, choices=EventState.choices, default=EventState.SCHEDULED, editable=False)
     replaces = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by")
     warnings = models.JSONField(default=list, blank=True, editable=False)
     allocation_round = models.PositiveIntegerField(default=0, editable=False)
     commands_issued_round = models.PositiveIntegerField(
-        default=0, editable=False, help_text="The last allocation round whose commands are all issued.")
+        default=0, editable=False, help_text="The last allocation round whose commands are all issued."
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_by_label = models.CharField(max_length=150, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -71,23 +77,31 @@ class DispatchEvent(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(end__gt=F("start")), name="event_ends_after_start"),
             models.CheckConstraint(condition=Q(notify_at__lte=F("start")), name="event_notified_by_start"),
-            models.CheckConstraint(condition=Q(over_commit_pct__gte=0, over_commit_pct__lte=100), name="event_over_commit_range"),
+            models.CheckConstraint(
+                condition=Q(over_commit_pct__gte=0, over_commit_pct__lte=100), name="event_over_commit_range"
+            ),
             # Instruction ids are the market's (or utility's); one event per id and resource.
-            models.UniqueConstraint(fields=["resource", "source", "external_ref"], condition=~Q(external_ref=""),
-                                    name="event_external_ref_unique"),
+            models.UniqueConstraint(
+                fields=["resource", "source", "external_ref"],
+                condition=~Q(external_ref=""),
+                name="event_external_ref_unique",
+            ),
             # One open event per resource at any instant, whatever races; a replacement
             # cancels the event it replaces first.
             ExclusionConstraint(
                 name="event_no_overlap_per_resource",
-                expressions=[("resource", RangeOperators.EQUAL),
-                             (TsTzRange("start", "end", models.Value("[)")), RangeOperators.OVERLAPS)],
+                expressions=[
+                    ("resource", RangeOperators.EQUAL),
+                    (TsTzRange("start", "end", models.Value("[)")), RangeOperators.OVERLAPS),
+                ],
                 condition=Q(state__in=["scheduled", "notified", "active"]),
             ),
         ]
         indexes = [
             models.Index(fields=["resource", "start"], name="event_resource_start"),
-            models.Index(fields=["state", "start"], condition=Q(state__in=["scheduled", "notified", "active"]),
-                         name="event_open"),
+            models.Index(
+                fields=["state", "start"], condition=Q(state__in=["scheduled", "notified", "active"]), name="event_open"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -133,10 +147,16 @@ class AllocationRound(models.Model):
     allocated_kw = ArrayField(models.FloatField(), help_text="Per interval: the sum over devices.")
     devices = models.PositiveIntegerField(help_text="Devices with kW in some interval.")
     commands_needed = models.PositiveIntegerField(default=0, help_text="Devices this round sends a command to.")
-    commands_issued = models.PositiveIntegerField(default=0, help_text="Of those, how many have their command (chunks add theirs).")
+    commands_issued = models.PositiveIntegerField(
+        default=0, help_text="Of those, how many have their command (chunks add theirs)."
+    )
     notify = models.CharField(max_length=20, blank=True, help_text="What customers are told once its commands are out.")
-    chunk_bounds = ArrayField(models.BigIntegerField(), default=list, blank=True,
-                              help_text="First and last device id of each fan-out chunk, flattened.")
+    chunk_bounds = ArrayField(
+        models.BigIntegerField(),
+        default=list,
+        blank=True,
+        help_text="First and last device id of each fan-out chunk, flattened.",
+    )
     seconds = models.FloatField(default=0)
 
     class Meta:
@@ -161,8 +181,9 @@ class Allocation(models.Model):
         NOT_ENROLLED = "not_enrolled", "Not active in the program"
         NO_HEADROOM = "no_headroom", "No kW available for this window"
 
-    event = models.ForeignKey(DispatchEvent, on_delete=models.CASCADE, related_name="allocations",
-                              db_index=False)  # the unique (event, device) index leads with it
+    event = models.ForeignKey(
+        DispatchEvent, on_delete=models.CASCADE, related_name="allocations", db_index=False
+    )  # the unique (event, device) index leads with it
     round = models.PositiveIntegerField()
     device = models.ForeignKey("enrollment.Device", on_delete=models.PROTECT, related_name="+")
     customer_id = models.BigIntegerField()
@@ -170,26 +191,38 @@ class Allocation(models.Model):
     available_kw = ArrayField(models.FloatField())
     reason = models.CharField(max_length=20, choices=Reason.choices)
     rank = models.PositiveIntegerField(null=True, help_text="Order of preference by season burden (1 = lightest).")
-    customer_events = models.PositiveIntegerField(default=0, help_text="The customer's events this season, when ranked.")
+    customer_events = models.PositiveIntegerField(
+        default=0, help_text="The customer's events this season, when ranked."
+    )
     customer_hours = models.FloatField(default=0, help_text="The customer's dispatched hours this season, when ranked.")
     needs_command = models.BooleanField(default=False, help_text="Its round changed what the device must do.")
-    customer_cost_per_kwh = models.FloatField(null=True, blank=True,
-                                              help_text="What a kWh from it costs its customer's bill over the event "
-                                                        "(its battery plan's value of stored energy); empty without a plan.")
-
-    @property
-    def explanation(self) -> str:
-        from dispatch.allocation import explain
-
-        return explain(kind=self.device.device_type, available=np.array(self.available_kw), kw=np.array(self.kw),
-                       reason=self.reason, rank=self.rank, of=getattr(self, "of", None),
-                       customer_events=self.customer_events, customer_hours=self.customer_hours,
-                       customer_cost=self.customer_cost_per_kwh)
+    customer_cost_per_kwh = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="What a kWh from it costs its customer's bill over the event "
+        "(its battery plan's value of stored energy); empty without a plan.",
+    )
 
     class Meta:
         ordering = ["event_id", "device_id"]
         constraints = [models.UniqueConstraint(fields=["event", "device"], name="allocation_unique")]
         indexes = [models.Index(fields=["event", "round"], name="allocation_event_round")]
+
+    @property
+    def explanation(self) -> str:
+        from dispatch.allocation import explain
+
+        return explain(
+            kind=self.device.device_type,
+            available=np.array(self.available_kw),
+            kw=np.array(self.kw),
+            reason=self.reason,
+            rank=self.rank,
+            of=getattr(self, "of", None),
+            customer_events=self.customer_events,
+            customer_hours=self.customer_hours,
+            customer_cost=self.customer_cost_per_kwh,
+        )
 
 
 class DeviceCommand(models.Model):
@@ -213,8 +246,9 @@ class DeviceCommand(models.Model):
         EXPIRED = "expired", "Expired unacknowledged"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    event = models.ForeignKey(DispatchEvent, on_delete=models.CASCADE, related_name="commands",
-                              db_index=False)  # the unique (event, device, ...) indexes lead with it
+    event = models.ForeignKey(
+        DispatchEvent, on_delete=models.CASCADE, related_name="commands", db_index=False
+    )  # the unique (event, device, ...) indexes lead with it
     device = models.ForeignKey("enrollment.Device", on_delete=models.PROTECT, related_name="+")
     sequence = models.PositiveIntegerField(help_text="1 for the first command of the event to this device, then 2, ...")
     round = models.PositiveIntegerField()
@@ -237,7 +271,9 @@ class DeviceCommand(models.Model):
         ]
         indexes = [
             # The poll: a device's live commands.
-            models.Index(fields=["device", "expires_at"], condition=Q(status__in=["pending", "accepted"]), name="command_live"),
+            models.Index(
+                fields=["device", "expires_at"], condition=Q(status__in=["pending", "accepted"]), name="command_live"
+            ),
         ]
 
 
@@ -247,11 +283,23 @@ class DeviceOptOut(models.Model):
     device = models.ForeignKey("enrollment.Device", on_delete=models.CASCADE, related_name="+")
     start = models.DateTimeField()
     end = models.DateTimeField()
-    event = models.ForeignKey(DispatchEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="opt_outs",
-                              help_text="The event it was reported against, if any.")
+    event = models.ForeignKey(
+        DispatchEvent,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="opt_outs",
+        help_text="The event it was reported against, if any.",
+    )
     reason = models.CharField(max_length=200, blank=True)
-    storm_watch = models.ForeignKey("StormWatch", null=True, blank=True, on_delete=models.CASCADE, related_name="opt_outs",
-                                    help_text="Set when an operator's storm watch, not the customer, took the device out.")
+    storm_watch = models.ForeignKey(
+        "StormWatch",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="opt_outs",
+        help_text="Set when an operator's storm watch, not the customer, took the device out.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -270,7 +318,9 @@ class DeliveryReport(models.Model):
     reported_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["event", "device", "interval_start"], name="delivery_report_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["event", "device", "interval_start"], name="delivery_report_unique")
+        ]
 
 
 class DeviceSeasonBurden(models.Model):
@@ -304,16 +354,23 @@ class CustomerNotification(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        constraints = [models.UniqueConstraint(fields=["event", "customer", "kind", "channel"], name="notification_once")]
+        constraints = [
+            models.UniqueConstraint(fields=["event", "customer", "kind", "channel"], name="notification_once")
+        ]
 
 
 class MarketCredential(HashedToken):
     """A token for the market or utility side to send dispatch instructions (`mkt_...`)."""
 
     market = models.ForeignKey("aggregator.Market", on_delete=models.CASCADE, related_name="+")
-    source = models.CharField(max_length=20, choices=DispatchEvent.Source.choices[:2],
-                              help_text="What its instructions are: market instructions or utility calls.")
-    issued_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    source = models.CharField(
+        max_length=20,
+        choices=DispatchEvent.Source.choices[:2],
+        help_text="What its instructions are: market instructions or utility calls.",
+    )
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     def __str__(self) -> str:
         return f"{self.market_id} {self.source} {self.key_id}"
@@ -326,8 +383,12 @@ class PushEndpoint(models.Model):
     poll, so a failed push is recorded and retried a few times, never blocking a fan-out.
     """
 
-    device = models.OneToOneField("enrollment.Device", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
-    gateway = models.OneToOneField("enrollment.Gateway", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    device = models.OneToOneField(
+        "enrollment.Device", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    gateway = models.OneToOneField(
+        "enrollment.Gateway", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     url = models.URLField(max_length=500)
     created_at = models.DateTimeField(default=timezone.now)
     last_success_at = models.DateTimeField(null=True, blank=True)
@@ -335,8 +396,12 @@ class PushEndpoint(models.Model):
     last_error = models.CharField(max_length=300, blank=True)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=Q(device__isnull=False, gateway__isnull=True)
-                                              | Q(device__isnull=True, gateway__isnull=False), name="push_for_device_xor_gateway")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(device__isnull=False, gateway__isnull=True) | Q(device__isnull=True, gateway__isnull=False),
+                name="push_for_device_xor_gateway",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"push to {self.url}"
@@ -356,11 +421,19 @@ class DeviceSchedule(models.Model):
     kw = ArrayField(models.FloatField())
     energy_kwh = ArrayField(models.FloatField(), help_text="Planned state of energy at each interval's end.")
     reserve_kwh = models.FloatField(help_text="The backup reserve the plan keeps.")
-    value_per_kwh = ArrayField(models.FloatField(), default=list, blank=True,
-                               help_text="$ a kWh in store at each interval's end saves the site's bill (the plan's dual "
-                                         "prices): what a dispatch event taking it costs the customer.")
-    site_cost = models.DecimalField(max_digits=12, decimal_places=4, help_text="The site's day with this plan ($, forecast).")
-    site_cost_without = models.DecimalField(max_digits=12, decimal_places=4, help_text="The same day with the battery idle.")
+    value_per_kwh = ArrayField(
+        models.FloatField(),
+        default=list,
+        blank=True,
+        help_text="$ a kWh in store at each interval's end saves the site's bill (the plan's dual "
+        "prices): what a dispatch event taking it costs the customer.",
+    )
+    site_cost = models.DecimalField(
+        max_digits=12, decimal_places=4, help_text="The site's day with this plan ($, forecast)."
+    )
+    site_cost_without = models.DecimalField(
+        max_digits=12, decimal_places=4, help_text="The same day with the battery idle."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -379,7 +452,9 @@ class StormWatch(models.Model):
     reason = models.CharField(max_length=200)
     devices = models.PositiveIntegerField(default=0, help_text="Devices it covered when declared.")
     events = models.PositiveIntegerField(default=0, help_text="Events its devices left when declared.")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_by_label = models.CharField(max_length=150)
     created_at = models.DateTimeField(default=timezone.now)
     cancelled_at = models.DateTimeField(null=True, blank=True)

@@ -56,11 +56,16 @@ def message_for(event: DispatchEvent, kind: str) -> tuple[str, str]:
     zone = ZoneInfo(local)
     window = f"{event.start.astimezone(zone):%a %d %b %H:%M} to {event.end.astimezone(zone):%H:%M %Z}"
     if kind == "cancelled":
-        return "Grid event cancelled", f"The grid event planned for {window} is cancelled: your equipment runs as usual."
+        return (
+            "Grid event cancelled",
+            f"The grid event planned for {window} is cancelled: your equipment runs as usual.",
+        )
     if kind.startswith("updated"):
         return "Grid event changed", f"The grid event now runs {window}. Your equipment will follow the new times."
-    return "Grid event", (f"Your equipment will help the grid {window}. You can opt out at any time from your device "
-                          "or app; your backup reserve is kept.")
+    return "Grid event", (
+        f"Your equipment will help the grid {window}. You can opt out at any time from your device "
+        "or app; your backup reserve is kept."
+    )
 
 
 def send(*, event_id: int, kind: str) -> dict[str, int]:
@@ -74,23 +79,42 @@ def send(*, event_id: int, kind: str) -> dict[str, int]:
     from enrollment.models import Customer
 
     for notifier in notifiers():
-        done = set(CustomerNotification.objects.filter(event_id=event_id, kind=kind, channel=notifier.channel)
-                   .values_list("customer_id", flat=True))
+        done = set(
+            CustomerNotification.objects.filter(event_id=event_id, kind=kind, channel=notifier.channel).values_list(
+                "customer_id", flat=True
+            )
+        )
         todo = [c for c in customers if c not in done]
         if notifier.channel == InAppNotifier.channel:
             CustomerNotification.objects.bulk_create(
-                [CustomerNotification(event_id=event_id, customer_id=c, kind=kind, channel=notifier.channel,
-                                      message=message, status=CustomerNotification.Status.SENT) for c in todo],
-                batch_size=5000, ignore_conflicts=True)
+                [
+                    CustomerNotification(
+                        event_id=event_id,
+                        customer_id=c,
+                        kind=kind,
+                        channel=notifier.channel,
+                        message=message,
+                        status=CustomerNotification.Status.SENT,
+                    )
+                    for c in todo
+                ],
+                batch_size=5000,
+                ignore_conflicts=True,
+            )
             counts["sent"] += len(todo)
             continue
         for customer in Customer.objects.filter(pk__in=todo).iterator(chunk_size=2000):
             try:
                 notifier.send(customer=customer, subject=subject, message=message)
                 status, error = CustomerNotification.Status.SENT, ""
-            except Exception as exc:  # noqa: BLE001 - any channel failure is recorded, the others go on
+            except Exception as exc:
                 status, error = CustomerNotification.Status.FAILED, str(exc)[:500]
-            CustomerNotification.objects.get_or_create(event_id=event_id, customer=customer, kind=kind, channel=notifier.channel,
-                                                       defaults={"message": message, "status": status, "error": error})
+            CustomerNotification.objects.get_or_create(
+                event_id=event_id,
+                customer=customer,
+                kind=kind,
+                channel=notifier.channel,
+                defaults={"message": message, "status": status, "error": error},
+            )
             counts[status] += 1
     return counts

@@ -123,10 +123,14 @@ def _mark(keys: list[str]) -> None:
     try:
         version = clock()
         for i in range(0, len(keys), MARK_BATCH):
-            mark(keys=keys[i:i + MARK_BATCH], args=[version, keep])
+            mark(keys=keys[i : i + MARK_BATCH], args=[version, keep])
     except redis.RedisError:
-        log.error("poll cache: %d marks lost; stored answers may lag for up to %s s", len(keys),
-                  settings.DISPATCH_POLL_CACHE_SECONDS, exc_info=True)
+        log.error(
+            "poll cache: %d marks lost; stored answers may lag for up to %s s",
+            len(keys),
+            settings.DISPATCH_POLL_CACHE_SECONDS,
+            exc_info=True,
+        )
 
 
 def changed(*, devices=(), credentials=()) -> None:

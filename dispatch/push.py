@@ -88,7 +88,9 @@ def check_url(url: str, field: str = "url") -> None:
     if settings.DISPATCH_PUSH_ALLOW_PRIVATE:
         return
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)}
+        addresses = {
+            info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+        }
     except (socket.gaierror, UnicodeError):
         raise PushRefused(Problem("unresolvable_url", "The endpoint's host name does not resolve.", field)) from None
     if any(not ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses):
@@ -99,15 +101,19 @@ def register(*, url: str, device_id: int | None = None, gateway_id: int | None =
     """Set (or replace) the caller's endpoint; returns it and the signing key."""
     check_url(url)
     endpoint, _ = PushEndpoint.objects.update_or_create(
-        device_id=device_id, gateway_id=gateway_id,
-        defaults={"url": url, "last_error": "", "last_failure_at": None, "last_success_at": None})
+        device_id=device_id,
+        gateway_id=gateway_id,
+        defaults={"url": url, "last_error": "", "last_failure_at": None, "last_success_at": None},
+    )
     return endpoint, signing_key(owner(endpoint))
 
 
 def chunk_bodies(*, event_id: int, round_number: int, first_device: int, last_device: int) -> dict[int, bytes]:
     """Endpoint id -> the body to post it for one fan-out chunk."""
     with connection.cursor() as cursor:
-        cursor.execute(_CHUNK_TARGETS, {"event": event_id, "round": round_number, "first": first_device, "last": last_device})
+        cursor.execute(
+            _CHUNK_TARGETS, {"event": event_id, "round": round_number, "first": first_device, "last": last_device}
+        )
         rows = cursor.fetchall()
     return {endpoint: f'{{"commands":{commands}}}'.encode() for endpoint, commands in rows}
 
@@ -125,8 +131,12 @@ def send(url: str, body: bytes, headers: dict[str, str]) -> str | None:
         check_url(url)  # again at each send: a host name may resolve elsewhere since it was registered
     except PushRefused as refused:
         return f"refused: {refused.problems[0].message}"
-    request = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "User-Agent": "vpp-aggregator-push/1", **headers})
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "vpp-aggregator-push/1", **headers},
+    )
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
             response.read(1024)

@@ -59,21 +59,49 @@ def problems(*, zone: str, pricing_nodes, start: datetime, end: datetime, reason
     return problems
 
 
-def declare(*, market, start: datetime, end: datetime, reason: str, by, zone: str = "", pricing_nodes=(),
-            now: datetime | None = None) -> StormWatch:
+def declare(
+    *,
+    market,
+    start: datetime,
+    end: datetime,
+    reason: str,
+    by,
+    zone: str = "",
+    pricing_nodes=(),
+    now: datetime | None = None,
+) -> StormWatch:
     now = now or timezone.now()
     refused = problems(zone=zone, pricing_nodes=pricing_nodes, start=start, end=end, reason=reason, now=now)
     if refused:
         raise StormWatchRefused(refused)
     label = getattr(by, "username", None) or str(by)
     with transaction.atomic():
-        watch = StormWatch.objects.create(market=market, zone=zone, pricing_nodes=list(pricing_nodes), start=start, end=end,
-                                          reason=reason[:200], created_by=by if hasattr(by, "pk") else None,
-                                          created_by_label=label, created_at=now)
+        watch = StormWatch.objects.create(
+            market=market,
+            zone=zone,
+            pricing_nodes=list(pricing_nodes),
+            start=start,
+            end=end,
+            reason=reason[:200],
+            created_by=by if hasattr(by, "pk") else None,
+            created_by_label=label,
+            created_at=now,
+        )
         text = f"storm watch {watch.pk}: {reason}"[:200]
         with connection.cursor() as cursor:
-            cursor.execute(_COVER, {"start": start, "end": end, "reason": text, "watch": watch.pk, "now": now, "market": market.pk,
-                                    "zone": zone or None, "nodes": list(pricing_nodes)})
+            cursor.execute(
+                _COVER,
+                {
+                    "start": start,
+                    "end": end,
+                    "reason": text,
+                    "watch": watch.pk,
+                    "now": now,
+                    "market": market.pk,
+                    "zone": zone or None,
+                    "nodes": list(pricing_nodes),
+                },
+            )
             devices = [row[0] for row in cursor.fetchall()]
             cursor.execute(_LEAVE, {"devices": devices, "reason": text, "now": now, "start": start, "end": end})
             left = cursor.fetchall()
@@ -107,9 +135,8 @@ def covered(device_ids: list[int], start: datetime, end: datetime) -> dict[int, 
     from dispatch.models import DeviceOptOut
 
     out: dict[int, list] = {}
-    for device_id, a, b in (DeviceOptOut.objects.filter(device_id__in=device_ids, storm_watch__isnull=False, start__lt=end, end__gt=start)
-                            .values_list("device_id", "start", "end")):
+    for device_id, a, b in DeviceOptOut.objects.filter(
+        device_id__in=device_ids, storm_watch__isnull=False, start__lt=end, end__gt=start
+    ).values_list("device_id", "start", "end"):
         out.setdefault(device_id, []).append((a, b))
     return out
-
-

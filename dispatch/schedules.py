@@ -36,8 +36,8 @@ from django.db.models import Q
 
 from dispatch import resilience, site_plan
 from dispatch.models import DeviceSchedule
-from settlement.baselines.holidays import holidays_between
 from settlement import tariffs
+from settlement.baselines.holidays import holidays_between
 from settlement.models import MeterKind
 from settlement.tariffs import day_info
 
@@ -143,13 +143,23 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
     batteries, evs = defaultdict(list), defaultdict(list)
     for device in Device.objects.filter(site_id__in=sites, device_type="battery").order_by("pk"):
         batteries[device.site_id].append(device)
-    for device in (Device.objects.filter(site_id__in=sites, device_type="ev_charger", charging_need__isnull=False)
-                   .select_related("charging_need").order_by("pk")):
+    for device in (
+        Device.objects.filter(site_id__in=sites, device_type="ev_charger", charging_need__isnull=False)
+        .select_related("charging_need")
+        .order_by("pk")
+    ):
         evs[device.site_id].append(device)
-    last_night = {p.device_id: p for p in DeviceSchedule.objects.filter(
-        device_id__in=[d.pk for ds in evs.values() for d in ds], day=day - timedelta(days=1))}
-    soc = dict(DeviceStatus.objects.filter(device_id__in=[d.pk for ds in batteries.values() for d in ds],
-                                           state_of_charge_pct__isnull=False).values_list("device_id", "state_of_charge_pct"))
+    last_night = {
+        p.device_id: p
+        for p in DeviceSchedule.objects.filter(
+            device_id__in=[d.pk for ds in evs.values() for d in ds], day=day - timedelta(days=1)
+        )
+    }
+    soc = dict(
+        DeviceStatus.objects.filter(
+            device_id__in=[d.pk for ds in batteries.values() for d in ds], state_of_charge_pct__isnull=False
+        ).values_list("device_id", "state_of_charge_pct")
+    )
     skipped: dict[str, int] = defaultdict(int)
     days: list[tuple[int, site_plan.SiteDay, list, list[datetime]]] = []
     by_market: dict = defaultdict(list)
@@ -157,13 +167,16 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
         by_market[sites[site_id].market.code].append(site_id)
     tariff_days = _tariff_versions(sites.values(), day)
     midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)  # every zone's local day lies within 14 h of it
-    storm = resilience.covered([d.pk for ds in batteries.values() for d in ds], midnight - timedelta(hours=14),
-                               midnight + timedelta(hours=38))
+    storm = resilience.covered(
+        [d.pk for ds in batteries.values() for d in ds], midnight - timedelta(hours=14), midnight + timedelta(hours=38)
+    )
     timings = {"forecast": 0.0}
     for market, members in by_market.items():
         t1 = time.perf_counter()
         since = datetime.combine(day - timedelta(days=HISTORY_DAYS + 1), datetime.min.time(), UTC)
-        holidays = set(holidays_between(market=market, first=since.date() - timedelta(days=31), last=day + timedelta(days=1)))
+        holidays = set(
+            holidays_between(market=market, first=since.date() - timedelta(days=31), last=day + timedelta(days=1))
+        )
         params = {"holidays": sorted(holidays), "step": STEP, "since": since, "until": now}
         slots = 86400 // STEP
         month_start = min(datetime(day.year, day.month, 1, tzinfo=ZoneInfo(sites[m].time_zone)) for m in members)
@@ -176,8 +189,10 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
                 if peak is not None:
                     key = (weekend, slot * STEP // 3600)
                     peaks[site_id][key] = max(peaks[site_id].get(key, 0.0), float(peak))
-            cursor.execute(_BATTERY_SLOTS, {**params, "kind": MeterKind.DEVICE,
-                                            "meters": [d.pk for m in members for d in batteries[m] + evs[m]]})
+            cursor.execute(
+                _BATTERY_SLOTS,
+                {**params, "kind": MeterKind.DEVICE, "meters": [d.pk for m in members for d in batteries[m] + evs[m]]},
+            )
             battery_table = _slot_table(cursor.fetchall(), slots)
         timings["forecast"] += time.perf_counter() - t1
         for site_id in members:
@@ -195,56 +210,127 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
                 continue
             own = _pick(battery_table, site_id, weekend)
             load = measured - (own if own is not None else 0.0)
-            local_slots = [((at.astimezone(zone).hour * 3600 + at.astimezone(zone).minute * 60) // STEP) for at in starts]
+            local_slots = [
+                ((at.astimezone(zone).hour * 3600 + at.astimezone(zone).minute * 60) // STEP) for at in starts
+            ]
             load_kw = load[local_slots]
             month_peaks = peaks.get(site_id, {}) if day.month == now.astimezone(zone).month else {}
-            demand = [site_plan.Demand(price, mask, max([kw for (we, hour), kw in month_peaks.items()
-                                                          if window.matches(day.month, we, hour)], default=0.0))
-                      for price, mask, window in tariff_day[0].demand]
+            demand = [
+                site_plan.Demand(
+                    price,
+                    mask,
+                    max(
+                        [kw for (we, hour), kw in month_peaks.items() if window.matches(day.month, we, hour)],
+                        default=0.0,
+                    ),
+                )
+                for price, mask, window in tariff_day[0].demand
+            ]
             units = []
             for device in batteries[site_id]:
                 energy = float(device.energy_kwh or 0)
                 reserve = energy * float(device.backup_reserve_pct or 0) / 100
                 start_pct = soc.get(device.pk)
-                units.append(site_plan.Battery(
-                    power_kw=float(device.rated_kw), charge_kw=float(device.charge_kw or device.rated_kw), energy_kwh=energy,
-                    reserve_kwh=reserve, soc_kwh=energy * float(start_pct) / 100 if start_pct is not None else reserve,
-                    round_trip=float(device.round_trip_efficiency_pct or 90) / 100,
-                    hold_full=np.array([any(a <= at < b for a, b in storm.get(device.pk, ())) for at in starts])))
+                units.append(
+                    site_plan.Battery(
+                        power_kw=float(device.rated_kw),
+                        charge_kw=float(device.charge_kw or device.rated_kw),
+                        energy_kwh=energy,
+                        reserve_kwh=reserve,
+                        soc_kwh=energy * float(start_pct) / 100 if start_pct is not None else reserve,
+                        round_trip=float(device.round_trip_efficiency_pct or 90) / 100,
+                        hold_full=np.array([any(a <= at < b for a, b in storm.get(device.pk, ())) for at in starts]),
+                    )
+                )
             local_hours = np.array([at.astimezone(zone).hour for at in starts])
             sessions = [_ev_session(device, local_hours, last_night.get(device.pk), zone) for device in evs[site_id]]
-            site_day = site_plan.SiteDay(load_kw=load_kw, import_price=tariff_day[0].import_price,
-                                         export_credit=tariff_day[0].export_credit, step_hours=STEP / 3600,
-                                         batteries=units, demand=demand, evs=sessions)
+            site_day = site_plan.SiteDay(
+                load_kw=load_kw,
+                import_price=tariff_day[0].import_price,
+                export_credit=tariff_day[0].export_credit,
+                step_hours=STEP / 3600,
+                batteries=units,
+                demand=demand,
+                evs=sessions,
+            )
             days.append((site_id, site_day, (batteries[site_id], evs[site_id]), starts))
     t2 = time.perf_counter()
     rows = []
     for first in range(0, len(days), BATCH):
-        batch = days[first:first + BATCH]
+        batch = days[first : first + BATCH]
         plans = site_plan.plan_batch([d for _, d, _, _ in batch])
-        for (site_id, site_day, (devices, chargers), starts), plan in zip(batch, plans):
+        for (_site, site_day, (devices, chargers), starts), plan in zip(batch, plans):
             # Without the platform: the batteries idle, each car charges at full power from the hour it may.
-            idle = site_plan.day_cost(site_day, np.zeros(len(starts)), sum((_unmanaged(ev, site_day.step_hours) for ev in site_day.evs),
-                                                                          np.zeros(len(starts))))
-            for device, ev, kw in zip(chargers, site_day.evs, plan.ev_kw):
-                rows.append(DeviceSchedule(
-                    device=device, day=day, start=starts[0], step_seconds=STEP, kw=np.round(-kw, 3).tolist(),
-                    energy_kwh=np.round(np.cumsum(kw) * site_day.step_hours, 3).tolist(), reserve_kwh=0.0, value_per_kwh=[],
-                    site_cost=Decimal(f"{plan.cost:.4f}"), site_cost_without=Decimal(f"{idle:.4f}"), created_at=now))
-            for device, unit, kw, energy, value in zip(devices, site_day.batteries, plan.battery_kw, plan.energy_kwh,
-                                                       plan.value_per_kwh):
-                rows.append(DeviceSchedule(
-                    device=device, day=day, start=starts[0], step_seconds=STEP, kw=np.round(kw, 3).tolist(),
-                    energy_kwh=np.round(energy, 3).tolist(), reserve_kwh=round(unit.reserve_kwh, 3), value_per_kwh=np.round(value, 4).tolist(),
-                    site_cost=Decimal(f"{plan.cost:.4f}"), site_cost_without=Decimal(f"{idle:.4f}"), created_at=now))
+            idle = site_plan.day_cost(
+                site_day,
+                np.zeros(len(starts)),
+                sum((_unmanaged(ev, site_day.step_hours) for ev in site_day.evs), np.zeros(len(starts))),
+            )
+            for device, _ev, kw in zip(chargers, site_day.evs, plan.ev_kw):
+                rows.append(
+                    DeviceSchedule(
+                        device=device,
+                        day=day,
+                        start=starts[0],
+                        step_seconds=STEP,
+                        kw=np.round(-kw, 3).tolist(),
+                        energy_kwh=np.round(np.cumsum(kw) * site_day.step_hours, 3).tolist(),
+                        reserve_kwh=0.0,
+                        value_per_kwh=[],
+                        site_cost=Decimal(f"{plan.cost:.4f}"),
+                        site_cost_without=Decimal(f"{idle:.4f}"),
+                        created_at=now,
+                    )
+                )
+            for device, unit, kw, energy, value in zip(
+                devices, site_day.batteries, plan.battery_kw, plan.energy_kwh, plan.value_per_kwh
+            ):
+                rows.append(
+                    DeviceSchedule(
+                        device=device,
+                        day=day,
+                        start=starts[0],
+                        step_seconds=STEP,
+                        kw=np.round(kw, 3).tolist(),
+                        energy_kwh=np.round(energy, 3).tolist(),
+                        reserve_kwh=round(unit.reserve_kwh, 3),
+                        value_per_kwh=np.round(value, 4).tolist(),
+                        site_cost=Decimal(f"{plan.cost:.4f}"),
+                        site_cost_without=Decimal(f"{idle:.4f}"),
+                        created_at=now,
+                    )
+                )
     t3 = time.perf_counter()
-    DeviceSchedule.objects.bulk_create(rows, batch_size=2000, update_conflicts=True, unique_fields=["device", "day"],
-                                       update_fields=["start", "step_seconds", "kw", "energy_kwh", "reserve_kwh", "value_per_kwh", "site_cost",
-                                                      "site_cost_without", "created_at"])
+    DeviceSchedule.objects.bulk_create(
+        rows,
+        batch_size=2000,
+        update_conflicts=True,
+        unique_fields=["device", "day"],
+        update_fields=[
+            "start",
+            "step_seconds",
+            "kw",
+            "energy_kwh",
+            "reserve_kwh",
+            "value_per_kwh",
+            "site_cost",
+            "site_cost_without",
+            "created_at",
+        ],
+    )
     chargers = sum(len(c) for _, _, (_, c), _ in days)
-    return {"sites": len(days), "batteries": len(rows) - chargers, "ev_chargers": chargers, "skipped": dict(skipped),
-            "seconds": {"forecast": round(timings["forecast"], 3), "solve": round(t3 - t2, 3),
-                        "store": round(time.perf_counter() - t3, 3), "total": round(time.perf_counter() - t0, 3)}}
+    return {
+        "sites": len(days),
+        "batteries": len(rows) - chargers,
+        "ev_chargers": chargers,
+        "skipped": dict(skipped),
+        "seconds": {
+            "forecast": round(timings["forecast"], 3),
+            "solve": round(t3 - t2, 3),
+            "store": round(time.perf_counter() - t3, 3),
+            "total": round(time.perf_counter() - t0, 3),
+        },
+    }
 
 
 def _ev_session(device, local_hours: np.ndarray, yesterday, zone: ZoneInfo) -> site_plan.Ev:
@@ -257,11 +343,19 @@ def _ev_session(device, local_hours: np.ndarray, yesterday, zone: ZoneInfo) -> s
     charged = 0.0
     if yesterday is not None:  # what last night's plan charged from plug-in on (its kW are negative: charging)
         step = yesterday.step_seconds
-        charged = sum(-kw * step / 3600 for n, kw in enumerate(yesterday.kw)
-                      if (yesterday.start + timedelta(seconds=step * n)).astimezone(zone).hour >= need.plug_in_hour)
-    return site_plan.Ev(power_kw=power, morning=morning, evening=evening,
-                        morning_kwh=min(max(energy - charged, 0.0), morning_room * 0.999),
-                        evening_kwh=max(0.0, energy - morning_room), evening_max_kwh=energy)
+        charged = sum(
+            -kw * step / 3600
+            for n, kw in enumerate(yesterday.kw)
+            if (yesterday.start + timedelta(seconds=step * n)).astimezone(zone).hour >= need.plug_in_hour
+        )
+    return site_plan.Ev(
+        power_kw=power,
+        morning=morning,
+        evening=evening,
+        morning_kwh=min(max(energy - charged, 0.0), morning_room * 0.999),
+        evening_kwh=max(0.0, energy - morning_room),
+        evening_max_kwh=energy,
+    )
 
 
 def _unmanaged(ev: site_plan.Ev, step_hours: float) -> np.ndarray:
@@ -304,8 +398,12 @@ def due_sites(now: datetime) -> dict[date, list[int]]:
         if local.hour < 18:
             continue
         tomorrow = local.date() + timedelta(days=1)
-        site_ids = (Site.objects.filter(planned, time_zone=zone_name)
-                    .exclude(devices__in=DeviceSchedule.objects.filter(day=tomorrow).values("device_id"))
-                    .values_list("pk", flat=True).distinct().order_by("pk"))
+        site_ids = (
+            Site.objects.filter(planned, time_zone=zone_name)
+            .exclude(devices__in=DeviceSchedule.objects.filter(day=tomorrow).values("device_id"))
+            .values_list("pk", flat=True)
+            .distinct()
+            .order_by("pk")
+        )
         due[tomorrow] += list(site_ids)
     return due

@@ -37,8 +37,9 @@ def season_of(event: DispatchEvent) -> int:
     return event.start.astimezone(ZoneInfo(event.resource.market.time_zone)).year
 
 
-def candidates(*, event: DispatchEvent, instants: list[datetime], now: datetime, window: tuple[datetime, datetime]
-               ) -> tuple[allocation.Candidates, capability.Fleet, np.ndarray]:
+def candidates(
+    *, event: DispatchEvent, instants: list[datetime], now: datetime, window: tuple[datetime, datetime]
+) -> tuple[allocation.Candidates, capability.Fleet, np.ndarray]:
     """The resource's current members as allocation candidates, kW available at each of `instants`.
 
     `window` is the part of the event still to serve: an opt-out overlapping it excludes
@@ -48,7 +49,8 @@ def candidates(*, event: DispatchEvent, instants: list[datetime], now: datetime,
     fleet, (customer, enrolled, opted_out, hours, events) = load_fleet(
         where="m.resource_id = %s",
         params=[window[1], window[0], event.resource.program_id, season_of(event), event.resource_id],
-        joins=_JOINS, extra=_EXTRA,
+        joins=_JOINS,
+        extra=_EXTRA,
     )
     available = capability.available_kw(fleet, now=now, instants=instants, event_hours=event.hours)
     limit_by_plans(fleet, instants=instants, event_hours=event.hours, out=available)
@@ -58,8 +60,11 @@ def candidates(*, event: DispatchEvent, instants: list[datetime], now: datetime,
     excluded[opted_out.astype(bool)] = allocation.OPTED_OUT
     excluded[~enrolled.astype(bool)] = allocation.NOT_ENROLLED
     c = allocation.Candidates(
-        device_id=fleet.device_id, available=available, excluded=excluded,
-        customer_hours=hours.astype(float), customer_events=events.astype(np.int64),
+        device_id=fleet.device_id,
+        available=available,
+        excluded=excluded,
+        customer_hours=hours.astype(float),
+        customer_events=events.astype(np.int64),
         customer_cost=plan_costs(fleet.device_id, window),
     )
     return c, fleet, customer.astype(np.int64)
@@ -74,8 +79,13 @@ def plan_costs(device_ids: np.ndarray, window: tuple[datetime, datetime]) -> np.
     if not len(device_ids):
         return out
     start, end = window
-    plans = (DeviceSchedule.objects.filter(device_id__in=device_ids.tolist(), start__lt=end, start__gte=start - timedelta(hours=26))
-             .exclude(value_per_kwh=[]).values_list("device_id", "start", "step_seconds", "value_per_kwh"))
+    plans = (
+        DeviceSchedule.objects.filter(
+            device_id__in=device_ids.tolist(), start__lt=end, start__gte=start - timedelta(hours=26)
+        )
+        .exclude(value_per_kwh=[])
+        .values_list("device_id", "start", "step_seconds", "value_per_kwh")
+    )
     totals: dict[int, list[float]] = {}
     for device_id, first, step, values in plans:
         a = max(0, floor((start - first).total_seconds() / step))
@@ -102,6 +112,14 @@ def target_vs_delivered(*, event: DispatchEvent) -> list[dict]:
     with connection.cursor() as cursor:
         cursor.execute(_PERFORMANCE, [event.pk])
         rows = cursor.fetchall()
-    return [{"start": start, "end": end, "target_kw": round(target, 3), "allocated_kw": round(allocated, 3),
-             "delivered_kw": None if delivered is None else round(delivered, 3), "reporting_devices": reporting}
-            for start, end, target, allocated, delivered, reporting in rows]
+    return [
+        {
+            "start": start,
+            "end": end,
+            "target_kw": round(target, 3),
+            "allocated_kw": round(allocated, 3),
+            "delivered_kw": None if delivered is None else round(delivered, 3),
+            "reporting_devices": reporting,
+        }
+        for start, end, target, allocated, delivered, reporting in rows
+    ]

@@ -156,10 +156,16 @@ def _block(day: SiteDay):
     cost = np.zeros(n)
     cost[col_g] = dt * day.import_price
     cost[col_x] = -dt * day.export_credit
-    cost[3 * B * T + 2 * T:3 * B * T + 2 * T + K] = [d.price_per_kw for d in day.demand]
+    cost[3 * B * T + 2 * T : 3 * B * T + 2 * T + K] = [d.price_per_kw for d in day.demand]
     cat = lambda parts, dtype=float: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
-    return ((cat(eq_r, int), cat(eq_c, int), cat(eq_v), cat(eq_b), T + B * T),
-            (cat(ub_r, int), cat(ub_c, int), cat(ub_v), cat(ub_b), ub_rows), cost, lo, hi, n)
+    return (
+        (cat(eq_r, int), cat(eq_c, int), cat(eq_v), cat(eq_b), T + B * T),
+        (cat(ub_r, int), cat(ub_c, int), cat(ub_v), cat(ub_b), ub_rows),
+        cost,
+        lo,
+        hi,
+        n,
+    )
 
 
 def plan_batch(days: list[SiteDay]) -> list[SitePlan]:
@@ -173,31 +179,51 @@ def plan_batch(days: list[SiteDay]) -> list[SitePlan]:
         costs.append(cost), los.append(lo), his.append(hi)
         col_offsets.append(cols)
         eq_rows, ub_rows, cols = eq_rows + n_eq, ub_rows + n_ub, cols + n
-    a_eq = coo_array((np.concatenate(eq[2]), (np.concatenate(eq[0]), np.concatenate(eq[1]))), shape=(eq_rows, cols)).tocsr()
-    a_ub = (coo_array((np.concatenate(ub[2]), (np.concatenate(ub[0]), np.concatenate(ub[1]))), shape=(ub_rows, cols)).tocsr()
-            if ub_rows else None)
-    result = linprog(np.concatenate(costs), A_ub=a_ub, b_ub=np.concatenate(ub[3]) if ub_rows else None, A_eq=a_eq,
-                     b_eq=np.concatenate(eq[3]), bounds=np.column_stack([np.concatenate(los), np.concatenate(his)]),
-                     method="highs")
+    a_eq = coo_array(
+        (np.concatenate(eq[2]), (np.concatenate(eq[0]), np.concatenate(eq[1]))), shape=(eq_rows, cols)
+    ).tocsr()
+    a_ub = (
+        coo_array(
+            (np.concatenate(ub[2]), (np.concatenate(ub[0]), np.concatenate(ub[1]))), shape=(ub_rows, cols)
+        ).tocsr()
+        if ub_rows
+        else None
+    )
+    result = linprog(
+        np.concatenate(costs),
+        A_ub=a_ub,
+        b_ub=np.concatenate(ub[3]) if ub_rows else None,
+        A_eq=a_eq,
+        b_eq=np.concatenate(eq[3]),
+        bounds=np.column_stack([np.concatenate(los), np.concatenate(his)]),
+        method="highs",
+    )
     if result.status != 0:
         raise PlanFailed(result.message)
     plans = []
     duals = result.eqlin.marginals
     row = 0
     for day, offset, ((_, _, _, _, n_eq), _, cost, _, _, n) in zip(days, col_offsets, blocks):
-        x = result.x[offset:offset + n]
+        x = result.x[offset : offset + n]
         T, B = len(day.load_kw), len(day.batteries)
         # The energy rows' duals: d(cost)/d(one more kWh in store at t), negated into a value ($/kWh).
-        energy_duals = -duals[row + T:row + T + B * T]
+        energy_duals = -duals[row + T : row + T + B * T]
         row += n_eq
-        g, xp = x[3 * B * T:3 * B * T + T], x[3 * B * T + T:3 * B * T + 2 * T]
-        plans.append(SitePlan(
-            battery_kw=[x[(B + b) * T:(B + b + 1) * T] - x[b * T:(b + 1) * T] for b in range(B)],
-            energy_kwh=[x[(2 * B + b) * T:(2 * B + b + 1) * T] for b in range(B)],
-            import_kw=g, export_kw=xp, cost=float(cost @ x),
-            value_per_kwh=[np.maximum(energy_duals[b * T:(b + 1) * T], 0.0) for b in range(B)],
-            ev_kw=[x[3 * B * T + 2 * T + len(day.demand) + v * T:3 * B * T + 2 * T + len(day.demand) + (v + 1) * T]
-                   for v in range(len(day.evs))]))
+        g, xp = x[3 * B * T : 3 * B * T + T], x[3 * B * T + T : 3 * B * T + 2 * T]
+        plans.append(
+            SitePlan(
+                battery_kw=[x[(B + b) * T : (B + b + 1) * T] - x[b * T : (b + 1) * T] for b in range(B)],
+                energy_kwh=[x[(2 * B + b) * T : (2 * B + b + 1) * T] for b in range(B)],
+                import_kw=g,
+                export_kw=xp,
+                cost=float(cost @ x),
+                value_per_kwh=[np.maximum(energy_duals[b * T : (b + 1) * T], 0.0) for b in range(B)],
+                ev_kw=[
+                    x[3 * B * T + 2 * T + len(day.demand) + v * T : 3 * B * T + 2 * T + len(day.demand) + (v + 1) * T]
+                    for v in range(len(day.evs))
+                ],
+            )
+        )
     return plans
 
 

@@ -39,14 +39,17 @@ def fan_out(event_id: int) -> None:
 
 @shared_task(acks_late=True)
 def issue_command_chunk(event_id: int, round_number: int, first_device: int, last_device: int) -> int:
-    return services.issue_commands(event_id=event_id, round_number=round_number, first_device=first_device,
-                                   last_device=last_device)
+    return services.issue_commands(
+        event_id=event_id, round_number=round_number, first_device=first_device, last_device=last_device
+    )
 
 
 @shared_task(acks_late=True)
 def push_chunk(event_id: int, round_number: int, first_device: int, last_device: int) -> int:
     """Post a committed chunk's commands to the push endpoints of its devices; failures retry on their own."""
-    bodies = push.chunk_bodies(event_id=event_id, round_number=round_number, first_device=first_device, last_device=last_device)
+    bodies = push.chunk_bodies(
+        event_id=event_id, round_number=round_number, first_device=first_device, last_device=last_device
+    )
     failed = push.deliver(bodies)
     for endpoint_id in failed:
         push_retry.apply_async((endpoint_id, bodies[endpoint_id].decode(), 1), countdown=push.RETRY_DELAYS[0])
@@ -77,12 +80,17 @@ def notify_customers(event_id: int, kind: str) -> dict:
 def sweep() -> int:
     now = timezone.now()
     due = services.open_events_due(now=now)
-    stalled_rounds = set(AllocationRound.objects.filter(event_id__in=due, created_at__lte=now - STALLED_AFTER)
-                         .values_list("event_id", flat=True))
+    stalled_rounds = set(
+        AllocationRound.objects.filter(event_id__in=due, created_at__lte=now - STALLED_AFTER).values_list(
+            "event_id", flat=True
+        )
+    )
     for event in DispatchEvent.objects.filter(pk__in=due):
         moment_passed = event.state in services.OPEN_STATES and (
-            (event.state == "scheduled" and event.notify_at <= now) or (event.state != "active" and event.start <= now)
-            or (event.state == "active" and event.end <= now))
+            (event.state == "scheduled" and event.notify_at <= now)
+            or (event.state != "active" and event.start <= now)
+            or (event.state == "active" and event.end <= now)
+        )
         if moment_passed:
             advance_event.delay(event.pk)
         elif event.pk in stalled_rounds:
@@ -110,7 +118,7 @@ def plan_due_schedules(at: str | None = None) -> int:
     queued = 0
     for day, site_ids in schedules.due_sites(now).items():
         for first in range(0, len(site_ids), schedules.CHUNK_SITES):
-            plan_schedules.delay(site_ids[first:first + schedules.CHUNK_SITES], day.isoformat())
+            plan_schedules.delay(site_ids[first : first + schedules.CHUNK_SITES], day.isoformat())
             queued += 1
     return queued
 

@@ -5,14 +5,21 @@ from django.shortcuts import render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from aggregator.admin_inlines import ReadOnlyInline
 from aggregator.access.roles import WRITE_ROLES, roles_of
+from aggregator.admin_inlines import ReadOnlyInline
 from aggregator.errors import DomainError
 from enrollment import fleet_import, services
 from enrollment.lifecycle import OPERATOR_ACTIONS, TRANSITIONS
 from enrollment.models import (
-    Consent, Customer, Device, DeviceCredential, Enrollment, EnrollmentTransition, Gateway,
-    RetailProgramParticipation, Site,
+    Consent,
+    Customer,
+    Device,
+    DeviceCredential,
+    Enrollment,
+    EnrollmentTransition,
+    Gateway,
+    RetailProgramParticipation,
+    Site,
 )
 
 
@@ -116,13 +123,18 @@ class DeviceAdmin(admin.ModelAdmin):
     def last_seen(self, obj):
         status = getattr(obj, "status", None)
         return status.last_seen_at if status else "never"
+
     actions = ["issue_credentials"]
     change_list_template = "admin/enrollment/device/change_list.html"
 
     def get_urls(self):
         return [
             path("import/", self.admin_site.admin_view(self.import_view), name="enrollment_device_import"),
-            path("import/template.csv", self.admin_site.admin_view(self.template_view), name="enrollment_device_import_template"),
+            path(
+                "import/template.csv",
+                self.admin_site.admin_view(self.template_view),
+                name="enrollment_device_import_template",
+            ),
             *super().get_urls(),
         ]
 
@@ -132,12 +144,18 @@ class DeviceAdmin(admin.ModelAdmin):
         report = None
         form = FleetImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
-            report = fleet_import.import_fleet(source=form.cleaned_data["file"].read(), dry_run=form.cleaned_data["dry_run"])
+            report = fleet_import.import_fleet(
+                source=form.cleaned_data["file"].read(), dry_run=form.cleaned_data["dry_run"]
+            )
             level = messages.SUCCESS if report.ok else messages.ERROR
             self.message_user(request, report.summary(), level)
         context = {
-            **self.admin_site.each_context(request), "opts": self.model._meta, "form": form, "report": report,
-            "errors": report.errors[:1000] if report else [], "title": "Import a fleet from CSV",
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "form": form,
+            "report": report,
+            "errors": report.errors[:1000] if report else [],
+            "title": "Import a fleet from CSV",
             "template_url": reverse("admin:enrollment_device_import_template"),
         }
         return TemplateResponse(request, "admin/enrollment/device/import.html", context)
@@ -153,10 +171,20 @@ class DeviceAdmin(admin.ModelAdmin):
     def issue_credentials(self, request, queryset):
         if not _can_write(request):
             raise PermissionDenied
-        issued = [(device, services.issue_credential(device=device, by=request.user, label="admin")[1]) for device in queryset[:100]]
-        return render(request, "admin/enrollment/device/issued_tokens.html", {
-            **self.admin_site.each_context(request), "opts": self.model._meta, "issued": issued, "title": "New device tokens",
-        })
+        issued = [
+            (device, services.issue_credential(device=device, by=request.user, label="admin")[1])
+            for device in queryset[:100]
+        ]
+        return render(
+            request,
+            "admin/enrollment/device/issued_tokens.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "issued": issued,
+                "title": "New device tokens",
+            },
+        )
 
 
 @admin.register(Gateway)
@@ -205,24 +233,40 @@ def _lifecycle_action(name):
             form = TransitionForm(request.POST)
             if form.is_valid():
                 try:
-                    result = services.bulk_transition(enrollment_ids=list(queryset.values_list("pk", flat=True)),
-                                                      action=name, by=request.user, **form.cleaned_data)
+                    result = services.bulk_transition(
+                        enrollment_ids=list(queryset.values_list("pk", flat=True)),
+                        action=name,
+                        by=request.user,
+                        **form.cleaned_data,
+                    )
                 except DomainError as exc:
                     modeladmin.message_user(request, str(exc), messages.ERROR)
                     return None
                 if result.done:
-                    modeladmin.message_user(request, f"{name.replace('_', ' ')}: {len(result.done)} enrollment(s).", messages.SUCCESS)
+                    modeladmin.message_user(
+                        request, f"{name.replace('_', ' ')}: {len(result.done)} enrollment(s).", messages.SUCCESS
+                    )
                 for pk, problems in list(result.refused.items())[:50]:
-                    modeladmin.message_user(request, f"#{pk}: " + "; ".join(p.message for p in problems), messages.ERROR)
+                    modeladmin.message_user(
+                        request, f"#{pk}: " + "; ".join(p.message for p in problems), messages.ERROR
+                    )
                 return None
         else:
             form = TransitionForm()
-        return render(request, "admin/enrollment/enrollment/transition.html", {
-            **modeladmin.admin_site.each_context(request), "opts": modeladmin.model._meta, "form": form,
-            "queryset": queryset, "action": name, "reason_required": rule.reason_required,
-            "title": f"{name.replace('_', ' ').capitalize()} {queryset.count()} enrollment(s)",
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-        })
+        return render(
+            request,
+            "admin/enrollment/enrollment/transition.html",
+            {
+                **modeladmin.admin_site.each_context(request),
+                "opts": modeladmin.model._meta,
+                "form": form,
+                "queryset": queryset,
+                "action": name,
+                "reason_required": rule.reason_required,
+                "title": f"{name.replace('_', ' ').capitalize()} {queryset.count()} enrollment(s)",
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
 
     handler.__name__ = f"action_{name}"
     return admin.action(description=f"{name.replace('_', ' ').capitalize()}…")(handler)
@@ -246,9 +290,23 @@ class EnrollmentForm(forms.ModelForm):
 @admin.register(Enrollment)
 class EnrollmentAdmin(admin.ModelAdmin):
     form = EnrollmentForm
-    list_display = ["id", "device", "program", "state", "applied_at", "review_deadline", "review_outcome", "activated_at"]
+    list_display = [
+        "id",
+        "device",
+        "program",
+        "state",
+        "applied_at",
+        "review_deadline",
+        "review_outcome",
+        "activated_at",
+    ]
     list_filter = ["state", "program", "review_outcome"]
-    search_fields = ["device__serial", "device__site__meter_id", "device__site__customer__external_ref", "utility_reference"]
+    search_fields = [
+        "device__serial",
+        "device__site__meter_id",
+        "device__site__customer__external_ref",
+        "utility_reference",
+    ]
     raw_id_fields = ["device"]
     list_select_related = ["device", "program__market"]
     readonly_fields = [f.name for f in Enrollment._meta.fields if not f.editable] + ["utility_reference"]

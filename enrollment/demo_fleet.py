@@ -44,32 +44,88 @@ def _device_rows(rng: random.Random, kind: str) -> list[dict]:
         rows = []
         roll = rng.random()
         if roll < 0.55 or roll > 0.9:
-            rows.append({"device_type": "battery", "manufacturer": rng.choice(["Tesla", "Enphase", "FranklinWH"]),
-                         "model": "Home battery", "rated_kw": "5", "charge_kw": "5", "energy_kwh": "13.5",
-                         "backup_reserve_pct": rng.choice(["20", "20", "30", "50"]), "round_trip_efficiency_pct": "90"})
+            rows.append(
+                {
+                    "device_type": "battery",
+                    "manufacturer": rng.choice(["Tesla", "Enphase", "FranklinWH"]),
+                    "model": "Home battery",
+                    "rated_kw": "5",
+                    "charge_kw": "5",
+                    "energy_kwh": "13.5",
+                    "backup_reserve_pct": rng.choice(["20", "20", "30", "50"]),
+                    "round_trip_efficiency_pct": "90",
+                }
+            )
         if 0.45 < roll < 0.8 or roll > 0.95:
-            rows.append({"device_type": "thermostat", "manufacturer": rng.choice(["ecobee", "Google Nest", "Honeywell"]),
-                         "model": "Smart thermostat", "rated_kw": rng.choice(["2.5", "3", "3.5"]),
-                         "max_setpoint_offset_f": "4", "max_event_hours": "4"})
+            rows.append(
+                {
+                    "device_type": "thermostat",
+                    "manufacturer": rng.choice(["ecobee", "Google Nest", "Honeywell"]),
+                    "model": "Smart thermostat",
+                    "rated_kw": rng.choice(["2.5", "3", "3.5"]),
+                    "max_setpoint_offset_f": "4",
+                    "max_event_hours": "4",
+                }
+            )
         if roll >= 0.75:
-            rows.append({"device_type": "ev_charger", "manufacturer": rng.choice(["ChargePoint", "Wallbox", "Emporia"]),
-                         "model": "Level 2", "rated_kw": rng.choice(["7.2", "9.6", "11.5"]), "min_kw": "1.4",
-                         "bidirectional": "true" if rng.random() < 0.1 else "false"})
+            rows.append(
+                {
+                    "device_type": "ev_charger",
+                    "manufacturer": rng.choice(["ChargePoint", "Wallbox", "Emporia"]),
+                    "model": "Level 2",
+                    "rated_kw": rng.choice(["7.2", "9.6", "11.5"]),
+                    "min_kw": "1.4",
+                    "bidirectional": "true" if rng.random() < 0.1 else "false",
+                }
+            )
         return rows
-    rows = [{"device_type": "battery", "manufacturer": rng.choice(["Stem", "Tesla", "Sungrow"]), "model": "C&I battery",
-             "rated_kw": str(rng.choice([60, 100, 125, 250])), "charge_kw": "60", "energy_kwh": "240",
-             "backup_reserve_pct": "10", "round_trip_efficiency_pct": "88"}]
+    rows = [
+        {
+            "device_type": "battery",
+            "manufacturer": rng.choice(["Stem", "Tesla", "Sungrow"]),
+            "model": "C&I battery",
+            "rated_kw": str(rng.choice([60, 100, 125, 250])),
+            "charge_kw": "60",
+            "energy_kwh": "240",
+            "backup_reserve_pct": "10",
+            "round_trip_efficiency_pct": "88",
+        }
+    ]
     if rng.random() < 0.5:
-        rows.append({"device_type": "controllable_load", "manufacturer": "Site controls", "model": "HVAC block",
-                     "rated_kw": str(rng.choice([25, 40, 80])), "max_event_hours": "4", "notice_minutes": "30"})
+        rows.append(
+            {
+                "device_type": "controllable_load",
+                "manufacturer": "Site controls",
+                "model": "HVAC block",
+                "rated_kw": str(rng.choice([25, 40, 80])),
+                "max_event_hours": "4",
+                "notice_minutes": "30",
+            }
+        )
     if kind == "industrial" and rng.random() < 0.5:
-        rows.append({"device_type": "generator", "manufacturer": rng.choice(["Generac", "Cummins"]), "model": "Standby",
-                     "rated_kw": str(rng.choice([150, 300])), "min_run_minutes": "30", "fuel": "natural_gas"})
+        rows.append(
+            {
+                "device_type": "generator",
+                "manufacturer": rng.choice(["Generac", "Cummins"]),
+                "model": "Standby",
+                "rated_kw": str(rng.choice([150, 300])),
+                "min_run_minutes": "30",
+                "fuel": "natural_gas",
+            }
+        )
     return rows
 
 
-def fleet_rows(*, customers: int, markets: tuple[str, ...] = ("CAISO", "PJM"), nodes_per_market: int | None = None,
-               seed: int = 2222, prefix: str = "DEMO", retail_dr_share: float = 0.05, devices: int | None = None):
+def fleet_rows(
+    *,
+    customers: int,
+    markets: tuple[str, ...] = ("CAISO", "PJM"),
+    nodes_per_market: int | None = None,
+    seed: int = 2222,
+    prefix: str = "DEMO",
+    retail_dr_share: float = 0.05,
+    devices: int | None = None,
+):
     """Yield fleet-import rows (dicts). With `devices`, stop after that many devices."""
     rng = random.Random(seed)
     emitted = 0

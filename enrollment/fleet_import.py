@@ -32,29 +32,90 @@ MAX_ROWS = 1_000_000
 
 CUSTOMER_COLUMNS = ("customer_ref", "customer_name", "customer_kind", "contact_name", "email", "phone")
 SITE_COLUMNS = (
-    "utility", "meter_id", "load_serving_entity", "retail_tariff", "market", "pricing_node", "zone",
-    "site_time_zone", "address", "city", "region", "postal_code", "country", "latitude", "longitude",
+    "utility",
+    "meter_id",
+    "load_serving_entity",
+    "retail_tariff",
+    "market",
+    "pricing_node",
+    "zone",
+    "site_time_zone",
+    "address",
+    "city",
+    "region",
+    "postal_code",
+    "country",
+    "latitude",
+    "longitude",
     "retail_programs",
 )
 DEVICE_COLUMNS = (
-    "device_type", "manufacturer", "model", "serial", "rated_kw", *PARAMETERS,
-    "bidirectional", "telemetry_interval_seconds", "communication_path",
+    "device_type",
+    "manufacturer",
+    "model",
+    "serial",
+    "rated_kw",
+    *PARAMETERS,
+    "bidirectional",
+    "telemetry_interval_seconds",
+    "communication_path",
 )
 COLUMNS = CUSTOMER_COLUMNS + SITE_COLUMNS + DEVICE_COLUMNS
-REQUIRED_COLUMNS = frozenset({
-    "customer_ref", "customer_name", "customer_kind", "utility", "meter_id", "market", "pricing_node", "zone",
-    "device_type", "manufacturer", "model", "serial", "rated_kw",
-})
+REQUIRED_COLUMNS = frozenset(
+    {
+        "customer_ref",
+        "customer_name",
+        "customer_kind",
+        "utility",
+        "meter_id",
+        "market",
+        "pricing_node",
+        "zone",
+        "device_type",
+        "manufacturer",
+        "model",
+        "serial",
+        "rated_kw",
+    }
+)
 MAX_LENGTHS = {
-    "customer_ref": 64, "customer_name": 200, "contact_name": 200, "email": 254, "phone": 40,
-    "utility": 100, "meter_id": 64, "load_serving_entity": 100, "retail_tariff": 100, "pricing_node": 64,
-    "zone": 64, "address": 250, "city": 100, "region": 50, "postal_code": 20, "country": 2,
-    "manufacturer": 100, "model": 100, "serial": 100,
+    "customer_ref": 64,
+    "customer_name": 200,
+    "contact_name": 200,
+    "email": 254,
+    "phone": 40,
+    "utility": 100,
+    "meter_id": 64,
+    "load_serving_entity": 100,
+    "retail_tariff": 100,
+    "pricing_node": 64,
+    "zone": 64,
+    "address": 250,
+    "city": 100,
+    "region": 50,
+    "postal_code": 20,
+    "country": 2,
+    "manufacturer": 100,
+    "model": 100,
+    "serial": 100,
 }
 CUSTOMER_FIELDS = ("customer_name", "customer_kind", "contact_name", "email", "phone")
 SITE_FIELDS = (
-    "customer_ref", "load_serving_entity", "retail_tariff", "market_id", "pricing_node", "zone", "site_time_zone",
-    "address", "city", "region", "postal_code", "country", "latitude", "longitude", "retail_programs",
+    "customer_ref",
+    "load_serving_entity",
+    "retail_tariff",
+    "market_id",
+    "pricing_node",
+    "zone",
+    "site_time_zone",
+    "address",
+    "city",
+    "region",
+    "postal_code",
+    "country",
+    "latitude",
+    "longitude",
+    "retail_programs",
 )
 # The staging table's columns, in COPY order.
 STAGE_COLUMNS = (
@@ -62,12 +123,22 @@ STAGE_COLUMNS = (
     *((name, "text") for name in ("customer_ref", *CUSTOMER_FIELDS, "utility", "meter_id")),
     *((name, "text") for name in ("load_serving_entity", "retail_tariff")),
     ("market_id", "bigint"),
-    *((name, "text") for name in ("pricing_node", "zone", "site_time_zone", "address", "city", "region", "postal_code", "country")),
-    ("latitude", "numeric"), ("longitude", "numeric"), ("retail_programs", "text[]"),
+    *(
+        (name, "text")
+        for name in ("pricing_node", "zone", "site_time_zone", "address", "city", "region", "postal_code", "country")
+    ),
+    ("latitude", "numeric"),
+    ("longitude", "numeric"),
+    ("retail_programs", "text[]"),
     *((name, "text") for name in ("device_type", "manufacturer", "model", "serial")),
     ("rated_kw", "numeric"),
-    *((name, "integer" if spec.kind == "int" else "text" if spec.kind == "choice" else "numeric") for name, spec in PARAMETERS.items()),
-    ("bidirectional", "boolean"), ("telemetry_interval_seconds", "integer"), ("communication_path", "text"),
+    *(
+        (name, "integer" if spec.kind == "int" else "text" if spec.kind == "choice" else "numeric")
+        for name, spec in PARAMETERS.items()
+    ),
+    ("bidirectional", "boolean"),
+    ("telemetry_interval_seconds", "integer"),
+    ("communication_path", "text"),
 )
 STAGE_NAMES = tuple(name for name, _ in STAGE_COLUMNS)
 
@@ -90,16 +161,24 @@ class ImportReport:
 
     def as_dict(self) -> dict:
         return {
-            "ok": self.ok, "rows": self.rows, "dry_run": self.dry_run, "written": self.ok and not self.dry_run,
-            "created": self.created, "updated": self.updated,
-            "errors": [e.as_dict() for e in self.errors], "seconds": self.seconds,
+            "ok": self.ok,
+            "rows": self.rows,
+            "dry_run": self.dry_run,
+            "written": self.ok and not self.dry_run,
+            "created": self.created,
+            "updated": self.updated,
+            "errors": [e.as_dict() for e in self.errors],
+            "seconds": self.seconds,
         }
 
     def summary(self) -> str:
         if not self.ok:
             return f"{len(self.errors)} error(s) in {self.rows} row(s); nothing was written."
         verb = "would write" if self.dry_run else "wrote"
-        parts = [f"{kind}: {self.created.get(kind, 0)} new, {self.updated.get(kind, 0)} updated" for kind in ("customers", "sites", "devices")]
+        parts = [
+            f"{kind}: {self.created.get(kind, 0)} new, {self.updated.get(kind, 0)} updated"
+            for kind in ("customers", "sites", "devices")
+        ]
         return f"{self.rows} row(s) OK; {verb} " + "; ".join(parts) + "."
 
 
@@ -149,7 +228,12 @@ class _Parser:
 
         kind = raw["customer_kind"].lower()
         if kind not in self.customer_kinds:
-            self.error(row, "customer_kind", "invalid_choice", f"customer_kind must be one of {', '.join(sorted(self.customer_kinds))}.")
+            self.error(
+                row,
+                "customer_kind",
+                "invalid_choice",
+                f"customer_kind must be one of {', '.join(sorted(self.customer_kinds))}.",
+            )
         if raw["email"]:
             try:
                 self.email(raw["email"])
@@ -157,7 +241,12 @@ class _Parser:
                 self.error(row, "email", "invalid", f"{raw['email']!r} is not an email address.")
         market = self.markets.get(raw["market"].upper())
         if market is None:
-            self.error(row, "market", "unknown_market", f"Unknown market {raw['market']!r}; known: {', '.join(sorted(self.markets))}.")
+            self.error(
+                row,
+                "market",
+                "unknown_market",
+                f"Unknown market {raw['market']!r}; known: {', '.join(sorted(self.markets))}.",
+            )
         tz = raw["site_time_zone"] or (market[1] if market else "")
         if raw["site_time_zone"] and tz not in self.time_zones:
             self.error(row, "site_time_zone", "invalid_time_zone", f"{tz!r} is not an IANA time zone name.")
@@ -167,11 +256,18 @@ class _Parser:
         retail = sorted({k.strip() for k in raw["retail_programs"].split(";") if k.strip()})
         for k in retail:
             if k not in self.retail_kinds:
-                self.error(row, "retail_programs", "invalid_choice", f"Unknown retail program {k!r}; known: {', '.join(sorted(self.retail_kinds))}.")
+                self.error(
+                    row,
+                    "retail_programs",
+                    "invalid_choice",
+                    f"Unknown retail program {k!r}; known: {', '.join(sorted(self.retail_kinds))}.",
+                )
 
         device_type = raw["device_type"].lower()
         if device_type not in self.device_types:
-            self.error(row, "device_type", "invalid_choice", f"device_type must be one of {', '.join(DeviceType.values)}.")
+            self.error(
+                row, "device_type", "invalid_choice", f"device_type must be one of {', '.join(DeviceType.values)}."
+            )
         rated_kw = self.decimal(row, "rated_kw", raw["rated_kw"], high=MAX_KW)
         if rated_kw is not None and rated_kw <= 0:
             self.error(row, "rated_kw", "out_of_range", "rated_kw must be greater than 0.")
@@ -189,10 +285,20 @@ class _Parser:
             self.error(row, "bidirectional", "not_applicable", "Only EV chargers and batteries can be bidirectional.")
         interval = raw["telemetry_interval_seconds"] or "300"
         if not (interval.isascii() and interval.isdigit()) or not 1 <= int(interval) <= 3600:
-            self.error(row, "telemetry_interval_seconds", "out_of_range", "telemetry_interval_seconds must be a whole number from 1 to 3600.")
+            self.error(
+                row,
+                "telemetry_interval_seconds",
+                "out_of_range",
+                "telemetry_interval_seconds must be a whole number from 1 to 3600.",
+            )
         path = raw["communication_path"] or Device.CommunicationPath.NATIVE_API
         if path not in self.paths:
-            self.error(row, "communication_path", "invalid_choice", f"communication_path must be one of {', '.join(sorted(self.paths))}.")
+            self.error(
+                row,
+                "communication_path",
+                "invalid_choice",
+                f"communication_path must be one of {', '.join(sorted(self.paths))}.",
+            )
         if device_type in self.device_types and len(self.errors) == before:
             for problem in parameter_problems(device_type, rated_kw, params):
                 self.error(row, problem.field, problem.code, problem.message)
@@ -201,23 +307,53 @@ class _Parser:
 
         customer = (raw["customer_name"], kind, raw["contact_name"], raw["email"], raw["phone"])
         site = (
-            raw["customer_ref"], raw["load_serving_entity"], raw["retail_tariff"], market[0], raw["pricing_node"],
-            raw["zone"], tz, raw["address"], raw["city"], raw["region"], raw["postal_code"], country,
-            latitude, longitude, tuple(retail),
+            raw["customer_ref"],
+            raw["load_serving_entity"],
+            raw["retail_tariff"],
+            market[0],
+            raw["pricing_node"],
+            raw["zone"],
+            tz,
+            raw["address"],
+            raw["city"],
+            raw["region"],
+            raw["postal_code"],
+            country,
+            latitude,
+            longitude,
+            tuple(retail),
         )
         self._consistent(row, self.customers, raw["customer_ref"], customer, CUSTOMER_FIELDS, "customer_ref")
         self._consistent(row, self.sites, (raw["utility"], raw["meter_id"]), site, SITE_FIELDS, "meter_id")
         device_key = (raw["manufacturer"].lower(), raw["serial"])
         if device_key in self.devices:
-            self.error(row, "serial", "duplicate", f"Serial {raw['serial']!r} of {raw['manufacturer']} is already on row {self.devices[device_key]}.")
+            self.error(
+                row,
+                "serial",
+                "duplicate",
+                f"Serial {raw['serial']!r} of {raw['manufacturer']} is already on row {self.devices[device_key]}.",
+            )
         else:
             self.devices[device_key] = row
         if len(self.errors) > before:
             return None
         return (
-            row, raw["customer_ref"], *customer, raw["utility"], raw["meter_id"], *site[1:14], list(site[14]),
-            device_type, raw["manufacturer"], raw["model"], raw["serial"], rated_kw,
-            *(params[name] for name in PARAMETERS), bidirectional, int(interval), path,
+            row,
+            raw["customer_ref"],
+            *customer,
+            raw["utility"],
+            raw["meter_id"],
+            *site[1:14],
+            list(site[14]),
+            device_type,
+            raw["manufacturer"],
+            raw["model"],
+            raw["serial"],
+            rated_kw,
+            *(params[name] for name in PARAMETERS),
+            bidirectional,
+            int(interval),
+            path,
         )
 
     def _consistent(self, row, seen, key, values, names, key_column):
@@ -314,8 +450,11 @@ def _write(staged: list[tuple], report: ImportReport) -> None:
             """
         )
         for row_no, owner in cursor.fetchall():
-            report.errors.append(RowError(row_no, "meter_id", "meter_of_other_customer",
-                                          f"This meter already belongs to customer {owner}."))
+            report.errors.append(
+                RowError(
+                    row_no, "meter_id", "meter_of_other_customer", f"This meter already belongs to customer {owner}."
+                )
+            )
         cursor.execute(
             """
             SELECT s.row_no, site.utility, site.meter_id, d.device_type FROM fleet_stage s
@@ -325,8 +464,14 @@ def _write(staged: list[tuple], report: ImportReport) -> None:
             """
         )
         for row_no, utility, meter_id, device_type in cursor.fetchall():
-            report.errors.append(RowError(row_no, "serial", "device_elsewhere",
-                                          f"This device is already registered as a {device_type} at meter {utility} {meter_id}."))
+            report.errors.append(
+                RowError(
+                    row_no,
+                    "serial",
+                    "device_elsewhere",
+                    f"This device is already registered as a {device_type} at meter {utility} {meter_id}.",
+                )
+            )
         if report.errors:
             report.errors.sort(key=lambda e: e.row)
             return
@@ -334,17 +479,40 @@ def _write(staged: list[tuple], report: ImportReport) -> None:
 
         t2 = time.perf_counter()
         customer_set = ("name", "kind", "contact_name", "email", "phone")
-        _upsert(cursor, report, "customers", f"""
+        _upsert(
+            cursor,
+            report,
+            "customers",
+            f"""
             INSERT INTO enrollment_customer (external_ref, name, kind, contact_name, email, phone, created_at, updated_at)
             SELECT DISTINCT ON (customer_ref) customer_ref, customer_name, customer_kind, contact_name, email, phone, now(), now()
             FROM fleet_stage ORDER BY customer_ref, row_no
             ON CONFLICT (external_ref) DO UPDATE SET {_assign(customer_set)}, updated_at = now()
             WHERE {_changed("enrollment_customer", customer_set)}
             RETURNING (xmax = 0)
-        """)
-        site_set = ("customer_id", "load_serving_entity", "retail_tariff", "market_id", "pricing_node", "zone",
-                    "time_zone", "address", "city", "region", "postal_code", "country", "latitude", "longitude")
-        _upsert(cursor, report, "sites", f"""
+        """,
+        )
+        site_set = (
+            "customer_id",
+            "load_serving_entity",
+            "retail_tariff",
+            "market_id",
+            "pricing_node",
+            "zone",
+            "time_zone",
+            "address",
+            "city",
+            "region",
+            "postal_code",
+            "country",
+            "latitude",
+            "longitude",
+        )
+        _upsert(
+            cursor,
+            report,
+            "sites",
+            f"""
             INSERT INTO enrollment_site (customer_id, name, utility, meter_id, load_serving_entity, retail_tariff, market_id,
                 pricing_node, zone, time_zone, address, city, region, postal_code, country, latitude, longitude, created_at, updated_at)
             SELECT DISTINCT ON (s.utility, s.meter_id) c.id, '', s.utility, s.meter_id, s.load_serving_entity, s.retail_tariff,
@@ -355,17 +523,31 @@ def _write(staged: list[tuple], report: ImportReport) -> None:
             ON CONFLICT (utility, meter_id) WHERE meter_id <> '' DO UPDATE SET {_assign(site_set)}, updated_at = now()
             WHERE {_changed("enrollment_site", site_set)}
             RETURNING (xmax = 0)
-        """)
-        device_set = ("manufacturer", "model", "rated_kw", *PARAMETERS, "bidirectional", "telemetry_interval_seconds", "communication_path")
+        """,
+        )
+        device_set = (
+            "manufacturer",
+            "model",
+            "rated_kw",
+            *PARAMETERS,
+            "bidirectional",
+            "telemetry_interval_seconds",
+            "communication_path",
+        )
         device_columns = ("site_id", "device_type", "serial", *device_set)
-        _upsert(cursor, report, "devices", f"""
+        _upsert(
+            cursor,
+            report,
+            "devices",
+            f"""
             INSERT INTO enrollment_device ({", ".join(device_columns)}, created_at, updated_at)
             SELECT site.id, s.device_type, s.serial, {", ".join(f"s.{c}" for c in device_set)}, now(), now()
             FROM fleet_stage s JOIN enrollment_site site ON site.utility = s.utility AND site.meter_id = s.meter_id
             ON CONFLICT ((lower(manufacturer)), serial) DO UPDATE SET {_assign(device_set)}, updated_at = now()
             WHERE {_changed("enrollment_device", device_set)}
             RETURNING (xmax = 0)
-        """)
+        """,
+        )
         cursor.execute(
             """
             INSERT INTO enrollment_retailprogramparticipation (site_id, kind, name, starts_on, ends_on)
@@ -402,10 +584,23 @@ def _upsert(cursor, report: ImportReport, kind: str, sql: str) -> None:
 def template_csv() -> str:
     """A header row and one example row, for operators starting a file."""
     example = {
-        "customer_ref": "C-0001", "customer_name": "Jane Doe", "customer_kind": "residential", "email": "jane@example.com",
-        "utility": "PG&E", "meter_id": "1009384756", "market": "CAISO", "pricing_node": "PGAE-APND", "zone": "PGAE",
-        "device_type": "battery", "manufacturer": "Tesla", "model": "Powerwall 3", "serial": "TG1234567",
-        "rated_kw": "11.5", "charge_kw": "5", "energy_kwh": "13.5", "backup_reserve_pct": "20",
+        "customer_ref": "C-0001",
+        "customer_name": "Jane Doe",
+        "customer_kind": "residential",
+        "email": "jane@example.com",
+        "utility": "PG&E",
+        "meter_id": "1009384756",
+        "market": "CAISO",
+        "pricing_node": "PGAE-APND",
+        "zone": "PGAE",
+        "device_type": "battery",
+        "manufacturer": "Tesla",
+        "model": "Powerwall 3",
+        "serial": "TG1234567",
+        "rated_kw": "11.5",
+        "charge_kw": "5",
+        "energy_kwh": "13.5",
+        "backup_reserve_pct": "20",
     }
     out = io.StringIO()
     writer = csv.writer(out)

@@ -10,7 +10,7 @@ from aggregator.access.tokens import HashedToken
 from aggregator.models import Market, Program, validate_time_zone
 from aggregator.models.history import TransitionRecord
 from enrollment.device_types import DeviceType, Fuel, type_constraints
-from enrollment.lifecycle import State, TERMINAL
+from enrollment.lifecycle import TERMINAL, State
 
 
 class Customer(models.Model):
@@ -73,7 +73,8 @@ class Consent(models.Model):
         ordering = ["-granted_at"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(kind="program_terms", program__isnull=False) | (~Q(kind="program_terms") & Q(program__isnull=True)),
+                condition=Q(kind="program_terms", program__isnull=False)
+                | (~Q(kind="program_terms") & Q(program__isnull=True)),
                 name="consent_program_iff_program_terms",
             ),
             models.CheckConstraint(
@@ -293,7 +294,9 @@ class DeviceCredential(HashedToken):
 
     device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.CASCADE, related_name="credentials")
     gateway = models.ForeignKey(Gateway, null=True, blank=True, on_delete=models.CASCADE, related_name="credentials")
-    issued_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -325,13 +328,23 @@ class DeviceStatus(models.Model):
     state_of_charge_pct = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
     ev_plugged_in = models.BooleanField(null=True, blank=True)
     power_kw = models.DecimalField(
-        max_digits=10, decimal_places=3, null=True, blank=True,
+        max_digits=10,
+        decimal_places=3,
+        null=True,
+        blank=True,
         help_text="Positive: import from the grid / consumption; negative: export / generation.",
     )
-    mode = models.CharField(max_length=40, blank=True, help_text="The device's own operating mode, e.g. self_consumption, backup.")
-    grid_status = models.CharField(max_length=20, blank=True, default="", db_default="", choices=[
-        ("grid_connected", "Grid-connected"), ("islanded", "Islanded"), ("outage", "Grid outage")],
-        help_text="As the device reports it; islanded or in an outage, it serves its site and is never dispatched.")
+    mode = models.CharField(
+        max_length=40, blank=True, help_text="The device's own operating mode, e.g. self_consumption, backup."
+    )
+    grid_status = models.CharField(
+        max_length=20,
+        blank=True,
+        default="",
+        db_default="",
+        choices=[("grid_connected", "Grid-connected"), ("islanded", "Islanded"), ("outage", "Grid outage")],
+        help_text="As the device reports it; islanded or in an outage, it serves its site and is never dispatched.",
+    )
     firmware = models.CharField(max_length=60, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -339,7 +352,8 @@ class DeviceStatus(models.Model):
         verbose_name_plural = "device statuses"
         constraints = [
             models.CheckConstraint(
-                condition=Q(state_of_charge_pct__isnull=True) | Q(state_of_charge_pct__gte=0, state_of_charge_pct__lte=100),
+                condition=Q(state_of_charge_pct__isnull=True)
+                | Q(state_of_charge_pct__gte=0, state_of_charge_pct__lte=100),
                 name="device_status_soc_range",
             ),
         ]
@@ -373,7 +387,9 @@ class SiteOutage(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["site", "start"], name="site_outage_site_start")]
-        constraints = [models.UniqueConstraint(fields=["site"], condition=Q(end__isnull=True), name="one_open_outage_per_site")]
+        constraints = [
+            models.UniqueConstraint(fields=["site"], condition=Q(end__isnull=True), name="one_open_outage_per_site")
+        ]
 
 
 class EvChargingNeed(models.Model):
@@ -388,7 +404,9 @@ class EvChargingNeed(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=Q(plug_in_hour__lte=23, ready_by_hour__lte=23, plug_in_hour__gt=models.F("ready_by_hour")),
-                                   name="ev_need_overnight_session"),
+            models.CheckConstraint(
+                condition=Q(plug_in_hour__lte=23, ready_by_hour__lte=23, plug_in_hour__gt=models.F("ready_by_hour")),
+                name="ev_need_overnight_session",
+            ),
             models.CheckConstraint(condition=Q(energy_kwh__gt=0), name="ev_need_energy_positive"),
         ]

@@ -9,12 +9,18 @@ from enrollment.lifecycle import OPEN, State
 from enrollment.models import Consent, Device, Enrollment, RetailProgramParticipation
 
 
-def eligibility_facts(*, device: Device, program: Program, ignore_enrollment_id: int | None = None, at=None) -> EligibilityFacts:
+def eligibility_facts(
+    *, device: Device, program: Program, ignore_enrollment_id: int | None = None, at=None
+) -> EligibilityFacts:
     ignore = [ignore_enrollment_id] if ignore_enrollment_id is not None else []
-    return eligibility_facts_many(device_ids=[device.pk], program=program, ignore_enrollment_ids=ignore, at=at)[device.pk]
+    return eligibility_facts_many(device_ids=[device.pk], program=program, ignore_enrollment_ids=ignore, at=at)[
+        device.pk
+    ]
 
 
-def eligibility_facts_many(*, device_ids, program: Program, ignore_enrollment_ids=(), at=None) -> dict[int, EligibilityFacts]:
+def eligibility_facts_many(
+    *, device_ids, program: Program, ignore_enrollment_ids=(), at=None
+) -> dict[int, EligibilityFacts]:
     """Eligibility facts for many devices in one program, in four queries whatever the count."""
     at = at or timezone.now()
     devices = list(
@@ -39,7 +45,9 @@ def eligibility_facts_many(*, device_ids, program: Program, ignore_enrollment_id
         device_id: f"{market}/{code}"
         for device_id, market, code in Enrollment.objects.filter(
             device_id__in=[d.pk for d in devices], state__in=[s.value for s in OPEN]
-        ).exclude(pk__in=list(ignore_enrollment_ids)).values_list("device_id", "program__market__code", "program__code")
+        )
+        .exclude(pk__in=list(ignore_enrollment_ids))
+        .values_list("device_id", "program__market__code", "program__code")
     }
     facts = {}
     for device in devices:
@@ -54,11 +62,14 @@ def eligibility_facts_many(*, device_ids, program: Program, ignore_enrollment_id
             has_meter=bool(site.meter_id),
             required_terms_version=program.terms_version,
             consented_terms_versions=frozenset(
-                version for kind, program_id, version in held if kind == Consent.Kind.PROGRAM_TERMS and program_id == program.pk
+                version
+                for kind, program_id, version in held
+                if kind == Consent.Kind.PROGRAM_TERMS and program_id == program.pk
             ),
             has_data_sharing_consent=any(kind == Consent.Kind.UTILITY_DATA_SHARING for kind, _, _ in held),
             retail_programs=frozenset(
-                kind for kind, starts, ends in retail.get(site.pk, [])
+                kind
+                for kind, starts, ends in retail.get(site.pk, [])
                 if (starts is None or starts <= today) and (ends is None or ends >= today)
             ),
             excluded_retail_programs=frozenset(program.excluded_retail_programs),

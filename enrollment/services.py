@@ -6,7 +6,7 @@ DomainError (never half-writes) when the domain refuses.
 
 import zoneinfo
 from dataclasses import dataclass, field
-from datetime import timedelta, timezone as dt_timezone
+from datetime import UTC, timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -20,15 +20,22 @@ from enrollment.lifecycle import TRANSITIONS, State
 from enrollment.models import Consent, Device, DeviceCredential, DeviceStatus, Enrollment, EnrollmentTransition, Gateway
 from enrollment.selectors import eligibility_facts, eligibility_facts_many
 
+
 def _record_many(enrollments, *, action, from_states, by, reason, at):
-    EnrollmentTransition.objects.bulk_create([
-        EnrollmentTransition.entry(by=by, enrollment=e, action=action, from_state=f, to_state=e.state, at=at, reason=reason)
-        for e, f in zip(enrollments, from_states)
-    ])
+    EnrollmentTransition.objects.bulk_create(
+        [
+            EnrollmentTransition.entry(
+                by=by, enrollment=e, action=action, from_state=f, to_state=e.state, at=at, reason=reason
+            )
+            for e, f in zip(enrollments, from_states)
+        ]
+    )
 
 
 def check_eligibility(*, device: Device, program: Program, ignore_enrollment_id: int | None = None) -> list[Problem]:
-    return eligibility.problems(eligibility_facts(device=device, program=program, ignore_enrollment_id=ignore_enrollment_id))
+    return eligibility.problems(
+        eligibility_facts(device=device, program=program, ignore_enrollment_id=ignore_enrollment_id)
+    )
 
 
 @dataclass
@@ -52,7 +59,9 @@ def apply(*, device: Device, program: Program, by, reason: str = "") -> Enrollme
 def bulk_apply(*, device_ids, program: Program, by, reason: str = "") -> BulkResult:
     """Enroll many devices at once: the eligible ones are enrolled, the others refused with reasons."""
     ids = sorted(set(device_ids))
-    locked = set(Device.objects.select_for_update().filter(pk__in=ids).values_list("pk", flat=True))  # serialise per device
+    locked = set(
+        Device.objects.select_for_update().filter(pk__in=ids).values_list("pk", flat=True)
+    )  # serialise per device
     result = BulkResult()
     for missing in set(ids) - locked:
         result.refused[missing] = [Problem("not_found", f"No device {missing}.", "device")]
@@ -71,18 +80,23 @@ def bulk_apply(*, device_ids, program: Program, by, reason: str = "") -> BulkRes
                 [Enrollment(device_id=d, program=program, state=State.APPLIED, applied_at=now) for d in eligible]
             )
     except IntegrityError:  # only when something bypassed the device lock; the index still holds
-        raise NotEligible(Problem("already_enrolled", "A device is already enrolled in another program.", "device"))
+        raise NotEligible(
+            Problem("already_enrolled", "A device is already enrolled in another program.", "device")
+        ) from None
     _record_many(result.done, action="apply", from_states=[""] * len(result.done), by=by, reason=reason, at=now)
     return result
 
 
 @transaction.atomic
-def transition(*, enrollment: Enrollment, action: str, by, reason: str = "", utility_reference: str = "", at=None) -> Enrollment:
+def transition(
+    *, enrollment: Enrollment, action: str, by, reason: str = "", utility_reference: str = "", at=None
+) -> Enrollment:
     """Take one lifecycle action on an enrollment, recording who, when and why."""
     current = Enrollment.objects.filter(pk=enrollment.pk).values_list("state", flat=True).first()
     state_machine.check(TRANSITIONS, action=action, state=current, reason=reason, noun="an enrollment")
-    result = bulk_transition(enrollment_ids=[enrollment.pk], action=action, by=by, reason=reason,
-                             utility_reference=utility_reference, at=at)
+    result = bulk_transition(
+        enrollment_ids=[enrollment.pk], action=action, by=by, reason=reason, utility_reference=utility_reference, at=at
+    )
     if result.refused:
         problems = result.refused[enrollment.pk]
         raise (InvalidTransition if problems[0].code == "invalid_transition" else NotEligible)(problems)
@@ -90,7 +104,9 @@ def transition(*, enrollment: Enrollment, action: str, by, reason: str = "", uti
 
 
 @transaction.atomic
-def bulk_transition(*, enrollment_ids, action: str, by, reason: str = "", utility_reference: str = "", at=None) -> BulkResult:
+def bulk_transition(
+    *, enrollment_ids, action: str, by, reason: str = "", utility_reference: str = "", at=None
+) -> BulkResult:
     """Take one lifecycle action on many enrollments; those it does not apply to are refused with reasons."""
     rule = TRANSITIONS.get(action)
     if rule is None:
@@ -100,8 +116,10 @@ def bulk_transition(*, enrollment_ids, action: str, by, reason: str = "", utilit
         raise InvalidTransition(Problem("required", f"A reason is required to {action}.", "reason"), status=400)
     now = at or timezone.now()
     enrollments = list(
-        Enrollment.objects.select_for_update(of=("self",)).select_related("program__market")
-        .filter(pk__in=list(enrollment_ids)).order_by("pk")
+        Enrollment.objects.select_for_update(of=("self",))
+        .select_related("program__market")
+        .filter(pk__in=list(enrollment_ids))
+        .order_by("pk")
     )
     result = BulkResult()
     movable = []
@@ -110,8 +128,13 @@ def bulk_transition(*, enrollment_ids, action: str, by, reason: str = "", utilit
             movable.append(enrollment)
         else:
             allowed = ", ".join(sorted(str(s) for s in rule.sources))
-            result.refused[enrollment.pk] = [Problem(
-                "invalid_transition", f"Cannot {action} an enrollment that is {enrollment.state} (allowed from: {allowed}).", "state")]
+            result.refused[enrollment.pk] = [
+                Problem(
+                    "invalid_transition",
+                    f"Cannot {action} an enrollment that is {enrollment.state} (allowed from: {allowed}).",
+                    "state",
+                )
+            ]
     if action in ("submit_for_review", "activate"):
         # Consent can be revoked and retail programs joined while an enrollment waits.
         by_program: dict[int, list[Enrollment]] = {}
@@ -119,8 +142,11 @@ def bulk_transition(*, enrollment_ids, action: str, by, reason: str = "", utilit
             by_program.setdefault(enrollment.program_id, []).append(enrollment)
         checked = []
         for group in by_program.values():
-            facts = eligibility_facts_many(device_ids=[e.device_id for e in group], program=group[0].program,
-                                           ignore_enrollment_ids=[e.pk for e in group])
+            facts = eligibility_facts_many(
+                device_ids=[e.device_id for e in group],
+                program=group[0].program,
+                ignore_enrollment_ids=[e.pk for e in group],
+            )
             for enrollment in group:
                 problems = eligibility.problems(facts[enrollment.device_id])
                 if problems:
@@ -132,8 +158,20 @@ def bulk_transition(*, enrollment_ids, action: str, by, reason: str = "", utilit
     from_states = [e.state for e in movable]
     for enrollment in movable:
         _apply_effects(enrollment, action=action, target=rule.target, utility_reference=utility_reference, now=now)
-    Enrollment.objects.bulk_update(movable, ["state", "review_started_at", "review_deadline", "review_outcome",
-                                             "review_decided_at", "utility_reference", "activated_at", "ended_at", "updated_at"])
+    Enrollment.objects.bulk_update(
+        movable,
+        [
+            "state",
+            "review_started_at",
+            "review_deadline",
+            "review_outcome",
+            "review_decided_at",
+            "utility_reference",
+            "activated_at",
+            "ended_at",
+            "updated_at",
+        ],
+    )
     _record_many(movable, action=action, from_states=from_states, by=by, reason=reason, at=now)
     result.done = movable
     return result
@@ -146,8 +184,9 @@ def _apply_effects(enrollment: Enrollment, *, action: str, target: str, utility_
     enrollment.updated_at = now
     if action == "submit_for_review":
         enrollment.review_started_at = now
-        enrollment.review_deadline = review_deadline(started=now, days=enrollment.program.review_days,
-                                                     time_zone=enrollment.program.market.time_zone)
+        enrollment.review_deadline = review_deadline(
+            started=now, days=enrollment.program.review_days, time_zone=enrollment.program.market.time_zone
+        )
     elif action in ("approve", "reject", "lapse") and from_state == State.UTILITY_REVIEW:
         enrollment.review_outcome = {"approve": "approved", "reject": "rejected", "lapse": "lapsed"}[action]
         enrollment.review_decided_at = now
@@ -163,7 +202,7 @@ def review_deadline(*, started, days: int, time_zone: str):
     """`days` calendar days after `started` at the same wall-clock time in the market's
     zone: a 60-day review that spans a DST change is 60 days and one hour long in UTC."""
     local = started.astimezone(zoneinfo.ZoneInfo(time_zone))
-    return (local + timedelta(days=days)).astimezone(dt_timezone.utc)
+    return (local + timedelta(days=days)).astimezone(UTC)
 
 
 def lapse_overdue_reviews(*, now=None) -> dict[str, int]:
@@ -179,7 +218,9 @@ def lapse_overdue_reviews(*, now=None) -> dict[str, int]:
     for enrollment in overdue_reviews(now=now).select_related("program__market").iterator():
         if enrollment.program.market.review_lapse_approves:
             transition(
-                enrollment=enrollment, action="lapse", by="review-deadline job",
+                enrollment=enrollment,
+                action="lapse",
+                by="review-deadline job",
                 reason=f"Utility review window ended {enrollment.review_deadline.isoformat()} without a decision; "
                 f"{enrollment.program.market.code} deems that approval.",
                 at=now,
@@ -191,16 +232,35 @@ def lapse_overdue_reviews(*, now=None) -> dict[str, int]:
 
 
 @transaction.atomic
-def grant_consent(*, customer, kind: str, terms_version: str, granted_by: str, method: str, by,
-                  program=None, granted_at=None, evidence_ref: str = "") -> Consent:
+def grant_consent(
+    *,
+    customer,
+    kind: str,
+    terms_version: str,
+    granted_by: str,
+    method: str,
+    by,
+    program=None,
+    granted_at=None,
+    evidence_ref: str = "",
+) -> Consent:
     """Record a consent; an earlier active consent of the same kind (and program) is revoked."""
     granted_at = granted_at or timezone.now()
     if granted_at > timezone.now() + timedelta(minutes=5):
         raise NotEligible(Problem("future_timestamp", "granted_at cannot be in the future.", "granted_at"), status=400)
-    Consent.objects.filter(customer=customer, kind=kind, program=program, revoked_at__isnull=True).update(revoked_at=granted_at)
+    Consent.objects.filter(customer=customer, kind=kind, program=program, revoked_at__isnull=True).update(
+        revoked_at=granted_at
+    )
     return Consent.objects.create(
-        customer=customer, kind=kind, program=program, terms_version=terms_version, granted_at=granted_at,
-        granted_by=granted_by, method=method, evidence_ref=evidence_ref, recorded_by=None if isinstance(by, str) else by,
+        customer=customer,
+        kind=kind,
+        program=program,
+        terms_version=terms_version,
+        granted_at=granted_at,
+        granted_by=granted_by,
+        method=method,
+        evidence_ref=evidence_ref,
+        recorded_by=None if isinstance(by, str) else by,
     )
 
 
@@ -214,15 +274,21 @@ def revoke_consent(*, consent: Consent, at=None) -> Consent:
     return consent
 
 
-def issue_credential(*, device: Device | None = None, gateway: Gateway | None = None, label: str = "",
-                     by=None, expires_at=None) -> tuple[DeviceCredential, str]:
+def issue_credential(
+    *, device: Device | None = None, gateway: Gateway | None = None, label: str = "", by=None, expires_at=None
+) -> tuple[DeviceCredential, str]:
     """A new token for a device or gateway: (stored credential, the token shown once)."""
     if (device is None) == (gateway is None):
         raise ValueError("issue a credential for exactly one of device or gateway")
     issued = tokens.issue("dev" if device is not None else "gw")
     credential = DeviceCredential.objects.create(
-        device=device, gateway=gateway, key_id=issued.key_id, digest=issued.digest, label=label,
-        expires_at=expires_at, issued_by=None if isinstance(by, str) else by,
+        device=device,
+        gateway=gateway,
+        key_id=issued.key_id,
+        digest=issued.digest,
+        label=label,
+        expires_at=expires_at,
+        issued_by=None if isinstance(by, str) else by,
     )
     return credential, issued.plaintext
 
@@ -237,12 +303,16 @@ def revoke_credential(*, credential: DeviceCredential, at=None) -> DeviceCredent
 
 
 @transaction.atomic
-def rotate_credential(*, credential: DeviceCredential, by, grace: timedelta = timedelta(0)) -> tuple[DeviceCredential, str]:
+def rotate_credential(
+    *, credential: DeviceCredential, by, grace: timedelta = timedelta(0)
+) -> tuple[DeviceCredential, str]:
     """Issue a replacement; the old token stops working now, or after `grace` so a
     device in the field can pick the new one up before the old one dies."""
     old = DeviceCredential.objects.select_for_update().get(pk=credential.pk)
     if not old.is_usable():
-        raise InvalidTransition(Problem("credential_revoked", "A revoked or expired credential cannot be rotated.", "credential"))
+        raise InvalidTransition(
+            Problem("credential_revoked", "A revoked or expired credential cannot be rotated.", "credential")
+        )
     new, plaintext = issue_credential(device=old.device, gateway=old.gateway, label=old.label, by=by)
     now = timezone.now()
     if grace > timedelta(0):
@@ -254,8 +324,18 @@ def rotate_credential(*, credential: DeviceCredential, by, grace: timedelta = ti
     return new, plaintext
 
 
-def record_heartbeat(*, device_id: int, at, online: bool = True, state_of_charge_pct=None, power_kw=None,
-                     ev_plugged_in=None, mode: str = "", firmware: str = "", grid_status: str = "") -> DeviceStatus:
+def record_heartbeat(
+    *,
+    device_id: int,
+    at,
+    online: bool = True,
+    state_of_charge_pct=None,
+    power_kw=None,
+    ev_plugged_in=None,
+    mode: str = "",
+    firmware: str = "",
+    grid_status: str = "",
+) -> DeviceStatus:
     """A device's latest status (one upsert). A heartbeat older than the stored one is ignored.
 
     A device that reports itself islanded or in a grid outage leaves every event it is
@@ -263,9 +343,19 @@ def record_heartbeat(*, device_id: int, at, online: bool = True, state_of_charge
     """
     from django.db.models import Q
 
-    defaults = {"online": online, "last_seen_at": at, "state_of_charge_pct": state_of_charge_pct, "power_kw": power_kw,
-                "ev_plugged_in": ev_plugged_in, "mode": mode, "firmware": firmware, "grid_status": grid_status}
-    updated = DeviceStatus.objects.filter(Q(device_id=device_id), Q(last_seen_at__lte=at)).update(**defaults, updated_at=timezone.now())
+    defaults = {
+        "online": online,
+        "last_seen_at": at,
+        "state_of_charge_pct": state_of_charge_pct,
+        "power_kw": power_kw,
+        "ev_plugged_in": ev_plugged_in,
+        "mode": mode,
+        "firmware": firmware,
+        "grid_status": grid_status,
+    }
+    updated = DeviceStatus.objects.filter(Q(device_id=device_id), Q(last_seen_at__lte=at)).update(
+        **defaults, updated_at=timezone.now()
+    )
     if not updated:
         DeviceStatus.objects.get_or_create(device_id=device_id, defaults=defaults)
     status = DeviceStatus.objects.get(device_id=device_id)
@@ -292,7 +382,9 @@ def _record_outage(*, device_id: int, at, grid_status: str) -> None:
         site_id = Device.objects.filter(pk=device_id).values_list("site_id", flat=True).get()
         try:
             with transaction.atomic():
-                SiteOutage.objects.get_or_create(site_id=site_id, end__isnull=True, defaults={"start": at, "reported_by_id": device_id})
+                SiteOutage.objects.get_or_create(
+                    site_id=site_id, end__isnull=True, defaults={"start": at, "reported_by_id": device_id}
+                )
         except IntegrityError:
             pass  # another device of the site opened it at the same moment
     elif grid_status == "grid_connected":

@@ -14,21 +14,34 @@ from settlement.tasks import import_meter_data
 
 
 class UploadForm(forms.Form):
-    file = forms.FileField(label="Meter-data CSV",
-                           help_text="Columns: utility, meter_id, start, interval_seconds, kwh or kw, quality.")
+    file = forms.FileField(
+        label="Meter-data CSV", help_text="Columns: utility, meter_id, start, interval_seconds, kwh or kw, quality."
+    )
 
 
 @admin.register(MeterDataImport)
 class MeterDataImportAdmin(admin.ModelAdmin):
     list_display = ["id", "file", "state", "rows", "created_by", "created_at", "finished_at"]
     list_filter = ["state"]
-    readonly_fields = ["file", "state", "progress", "rows", "summary", "errors", "created_by", "created_at", "finished_at"]
+    readonly_fields = [
+        "file",
+        "state",
+        "progress",
+        "rows",
+        "summary",
+        "errors",
+        "created_by",
+        "created_at",
+        "finished_at",
+    ]
     exclude = ["report"]
     change_form_template = "admin/settlement/meterdataimport/change_form.html"
 
     def get_urls(self):
-        return [path("upload/", self.admin_site.admin_view(self.upload_view), name="settlement_meterdataimport_upload"),
-                *super().get_urls()]
+        return [
+            path("upload/", self.admin_site.admin_view(self.upload_view), name="settlement_meterdataimport_upload"),
+            *super().get_urls(),
+        ]
 
     def add_view(self, request, form_url="", extra_context=None):
         return redirect("admin:settlement_meterdataimport_upload")
@@ -42,9 +55,16 @@ class MeterDataImportAdmin(admin.ModelAdmin):
             import_meter_data.delay(job.pk)
             self.message_user(request, "The import is queued; this page shows its progress.", messages.SUCCESS)
             return redirect(reverse("admin:settlement_meterdataimport_change", args=[job.pk]))
-        return TemplateResponse(request, "admin/settlement/meterdataimport/upload.html",
-                                {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
-                                 "title": "Import meter data"})
+        return TemplateResponse(
+            request,
+            "admin/settlement/meterdataimport/upload.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "form": form,
+                "title": "Import meter data",
+            },
+        )
 
     @admin.display(description="Progress")
     def progress(self, obj):
@@ -69,10 +89,16 @@ class MeterDataImportAdmin(admin.ModelAdmin):
         rows = (obj.report or {}).get("errors", [])
         if not rows:
             return "-"
-        body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                                ((e["row"], e["field"] or "", e["message"], e["code"]) for e in rows))
-        return format_html('<table><thead><tr><th scope="col">Row</th><th scope="col">Column</th><th scope="col">Problem</th>'
-                           '<th scope="col">Code</th></tr></thead><tbody>{}</tbody></table>', body)
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((e["row"], e["field"] or "", e["message"], e["code"]) for e in rows),
+        )
+        return format_html(
+            '<table><thead><tr><th scope="col">Row</th><th scope="col">Column</th><th scope="col">Problem</th>'
+            '<th scope="col">Code</th></tr></thead><tbody>{}</tbody></table>',
+            body,
+        )
 
 
 @admin.register(EnergyPrice)
@@ -111,8 +137,18 @@ class PayoutInline(admin.TabularInline):
 class SettlementRunAdmin(admin.ModelAdmin):
     """Runs are immutable versions: read here; a new version comes from `settle_due` or the service."""
 
-    list_display = ["event", "version", "kind", "created_at", "performance_factor", "energy", "capacity", "penalty", "net",
-                    "statement"]
+    list_display = [
+        "event",
+        "version",
+        "kind",
+        "created_at",
+        "performance_factor",
+        "energy",
+        "capacity",
+        "penalty",
+        "net",
+        "statement",
+    ]
     list_filter = ["kind"]
     inlines = [PayoutInline]
 
@@ -122,14 +158,20 @@ class SettlementRunAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">HTML</a> · <a href="{}?format=csv">CSV</a>', url, url)
 
     def get_urls(self):
-        return [path("<int:run_id>/statement/", self.admin_site.admin_view(self.statement_view),
-                     name="settlement_settlementrun_statement"),
-                path("statements/", self.admin_site.admin_view(self.period_view), name="settlement_settlementrun_period"),
-                *super().get_urls()]
+        return [
+            path(
+                "<int:run_id>/statement/",
+                self.admin_site.admin_view(self.statement_view),
+                name="settlement_settlementrun_statement",
+            ),
+            path("statements/", self.admin_site.admin_view(self.period_view), name="settlement_settlementrun_period"),
+            *super().get_urls(),
+        ]
 
     def changelist_view(self, request, extra_context=None):
-        return super().changelist_view(request, {**(extra_context or {}),
-                                                 "period_url": reverse("admin:settlement_settlementrun_period")})
+        return super().changelist_view(
+            request, {**(extra_context or {}), "period_url": reverse("admin:settlement_settlementrun_period")}
+        )
 
     def statement_view(self, request, run_id: int):
         """Every site's intervals with baseline, actual, reduction, price and the baseline days: the run's evidence."""
@@ -138,16 +180,27 @@ class SettlementRunAdmin(admin.ModelAdmin):
             raise PermissionDenied
         if request.GET.get("format") == "csv":
             return pages.statement_csv(run)
-        return TemplateResponse(request, "admin/settlement/settlementrun/statement.html", {
-            **self.admin_site.each_context(request), "title": f"Statement: {run}", **pages.statement_context(run)})
+        return TemplateResponse(
+            request,
+            "admin/settlement/settlementrun/statement.html",
+            {**self.admin_site.each_context(request), "title": f"Statement: {run}", **pages.statement_context(run)},
+        )
 
     def period_view(self, request):
         """A statement for a period: a resource's settled events, or a customer's payouts (and their intervals)."""
         context, download = pages.period_context(request.GET)
         if download is not None:
             return download
-        return TemplateResponse(request, "admin/settlement/settlementrun/period.html", {
-            **self.admin_site.each_context(request), "title": "Settlement statements", "opts": self.model._meta, **context})
+        return TemplateResponse(
+            request,
+            "admin/settlement/settlementrun/period.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Settlement statements",
+                "opts": self.model._meta,
+                **context,
+            },
+        )
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in SettlementRun._meta.fields]

@@ -28,8 +28,8 @@ from zoneinfo import ZoneInfo
 from django.db import connection
 
 from aggregator.errors import DomainError, Problem
-from settlement.baselines.holidays import holidays_between
 from settlement import tariffs
+from settlement.baselines.holidays import holidays_between
 from settlement.models import MeterKind
 from settlement.money import cents
 from settlement.tariffs import TariffSpec, day_info
@@ -92,9 +92,14 @@ def month_window(year: int, month: int, zone: ZoneInfo) -> tuple[datetime, datet
 def tariff_for(site, first_day: date) -> TariffSpec:
     spec = tariffs.in_effect(utility=site.utility, code=site.retail_tariff, day=first_day)
     if spec is None:
-        raise BillRefused(Problem("no_tariff", f"No version of tariff {site.utility}/{site.retail_tariff or '(none)'} is in "
-                                  f"effect on {first_day}; load it (manage.py import_tariffs) or set the site's retail_tariff.",
-                                  "month"))
+        raise BillRefused(
+            Problem(
+                "no_tariff",
+                f"No version of tariff {site.utility}/{site.retail_tariff or '(none)'} is in "
+                f"effect on {first_day}; load it (manage.py import_tariffs) or set the site's retail_tariff.",
+                "month",
+            )
+        )
     return spec
 
 
@@ -105,7 +110,9 @@ def load(site, year: int, month: int) -> Intervals:
 
     zone = ZoneInfo(site.time_zone)
     start, end = month_window(year, month, zone)
-    devices = list(Device.objects.filter(site=site, device_type__in=["battery", "solar_pv"]).values_list("pk", flat=True))
+    devices = list(
+        Device.objects.filter(site=site, device_type__in=["battery", "solar_pv"]).values_list("pk", flat=True)
+    )
     window = {"start": start, "end": end}
     with connection.cursor() as cursor:
         cursor.execute(_SITE, {**window, "kind": MeterKind.SITE, "meter": site.pk})
@@ -128,8 +135,14 @@ def load(site, year: int, month: int) -> Intervals:
                 series = battery if kind == "battery" else solar
                 series[n] += kwh
     holidays = set(holidays_between(market=site.market.code, first=start.date(), last=end.date()))
-    return Intervals(starts=starts, seconds=[r[1] for r in rows], info=[day_info(at.astimezone(zone), holidays) for at in starts],
-                     site=[r[2] for r in rows], battery=battery, solar=solar)
+    return Intervals(
+        starts=starts,
+        seconds=[r[1] for r in rows],
+        info=[day_info(at.astimezone(zone), holidays) for at in starts],
+        site=[r[2] for r in rows],
+        battery=battery,
+        solar=solar,
+    )
 
 
 def compute(spec: TariffSpec, intervals: Intervals, kwh: list[Decimal], zone: ZoneInfo) -> dict:
@@ -143,17 +156,43 @@ def compute(spec: TariffSpec, intervals: Intervals, kwh: list[Decimal], zone: Zo
             imported[cls] += value
         elif value < 0:
             exported[cls] -= value
-    lines = [{"kind": "energy", "name": charge.name, "quantity": imported[n], "unit": "kWh", "rate": charge.price,
-              "amount": cents(imported[n] * charge.price)} for n, charge in enumerate(spec.energy) if imported[n]]
+    lines = [
+        {
+            "kind": "energy",
+            "name": charge.name,
+            "quantity": imported[n],
+            "unit": "kWh",
+            "rate": charge.price,
+            "amount": cents(imported[n] * charge.price),
+        }
+        for n, charge in enumerate(spec.energy)
+        if imported[n]
+    ]
     sent = sum(exported, ZERO)
     if sent:
         if spec.net_metering:
             credit = sum((exported[n] * c.price for n, c in enumerate(spec.energy)), ZERO)
-            lines.append({"kind": "export", "name": "export credit (net metering)", "quantity": sent, "unit": "kWh",
-                          "rate": None, "amount": -cents(credit)})
+            lines.append(
+                {
+                    "kind": "export",
+                    "name": "export credit (net metering)",
+                    "quantity": sent,
+                    "unit": "kWh",
+                    "rate": None,
+                    "amount": -cents(credit),
+                }
+            )
         elif spec.export_credit is not None:
-            lines.append({"kind": "export", "name": "export credit", "quantity": sent, "unit": "kWh",
-                          "rate": spec.export_credit, "amount": -cents(sent * spec.export_credit)})
+            lines.append(
+                {
+                    "kind": "export",
+                    "name": "export credit",
+                    "quantity": sent,
+                    "unit": "kWh",
+                    "rate": spec.export_credit,
+                    "amount": -cents(sent * spec.export_credit),
+                }
+            )
     for charge in spec.demand:
         peak, at = ZERO, None
         window = charge.window
@@ -162,15 +201,39 @@ def compute(spec: TariffSpec, intervals: Intervals, kwh: list[Decimal], zone: Zo
                 kw = value * 3600 / intervals.seconds[n]
                 if kw > peak:
                     peak, at = kw, intervals.starts[n]
-        lines.append({"kind": "demand", "name": charge.name, "quantity": peak.quantize(Decimal("0.001")), "unit": "kW",
-                      "rate": charge.price, "amount": cents(peak.quantize(Decimal("0.001")) * charge.price),
-                      "at": at.astimezone(zone).isoformat() if at else None})
-    lines += [{"kind": "fixed", "name": name, "quantity": Decimal(1), "unit": "month", "rate": amount, "amount": cents(amount)}
-              for name, amount in spec.fixed]
-    totals = {kind: sum((line["amount"] for line in lines if line["kind"] == kind), ZERO)
-              for kind in ("energy", "export", "demand", "fixed")}
-    return {"lines": lines, "totals": totals, "total": sum(totals.values(), ZERO),
-            "imported_kwh": sum(imported, ZERO), "exported_kwh": sent}
+        lines.append(
+            {
+                "kind": "demand",
+                "name": charge.name,
+                "quantity": peak.quantize(Decimal("0.001")),
+                "unit": "kW",
+                "rate": charge.price,
+                "amount": cents(peak.quantize(Decimal("0.001")) * charge.price),
+                "at": at.astimezone(zone).isoformat() if at else None,
+            }
+        )
+    lines += [
+        {
+            "kind": "fixed",
+            "name": name,
+            "quantity": Decimal(1),
+            "unit": "month",
+            "rate": amount,
+            "amount": cents(amount),
+        }
+        for name, amount in spec.fixed
+    ]
+    totals = {
+        kind: sum((line["amount"] for line in lines if line["kind"] == kind), ZERO)
+        for kind in ("energy", "export", "demand", "fixed")
+    }
+    return {
+        "lines": lines,
+        "totals": totals,
+        "total": sum(totals.values(), ZERO),
+        "imported_kwh": sum(imported, ZERO),
+        "exported_kwh": sent,
+    }
 
 
 def grid_services(site, start: datetime, end: datetime) -> tuple[Decimal, int]:
@@ -197,20 +260,34 @@ def monthly(site, year: int, month: int) -> dict:
 
     def energy_and_export(bill):
         return bill["totals"]["energy"] + bill["totals"]["export"]
+
     earnings, events = grid_services(site, start, end)
-    savings = {"self_consumption": none["total"] - with_solar["total"],
-               "peak_shaving": with_solar["totals"]["demand"] - actual["totals"]["demand"],
-               "time_of_use_shifting": energy_and_export(with_solar) - energy_and_export(actual),
-               "grid_services": earnings}
+    savings = {
+        "self_consumption": none["total"] - with_solar["total"],
+        "peak_shaving": with_solar["totals"]["demand"] - actual["totals"]["demand"],
+        "time_of_use_shifting": energy_and_export(with_solar) - energy_and_export(actual),
+        "grid_services": earnings,
+    }
     savings["total"] = sum(savings.values(), ZERO)
     return {
-        "site": site.pk, "month": f"{year:04d}-{month:02d}", "time_zone": site.time_zone,
+        "site": site.pk,
+        "month": f"{year:04d}-{month:02d}",
+        "time_zone": site.time_zone,
         "period": {"start": start.isoformat(), "end": end.isoformat()},
-        "tariff": {"utility": spec.utility, "code": spec.code, "name": spec.name, "effective_from": spec.effective_from.isoformat()},
-        "intervals": len(intervals.starts), "missing_intervals": intervals.missing,
+        "tariff": {
+            "utility": spec.utility,
+            "code": spec.code,
+            "name": spec.name,
+            "effective_from": spec.effective_from.isoformat(),
+        },
+        "intervals": len(intervals.starts),
+        "missing_intervals": intervals.missing,
         "expected_intervals": _expected(intervals, start, end),
-        "actual": actual, "with_solar_only": with_solar, "without_equipment": none,
-        "savings": savings, "settled_events": events,
+        "actual": actual,
+        "with_solar_only": with_solar,
+        "without_equipment": none,
+        "savings": savings,
+        "settled_events": events,
     }
 
 

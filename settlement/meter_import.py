@@ -38,9 +38,15 @@ class MeterImportReport:
         return not self.errors
 
     def as_dict(self) -> dict:
-        return {"ok": self.ok, "rows": self.rows, "inserted": self.inserted, "updated": self.updated,
-                "unchanged": self.unchanged, "errors": [e.as_dict() for e in self.errors[:1000]],
-                "error_count": len(self.errors)}
+        return {
+            "ok": self.ok,
+            "rows": self.rows,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "errors": [e.as_dict() for e in self.errors[:1000]],
+            "error_count": len(self.errors),
+        }
 
     def summary(self) -> str:
         if not self.ok:
@@ -90,20 +96,31 @@ def import_meter_data(*, source, progress=None) -> MeterImportReport:
         report.errors.append(RowError(2, None, "empty", "The file has a header but no rows."))
         return report
     at = {name: header.index(name) for name in COLUMNS if name in header}
-    meters = {(u, m): pk for pk, u, m in Site.objects.exclude(meter_id="").filter(
-        meter_id__in={r[at["meter_id"]].strip() for _, r in records if len(r) == len(header)}
-    ).values_list("pk", "utility", "meter_id")}
+    meters = {
+        (u, m): pk
+        for pk, u, m in Site.objects.exclude(meter_id="")
+        .filter(meter_id__in={r[at["meter_id"]].strip() for _, r in records if len(r) == len(header)})
+        .values_list("pk", "utility", "meter_id")
+    }
 
     batch = []
     for line, record in records:
         if len(record) != len(header):
-            report.errors.append(RowError(line, None, "wrong_field_count", f"Expected {len(header)} fields, found {len(record)}."))
+            report.errors.append(
+                RowError(line, None, "wrong_field_count", f"Expected {len(header)} fields, found {len(record)}.")
+            )
             continue
         value = {name: record[i].strip() for name, i in at.items()}
         site = meters.get((value["utility"], value["meter_id"]))
         if site is None:
-            report.errors.append(RowError(line, "meter_id", "unknown_meter",
-                                            f"No site has meter {value['meter_id']!r} at utility {value['utility']!r}."))
+            report.errors.append(
+                RowError(
+                    line,
+                    "meter_id",
+                    "unknown_meter",
+                    f"No site has meter {value['meter_id']!r} at utility {value['utility']!r}.",
+                )
+            )
             continue
         reading = {"site": site, "start": value["start"], "quality": value.get("quality") or "actual"}
         interval = value["interval_seconds"]
@@ -120,10 +137,19 @@ def import_meter_data(*, source, progress=None) -> MeterImportReport:
     problems = []
     prepared = []
     for offset in range(0, len(batch), CHUNK):
-        chunk = batch[offset:offset + CHUNK]
+        chunk = batch[offset : offset + CHUNK]
         try:
-            prepared.append((offset, readings.parse([r for _, r in chunk], meters=readings.Meters({}, None),
-                                                    label=lambda i, o=offset: _label(lines_of[o + i]), sites=sites)[0]))
+            prepared.append(
+                (
+                    offset,
+                    readings.parse(
+                        [r for _, r in chunk],
+                        meters=readings.Meters({}, None),
+                        label=lambda i, o=offset: _label(lines_of[o + i]),
+                        sites=sites,
+                    )[0],
+                )
+            )
         except readings.BatchRejected as exc:
             problems += exc.problems
     if problems:
@@ -134,9 +160,10 @@ def import_meter_data(*, source, progress=None) -> MeterImportReport:
         with transaction.atomic():
             done = 0
             for offset, copy_lines in prepared:
-                chunk = batch[offset:offset + CHUNK]
+                chunk = batch[offset : offset + CHUNK]
                 result = readings.store(
-                    lines=copy_lines, label=lambda i, o=offset: _label(lines_of[o + i]),
+                    lines=copy_lines,
+                    label=lambda i, o=offset: _label(lines_of[o + i]),
                     starts=lambda c=chunk: ((i, r["start"]) for i, (_, r) in enumerate(c)),
                 )
                 report.inserted += result.inserted

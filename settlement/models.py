@@ -31,7 +31,9 @@ class Reading(models.Model):
     meter_id = models.BigIntegerField(help_text="The site id (site meter) or device id (device meter).")
     start = models.DateTimeField()
     interval_seconds = models.IntegerField()
-    kwh = models.DecimalField(max_digits=14, decimal_places=6, null=True, help_text="Energy over the interval; null when missing.")
+    kwh = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, help_text="Energy over the interval; null when missing."
+    )
     quality = models.SmallIntegerField(choices=Quality.choices)
     received_at = models.DateTimeField(help_text="When this value arrived (a correction moves it).")
     revision = models.IntegerField(default=1, help_text="1 for the first value; +1 for each correction.")
@@ -73,7 +75,9 @@ class MeterDataImport(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
     rows = models.PositiveIntegerField(default=0)
     report = models.JSONField(default=dict, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -119,19 +123,37 @@ class SettlementTerms(models.Model):
 
     program = models.OneToOneField("aggregator.Program", on_delete=models.CASCADE, related_name="settlement_terms")
     baseline_method = models.CharField(max_length=40, help_text="A code of settlement.baselines.METHODS.")
-    baseline_params = models.JSONField(default=dict, blank=True, help_text="Overrides of the method's published defaults.")
-    net_negatives = models.BooleanField(default=False, help_text="Whether an interval's negative reduction offsets others.")
-    capacity_rate_per_kw = models.DecimalField(max_digits=10, decimal_places=4, default=0, help_text="$ per committed kW per event.")
+    baseline_params = models.JSONField(
+        default=dict, blank=True, help_text="Overrides of the method's published defaults."
+    )
+    net_negatives = models.BooleanField(
+        default=False, help_text="Whether an interval's negative reduction offsets others."
+    )
+    capacity_rate_per_kw = models.DecimalField(
+        max_digits=10, decimal_places=4, default=0, help_text="$ per committed kW per event."
+    )
     penalty_per_kw = models.DecimalField(max_digits=10, decimal_places=4, default=0, help_text="$ per kW of shortfall.")
-    cap_factor_at_one = models.BooleanField(default=True, help_text="Whether over-delivery earns no extra capacity payment.")
+    cap_factor_at_one = models.BooleanField(
+        default=True, help_text="Whether over-delivery earns no extra capacity payment."
+    )
     sharing_rule = models.CharField(max_length=20, choices=SharingRule.choices, default=SharingRule.REVENUE_SHARE)
-    sharing_value = models.DecimalField(max_digits=10, decimal_places=4, default=0, help_text="%, $/kWh or $/event per the rule.")
-    fee_pct = models.DecimalField(max_digits=5, decimal_places=2, default=0, help_text="The platform's fee off each payout (%).")
+    sharing_value = models.DecimalField(
+        max_digits=10, decimal_places=4, default=0, help_text="%, $/kWh or $/event per the rule."
+    )
+    fee_pct = models.DecimalField(
+        max_digits=5, decimal_places=2, default=0, help_text="The platform's fee off each payout (%)."
+    )
     exclude_outage_days = models.BooleanField(
-        default=True, help_text="A day a site spent part of in a grid outage is never one of its baseline days.")
+        default=True, help_text="A day a site spent part of in a grid outage is never one of its baseline days."
+    )
     excuse_outage_intervals = models.BooleanField(
-        default=True, help_text="An event interval a site spends in a grid outage counts neither its delivery nor its "
-                                "devices' commitment, so it draws no shortfall penalty.")
+        default=True,
+        help_text="An event interval a site spends in a grid outage counts neither its delivery nor its "
+        "devices' commitment, so it draws no shortfall penalty.",
+    )
+
+    def __str__(self) -> str:
+        return f"settlement terms of {self.program}"
 
     def clean(self):
         from django.core.exceptions import ValidationError
@@ -147,9 +169,6 @@ class SettlementTerms(models.Model):
         except baselines.BaselineError as exc:
             raise ValidationError({"baseline_params": exc.problems[0].message}) from exc
 
-    def __str__(self) -> str:
-        return f"settlement terms of {self.program}"
-
 
 class SettlementRun(models.Model):
     """One immutable version of an event's settlement; a resettlement is a new version, with its difference."""
@@ -164,7 +183,9 @@ class SettlementRun(models.Model):
     created_at = models.DateTimeField()
     created_by = models.CharField(max_length=150)
     method = models.CharField(max_length=40)
-    fingerprint = models.CharField(max_length=64, help_text="Of the readings used: a resettlement is due when it changes.")
+    fingerprint = models.CharField(
+        max_length=64, help_text="Of the readings used: a resettlement is due when it changes."
+    )
     sites = models.PositiveIntegerField()
     delivered_kwh = models.DecimalField(max_digits=16, decimal_places=6)
     committed_kwh = models.DecimalField(max_digits=16, decimal_places=6)
@@ -173,9 +194,15 @@ class SettlementRun(models.Model):
     capacity = models.DecimalField(max_digits=14, decimal_places=2)
     penalty = models.DecimalField(max_digits=14, decimal_places=2)
     net = models.DecimalField(max_digits=14, decimal_places=2)
-    excused_kwh = models.DecimalField(max_digits=16, decimal_places=6, default=0,
-                                      help_text="Committed kWh excused for sites in a grid outage (left out of the factor).")
-    difference = models.JSONField(default=dict, blank=True, help_text="Against the previous version: amounts that changed.")
+    excused_kwh = models.DecimalField(
+        max_digits=16,
+        decimal_places=6,
+        default=0,
+        help_text="Committed kWh excused for sites in a grid outage (left out of the factor).",
+    )
+    difference = models.JSONField(
+        default=dict, blank=True, help_text="Against the previous version: amounts that changed."
+    )
 
     class Meta:
         ordering = ["event", "-version"]
@@ -209,9 +236,12 @@ class SiteSettlement(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["run", "site"], condition=models.Q(device__isnull=True), name="site_settlement_unique"),
-            models.UniqueConstraint(fields=["run", "device"], condition=models.Q(device__isnull=False),
-                                    name="device_settlement_unique"),
+            models.UniqueConstraint(
+                fields=["run", "site"], condition=models.Q(device__isnull=True), name="site_settlement_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["run", "device"], condition=models.Q(device__isnull=False), name="device_settlement_unique"
+            ),
         ]
 
 
@@ -239,7 +269,9 @@ class Tariff(models.Model):
 
     class Meta:
         ordering = ["utility", "code", "-effective_from"]
-        constraints = [models.UniqueConstraint(fields=["utility", "code", "effective_from"], name="tariff_version_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["utility", "code", "effective_from"], name="tariff_version_unique")
+        ]
 
     def __str__(self) -> str:
         return f"{self.utility}/{self.code} from {self.effective_from}"
@@ -258,7 +290,16 @@ class Tariff(models.Model):
             spec = tariffs.parse(self.definition)
         except tariffs.TariffInvalid as refused:
             raise ValidationError({"definition": [f"{p.field}: {p.message}" for p in refused.problems]}) from None
-        self.utility, self.code, self.name, self.effective_from = spec.utility, spec.code, spec.name, spec.effective_from
-        same = Tariff.objects.filter(utility=spec.utility, code=spec.code, effective_from=spec.effective_from).exclude(pk=self.pk)
+        self.utility, self.code, self.name, self.effective_from = (
+            spec.utility,
+            spec.code,
+            spec.name,
+            spec.effective_from,
+        )
+        same = Tariff.objects.filter(utility=spec.utility, code=spec.code, effective_from=spec.effective_from).exclude(
+            pk=self.pk
+        )
         if same.exists():
-            raise ValidationError({"definition": f"{spec.utility}/{spec.code} already has a version from {spec.effective_from}."})
+            raise ValidationError(
+                {"definition": f"{spec.utility}/{spec.code} already has a version from {spec.effective_from}."}
+            )

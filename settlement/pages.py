@@ -23,12 +23,19 @@ def csv_download(filename: str, header: list[str], rows: list[list]) -> HttpResp
 
 class PeriodForm(forms.Form):
     resource = forms.ModelChoiceField(queryset=VirtualResource.objects.order_by("name"), required=False)
-    customer = forms.ModelChoiceField(queryset=Customer.objects.order_by("name"), required=False,
-                                      widget=forms.NumberInput, help_text="A customer id (instead of a resource).")
+    customer = forms.ModelChoiceField(
+        queryset=Customer.objects.order_by("name"),
+        required=False,
+        widget=forms.NumberInput,
+        help_text="A customer id (instead of a resource).",
+    )
     date_from = forms.DateField(label="From", help_text="First day, in each event's market time (YYYY-MM-DD).")
     date_to = forms.DateField(label="To", help_text="Last day, inclusive.")
-    detail = forms.ChoiceField(choices=[("events", "One line per event"), ("intervals", "Each site's intervals (customer)")],
-                               initial="events", required=False)
+    detail = forms.ChoiceField(
+        choices=[("events", "One line per event"), ("intervals", "Each site's intervals (customer)")],
+        initial="events",
+        required=False,
+    )
 
     def clean(self):
         data = super().clean()
@@ -55,11 +62,18 @@ def statement_context(run: SettlementRun) -> dict:
     header, rows = selectors.statement_rows(run=run)
     totals = selectors.interval_totals(run=run)
     zone = ZoneInfo(run.event.resource.market.time_zone)
-    return {"run": run, "header": header, "rows": rows, "totals": totals, "zone": zone,
-            "payouts": run.payouts.select_related("customer").order_by("customer_id"),
-            "chart": charts.baseline_vs_actual(totals, zone=zone, title=f"Event {run.event_id}: baseline vs actual, "
-                                                                        f"version {run.version}"),
-            "versions": SettlementRun.objects.filter(event_id=run.event_id).order_by("version")}
+    return {
+        "run": run,
+        "header": header,
+        "rows": rows,
+        "totals": totals,
+        "zone": zone,
+        "payouts": run.payouts.select_related("customer").order_by("customer_id"),
+        "chart": charts.baseline_vs_actual(
+            totals, zone=zone, title=f"Event {run.event_id}: baseline vs actual, version {run.version}"
+        ),
+        "versions": SettlementRun.objects.filter(event_id=run.event_id).order_by("version"),
+    }
 
 
 def period_context(query) -> tuple[dict, HttpResponse | None]:
@@ -81,6 +95,13 @@ def period_context(query) -> tuple[dict, HttpResponse | None]:
         name, subject = f"customer{customer.pk}", customer.name
     if query.get("format") == "csv":
         return context, csv_download(f"statement-{name}-{first}-{last}.csv", header, rows)
-    context.update(subject=subject, first=first, last=last, header=header, rows=rows, totals=totals,
-                   csv_query=query.urlencode() + "&format=csv")
+    context.update(
+        subject=subject,
+        first=first,
+        last=last,
+        header=header,
+        rows=rows,
+        totals=totals,
+        csv_query=query.urlencode() + "&format=csv",
+    )
     return context, None

@@ -5,7 +5,7 @@ partition for an older month when late or back-filled data needs one. Retention 
 by partition: see deploy/README.md.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.db import connection
 
@@ -14,8 +14,8 @@ _known: set[str] = set()  # partitions this process has seen; they are never dro
 
 
 def _month_start(value: datetime) -> datetime:
-    value = value.astimezone(timezone.utc)
-    return datetime(value.year, value.month, 1, tzinfo=timezone.utc)
+    value = value.astimezone(UTC)
+    return datetime(value.year, value.month, 1, tzinfo=UTC)
 
 
 def _next_month(month: datetime) -> datetime:
@@ -41,8 +41,11 @@ def ensure(*, first: datetime, last: datetime) -> list[str]:
         # Two writers creating the same partition at once would collide in the catalog
         # (CREATE TABLE IF NOT EXISTS is not safe against a concurrent create): take turns.
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [PARENT])
-        cursor.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                       "WHERE i.inhparent = %s::regclass", [PARENT])
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = %s::regclass",
+            [PARENT],
+        )
         _known.update(name for (name,) in cursor.fetchall())
         for month in missing:
             name = name_for(month)

@@ -64,14 +64,24 @@ class ResourceSettlement:
         return self.energy + self.capacity - self.penalty
 
 
-def settle_resource(*, reductions_kwh: list[Decimal], prices_per_mwh: list[Decimal], committed_kw: Decimal,
-                    committed_kwh: Decimal, capacity_rate_per_kw: Decimal, penalty_per_kw: Decimal,
-                    cap_factor_at_one: bool = True) -> ResourceSettlement:
+def settle_resource(
+    *,
+    reductions_kwh: list[Decimal],
+    prices_per_mwh: list[Decimal],
+    committed_kw: Decimal,
+    committed_kwh: Decimal,
+    capacity_rate_per_kw: Decimal,
+    penalty_per_kw: Decimal,
+    cap_factor_at_one: bool = True,
+) -> ResourceSettlement:
     """A resource's lines for one event, each rounded to the cent (reductions as netting already decided)."""
     factor = performance_factor(sum(reductions_kwh, Decimal(0)), committed_kwh, cap_at_one=cap_factor_at_one)
-    return ResourceSettlement(energy=cents(energy_payment(reductions_kwh, prices_per_mwh)),
-                              capacity=cents(capacity_payment(committed_kw, capacity_rate_per_kw, factor)),
-                              penalty=cents(shortfall_penalty(committed_kw, penalty_per_kw, factor)), factor=factor)
+    return ResourceSettlement(
+        energy=cents(energy_payment(reductions_kwh, prices_per_mwh)),
+        capacity=cents(capacity_payment(committed_kw, capacity_rate_per_kw, factor)),
+        penalty=cents(shortfall_penalty(committed_kw, penalty_per_kw, factor)),
+        factor=factor,
+    )
 
 
 @dataclass(frozen=True)
@@ -84,8 +94,9 @@ class Payout:
         return self.gross - self.fee
 
 
-def customer_payouts(*, rule: str, value: Decimal, delivered_kwh: dict, resource_net: Decimal,
-                     fee_pct: Decimal = Decimal(0)) -> dict:
+def customer_payouts(
+    *, rule: str, value: Decimal, delivered_kwh: dict, resource_net: Decimal, fee_pct: Decimal = Decimal(0)
+) -> dict:
     """Customer -> Payout under the program's sharing rule.
 
     rule "revenue_share": `value` % of the resource's net revenue, split by delivered kWh

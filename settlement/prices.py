@@ -43,7 +43,13 @@ def _parse(text: str, default_interval: int) -> tuple[list[tuple], list[PricePro
     reader = csv.DictReader(io.StringIO(text))
     missing = {"node", "start", "price_per_mwh"} - set(reader.fieldnames or [])
     if missing:
-        return [], [PriceProblem(1, ",".join(sorted(missing)), "Missing column(s): the header is node,start,price_per_mwh[,interval_minutes].")]
+        return [], [
+            PriceProblem(
+                1,
+                ",".join(sorted(missing)),
+                "Missing column(s): the header is node,start,price_per_mwh[,interval_minutes].",
+            )
+        ]
     rows, problems, seen = [], [], {}
     for line, row in enumerate(reader, start=2):
         node = (row["node"] or "").strip()
@@ -56,7 +62,9 @@ def _parse(text: str, default_interval: int) -> tuple[list[tuple], list[PricePro
             problems.append(PriceProblem(line, "start", "Not an ISO 8601 time."))
             continue
         if start.tzinfo is None:
-            problems.append(PriceProblem(line, "start", "The time has no UTC offset; prices must say which hour they are."))
+            problems.append(
+                PriceProblem(line, "start", "The time has no UTC offset; prices must say which hour they are.")
+            )
             continue
         try:
             price = Decimal((row["price_per_mwh"] or "").strip())
@@ -105,8 +113,17 @@ def import_prices(*, market: Market, source: bytes) -> PriceImport:
         return report
     nodes, starts, minutes, prices = (list(column) for column in zip(*rows))
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_UPSERT, {"market": market.pk, "now": timezone.now(), "nodes": nodes, "starts": starts,
-                                 "minutes": minutes, "prices": prices})
+        cursor.execute(
+            _UPSERT,
+            {
+                "market": market.pk,
+                "now": timezone.now(),
+                "nodes": nodes,
+                "starts": starts,
+                "minutes": minutes,
+                "prices": prices,
+            },
+        )
         report.stored = cursor.rowcount
     return report
 
@@ -115,5 +132,8 @@ def prices_at(*, market: Market, node: str, start: datetime, end: datetime) -> d
     """Interval start -> $/MWh at `node` over [start, end)."""
     from settlement.models import EnergyPrice
 
-    return dict(EnergyPrice.objects.filter(market=market, node=node, start__gte=start, start__lt=end)
-                .order_by("start").values_list("start", "price_per_mwh"))
+    return dict(
+        EnergyPrice.objects.filter(market=market, node=node, start__gte=start, start__lt=end)
+        .order_by("start")
+        .values_list("start", "price_per_mwh")
+    )

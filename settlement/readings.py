@@ -19,7 +19,7 @@ import bisect
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import psycopg
@@ -50,8 +50,11 @@ _STAGE_COLUMNS = "idx, meter_kind, meter_id, start, interval_seconds, value, is_
 
 
 # The ISO 8601 forms both Python and PostgreSQL read the same way; the offset is checked apart.
-_ISO = re.compile(r"(?:19|[2-9]\d)\d\d-\d\d-\d\d[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?"
-                  r"(?P<offset>[Zz]|[+-](?:0\d|1[0-5])(?::?[0-5]\d)?)?\Z")
+_ISO = re.compile(
+    r"(?:19|[2-9]\d)\d\d-\d\d-\d\d[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?"
+    r"(?P<offset>[Zz]|[+-](?:0\d|1[0-5])(?::?[0-5]\d)?)?\Z"
+)
+
 
 @dataclass(frozen=True)
 class Meters:
@@ -74,7 +77,12 @@ class IngestResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"received": self.received, "inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged}
+        return {
+            "received": self.received,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+        }
 
 
 class BatchRejected(DomainError):
@@ -100,7 +108,9 @@ def parse(readings, *, meters: Meters, label=_reading, sites: frozenset[int] | N
     if not readings:
         raise BatchRejected(Problem("empty", "readings is empty.", "readings"))
     if len(readings) > MAX_BATCH:
-        raise BatchRejected(Problem("too_large", f"At most {MAX_BATCH} readings per batch, not {len(readings)}.", "readings"))
+        raise BatchRejected(
+            Problem("too_large", f"At most {MAX_BATCH} readings per batch, not {len(readings)}.", "readings")
+        )
     problems: list[Problem] = []
     lines: list[str] = []
     append = lines.append
@@ -114,7 +124,9 @@ def parse(readings, *, meters: Meters, label=_reading, sites: frozenset[int] | N
             continue
         if not fields.issuperset(r):
             extra = sorted(set(r) - fields)
-            problems.append(Problem("unknown_field", f"Unknown field(s): {', '.join(map(str, extra))}.", f"{label(i)}.{extra[0]}"))
+            problems.append(
+                Problem("unknown_field", f"Unknown field(s): {', '.join(map(str, extra))}.", f"{label(i)}.{extra[0]}")
+            )
         if sites is not None:
             site = r.get("site")
             if type(site) is not int or site not in sites:
@@ -125,8 +137,15 @@ def parse(readings, *, meters: Meters, label=_reading, sites: frozenset[int] | N
             device = r.get("device", default)
             meta = devices.get(device) if type(device) is int else None
         if meta is None:
-            problems.append(Problem("unknown_meter", f"Device {device!r} is not yours." if device is not None
-                                    else "Name the device (gateway tokens speak for several).", f"{label(i)}.device"))
+            problems.append(
+                Problem(
+                    "unknown_meter",
+                    f"Device {device!r} is not yours."
+                    if device is not None
+                    else "Name the device (gateway tokens speak for several).",
+                    f"{label(i)}.device",
+                )
+            )
             continue
         meter = "site" if sites is not None else r.get("meter", "device")
         if meter == "device":
@@ -140,21 +159,37 @@ def parse(readings, *, meters: Meters, label=_reading, sites: frozenset[int] | N
         if type(start) is not str or start not in good_starts:  # a gateway's devices share their starts
             shape = iso(start) if type(start) is str else None
             if shape is None:
-                problems.append(Problem("invalid_timestamp", "start must be an ISO 8601 date and time like "
-                                        f"2026-07-15T14:00:00-04:00 (from 1900), not {start!r}.", f"{label(i)}.start"))
+                problems.append(
+                    Problem(
+                        "invalid_timestamp",
+                        "start must be an ISO 8601 date and time like "
+                        f"2026-07-15T14:00:00-04:00 (from 1900), not {start!r}.",
+                        f"{label(i)}.start",
+                    )
+                )
                 continue
             if shape.group("offset") is None:
-                problems.append(Problem("naive_timestamp", "start needs its UTC offset (e.g. -04:00 or Z).", f"{label(i)}.start"))
+                problems.append(
+                    Problem("naive_timestamp", "start needs its UTC offset (e.g. -04:00 or Z).", f"{label(i)}.start")
+                )
                 continue
             good_starts.add(start)
         interval = r.get("interval_seconds")
         if type(interval) is not int or interval not in intervals:
-            problems.append(Problem("invalid_interval", f"interval_seconds is one of {sorted(intervals)}.", f"{label(i)}.interval_seconds"))
+            problems.append(
+                Problem(
+                    "invalid_interval",
+                    f"interval_seconds is one of {sorted(intervals)}.",
+                    f"{label(i)}.interval_seconds",
+                )
+            )
             continue
         quality = r.get("quality", "actual")
         quality = qualities.get(quality) if type(quality) is str else None
         if quality is None:
-            problems.append(Problem("invalid_choice", f"quality is one of {', '.join(qualities)}.", f"{label(i)}.quality"))
+            problems.append(
+                Problem("invalid_choice", f"quality is one of {', '.join(qualities)}.", f"{label(i)}.quality")
+            )
             continue
         kw = r.get("kw")
         value = r.get("kwh") if kw is None else kw
@@ -163,7 +198,9 @@ def parse(readings, *, meters: Meters, label=_reading, sites: frozenset[int] | N
             continue
         if value is None:
             if quality != Quality.MISSING:
-                problems.append(Problem("required", "kwh (or kw) is required unless quality is missing.", f"{label(i)}.kwh"))
+                problems.append(
+                    Problem("required", "kwh (or kw) is required unless quality is missing.", f"{label(i)}.kwh")
+                )
                 continue
             append(f"{i}\t{kind}\t{meter_id}\t{start}\t{interval}\t\\N\tf\t{quality}\n")
             continue
@@ -173,8 +210,13 @@ def parse(readings, *, meters: Meters, label=_reading, sites: frozenset[int] | N
             problems.append(Problem("not_a_number", f"{name} must be a finite number.", f"{label(i)}.{name}"))
             continue
         if value < 0 and kind == 2 and meta[1] in CONSUMPTION_ONLY:
-            problems.append(Problem("negative_consumption", f"A {meta[1]} only consumes; its meter cannot read below zero.",
-                                    f"{label(i)}.{name}"))
+            problems.append(
+                Problem(
+                    "negative_consumption",
+                    f"A {meta[1]} only consumes; its meter cannot read below zero.",
+                    f"{label(i)}.{name}",
+                )
+            )
             continue
         append(f"{i}\t{kind}\t{meter_id}\t{start}\t{interval}\t{value!r}\t{'f' if kw is None else 't'}\t{quality}\n")
     if problems:
@@ -243,7 +285,9 @@ FROM (
 
 def _overlaps_stored(cursor, neighbours: list[list], label=_reading) -> list[Problem]:
     """Staged readings that overlap a stored one of another start or length (neighbours are few)."""
-    neighbours = [(kind, meter_id, datetime.fromisoformat(start), seconds) for kind, meter_id, start, seconds in neighbours]
+    neighbours = [
+        (kind, meter_id, datetime.fromisoformat(start), seconds) for kind, meter_id, start, seconds in neighbours
+    ]
     meters = sorted({(kind, meter_id) for kind, meter_id, _, _ in neighbours})
     cursor.execute(
         "SELECT meter_kind, meter_id, start, interval_seconds, idx FROM reading_stage "
@@ -263,10 +307,14 @@ def _overlaps_stored(cursor, neighbours: list[list], label=_reading) -> list[Pro
         # Staged intervals are disjoint: only the last one starting before `end` can overlap.
         k = bisect.bisect_left(starts[(kind, meter_id)], end) - 1
         if k >= 0 and intervals[k][1] > start:
-            problems.append(Problem(
-                "overlapping_interval",
-                f"Overlaps a stored {seconds // 60}-minute interval starting {start.isoformat()}; "
-                "intervals of different lengths cannot overlap.", f"{label(intervals[k][2])}.start"))
+            problems.append(
+                Problem(
+                    "overlapping_interval",
+                    f"Overlaps a stored {seconds // 60}-minute interval starting {start.isoformat()}; "
+                    "intervals of different lengths cannot overlap.",
+                    f"{label(intervals[k][2])}.start",
+                )
+            )
     return sorted(problems, key=lambda p: p.field)
 
 
@@ -314,10 +362,13 @@ FROM reading_stage
 def ingest(*, readings, meters: Meters, now: datetime | None = None) -> IngestResult:
     """Validate and store a device API batch; see the module docstring."""
     t0 = time.perf_counter()
-    lines, count = parse(readings, meters=meters)
+    lines, _count = parse(readings, meters=meters)
     parsed = time.perf_counter() - t0
-    result = store(lines=lines, now=now,
-                   starts=lambda: ((i, r.get("start")) for i, r in enumerate(readings) if isinstance(r, dict)))
+    result = store(
+        lines=lines,
+        now=now,
+        starts=lambda: ((i, r.get("start")) for i, r in enumerate(readings) if isinstance(r, dict)),
+    )
     result.seconds["parse"] = parsed
     return result
 
@@ -328,7 +379,7 @@ def store(*, lines: list[str], now: datetime | None = None, starts, label=_readi
     `starts()` yields (index, start text) to name an unreadable timestamp; `label(index)`
     names a reading in problems (readings[3] on the API, a file row in imports).
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     count = len(lines)
     result = IngestResult(received=count)
     # Alone, a batch finds the stage emptied by the last commit, and DELETE costs nothing. Many
@@ -342,7 +393,7 @@ def store(*, lines: list[str], now: datetime | None = None, starts, label=_readi
             with transaction.atomic(), cursor.copy(f"COPY reading_stage ({_STAGE_COLUMNS}) FROM STDIN") as copy:
                 copy.write("".join(lines))
         except (DataError, psycopg.DataError):  # Django does not wrap errors raised inside copy()
-            raise BatchRejected(_unreadable_timestamps(starts(), label)[:200])
+            raise BatchRejected(_unreadable_timestamps(starts(), label)[:200]) from None
         result.seconds["copy"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
@@ -377,7 +428,7 @@ def store(*, lines: list[str], now: datetime | None = None, starts, label=_readi
                 inserted, result.updated = cursor.fetchone()
                 result.inserted += inserted
         except DataError as exc:  # a value PostgreSQL cannot hold; parse() should have caught it
-            raise BatchRejected(Problem("invalid", f"A value could not be stored: {exc}", "readings"))
+            raise BatchRejected(Problem("invalid", f"A value could not be stored: {exc}", "readings")) from exc
         result.seconds["upsert"] = time.perf_counter() - t3
     result.unchanged = count - result.inserted - result.updated
     return result

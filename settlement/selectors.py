@@ -18,8 +18,11 @@ def readings(*, meter_kind: int, meter_id: int, start: datetime, end: datetime) 
         rows = cursor.fetchall()
     columns = list(zip(*rows)) if rows else [(), (), (), (), ()]
     return {
-        "start": list(columns[0]), "interval_seconds": list(columns[1]), "kwh": list(columns[2]),
-        "quality": [QUALITY_NAMES[q] for q in columns[3]], "revision": list(columns[4]),
+        "start": list(columns[0]),
+        "interval_seconds": list(columns[1]),
+        "kwh": list(columns[2]),
+        "quality": [QUALITY_NAMES[q] for q in columns[3]],
+        "revision": list(columns[4]),
     }
 
 
@@ -47,8 +50,19 @@ def readings_json(*, meter_kind: int, meter_id: int, start: datetime, end: datet
         return cursor.fetchone()[0]
 
 
-STATEMENT_HEADER = ["site", "device", "customer", "interval_start", "baseline_kw", "actual_kw", "reduction_kwh", "price_per_mwh",
-                    "energy_usd_site_total", "baseline_days_used", "flags"]
+STATEMENT_HEADER = [
+    "site",
+    "device",
+    "customer",
+    "interval_start",
+    "baseline_kw",
+    "actual_kw",
+    "reduction_kwh",
+    "price_per_mwh",
+    "energy_usd_site_total",
+    "baseline_days_used",
+    "flags",
+]
 
 
 def statement_rows(*, run) -> tuple[list[str], list[list]]:
@@ -63,9 +77,21 @@ def statement_rows(*, run) -> tuple[list[str], list[list]]:
         if not site.starts:
             rows.append([site.site_id, device, site.customer_id, "", "", "", "", "", site.energy, days, flags])
         for i, start in enumerate(site.starts):
-            rows.append([site.site_id, device, site.customer_id, start.isoformat(), site.baseline_kw[i], site.actual_kw[i],
-                         site.reduction_kwh[i], site.price_per_mwh[i] if site.price_per_mwh[i] is not None else "",
-                         site.energy, days, flags])
+            rows.append(
+                [
+                    site.site_id,
+                    device,
+                    site.customer_id,
+                    start.isoformat(),
+                    site.baseline_kw[i],
+                    site.actual_kw[i],
+                    site.reduction_kwh[i],
+                    site.price_per_mwh[i] if site.price_per_mwh[i] is not None else "",
+                    site.energy,
+                    days,
+                    flags,
+                ]
+            )
     return STATEMENT_HEADER, rows
 
 
@@ -94,9 +120,17 @@ def interval_totals(*, run) -> list[dict]:
         target = next((float(kw) for s, e, kw in intervals if s <= start < e), None)
         end = min(rows[n + 1][0], run.event.end) if n + 1 < len(rows) else run.event.end
         committed_kwh = target * (end - start).total_seconds() / 3600 if target else None
-        out.append({"start": start, "baseline_kw": baseline, "actual_kw": actual, "meters": meters,
-                    "reduction_kwh": reduction, "target_kw": target,
-                    "performance_factor": round(float(reduction) / committed_kwh, 4) if committed_kwh else None})
+        out.append(
+            {
+                "start": start,
+                "baseline_kw": baseline,
+                "actual_kw": actual,
+                "meters": meters,
+                "reduction_kwh": reduction,
+                "target_kw": target,
+                "performance_factor": round(float(reduction) / committed_kwh, 4) if committed_kwh else None,
+            }
+        )
     return out
 
 
@@ -114,22 +148,69 @@ WHERE {customer} TRUE
 ORDER BY latest.event_id
 """
 
-RESOURCE_HEADER = ["event", "external_ref", "event_date", "start", "end", "version", "kind", "settled_at", "method", "sites",
-                   "committed_kwh", "delivered_kwh", "performance_factor", "energy_usd", "capacity_usd", "penalty_usd",
-                   "net_usd", "initial_net_usd", "paid_to_customers_usd"]
-CUSTOMER_HEADER = ["event", "resource", "event_date", "start", "end", "version", "kind", "settled_at", "sites",
-                   "delivered_kwh", "gross_usd", "fee_usd", "net_usd", "initial_net_usd"]
-CUSTOMER_INTERVAL_HEADER = ["event", "version", "site", "device", "interval_start", "baseline_kw", "actual_kw", "reduction_kwh",
-                            "price_per_mwh", "baseline_days_used", "flags"]
+RESOURCE_HEADER = [
+    "event",
+    "external_ref",
+    "event_date",
+    "start",
+    "end",
+    "version",
+    "kind",
+    "settled_at",
+    "method",
+    "sites",
+    "committed_kwh",
+    "delivered_kwh",
+    "performance_factor",
+    "energy_usd",
+    "capacity_usd",
+    "penalty_usd",
+    "net_usd",
+    "initial_net_usd",
+    "paid_to_customers_usd",
+]
+CUSTOMER_HEADER = [
+    "event",
+    "resource",
+    "event_date",
+    "start",
+    "end",
+    "version",
+    "kind",
+    "settled_at",
+    "sites",
+    "delivered_kwh",
+    "gross_usd",
+    "fee_usd",
+    "net_usd",
+    "initial_net_usd",
+]
+CUSTOMER_INTERVAL_HEADER = [
+    "event",
+    "version",
+    "site",
+    "device",
+    "interval_start",
+    "baseline_kw",
+    "actual_kw",
+    "reduction_kwh",
+    "price_per_mwh",
+    "baseline_days_used",
+    "flags",
+]
 
 
 def period_runs(*, first, last, resource_id: int | None = None, customer_id: int | None = None):
     """Each event's latest settlement run, for events whose start falls on a day (market time) in [first, last]."""
     from settlement.models import SettlementRun
 
-    sql = _PERIOD_RUNS.format(resource="e.resource_id = %(resource)s AND" if resource_id is not None else "",
-                              customer="EXISTS (SELECT 1 FROM settlement_sitesettlement s WHERE s.run_id = latest.id "
-                                       "AND s.customer_id = %(customer)s) AND" if customer_id is not None else "")
+    sql = _PERIOD_RUNS.format(
+        resource="e.resource_id = %(resource)s AND" if resource_id is not None else "",
+        customer="EXISTS (SELECT 1 FROM settlement_sitesettlement s WHERE s.run_id = latest.id "
+        "AND s.customer_id = %(customer)s) AND"
+        if customer_id is not None
+        else "",
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, {"first": first, "last": last, "resource": resource_id, "customer": customer_id})
         ids = [row[0] for row in cursor.fetchall()]
@@ -140,7 +221,9 @@ def period_runs(*, first, last, resource_id: int | None = None, customer_id: int
 def _initial_net(runs) -> dict[int, object]:
     from settlement.models import SettlementRun
 
-    return dict(SettlementRun.objects.filter(event_id__in=[r.event_id for r in runs], version=1).values_list("event_id", "net"))
+    return dict(
+        SettlementRun.objects.filter(event_id__in=[r.event_id for r in runs], version=1).values_list("event_id", "net")
+    )
 
 
 def _event_cells(run) -> list:
@@ -148,8 +231,14 @@ def _event_cells(run) -> list:
 
     event = run.event
     zone = ZoneInfo(event.resource.market.time_zone)
-    return [event.start.astimezone(zone).date().isoformat(), event.start.isoformat(), event.end.isoformat(), run.version,
-            run.kind, run.created_at.isoformat()]
+    return [
+        event.start.astimezone(zone).date().isoformat(),
+        event.start.isoformat(),
+        event.end.isoformat(),
+        run.version,
+        run.kind,
+        run.created_at.isoformat(),
+    ]
 
 
 def resource_statement(*, resource, first, last) -> tuple[list[str], list[list], dict]:
@@ -160,15 +249,43 @@ def resource_statement(*, resource, first, last) -> tuple[list[str], list[list],
 
     runs = period_runs(first=first, last=last, resource_id=resource.pk)
     initial = _initial_net(runs)
-    paid = dict(CustomerPayout.objects.filter(run__in=runs).values("run_id").annotate(t=Sum("net")).values_list("run_id", "t"))
+    paid = dict(
+        CustomerPayout.objects.filter(run__in=runs).values("run_id").annotate(t=Sum("net")).values_list("run_id", "t")
+    )
     rows = []
     for run in runs:
         event = run.event
-        rows.append([event.pk, event.external_ref, *_event_cells(run), run.method, run.sites,
-                     run.committed_kwh, run.delivered_kwh, run.performance_factor, run.energy, run.capacity, run.penalty,
-                     run.net, initial.get(event.pk), paid.get(run.pk, 0)])
-    totals = _totals(RESOURCE_HEADER, rows, ["committed_kwh", "delivered_kwh", "energy_usd", "capacity_usd", "penalty_usd",
-                                             "net_usd", "paid_to_customers_usd"])
+        rows.append(
+            [
+                event.pk,
+                event.external_ref,
+                *_event_cells(run),
+                run.method,
+                run.sites,
+                run.committed_kwh,
+                run.delivered_kwh,
+                run.performance_factor,
+                run.energy,
+                run.capacity,
+                run.penalty,
+                run.net,
+                initial.get(event.pk),
+                paid.get(run.pk, 0),
+            ]
+        )
+    totals = _totals(
+        RESOURCE_HEADER,
+        rows,
+        [
+            "committed_kwh",
+            "delivered_kwh",
+            "energy_usd",
+            "capacity_usd",
+            "penalty_usd",
+            "net_usd",
+            "paid_to_customers_usd",
+        ],
+    )
     return RESOURCE_HEADER, rows, totals
 
 
@@ -180,16 +297,33 @@ def customer_statement(*, customer, first, last) -> tuple[list[str], list[list],
 
     runs = period_runs(first=first, last=last, customer_id=customer.pk)
     payouts = {p.run_id: p for p in CustomerPayout.objects.filter(run__in=runs, customer=customer)}
-    initial = dict(CustomerPayout.objects.filter(run__event_id__in=[r.event_id for r in runs], run__version=1, customer=customer)
-                   .values_list("run__event_id", "net"))
-    sites = dict(SiteSettlement.objects.filter(run__in=runs, customer=customer).values("run_id").annotate(n=Count("site_id", distinct=True))
-                 .values_list("run_id", "n"))
+    initial = dict(
+        CustomerPayout.objects.filter(
+            run__event_id__in=[r.event_id for r in runs], run__version=1, customer=customer
+        ).values_list("run__event_id", "net")
+    )
+    sites = dict(
+        SiteSettlement.objects.filter(run__in=runs, customer=customer)
+        .values("run_id")
+        .annotate(n=Count("site_id", distinct=True))
+        .values_list("run_id", "n")
+    )
     rows = []
     for run in runs:
         p = payouts.get(run.pk)
-        rows.append([run.event_id, str(run.event.resource), *_event_cells(run), sites.get(run.pk, 0),
-                     p.delivered_kwh if p else 0, p.gross if p else 0, p.fee if p else 0, p.net if p else 0,
-                     initial.get(run.event_id)])
+        rows.append(
+            [
+                run.event_id,
+                str(run.event.resource),
+                *_event_cells(run),
+                sites.get(run.pk, 0),
+                p.delivered_kwh if p else 0,
+                p.gross if p else 0,
+                p.fee if p else 0,
+                p.net if p else 0,
+                initial.get(run.event_id),
+            ]
+        )
     return CUSTOMER_HEADER, rows, _totals(CUSTOMER_HEADER, rows, ["delivered_kwh", "gross_usd", "fee_usd", "net_usd"])
 
 
@@ -200,18 +334,36 @@ def customer_intervals(*, customer, first, last) -> tuple[list[str], list[list]]
     runs = period_runs(first=first, last=last, customer_id=customer.pk)
     version = {r.pk: (r.event_id, r.version) for r in runs}
     rows = []
-    for site in SiteSettlement.objects.filter(run__in=runs, customer=customer).order_by("run__event_id", "site_id", "device_id"):
+    for site in SiteSettlement.objects.filter(run__in=runs, customer=customer).order_by(
+        "run__event_id", "site_id", "device_id"
+    ):
         event_id, v = version[site.run_id]
         days, flags = " ".join(d.isoformat() for d in site.days_used), " ".join(site.flags)
         if not site.starts:
             rows.append([event_id, v, site.site_id, site.device_id or "", "", "", "", "", "", days, flags])
         for i, start in enumerate(site.starts):
-            rows.append([event_id, v, site.site_id, site.device_id or "", start.isoformat(), site.baseline_kw[i], site.actual_kw[i],
-                         site.reduction_kwh[i], "" if site.price_per_mwh[i] is None else site.price_per_mwh[i], days, flags])
+            rows.append(
+                [
+                    event_id,
+                    v,
+                    site.site_id,
+                    site.device_id or "",
+                    start.isoformat(),
+                    site.baseline_kw[i],
+                    site.actual_kw[i],
+                    site.reduction_kwh[i],
+                    "" if site.price_per_mwh[i] is None else site.price_per_mwh[i],
+                    days,
+                    flags,
+                ]
+            )
     return CUSTOMER_INTERVAL_HEADER, rows
 
 
 def _totals(header: list[str], rows: list[list], names: list[str]) -> dict:
     from decimal import Decimal
 
-    return {"events": len(rows), **{name: sum((Decimal(r[header.index(name)]) for r in rows), Decimal(0)) for name in names}}
+    return {
+        "events": len(rows),
+        **{name: sum((Decimal(r[header.index(name)]) for r in rows), Decimal(0)) for name in names},
+    }

@@ -68,12 +68,12 @@ _FLOATS = np.dtype([("length", ">i4"), ("value", ">f8")])
 
 def _array(buffer: memoryview, at: int, element: np.dtype) -> tuple[np.ndarray, int]:
     """A one-dimensional binary array field at `at` (after its length): its values and the offset after it."""
-    ndim = int.from_bytes(buffer[at:at + 4], "big")
+    ndim = int.from_bytes(buffer[at : at + 4], "big")
     if ndim == 0:
         return np.zeros(0, dtype=element["value"]), at + 12
-    count = int.from_bytes(buffer[at + 12:at + 16], "big")
+    count = int.from_bytes(buffer[at + 12 : at + 16], "big")
     body = at + 20
-    values = np.frombuffer(buffer[body:body + count * element.itemsize], dtype=element)["value"]
+    values = np.frombuffer(buffer[body : body + count * element.itemsize], dtype=element)["value"]
     return values, body + count * element.itemsize
 
 
@@ -104,31 +104,38 @@ def _readings(kind: MeterKind, meter_ids: list[int], start, end) -> tuple[dict, 
     """
     from psycopg import sql
 
-    query = sql.SQL(_READINGS).format(kind=sql.Literal(int(kind)), meters=sql.Literal(meter_ids),
-                                      start=sql.Literal(start), end=sql.Literal(end))
+    query = sql.SQL(_READINGS).format(
+        kind=sql.Literal(int(kind)), meters=sql.Literal(meter_ids), start=sql.Literal(start), end=sql.Literal(end)
+    )
     buffer = bytearray()
     connection.ensure_connection()
-    with connection.connection.cursor() as cursor:
-        with cursor.copy(query) as copy:
-            for chunk in copy:
-                buffer += chunk
+    with connection.connection.cursor() as cursor, cursor.copy(query) as copy:
+        for chunk in copy:
+            buffer += chunk
     fingerprint = _fingerprint(kind, meter_ids, start, end)
     view, at, readings = memoryview(buffer), _COPY_HEADER, {}
-    while buffer and int.from_bytes(view[at:at + 2], "big", signed=True) != -1:
-        site = int.from_bytes(view[at + 6:at + 14], "big")
+    while buffer and int.from_bytes(view[at : at + 2], "big", signed=True) != -1:
+        site = int.from_bytes(view[at + 6 : at + 14], "big")
         micros, at = _array(view, at + 18, _ELEMENTS[8])
         kwh, at = _array(view, at + 4, _FLOATS)
         seconds, at = _array(view, at + 4, _ELEMENTS[4])
         order = np.argsort(micros, kind="stable")
-        readings[site] = baselines.IntervalReadings(starts=micros[order] // 1_000_000 + _PG_EPOCH, kwh=kwh[order].astype(np.float64),
-                                                    interval_seconds=seconds[order].astype(np.int64))
+        readings[site] = baselines.IntervalReadings(
+            starts=micros[order] // 1_000_000 + _PG_EPOCH,
+            kwh=kwh[order].astype(np.float64),
+            interval_seconds=seconds[order].astype(np.int64),
+        )
     return readings, fingerprint
 
 
 def _other_event_days(event: DispatchEvent, zone: ZoneInfo) -> frozenset:
     """Local days of the resource's other events in the lookback: never baseline days."""
-    others = DispatchEvent.objects.filter(resource=event.resource, start__gte=event.start - LOOKBACK, start__lt=event.start,
-                                          state__in=["active", "completed"]).exclude(pk=event.pk)
+    others = DispatchEvent.objects.filter(
+        resource=event.resource,
+        start__gte=event.start - LOOKBACK,
+        start__lt=event.start,
+        state__in=["active", "completed"],
+    ).exclude(pk=event.pk)
     return frozenset(e.start.astimezone(zone).date() for e in others)
 
 
@@ -137,8 +144,11 @@ def _outages(site_ids: set[int], start, end) -> dict[int, list[tuple]]:
     from enrollment.models import SiteOutage
 
     out: dict[int, list[tuple]] = defaultdict(list)
-    for site_id, a, b in (SiteOutage.objects.filter(site_id__in=site_ids, start__lt=end).filter(Q(end__isnull=True) | Q(end__gt=start))
-                          .values_list("site_id", "start", "end")):
+    for site_id, a, b in (
+        SiteOutage.objects.filter(site_id__in=site_ids, start__lt=end)
+        .filter(Q(end__isnull=True) | Q(end__gt=start))
+        .values_list("site_id", "start", "end")
+    ):
         out[site_id].append((a, b or end))
     return dict(out)
 
@@ -162,8 +172,9 @@ def _excused_kwh(event: DispatchEvent, intervals, outages: dict[int, list[tuple]
     from dispatch.models import Allocation
 
     excused = Decimal(0)
-    for kw, site_id in (Allocation.objects.filter(event=event, device__site_id__in=list(outages))
-                        .values_list("kw", "device__site_id")):
+    for kw, site_id in Allocation.objects.filter(event=event, device__site_id__in=list(outages)).values_list(
+        "kw", "device__site_id"
+    ):
         for n, interval in enumerate(intervals):
             if n < len(kw) and _in_outage(outages[site_id], interval.start, interval.end):
                 excused += Decimal(repr(float(kw[n]))) * Decimal((interval.end - interval.start).total_seconds()) / 3600
@@ -173,14 +184,19 @@ def _excused_kwh(event: DispatchEvent, intervals, outages: dict[int, list[tuple]
 def _prices(market_id: int, nodes: set[str], start, end) -> dict[str, tuple[np.ndarray, np.ndarray, list]]:
     """Node -> (interval starts in epoch seconds, ends, $/MWh) for lookups by searchsorted."""
     with connection.cursor() as cursor:
-        cursor.execute("""SELECT node, extract(epoch FROM start)::bigint, interval_minutes, price_per_mwh FROM settlement_energyprice
+        cursor.execute(
+            """SELECT node, extract(epoch FROM start)::bigint, interval_minutes, price_per_mwh FROM settlement_energyprice
                           WHERE market_id = %s AND node = ANY(%s) AND start >= %s AND start < %s ORDER BY node, start""",
-                       [market_id, list(nodes), start - timedelta(hours=1), end])
+            [market_id, list(nodes), start - timedelta(hours=1), end],
+        )
         rows = cursor.fetchall()
     grouped: dict[str, list] = defaultdict(list)
     for node, epoch, minutes, price in rows:
         grouped[node].append((epoch, epoch + minutes * 60, price))
-    return {node: (np.array([r[0] for r in v]), np.array([r[1] for r in v]), [r[2] for r in v]) for node, v in grouped.items()}
+    return {
+        node: (np.array([r[0] for r in v]), np.array([r[1] for r in v]), [r[2] for r in v])
+        for node, v in grouped.items()
+    }
 
 
 def _price_at(table, epoch: int) -> Decimal | None:
@@ -197,14 +213,20 @@ def check_settleable(event: DispatchEvent, *, now) -> SettlementTerms:
         raise SettlementRefused(Problem("not_ended", "Only an event that has ended can be settled.", "event"))
     terms = SettlementTerms.objects.filter(program_id=event.resource.program_id).first()
     if terms is None:
-        raise SettlementRefused(Problem("no_terms", f"Program {event.resource.program} has no settlement terms.", "event"))
+        raise SettlementRefused(
+            Problem("no_terms", f"Program {event.resource.program} has no settlement terms.", "event")
+        )
     return terms
 
 
 def settle_event(*, event: DispatchEvent, by: str, now=None) -> SettlementRun:
     now = now or timezone.now()
     with transaction.atomic():
-        event = DispatchEvent.objects.select_for_update().select_related("resource__market", "resource__program").get(pk=event.pk)
+        event = (
+            DispatchEvent.objects.select_for_update()
+            .select_related("resource__market", "resource__program")
+            .get(pk=event.pk)
+        )
         terms = check_settleable(event, now=now)
         market = event.resource.market
         zone = ZoneInfo(market.time_zone)
@@ -213,72 +235,148 @@ def settle_event(*, event: DispatchEvent, by: str, now=None) -> SettlementRun:
         readings, fingerprint = _readings(_METER_KINDS[meter], [u[0] for u in units], event.start - LOOKBACK, event.end)
         outages = _outages({u[1] for u in units}, event.start - LOOKBACK, event.end)
         other_events = _other_event_days(event, zone)
-        outage_days = {site: _local_days(periods, zone) for site, periods in outages.items()} if terms.exclude_outage_days else {}
+        outage_days = (
+            {site: _local_days(periods, zone) for site, periods in outages.items()} if terms.exclude_outage_days else {}
+        )
         event_days = {u[0]: other_events | outage_days.get(u[1], frozenset()) for u in units}
         results, errors = baselines.compute_baselines(
-            method=terms.baseline_method, sites=readings, event_start=event.start, event_end=event.end,
-            time_zone=market.time_zone, market=market.code, event_days=event_days, params=terms.baseline_params)
+            method=terms.baseline_method,
+            sites=readings,
+            event_start=event.start,
+            event_end=event.end,
+            time_zone=market.time_zone,
+            market=market.code,
+            event_days=event_days,
+            params=terms.baseline_params,
+        )
         prices = _prices(market.pk, {u[3] for u in units}, event.start, event.end)
 
         rows, delivered_by_customer, energy = [], defaultdict(Decimal), Decimal(0)
         for meter_id, site_id, customer_id, node, device_id in units:
             result = results.get(meter_id)
             if result is None:
-                flags = ["no_readings"] if meter_id not in readings else [f"refused:{errors[meter_id].problems[0].code}"]
-                rows.append(SiteSettlement(site_id=site_id, device_id=device_id, customer_id=customer_id, starts=[], baseline_kw=[], actual_kw=[],
-                                           reduction_kwh=[], price_per_mwh=[], energy=Decimal(0), flags=flags))
+                flags = (
+                    ["no_readings"] if meter_id not in readings else [f"refused:{errors[meter_id].problems[0].code}"]
+                )
+                rows.append(
+                    SiteSettlement(
+                        site_id=site_id,
+                        device_id=device_id,
+                        customer_id=customer_id,
+                        starts=[],
+                        baseline_kw=[],
+                        actual_kw=[],
+                        reduction_kwh=[],
+                        price_per_mwh=[],
+                        energy=Decimal(0),
+                        flags=flags,
+                    )
+                )
                 continue
             hours = Decimal(result.interval_minutes) / 60
             reductions, site_prices, excused_here = [], [], False
             for start, reduction_kw in zip(result.starts, result.reduction_kw):
                 kwh = Decimal(0) if np.isnan(reduction_kw) else Decimal(repr(float(reduction_kw))) * hours
-                if terms.excuse_outage_intervals and _in_outage(outages.get(site_id), start, start + timedelta(hours=float(hours))):
+                if terms.excuse_outage_intervals and _in_outage(
+                    outages.get(site_id), start, start + timedelta(hours=float(hours))
+                ):
                     kwh, excused_here = Decimal(0), True  # the site was off the grid: neither delivery nor shortfall
-                reductions.append(payments.reduction_kwh(kwh, Decimal(0), net_negatives=terms.net_negatives).quantize(SIX))
+                reductions.append(
+                    payments.reduction_kwh(kwh, Decimal(0), net_negatives=terms.net_negatives).quantize(SIX)
+                )
                 site_prices.append(_price_at(prices.get(node), int(start.timestamp())))
             priced = [p if p is not None else Decimal(0) for p in site_prices]
             site_energy = payments.energy_payment(reductions, priced)
             energy += site_energy
             delivered_by_customer[customer_id] += sum(reductions, Decimal(0))
-            flags = sorted(result.flags) + (["unpriced_intervals"] if None in site_prices else []) + (
-                ["outage_excused"] if excused_here else [])
-            skipped = {d.isoformat(): ("outage_day" if why == "event_day" and d not in other_events else why)
-                       for d, why in (result.skipped or {}).items()}
-            rows.append(SiteSettlement(
-                site_id=site_id, device_id=device_id, customer_id=customer_id, starts=list(result.starts),
-                baseline_kw=[None if np.isnan(x) else round(float(x), 6) for x in result.baseline_kw],
-                actual_kw=[None if np.isnan(x) else round(float(x), 6) for x in result.actual_kw],
-                reduction_kwh=reductions, price_per_mwh=site_prices, energy=site_energy.quantize(Decimal("0.00000001")),
-                days_used=list(result.days_used), days_skipped=skipped,
-                adjustment={"kind": result.adjustment.kind, "value": result.adjustment.value, "capped": result.adjustment.capped,
-                            "reason": result.adjustment.reason},
-                flags=flags))
+            flags = (
+                sorted(result.flags)
+                + (["unpriced_intervals"] if None in site_prices else [])
+                + (["outage_excused"] if excused_here else [])
+            )
+            skipped = {
+                d.isoformat(): ("outage_day" if why == "event_day" and d not in other_events else why)
+                for d, why in (result.skipped or {}).items()
+            }
+            rows.append(
+                SiteSettlement(
+                    site_id=site_id,
+                    device_id=device_id,
+                    customer_id=customer_id,
+                    starts=list(result.starts),
+                    baseline_kw=[None if np.isnan(x) else round(float(x), 6) for x in result.baseline_kw],
+                    actual_kw=[None if np.isnan(x) else round(float(x), 6) for x in result.actual_kw],
+                    reduction_kwh=reductions,
+                    price_per_mwh=site_prices,
+                    energy=site_energy.quantize(Decimal("0.00000001")),
+                    days_used=list(result.days_used),
+                    days_skipped=skipped,
+                    adjustment={
+                        "kind": result.adjustment.kind,
+                        "value": result.adjustment.value,
+                        "capped": result.adjustment.capped,
+                        "reason": result.adjustment.reason,
+                    },
+                    flags=flags,
+                )
+            )
 
         intervals = list(event.intervals.order_by("start"))
         committed_kw = max((i.target_kw for i in intervals), default=Decimal(0))
-        committed_kwh = sum((i.target_kw * Decimal((i.end - i.start).total_seconds()) / 3600 for i in intervals), Decimal(0))
+        committed_kwh = sum(
+            (i.target_kw * Decimal((i.end - i.start).total_seconds()) / 3600 for i in intervals), Decimal(0)
+        )
         delivered = sum(delivered_by_customer.values(), Decimal(0))
         excused = _excused_kwh(event, intervals, outages) if terms.excuse_outage_intervals and outages else Decimal(0)
-        factor = payments.performance_factor(delivered, max(committed_kwh - excused, Decimal(0)), cap_at_one=terms.cap_factor_at_one)
+        factor = payments.performance_factor(
+            delivered, max(committed_kwh - excused, Decimal(0)), cap_at_one=terms.cap_factor_at_one
+        )
         capacity = cents(payments.capacity_payment(committed_kw, terms.capacity_rate_per_kw, factor))
         penalty = cents(payments.shortfall_penalty(committed_kw, terms.penalty_per_kw, factor))
         net = cents(energy) + capacity - penalty
-        payouts = payments.customer_payouts(rule=terms.sharing_rule, value=terms.sharing_value,
-                                            delivered_kwh=dict(delivered_by_customer), resource_net=net, fee_pct=terms.fee_pct)
+        payouts = payments.customer_payouts(
+            rule=terms.sharing_rule,
+            value=terms.sharing_value,
+            delivered_kwh=dict(delivered_by_customer),
+            resource_net=net,
+            fee_pct=terms.fee_pct,
+        )
 
         previous = SettlementRun.objects.filter(event=event).order_by("-version").first()
         run = SettlementRun.objects.create(
-            event=event, version=(previous.version + 1) if previous else 1,
-            kind=SettlementRun.Kind.RESETTLEMENT if previous else SettlementRun.Kind.INITIAL, created_at=now, created_by=by,
-            method=terms.baseline_method, fingerprint=fingerprint, sites=len({u[1] for u in units}), delivered_kwh=delivered,
-            committed_kwh=committed_kwh, performance_factor=factor, energy=cents(energy), capacity=capacity, penalty=penalty,
-            net=net, excused_kwh=excused.quantize(SIX))
+            event=event,
+            version=(previous.version + 1) if previous else 1,
+            kind=SettlementRun.Kind.RESETTLEMENT if previous else SettlementRun.Kind.INITIAL,
+            created_at=now,
+            created_by=by,
+            method=terms.baseline_method,
+            fingerprint=fingerprint,
+            sites=len({u[1] for u in units}),
+            delivered_kwh=delivered,
+            committed_kwh=committed_kwh,
+            performance_factor=factor,
+            energy=cents(energy),
+            capacity=capacity,
+            penalty=penalty,
+            net=net,
+            excused_kwh=excused.quantize(SIX),
+        )
         for row in rows:
             row.run = run
         SiteSettlement.objects.bulk_create(rows, batch_size=2000)
-        CustomerPayout.objects.bulk_create([
-            CustomerPayout(run=run, customer_id=customer, delivered_kwh=delivered_by_customer[customer], gross=p.gross, fee=p.fee,
-                           net=p.net) for customer, p in payouts.items()])
+        CustomerPayout.objects.bulk_create(
+            [
+                CustomerPayout(
+                    run=run,
+                    customer_id=customer,
+                    delivered_kwh=delivered_by_customer[customer],
+                    gross=p.gross,
+                    fee=p.fee,
+                    net=p.net,
+                )
+                for customer, p in payouts.items()
+            ]
+        )
         if previous:
             run.difference = _difference(previous, run)
             run.save(update_fields=["difference"])
@@ -286,12 +384,18 @@ def settle_event(*, event: DispatchEvent, by: str, now=None) -> SettlementRun:
 
 
 def _difference(old: SettlementRun, new: SettlementRun) -> dict:
-    lines = {name: str(getattr(new, name) - getattr(old, name))
-             for name in ("energy", "capacity", "penalty", "net", "delivered_kwh") if getattr(new, name) != getattr(old, name)}
+    lines = {
+        name: str(getattr(new, name) - getattr(old, name))
+        for name in ("energy", "capacity", "penalty", "net", "delivered_kwh")
+        if getattr(new, name) != getattr(old, name)
+    }
     before = dict(old.payouts.values_list("customer_id", "net"))
     after = dict(new.payouts.values_list("customer_id", "net"))
-    customers = {str(c): str(after.get(c, Decimal(0)) - before.get(c, Decimal(0)))
-                 for c in sorted(set(before) | set(after)) if after.get(c) != before.get(c)}
+    customers = {
+        str(c): str(after.get(c, Decimal(0)) - before.get(c, Decimal(0)))
+        for c in sorted(set(before) | set(after))
+        if after.get(c) != before.get(c)
+    }
     return {"from_version": old.version, "lines": lines, "customers": customers}
 
 
@@ -300,7 +404,10 @@ def needs_resettlement(run: SettlementRun) -> bool:
     meter = baselines.get_method(run.method).meter
     units = _units(run.event_id, meter)
     # The fingerprint alone (one aggregate), not the readings: the hourly job asks this of every recent event.
-    return _fingerprint(_METER_KINDS[meter], [u[0] for u in units], run.event.start - LOOKBACK, run.event.end) != run.fingerprint
+    return (
+        _fingerprint(_METER_KINDS[meter], [u[0] for u in units], run.event.start - LOOKBACK, run.event.end)
+        != run.fingerprint
+    )
 
 
 def due(*, now) -> tuple[list[int], list[int]]:
@@ -313,6 +420,9 @@ def due(*, now) -> tuple[list[int], list[int]]:
     runs = SettlementRun.objects.filter(event=OuterRef("pk"))
     initial = list(with_terms.filter(end__lte=deadline).exclude(Exists(runs)).values_list("pk", flat=True))
     recent = with_terms.filter(end__gt=now - timedelta(days=settings.SETTLEMENT_RESETTLE_DAYS)).filter(Exists(runs))
-    changed = [event_id for event_id in recent.values_list("pk", flat=True)
-               if needs_resettlement(SettlementRun.objects.filter(event_id=event_id).order_by("-version").first())]
+    changed = [
+        event_id
+        for event_id in recent.values_list("pk", flat=True)
+        if needs_resettlement(SettlementRun.objects.filter(event_id=event_id).order_by("-version").first())
+    ]
     return initial, changed

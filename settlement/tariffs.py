@@ -135,8 +135,12 @@ class _Reader:
         if not isinstance(raw, list):
             raw = [None]
         for i, span in enumerate(raw):
-            if (not isinstance(span, list) or len(span) != 2 or not all(isinstance(h, int) and not isinstance(h, bool) for h in span)
-                    or not 0 <= span[0] < span[1] <= 24):
+            if (
+                not isinstance(span, list)
+                or len(span) != 2
+                or not all(isinstance(h, int) and not isinstance(h, bool) for h in span)
+                or not 0 <= span[0] < span[1] <= 24
+            ):
                 self.fail(f"{path}.hours[{i}]", "[from, to): whole local hours, 0 <= from < to <= 24.")
                 continue
             hours.append((span[0], span[1]))
@@ -181,8 +185,13 @@ def parse(definition) -> TariffSpec:
             if not isinstance(item, dict):
                 r.fail(path, "A charge is an object.")
                 continue
-            out.append(Charge(r.text(item, "name", f"{path}.name"), r.window(item, path, seasons),
-                              r.price(item, price_key, f"{path}.{price_key}")))
+            out.append(
+                Charge(
+                    r.text(item, "name", f"{path}.name"),
+                    r.window(item, path, seasons),
+                    r.price(item, price_key, f"{path}.{price_key}"),
+                )
+            )
         return tuple(out)
 
     energy = charges("energy", "price_per_kwh", required=True)
@@ -204,16 +213,35 @@ def parse(definition) -> TariffSpec:
     elif export:
         r.fail("export", 'An object: {"credit_per_kwh": "0.04"} or {"net_metering": true}.')
     if energy and not r.problems:
-        gaps = [(m, w, h) for m in range(1, 13) for w in (False, True) for h in range(24)
-                if not any(c.window.matches(m, w, h) for c in energy)]
+        gaps = [
+            (m, w, h)
+            for m in range(1, 13)
+            for w in (False, True)
+            for h in range(24)
+            if not any(c.window.matches(m, w, h) for c in energy)
+        ]
         if gaps:
             month, weekend, hour = gaps[0]
-            r.fail("energy", f"No energy charge prices month {month}, {'weekend' if weekend else 'weekday'} hours from "
-                   f"{hour}:00 ({len(gaps)} such hours); end the list with a charge without a window.", "uncovered")
+            r.fail(
+                "energy",
+                f"No energy charge prices month {month}, {'weekend' if weekend else 'weekday'} hours from "
+                f"{hour}:00 ({len(gaps)} such hours); end the list with a charge without a window.",
+                "uncovered",
+            )
     if r.problems:
         raise TariffInvalid(r.problems)
-    return TariffSpec(utility=utility, code=code, name=name, effective_from=effective_from, energy=energy, demand=demand,
-                      fixed=tuple(fixed), export_credit=export_credit, net_metering=net_metering, definition=definition)
+    return TariffSpec(
+        utility=utility,
+        code=code,
+        name=name,
+        effective_from=effective_from,
+        energy=energy,
+        demand=demand,
+        fixed=tuple(fixed),
+        export_credit=export_credit,
+        net_metering=net_metering,
+        definition=definition,
+    )
 
 
 def _spans(text: str, path: str, r: _Reader) -> list[list[int]]:
@@ -254,8 +282,18 @@ def definitions_from_csv(text: str) -> list[dict]:
     tariffs: dict[tuple, dict] = {}
     for line, row in enumerate(rows, start=2):
         key = (row["utility"].strip(), row["code"].strip(), row["effective_from"].strip())
-        tariff = tariffs.setdefault(key, {"utility": key[0], "code": key[1], "name": row["name"].strip(), "effective_from": key[2],
-                                          "energy": [], "demand": [], "fixed": []})
+        tariff = tariffs.setdefault(
+            key,
+            {
+                "utility": key[0],
+                "code": key[1],
+                "name": row["name"].strip(),
+                "effective_from": key[2],
+                "energy": [],
+                "demand": [],
+                "fixed": [],
+            },
+        )
         kind, path = row["kind"].strip(), f"line {line}"
         charge: dict = {"name": row["charge"].strip()}
         if row["months"].strip():
@@ -302,25 +340,39 @@ def save(definitions: list) -> list:
         try:
             specs.append(parse(definition))
         except TariffInvalid as refused:
-            problems += [Problem(p.code, p.message, f"tariffs[{i}]" + (f".{p.field}" if p.field else "")) for p in refused.problems]
+            problems += [
+                Problem(p.code, p.message, f"tariffs[{i}]" + (f".{p.field}" if p.field else ""))
+                for p in refused.problems
+            ]
     seen = {}
     for i, spec in enumerate(specs):
         key = (spec.utility, spec.code, spec.effective_from)
         if key in seen:
-            problems.append(Problem("duplicate", f"Same utility, code and effective_from as tariffs[{seen[key]}].", f"tariffs[{i}]"))
+            problems.append(
+                Problem("duplicate", f"Same utility, code and effective_from as tariffs[{seen[key]}].", f"tariffs[{i}]")
+            )
         seen.setdefault(key, i)
     if problems:
         raise TariffInvalid(problems)
     with transaction.atomic():
-        return [Tariff.objects.update_or_create(utility=spec.utility, code=spec.code, effective_from=spec.effective_from,
-                                                defaults={"name": spec.name, "definition": spec.definition})[0]
-                for spec in specs]
+        return [
+            Tariff.objects.update_or_create(
+                utility=spec.utility,
+                code=spec.code,
+                effective_from=spec.effective_from,
+                defaults={"name": spec.name, "definition": spec.definition},
+            )[0]
+            for spec in specs
+        ]
 
 
 def in_effect(*, utility: str, code: str, day: date) -> TariffSpec | None:
     """The version of a tariff that bills `day`'s month: the one in effect on the month's first day."""
     from settlement.models import Tariff
 
-    row = (Tariff.objects.filter(utility=utility, code=code, effective_from__lte=day.replace(day=1))
-           .order_by("-effective_from").first())
+    row = (
+        Tariff.objects.filter(utility=utility, code=code, effective_from__lte=day.replace(day=1))
+        .order_by("-effective_from")
+        .first()
+    )
     return row.spec() if row is not None else None

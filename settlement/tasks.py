@@ -23,15 +23,23 @@ def import_meter_data(import_id: int) -> str:
     MeterDataImport.objects.filter(pk=job.pk).update(state=MeterDataImport.State.RUNNING)
     try:
         with job.file.open("rb") as handle:
-            report = run(source=handle.read(),
-                         progress=lambda done, total: cache.set(job.progress_key, {"done": done, "total": total}, 86400))
+            report = run(
+                source=handle.read(),
+                progress=lambda done, total: cache.set(job.progress_key, {"done": done, "total": total}, 86400),
+            )
     except Exception as exc:
         MeterDataImport.objects.filter(pk=job.pk).update(
-            state=MeterDataImport.State.FAILED, finished_at=timezone.now(), report={"error": f"{type(exc).__name__}: {exc}"})
+            state=MeterDataImport.State.FAILED,
+            finished_at=timezone.now(),
+            report={"error": f"{type(exc).__name__}: {exc}"},
+        )
         raise
     MeterDataImport.objects.filter(pk=job.pk).update(
         state=MeterDataImport.State.DONE if report.ok else MeterDataImport.State.REJECTED,
-        rows=report.rows, report=report.as_dict(), finished_at=timezone.now())
+        rows=report.rows,
+        report=report.as_dict(),
+        finished_at=timezone.now(),
+    )
     return report.summary()
 
 

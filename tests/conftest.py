@@ -9,7 +9,6 @@ from aggregator.models import OperatorToken
 from enrollment import services
 from tests.factories import ProgramFactory
 
-
 # Transactional tests (django_db(transaction=True)) must also pass serialized_rollback=True:
 # their flush empties the tables, and the rollback restores the markets the migrations seed.
 
@@ -19,7 +18,10 @@ def _static_files_without_manifest():
     """Pages render without `collectstatic` having run (production uses the manifest)."""
     from django.conf import settings
 
-    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
 
 
 @pytest.fixture(autouse=True)

@@ -99,7 +99,9 @@ class RetailProgramFactory(factory.django.DjangoModelFactory):
 
 def consent_to(customer: Customer, program: Program) -> None:
     """Give a customer both consents a program needs."""
-    ConsentFactory(customer=customer, kind=Consent.Kind.PROGRAM_TERMS, program=program, terms_version=program.terms_version)
+    ConsentFactory(
+        customer=customer, kind=Consent.Kind.PROGRAM_TERMS, program=program, terms_version=program.terms_version
+    )
     ConsentFactory(customer=customer, kind=Consent.Kind.UTILITY_DATA_SHARING)
 
 
@@ -121,5 +123,12 @@ def active_device(program: Program, **device_kwargs) -> Device:
     return device
 
 
-GENERATOR = {"device_type": "generator", "rated_kw": Decimal("50"), "min_run_minutes": 30, "fuel": "natural_gas",
-             "charge_kw": None, "energy_kwh": None, "backup_reserve_pct": None}
+GENERATOR = {
+    "device_type": "generator",
+    "rated_kw": Decimal("50"),
+    "min_run_minutes": 30,
+    "fuel": "natural_gas",
+    "charge_kw": None,
+    "energy_kwh": None,
+    "backup_reserve_pct": None,
+}

@@ -15,8 +15,14 @@ from datetime import timedelta
 from django.db import models
 from django.utils import timezone
 
-KINDS = {"op": "operator", "dev": "device", "gw": "gateway", "mkt": "market",
-         "oac": "OpenADR client secret", "oat": "OpenADR access token"}
+KINDS = {
+    "op": "operator",
+    "dev": "device",
+    "gw": "gateway",
+    "mkt": "market",
+    "oac": "OpenADR client secret",
+    "oat": "OpenADR access token",
+}
 # Touching last_used_at on every request would make every device call a write.
 LAST_USED_RESOLUTION = timedelta(minutes=5)
 

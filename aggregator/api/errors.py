@@ -1,10 +1,11 @@
 """One error body for every API: machine-readable, naming the field.
 
-    {"type": "validation_error", "title": "Invalid input.", "status": 400,
-     "errors": [{"field": "serial", "code": "unique", "message": "..."}]}
+{"type": "validation_error", "title": "Invalid input.", "status": 400,
+ "errors": [{"field": "serial", "code": "unique", "message": "..."}]}
 """
 
-from django.core.exceptions import PermissionDenied, ValidationError as DjangoValidationError
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response

@@ -12,4 +12,4 @@ class ORJSONParser(BaseParser):
         try:
             return orjson.loads(stream.read())
         except orjson.JSONDecodeError as exc:
-            raise ParseError(f"JSON parse error: {exc}")
+            raise ParseError(f"JSON parse error: {exc}") from exc

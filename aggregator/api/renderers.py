@@ -22,7 +22,7 @@ class CSVRenderer(BaseRenderer):
         rows = data
         if isinstance(data, dict):
             rows = next((data[key] for key in ("members", "lines") if key in data), data)
-        if response is not None and response.status_code >= 400 or not isinstance(rows, list):
+        if (response is not None and response.status_code >= 400) or not isinstance(rows, list):
             return json.dumps(data, default=str).encode()
         out = io.StringIO()
         if rows:

@@ -29,12 +29,18 @@ def _event_hours(request, resource) -> float:
     return value
 
 
-class VirtualResourceViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                             mixins.UpdateModelMixin, viewsets.GenericViewSet):
+class VirtualResourceViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
     """Virtual resources (DER aggregations). State changes only through their actions."""
 
     queryset = VirtualResource.objects.select_related("market", "program").annotate(
-        member_count=Count("memberships", filter=Q(memberships__left_at__isnull=True)))
+        member_count=Count("memberships", filter=Q(memberships__left_at__isnull=True))
+    )
     serializer_class = s.VirtualResourceSerializer
     filterset_fields = ["market", "program", "state", "scope_kind", "scope"]
     search_fields = ["name", "scope", "market_resource_id"]
@@ -42,8 +48,15 @@ class VirtualResourceViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mix
     def perform_create(self, serializer):
         data = serializer.validated_data
         serializer.instance = services.create_resource(
-            market=data["market"], program=data["program"], name=data["name"], scope_kind=data.get("scope_kind", "pricing_node"),
-            scope=data["scope"], max_kw=data.get("max_kw"), participation_model=data.get("participation_model"), by=self.request.user)
+            market=data["market"],
+            program=data["program"],
+            name=data["name"],
+            scope_kind=data.get("scope_kind", "pricing_node"),
+            scope=data["scope"],
+            max_kw=data.get("max_kw"),
+            participation_model=data.get("participation_model"),
+            by=self.request.user,
+        )
 
     @extend_schema(request=s.ResourceUpdateSerializer)
     def update(self, request, *args, **kwargs):
@@ -52,34 +65,57 @@ class VirtualResourceViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mix
         resource = services.update_resource(resource=self.get_object(), **params.validated_data)
         return Response(s.VirtualResourceSerializer(self.get_queryset().get(pk=resource.pk)).data)
 
-    @extend_schema(parameters=[OpenApiParameter("event_hours", float, description="Event length; the program's typical length by default")],
-                   responses=s.CapabilitySerializer)
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("event_hours", float, description="Event length; the program's typical length by default")
+        ],
+        responses=s.CapabilitySerializer,
+    )
     @action(detail=True, methods=["get"])
     def capability(self, request, pk=None):
         """Dispatchable kW now and by hour for the next 48 hours."""
         resource = self.get_object()
         hours = _event_hours(request, resource)
-        figures = capability_of(resource_ids=[resource.pk], now=timezone.now(), hours=48, event_hours=hours)[resource.pk]
+        figures = capability_of(resource_ids=[resource.pk], now=timezone.now(), hours=48, event_hours=hours)[
+            resource.pk
+        ]
         minimum = float(resource.market.min_aggregation_kw)
-        return Response({"resource": resource.pk, "event_hours": hours, "minimum_kw": minimum,
-                         "shortfall_kw": round(max(0.0, minimum - figures["now_kw"]), 3), **figures})
+        return Response(
+            {
+                "resource": resource.pk,
+                "event_hours": hours,
+                "minimum_kw": minimum,
+                "shortfall_kw": round(max(0.0, minimum - figures["now_kw"]), 3),
+                **figures,
+            }
+        )
 
     @extend_schema(responses=s.MemberSerializer(many=True))
     @action(detail=True, methods=["get"], pagination_class=None)
     def members(self, request, pk=None):
         """Current members with what each contributes now, and why."""
         resource = self.get_object()
-        fleet, (joined,) = load_fleet(where="m.resource_id = %s", params=[resource.pk],
-                                      joins="JOIN aggregator_resourcemembership m ON m.device_id = d.id AND m.left_at IS NULL",
-                                      extra=("m.joined_at",))
+        fleet, (joined,) = load_fleet(
+            where="m.resource_id = %s",
+            params=[resource.pk],
+            joins="JOIN aggregator_resourcemembership m ON m.device_id = d.id AND m.left_at IS NULL",
+            extra=("m.joined_at",),
+        )
         now = timezone.now()
         kw = capability.available_kw(fleet, now=now, instants=[now], event_hours=_event_hours(request, resource))[:, 0]
-        return Response([
-            {"device": int(fleet.device_id[i]), "device_type": capability.TYPES[fleet.type_code[i]],
-             "rated_kw": float(fleet.rated_kw[i]), "available_kw": round(float(kw[i]), 3),
-             "explanation": capability.explain(fleet, kw, i), "joined_at": joined[i]}
-            for i in range(len(fleet))
-        ])
+        return Response(
+            [
+                {
+                    "device": int(fleet.device_id[i]),
+                    "device_type": capability.TYPES[fleet.type_code[i]],
+                    "rated_kw": float(fleet.rated_kw[i]),
+                    "available_kw": round(float(kw[i]), 3),
+                    "explanation": capability.explain(fleet, kw, i),
+                    "joined_at": joined[i],
+                }
+                for i in range(len(fleet))
+            ]
+        )
 
     def _member_change(self, request, change):
         params = s.MemberChangeSerializer(data=request.data)
@@ -103,15 +139,27 @@ class VirtualResourceViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mix
     def history(self, request, pk=None):
         """Lifecycle transitions and modifications (members added or removed, with capability effect)."""
         resource = self.get_object()
-        return Response({
-            "transitions": list(resource.transitions.values("action", "from_state", "to_state", "at", "actor_label", "reason")),
-            "modifications": [
-                {"kind": m.kind, "device": m.device_id, "at": m.at, "capability_before_kw": m.capability_before_kw,
-                 "capability_after_kw": m.capability_after_kw, "capability_change_kw": m.capability_change_kw,
-                 "actor_label": m.actor_label, "reason": m.reason, "reported_at": m.reported_at}
-                for m in resource.modifications.all()
-            ],
-        })
+        return Response(
+            {
+                "transitions": list(
+                    resource.transitions.values("action", "from_state", "to_state", "at", "actor_label", "reason")
+                ),
+                "modifications": [
+                    {
+                        "kind": m.kind,
+                        "device": m.device_id,
+                        "at": m.at,
+                        "capability_before_kw": m.capability_before_kw,
+                        "capability_after_kw": m.capability_after_kw,
+                        "capability_change_kw": m.capability_change_kw,
+                        "actor_label": m.actor_label,
+                        "reason": m.reason,
+                        "reported_at": m.reported_at,
+                    }
+                    for m in resource.modifications.all()
+                ],
+            }
+        )
 
     @extend_schema(parameters=[OpenApiParameter("format", str, enum=["json", "csv"])], responses={200: dict})
     @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, CSVRenderer])
@@ -119,12 +167,21 @@ class VirtualResourceViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mix
         """The registration export a market needs: the resource and each member's site, meter, type, kW and location."""
         resource = self.get_object()
         rows = registration_rows(resource)
-        head = {"resource": resource.name, "market": resource.market.code, "market_resource_id": resource.market_resource_id,
-                "participation_model": resource.participation_model, "scope_kind": resource.scope_kind, "scope": resource.scope,
-                "registered_capability_kw": resource.registered_capability_kw, "members": rows}
+        head = {
+            "resource": resource.name,
+            "market": resource.market.code,
+            "market_resource_id": resource.market_resource_id,
+            "participation_model": resource.participation_model,
+            "scope_kind": resource.scope_kind,
+            "scope": resource.scope,
+            "registered_capability_kw": resource.registered_capability_kw,
+            "members": rows,
+        }
         response = Response(head)
         if getattr(request, "accepted_renderer", None) and request.accepted_renderer.format == "csv":
-            response["Content-Disposition"] = f'attachment; filename="{resource.market.code}-{resource.name}-registration.csv"'
+            response["Content-Disposition"] = (
+                f'attachment; filename="{resource.market.code}-{resource.name}-registration.csv"'
+            )
         return response
 
     @extend_schema(responses={200: dict})
@@ -135,9 +192,21 @@ class VirtualResourceViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mix
         by_utility: dict[str, list] = {}
         for row in registration_rows(resource):
             by_utility.setdefault(row["utility"], []).append(row)
-        return Response({"resource": resource.name, "market": resource.market.code,
-                         "utilities": [{"utility": u, "ders": len(r), "total_rated_kw": round(sum(x["rated_kw"] for x in r), 3), "members": r}
-                                       for u, r in sorted(by_utility.items())]})
+        return Response(
+            {
+                "resource": resource.name,
+                "market": resource.market.code,
+                "utilities": [
+                    {
+                        "utility": u,
+                        "ders": len(r),
+                        "total_rated_kw": round(sum(x["rated_kw"] for x in r), 3),
+                        "members": r,
+                    }
+                    for u, r in sorted(by_utility.items())
+                ],
+            }
+        )
 
 
 def pk_of(view) -> int:

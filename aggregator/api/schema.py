@@ -8,8 +8,12 @@ class OperatorTokenScheme(OpenApiAuthenticationExtension):
     name = "operatorToken"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "bearerFormat": "op_<key id>_<secret>",
-                "description": "Operator API token (`manage.py issue_operator_token`); carries the user's roles."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "op_<key id>_<secret>",
+            "description": "Operator API token (`manage.py issue_operator_token`); carries the user's roles.",
+        }
 
 
 class DeviceTokenScheme(OpenApiAuthenticationExtension):
@@ -17,8 +21,12 @@ class DeviceTokenScheme(OpenApiAuthenticationExtension):
     name = "deviceToken"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "bearerFormat": "dev_<key id>_<secret> or gw_<key id>_<secret>",
-                "description": "Device or gateway token issued by an operator; sees only its own devices."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "dev_<key id>_<secret> or gw_<key id>_<secret>",
+            "description": "Device or gateway token issued by an operator; sees only its own devices.",
+        }
 
 
 class MarketTokenScheme(OpenApiAuthenticationExtension):
@@ -26,5 +34,9 @@ class MarketTokenScheme(OpenApiAuthenticationExtension):
     name = "marketToken"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "bearerFormat": "mkt_<key id>_<secret>",
-                "description": "Market or utility token (`manage.py issue_market_token`): sends dispatch instructions."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "mkt_<key id>_<secret>",
+            "description": "Market or utility token (`manage.py issue_market_token`): sends dispatch instructions.",
+        }

@@ -7,8 +7,16 @@ class MarketSerializer(serializers.ModelSerializer):
     class Meta:
         model = Market
         fields = [
-            "id", "code", "name", "time_zone", "min_aggregation_kw", "multi_node_allowed", "utility_review_days",
-            "review_lapse_approves", "settlement_interval_minutes", "baseline_methods",
+            "id",
+            "code",
+            "name",
+            "time_zone",
+            "min_aggregation_kw",
+            "multi_node_allowed",
+            "utility_review_days",
+            "review_lapse_approves",
+            "settlement_interval_minutes",
+            "baseline_methods",
         ]
 
 
@@ -18,8 +26,17 @@ class ProgramSerializer(serializers.ModelSerializer):
     class Meta:
         model = Program
         fields = [
-            "id", "market", "code", "name", "service", "terms_version", "utility_review_days", "review_days",
-            "excluded_retail_programs", "is_open", "typical_event_hours",
+            "id",
+            "market",
+            "code",
+            "name",
+            "service",
+            "terms_version",
+            "utility_review_days",
+            "review_days",
+            "excluded_retail_programs",
+            "is_open",
+            "typical_event_hours",
         ]
 
 
@@ -32,9 +49,25 @@ class VirtualResourceSerializer(serializers.ModelSerializer):
 
         model = VirtualResource
         fields = [
-            "id", "name", "market", "program", "participation_model", "scope_kind", "scope", "max_kw", "state",
-            "allowed_actions", "registered_capability_kw", "market_resource_id", "member_count", "submitted_at",
-            "registered_at", "activated_at", "retired_at", "created_at", "updated_at",
+            "id",
+            "name",
+            "market",
+            "program",
+            "participation_model",
+            "scope_kind",
+            "scope",
+            "max_kw",
+            "state",
+            "allowed_actions",
+            "registered_capability_kw",
+            "market_resource_id",
+            "member_count",
+            "submitted_at",
+            "registered_at",
+            "activated_at",
+            "retired_at",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = ["market_resource_id"]
         extra_kwargs = {"participation_model": {"required": False}}
@@ -100,8 +133,22 @@ class ProposalSerializer(serializers.ModelSerializer):
         from aggregator.models import AggregationProposal
 
         model = AggregationProposal
-        fields = ["id", "market", "program", "scope_kind", "max_kw", "event_hours", "state", "resources", "unplaced",
-                  "ineligible", "created_at", "created_by", "decided_at", "seconds"]
+        fields = [
+            "id",
+            "market",
+            "program",
+            "scope_kind",
+            "max_kw",
+            "event_hours",
+            "state",
+            "resources",
+            "unplaced",
+            "ineligible",
+            "created_at",
+            "created_by",
+            "decided_at",
+            "seconds",
+        ]
 
     def get_resources(self, obj) -> list[dict]:
         # Device ids can run to the hundred thousand; the list view shows the summary.

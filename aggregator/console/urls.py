@@ -5,7 +5,11 @@ from aggregator.console import views
 
 app_name = "console"
 urlpatterns = [
-    path("login/", auth.LoginView.as_view(template_name="console/login.html", redirect_authenticated_user=True), name="login"),
+    path(
+        "login/",
+        auth.LoginView.as_view(template_name="console/login.html", redirect_authenticated_user=True),
+        name="login",
+    ),
     path("logout/", auth.LogoutView.as_view(), name="logout"),
     path("", views.fleet, name="fleet"),
     path("resources/", views.resources, name="resources"),

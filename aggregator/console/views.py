@@ -26,8 +26,11 @@ from aggregator.models import VirtualResource
 from settlement.charts import step_chart
 
 CAPABILITY_SERIES = [("kw", "Available kW", "#1f6feb", "")]
-EVENT_SERIES = [("target_kw", "Target", "#6b7280", "6 4"), ("allocated_kw", "Allocated", "#1f6feb", "2 3"),
-                ("delivered_kw", "Delivered", "#c2410c", "")]
+EVENT_SERIES = [
+    ("target_kw", "Target", "#6b7280", "6 4"),
+    ("allocated_kw", "Allocated", "#1f6feb", "2 3"),
+    ("delivered_kw", "Delivered", "#c2410c", ""),
+]
 
 
 def operator_page(*, write: bool = False):
@@ -41,7 +44,9 @@ def operator_page(*, write: bool = False):
                 raise PermissionDenied
             request.can_write = bool(roles & WRITE_ROLES)
             return view(request, *args, **kwargs)
+
         return wrapped
+
     return decorate
 
 
@@ -67,17 +72,25 @@ def fleet(request):
         LEFT JOIN enrollment_device d ON d.site_id = site.id LEFT JOIN enrollment_devicestatus s ON s.device_id = d.id
         GROUP BY m.code, site.pricing_node ORDER BY m.code, site.pricing_node""")
     totals = [sum(r[i] for r in by_type) for i in (1, 2, 3, 4)]
-    return render(request, "console/fleet.html", {"by_type": by_type, "totals": totals, "enrollment": enrollment,
-                                                  "nodes": nodes, "section": "fleet"})
+    return render(
+        request,
+        "console/fleet.html",
+        {"by_type": by_type, "totals": totals, "enrollment": enrollment, "nodes": nodes, "section": "fleet"},
+    )
 
 
 @operator_page()
 def resources(request):
     from aggregator.selectors import capability_of
 
-    items = list(VirtualResource.objects.select_related("market", "program").annotate(
-        members=Count("memberships", distinct=True)).order_by("market__code", "name"))
-    capability = capability_of(resource_ids=[r.pk for r in items], now=timezone.now(), hours=1, event_hours=2) if items else {}
+    items = list(
+        VirtualResource.objects.select_related("market", "program")
+        .annotate(members=Count("memberships", distinct=True))
+        .order_by("market__code", "name")
+    )
+    capability = (
+        capability_of(resource_ids=[r.pk for r in items], now=timezone.now(), hours=1, event_hours=2) if items else {}
+    )
     rows = [(r, capability.get(r.pk, {}).get("now_kw", 0)) for r in items]
     return render(request, "console/resources.html", {"rows": rows, "section": "resources"})
 
@@ -93,16 +106,27 @@ def resource(request, pk: int):
     figures = capability_of(resource_ids=[pk], now=now, hours=48, event_hours=2)[pk]
     rows = [{"start": f["start"], "kw": f["kw"]} for f in figures["forecast"]]
     zone = ZoneInfo(item.market.time_zone)
-    chart = step_chart(rows, CAPABILITY_SERIES, zone=zone, title=f"{item}: available kW, next 48 hours",
-                       description="Available kW of the resource's members per hour")
-    members = _rows("""
+    chart = step_chart(
+        rows,
+        CAPABILITY_SERIES,
+        zone=zone,
+        title=f"{item}: available kW, next 48 hours",
+        description="Available kW of the resource's members per hour",
+    )
+    members = _rows(
+        """
         SELECT d.id, d.device_type, d.manufacturer, d.rated_kw, site.pricing_node, c.external_ref, s.online, s.last_seen_at
         FROM aggregator_resourcemembership m JOIN enrollment_device d ON d.id = m.device_id
         JOIN enrollment_site site ON site.id = d.site_id JOIN enrollment_customer c ON c.id = site.customer_id
         LEFT JOIN enrollment_devicestatus s ON s.device_id = d.id
-        WHERE m.resource_id = %s AND m.left_at IS NULL ORDER BY d.id LIMIT 200""", [pk])
-    return render(request, "console/resource.html", {"item": item, "figures": figures, "chart": chart, "members": members,
-                                                     "section": "resources", "zone": zone})
+        WHERE m.resource_id = %s AND m.left_at IS NULL ORDER BY d.id LIMIT 200""",
+        [pk],
+    )
+    return render(
+        request,
+        "console/resource.html",
+        {"item": item, "figures": figures, "chart": chart, "members": members, "section": "resources", "zone": zone},
+    )
 
 
 def _moments(data: dict, names, zone: str | None, problems: list) -> dict:
@@ -146,18 +170,35 @@ def events(request):
         if not problems:
             try:
                 with transaction.atomic():
-                    event = services.create_event(resource=form["resource"], source="operator_test", start=form["start"],
-                                                  end=form["end"], target_kw=form["target_kw"], by=request.user)
+                    event = services.create_event(
+                        resource=form["resource"],
+                        source="operator_test",
+                        start=form["start"],
+                        end=form["end"],
+                        target_kw=form["target_kw"],
+                        by=request.user,
+                    )
                 return redirect("console:event", pk=event.pk)
             except DomainError as exc:
                 problems = [(p.field or "form", p.message) for p in exc.problems]
     recent = DispatchEvent.objects.select_related("resource__market").order_by("-start")[:50]
     startable = VirtualResource.objects.filter(state__in=["submitted", "registered", "active"]).select_related("market")
     soon = (timezone.now() + timedelta(minutes=2)).replace(second=0, microsecond=0)
-    return render(request, "console/events.html", {
-        "events": recent, "resources": startable, "form": form, "problems": problems, "section": "events",
-        "problem_fields": {f for f, _ in problems}, "default_start": soon, "default_end": soon + timedelta(hours=1)},
-        status=400 if problems else 200)
+    return render(
+        request,
+        "console/events.html",
+        {
+            "events": recent,
+            "resources": startable,
+            "form": form,
+            "problems": problems,
+            "section": "events",
+            "problem_fields": {f for f, _ in problems},
+            "default_start": soon,
+            "default_end": soon + timedelta(hours=1),
+        },
+        status=400 if problems else 200,
+    )
 
 
 @operator_page(write=True)
@@ -170,10 +211,16 @@ def event(request, pk: int):
         raise Http404
     if request.method == "POST" and request.POST.get("action") == "cancel":
         try:
-            services.cancel(event=item, by=request.user, reason=request.POST.get("reason") or "Cancelled from the console.")
+            services.cancel(
+                event=item, by=request.user, reason=request.POST.get("reason") or "Cancelled from the console."
+            )
         except DomainError as exc:
-            return render(request, "console/event.html", {**_event_context(item, selectors), "error": exc.problems[0].message},
-                          status=409)
+            return render(
+                request,
+                "console/event.html",
+                {**_event_context(item, selectors), "error": exc.problems[0].message},
+                status=409,
+            )
         return redirect("console:event", pk=pk)
     template = "console/event_live.html" if request.GET.get("part") == "live" else "console/event.html"
     return render(request, template, _event_context(item, selectors))
@@ -182,22 +229,48 @@ def event(request, pk: int):
 def _event_context(item, selectors) -> dict:
     zone = ZoneInfo(item.resource.market.time_zone)
     intervals = selectors.target_vs_delivered(event=item)
-    rows = [{"start": r["start"], "target_kw": r["target_kw"], "allocated_kw": r["allocated_kw"],
-             "delivered_kw": r["delivered_kw"]} for r in intervals]
-    chart = step_chart(rows, EVENT_SERIES, zone=zone, title=f"Event {item.pk}: target, allocated and delivered kW",
-                       description="Target, allocated and delivered kW per interval")
-    statuses = dict(_rows("SELECT status, count(*) FROM dispatch_devicecommand WHERE event_id = %s GROUP BY status", [item.pk]))
-    trouble = _rows("""
+    rows = [
+        {
+            "start": r["start"],
+            "target_kw": r["target_kw"],
+            "allocated_kw": r["allocated_kw"],
+            "delivered_kw": r["delivered_kw"],
+        }
+        for r in intervals
+    ]
+    chart = step_chart(
+        rows,
+        EVENT_SERIES,
+        zone=zone,
+        title=f"Event {item.pk}: target, allocated and delivered kW",
+        description="Target, allocated and delivered kW per interval",
+    )
+    statuses = dict(
+        _rows("SELECT status, count(*) FROM dispatch_devicecommand WHERE event_id = %s GROUP BY status", [item.pk])
+    )
+    trouble = _rows(
+        """
         SELECT c.device_id, d.device_type, c.status, coalesce(nullif(c.reason, ''), o.reason, ''), c.acknowledged_at
         FROM dispatch_devicecommand c JOIN enrollment_device d ON d.id = c.device_id
         LEFT JOIN LATERAL (SELECT reason FROM dispatch_deviceoptout o WHERE o.device_id = c.device_id AND o.event_id = c.event_id
                            ORDER BY o.id DESC LIMIT 1) o ON true
         WHERE c.event_id = %s AND c.status IN ('rejected', 'opted_out', 'expired')
-        ORDER BY c.status, c.device_id LIMIT 100""", [item.pk])
+        ORDER BY c.status, c.device_id LIMIT 100""",
+        [item.pk],
+    )
     runs = list(item.settlement_runs.order_by("-version")[:5])
-    return {"item": item, "intervals": intervals, "chart": chart, "statuses": statuses, "trouble": trouble, "zone": zone,
-            "runs": runs, "section": "events", "live": item.state in ("scheduled", "notified", "active"),
-            "now": datetime.now(UTC)}
+    return {
+        "item": item,
+        "intervals": intervals,
+        "chart": chart,
+        "statuses": statuses,
+        "trouble": trouble,
+        "zone": zone,
+        "runs": runs,
+        "section": "events",
+        "live": item.state in ("scheduled", "notified", "active"),
+        "now": datetime.now(UTC),
+    }
 
 
 @operator_page()
@@ -205,9 +278,17 @@ def settlement(request):
     from settlement.models import SettlementRun
 
     runs = SettlementRun.objects.select_related("event__resource").order_by("-created_at")[:50]
-    return render(request, "console/settlement.html", {
-        "runs": runs, "resources": VirtualResource.objects.order_by("name"), "section": "settlement",
-        "period_url": reverse("console:period"), "today": timezone.now().date()})
+    return render(
+        request,
+        "console/settlement.html",
+        {
+            "runs": runs,
+            "resources": VirtualResource.objects.order_by("name"),
+            "section": "settlement",
+            "period_url": reverse("console:period"),
+            "today": timezone.now().date(),
+        },
+    )
 
 
 @operator_page()
@@ -232,8 +313,12 @@ def period(request):
     context, download = pages.period_context(request.GET)
     if download is not None:
         return download
-    return render(request, "console/period.html", {**context, "section": "settlement"},
-                  status=400 if context["form"].is_bound and context["form"].errors else 200)
+    return render(
+        request,
+        "console/period.html",
+        {**context, "section": "settlement"},
+        status=400 if context["form"].is_bound and context["form"].errors else 200,
+    )
 
 
 @operator_page()
@@ -251,14 +336,29 @@ def health(request):
         queue = client().llen("celery")
     except Exception as exc:  # the page reports a broken broker rather than failing
         queue = f"unknown ({type(exc).__name__})"
-    beat = _rows("SELECT name, last_run_at, total_run_count FROM django_celery_beat_periodictask "
-                 "WHERE enabled ORDER BY last_run_at DESC NULLS LAST")
+    beat = _rows(
+        "SELECT name, last_run_at, total_run_count FROM django_celery_beat_periodictask "
+        "WHERE enabled ORDER BY last_run_at DESC NULLS LAST"
+    )
     heartbeat = _rows("SELECT max(last_seen_at), count(*) FILTER (WHERE online) FROM enrollment_devicestatus")[0]
-    delivery = _rows("SELECT max(reported_at) FROM dispatch_deliveryreport WHERE event_id IN "
-                     "(SELECT id FROM dispatch_dispatchevent ORDER BY start DESC LIMIT 10)")[0][0]
-    return render(request, "console/health.html", {
-        "workers": workers, "queue": queue, "beat": beat, "last_heartbeat": heartbeat[0], "online": heartbeat[1],
-        "last_delivery": delivery, "database": probes._timed(probes._database), "section": "health"})
+    delivery = _rows(
+        "SELECT max(reported_at) FROM dispatch_deliveryreport WHERE event_id IN "
+        "(SELECT id FROM dispatch_dispatchevent ORDER BY start DESC LIMIT 10)"
+    )[0][0]
+    return render(
+        request,
+        "console/health.html",
+        {
+            "workers": workers,
+            "queue": queue,
+            "beat": beat,
+            "last_heartbeat": heartbeat[0],
+            "online": heartbeat[1],
+            "last_delivery": delivery,
+            "database": probes._timed(probes._database),
+            "section": "health",
+        },
+    )
 
 
 @operator_page(write=True)
@@ -276,22 +376,42 @@ def storm_watches(request):
         resilience.cancel(watch=watch)
         return redirect("console:storm-watches")
     if request.method == "POST":
-        form = {k: request.POST.get(k, "").strip() for k in ("market", "zone", "pricing_nodes", "start", "end", "reason")}
+        form = {
+            k: request.POST.get(k, "").strip() for k in ("market", "zone", "pricing_nodes", "start", "end", "reason")
+        }
         market = Market.objects.filter(code=form["market"]).first()
         if market is None:
             problems.append(("market", "Choose a market."))
         moments = _moments(form, ("start", "end"), market.time_zone if market else None, problems)
         if not problems:
             try:
-                resilience.declare(market=market, zone=form["zone"], start=moments["start"], end=moments["end"],
-                                   pricing_nodes=[n.strip() for n in form["pricing_nodes"].split(",") if n.strip()],
-                                   reason=form["reason"], by=request.user)
+                resilience.declare(
+                    market=market,
+                    zone=form["zone"],
+                    start=moments["start"],
+                    end=moments["end"],
+                    pricing_nodes=[n.strip() for n in form["pricing_nodes"].split(",") if n.strip()],
+                    reason=form["reason"],
+                    by=request.user,
+                )
                 return redirect("console:storm-watches")
             except DomainError as exc:
                 problems = [(p.field or "form", p.message) for p in exc.problems]
     watches = StormWatch.objects.select_related("market").order_by("-start")[:50]
     soon = (timezone.now() + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
-    return render(request, "console/storm_watches.html", {
-        "watches": watches, "markets": Market.objects.order_by("code"), "form": form, "problems": problems,
-        "problem_fields": {f for f, _ in problems}, "section": "storm", "default_start": soon,
-        "default_end": soon + timedelta(hours=12), "now": timezone.now()}, status=400 if problems else 200)
+    return render(
+        request,
+        "console/storm_watches.html",
+        {
+            "watches": watches,
+            "markets": Market.objects.order_by("code"),
+            "form": form,
+            "problems": problems,
+            "problem_fields": {f for f, _ in problems},
+            "section": "storm",
+            "default_start": soon,
+            "default_end": soon + timedelta(hours=12),
+            "now": timezone.now(),
+        },
+        status=400 if problems else 200,
+    )

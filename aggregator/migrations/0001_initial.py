@@ -9,7 +9,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -18,57 +17,138 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Market',
+            name="Market",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.SlugField(help_text='Short code, e.g. PJM.', max_length=16, unique=True)),
-                ('name', models.CharField(max_length=100)),
-                ('time_zone', models.CharField(help_text="The market's local time (MISO runs on Eastern Standard Time all year).", max_length=64, validators=[aggregator.models.validate_time_zone])),
-                ('min_aggregation_kw', models.DecimalField(decimal_places=3, default=100, max_digits=10)),
-                ('multi_node_allowed', models.BooleanField(default=False, help_text='Whether an aggregation may span more than one pricing node.')),
-                ('utility_review_days', models.PositiveSmallIntegerField(default=60, help_text='Days the distribution utility has to review a DER joining an aggregation.')),
-                ('review_lapse_approves', models.BooleanField(default=False, help_text='Whether a utility review that passes its deadline without a decision counts as approval.')),
-                ('settlement_interval_minutes', models.PositiveSmallIntegerField(choices=[(5, '5 minutes'), (15, '15 minutes'), (60, '60 minutes')], default=5)),
-                ('baseline_methods', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=40), blank=True, default=list)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("code", models.SlugField(help_text="Short code, e.g. PJM.", max_length=16, unique=True)),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "time_zone",
+                    models.CharField(
+                        help_text="The market's local time (MISO runs on Eastern Standard Time all year).",
+                        max_length=64,
+                        validators=[aggregator.models.validate_time_zone],
+                    ),
+                ),
+                ("min_aggregation_kw", models.DecimalField(decimal_places=3, default=100, max_digits=10)),
+                (
+                    "multi_node_allowed",
+                    models.BooleanField(
+                        default=False, help_text="Whether an aggregation may span more than one pricing node."
+                    ),
+                ),
+                (
+                    "utility_review_days",
+                    models.PositiveSmallIntegerField(
+                        default=60,
+                        help_text="Days the distribution utility has to review a DER joining an aggregation.",
+                    ),
+                ),
+                (
+                    "review_lapse_approves",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Whether a utility review that passes its deadline without a decision counts as approval.",
+                    ),
+                ),
+                (
+                    "settlement_interval_minutes",
+                    models.PositiveSmallIntegerField(
+                        choices=[(5, "5 minutes"), (15, "15 minutes"), (60, "60 minutes")], default=5
+                    ),
+                ),
+                (
+                    "baseline_methods",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=40), blank=True, default=list
+                    ),
+                ),
             ],
             options={
-                'ordering': ['code'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('min_aggregation_kw__gt', 0)), name='market_min_size_positive')],
+                "ordering": ["code"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("min_aggregation_kw__gt", 0)), name="market_min_size_positive"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='OperatorToken',
+            name="OperatorToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key_id', models.CharField(editable=False, max_length=16, unique=True)),
-                ('digest', models.CharField(editable=False, max_length=64)),
-                ('label', models.CharField(blank=True, max_length=100)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('last_used_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_tokens', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key_id", models.CharField(editable=False, max_length=16, unique=True)),
+                ("digest", models.CharField(editable=False, max_length=64)),
+                ("label", models.CharField(blank=True, max_length=100)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ("last_used_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_tokens",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='Program',
+            name="Program",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.SlugField(max_length=40)),
-                ('name', models.CharField(max_length=150)),
-                ('service', models.CharField(choices=[('energy', 'Energy'), ('capacity', 'Capacity'), ('ancillary', 'Ancillary / regulation'), ('demand_response', 'Demand response')], max_length=20)),
-                ('terms_version', models.CharField(help_text='Version of the program terms a customer must have consented to.', max_length=20)),
-                ('utility_review_days', models.PositiveSmallIntegerField(blank=True, help_text="Overrides the market's review period when set.", null=True)),
-                ('excluded_retail_programs', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=30), blank=True, default=list, help_text='Kinds of retail program whose participants this program may not count (no double counting), e.g. utility_dr, net_metering.')),
-                ('is_open', models.BooleanField(default=True, help_text='Whether new enrollments are accepted.')),
-                ('market', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='programs', to='aggregator.market')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("code", models.SlugField(max_length=40)),
+                ("name", models.CharField(max_length=150)),
+                (
+                    "service",
+                    models.CharField(
+                        choices=[
+                            ("energy", "Energy"),
+                            ("capacity", "Capacity"),
+                            ("ancillary", "Ancillary / regulation"),
+                            ("demand_response", "Demand response"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "terms_version",
+                    models.CharField(
+                        help_text="Version of the program terms a customer must have consented to.", max_length=20
+                    ),
+                ),
+                (
+                    "utility_review_days",
+                    models.PositiveSmallIntegerField(
+                        blank=True, help_text="Overrides the market's review period when set.", null=True
+                    ),
+                ),
+                (
+                    "excluded_retail_programs",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=30),
+                        blank=True,
+                        default=list,
+                        help_text="Kinds of retail program whose participants this program may not count (no double counting), e.g. utility_dr, net_metering.",
+                    ),
+                ),
+                ("is_open", models.BooleanField(default=True, help_text="Whether new enrollments are accepted.")),
+                (
+                    "market",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="programs", to="aggregator.market"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['market__code', 'code'],
-                'constraints': [models.UniqueConstraint(fields=('market', 'code'), name='program_code_unique_per_market')],
+                "ordering": ["market__code", "code"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("market", "code"), name="program_code_unique_per_market")
+                ],
             },
         ),
     ]

@@ -12,12 +12,26 @@ from django.db import migrations
 
 MARKETS = [
     # code, name, time zone, multi-node, settlement minutes, baseline methods
-    ("CAISO", "California ISO", "America/Los_Angeles", True, 5, ["caiso-10-in-10", "meter-before-meter-after", "metered-device-output"]),
+    (
+        "CAISO",
+        "California ISO",
+        "America/Los_Angeles",
+        True,
+        5,
+        ["caiso-10-in-10", "meter-before-meter-after", "metered-device-output"],
+    ),
     ("PJM", "PJM Interconnection", "America/New_York", True, 5, ["pjm-high-4-of-5", "metered-device-output"]),
     ("NYISO", "New York ISO", "America/New_York", False, 5, ["nyiso-cbl", "metered-device-output"]),
     ("ISO-NE", "ISO New England", "America/New_York", False, 5, ["meter-before-meter-after", "metered-device-output"]),
     ("MISO", "Midcontinent ISO", "Etc/GMT+5", False, 5, ["meter-before-meter-after", "metered-device-output"]),
-    ("ERCOT", "Electric Reliability Council of Texas", "America/Chicago", True, 15, ["meter-before-meter-after", "metered-device-output"]),
+    (
+        "ERCOT",
+        "Electric Reliability Council of Texas",
+        "America/Chicago",
+        True,
+        15,
+        ["meter-before-meter-after", "metered-device-output"],
+    ),
     ("SPP", "Southwest Power Pool", "America/Chicago", False, 5, ["meter-before-meter-after", "metered-device-output"]),
 ]
 
@@ -28,8 +42,13 @@ def seed(apps, schema_editor):
         Market.objects.update_or_create(
             code=code,
             defaults={
-                "name": name, "time_zone": tz, "multi_node_allowed": multi_node, "settlement_interval_minutes": interval,
-                "baseline_methods": methods, "min_aggregation_kw": 100, "utility_review_days": 60,
+                "name": name,
+                "time_zone": tz,
+                "multi_node_allowed": multi_node,
+                "settlement_interval_minutes": interval,
+                "baseline_methods": methods,
+                "min_aggregation_kw": 100,
+                "utility_review_days": 60,
                 "review_lapse_approves": False,
             },
         )

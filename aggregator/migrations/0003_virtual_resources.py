@@ -10,10 +10,9 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('aggregator', '0002_seed_markets'),
-        ('enrollment', '0002_devicestatus'),
+        ("aggregator", "0002_seed_markets"),
+        ("enrollment", "0002_devicestatus"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -21,197 +20,391 @@ class Migration(migrations.Migration):
         # The membership exclusion constraint compares device ids (btree) and periods (gist) together.
         BtreeGistExtension(),
         migrations.CreateModel(
-            name='AggregationProposal',
+            name="AggregationProposal",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('scope_kind', models.CharField(choices=[('pricing_node', 'One pricing node'), ('zone', 'A zone (multi-node, where the market allows it)')], max_length=20)),
-                ('max_kw', models.DecimalField(blank=True, decimal_places=3, max_digits=12, null=True)),
-                ('event_hours', models.DecimalField(decimal_places=2, max_digits=4)),
-                ('state', models.CharField(choices=[('proposed', 'Proposed'), ('accepted', 'Accepted'), ('discarded', 'Discarded')], default='proposed', editable=False, max_length=20)),
-                ('resources', models.JSONField(default=list, help_text='[{name, scope, capability_kw, device_ids}]')),
-                ('unplaced', models.JSONField(default=list, help_text='[{scope, reason, code, devices, capability_kw}]')),
-                ('ineligible', models.JSONField(default=dict, help_text='Devices in the program not eligible to aggregate, by reason.')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('decided_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('seconds', models.FloatField(default=0, editable=False)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "scope_kind",
+                    models.CharField(
+                        choices=[
+                            ("pricing_node", "One pricing node"),
+                            ("zone", "A zone (multi-node, where the market allows it)"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("max_kw", models.DecimalField(blank=True, decimal_places=3, max_digits=12, null=True)),
+                ("event_hours", models.DecimalField(decimal_places=2, max_digits=4)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[("proposed", "Proposed"), ("accepted", "Accepted"), ("discarded", "Discarded")],
+                        default="proposed",
+                        editable=False,
+                        max_length=20,
+                    ),
+                ),
+                ("resources", models.JSONField(default=list, help_text="[{name, scope, capability_kw, device_ids}]")),
+                (
+                    "unplaced",
+                    models.JSONField(default=list, help_text="[{scope, reason, code, devices, capability_kw}]"),
+                ),
+                (
+                    "ineligible",
+                    models.JSONField(
+                        default=dict, help_text="Devices in the program not eligible to aggregate, by reason."
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("decided_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("seconds", models.FloatField(default=0, editable=False)),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='DevicePerformance',
+            name="DevicePerformance",
             fields=[
-                ('device', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='performance', serialize=False, to='enrollment.device')),
-                ('events', models.PositiveIntegerField(default=0)),
-                ('delivered_ratio', models.DecimalField(decimal_places=4, help_text='Delivered kWh / allocated kWh over past events.', max_digits=6)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "device",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="performance",
+                        serialize=False,
+                        to="enrollment.device",
+                    ),
+                ),
+                ("events", models.PositiveIntegerField(default=0)),
+                (
+                    "delivered_ratio",
+                    models.DecimalField(
+                        decimal_places=4, help_text="Delivered kWh / allocated kWh over past events.", max_digits=6
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.CreateModel(
-            name='ResourceMembership',
+            name="ResourceMembership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('joined_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('left_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("joined_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("left_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['resource_id', 'joined_at'],
+                "ordering": ["resource_id", "joined_at"],
             },
         ),
         migrations.CreateModel(
-            name='ResourceModification',
+            name="ResourceModification",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('member_added', 'Member added'), ('member_removed', 'Member removed')], max_length=20)),
-                ('at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('capability_before_kw', models.DecimalField(decimal_places=3, max_digits=12)),
-                ('capability_after_kw', models.DecimalField(decimal_places=3, max_digits=12)),
-                ('actor_label', models.CharField(max_length=150)),
-                ('reason', models.TextField(blank=True)),
-                ('reported_at', models.DateTimeField(blank=True, help_text='When it was reported to the market.', null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("member_added", "Member added"), ("member_removed", "Member removed")], max_length=20
+                    ),
+                ),
+                ("at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("capability_before_kw", models.DecimalField(decimal_places=3, max_digits=12)),
+                ("capability_after_kw", models.DecimalField(decimal_places=3, max_digits=12)),
+                ("actor_label", models.CharField(max_length=150)),
+                ("reason", models.TextField(blank=True)),
+                (
+                    "reported_at",
+                    models.DateTimeField(blank=True, help_text="When it was reported to the market.", null=True),
+                ),
             ],
             options={
-                'ordering': ['at', 'id'],
+                "ordering": ["at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='ResourceTransition',
+            name="ResourceTransition",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(max_length=30)),
-                ('from_state', models.CharField(blank=True, choices=[('draft', 'Draft'), ('submitted', 'Submitted to the market'), ('registered', 'Registered'), ('active', 'Active'), ('retired', 'Retired')], max_length=20)),
-                ('to_state', models.CharField(choices=[('draft', 'Draft'), ('submitted', 'Submitted to the market'), ('registered', 'Registered'), ('active', 'Active'), ('retired', 'Retired')], max_length=20)),
-                ('at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('actor_label', models.CharField(max_length=150)),
-                ('reason', models.TextField(blank=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("action", models.CharField(max_length=30)),
+                (
+                    "from_state",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("draft", "Draft"),
+                            ("submitted", "Submitted to the market"),
+                            ("registered", "Registered"),
+                            ("active", "Active"),
+                            ("retired", "Retired"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "to_state",
+                    models.CharField(
+                        choices=[
+                            ("draft", "Draft"),
+                            ("submitted", "Submitted to the market"),
+                            ("registered", "Registered"),
+                            ("active", "Active"),
+                            ("retired", "Retired"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("actor_label", models.CharField(max_length=150)),
+                ("reason", models.TextField(blank=True)),
             ],
             options={
-                'ordering': ['at', 'id'],
+                "ordering": ["at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='VirtualResource',
+            name="VirtualResource",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('participation_model', models.CharField(choices=[('energy', 'Energy'), ('capacity', 'Capacity'), ('ancillary', 'Ancillary / regulation'), ('demand_response', 'Demand response')], max_length=20)),
-                ('scope_kind', models.CharField(choices=[('pricing_node', 'One pricing node'), ('zone', 'A zone (multi-node, where the market allows it)')], default='pricing_node', max_length=20)),
-                ('scope', models.CharField(help_text='The pricing node or zone every member must be in.', max_length=64)),
-                ('max_kw', models.DecimalField(blank=True, decimal_places=3, help_text="Largest capability to build up to (the builder's cap).", max_digits=12, null=True)),
-                ('state', models.CharField(choices=[('draft', 'Draft'), ('submitted', 'Submitted to the market'), ('registered', 'Registered'), ('active', 'Active'), ('retired', 'Retired')], default='draft', editable=False, max_length=20)),
-                ('registered_capability_kw', models.DecimalField(blank=True, decimal_places=3, editable=False, help_text='Capability at submission, updated by every modification after it.', max_digits=12, null=True)),
-                ('market_resource_id', models.CharField(blank=True, help_text="The ISO's id once registered.", max_length=64)),
-                ('submitted_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('registered_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('activated_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('retired_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "participation_model",
+                    models.CharField(
+                        choices=[
+                            ("energy", "Energy"),
+                            ("capacity", "Capacity"),
+                            ("ancillary", "Ancillary / regulation"),
+                            ("demand_response", "Demand response"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "scope_kind",
+                    models.CharField(
+                        choices=[
+                            ("pricing_node", "One pricing node"),
+                            ("zone", "A zone (multi-node, where the market allows it)"),
+                        ],
+                        default="pricing_node",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "scope",
+                    models.CharField(help_text="The pricing node or zone every member must be in.", max_length=64),
+                ),
+                (
+                    "max_kw",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=3,
+                        help_text="Largest capability to build up to (the builder's cap).",
+                        max_digits=12,
+                        null=True,
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("draft", "Draft"),
+                            ("submitted", "Submitted to the market"),
+                            ("registered", "Registered"),
+                            ("active", "Active"),
+                            ("retired", "Retired"),
+                        ],
+                        default="draft",
+                        editable=False,
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "registered_capability_kw",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=3,
+                        editable=False,
+                        help_text="Capability at submission, updated by every modification after it.",
+                        max_digits=12,
+                        null=True,
+                    ),
+                ),
+                (
+                    "market_resource_id",
+                    models.CharField(blank=True, help_text="The ISO's id once registered.", max_length=64),
+                ),
+                ("submitted_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("registered_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("activated_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("retired_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['market__code', 'name'],
+                "ordering": ["market__code", "name"],
             },
         ),
         migrations.AddField(
-            model_name='program',
-            name='typical_event_hours',
-            field=models.DecimalField(decimal_places=2, default=4, help_text='Event length capability is quoted for (energy-limited devices give less over longer events).', max_digits=4),
+            model_name="program",
+            name="typical_event_hours",
+            field=models.DecimalField(
+                decimal_places=2,
+                default=4,
+                help_text="Event length capability is quoted for (energy-limited devices give less over longer events).",
+                max_digits=4,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='program',
-            constraint=models.CheckConstraint(condition=models.Q(('typical_event_hours__gt', 0), ('typical_event_hours__lte', 24)), name='program_event_hours_range'),
+            model_name="program",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("typical_event_hours__gt", 0), ("typical_event_hours__lte", 24)),
+                name="program_event_hours_range",
+            ),
         ),
         migrations.AddField(
-            model_name='aggregationproposal',
-            name='created_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="aggregationproposal",
+            name="created_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='aggregationproposal',
-            name='market',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='aggregator.market'),
+            model_name="aggregationproposal",
+            name="market",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="aggregator.market"
+            ),
         ),
         migrations.AddField(
-            model_name='aggregationproposal',
-            name='program',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='aggregator.program'),
+            model_name="aggregationproposal",
+            name="program",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="aggregator.program"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='deviceperformance',
-            constraint=models.CheckConstraint(condition=models.Q(('delivered_ratio__gte', 0)), name='performance_ratio_non_negative'),
+            model_name="deviceperformance",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("delivered_ratio__gte", 0)), name="performance_ratio_non_negative"
+            ),
         ),
         migrations.AddField(
-            model_name='resourcemembership',
-            name='device',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='memberships', to='enrollment.device'),
+            model_name="resourcemembership",
+            name="device",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="memberships", to="enrollment.device"
+            ),
         ),
         migrations.AddField(
-            model_name='resourcemodification',
-            name='actor',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="resourcemodification",
+            name="actor",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='resourcemodification',
-            name='device',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='enrollment.device'),
+            model_name="resourcemodification",
+            name="device",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="enrollment.device"
+            ),
         ),
         migrations.AddField(
-            model_name='resourcetransition',
-            name='actor',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="resourcetransition",
+            name="actor",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='virtualresource',
-            name='market',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='virtual_resources', to='aggregator.market'),
+            model_name="virtualresource",
+            name="market",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="virtual_resources", to="aggregator.market"
+            ),
         ),
         migrations.AddField(
-            model_name='virtualresource',
-            name='program',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='virtual_resources', to='aggregator.program'),
+            model_name="virtualresource",
+            name="program",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="virtual_resources", to="aggregator.program"
+            ),
         ),
         migrations.AddField(
-            model_name='resourcetransition',
-            name='resource',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='transitions', to='aggregator.virtualresource'),
+            model_name="resourcetransition",
+            name="resource",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="transitions", to="aggregator.virtualresource"
+            ),
         ),
         migrations.AddField(
-            model_name='resourcemodification',
-            name='resource',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='modifications', to='aggregator.virtualresource'),
+            model_name="resourcemodification",
+            name="resource",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="modifications",
+                to="aggregator.virtualresource",
+            ),
         ),
         migrations.AddField(
-            model_name='resourcemembership',
-            name='resource',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='memberships', to='aggregator.virtualresource'),
+            model_name="resourcemembership",
+            name="resource",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="memberships", to="aggregator.virtualresource"
+            ),
         ),
         migrations.AddIndex(
-            model_name='virtualresource',
-            index=models.Index(fields=['market', 'state'], name='resource_market_state'),
+            model_name="virtualresource",
+            index=models.Index(fields=["market", "state"], name="resource_market_state"),
         ),
         migrations.AddConstraint(
-            model_name='virtualresource',
-            constraint=models.UniqueConstraint(fields=('market', 'name'), name='resource_name_unique_per_market'),
+            model_name="virtualresource",
+            constraint=models.UniqueConstraint(fields=("market", "name"), name="resource_name_unique_per_market"),
         ),
         migrations.AddConstraint(
-            model_name='virtualresource',
-            constraint=models.CheckConstraint(condition=models.Q(('max_kw__isnull', True), ('max_kw__gt', 0), _connector='OR'), name='resource_max_kw_positive'),
+            model_name="virtualresource",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("max_kw__isnull", True), ("max_kw__gt", 0), _connector="OR"),
+                name="resource_max_kw_positive",
+            ),
         ),
         migrations.AddIndex(
-            model_name='resourcemembership',
-            index=models.Index(condition=models.Q(('left_at__isnull', True)), fields=['resource'], name='membership_current'),
+            model_name="resourcemembership",
+            index=models.Index(
+                condition=models.Q(("left_at__isnull", True)), fields=["resource"], name="membership_current"
+            ),
         ),
         migrations.AddIndex(
-            model_name='resourcemembership',
-            index=models.Index(fields=['device', 'joined_at'], name='membership_device_history'),
+            model_name="resourcemembership",
+            index=models.Index(fields=["device", "joined_at"], name="membership_device_history"),
         ),
         migrations.AddConstraint(
-            model_name='resourcemembership',
-            constraint=django.contrib.postgres.constraints.ExclusionConstraint(expressions=[('device', '='), (aggregator.models.resources.TsTzRange('joined_at', 'left_at', models.Value('[)')), '&&')], name='membership_no_overlap_per_device'),
+            model_name="resourcemembership",
+            constraint=django.contrib.postgres.constraints.ExclusionConstraint(
+                expressions=[
+                    ("device", "="),
+                    (aggregator.models.resources.TsTzRange("joined_at", "left_at", models.Value("[)")), "&&"),
+                ],
+                name="membership_no_overlap_per_device",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='resourcemembership',
-            constraint=models.CheckConstraint(condition=models.Q(('left_at__isnull', True), ('left_at__gt', models.F('joined_at')), _connector='OR'), name='membership_left_after_joined'),
+            model_name="resourcemembership",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("left_at__isnull", True), ("left_at__gt", models.F("joined_at")), _connector="OR"),
+                name="membership_left_after_joined",
+            ),
         ),
     ]

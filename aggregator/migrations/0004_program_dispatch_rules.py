@@ -4,20 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('aggregator', '0003_virtual_resources'),
+        ("aggregator", "0003_virtual_resources"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='program',
-            name='above_capability',
-            field=models.CharField(choices=[('warn', 'Accept with a warning'), ('refuse', 'Refuse')], default='warn', help_text='What to do with a dispatch event asking a resource for more kW than it has available.', max_length=10),
+            model_name="program",
+            name="above_capability",
+            field=models.CharField(
+                choices=[("warn", "Accept with a warning"), ("refuse", "Refuse")],
+                default="warn",
+                help_text="What to do with a dispatch event asking a resource for more kW than it has available.",
+                max_length=10,
+            ),
         ),
         migrations.AddField(
-            model_name='program',
-            name='over_commit_pct',
-            field=models.DecimalField(decimal_places=2, default=10, help_text="kW allocated above an event's target, for devices that under-deliver (an event may override).", max_digits=5),
+            model_name="program",
+            name="over_commit_pct",
+            field=models.DecimalField(
+                decimal_places=2,
+                default=10,
+                help_text="kW allocated above an event's target, for devices that under-deliver (an event may override).",
+                max_digits=5,
+            ),
         ),
     ]

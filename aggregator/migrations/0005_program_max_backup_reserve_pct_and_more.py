@@ -4,20 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('aggregator', '0004_program_dispatch_rules'),
+        ("aggregator", "0004_program_dispatch_rules"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='program',
-            name='max_backup_reserve_pct',
-            field=models.DecimalField(decimal_places=2, default=100, help_text='The highest backup reserve a customer may set (the rest is what the program can count on).', max_digits=5),
+            model_name="program",
+            name="max_backup_reserve_pct",
+            field=models.DecimalField(
+                decimal_places=2,
+                default=100,
+                help_text="The highest backup reserve a customer may set (the rest is what the program can count on).",
+                max_digits=5,
+            ),
         ),
         migrations.AddField(
-            model_name='program',
-            name='min_backup_reserve_pct',
-            field=models.DecimalField(decimal_places=2, default=10, help_text='The lowest backup reserve a customer may set on a battery in this program.', max_digits=5),
+            model_name="program",
+            name="min_backup_reserve_pct",
+            field=models.DecimalField(
+                decimal_places=2,
+                default=10,
+                help_text="The lowest backup reserve a customer may set on a battery in this program.",
+                max_digits=5,
+            ),
         ),
     ]

@@ -85,13 +85,21 @@ class Program(models.Model):
     )
     is_open = models.BooleanField(default=True, help_text="Whether new enrollments are accepted.")
     min_backup_reserve_pct = models.DecimalField(
-        max_digits=5, decimal_places=2, default=10,
-        help_text="The lowest backup reserve a customer may set on a battery in this program.")
+        max_digits=5,
+        decimal_places=2,
+        default=10,
+        help_text="The lowest backup reserve a customer may set on a battery in this program.",
+    )
     max_backup_reserve_pct = models.DecimalField(
-        max_digits=5, decimal_places=2, default=100,
-        help_text="The highest backup reserve a customer may set (the rest is what the program can count on).")
+        max_digits=5,
+        decimal_places=2,
+        default=100,
+        help_text="The highest backup reserve a customer may set (the rest is what the program can count on).",
+    )
     typical_event_hours = models.DecimalField(
-        max_digits=4, decimal_places=2, default=4,
+        max_digits=4,
+        decimal_places=2,
+        default=4,
         help_text="Event length capability is quoted for (energy-limited devices give less over longer events).",
     )
 
@@ -100,11 +108,15 @@ class Program(models.Model):
         REFUSE = "refuse", "Refuse"
 
     above_capability = models.CharField(
-        max_length=10, choices=CapabilityRule.choices, default=CapabilityRule.WARN,
+        max_length=10,
+        choices=CapabilityRule.choices,
+        default=CapabilityRule.WARN,
         help_text="What to do with a dispatch event asking a resource for more kW than it has available.",
     )
     over_commit_pct = models.DecimalField(
-        max_digits=5, decimal_places=2, default=10,
+        max_digits=5,
+        decimal_places=2,
+        default=10,
         help_text="kW allocated above an event's target, for devices that under-deliver (an event may override).",
     )
 

@@ -33,11 +33,20 @@ class VirtualResource(models.Model):
     participation_model = models.CharField(max_length=20, choices=Program.Service.choices)
     scope_kind = models.CharField(max_length=20, choices=ScopeKind.choices, default=ScopeKind.PRICING_NODE)
     scope = models.CharField(max_length=64, help_text="The pricing node or zone every member must be in.")
-    max_kw = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True,
-                                 help_text="Largest capability to build up to (the builder's cap).")
+    max_kw = models.DecimalField(
+        max_digits=12,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        help_text="Largest capability to build up to (the builder's cap).",
+    )
     state = models.CharField(max_length=20, choices=ResourceState.choices, default=ResourceState.DRAFT, editable=False)
     registered_capability_kw = models.DecimalField(
-        max_digits=12, decimal_places=3, null=True, blank=True, editable=False,
+        max_digits=12,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        editable=False,
         help_text="Capability at submission, updated by every modification after it.",
     )
     market_resource_id = models.CharField(max_length=64, blank=True, help_text="The ISO's id once registered.")
@@ -99,8 +108,9 @@ class ResourceMembership(models.Model):
                     (TsTzRange("joined_at", "left_at", models.Value("[)")), RangeOperators.OVERLAPS),
                 ],
             ),
-            models.CheckConstraint(condition=Q(left_at__isnull=True) | Q(left_at__gt=F("joined_at")),
-                                   name="membership_left_after_joined"),
+            models.CheckConstraint(
+                condition=Q(left_at__isnull=True) | Q(left_at__gt=F("joined_at")), name="membership_left_after_joined"
+            ),
         ]
         indexes = [
             models.Index(fields=["resource"], condition=Q(left_at__isnull=True), name="membership_current"),
@@ -124,7 +134,9 @@ class ResourceModification(models.Model):
     at = models.DateTimeField(default=timezone.now)
     capability_before_kw = models.DecimalField(max_digits=12, decimal_places=3)
     capability_after_kw = models.DecimalField(max_digits=12, decimal_places=3)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     actor_label = models.CharField(max_length=150)
     reason = models.TextField(blank=True)
     reported_at = models.DateTimeField(null=True, blank=True, help_text="When it was reported to the market.")
@@ -140,10 +152,13 @@ class ResourceModification(models.Model):
 class DevicePerformance(models.Model):
     """What a device delivered in past events against what it was asked for (dispatch writes it)."""
 
-    device = models.OneToOneField("enrollment.Device", primary_key=True, on_delete=models.CASCADE, related_name="performance")
+    device = models.OneToOneField(
+        "enrollment.Device", primary_key=True, on_delete=models.CASCADE, related_name="performance"
+    )
     events = models.PositiveIntegerField(default=0)
-    delivered_ratio = models.DecimalField(max_digits=6, decimal_places=4,
-                                          help_text="Delivered kWh / allocated kWh over past events.")
+    delivered_ratio = models.DecimalField(
+        max_digits=6, decimal_places=4, help_text="Delivered kWh / allocated kWh over past events."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -168,9 +183,13 @@ class AggregationProposal(models.Model):
     state = models.CharField(max_length=20, choices=State.choices, default=State.PROPOSED, editable=False)
     resources = models.JSONField(default=list, help_text="[{name, scope, capability_kw, device_ids}]")
     unplaced = models.JSONField(default=list, help_text="[{scope, reason, code, devices, capability_kw}]")
-    ineligible = models.JSONField(default=dict, help_text="Devices in the program not eligible to aggregate, by reason.")
+    ineligible = models.JSONField(
+        default=dict, help_text="Devices in the program not eligible to aggregate, by reason."
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     decided_at = models.DateTimeField(null=True, blank=True, editable=False)
     seconds = models.FloatField(default=0, editable=False)
 

@@ -69,8 +69,18 @@ def site_load_kw(*, site_seed: int, commercial: bool, local: datetime) -> float:
 class DeviceModel:
     """One device's behaviour and, for a battery, its state of charge."""
 
-    def __init__(self, *, device_id: int, device_type: str, rated_kw: float, energy_kwh: float | None,
-                 backup_reserve_pct: float | None, time_zone: str, latitude: float, seed: int):
+    def __init__(
+        self,
+        *,
+        device_id: int,
+        device_type: str,
+        rated_kw: float,
+        energy_kwh: float | None,
+        backup_reserve_pct: float | None,
+        time_zone: str,
+        latitude: float,
+        seed: int,
+    ):
         self.device_id, self.device_type, self.rated_kw = device_id, device_type, float(rated_kw)
         self.energy_kwh = float(energy_kwh) if energy_kwh else None
         self.reserve_pct = float(backup_reserve_pct) if backup_reserve_pct is not None else 20.0
@@ -126,7 +136,7 @@ class DeviceModel:
         if kind == "solar":
             daylight = max(0.0, math.cos(math.pi * (hour - 13) / 13))
             summer = 1.0 if local.month in (5, 6, 7, 8) else 0.6
-            return -self.rated_kw * 0.8 * daylight ** 2 * summer
+            return -self.rated_kw * 0.8 * daylight**2 * summer
         return 0.0
 
     def capability_kw(self, now: datetime) -> float:
@@ -160,8 +170,9 @@ class DeviceModel:
             if delivered > 0:
                 room_kwh = max(0.0, (self.soc_pct - self.reserve_pct) / 100 * self.energy_kwh) * DISCHARGE_EFFICIENCY
                 delivered = min(delivered, room_kwh / hours) if hours else delivered
-                self.soc_pct = max(self.reserve_pct,
-                                   self.soc_pct - delivered * hours / DISCHARGE_EFFICIENCY / self.energy_kwh * 100)
+                self.soc_pct = max(
+                    self.reserve_pct, self.soc_pct - delivered * hours / DISCHARGE_EFFICIENCY / self.energy_kwh * 100
+                )
             elif command_kw <= 0 and self.soc_pct < BATTERY_RECHARGE_TARGET_PCT:  # never charges during an event
                 added = BATTERY_RECHARGE_RATE * self.rated_kw * hours / self.energy_kwh * 100
                 self.soc_pct = min(BATTERY_RECHARGE_TARGET_PCT, self.soc_pct + added)
@@ -171,14 +182,25 @@ class DeviceModel:
         return self.baseline_kw(now) - delivered_kw
 
     def status(self, now: datetime) -> dict:
-        return {"online": self.online(now),
-                "state_of_charge_pct": round(self.soc_pct, 2) if self.soc_pct is not None else None,
-                "ev_plugged_in": self.plugged_in(now), "power_kw": round(self.baseline_kw(now), 3),
-                "grid_status": "grid_connected"}
+        return {
+            "online": self.online(now),
+            "state_of_charge_pct": round(self.soc_pct, 2) if self.soc_pct is not None else None,
+            "ev_plugged_in": self.plugged_in(now),
+            "power_kw": round(self.baseline_kw(now), 3),
+            "grid_status": "grid_connected",
+        }
 
 
-def history_kwh(*, site_seed: int, commercial: bool, devices: list[DeviceModel], time_zone: str,
-                start: datetime, end: datetime, interval_seconds: int = 3600) -> list[tuple[datetime, float]]:
+def history_kwh(
+    *,
+    site_seed: int,
+    commercial: bool,
+    devices: list[DeviceModel],
+    time_zone: str,
+    start: datetime,
+    end: datetime,
+    interval_seconds: int = 3600,
+) -> list[tuple[datetime, float]]:
     """Site-meter kWh per interval of [start, end): the site's load plus its devices' undispatched draw."""
     if int(start.timestamp()) % interval_seconds:
         raise ValueError(f"start {start.isoformat()} is not on the {interval_seconds}-second grid")

@@ -99,8 +99,10 @@ class Stats:
     readings: int = 0
 
     def line(self) -> str:
-        return (f"{self.requests} requests ({self.errors} failed): {self.heartbeats} heartbeats, {self.polls} polls, "
-                f"{self.acks} acks, {self.opt_outs} opt-outs, {self.reports} delivery reports, {self.readings} meter readings")
+        return (
+            f"{self.requests} requests ({self.errors} failed): {self.heartbeats} heartbeats, {self.polls} polls, "
+            f"{self.acks} acks, {self.opt_outs} opt-outs, {self.reports} delivery reports, {self.readings} meter readings"
+        )
 
 
 def _parse_time(text: str) -> datetime:
@@ -134,11 +136,22 @@ class Fleet:
                 log.warning("a token was refused (%s); skipping it", status)
                 continue
             for info in body.get("results", body) if isinstance(body, dict) else body:
-                model = model_for(device_id=info["id"], device_type=info["device_type"], rated_kw=info["rated_kw"],
-                                  energy_kwh=info.get("energy_kwh"), backup_reserve_pct=info.get("backup_reserve_pct"),
-                                  time_zone=info["site"]["time_zone"], market=info["site"]["market"])
-                device = SimulatedDevice(token=token, device_id=info["id"], site_id=info["site"]["id"], model=model,
-                                         commercial=info["device_type"] in COMMERCIAL_TYPES)
+                model = model_for(
+                    device_id=info["id"],
+                    device_type=info["device_type"],
+                    rated_kw=info["rated_kw"],
+                    energy_kwh=info.get("energy_kwh"),
+                    backup_reserve_pct=info.get("backup_reserve_pct"),
+                    time_zone=info["site"]["time_zone"],
+                    market=info["site"]["market"],
+                )
+                device = SimulatedDevice(
+                    token=token,
+                    device_id=info["id"],
+                    site_id=info["site"]["id"],
+                    model=model,
+                    commercial=info["device_type"] in COMMERCIAL_TYPES,
+                )
                 spread = (device.device_id % 60) / 60  # stagger the fleet's requests over the minute
                 device.next_heartbeat = spread * HEARTBEAT_SECONDS
                 device.next_poll = spread * 10
@@ -210,6 +223,7 @@ class Fleet:
             answer = self._call("POST", "/api/device/v1/status", device.token, status)
             self.stats.heartbeats += answer is not None
             return answer is not None
+
         return job
 
     def _poll(self, device: SimulatedDevice, clock: float):
@@ -224,17 +238,29 @@ class Fleet:
                 if command_id in device.answered:
                     continue
                 device.answered.add(command_id)
-                if command["kind"] != "cancel" and device.model.opts_out(f"event-{command['event']}"):
-                    if self._call("POST", f"/api/device/v1/commands/{command_id}/opt-out", device.token,
-                                  {"reason": "Customer override from the app (simulated)"}) is not None:
-                        self.stats.opt_outs += 1
-                        live.pop(command_id, None)
-                        continue
-                if self._call("POST", f"/api/device/v1/commands/{command_id}/ack", device.token,
-                              {"status": "accepted"}) is not None:
+                overrides = command["kind"] != "cancel" and device.model.opts_out(f"event-{command['event']}")
+                if overrides and (
+                    self._call(
+                        "POST",
+                        f"/api/device/v1/commands/{command_id}/opt-out",
+                        device.token,
+                        {"reason": "Customer override from the app (simulated)"},
+                    )
+                    is not None
+                ):
+                    self.stats.opt_outs += 1
+                    live.pop(command_id, None)
+                    continue
+                if (
+                    self._call(
+                        "POST", f"/api/device/v1/commands/{command_id}/ack", device.token, {"status": "accepted"}
+                    )
+                    is not None
+                ):
                     self.stats.acks += 1
             device.commands = {k: v for k, v in live.items() if v["kind"] != "cancel"}
             return True
+
         return job
 
     def _execute(self, device: SimulatedDevice, now: datetime, seconds: float) -> float:
@@ -259,21 +285,28 @@ class Fleet:
         by_command = defaultdict(list)
         for command_id, interval in sorted(device.unreported):
             kws, secs = device.work[(command_id, interval)]
-            by_command[command_id].append({"interval_start": interval, "delivered_kw": round(kws / secs, 3) if secs else 0})
+            by_command[command_id].append(
+                {"interval_start": interval, "delivered_kw": round(kws / secs, 3) if secs else 0}
+            )
         device.unreported = set()
         jobs = []
         for command_id, reports in by_command.items():
+
             def job(command_id=command_id, reports=reports):
-                answer = self._call("POST", f"/api/device/v1/commands/{command_id}/reports", device.token, {"reports": reports})
+                answer = self._call(
+                    "POST", f"/api/device/v1/commands/{command_id}/reports", device.token, {"reports": reports}
+                )
                 self.stats.reports += answer is not None
                 return answer is not None
+
             jobs.append(job)
         return jobs
 
     def _meter(self, site_id: int, devices: list[SimulatedDevice], now: datetime, seconds: float):
         """Integrate the site's load; at each hour's end, its reading (the first, partial hour is not sent)."""
-        load = behaviour.site_load_kw(site_seed=site_id, commercial=devices[0].commercial,
-                                      local=now.astimezone(self.zones[site_id]))
+        load = behaviour.site_load_kw(
+            site_seed=site_id, commercial=devices[0].commercial, local=now.astimezone(self.zones[site_id])
+        )
         load += sum(d.model.load_kw(now, d.delivered_now) for d in devices)
         hour = now.replace(minute=0, second=0, microsecond=0)
         state = self.meter.get(site_id)
@@ -285,13 +318,20 @@ class Fleet:
             start, kwh, covered, complete = state
             if complete and covered > 0:
                 value = round(kwh * METER_SECONDS / covered, 3)  # scaled over any tick jitter to the whole hour
-                reading = {"meter": "site", "device": devices[0].device_id, "start": start.isoformat(),
-                           "interval_seconds": METER_SECONDS, "kwh": value, "quality": "actual"}
+                reading = {
+                    "meter": "site",
+                    "device": devices[0].device_id,
+                    "start": start.isoformat(),
+                    "interval_seconds": METER_SECONDS,
+                    "kwh": value,
+                    "quality": "actual",
+                }
 
                 def job(token=devices[0].token, reading=reading):
                     answer = self._call("POST", "/api/device/v1/readings", token, {"readings": [reading]})
                     self.stats.readings += answer is not None
                     return answer is not None
+
             self.meter[site_id] = state = [hour, 0.0, 0.0, True]
         state[1] += load * seconds / 3600
         state[2] += seconds
@@ -328,4 +368,3 @@ def wait_until_up(api: DeviceAPI, *, seconds: float) -> bool:
 
 def load_tokens(path) -> list[str]:
     return json.loads(open(path).read())["tokens"]
-

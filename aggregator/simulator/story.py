@@ -28,11 +28,20 @@ from enrollment.models import Device, Site
 HISTORY_DAYS = 45
 COMMERCIAL_TYPES = frozenset({"generator", "load_block"})
 TERMS = {  # program code -> settlement terms of the demo programs
-    "pjm-capacity-dr": {"baseline_method": "pjm-high-4-of-5", "capacity_rate_per_kw": Decimal("2.50"),
-                        "penalty_per_kw": Decimal("1.00"), "sharing_rule": "revenue_share", "sharing_value": Decimal(60),
-                        "fee_pct": Decimal(5)},
-    "caiso-pdr": {"baseline_method": "caiso-10-in-10", "sharing_rule": "per_kwh", "sharing_value": Decimal("0.50"),
-                  "fee_pct": Decimal(0)},
+    "pjm-capacity-dr": {
+        "baseline_method": "pjm-high-4-of-5",
+        "capacity_rate_per_kw": Decimal("2.50"),
+        "penalty_per_kw": Decimal("1.00"),
+        "sharing_rule": "revenue_share",
+        "sharing_value": Decimal(60),
+        "fee_pct": Decimal(5),
+    },
+    "caiso-pdr": {
+        "baseline_method": "caiso-10-in-10",
+        "sharing_rule": "per_kwh",
+        "sharing_value": Decimal("0.50"),
+        "fee_pct": Decimal(0),
+    },
 }
 
 
@@ -40,20 +49,35 @@ def tokens_file() -> Path:
     return settings.VPP_DATA_DIR / "demo-device-tokens.json"
 
 
-def model_for(*, device_id: int, device_type: str, rated_kw, energy_kwh, backup_reserve_pct, time_zone: str,
-              market: str) -> behaviour.DeviceModel:
+def model_for(
+    *, device_id: int, device_type: str, rated_kw, energy_kwh, backup_reserve_pct, time_zone: str, market: str
+) -> behaviour.DeviceModel:
     """The simulator's model of a device, from what the device API tells a device about itself."""
     return behaviour.DeviceModel(
-        device_id=device_id, device_type=device_type, rated_kw=float(rated_kw),
+        device_id=device_id,
+        device_type=device_type,
+        rated_kw=float(rated_kw),
         energy_kwh=float(energy_kwh) if energy_kwh is not None else None,
         backup_reserve_pct=float(backup_reserve_pct) if backup_reserve_pct is not None else None,
-        time_zone=time_zone, latitude=LAYOUTS[market].latitude if market in LAYOUTS else 40.0, seed=device_id)
+        time_zone=time_zone,
+        latitude=LAYOUTS[market].latitude if market in LAYOUTS else 40.0,
+        seed=device_id,
+    )
 
 
 def models_for(devices) -> dict[int, behaviour.DeviceModel]:
-    return {d.pk: model_for(device_id=d.pk, device_type=d.device_type, rated_kw=d.rated_kw, energy_kwh=d.energy_kwh,
-                            backup_reserve_pct=d.backup_reserve_pct, time_zone=d.site.time_zone, market=d.site.market.code)
-            for d in devices}
+    return {
+        d.pk: model_for(
+            device_id=d.pk,
+            device_type=d.device_type,
+            rated_kw=d.rated_kw,
+            energy_kwh=d.energy_kwh,
+            backup_reserve_pct=d.backup_reserve_pct,
+            time_zone=d.site.time_zone,
+            market=d.site.market.code,
+        )
+        for d in devices
+    }
 
 
 def issue_tokens(devices, *, by) -> Path:
@@ -98,21 +122,41 @@ def run_past_event(resource: VirtualResource, *, by, now: datetime) -> tuple:
     zone = ZoneInfo(resource.market.time_zone)
     day = (now.astimezone(zone) - timedelta(days=3)).date()
     start, end = _local(day, 14, zone), _local(day, 16, zone)
-    event = dispatch.create_event(resource=resource, source="operator_test", start=start, end=end, by=by,
-                                  notify_at=start - timedelta(hours=2), target_kw=_target(resource, 0.8),
-                                  external_ref="DEMO-PAST", now=start - timedelta(hours=3))
+    event = dispatch.create_event(
+        resource=resource,
+        source="operator_test",
+        start=start,
+        end=end,
+        by=by,
+        notify_at=start - timedelta(hours=2),
+        target_kw=_target(resource, 0.8),
+        external_ref="DEMO-PAST",
+        now=start - timedelta(hours=3),
+    )
     for moment in (start - timedelta(hours=2), start):
         for chunk in dispatch.advance(event_id=event.pk, now=moment):
-            dispatch.issue_commands(event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3],
-                                    now=moment)
-    devices = {d.pk: d for d in Device.objects.filter(memberships__resource=resource, memberships__left_at__isnull=True).select_related("site__market")}
+            dispatch.issue_commands(
+                event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3], now=moment
+            )
+    devices = {
+        d.pk: d
+        for d in Device.objects.filter(
+            memberships__resource=resource, memberships__left_at__isnull=True
+        ).select_related("site__market")
+    }
     models = models_for(devices.values())
     delivered = defaultdict(float)  # (site, interval start) -> kW delivered by its devices
     for command in DeviceCommand.objects.filter(event=event, kind="dispatch"):
         model = models[command.device_id]
         if model.opts_out(f"event-{event.pk}"):
-            dispatch.opt_out(device_id=command.device_id, start=start, end=end, reason="Customer override (demo)",
-                             event=event, now=start + timedelta(minutes=20))
+            dispatch.opt_out(
+                device_id=command.device_id,
+                start=start,
+                end=end,
+                reason="Customer override (demo)",
+                event=event,
+                now=start + timedelta(minutes=20),
+            )
             continue
         dispatch.acknowledge(command=command, status="accepted", now=start - timedelta(minutes=90))
         reports = []
@@ -140,13 +184,26 @@ def write_history(sites: list[Site], *, now: datetime, delivered: dict) -> int:
     for site in sites:
         devices = by_site.get(site.pk, [])
         history = behaviour.history_kwh(
-            site_seed=site.pk, commercial=any(d.device_type in COMMERCIAL_TYPES for d in devices),
-            devices=list(models_for(devices).values()), time_zone=site.time_zone, start=start, end=end)
-        rows.extend({"site": site.pk, "start": at.isoformat(), "interval_seconds": 3600,
-                     "kwh": round(kwh - delivered.get((site.pk, at), 0.0), 3), "quality": "actual"} for at, kwh in history)
+            site_seed=site.pk,
+            commercial=any(d.device_type in COMMERCIAL_TYPES for d in devices),
+            devices=list(models_for(devices).values()),
+            time_zone=site.time_zone,
+            start=start,
+            end=end,
+        )
+        rows.extend(
+            {
+                "site": site.pk,
+                "start": at.isoformat(),
+                "interval_seconds": 3600,
+                "kwh": round(kwh - delivered.get((site.pk, at), 0.0), 3),
+                "quality": "actual",
+            }
+            for at, kwh in history
+        )
     written = 0
     for i in range(0, len(rows), readings.MAX_BATCH):
-        batch = rows[i:i + readings.MAX_BATCH]
+        batch = rows[i : i + readings.MAX_BATCH]
         lines, _ = readings.parse(batch, meters=readings.Meters({}, None), sites=frozenset(s.pk for s in sites))
         written += readings.store(lines=lines, starts=lambda b=batch: enumerate(r["start"] for r in b)).inserted
     return written
@@ -156,8 +213,9 @@ def _prices(event) -> None:
     """The event's hours priced at every node of its sites (a plausible afternoon LMP)."""
     from settlement.prices import import_prices
 
-    nodes = sorted(set(Site.objects.filter(devices__memberships__resource=event.resource)
-                       .values_list("pricing_node", flat=True)))
+    nodes = sorted(
+        set(Site.objects.filter(devices__memberships__resource=event.resource).values_list("pricing_node", flat=True))
+    )
     lines = ["node,start,price_per_mwh,interval_minutes"]
     for n, node in enumerate(nodes):
         for k, interval in enumerate(event.intervals.order_by("start")):
@@ -172,8 +230,11 @@ def seed(*, programs: list[Program], by, now: datetime | None = None) -> dict:
     from settlement.models import SettlementTerms
 
     now = now or datetime.now(UTC)
-    devices = list(Device.objects.filter(site__customer__external_ref__startswith="DEMO-").select_related("site__market")
-                   .order_by("id"))
+    devices = list(
+        Device.objects.filter(site__customer__external_ref__startswith="DEMO-")
+        .select_related("site__market")
+        .order_by("id")
+    )
     for program in programs:
         if program.code in TERMS:
             SettlementTerms.objects.get_or_create(program=program, defaults=TERMS[program.code])
@@ -194,8 +255,15 @@ def seed(*, programs: list[Program], by, now: datetime | None = None) -> dict:
     if upcoming is not None:
         zone = ZoneInfo(upcoming.market.time_zone)
         day = (now.astimezone(zone) + timedelta(days=1)).date()
-        event = dispatch.create_event(resource=upcoming, source="operator_test", start=_local(day, 18, zone),
-                                      end=_local(day, 20, zone), target_kw=_target(upcoming, 0.5), by=by, external_ref="DEMO-NEXT",
-                                      notify_at=_local(day, 9, zone))
+        event = dispatch.create_event(
+            resource=upcoming,
+            source="operator_test",
+            start=_local(day, 18, zone),
+            end=_local(day, 20, zone),
+            target_kw=_target(upcoming, 0.5),
+            by=by,
+            external_ref="DEMO-NEXT",
+            notify_at=_local(day, 9, zone),
+        )
         out["upcoming_event"] = event.pk
     return out

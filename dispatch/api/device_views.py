@@ -39,10 +39,17 @@ class CommandsView(DeviceAPIMixin, APIView):
             return poll.poll(request)
         return super().dispatch(request, *args, **kwargs)
 
-    @extend_schema(parameters=[OpenApiParameter("device", int, description="Gateway tokens: one device only")],
-                   responses=inline_serializer("CommandPoll", {
-                       "commands": serializers.ListField(child=serializers.DictField()),
-                       "poll_after_seconds": serializers.IntegerField(), "server_time": serializers.DateTimeField()}))
+    @extend_schema(
+        parameters=[OpenApiParameter("device", int, description="Gateway tokens: one device only")],
+        responses=inline_serializer(
+            "CommandPoll",
+            {
+                "commands": serializers.ListField(child=serializers.DictField()),
+                "poll_after_seconds": serializers.IntegerField(),
+                "server_time": serializers.DateTimeField(),
+            },
+        ),
+    )
     def get(self, request):
         return poll.poll(request._request)
 
@@ -57,8 +64,10 @@ class CommandAckView(DeviceAPIMixin, APIView):
 
     parser_classes = [ORJSONParser]
 
-    @extend_schema(request=AckSerializer, responses=inline_serializer("CommandAck", {
-        "id": serializers.UUIDField(), "status": serializers.CharField()}))
+    @extend_schema(
+        request=AckSerializer,
+        responses=inline_serializer("CommandAck", {"id": serializers.UUIDField(), "status": serializers.CharField()}),
+    )
     def post(self, request, command_id):
         params = AckSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -76,16 +85,31 @@ class CommandOptOutView(DeviceAPIMixin, APIView):
 
     parser_classes = [ORJSONParser]
 
-    @extend_schema(request=OptOutSerializer, responses=inline_serializer("OptOut", {
-        "device": serializers.IntegerField(), "start": serializers.DateTimeField(), "end": serializers.DateTimeField()}))
+    @extend_schema(
+        request=OptOutSerializer,
+        responses=inline_serializer(
+            "OptOut",
+            {
+                "device": serializers.IntegerField(),
+                "start": serializers.DateTimeField(),
+                "end": serializers.DateTimeField(),
+            },
+        ),
+    )
     def post(self, request, command_id):
         params = OptOutSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         command = _own_command(request, command_id)
         now = timezone.now()
         end = params.validated_data.get("until") or command.expires_at
-        record = services.opt_out(device_id=command.device_id, start=now, end=end, reason=params.validated_data["reason"],
-                                  event=command.event, now=now)
+        record = services.opt_out(
+            device_id=command.device_id,
+            start=now,
+            end=end,
+            reason=params.validated_data["reason"],
+            event=command.event,
+            now=now,
+        )
         return Response({"device": record.device_id, "start": record.start, "end": record.end})
 
 
@@ -100,8 +124,17 @@ class OptOutView(DeviceAPIMixin, APIView):
 
     parser_classes = [ORJSONParser]
 
-    @extend_schema(request=StandingOptOutSerializer, responses=inline_serializer("StandingOptOut", {
-        "device": serializers.IntegerField(), "start": serializers.DateTimeField(), "end": serializers.DateTimeField()}))
+    @extend_schema(
+        request=StandingOptOutSerializer,
+        responses=inline_serializer(
+            "StandingOptOut",
+            {
+                "device": serializers.IntegerField(),
+                "start": serializers.DateTimeField(),
+                "end": serializers.DateTimeField(),
+            },
+        ),
+    )
     def post(self, request):
         params = StandingOptOutSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -117,8 +150,9 @@ class OptOutView(DeviceAPIMixin, APIView):
 
 class ReportItemSerializer(serializers.Serializer):
     interval_start = AwareDateTimeField()
-    delivered_kw = serializers.FloatField(min_value=-1e6, max_value=1e6,
-                                          help_text="kW of reduction the device measured over the interval (average).")
+    delivered_kw = serializers.FloatField(
+        min_value=-1e6, max_value=1e6, help_text="kW of reduction the device measured over the interval (average)."
+    )
 
 
 class ReportSerializer(serializers.Serializer):
@@ -130,13 +164,18 @@ class CommandReportView(DeviceAPIMixin, APIView):
 
     parser_classes = [ORJSONParser]
 
-    @extend_schema(request=ReportSerializer, responses=inline_serializer("DeliveryReportResult", {"stored": serializers.IntegerField()}))
+    @extend_schema(
+        request=ReportSerializer,
+        responses=inline_serializer("DeliveryReportResult", {"stored": serializers.IntegerField()}),
+    )
     def post(self, request, command_id):
         params = ReportSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         command = _own_command(request, command_id)
-        stored = services.report_delivery(command=command, reports=[(r["interval_start"], r["delivered_kw"])
-                                                                    for r in params.validated_data["reports"]])
+        stored = services.report_delivery(
+            command=command,
+            reports=[(r["interval_start"], r["delivered_kw"]) for r in params.validated_data["reports"]],
+        )
         return Response({"stored": stored})
 
 
@@ -160,18 +199,36 @@ class PushEndpointView(DeviceAPIMixin, APIView):
             return {"device_id": request.user.device_id, "gateway_id": None}
         return {"device_id": None, "gateway_id": request.user.gateway_id}
 
-    @extend_schema(responses=inline_serializer("PushEndpoint", {
-        "url": serializers.URLField(), "last_success_at": serializers.DateTimeField(allow_null=True),
-        "last_failure_at": serializers.DateTimeField(allow_null=True), "last_error": serializers.CharField()}))
+    @extend_schema(
+        responses=inline_serializer(
+            "PushEndpoint",
+            {
+                "url": serializers.URLField(),
+                "last_success_at": serializers.DateTimeField(allow_null=True),
+                "last_failure_at": serializers.DateTimeField(allow_null=True),
+                "last_error": serializers.CharField(),
+            },
+        )
+    )
     def get(self, request):
         endpoint = PushEndpoint.objects.filter(**self._owner(request)).first()
         if endpoint is None:
             raise exceptions.NotFound("No push endpoint registered.")
-        return Response({"url": endpoint.url, "last_success_at": endpoint.last_success_at,
-                         "last_failure_at": endpoint.last_failure_at, "last_error": endpoint.last_error})
+        return Response(
+            {
+                "url": endpoint.url,
+                "last_success_at": endpoint.last_success_at,
+                "last_failure_at": endpoint.last_failure_at,
+                "last_error": endpoint.last_error,
+            }
+        )
 
-    @extend_schema(request=PushEndpointSerializer, responses=inline_serializer("PushRegistration", {
-        "url": serializers.URLField(), "signing_key": serializers.CharField()}))
+    @extend_schema(
+        request=PushEndpointSerializer,
+        responses=inline_serializer(
+            "PushRegistration", {"url": serializers.URLField(), "signing_key": serializers.CharField()}
+        ),
+    )
     def put(self, request):
         params = PushEndpointSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -193,7 +250,9 @@ class ScheduleView(DeviceAPIMixin, APIView):
     commands' windows, and a device follows the command there and the plan elsewhere.
     """
 
-    @extend_schema(responses=inline_serializer("Schedules", {"schedules": serializers.ListField(child=serializers.DictField())}))
+    @extend_schema(
+        responses=inline_serializer("Schedules", {"schedules": serializers.ListField(child=serializers.DictField())})
+    )
     def get(self, request):
         from datetime import timedelta
 
@@ -201,20 +260,36 @@ class ScheduleView(DeviceAPIMixin, APIView):
 
         now = timezone.now()
         devices = request.user.devices()
-        plans = (DeviceSchedule.objects.filter(device__in=devices, start__gte=now - timedelta(days=1, hours=2))
-                 .order_by("device_id", "day"))
-        live = DeviceCommand.objects.filter(device__in=devices, status__in=[DeviceCommand.Status.PENDING, DeviceCommand.Status.ACCEPTED],
-                                            expires_at__gt=now).exclude(kind=DeviceCommand.Kind.CANCEL)
+        plans = DeviceSchedule.objects.filter(device__in=devices, start__gte=now - timedelta(days=1, hours=2)).order_by(
+            "device_id", "day"
+        )
+        live = DeviceCommand.objects.filter(
+            device__in=devices,
+            status__in=[DeviceCommand.Status.PENDING, DeviceCommand.Status.ACCEPTED],
+            expires_at__gt=now,
+        ).exclude(kind=DeviceCommand.Kind.CANCEL)
         windows: dict[int, list] = {}
         for command in live:
             windows.setdefault(command.device_id, []).append(
-                {"command": str(command.id), "start": command.not_before, "end": command.expires_at})
+                {"command": str(command.id), "start": command.not_before, "end": command.expires_at}
+            )
         out = []
         for plan in plans:
             end = plan.start + timedelta(seconds=plan.step_seconds * len(plan.kw))
             if end <= now:
                 continue
-            out.append({"device": plan.device_id, "day": plan.day, "start": plan.start, "step_seconds": plan.step_seconds,
-                        "kw": plan.kw, "energy_kwh": plan.energy_kwh, "reserve_kwh": plan.reserve_kwh,
-                        "overridden_by": [w for w in windows.get(plan.device_id, []) if w["start"] < end and w["end"] > plan.start]})
+            out.append(
+                {
+                    "device": plan.device_id,
+                    "day": plan.day,
+                    "start": plan.start,
+                    "step_seconds": plan.step_seconds,
+                    "kw": plan.kw,
+                    "energy_kwh": plan.energy_kwh,
+                    "reserve_kwh": plan.reserve_kwh,
+                    "overridden_by": [
+                        w for w in windows.get(plan.device_id, []) if w["start"] < end and w["end"] > plan.start
+                    ],
+                }
+            )
         return Response({"schedules": out})

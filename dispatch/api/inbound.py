@@ -39,7 +39,9 @@ class MarketTokenAuthentication(authentication.BaseAuthentication):
             return None
         parsed = tokens.parse(plaintext)
         if parsed is None or parsed[0] != "mkt":
-            raise exceptions.AuthenticationFailed("Instructions take a market token (mkt_...).", code="wrong_token_kind")
+            raise exceptions.AuthenticationFailed(
+                "Instructions take a market token (mkt_...).", code="wrong_token_kind"
+            )
         credential = resolve(MarketCredential.objects.select_related("market"), plaintext, parsed[1])
         return MarketPrincipal(credential), credential
 
@@ -55,7 +57,9 @@ class IsMarket(permissions.BasePermission):
 class InstructionSerializer(serializers.Serializer):
     instruction_id = serializers.CharField(max_length=100)
     resource = serializers.CharField(max_length=64, help_text="The market's id of the registered resource.")
-    target_kind = serializers.ChoiceField(choices=DispatchEvent.TargetKind.choices, default=DispatchEvent.TargetKind.REDUCTION)
+    target_kind = serializers.ChoiceField(
+        choices=DispatchEvent.TargetKind.choices, default=DispatchEvent.TargetKind.REDUCTION
+    )
     notify_at = AwareDateTimeField(required=False)
     start = AwareDateTimeField()
     end = AwareDateTimeField()
@@ -72,15 +76,28 @@ class InstructionView(APIView):
     permission_classes = [IsMarket]
     parser_classes = [ORJSONParser]
 
-    @extend_schema(request=InstructionSerializer, responses={201: DispatchEventSerializer, 200: DispatchEventSerializer})
+    @extend_schema(
+        request=InstructionSerializer, responses={201: DispatchEventSerializer, 200: DispatchEventSerializer}
+    )
     def post(self, request):
         params = InstructionSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
         event, created = services.receive_instruction(
-            market=request.user.credential.market, source=request.user.credential.source, by=request.user.get_username(),
-            instruction_id=data["instruction_id"], resource_ref=data["resource"], start=data["start"], end=data["end"],
-            intervals=interval_specs(data), target_kw=data.get("target_kw"), notify_at=data.get("notify_at"),
-            target_kind=data["target_kind"], ramp_seconds=data["ramp_seconds"],
-            replaces_ref=data.get("replaces_instruction_id") or "")
-        return Response(DispatchEventSerializer(event).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+            market=request.user.credential.market,
+            source=request.user.credential.source,
+            by=request.user.get_username(),
+            instruction_id=data["instruction_id"],
+            resource_ref=data["resource"],
+            start=data["start"],
+            end=data["end"],
+            intervals=interval_specs(data),
+            target_kw=data.get("target_kw"),
+            notify_at=data.get("notify_at"),
+            target_kind=data["target_kind"],
+            ramp_seconds=data["ramp_seconds"],
+            replaces_ref=data.get("replaces_instruction_id") or "",
+        )
+        return Response(
+            DispatchEventSerializer(event).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )

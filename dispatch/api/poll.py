@@ -27,7 +27,8 @@ from dispatch import poll_cache
 from dispatch.push import COMMAND_JSON
 from enrollment.api.device_views import count_request, rate_limit
 
-_POLL = """
+_POLL = (
+    """
 WITH cred AS (
     SELECT id, device_id, gateway_id, last_used_at, expires_at FROM enrollment_devicecredential
     WHERE key_id = %(key)s AND digest = %(digest)s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > %(now)s)
@@ -51,8 +52,12 @@ WITH cred AS (
 -- the WAL flush would make every first poll wait on the disk.
 SELECT set_config('synchronous_commit', 'off', true), (SELECT count(*) FROM cred), (SELECT count(*) FROM devices), (SELECT device_id FROM cred),
        (SELECT least(min(expires_at), (SELECT expires_at FROM cred)) FROM live),
-       (SELECT coalesce(json_agg(""" + COMMAND_JSON + """ ORDER BY device_id, created_at), '[]')::text FROM live c)
+       (SELECT coalesce(json_agg("""
+    + COMMAND_JSON
+    + """ ORDER BY device_id, created_at), '[]')::text FROM live c)
 """
+)
+
 
 def cached(plaintext: str) -> tuple[int, str, dict] | None:
     """(status, JSON body, headers) of a device token's poll from its stored answer; None: take the full path."""
@@ -79,7 +84,9 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> st
     return json.dumps(body(code, message, status, [{"field": field, "code": code, "message": message}]))
 
 
-def _refuse(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None) -> HttpResponse:
+def _refuse(
+    status: int, code: str, message: str, field: str | None = None, headers: dict | None = None
+) -> HttpResponse:
     response = HttpResponse(_error(status, code, message, field), status=status, content_type="application/json")
     if status == 401:
         response["WWW-Authenticate"] = "Bearer"
@@ -117,8 +124,17 @@ def poll(request) -> HttpResponse:
     # A server-side-binding cursor, prepared: PostgreSQL parses and plans the statement once
     # per connection (Django turns psycopg's automatic preparation off).
     with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(_POLL, {"key": key_id, "digest": digest, "now": now,
-                               "stale": now - tokens.LAST_USED_RESOLUTION, "device": int(raw) if raw else None}, prepare=True)
+        cursor.execute(
+            _POLL,
+            {
+                "key": key_id,
+                "digest": digest,
+                "now": now,
+                "stale": now - tokens.LAST_USED_RESOLUTION,
+                "device": int(raw) if raw else None,
+            },
+            prepare=True,
+        )
         _, found, devices, device_id, first_expiry, commands = cursor.fetchone()
     if not found:
         exists = connection.cursor()
@@ -131,12 +147,22 @@ def poll(request) -> HttpResponse:
     # Counted once the token is known good, as the general throttle does.
     allowed, wait = count_request(kind="device" if kind == "dev" else "gateway", key_id=key_id)
     if not allowed:
-        return _refuse(429, "throttled", f"Request was throttled. Expected available in {wait} seconds.",
-                       headers={"Retry-After": str(wait)})
+        return _refuse(
+            429,
+            "throttled",
+            f"Request was throttled. Expected available in {wait} seconds.",
+            headers={"Retry-After": str(wait)},
+        )
     if raw and not devices:
         return _refuse(400, "unknown_device", "Name one of your devices.", "device")
     if cacheable:
         until = now + timedelta(seconds=settings.DISPATCH_POLL_CACHE_SECONDS)
-        poll_cache.store(digest=digest, version=version, device_id=device_id, key_id=key_id, commands=commands,
-                         until=min(until, first_expiry) if first_expiry else until)
+        poll_cache.store(
+            digest=digest,
+            version=version,
+            device_id=device_id,
+            key_id=key_id,
+            commands=commands,
+            until=min(until, first_expiry) if first_expiry else until,
+        )
     return HttpResponse(_answer(commands, now), content_type="application/json")

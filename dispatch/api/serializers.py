@@ -1,9 +1,14 @@
 from rest_framework import serializers
 
 from aggregator.api.fields import AwareDateTimeField
-
 from dispatch.models import (
-    Allocation, AllocationRound, DeviceCommand, DispatchEvent, EventInterval, EventTransition, StormWatch,
+    Allocation,
+    AllocationRound,
+    DeviceCommand,
+    DispatchEvent,
+    EventInterval,
+    EventTransition,
+    StormWatch,
 )
 
 
@@ -16,17 +21,28 @@ class IntervalInputSerializer(serializers.Serializer):
 class EventCreateSerializer(serializers.Serializer):
     resource = serializers.IntegerField()
     source = serializers.ChoiceField(choices=DispatchEvent.Source.choices, default=DispatchEvent.Source.OPERATOR_TEST)
-    target_kind = serializers.ChoiceField(choices=DispatchEvent.TargetKind.choices, default=DispatchEvent.TargetKind.REDUCTION)
+    target_kind = serializers.ChoiceField(
+        choices=DispatchEvent.TargetKind.choices, default=DispatchEvent.TargetKind.REDUCTION
+    )
     notify_at = AwareDateTimeField(required=False, help_text="Default: now (or start, if sooner).")
     start = AwareDateTimeField(help_text="ISO 8601 with offset; now for a real-time event.")
     end = AwareDateTimeField()
-    target_kw = serializers.DecimalField(max_digits=12, decimal_places=3, min_value=0, required=False,
-                                         help_text="A flat target (hourly intervals); or give intervals.")
+    target_kw = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=3,
+        min_value=0,
+        required=False,
+        help_text="A flat target (hourly intervals); or give intervals.",
+    )
     intervals = IntervalInputSerializer(many=True, required=False)
     ramp_seconds = serializers.IntegerField(min_value=0, max_value=3600, default=0)
-    over_commit_pct = serializers.DecimalField(max_digits=5, decimal_places=2, min_value=0, max_value=100, required=False)
+    over_commit_pct = serializers.DecimalField(
+        max_digits=5, decimal_places=2, min_value=0, max_value=100, required=False
+    )
     external_ref = serializers.CharField(max_length=100, required=False, default="")
-    replaces = serializers.IntegerField(required=False, help_text="An open event of the same resource this one replaces.")
+    replaces = serializers.IntegerField(
+        required=False, help_text="An open event of the same resource this one replaces."
+    )
 
 
 class EventModifySerializer(serializers.Serializer):
@@ -63,9 +79,26 @@ class DispatchEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = DispatchEvent
-        fields = ["id", "resource", "source", "external_ref", "target_kind", "notify_at", "start", "end", "ramp_seconds",
-                  "over_commit_pct", "state", "replaces", "warnings", "allocation_round", "commands_issued_round",
-                  "created_at", "created_by_label", "intervals"]
+        fields = [
+            "id",
+            "resource",
+            "source",
+            "external_ref",
+            "target_kind",
+            "notify_at",
+            "start",
+            "end",
+            "ramp_seconds",
+            "over_commit_pct",
+            "state",
+            "replaces",
+            "warnings",
+            "allocation_round",
+            "commands_issued_round",
+            "created_at",
+            "created_by_label",
+            "intervals",
+        ]
         read_only_fields = fields
 
 
@@ -85,7 +118,7 @@ class DispatchEventDetailSerializer(DispatchEventSerializer):
     commands = serializers.SerializerMethodField()
 
     class Meta(DispatchEventSerializer.Meta):
-        fields = DispatchEventSerializer.Meta.fields + ["transitions", "rounds", "performance", "commands"]
+        fields = [*DispatchEventSerializer.Meta.fields, "transitions", "rounds", "performance", "commands"]
         read_only_fields = fields
 
     def get_performance(self, event) -> list[dict]:
@@ -104,15 +137,40 @@ class AllocationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Allocation
-        fields = ["device", "customer_id", "round", "kw", "available_kw", "reason", "rank", "customer_events", "customer_hours",
-                  "explanation"]
+        fields = [
+            "device",
+            "customer_id",
+            "round",
+            "kw",
+            "available_kw",
+            "reason",
+            "rank",
+            "customer_events",
+            "customer_hours",
+            "explanation",
+        ]
 
 
 class DeviceCommandSerializer(serializers.ModelSerializer):
     class Meta:
         model = DeviceCommand
-        fields = ["id", "event", "device", "sequence", "round", "kind", "schedule", "ramp_seconds", "not_before", "expires_at",
-                  "status", "created_at", "delivered_at", "acknowledged_at", "reason"]
+        fields = [
+            "id",
+            "event",
+            "device",
+            "sequence",
+            "round",
+            "kind",
+            "schedule",
+            "ramp_seconds",
+            "not_before",
+            "expires_at",
+            "status",
+            "created_at",
+            "delivered_at",
+            "acknowledged_at",
+            "reason",
+        ]
 
 
 class StormWatchSerializer(serializers.ModelSerializer):
@@ -120,15 +178,29 @@ class StormWatchSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = StormWatch
-        fields = ["id", "market", "zone", "pricing_nodes", "start", "end", "reason", "devices", "events", "created_by_label",
-                  "created_at", "cancelled_at"]
+        fields = [
+            "id",
+            "market",
+            "zone",
+            "pricing_nodes",
+            "start",
+            "end",
+            "reason",
+            "devices",
+            "events",
+            "created_by_label",
+            "created_at",
+            "cancelled_at",
+        ]
         read_only_fields = fields
 
 
 class StormWatchCreateSerializer(serializers.Serializer):
     market = serializers.CharField(help_text="The market's code, e.g. PJM.")
     zone = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
-    pricing_nodes = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list, max_length=500)
+    pricing_nodes = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, default=list, max_length=500
+    )
     start = AwareDateTimeField()
     end = AwareDateTimeField()
     reason = serializers.CharField(max_length=200)

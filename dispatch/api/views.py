@@ -53,10 +53,20 @@ class DispatchEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         if data.get("replaces") and replaces is None:
             raise ValidationError({"replaces": ["No such event."]}, code="does_not_exist")
         event = services.create_event(
-            resource=resource, source=data["source"], start=data["start"], end=data["end"], by=request.user,
-            intervals=interval_specs(data), target_kw=data.get("target_kw"), notify_at=data.get("notify_at"),
-            target_kind=data["target_kind"], ramp_seconds=data["ramp_seconds"], over_commit_pct=data.get("over_commit_pct"),
-            external_ref=data["external_ref"], replaces=replaces)
+            resource=resource,
+            source=data["source"],
+            start=data["start"],
+            end=data["end"],
+            by=request.user,
+            intervals=interval_specs(data),
+            target_kw=data.get("target_kw"),
+            notify_at=data.get("notify_at"),
+            target_kind=data["target_kind"],
+            ramp_seconds=data["ramp_seconds"],
+            over_commit_pct=data.get("over_commit_pct"),
+            external_ref=data["external_ref"],
+            replaces=replaces,
+        )
         return Response(s.DispatchEventSerializer(event).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.ReasonSerializer, responses=s.DispatchEventSerializer)
@@ -75,8 +85,14 @@ class DispatchEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         params = s.EventModifySerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        event = services.modify(event=self.get_object(), by=request.user, reason=data["reason"], intervals=interval_specs(data),
-                                target_kw=data.get("target_kw"), end=data.get("end"))
+        event = services.modify(
+            event=self.get_object(),
+            by=request.user,
+            reason=data["reason"],
+            intervals=interval_specs(data),
+            target_kw=data.get("target_kw"),
+            end=data.get("end"),
+        )
         return Response(s.DispatchEventSerializer(event).data)
 
     @extend_schema(responses=s.AllocationSerializer(many=True))
@@ -117,8 +133,15 @@ class StormWatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         market = Market.objects.filter(code__iexact=data["market"]).first()
         if market is None:
             raise ValidationError({"market": ["No such market."]}, code="does_not_exist")
-        watch = resilience.declare(market=market, zone=data["zone"], pricing_nodes=data["pricing_nodes"], start=data["start"],
-                                   end=data["end"], reason=data["reason"], by=request.user)
+        watch = resilience.declare(
+            market=market,
+            zone=data["zone"],
+            pricing_nodes=data["pricing_nodes"],
+            start=data["start"],
+            end=data["end"],
+            reason=data["reason"],
+            by=request.user,
+        )
         return Response(s.StormWatchSerializer(watch).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=s.StormWatchSerializer)

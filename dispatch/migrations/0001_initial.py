@@ -11,291 +11,658 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('aggregator', '0004_program_dispatch_rules'),
-        ('enrollment', '0003_devicestatus_firmware_devicestatus_mode'),
+        ("aggregator", "0004_program_dispatch_rules"),
+        ("enrollment", "0003_devicestatus_firmware_devicestatus_mode"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DispatchEvent',
+            name="DispatchEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(choices=[('market_instruction', 'Market instruction'), ('utility_call', 'Utility program call'), ('operator_test', 'Operator test')], max_length=20)),
-                ('external_ref', models.CharField(blank=True, help_text="The market's or utility's instruction id; a resend with the same id is the same event.", max_length=100)),
-                ('target_kind', models.CharField(choices=[('reduction', 'kW reduction against the baseline'), ('setpoint', 'kW the resource holds (injection or load drop) per interval')], default='reduction', max_length=20)),
-                ('notify_at', models.DateTimeField(help_text='When devices and customers hear of it.')),
-                ('start', models.DateTimeField()),
-                ('end', models.DateTimeField()),
-                ('ramp_seconds', models.PositiveIntegerField(default=0, help_text='Devices reach their kW this long after start.')),
-                ('over_commit_pct', models.DecimalField(decimal_places=2, help_text='Extra kW allocated over the target, for devices that under-deliver.', max_digits=5)),
-                ('state', models.CharField(choices=[('scheduled', 'Scheduled'), ('notified', 'Notified'), ('active', 'Active'), ('completed', 'Completed'), ('cancelled', 'Cancelled')], default='scheduled', editable=False, max_length=20)),
-                ('warnings', models.JSONField(blank=True, default=list, editable=False)),
-                ('allocation_round', models.PositiveIntegerField(default=0, editable=False)),
-                ('commands_issued_round', models.PositiveIntegerField(default=0, editable=False, help_text='The last allocation round whose commands are all issued.')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('created_by_label', models.CharField(editable=False, max_length=150)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('replaces', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='replaced_by', to='dispatch.dispatchevent')),
-                ('resource', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='events', to='aggregator.virtualresource')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("market_instruction", "Market instruction"),
+                            ("utility_call", "Utility program call"),
+                            ("operator_test", "Operator test"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "external_ref",
+                    models.CharField(
+                        blank=True,
+                        help_text="The market's or utility's instruction id; a resend with the same id is the same event.",
+                        max_length=100,
+                    ),
+                ),
+                (
+                    "target_kind",
+                    models.CharField(
+                        choices=[
+                            ("reduction", "kW reduction against the baseline"),
+                            ("setpoint", "kW the resource holds (injection or load drop) per interval"),
+                        ],
+                        default="reduction",
+                        max_length=20,
+                    ),
+                ),
+                ("notify_at", models.DateTimeField(help_text="When devices and customers hear of it.")),
+                ("start", models.DateTimeField()),
+                ("end", models.DateTimeField()),
+                (
+                    "ramp_seconds",
+                    models.PositiveIntegerField(default=0, help_text="Devices reach their kW this long after start."),
+                ),
+                (
+                    "over_commit_pct",
+                    models.DecimalField(
+                        decimal_places=2,
+                        help_text="Extra kW allocated over the target, for devices that under-deliver.",
+                        max_digits=5,
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("scheduled", "Scheduled"),
+                            ("notified", "Notified"),
+                            ("active", "Active"),
+                            ("completed", "Completed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="scheduled",
+                        editable=False,
+                        max_length=20,
+                    ),
+                ),
+                ("warnings", models.JSONField(blank=True, default=list, editable=False)),
+                ("allocation_round", models.PositiveIntegerField(default=0, editable=False)),
+                (
+                    "commands_issued_round",
+                    models.PositiveIntegerField(
+                        default=0, editable=False, help_text="The last allocation round whose commands are all issued."
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("created_by_label", models.CharField(editable=False, max_length=150)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "replaces",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="replaced_by",
+                        to="dispatch.dispatchevent",
+                    ),
+                ),
+                (
+                    "resource",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="events",
+                        to="aggregator.virtualresource",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-start', '-id'],
+                "ordering": ["-start", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='DeviceOptOut',
+            name="DeviceOptOut",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('start', models.DateTimeField()),
-                ('end', models.DateTimeField()),
-                ('reason', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('device', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='enrollment.device')),
-                ('event', models.ForeignKey(blank=True, help_text='The event it was reported against, if any.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='opt_outs', to='dispatch.dispatchevent')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("start", models.DateTimeField()),
+                ("end", models.DateTimeField()),
+                ("reason", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "device",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="enrollment.device"
+                    ),
+                ),
+                (
+                    "event",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The event it was reported against, if any.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="opt_outs",
+                        to="dispatch.dispatchevent",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-start'],
+                "ordering": ["-start"],
             },
         ),
         migrations.CreateModel(
-            name='DeviceCommand',
+            name="DeviceCommand",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('sequence', models.PositiveIntegerField(help_text='1 for the first command of the event to this device, then 2, ...')),
-                ('round', models.PositiveIntegerField()),
-                ('kind', models.CharField(choices=[('dispatch', 'Dispatch'), ('update', 'Updated schedule'), ('cancel', 'Cancel: return to normal operation')], max_length=10)),
-                ('schedule', models.JSONField(help_text='[{"start", "end", "kw"}] in absolute UTC times; kW positive = reduce.')),
-                ('ramp_seconds', models.PositiveIntegerField(default=0)),
-                ('not_before', models.DateTimeField(help_text="Execute from here (the event's start; notification comes earlier).")),
-                ('expires_at', models.DateTimeField(help_text="The event's end: a command seen after it is not executed.")),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('accepted', 'Accepted'), ('rejected', 'Rejected'), ('opted_out', 'Opted out'), ('superseded', 'Superseded by a newer command'), ('expired', 'Expired unacknowledged')], default='pending', max_length=12)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('delivered_at', models.DateTimeField(blank=True, help_text='First seen by the device (poll or push).', null=True)),
-                ('acknowledged_at', models.DateTimeField(blank=True, null=True)),
-                ('reason', models.CharField(blank=True, help_text="The device's reason for rejecting or opting out.", max_length=200)),
-                ('device', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='enrollment.device')),
-                ('event', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='commands', to='dispatch.dispatchevent')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                (
+                    "sequence",
+                    models.PositiveIntegerField(
+                        help_text="1 for the first command of the event to this device, then 2, ..."
+                    ),
+                ),
+                ("round", models.PositiveIntegerField()),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("dispatch", "Dispatch"),
+                            ("update", "Updated schedule"),
+                            ("cancel", "Cancel: return to normal operation"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "schedule",
+                    models.JSONField(help_text='[{"start", "end", "kw"}] in absolute UTC times; kW positive = reduce.'),
+                ),
+                ("ramp_seconds", models.PositiveIntegerField(default=0)),
+                (
+                    "not_before",
+                    models.DateTimeField(
+                        help_text="Execute from here (the event's start; notification comes earlier)."
+                    ),
+                ),
+                (
+                    "expires_at",
+                    models.DateTimeField(help_text="The event's end: a command seen after it is not executed."),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("accepted", "Accepted"),
+                            ("rejected", "Rejected"),
+                            ("opted_out", "Opted out"),
+                            ("superseded", "Superseded by a newer command"),
+                            ("expired", "Expired unacknowledged"),
+                        ],
+                        default="pending",
+                        max_length=12,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "delivered_at",
+                    models.DateTimeField(blank=True, help_text="First seen by the device (poll or push).", null=True),
+                ),
+                ("acknowledged_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "reason",
+                    models.CharField(
+                        blank=True, help_text="The device's reason for rejecting or opting out.", max_length=200
+                    ),
+                ),
+                (
+                    "device",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="enrollment.device"
+                    ),
+                ),
+                (
+                    "event",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="commands",
+                        to="dispatch.dispatchevent",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['event_id', 'device_id', 'sequence'],
+                "ordering": ["event_id", "device_id", "sequence"],
             },
         ),
         migrations.CreateModel(
-            name='DeliveryReport',
+            name="DeliveryReport",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('interval_start', models.DateTimeField()),
-                ('delivered_kw', models.FloatField()),
-                ('reported_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('device', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='enrollment.device')),
-                ('event', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reports', to='dispatch.dispatchevent')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("interval_start", models.DateTimeField()),
+                ("delivered_kw", models.FloatField()),
+                ("reported_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "device",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="enrollment.device"
+                    ),
+                ),
+                (
+                    "event",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="reports", to="dispatch.dispatchevent"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='CustomerNotification',
+            name="CustomerNotification",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(help_text='notified, cancelled, updated', max_length=20)),
-                ('channel', models.CharField(help_text='in_app, email, sms', max_length=20)),
-                ('message', models.TextField()),
-                ('status', models.CharField(choices=[('sent', 'Sent'), ('failed', 'Failed')], max_length=10)),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='notifications', to='enrollment.customer')),
-                ('event', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='notifications', to='dispatch.dispatchevent')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("kind", models.CharField(help_text="notified, cancelled, updated", max_length=20)),
+                ("channel", models.CharField(help_text="in_app, email, sms", max_length=20)),
+                ("message", models.TextField()),
+                ("status", models.CharField(choices=[("sent", "Sent"), ("failed", "Failed")], max_length=10)),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="notifications",
+                        to="enrollment.customer",
+                    ),
+                ),
+                (
+                    "event",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="notifications",
+                        to="dispatch.dispatchevent",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='AllocationRound',
+            name="AllocationRound",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('reason', models.CharField(max_length=200)),
-                ('first_interval', models.PositiveIntegerField(default=0, help_text='Intervals before this one were already served.')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('target_kw', django.contrib.postgres.fields.ArrayField(base_field=models.FloatField(), help_text='Per interval, with the over-commit margin.')),
-                ('allocated_kw', django.contrib.postgres.fields.ArrayField(base_field=models.FloatField(), help_text='Per interval: the sum over devices.')),
-                ('devices', models.PositiveIntegerField(help_text='Devices with kW in some interval.')),
-                ('commands_needed', models.PositiveIntegerField(default=0, help_text='Devices this round sends a command to.')),
-                ('notify', models.CharField(blank=True, help_text='What customers are told once its commands are out.', max_length=20)),
-                ('chunk_bounds', django.contrib.postgres.fields.ArrayField(base_field=models.BigIntegerField(), blank=True, default=list, help_text='First and last device id of each fan-out chunk, flattened.')),
-                ('seconds', models.FloatField(default=0)),
-                ('event', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rounds', to='dispatch.dispatchevent')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("number", models.PositiveIntegerField()),
+                ("reason", models.CharField(max_length=200)),
+                (
+                    "first_interval",
+                    models.PositiveIntegerField(default=0, help_text="Intervals before this one were already served."),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "target_kw",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.FloatField(), help_text="Per interval, with the over-commit margin."
+                    ),
+                ),
+                (
+                    "allocated_kw",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.FloatField(), help_text="Per interval: the sum over devices."
+                    ),
+                ),
+                ("devices", models.PositiveIntegerField(help_text="Devices with kW in some interval.")),
+                (
+                    "commands_needed",
+                    models.PositiveIntegerField(default=0, help_text="Devices this round sends a command to."),
+                ),
+                (
+                    "notify",
+                    models.CharField(
+                        blank=True, help_text="What customers are told once its commands are out.", max_length=20
+                    ),
+                ),
+                (
+                    "chunk_bounds",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.BigIntegerField(),
+                        blank=True,
+                        default=list,
+                        help_text="First and last device id of each fan-out chunk, flattened.",
+                    ),
+                ),
+                ("seconds", models.FloatField(default=0)),
+                (
+                    "event",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="rounds", to="dispatch.dispatchevent"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['event_id', 'number'],
+                "ordering": ["event_id", "number"],
             },
         ),
         migrations.CreateModel(
-            name='Allocation',
+            name="Allocation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('round', models.PositiveIntegerField()),
-                ('customer_id', models.BigIntegerField()),
-                ('kw', django.contrib.postgres.fields.ArrayField(base_field=models.FloatField())),
-                ('available_kw', django.contrib.postgres.fields.ArrayField(base_field=models.FloatField())),
-                ('reason', models.CharField(choices=[('allocated', 'Allocated'), ('not_needed', 'Target met by devices with a lighter season'), ('offline', 'Offline'), ('opted_out', 'Opted out by the customer'), ('not_enrolled', 'Not active in the program'), ('no_headroom', 'No kW available for this window')], max_length=20)),
-                ('rank', models.PositiveIntegerField(help_text='Order of preference by season burden (1 = lightest).', null=True)),
-                ('customer_events', models.PositiveIntegerField(default=0, help_text="The customer's events this season, when ranked.")),
-                ('customer_hours', models.FloatField(default=0, help_text="The customer's dispatched hours this season, when ranked.")),
-                ('needs_command', models.BooleanField(default=False, help_text='Its round changed what the device must do.')),
-                ('device', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='enrollment.device')),
-                ('event', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='allocations', to='dispatch.dispatchevent')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("round", models.PositiveIntegerField()),
+                ("customer_id", models.BigIntegerField()),
+                ("kw", django.contrib.postgres.fields.ArrayField(base_field=models.FloatField())),
+                ("available_kw", django.contrib.postgres.fields.ArrayField(base_field=models.FloatField())),
+                (
+                    "reason",
+                    models.CharField(
+                        choices=[
+                            ("allocated", "Allocated"),
+                            ("not_needed", "Target met by devices with a lighter season"),
+                            ("offline", "Offline"),
+                            ("opted_out", "Opted out by the customer"),
+                            ("not_enrolled", "Not active in the program"),
+                            ("no_headroom", "No kW available for this window"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "rank",
+                    models.PositiveIntegerField(
+                        help_text="Order of preference by season burden (1 = lightest).", null=True
+                    ),
+                ),
+                (
+                    "customer_events",
+                    models.PositiveIntegerField(default=0, help_text="The customer's events this season, when ranked."),
+                ),
+                (
+                    "customer_hours",
+                    models.FloatField(default=0, help_text="The customer's dispatched hours this season, when ranked."),
+                ),
+                (
+                    "needs_command",
+                    models.BooleanField(default=False, help_text="Its round changed what the device must do."),
+                ),
+                (
+                    "device",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="enrollment.device"
+                    ),
+                ),
+                (
+                    "event",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="allocations",
+                        to="dispatch.dispatchevent",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['event_id', 'device_id'],
+                "ordering": ["event_id", "device_id"],
             },
         ),
         migrations.CreateModel(
-            name='EventInterval',
+            name="EventInterval",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('start', models.DateTimeField()),
-                ('end', models.DateTimeField()),
-                ('target_kw', models.DecimalField(decimal_places=3, max_digits=12)),
-                ('event', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='intervals', to='dispatch.dispatchevent')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("start", models.DateTimeField()),
+                ("end", models.DateTimeField()),
+                ("target_kw", models.DecimalField(decimal_places=3, max_digits=12)),
+                (
+                    "event",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="intervals",
+                        to="dispatch.dispatchevent",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['event_id', 'start'],
+                "ordering": ["event_id", "start"],
             },
         ),
         migrations.CreateModel(
-            name='EventTransition',
+            name="EventTransition",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(max_length=30)),
-                ('from_state', models.CharField(blank=True, choices=[('scheduled', 'Scheduled'), ('notified', 'Notified'), ('active', 'Active'), ('completed', 'Completed'), ('cancelled', 'Cancelled')], max_length=20)),
-                ('to_state', models.CharField(choices=[('scheduled', 'Scheduled'), ('notified', 'Notified'), ('active', 'Active'), ('completed', 'Completed'), ('cancelled', 'Cancelled')], max_length=20)),
-                ('at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('actor_label', models.CharField(max_length=150)),
-                ('reason', models.TextField(blank=True)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('event', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='transitions', to='dispatch.dispatchevent')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("action", models.CharField(max_length=30)),
+                (
+                    "from_state",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("scheduled", "Scheduled"),
+                            ("notified", "Notified"),
+                            ("active", "Active"),
+                            ("completed", "Completed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "to_state",
+                    models.CharField(
+                        choices=[
+                            ("scheduled", "Scheduled"),
+                            ("notified", "Notified"),
+                            ("active", "Active"),
+                            ("completed", "Completed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("actor_label", models.CharField(max_length=150)),
+                ("reason", models.TextField(blank=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "event",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="transitions",
+                        to="dispatch.dispatchevent",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['at', 'id'],
+                "ordering": ["at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='MarketCredential',
+            name="MarketCredential",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key_id', models.CharField(editable=False, max_length=16, unique=True)),
-                ('digest', models.CharField(editable=False, max_length=64)),
-                ('label', models.CharField(blank=True, max_length=100)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('last_used_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('source', models.CharField(choices=[('market_instruction', 'Market instruction'), ('utility_call', 'Utility program call')], help_text='What its instructions are: market instructions or utility calls.', max_length=20)),
-                ('issued_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('market', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='aggregator.market')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key_id", models.CharField(editable=False, max_length=16, unique=True)),
+                ("digest", models.CharField(editable=False, max_length=64)),
+                ("label", models.CharField(blank=True, max_length=100)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ("last_used_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("market_instruction", "Market instruction"),
+                            ("utility_call", "Utility program call"),
+                        ],
+                        help_text="What its instructions are: market instructions or utility calls.",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "issued_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "market",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="aggregator.market"
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='DeviceSeasonBurden',
+            name="DeviceSeasonBurden",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('season', models.PositiveSmallIntegerField(help_text="The calendar year, in the market's time zone.")),
-                ('events', models.PositiveIntegerField(default=0)),
-                ('hours', models.FloatField(default=0)),
-                ('opt_outs', models.PositiveIntegerField(default=0)),
-                ('device', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='enrollment.device')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("season", models.PositiveSmallIntegerField(help_text="The calendar year, in the market's time zone.")),
+                ("events", models.PositiveIntegerField(default=0)),
+                ("hours", models.FloatField(default=0)),
+                ("opt_outs", models.PositiveIntegerField(default=0)),
+                (
+                    "device",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="enrollment.device"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('device', 'season'), name='burden_unique')],
+                "constraints": [models.UniqueConstraint(fields=("device", "season"), name="burden_unique")],
             },
         ),
         migrations.AddIndex(
-            model_name='dispatchevent',
-            index=models.Index(fields=['resource', 'start'], name='event_resource_start'),
+            model_name="dispatchevent",
+            index=models.Index(fields=["resource", "start"], name="event_resource_start"),
         ),
         migrations.AddIndex(
-            model_name='dispatchevent',
-            index=models.Index(condition=models.Q(('state__in', ['scheduled', 'notified', 'active'])), fields=['state', 'start'], name='event_open'),
+            model_name="dispatchevent",
+            index=models.Index(
+                condition=models.Q(("state__in", ["scheduled", "notified", "active"])),
+                fields=["state", "start"],
+                name="event_open",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='dispatchevent',
-            constraint=models.CheckConstraint(condition=models.Q(('end__gt', models.F('start'))), name='event_ends_after_start'),
+            model_name="dispatchevent",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("end__gt", models.F("start"))), name="event_ends_after_start"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='dispatchevent',
-            constraint=models.CheckConstraint(condition=models.Q(('notify_at__lte', models.F('start'))), name='event_notified_by_start'),
+            model_name="dispatchevent",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("notify_at__lte", models.F("start"))), name="event_notified_by_start"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='dispatchevent',
-            constraint=models.CheckConstraint(condition=models.Q(('over_commit_pct__gte', 0), ('over_commit_pct__lte', 100)), name='event_over_commit_range'),
+            model_name="dispatchevent",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("over_commit_pct__gte", 0), ("over_commit_pct__lte", 100)),
+                name="event_over_commit_range",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='dispatchevent',
-            constraint=models.UniqueConstraint(condition=models.Q(('external_ref', ''), _negated=True), fields=('resource', 'source', 'external_ref'), name='event_external_ref_unique'),
+            model_name="dispatchevent",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("external_ref", ""), _negated=True),
+                fields=("resource", "source", "external_ref"),
+                name="event_external_ref_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='dispatchevent',
-            constraint=django.contrib.postgres.constraints.ExclusionConstraint(condition=models.Q(('state__in', ['scheduled', 'notified', 'active'])), expressions=[('resource', '='), (aggregator.models.resources.TsTzRange('start', 'end', models.Value('[)')), '&&')], name='event_no_overlap_per_resource'),
+            model_name="dispatchevent",
+            constraint=django.contrib.postgres.constraints.ExclusionConstraint(
+                condition=models.Q(("state__in", ["scheduled", "notified", "active"])),
+                expressions=[
+                    ("resource", "="),
+                    (aggregator.models.resources.TsTzRange("start", "end", models.Value("[)")), "&&"),
+                ],
+                name="event_no_overlap_per_resource",
+            ),
         ),
         migrations.AddIndex(
-            model_name='deviceoptout',
-            index=models.Index(fields=['device', 'end'], name='opt_out_device_end'),
+            model_name="deviceoptout",
+            index=models.Index(fields=["device", "end"], name="opt_out_device_end"),
         ),
         migrations.AddConstraint(
-            model_name='deviceoptout',
-            constraint=models.CheckConstraint(condition=models.Q(('end__gt', models.F('start'))), name='opt_out_ends_after_start'),
+            model_name="deviceoptout",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("end__gt", models.F("start"))), name="opt_out_ends_after_start"
+            ),
         ),
         migrations.AddIndex(
-            model_name='devicecommand',
-            index=models.Index(condition=models.Q(('status__in', ['pending', 'accepted'])), fields=['device', 'expires_at'], name='command_live'),
+            model_name="devicecommand",
+            index=models.Index(
+                condition=models.Q(("status__in", ["pending", "accepted"])),
+                fields=["device", "expires_at"],
+                name="command_live",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='devicecommand',
-            constraint=models.UniqueConstraint(fields=('event', 'device', 'sequence'), name='command_sequence_unique'),
+            model_name="devicecommand",
+            constraint=models.UniqueConstraint(fields=("event", "device", "sequence"), name="command_sequence_unique"),
         ),
         migrations.AddConstraint(
-            model_name='devicecommand',
-            constraint=models.UniqueConstraint(fields=('event', 'device', 'round'), name='command_round_unique'),
+            model_name="devicecommand",
+            constraint=models.UniqueConstraint(fields=("event", "device", "round"), name="command_round_unique"),
         ),
         migrations.AddConstraint(
-            model_name='deliveryreport',
-            constraint=models.UniqueConstraint(fields=('event', 'device', 'interval_start'), name='delivery_report_unique'),
+            model_name="deliveryreport",
+            constraint=models.UniqueConstraint(
+                fields=("event", "device", "interval_start"), name="delivery_report_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='customernotification',
-            constraint=models.UniqueConstraint(fields=('event', 'customer', 'kind', 'channel'), name='notification_once'),
+            model_name="customernotification",
+            constraint=models.UniqueConstraint(
+                fields=("event", "customer", "kind", "channel"), name="notification_once"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='allocationround',
-            constraint=models.UniqueConstraint(fields=('event', 'number'), name='allocation_round_unique'),
+            model_name="allocationround",
+            constraint=models.UniqueConstraint(fields=("event", "number"), name="allocation_round_unique"),
         ),
         migrations.AddIndex(
-            model_name='allocation',
-            index=models.Index(fields=['event', 'round'], name='allocation_event_round'),
+            model_name="allocation",
+            index=models.Index(fields=["event", "round"], name="allocation_event_round"),
         ),
         migrations.AddConstraint(
-            model_name='allocation',
-            constraint=models.UniqueConstraint(fields=('event', 'device'), name='allocation_unique'),
+            model_name="allocation",
+            constraint=models.UniqueConstraint(fields=("event", "device"), name="allocation_unique"),
         ),
         migrations.AddConstraint(
-            model_name='eventinterval',
-            constraint=models.UniqueConstraint(fields=('event', 'start'), name='event_interval_unique'),
+            model_name="eventinterval",
+            constraint=models.UniqueConstraint(fields=("event", "start"), name="event_interval_unique"),
         ),
         migrations.AddConstraint(
-            model_name='eventinterval',
-            constraint=models.CheckConstraint(condition=models.Q(('end__gt', models.F('start'))), name='event_interval_ends_after_start'),
+            model_name="eventinterval",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("end__gt", models.F("start"))), name="event_interval_ends_after_start"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='eventinterval',
-            constraint=models.CheckConstraint(condition=models.Q(('target_kw__gte', 0)), name='event_interval_target_non_negative'),
+            model_name="eventinterval",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("target_kw__gte", 0)), name="event_interval_target_non_negative"
+            ),
         ),
     ]

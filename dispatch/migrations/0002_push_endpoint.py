@@ -6,27 +6,53 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('dispatch', '0001_initial'),
-        ('enrollment', '0003_devicestatus_firmware_devicestatus_mode'),
+        ("dispatch", "0001_initial"),
+        ("enrollment", "0003_devicestatus_firmware_devicestatus_mode"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PushEndpoint',
+            name="PushEndpoint",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('url', models.URLField(max_length=500)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_success_at', models.DateTimeField(blank=True, null=True)),
-                ('last_failure_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.CharField(blank=True, max_length=300)),
-                ('device', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='enrollment.device')),
-                ('gateway', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='enrollment.gateway')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("url", models.URLField(max_length=500)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_success_at", models.DateTimeField(blank=True, null=True)),
+                ("last_failure_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.CharField(blank=True, max_length=300)),
+                (
+                    "device",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="enrollment.device",
+                    ),
+                ),
+                (
+                    "gateway",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="enrollment.gateway",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('device__isnull', False), ('gateway__isnull', True)), models.Q(('device__isnull', True), ('gateway__isnull', False)), _connector='OR'), name='push_for_device_xor_gateway')],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("device__isnull", False), ("gateway__isnull", True)),
+                            models.Q(("device__isnull", True), ("gateway__isnull", False)),
+                            _connector="OR",
+                        ),
+                        name="push_for_device_xor_gateway",
+                    )
+                ],
             },
         ),
     ]

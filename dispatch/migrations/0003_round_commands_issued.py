@@ -4,16 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('dispatch', '0002_push_endpoint'),
+        ("dispatch", "0002_push_endpoint"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='allocationround',
-            name='commands_issued',
-            field=models.PositiveIntegerField(default=0, help_text='Of those, how many have their command (chunks add theirs).'),
+            model_name="allocationround",
+            name="commands_issued",
+            field=models.PositiveIntegerField(
+                default=0, help_text="Of those, how many have their command (chunks add theirs)."
+            ),
         ),
         # Rounds written before the counter: count what they issued.
         migrations.RunSQL(

@@ -7,30 +7,49 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('dispatch', '0003_round_commands_issued'),
-        ('enrollment', '0003_devicestatus_firmware_devicestatus_mode'),
+        ("dispatch", "0003_round_commands_issued"),
+        ("enrollment", "0003_devicestatus_firmware_devicestatus_mode"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DeviceSchedule',
+            name="DeviceSchedule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.DateField(help_text="The local day (the site's time zone) it covers.")),
-                ('start', models.DateTimeField(help_text="The day's first interval start.")),
-                ('step_seconds', models.PositiveIntegerField()),
-                ('kw', django.contrib.postgres.fields.ArrayField(base_field=models.FloatField())),
-                ('energy_kwh', django.contrib.postgres.fields.ArrayField(base_field=models.FloatField(), help_text="Planned state of energy at each interval's end.")),
-                ('reserve_kwh', models.FloatField(help_text='The backup reserve the plan keeps.')),
-                ('site_cost', models.DecimalField(decimal_places=4, help_text="The site's day with this plan ($, forecast).", max_digits=12)),
-                ('site_cost_without', models.DecimalField(decimal_places=4, help_text='The same day with the battery idle.', max_digits=12)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('device', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='enrollment.device')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("day", models.DateField(help_text="The local day (the site's time zone) it covers.")),
+                ("start", models.DateTimeField(help_text="The day's first interval start.")),
+                ("step_seconds", models.PositiveIntegerField()),
+                ("kw", django.contrib.postgres.fields.ArrayField(base_field=models.FloatField())),
+                (
+                    "energy_kwh",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.FloatField(), help_text="Planned state of energy at each interval's end."
+                    ),
+                ),
+                ("reserve_kwh", models.FloatField(help_text="The backup reserve the plan keeps.")),
+                (
+                    "site_cost",
+                    models.DecimalField(
+                        decimal_places=4, help_text="The site's day with this plan ($, forecast).", max_digits=12
+                    ),
+                ),
+                (
+                    "site_cost_without",
+                    models.DecimalField(
+                        decimal_places=4, help_text="The same day with the battery idle.", max_digits=12
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "device",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="enrollment.device"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('device', 'day'), name='device_schedule_once_a_day')],
+                "constraints": [models.UniqueConstraint(fields=("device", "day"), name="device_schedule_once_a_day")],
             },
         ),
     ]

@@ -8,51 +8,96 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('aggregator', '0004_program_dispatch_rules'),
-        ('dispatch', '0004_deviceschedule'),
+        ("aggregator", "0004_program_dispatch_rules"),
+        ("dispatch", "0004_deviceschedule"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='allocation',
-            name='reason',
-            field=models.CharField(choices=[('allocated', 'Allocated'), ('not_needed', 'Target met by devices with a lighter season'), ('offline', 'Offline'), ('off_grid', 'Islanded or in a grid outage: serving its own site'), ('opted_out', 'Opted out by the customer (or a storm watch)'), ('not_enrolled', 'Not active in the program'), ('no_headroom', 'No kW available for this window')], max_length=20),
+            model_name="allocation",
+            name="reason",
+            field=models.CharField(
+                choices=[
+                    ("allocated", "Allocated"),
+                    ("not_needed", "Target met by devices with a lighter season"),
+                    ("offline", "Offline"),
+                    ("off_grid", "Islanded or in a grid outage: serving its own site"),
+                    ("opted_out", "Opted out by the customer (or a storm watch)"),
+                    ("not_enrolled", "Not active in the program"),
+                    ("no_headroom", "No kW available for this window"),
+                ],
+                max_length=20,
+            ),
         ),
         migrations.CreateModel(
-            name='StormWatch',
+            name="StormWatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('zone', models.CharField(blank=True, max_length=64)),
-                ('pricing_nodes', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=64), blank=True, default=list)),
-                ('start', models.DateTimeField()),
-                ('end', models.DateTimeField()),
-                ('reason', models.CharField(max_length=200)),
-                ('devices', models.PositiveIntegerField(default=0, help_text='Devices it covered when declared.')),
-                ('events', models.PositiveIntegerField(default=0, help_text='Events its devices left when declared.')),
-                ('created_by_label', models.CharField(max_length=150)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('cancelled_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('market', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='aggregator.market')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("zone", models.CharField(blank=True, max_length=64)),
+                (
+                    "pricing_nodes",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=64), blank=True, default=list
+                    ),
+                ),
+                ("start", models.DateTimeField()),
+                ("end", models.DateTimeField()),
+                ("reason", models.CharField(max_length=200)),
+                ("devices", models.PositiveIntegerField(default=0, help_text="Devices it covered when declared.")),
+                ("events", models.PositiveIntegerField(default=0, help_text="Events its devices left when declared.")),
+                ("created_by_label", models.CharField(max_length=150)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("cancelled_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "market",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="aggregator.market"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-start'],
+                "ordering": ["-start"],
             },
         ),
         migrations.AddField(
-            model_name='deviceoptout',
-            name='storm_watch',
-            field=models.ForeignKey(blank=True, help_text="Set when an operator's storm watch, not the customer, took the device out.", null=True, on_delete=django.db.models.deletion.CASCADE, related_name='opt_outs', to='dispatch.stormwatch'),
+            model_name="deviceoptout",
+            name="storm_watch",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Set when an operator's storm watch, not the customer, took the device out.",
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="opt_outs",
+                to="dispatch.stormwatch",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='stormwatch',
-            constraint=models.CheckConstraint(condition=models.Q(('end__gt', models.F('start'))), name='storm_watch_ends_after_start'),
+            model_name="stormwatch",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("end__gt", models.F("start"))), name="storm_watch_ends_after_start"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='stormwatch',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('zone', ''), _negated=True), models.Q(('pricing_nodes', []), _negated=True), _connector='OR'), name='storm_watch_has_a_scope'),
+            model_name="stormwatch",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("zone", ""), _negated=True),
+                    models.Q(("pricing_nodes", []), _negated=True),
+                    _connector="OR",
+                ),
+                name="storm_watch_has_a_scope",
+            ),
         ),
     ]

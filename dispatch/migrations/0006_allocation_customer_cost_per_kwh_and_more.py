@@ -5,20 +5,28 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('dispatch', '0005_alter_allocation_reason_stormwatch_and_more'),
+        ("dispatch", "0005_alter_allocation_reason_stormwatch_and_more"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='allocation',
-            name='customer_cost_per_kwh',
-            field=models.FloatField(blank=True, help_text="What a kWh from it costs its customer's bill over the event (its battery plan's value of stored energy); empty without a plan.", null=True),
+            model_name="allocation",
+            name="customer_cost_per_kwh",
+            field=models.FloatField(
+                blank=True,
+                help_text="What a kWh from it costs its customer's bill over the event (its battery plan's value of stored energy); empty without a plan.",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='deviceschedule',
-            name='value_per_kwh',
-            field=django.contrib.postgres.fields.ArrayField(base_field=models.FloatField(), blank=True, default=list, help_text="$ a kWh in store at each interval's end saves the site's bill (the plan's dual prices): what a dispatch event taking it costs the customer."),
+            model_name="deviceschedule",
+            name="value_per_kwh",
+            field=django.contrib.postgres.fields.ArrayField(
+                base_field=models.FloatField(),
+                blank=True,
+                default=list,
+                help_text="$ a kWh in store at each interval's end saves the site's bill (the plan's dual prices): what a dispatch event taking it costs the customer.",
+            ),
         ),
     ]

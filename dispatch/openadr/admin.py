@@ -30,7 +30,11 @@ class ClientAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, **kwargs)
 
     def get_readonly_fields(self, request, obj=None):
-        return [] if obj is None else ["client_id", "role", "site", "key_id", "created_at", "last_used_at", "revoked_at", "issued_by"]
+        return (
+            []
+            if obj is None
+            else ["client_id", "role", "site", "key_id", "created_at", "last_used_at", "revoked_at", "issued_by"]
+        )
 
     def get_exclude(self, request, obj=None):
         return ["digest", "key_id", "expires_at", "revoked_at", "issued_by"] if obj is None else ["digest"]
@@ -39,8 +43,9 @@ class ClientAdmin(admin.ModelAdmin):
         if change:
             return super().save_model(request, obj, form, change)
         try:
-            client, secret = auth.issue_client(client_id=obj.client_id, role=obj.role, site=obj.site, by=request.user,
-                                               label=obj.label)
+            client, secret = auth.issue_client(
+                client_id=obj.client_id, role=obj.role, site=obj.site, by=request.user, label=obj.label
+            )
         except DomainError as refused:
             raise ValidationError(refused.problems[0].message) from None
         obj.pk = client.pk

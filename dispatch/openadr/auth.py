@@ -11,8 +11,8 @@ write_reports, write_subscriptions and write_vens (the specification's scopes).
 import base64
 import binascii
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import timedelta
+from functools import cached_property
 from urllib.parse import unquote
 
 from django.conf import settings
@@ -92,11 +92,18 @@ def token(request):
     scopes = sorted(requested or client.scopes)
     issued = tokens.issue("oat")
     lifetime = settings.OPENADR_TOKEN_SECONDS
-    AccessToken.objects.create(key_id=issued.key_id, digest=issued.digest, client=client, scopes=scopes,
-                               label=client.client_id, expires_at=timezone.now() + timedelta(seconds=lifetime))
+    AccessToken.objects.create(
+        key_id=issued.key_id,
+        digest=issued.digest,
+        client=client,
+        scopes=scopes,
+        label=client.client_id,
+        expires_at=timezone.now() + timedelta(seconds=lifetime),
+    )
     client.touch()
-    response = JsonResponse({"access_token": issued.plaintext, "token_type": "Bearer", "expires_in": lifetime,
-                             "scope": " ".join(scopes)})
+    response = JsonResponse(
+        {"access_token": issued.plaintext, "token_type": "Bearer", "expires_in": lifetime, "scope": " ".join(scopes)}
+    )
     response["Cache-Control"] = "no-store"
     return response
 
@@ -144,8 +151,8 @@ def discovery(request):
 
 def issue_client(*, client_id: str, role: str, site=None, by=None, label: str = "") -> tuple[Client, str]:
     """A new client and its secret (shown once; only its hash is kept)."""
-    from django.core.validators import validate_slug
     from django.core.exceptions import ValidationError
+    from django.core.validators import validate_slug
     from django.db import IntegrityError, transaction
 
     from aggregator.errors import DomainError, Problem
@@ -164,8 +171,15 @@ def issue_client(*, client_id: str, role: str, site=None, by=None, label: str = 
     issued = tokens.issue("oac")
     try:
         with transaction.atomic():
-            client = Client.objects.create(client_id=client_id, role=role, site=site, key_id=issued.key_id, digest=issued.digest,
-                                           label=label, issued_by=by)
+            client = Client.objects.create(
+                client_id=client_id,
+                role=role,
+                site=site,
+                key_id=issued.key_id,
+                digest=issued.digest,
+                label=label,
+                issued_by=by,
+            )
     except IntegrityError:
         raise DomainError(Problem("exists", f"A client {client_id} exists.", "client_id")) from None
     return client, issued.plaintext

@@ -36,18 +36,32 @@ from dispatch.openadr.models import Event, Program, Report, Resource, Ven
 from dispatch.openadr.schema import Invalid, format_datetime, format_duration, parse_duration
 from enrollment.models import Device
 
-USAGE_REPORT = {"payloadType": "USAGE", "readingType": "DIRECT_READ", "units": "KWH", "targets": None, "aggregate": False,
-                "startInterval": -1, "numIntervals": -1, "historical": True, "frequency": -1, "repeat": 1}
+USAGE_REPORT = {
+    "payloadType": "USAGE",
+    "readingType": "DIRECT_READ",
+    "units": "KWH",
+    "targets": None,
+    "aggregate": False,
+    "startInterval": -1,
+    "numIntervals": -1,
+    "historical": True,
+    "frequency": -1,
+    "repeat": 1,
+}
 
 
 # --- dispatch → VEN -------------------------------------------------------------------------
+
 
 def device_for(ven: Ven, resource_name: str) -> Device | None:
     """The enrolled device a new resource stands for: at the VEN's site, with the resource's name as its serial."""
     if ven.site_id is None:
         return None
-    return (Device.objects.filter(site_id=ven.site_id, serial__iexact=resource_name, openadr_resource__isnull=True)
-            .order_by("pk").first())
+    return (
+        Device.objects.filter(site_id=ven.site_id, serial__iexact=resource_name, openadr_resource__isnull=True)
+        .order_by("pk")
+        .first()
+    )
 
 
 def program_for(event: DispatchEvent) -> Program:
@@ -55,12 +69,26 @@ def program_for(event: DispatchEvent) -> Program:
     program = Program.objects.filter(platform_program=platform).first()
     if program is None:
         name = f"{platform.market.code}-{platform.code}"
-        program, _ = Program.objects.get_or_create(program_name=name, defaults={
-            "platform_program": platform, "body": {
-                "programLongName": platform.name, "programType": platform.service, "country": "US",
-                "payloadDescriptors": [{"objectType": "EVENT_PAYLOAD_DESCRIPTOR", "payloadType": signal, "units": units,
-                                        "currency": None} for signal, units in
-                                       ((Resource.Signal.SETPOINT, "KW"), (Resource.Signal.SIMPLE, None))]}})
+        program, _ = Program.objects.get_or_create(
+            program_name=name,
+            defaults={
+                "platform_program": platform,
+                "body": {
+                    "programLongName": platform.name,
+                    "programType": platform.service,
+                    "country": "US",
+                    "payloadDescriptors": [
+                        {
+                            "objectType": "EVENT_PAYLOAD_DESCRIPTOR",
+                            "payloadType": signal,
+                            "units": units,
+                            "currency": None,
+                        }
+                        for signal, units in ((Resource.Signal.SETPOINT, "KW"), (Resource.Signal.SIMPLE, None))
+                    ],
+                },
+            },
+        )
     return program
 
 
@@ -75,46 +103,75 @@ def _event_fields(event: DispatchEvent, resource: Resource, schedule: list[dict]
     intervals = []
     for n, item in enumerate(schedule):
         start, end = parse_datetime(item["start"]), parse_datetime(item["end"])
-        intervals.append({"id": n, "intervalPeriod": {"start": format_datetime(start), "duration": format_duration(end - start)},
-                          "payloads": [{"type": resource.signal, "values": [_value(resource, float(item["kw"]))]}]})
+        intervals.append(
+            {
+                "id": n,
+                "intervalPeriod": {"start": format_datetime(start), "duration": format_duration(end - start)},
+                "payloads": [{"type": resource.signal, "values": [_value(resource, float(item["kw"]))]}],
+            }
+        )
     units = "KW" if resource.signal == Resource.Signal.SETPOINT else None
     return {
-        "event_name": f"{event.resource.name} #{event.pk}", "priority": 0,
-        "targets": [{"type": "VEN_NAME", "values": [resource.ven.ven_name]},
-                    {"type": "RESOURCE_NAME", "values": [resource.resource_name]}],
+        "event_name": f"{event.resource.name} #{event.pk}",
+        "priority": 0,
+        "targets": [
+            {"type": "VEN_NAME", "values": [resource.ven.ven_name]},
+            {"type": "RESOURCE_NAME", "values": [resource.resource_name]},
+        ],
         # Seen by its VEN only: resource names are unique within a VEN, not across VENs.
         "target_keys": [f"VEN_NAME:{resource.ven.ven_name}"],
-        "body": {"payloadDescriptors": [{"objectType": "EVENT_PAYLOAD_DESCRIPTOR", "payloadType": resource.signal,
-                                         "units": units, "currency": None}],
-                 "reportDescriptors": [USAGE_REPORT],
-                 "intervalPeriod": intervals[0]["intervalPeriod"] if intervals else None,
-                 "intervals": intervals},
+        "body": {
+            "payloadDescriptors": [
+                {
+                    "objectType": "EVENT_PAYLOAD_DESCRIPTOR",
+                    "payloadType": resource.signal,
+                    "units": units,
+                    "currency": None,
+                }
+            ],
+            "reportDescriptors": [USAGE_REPORT],
+            "intervalPeriod": intervals[0]["intervalPeriod"] if intervals else None,
+            "intervals": intervals,
+        },
     }
 
 
 def sync_commands(*, event_id: int, first_device: int, last_device: int) -> int:
     """Make the OpenADR events of the chunk's VEN resources match their devices' latest commands; returns the changes."""
-    resources = list(Resource.objects.select_related("ven", "device").filter(
-        device_id__gte=first_device, device_id__lte=last_device,
-        device_id__in=DeviceCommand.objects.filter(event_id=event_id).values("device_id")))
+    resources = list(
+        Resource.objects.select_related("ven", "device").filter(
+            device_id__gte=first_device,
+            device_id__lte=last_device,
+            device_id__in=DeviceCommand.objects.filter(event_id=event_id).values("device_id"),
+        )
+    )
     if not resources:
         return 0
     event = DispatchEvent.objects.select_related("resource__program__market").get(pk=event_id)
     program = program_for(event)
-    latest = {c.device_id: c for c in DeviceCommand.objects.filter(event_id=event_id, device_id__in=[r.device_id for r in resources])
-              .order_by("device_id", "-sequence").distinct("device_id")}
+    latest = {
+        c.device_id: c
+        for c in DeviceCommand.objects.filter(event_id=event_id, device_id__in=[r.device_id for r in resources])
+        .order_by("device_id", "-sequence")
+        .distinct("device_id")
+    }
     existing = {e.resource_id: e for e in Event.objects.filter(dispatch_event_id=event_id, resource__in=resources)}
     changes = 0
     with transaction.atomic():
         for resource in resources:
             command, current = latest[resource.device_id], existing.get(resource.pk)
-            serving = (command.kind != DeviceCommand.Kind.CANCEL and command.status in (DeviceCommand.Status.PENDING,
-                       DeviceCommand.Status.ACCEPTED) and any(float(i["kw"]) > 0 for i in command.schedule))
+            serving = (
+                command.kind != DeviceCommand.Kind.CANCEL
+                and command.status in (DeviceCommand.Status.PENDING, DeviceCommand.Status.ACCEPTED)
+                and any(float(i["kw"]) > 0 for i in command.schedule)
+            )
             if not serving:
                 if current is not None and current.deleted_at is None:
                     body = rep.event(current)
                     current.remove()
-                    notify.deleted("EVENT", body, program_id=program.pk, targets=current.targets, readers={resource.ven.client_id})
+                    notify.deleted(
+                        "EVENT", body, program_id=program.pk, targets=current.targets, readers={resource.ven.client_id}
+                    )
                     changes += 1
                 continue
             fields = _event_fields(event, resource, command.schedule)
@@ -138,8 +195,11 @@ def mark_read(principal, events: list[Event]) -> None:
     """A VEN that reads its dispatch events has received their commands."""
     if not principal.is_ven:
         return
-    pairs = [(e.dispatch_event_id, e.resource.device_id) for e in events
-             if e.dispatch_event_id is not None and e.resource_id is not None and e.resource.device_id is not None]
+    pairs = [
+        (e.dispatch_event_id, e.resource.device_id)
+        for e in events
+        if e.dispatch_event_id is not None and e.resource_id is not None and e.resource.device_id is not None
+    ]
     if not pairs:
         return
     match = Q()
@@ -149,6 +209,7 @@ def mark_read(principal, events: list[Event]) -> None:
 
 
 # --- VEN → platform -------------------------------------------------------------------------
+
 
 def _number(values: list, path: str, problems: list[Problem]) -> float | None:
     if len(values) != 1 or isinstance(values[0], bool) or not isinstance(values[0], (int, float)):
@@ -180,7 +241,11 @@ def ingest_report(report: Report) -> None:
             if period is None:
                 period, offset = default, j
             if period is None:
-                problems.append(Problem("required", "An intervalPeriod, on the interval or on its resource.", f"{path}.intervalPeriod"))
+                problems.append(
+                    Problem(
+                        "required", "An intervalPeriod, on the interval or on its resource.", f"{path}.intervalPeriod"
+                    )
+                )
                 continue
             duration = parse_duration(period.get("duration") or "PT0S")
             start = parse_datetime(period["start"]) + offset * duration
@@ -192,14 +257,26 @@ def ingest_report(report: Report) -> None:
                     if value is None:
                         continue
                     if seconds not in meter.INTERVALS:
-                        problems.append(Problem("invalid_interval", "A metered interval lasts 1, 5, 15, 30 or 60 minutes.",
-                                                f"{path}.intervalPeriod.duration"))
+                        problems.append(
+                            Problem(
+                                "invalid_interval",
+                                "A metered interval lasts 1, 5, 15, 30 or 60 minutes.",
+                                f"{path}.intervalPeriod.duration",
+                            )
+                        )
                         continue
                     if kind == "DELTA_USAGE":
                         deltas.setdefault(device.pk, []).append((start, -value * 3600 / seconds, where))
                     else:
-                        readings.append({"meter": "device", "device": device.pk, "start": start.isoformat(), "interval_seconds": seconds,
-                                         "kwh" if kind == "USAGE" else "kw": value})
+                        readings.append(
+                            {
+                                "meter": "device",
+                                "device": device.pk,
+                                "start": start.isoformat(),
+                                "interval_seconds": seconds,
+                                "kwh" if kind == "USAGE" else "kw": value,
+                            }
+                        )
                         paths.append(where)
                 elif kind == "STORAGE_CHARGE_LEVEL":
                     value = _number(payload["values"], where, problems)
@@ -217,24 +294,37 @@ def ingest_report(report: Report) -> None:
     if readings:
         devices = {d.pk: (d.site_id, d.device_type, d.bidirectional) for d in (r.device for r in resources.values())}
         try:
-            lines, _ = meter.parse(readings, meters=meter.Meters(devices=devices, default_device=None), label=lambda n: paths[n])
+            lines, _ = meter.parse(
+                readings, meters=meter.Meters(devices=devices, default_device=None), label=lambda n: paths[n]
+            )
             meter.store(lines=lines, starts=lambda: enumerate(r["start"] for r in readings), label=lambda n: paths[n])
         except meter.BatchRejected as rejected:
             raise Invalid(rejected.problems) from None
     dispatch_event_id = report.event.dispatch_event_id
     for device_id, items in deltas.items():
-        command = (DeviceCommand.objects.filter(event_id=dispatch_event_id, device_id=device_id).order_by("-sequence").first()
-                   if dispatch_event_id else None)
+        command = (
+            DeviceCommand.objects.filter(event_id=dispatch_event_id, device_id=device_id).order_by("-sequence").first()
+            if dispatch_event_id
+            else None
+        )
         if command is None:
-            raise Invalid(Problem("not_dispatched", "DELTA_USAGE is reported for the platform's dispatch events, to the "
-                                  "devices they dispatched.", f"{items[0][2]}.type"))
+            raise Invalid(
+                Problem(
+                    "not_dispatched",
+                    "DELTA_USAGE is reported for the platform's dispatch events, to the devices they dispatched.",
+                    f"{items[0][2]}.type",
+                )
+            )
         try:
             dispatch.report_delivery(command=command, reports=[(at, kw) for at, kw, _ in items])
         except DomainError as refused:
-            raise Invalid([Problem(p.code, p.message, items[int(p.field.split("[")[1].split("]")[0])][2] if p.field else None)
-                           for p in refused.problems]) from None
+            raise Invalid(
+                [
+                    Problem(p.code, p.message, items[int(p.field.split("[")[1].split("]")[0])][2] if p.field else None)
+                    for p in refused.problems
+                ]
+            ) from None
     now = timezone.now()
     for device_id, fields in status.items():
         at = min(now, max(t for t, _ in fields.values()))
         enrollment.record_heartbeat(device_id=device_id, at=at, **{k: v for k, (_, v) in fields.items()})
-

@@ -30,15 +30,25 @@ class Client(HashedToken):
 
     client_id = models.SlugField(max_length=64, unique=True)
     role = models.CharField(max_length=3, choices=Role.choices)
-    site = models.ForeignKey("enrollment.Site", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
-                             help_text="For a VEN client: the site whose equipment its VEN controls.")
-    issued_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    site = models.ForeignKey(
+        "enrollment.Site",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="For a VEN client: the site whose equipment its VEN controls.",
+    )
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         verbose_name = "OpenADR client"
         constraints = [
-            models.CheckConstraint(condition=Q(role="bl", site__isnull=True) | Q(role="ven", site__isnull=False),
-                                   name="openadr_client_site_for_vens_only"),
+            models.CheckConstraint(
+                condition=Q(role="bl", site__isnull=True) | Q(role="ven", site__isnull=False),
+                name="openadr_client_site_for_vens_only",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -69,8 +79,9 @@ class Program(Stamped):
     """An OpenADR program; `platform_program` maps it onto one of the platform's programs."""
 
     program_name = models.CharField(max_length=128, unique=True)
-    platform_program = models.OneToOneField("aggregator.Program", null=True, blank=True, on_delete=models.SET_NULL,
-                                            related_name="openadr_program")
+    platform_program = models.OneToOneField(
+        "aggregator.Program", null=True, blank=True, on_delete=models.SET_NULL, related_name="openadr_program"
+    )
     targets = models.JSONField(null=True, blank=True)
 
     class Meta:
@@ -84,8 +95,14 @@ class Ven(Stamped):
     """A VEN: a client with the VEN role and the site whose equipment it controls."""
 
     ven_name = models.CharField(max_length=128, unique=True)
-    client = models.OneToOneField(Client, null=True, blank=True, on_delete=models.SET_NULL, related_name="ven",
-                                  help_text="The VEN client that acts as this VEN.")
+    client = models.OneToOneField(
+        Client,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="ven",
+        help_text="The VEN client that acts as this VEN.",
+    )
     site = models.ForeignKey("enrollment.Site", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     attributes = models.JSONField(null=True, blank=True)
     targets = models.JSONField(null=True, blank=True)
@@ -106,10 +123,15 @@ class Resource(Stamped):
 
     ven = models.ForeignKey(Ven, on_delete=models.CASCADE, related_name="resources")
     resource_name = models.CharField(max_length=128)
-    device = models.OneToOneField("enrollment.Device", null=True, blank=True, on_delete=models.SET_NULL,
-                                  related_name="openadr_resource")
-    signal = models.CharField(max_length=30, choices=Signal.choices, default=Signal.SETPOINT,
-                              help_text="What the VTN's events for this resource carry.")
+    device = models.OneToOneField(
+        "enrollment.Device", null=True, blank=True, on_delete=models.SET_NULL, related_name="openadr_resource"
+    )
+    signal = models.CharField(
+        max_length=30,
+        choices=Signal.choices,
+        default=Signal.SETPOINT,
+        help_text="What the VTN's events for this resource carry.",
+    )
     attributes = models.JSONField(null=True, blank=True)
     targets = models.JSONField(null=True, blank=True)
 
@@ -134,20 +156,31 @@ class Event(Stamped):
     event_name = models.CharField(max_length=256, null=True, blank=True)
     priority = models.PositiveIntegerField(null=True, blank=True)
     targets = models.JSONField(null=True, blank=True)
-    target_keys = ArrayField(models.CharField(max_length=300), default=list, blank=True,
-                             help_text='"TYPE:value" of every target, for filtering.')
-    dispatch_event = models.ForeignKey("dispatch.DispatchEvent", null=True, blank=True, on_delete=models.CASCADE,
-                                       related_name="openadr_events")
+    target_keys = ArrayField(
+        models.CharField(max_length=300),
+        default=list,
+        blank=True,
+        help_text='"TYPE:value" of every target, for filtering.',
+    )
+    dispatch_event = models.ForeignKey(
+        "dispatch.DispatchEvent", null=True, blank=True, on_delete=models.CASCADE, related_name="openadr_events"
+    )
     resource = models.ForeignKey(Resource, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
-    deleted_at = models.DateTimeField(null=True, blank=True, editable=False,
-                                      help_text="Deleted through the API or by a cancellation, but kept: reports refer to it.")
+    deleted_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Deleted through the API or by a cancellation, but kept: reports refer to it.",
+    )
 
     objects = models.Manager()
     live = LiveEvents()
 
     class Meta:
         verbose_name = "OpenADR event"
-        constraints = [models.UniqueConstraint("dispatch_event", "resource", name="openadr_event_once_per_dispatch_resource")]
+        constraints = [
+            models.UniqueConstraint("dispatch_event", "resource", name="openadr_event_once_per_dispatch_resource")
+        ]
         indexes = [models.Index(fields=["program", "id"])]
 
     def remove(self) -> None:

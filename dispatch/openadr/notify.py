@@ -26,8 +26,9 @@ def check_callback(url: str, field: str) -> None:
     try:
         push.check_url(url, field)
     except push.PushRefused as refused:
-        raise schema.Invalid([Problem(p.code, p.message.replace("Push endpoints", "Callback URLs"), field)
-                              for p in refused.problems]) from None
+        raise schema.Invalid(
+            [Problem(p.code, p.message.replace("Push endpoints", "Callback URLs"), field) for p in refused.problems]
+        ) from None
 
 
 def _describe(object_type: str, obj) -> tuple[dict, int | None, list | None]:
@@ -75,12 +76,14 @@ def _owner(object_type: str, obj) -> int | None:
     return None
 
 
-def _recipients(object_type: str, operation: str, obj, program_id: int | None, targets,
-                readers: set[int] | None = None) -> list[tuple[str, str | None]]:
+def _recipients(
+    object_type: str, operation: str, obj, program_id: int | None, targets, readers: set[int] | None = None
+) -> list[tuple[str, str | None]]:
     """(callback URL, bearer token) of each subscription to hear of the operation. `readers` (VEN client ids)
     narrows them when the object is gone; otherwise they are narrowed by who may read the object."""
     subscriptions = Subscription.objects.select_related("client").filter(
-        object_operations__contains=[{"objects": [object_type], "operations": [operation]}])
+        object_operations__contains=[{"objects": [object_type], "operations": [operation]}]
+    )
     if program_id is not None:
         subscriptions = subscriptions.filter(program_id=program_id)
     # Narrow to the clients that can read the object where that is known without asking each one.
@@ -96,8 +99,11 @@ def _recipients(object_type: str, operation: str, obj, program_id: int | None, t
             continue
         if obj is not None and not _readable_by(subscription.client, object_type, obj):
             continue
-        out += [(op["callbackUrl"], op.get("bearerToken")) for op in subscription.object_operations
-                if object_type in op["objects"] and operation in op["operations"]]
+        out += [
+            (op["callbackUrl"], op.get("bearerToken"))
+            for op in subscription.object_operations
+            if object_type in op["objects"] and operation in op["operations"]
+        ]
     return out
 
 
@@ -111,18 +117,22 @@ def _queue(object_type: str, operation: str, body: dict, recipients, targets) ->
 
 def changed(object_type: str, operation: str, obj) -> None:
     """Notify the subscribers of a create (POST) or update (PUT), once the write commits."""
+
     def send():
         body, program_id, targets = _describe(object_type, obj)
         _queue(object_type, operation, body, _recipients(object_type, operation, obj, program_id, targets), targets)
+
     transaction.on_commit(send)
 
 
 def deleted(object_type: str, body: dict, *, program_id: int | None, targets, readers: set[int] | None = None) -> None:
     """Notify the subscribers of a delete; the object is gone, so `readers` (client ids) says who may hear of it,
     None meaning every subscriber of the program."""
+
     def send():
         recipients = _recipients(object_type, "DELETE", None, program_id, targets, readers=readers)
         _queue(object_type, "DELETE", body, recipients, targets)
+
     transaction.on_commit(send)
 
 

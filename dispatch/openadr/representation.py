@@ -10,8 +10,12 @@ from dispatch.openadr.schema import format_datetime
 
 
 def _stamp(obj, object_type: str) -> dict:
-    return {"id": str(obj.pk), "createdDateTime": format_datetime(obj.created_at),
-            "modificationDateTime": format_datetime(obj.modified_at), "objectType": object_type}
+    return {
+        "id": str(obj.pk),
+        "createdDateTime": format_datetime(obj.created_at),
+        "modificationDateTime": format_datetime(obj.modified_at),
+        "objectType": object_type,
+    }
 
 
 def program(p: Program) -> dict:
@@ -19,31 +23,58 @@ def program(p: Program) -> dict:
 
 
 def event(e: Event) -> dict:
-    return {**_stamp(e, "EVENT"), "programID": str(e.program_id), "eventName": e.event_name, "priority": e.priority,
-            "targets": e.targets, **e.body}
+    return {
+        **_stamp(e, "EVENT"),
+        "programID": str(e.program_id),
+        "eventName": e.event_name,
+        "priority": e.priority,
+        "targets": e.targets,
+        **e.body,
+    }
 
 
 def report(r: Report) -> dict:
-    return {**_stamp(r, "REPORT"), "programID": str(r.program_id), "eventID": str(r.event_id), "clientName": r.client_name,
-            "reportName": r.report_name, **r.body}
+    return {
+        **_stamp(r, "REPORT"),
+        "programID": str(r.program_id),
+        "eventID": str(r.event_id),
+        "clientName": r.client_name,
+        "reportName": r.report_name,
+        **r.body,
+    }
 
 
 def subscription(s: Subscription, *, reader_client_id: int | None = None) -> dict:
     operations = s.object_operations
     if reader_client_id is not None and reader_client_id != s.client_id:  # a callback's token is its owner's secret
         operations = [{**op, "bearerToken": None} for op in operations]
-    return {**_stamp(s, "SUBSCRIPTION"), "clientName": s.client_name, "programID": str(s.program_id),
-            "objectOperations": operations, "targets": s.targets}
+    return {
+        **_stamp(s, "SUBSCRIPTION"),
+        "clientName": s.client_name,
+        "programID": str(s.program_id),
+        "objectOperations": operations,
+        "targets": s.targets,
+    }
 
 
 def resource(r: Resource) -> dict:
-    return {**_stamp(r, "RESOURCE"), "resourceName": r.resource_name, "venID": str(r.ven_id), "attributes": r.attributes,
-            "targets": r.targets}
+    return {
+        **_stamp(r, "RESOURCE"),
+        "resourceName": r.resource_name,
+        "venID": str(r.ven_id),
+        "attributes": r.attributes,
+        "targets": r.targets,
+    }
 
 
 def ven(v: Ven) -> dict:
-    return {**_stamp(v, "VEN"), "venName": v.ven_name, "attributes": v.attributes, "targets": v.targets,
-            "resources": [resource(r) for r in v.resources.all()]}
+    return {
+        **_stamp(v, "VEN"),
+        "venName": v.ven_name,
+        "attributes": v.attributes,
+        "targets": v.targets,
+        "resources": [resource(r) for r in v.resources.all()],
+    }
 
 
 def problem_handler(exc, context):
@@ -61,12 +92,26 @@ def problem_handler(exc, context):
     if errors and errors[0].get("field"):
         detail = f"{errors[0]['field']}: {detail}"
     request = context.get("request")
-    response.data = {"type": f"urn:vpp:problem:{data.get('type', 'error')}", "title": HTTPStatus(response.status_code).phrase,
-                     "status": response.status_code, "detail": detail, "instance": request.path if request else None,
-                     "errors": errors}
+    response.data = {
+        "type": f"urn:vpp:problem:{data.get('type', 'error')}",
+        "title": HTTPStatus(response.status_code).phrase,
+        "status": response.status_code,
+        "detail": detail,
+        "instance": request.path if request else None,
+        "errors": errors,
+    }
     return response
 
 
 def problem(status: int, code: str, detail: str, *, field: str | None = None, path: str | None = None) -> Response:
-    return Response({"type": f"urn:vpp:problem:{code}", "title": HTTPStatus(status).phrase, "status": status, "detail": detail,
-                     "instance": path, "errors": [{"field": field, "code": code, "message": detail}]}, status=status)
+    return Response(
+        {
+            "type": f"urn:vpp:problem:{code}",
+            "title": HTTPStatus(status).phrase,
+            "status": status,
+            "detail": detail,
+            "instance": path,
+            "errors": [{"field": field, "code": code, "message": detail}],
+        },
+        status=status,
+    )

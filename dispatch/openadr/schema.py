@@ -15,8 +15,10 @@ from aggregator.errors import DomainError, Problem
 
 OBJECT_ID = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 # The specification's duration pattern (ISO 8601), read into its parts.
-DURATION = re.compile(r"^(-?)P(?=\d|T\d)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)([DW]))?"
-                      r"(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
+DURATION = re.compile(
+    r"^(-?)P(?=\d|T\d)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)([DW]))?"
+    r"(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$"
+)
 OBJECT_TYPES = ("PROGRAM", "EVENT", "REPORT", "SUBSCRIPTION", "VEN", "RESOURCE")
 OPERATIONS = ("GET", "POST", "PUT", "DELETE")
 INT32 = 2**31 - 1
@@ -117,8 +119,11 @@ class _Checker:
             self.fail(f"{path}.values", "required" if values is None else "invalid", "A list of values.")
             return None
         for i, v in enumerate(values):
-            point = isinstance(v, dict) and set(v) == {"x", "y"} and all(
-                isinstance(v[k], (int, float)) and not isinstance(v[k], bool) for k in "xy")
+            point = (
+                isinstance(v, dict)
+                and set(v) == {"x", "y"}
+                and all(isinstance(v[k], (int, float)) and not isinstance(v[k], bool) for k in "xy")
+            )
             if not (isinstance(v, (int, float, str, bool)) or point):
                 self.fail(f"{path}.values[{i}]", "invalid", "A number, string, boolean or {x, y} point.")
         return {"type": type_, "values": values}
@@ -153,10 +158,14 @@ class _Checker:
     def event_payload_descriptor(self, value, path: str):
         if not self.object(value, path):
             return None
-        return {"objectType": "EVENT_PAYLOAD_DESCRIPTOR",
-                "payloadType": self.string(value, "payloadType", f"{path}.payloadType", required=True, min_length=1, max_length=128),
-                "units": self.string(value, "units", f"{path}.units"),
-                "currency": self.string(value, "currency", f"{path}.currency")}
+        return {
+            "objectType": "EVENT_PAYLOAD_DESCRIPTOR",
+            "payloadType": self.string(
+                value, "payloadType", f"{path}.payloadType", required=True, min_length=1, max_length=128
+            ),
+            "units": self.string(value, "units", f"{path}.units"),
+            "currency": self.string(value, "currency", f"{path}.currency"),
+        }
 
     def report_payload_descriptor(self, value, path: str):
         if not self.object(value, path):
@@ -164,20 +173,28 @@ class _Checker:
         accuracy = value.get("accuracy")
         if accuracy is not None and (isinstance(accuracy, bool) or not isinstance(accuracy, (int, float))):
             self.fail(f"{path}.accuracy", "invalid", "A number.")
-        return {"objectType": "REPORT_PAYLOAD_DESCRIPTOR",
-                "payloadType": self.string(value, "payloadType", f"{path}.payloadType", required=True, min_length=1, max_length=128),
-                "readingType": self.string(value, "readingType", f"{path}.readingType"),
-                "units": self.string(value, "units", f"{path}.units"),
-                "accuracy": accuracy,
-                "confidence": self.integer(value, "confidence", f"{path}.confidence", minimum=0, maximum=100)}
+        return {
+            "objectType": "REPORT_PAYLOAD_DESCRIPTOR",
+            "payloadType": self.string(
+                value, "payloadType", f"{path}.payloadType", required=True, min_length=1, max_length=128
+            ),
+            "readingType": self.string(value, "readingType", f"{path}.readingType"),
+            "units": self.string(value, "units", f"{path}.units"),
+            "accuracy": accuracy,
+            "confidence": self.integer(value, "confidence", f"{path}.confidence", minimum=0, maximum=100),
+        }
 
     def report_descriptor(self, value, path: str):
         if not self.object(value, path):
             return None
-        out = {"payloadType": self.string(value, "payloadType", f"{path}.payloadType", required=True, min_length=1, max_length=128),
-               "readingType": self.string(value, "readingType", f"{path}.readingType"),
-               "units": self.string(value, "units", f"{path}.units"),
-               "targets": self.values_maps(value, "targets", f"{path}.targets")}
+        out = {
+            "payloadType": self.string(
+                value, "payloadType", f"{path}.payloadType", required=True, min_length=1, max_length=128
+            ),
+            "readingType": self.string(value, "readingType", f"{path}.readingType"),
+            "units": self.string(value, "units", f"{path}.units"),
+            "targets": self.values_maps(value, "targets", f"{path}.targets"),
+        }
         for key, default in (("aggregate", False), ("historical", True)):
             flag = self.boolean(value, key, f"{path}.{key}")
             out[key] = default if flag is None else flag
@@ -210,8 +227,12 @@ def parse_duration(text: str) -> timedelta | None:
     sign, years, months, days, unit, hours, minutes, seconds = match.groups()
     if years or months:
         return None  # calendar lengths have no fixed duration; no interval here needs them
-    total = timedelta(days=int(days or 0) * (7 if unit == "W" else 1), hours=int(hours or 0), minutes=int(minutes or 0),
-                      seconds=float(seconds or 0))
+    total = timedelta(
+        days=int(days or 0) * (7 if unit == "W" else 1),
+        hours=int(hours or 0),
+        minutes=int(minutes or 0),
+        seconds=float(seconds or 0),
+    )
     return -total if sign else total
 
 
@@ -246,6 +267,7 @@ def clean_program(data) -> dict:
         if c.object(value, path):
             return {"URL": c.string(value, "URL", f"{path}.URL", required=True, min_length=1)}
         return None
+
     out["programDescriptions"] = c.array(data, "programDescriptions", "programDescriptions", description)
     out["bindingEvents"] = c.boolean(data, "bindingEvents", "bindingEvents")
     out["localPrice"] = c.boolean(data, "localPrice", "localPrice")
@@ -254,6 +276,7 @@ def clean_program(data) -> dict:
         if isinstance(value, dict) and value.get("objectType") == "REPORT_PAYLOAD_DESCRIPTOR":
             return c.report_payload_descriptor(value, path)
         return c.event_payload_descriptor(value, path)
+
     out["payloadDescriptors"] = c.array(data, "payloadDescriptors", "payloadDescriptors", descriptor)
     out["targets"] = c.values_maps(data, "targets", "targets")
     return c.done(out)
@@ -261,14 +284,16 @@ def clean_program(data) -> dict:
 
 def clean_event(data) -> dict:
     c = _body(data)
-    out = {"programID": c.object_id(data, "programID", "programID"),
-           "eventName": c.string(data, "eventName", "eventName"),
-           "priority": c.integer(data, "priority", "priority", minimum=0),
-           "targets": c.values_maps(data, "targets", "targets"),
-           "reportDescriptors": c.array(data, "reportDescriptors", "reportDescriptors", c.report_descriptor),
-           "payloadDescriptors": c.array(data, "payloadDescriptors", "payloadDescriptors", c.event_payload_descriptor),
-           "intervalPeriod": c.interval_period(data, "intervalPeriod", "intervalPeriod"),
-           "intervals": c.array(data, "intervals", "intervals", c.interval, required=True)}
+    out = {
+        "programID": c.object_id(data, "programID", "programID"),
+        "eventName": c.string(data, "eventName", "eventName"),
+        "priority": c.integer(data, "priority", "priority", minimum=0),
+        "targets": c.values_maps(data, "targets", "targets"),
+        "reportDescriptors": c.array(data, "reportDescriptors", "reportDescriptors", c.report_descriptor),
+        "payloadDescriptors": c.array(data, "payloadDescriptors", "payloadDescriptors", c.event_payload_descriptor),
+        "intervalPeriod": c.interval_period(data, "intervalPeriod", "intervalPeriod"),
+        "intervals": c.array(data, "intervals", "intervals", c.interval, required=True),
+    }
     return c.done(out)
 
 
@@ -278,15 +303,22 @@ def clean_report(data) -> dict:
     def resource(value, path):
         if not c.object(value, path):
             return None
-        return {"resourceName": c.string(value, "resourceName", f"{path}.resourceName", required=True, min_length=1, max_length=128),
-                "intervalPeriod": c.interval_period(value, "intervalPeriod", f"{path}.intervalPeriod"),
-                "intervals": c.array(value, "intervals", f"{path}.intervals", c.interval, required=True)}
-    out = {"programID": c.object_id(data, "programID", "programID"),
-           "eventID": c.object_id(data, "eventID", "eventID"),
-           "clientName": c.string(data, "clientName", "clientName", required=True, min_length=1, max_length=128),
-           "reportName": c.string(data, "reportName", "reportName"),
-           "payloadDescriptors": c.array(data, "payloadDescriptors", "payloadDescriptors", c.report_payload_descriptor),
-           "resources": c.array(data, "resources", "resources", resource, required=True)}
+        return {
+            "resourceName": c.string(
+                value, "resourceName", f"{path}.resourceName", required=True, min_length=1, max_length=128
+            ),
+            "intervalPeriod": c.interval_period(value, "intervalPeriod", f"{path}.intervalPeriod"),
+            "intervals": c.array(value, "intervals", f"{path}.intervals", c.interval, required=True),
+        }
+
+    out = {
+        "programID": c.object_id(data, "programID", "programID"),
+        "eventID": c.object_id(data, "eventID", "eventID"),
+        "clientName": c.string(data, "clientName", "clientName", required=True, min_length=1, max_length=128),
+        "reportName": c.string(data, "reportName", "reportName"),
+        "payloadDescriptors": c.array(data, "payloadDescriptors", "payloadDescriptors", c.report_payload_descriptor),
+        "resources": c.array(data, "resources", "resources", resource, required=True),
+    }
     return c.done(out)
 
 
@@ -300,24 +332,37 @@ def clean_subscription(data) -> dict:
         for i, o in enumerate(objects):
             if o not in OBJECT_TYPES:
                 c.fail(f"{path}.objects[{i}]", "invalid_choice", f"One of {', '.join(OBJECT_TYPES)}.")
-        operations = c.array(value, "operations", f"{path}.operations", lambda v, p: v, required=True, min_items=1) or []
+        operations = (
+            c.array(value, "operations", f"{path}.operations", lambda v, p: v, required=True, min_items=1) or []
+        )
         for i, o in enumerate(operations):
             if o not in OPERATIONS:
                 c.fail(f"{path}.operations[{i}]", "invalid_choice", f"One of {', '.join(OPERATIONS)}.")
         url = c.string(value, "callbackUrl", f"{path}.callbackUrl", required=True, min_length=1)
-        return {"objects": objects, "operations": operations, "callbackUrl": url,
-                "bearerToken": c.string(value, "bearerToken", f"{path}.bearerToken")}
-    out = {"clientName": c.string(data, "clientName", "clientName", required=True, min_length=1, max_length=128),
-           "programID": c.object_id(data, "programID", "programID"),
-           "objectOperations": c.array(data, "objectOperations", "objectOperations", operation, required=True, min_items=1),
-           "targets": c.values_maps(data, "targets", "targets")}
+        return {
+            "objects": objects,
+            "operations": operations,
+            "callbackUrl": url,
+            "bearerToken": c.string(value, "bearerToken", f"{path}.bearerToken"),
+        }
+
+    out = {
+        "clientName": c.string(data, "clientName", "clientName", required=True, min_length=1, max_length=128),
+        "programID": c.object_id(data, "programID", "programID"),
+        "objectOperations": c.array(
+            data, "objectOperations", "objectOperations", operation, required=True, min_items=1
+        ),
+        "targets": c.values_maps(data, "targets", "targets"),
+    }
     return c.done(out)
 
 
 def _resource_fields(c: _Checker, data: dict) -> dict:
-    return {"resourceName": c.string(data, "resourceName", "resourceName", required=True, min_length=1, max_length=128),
-            "attributes": c.values_maps(data, "attributes", "attributes"),
-            "targets": c.values_maps(data, "targets", "targets")}
+    return {
+        "resourceName": c.string(data, "resourceName", "resourceName", required=True, min_length=1, max_length=128),
+        "attributes": c.values_maps(data, "attributes", "attributes"),
+        "targets": c.values_maps(data, "targets", "targets"),
+    }
 
 
 def clean_resource(data) -> dict:
@@ -335,10 +380,13 @@ def clean_ven(data) -> dict:
         fields = _resource_fields(inner, value)
         c.problems += [Problem(p.code, p.message, f"{path}.{p.field}") for p in inner.problems]
         return fields
-    out = {"venName": c.string(data, "venName", "venName", required=True, min_length=1, max_length=128),
-           "attributes": c.values_maps(data, "attributes", "attributes"),
-           "targets": c.values_maps(data, "targets", "targets"),
-           "resources": c.array(data, "resources", "resources", resource)}
+
+    out = {
+        "venName": c.string(data, "venName", "venName", required=True, min_length=1, max_length=128),
+        "attributes": c.values_maps(data, "attributes", "attributes"),
+        "targets": c.values_maps(data, "targets", "targets"),
+        "resources": c.array(data, "resources", "resources", resource),
+    }
     return c.done(out)
 
 

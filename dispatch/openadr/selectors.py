@@ -8,9 +8,9 @@ from dispatch.openadr.models import Client, Event, Ven
 
 def ven_keys(ven: Ven) -> list[str]:
     """The "TYPE:value" targets that reach this VEN: its name, its resources' names, its and their own targets."""
-    keys = [f"VEN_NAME:{ven.ven_name}"] + schema.target_keys(ven.targets)
+    keys = [f"VEN_NAME:{ven.ven_name}", *schema.target_keys(ven.targets)]
     for resource in ven.resources.all():
-        keys += [f"RESOURCE_NAME:{resource.resource_name}"] + schema.target_keys(resource.targets)
+        keys += [f"RESOURCE_NAME:{resource.resource_name}", *schema.target_keys(resource.targets)]
     return keys
 
 
@@ -31,5 +31,8 @@ def event_readers(event: Event) -> set[int] | None:
     if not event.target_keys:
         return None
     keys = set(event.target_keys)
-    return {ven.client_id for ven in Ven.objects.filter(client__isnull=False).prefetch_related("resources")
-            if keys & set(ven_keys(ven))}
+    return {
+        ven.client_id
+        for ven in Ven.objects.filter(client__isnull=False).prefetch_related("resources")
+        if keys & set(ven_keys(ven))
+    }

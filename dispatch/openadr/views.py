@@ -15,9 +15,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aggregator.errors import DomainError, Problem
-from dispatch.openadr import mapping, notify
+from dispatch.openadr import mapping, notify, schema, selectors
 from dispatch.openadr import representation as rep
-from dispatch.openadr import schema, selectors
 from dispatch.openadr.auth import BearerAuthentication, HasScope, Principal
 from dispatch.openadr.models import Event, Program, Report, Resource, Subscription, Ven
 from enrollment.models import Device
@@ -51,6 +50,7 @@ class VtnView(APIView):
 
 # --- helpers ----------------------------------------------------------------------------------
 
+
 def _page(request, queryset):
     problems = []
     bounds = {}
@@ -65,7 +65,7 @@ def _page(request, queryset):
         bounds[name] = value
     if problems:
         raise schema.Invalid(problems)
-    return queryset[bounds["skip"]:bounds["skip"] + bounds["limit"]]
+    return queryset[bounds["skip"] : bounds["skip"] + bounds["limit"]]
 
 
 def _targeted(request, queryset):
@@ -126,6 +126,7 @@ def _delete(obj, what: str):
 
 # --- programs ---------------------------------------------------------------------------------
 
+
 def _program_fields(data: dict) -> dict:
     body = {k: v for k, v in data.items() if k not in ("programName", "targets")}
     return {"program_name": data["programName"], "targets": data["targets"], "body": body}
@@ -140,8 +141,11 @@ class ProgramsView(VtnView):
 
     def post(self, request):
         data = schema.clean_program(request.data)
-        program = _unique(lambda: Program.objects.create(**_program_fields(data)),
-                          f"A program named {data['programName']} exists.", "programName")
+        program = _unique(
+            lambda: Program.objects.create(**_program_fields(data)),
+            f"A program named {data['programName']} exists.",
+            "programName",
+        )
         notify.changed("PROGRAM", "POST", program)
         return Response(rep.program(program), status=201)
 
@@ -172,10 +176,17 @@ class ProgramView(VtnView):
 
 # --- events -----------------------------------------------------------------------------------
 
+
 def _event_fields(data: dict) -> dict:
     body = {k: v for k, v in data.items() if k not in ("programID", "eventName", "priority", "targets")}
-    return {"program": _program(data["programID"]), "event_name": data["eventName"], "priority": data["priority"],
-            "targets": data["targets"], "target_keys": schema.target_keys(data["targets"]), "body": body}
+    return {
+        "program": _program(data["programID"]),
+        "event_name": data["eventName"],
+        "priority": data["priority"],
+        "targets": data["targets"],
+        "target_keys": schema.target_keys(data["targets"]),
+        "body": body,
+    }
 
 
 class EventsView(VtnView):
@@ -205,8 +216,14 @@ class EventView(VtnView):
     def _writable(self, object_id) -> Event:
         event = self._event(object_id)
         if event.dispatch_event_id is not None:
-            raise Conflict(Problem("managed_by_dispatch", "This event carries a dispatch event's allocation; change the "
-                                   "dispatch event instead (it updates this one).", None))
+            raise Conflict(
+                Problem(
+                    "managed_by_dispatch",
+                    "This event carries a dispatch event's allocation; change the "
+                    "dispatch event instead (it updates this one).",
+                    None,
+                )
+            )
         return event
 
     def get(self, request, object_id):
@@ -234,16 +251,28 @@ class EventView(VtnView):
 
 # --- reports ----------------------------------------------------------------------------------
 
+
 def _report_fields(principal: Principal, data: dict) -> dict:
     event_pk = _id(data["eventID"])
-    event = selectors.visible_events(principal.client, Event.live.all()).filter(pk=event_pk).first() if event_pk is not None else None
+    event = (
+        selectors.visible_events(principal.client, Event.live.all()).filter(pk=event_pk).first()
+        if event_pk is not None
+        else None
+    )
     if event is None:
         raise schema.Invalid(Problem("unknown", f"No event {data['eventID']} for this client.", "eventID"))
     if str(event.program_id) != data["programID"]:
-        raise schema.Invalid(Problem("mismatch", f"Event {event.pk} belongs to program {event.program_id}.", "programID"))
+        raise schema.Invalid(
+            Problem("mismatch", f"Event {event.pk} belongs to program {event.program_id}.", "programID")
+        )
     body = {k: v for k, v in data.items() if k not in ("programID", "eventID", "clientName", "reportName")}
-    return {"program_id": event.program_id, "event": event, "client_name": data["clientName"],
-            "report_name": data["reportName"], "body": body}
+    return {
+        "program_id": event.program_id,
+        "event": event,
+        "client_name": data["clientName"],
+        "report_name": data["reportName"],
+        "body": body,
+    }
 
 
 class ReportsView(VtnView):
@@ -261,8 +290,9 @@ class ReportsView(VtnView):
     def post(self, request):
         data = schema.clean_report(request.data)
         with transaction.atomic():
-            report = Report.objects.create(**_report_fields(self.principal, data), client=self.principal.client,
-                                           ven=self.principal.ven)
+            report = Report.objects.create(
+                **_report_fields(self.principal, data), client=self.principal.client, ven=self.principal.ven
+            )
             mapping.ingest_report(report)
         notify.changed("REPORT", "POST", report)
         return Response(rep.report(report), status=201)
@@ -299,11 +329,16 @@ class ReportView(VtnView):
 
 # --- subscriptions ------------------------------------------------------------------------------
 
+
 def _subscription_fields(data: dict) -> dict:
     for i, operation in enumerate(data["objectOperations"]):
         notify.check_callback(operation["callbackUrl"], f"objectOperations[{i}].callbackUrl")
-    return {"program": _program(data["programID"]), "client_name": data["clientName"],
-            "object_operations": data["objectOperations"], "targets": data["targets"]}
+    return {
+        "program": _program(data["programID"]),
+        "client_name": data["clientName"],
+        "object_operations": data["objectOperations"],
+        "targets": data["targets"],
+    }
 
 
 class SubscriptionsView(VtnView):
@@ -355,6 +390,7 @@ class SubscriptionView(VtnView):
 
 # --- vens and their resources -----------------------------------------------------------------
 
+
 def _own_vens(principal: Principal):
     vens = Ven.objects.prefetch_related("resources").order_by("pk")
     return vens.filter(client=principal.client) if principal.is_ven else vens
@@ -362,7 +398,11 @@ def _own_vens(principal: Principal):
 
 def _save_resource(ven: Ven, data: dict, resource: Resource | None = None) -> Resource:
     resource = resource or Resource(ven=ven)
-    resource.resource_name, resource.attributes, resource.targets = data["resourceName"], data["attributes"], data["targets"]
+    resource.resource_name, resource.attributes, resource.targets = (
+        data["resourceName"],
+        data["attributes"],
+        data["targets"],
+    )
     resource.modified_at = timezone.now()
     if resource.device_id is None:
         resource.device = mapping.device_for(ven, resource.resource_name)
@@ -387,10 +427,17 @@ class VensView(VtnView):
         if principal.is_ven and principal.ven is not None:
             raise Conflict(Problem("already_registered", f"This client is VEN {principal.ven.ven_name}.", "venName"))
         with transaction.atomic():
-            ven = _unique(lambda: Ven.objects.create(
-                ven_name=data["venName"], attributes=data["attributes"], targets=data["targets"],
-                client=principal.client if principal.is_ven else None,
-                site_id=principal.client.site_id if principal.is_ven else None), f"A VEN named {data['venName']} exists.", "venName")
+            ven = _unique(
+                lambda: Ven.objects.create(
+                    ven_name=data["venName"],
+                    attributes=data["attributes"],
+                    targets=data["targets"],
+                    client=principal.client if principal.is_ven else None,
+                    site_id=principal.client.site_id if principal.is_ven else None,
+                ),
+                f"A VEN named {data['venName']} exists.",
+                "venName",
+            )
             for resource in data["resources"] or []:
                 _save_resource(ven, resource)
         notify.changed("VEN", "POST", ven)
@@ -457,4 +504,3 @@ class ResourceView(VtnView):
         body = rep.resource(resource)
         _delete(resource, "resource")
         return Response(body)
-

@@ -1,6 +1,5 @@
 """The device API (`/api/device/v1/`): a device or gateway token sees only its own devices."""
 
-
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
@@ -47,7 +46,9 @@ class DeviceTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Malformed token.", code="invalid_token")
         kind, key_id = parsed
         if kind not in ("dev", "gw"):
-            raise exceptions.AuthenticationFailed("The device API takes device or gateway tokens.", code="wrong_token_kind")
+            raise exceptions.AuthenticationFailed(
+                "The device API takes device or gateway tokens.", code="wrong_token_kind"
+            )
         credential = resolve(DeviceCredential.objects.all(), plaintext, key_id)
         return DevicePrincipal(credential), credential
 
@@ -126,15 +127,27 @@ class HeartbeatSerializer(serializers.Serializer):
     device = serializers.IntegerField(required=False, help_text="Required for gateway tokens.")
     at = serializers.DateTimeField(required=False, help_text="When the status was read; default: now.")
     online = serializers.BooleanField(default=True)
-    state_of_charge_pct = serializers.DecimalField(max_digits=5, decimal_places=2, min_value=0, max_value=100, required=False, allow_null=True)
-    power_kw = serializers.DecimalField(max_digits=10, decimal_places=3, required=False, allow_null=True,
-                                       help_text="Positive: import from the grid / consumption; negative: export / generation.")
+    state_of_charge_pct = serializers.DecimalField(
+        max_digits=5, decimal_places=2, min_value=0, max_value=100, required=False, allow_null=True
+    )
+    power_kw = serializers.DecimalField(
+        max_digits=10,
+        decimal_places=3,
+        required=False,
+        allow_null=True,
+        help_text="Positive: import from the grid / consumption; negative: export / generation.",
+    )
     ev_plugged_in = serializers.BooleanField(required=False, allow_null=True)
     mode = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
     firmware = serializers.CharField(max_length=60, required=False, allow_blank=True, default="")
-    grid_status = serializers.ChoiceField(choices=["grid_connected", "islanded", "outage"], required=False, allow_blank=True,
-                                          default="", help_text="islanded or outage: the device serves its site and leaves "
-                                          "any event it is in; it is not dispatched until it reports grid_connected.")
+    grid_status = serializers.ChoiceField(
+        choices=["grid_connected", "islanded", "outage"],
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="islanded or outage: the device serves its site and leaves "
+        "any event it is in; it is not dispatched until it reports grid_connected.",
+    )
 
     def validate_at(self, value):
         if value > timezone.now() + timezone.timedelta(minutes=5):
@@ -156,5 +169,11 @@ class HeartbeatView(DeviceAPIMixin, APIView):
         if device is None or not request.user.devices().filter(pk=device).exists():
             raise exceptions.ValidationError({"device": ["Name one of your devices."]}, code="unknown_meter")
         status = services.record_heartbeat(device_id=device, at=data.pop("at", None) or timezone.now(), **data)
-        return Response({"device": device, "online": status.online, "last_seen_at": status.last_seen_at,
-                         "recommended_interval_seconds": status.device.telemetry_interval_seconds})
+        return Response(
+            {
+                "device": device,
+                "online": status.online,
+                "last_seen_at": status.last_seen_at,
+                "recommended_interval_seconds": status.device.telemetry_interval_seconds,
+            }
+        )

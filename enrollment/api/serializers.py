@@ -4,8 +4,15 @@ from aggregator.models import Program, validate_time_zone
 from enrollment.device_types import PARAMETERS, parameter_problems
 from enrollment.lifecycle import OPERATOR_ACTIONS, allowed_actions
 from enrollment.models import (
-    Consent, Customer, Device, DeviceCredential, Enrollment, EnrollmentTransition, Gateway,
-    RetailProgramParticipation, Site,
+    Consent,
+    Customer,
+    Device,
+    DeviceCredential,
+    Enrollment,
+    EnrollmentTransition,
+    Gateway,
+    RetailProgramParticipation,
+    Site,
 )
 
 
@@ -22,8 +29,19 @@ class ConsentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Consent
         fields = [
-            "id", "customer", "kind", "program", "terms_version", "granted_at", "granted_by", "method",
-            "evidence_ref", "revoked_at", "recorded_by", "recorded_at", "active",
+            "id",
+            "customer",
+            "kind",
+            "program",
+            "terms_version",
+            "granted_at",
+            "granted_by",
+            "method",
+            "evidence_ref",
+            "revoked_at",
+            "recorded_by",
+            "recorded_at",
+            "active",
         ]
         read_only_fields = ["revoked_at", "recorded_by", "recorded_at"]
         extra_kwargs = {"granted_at": {"required": False}}
@@ -34,9 +52,13 @@ class ConsentSerializer(serializers.ModelSerializer):
     def validate(self, attrs):
         is_terms = attrs.get("kind") == Consent.Kind.PROGRAM_TERMS
         if is_terms and not attrs.get("program"):
-            raise serializers.ValidationError({"program": ["Program terms consent names its program."]}, code="required")
+            raise serializers.ValidationError(
+                {"program": ["Program terms consent names its program."]}, code="required"
+            )
         if not is_terms and attrs.get("program"):
-            raise serializers.ValidationError({"program": ["Only program terms consent names a program."]}, code="not_applicable")
+            raise serializers.ValidationError(
+                {"program": ["Only program terms consent names a program."]}, code="not_applicable"
+            )
         return attrs
 
 
@@ -53,16 +75,35 @@ class RetailProgramParticipationSerializer(serializers.ModelSerializer):
 
 
 class SiteSerializer(serializers.ModelSerializer):
-    time_zone = serializers.CharField(required=False, validators=[validate_time_zone],
-                                      help_text="IANA name; defaults to the market's time zone.")
+    time_zone = serializers.CharField(
+        required=False, validators=[validate_time_zone], help_text="IANA name; defaults to the market's time zone."
+    )
     device_count = serializers.IntegerField(read_only=True, required=False)
 
     class Meta:
         model = Site
         fields = [
-            "id", "customer", "name", "utility", "meter_id", "load_serving_entity", "retail_tariff", "market",
-            "pricing_node", "zone", "time_zone", "address", "city", "region", "postal_code", "country",
-            "latitude", "longitude", "device_count", "created_at", "updated_at",
+            "id",
+            "customer",
+            "name",
+            "utility",
+            "meter_id",
+            "load_serving_entity",
+            "retail_tariff",
+            "market",
+            "pricing_node",
+            "zone",
+            "time_zone",
+            "address",
+            "city",
+            "region",
+            "postal_code",
+            "country",
+            "latitude",
+            "longitude",
+            "device_count",
+            "created_at",
+            "updated_at",
         ]
         validators = []  # the meter's uniqueness is checked in validate(), naming the field
 
@@ -75,7 +116,11 @@ class SiteSerializer(serializers.ModelSerializer):
                 duplicate = duplicate.exclude(pk=self.instance.pk)
             if duplicate.exists():
                 raise serializers.ValidationError(
-                    {"meter_id": [serializers.ErrorDetail(f"{utility} already has a site with meter {meter_id}.", "unique")]}
+                    {
+                        "meter_id": [
+                            serializers.ErrorDetail(f"{utility} already has a site with meter {meter_id}.", "unique")
+                        ]
+                    }
                 )
         market = attrs.get("market") or getattr(self.instance, "market", None)
         if not attrs.get("time_zone") and self.instance is None and market is not None:
@@ -95,7 +140,9 @@ class GatewaySerializer(serializers.ModelSerializer):
         if self.instance is not None:
             duplicate = duplicate.exclude(pk=self.instance.pk)
         if duplicate.exists():
-            raise serializers.ValidationError({"serial": ["A gateway with this manufacturer and serial already exists."]}, code="unique")
+            raise serializers.ValidationError(
+                {"serial": ["A gateway with this manufacturer and serial already exists."]}, code="unique"
+            )
         return attrs
 
 
@@ -103,13 +150,28 @@ class DeviceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Device
         fields = [
-            "id", "site", "gateway", "device_type", "manufacturer", "model", "serial", "rated_kw",
-            *PARAMETERS, "bidirectional", "telemetry_interval_seconds", "communication_path",
-            "created_at", "updated_at",
+            "id",
+            "site",
+            "gateway",
+            "device_type",
+            "manufacturer",
+            "model",
+            "serial",
+            "rated_kw",
+            *PARAMETERS,
+            "bidirectional",
+            "telemetry_interval_seconds",
+            "communication_path",
+            "created_at",
+            "updated_at",
         ]
 
     def validate(self, attrs):
-        merged = {name: getattr(self.instance, name) for name in self.Meta.fields if self.instance and hasattr(self.instance, name)}
+        merged = {
+            name: getattr(self.instance, name)
+            for name in self.Meta.fields
+            if self.instance and hasattr(self.instance, name)
+        }
         merged.update(attrs)
         errors: dict[str, list] = {}
 
@@ -120,7 +182,9 @@ class DeviceSerializer(serializers.ModelSerializer):
             add(problem.field, problem.message, problem.code)
         if merged.get("bidirectional") and merged.get("device_type") not in ("ev_charger", "battery"):
             add("bidirectional", "Only EV chargers and batteries can be bidirectional.", "not_applicable")
-        duplicate = Device.objects.filter(manufacturer__iexact=merged.get("manufacturer", ""), serial=merged.get("serial", ""))
+        duplicate = Device.objects.filter(
+            manufacturer__iexact=merged.get("manufacturer", ""), serial=merged.get("serial", "")
+        )
         if self.instance is not None:
             duplicate = duplicate.exclude(pk=self.instance.pk)
         if duplicate.exists():
@@ -141,8 +205,16 @@ class DeviceSelfSerializer(serializers.ModelSerializer):
     class Meta:
         model = Device
         fields = [
-            "id", "device_type", "manufacturer", "model", "serial", "rated_kw", *PARAMETERS,
-            "bidirectional", "telemetry_interval_seconds", "site",
+            "id",
+            "device_type",
+            "manufacturer",
+            "model",
+            "serial",
+            "rated_kw",
+            *PARAMETERS,
+            "bidirectional",
+            "telemetry_interval_seconds",
+            "site",
         ]
 
     def get_site(self, obj) -> dict:
@@ -162,9 +234,21 @@ class EnrollmentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Enrollment
         fields = [
-            "id", "device", "program", "state", "allowed_actions", "applied_at", "review_started_at",
-            "review_deadline", "review_outcome", "review_decided_at", "utility_reference", "activated_at",
-            "ended_at", "updated_at", "reason",
+            "id",
+            "device",
+            "program",
+            "state",
+            "allowed_actions",
+            "applied_at",
+            "review_started_at",
+            "review_deadline",
+            "review_outcome",
+            "review_decided_at",
+            "utility_reference",
+            "activated_at",
+            "ended_at",
+            "updated_at",
+            "reason",
         ]
         read_only_fields = ["utility_reference"]
         validators = []  # services.apply decides, with the domain's reasons (and the database's unique index)
@@ -219,7 +303,18 @@ class CredentialSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = DeviceCredential
-        fields = ["id", "key_id", "device", "gateway", "label", "created_at", "expires_at", "revoked_at", "last_used_at", "usable"]
+        fields = [
+            "id",
+            "key_id",
+            "device",
+            "gateway",
+            "label",
+            "created_at",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+            "usable",
+        ]
         read_only_fields = fields
 
     def get_usable(self, obj) -> bool:

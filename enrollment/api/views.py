@@ -16,7 +16,14 @@ from enrollment import fleet_import, services
 from enrollment.api import serializers as s
 from enrollment.lifecycle import OPERATOR_ACTIONS, State
 from enrollment.models import (
-    Consent, Customer, Device, DeviceCredential, Enrollment, Gateway, RetailProgramParticipation, Site,
+    Consent,
+    Customer,
+    Device,
+    DeviceCredential,
+    Enrollment,
+    Gateway,
+    RetailProgramParticipation,
+    Site,
 )
 
 
@@ -34,7 +41,9 @@ class CustomerViewSet(viewsets.ModelViewSet):
     ordering_fields = ["external_ref", "name", "created_at"]
 
 
-class ConsentViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ConsentViewSet(
+    mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     """Consents are evidence: recorded and revoked, never edited or deleted."""
 
     queryset = Consent.objects.all()
@@ -45,9 +54,15 @@ class ConsentViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retr
     def perform_create(self, serializer):
         data = serializer.validated_data
         serializer.instance = services.grant_consent(
-            customer=data["customer"], kind=data["kind"], program=data.get("program"),
-            terms_version=data["terms_version"], granted_by=data["granted_by"], method=data["method"],
-            granted_at=data.get("granted_at"), evidence_ref=data.get("evidence_ref", ""), by=self.request.user,
+            customer=data["customer"],
+            kind=data["kind"],
+            program=data.get("program"),
+            terms_version=data["terms_version"],
+            granted_by=data["granted_by"],
+            method=data["method"],
+            granted_at=data.get("granted_at"),
+            evidence_ref=data.get("evidence_ref", ""),
+            by=self.request.user,
         )
 
     @extend_schema(request=None, responses=s.ConsentSerializer)
@@ -97,7 +112,9 @@ class DeviceFilter(django_filters.FilterSet):
     customer = django_filters.NumberFilter(field_name="site__customer")
     rated_kw_min = django_filters.NumberFilter(field_name="rated_kw", lookup_expr="gte")
     rated_kw_max = django_filters.NumberFilter(field_name="rated_kw", lookup_expr="lte")
-    enrollment_state = django_filters.ChoiceFilter(field_name="enrollments__state", choices=State.choices, distinct=True)
+    enrollment_state = django_filters.ChoiceFilter(
+        field_name="enrollments__state", choices=State.choices, distinct=True
+    )
 
     class Meta:
         model = Device
@@ -132,14 +149,22 @@ class DeviceViewSet(viewsets.ModelViewSet):
             raise ValidationError({"program": ["A program id is required."]}, code="required")
         program = get_object_or_404(Program, pk=int(program_id))
         problems = services.check_eligibility(device=device, program=program)
-        return Response({"device": device.pk, "program": program.pk, "eligible": not problems,
-                         "problems": [p.as_dict() for p in problems]})
+        return Response(
+            {
+                "device": device.pk,
+                "program": program.pk,
+                "eligible": not problems,
+                "problems": [p.as_dict() for p in problems],
+            }
+        )
 
 
 def _issue(request, *, device=None, gateway=None):
     params = s.IssueCredentialSerializer(data=request.data)
     params.is_valid(raise_exception=True)
-    credential, token = services.issue_credential(device=device, gateway=gateway, by=request.user, **params.validated_data)
+    credential, token = services.issue_credential(
+        device=device, gateway=gateway, by=request.user, **params.validated_data
+    )
     credential.token = token
     return Response(s.IssuedCredentialSerializer(credential).data, status=status.HTTP_201_CREATED)
 
@@ -161,7 +186,9 @@ class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         params = s.RotateCredentialSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         credential, token = services.rotate_credential(
-            credential=self.get_object(), by=request.user, grace=timedelta(minutes=params.validated_data["grace_minutes"])
+            credential=self.get_object(),
+            by=request.user,
+            grace=timedelta(minutes=params.validated_data["grace_minutes"]),
         )
         credential.token = token
         return Response(s.IssuedCredentialSerializer(credential).data, status=status.HTTP_201_CREATED)
@@ -181,7 +208,9 @@ class EnrollmentFilter(django_filters.FilterSet):
         return queryset.filter(**overdue) if value else queryset.exclude(**overdue)
 
 
-class EnrollmentViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class EnrollmentViewSet(
+    mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     """Enrollments change state only through their lifecycle actions."""
 
     queryset = Enrollment.objects.all()
@@ -191,8 +220,9 @@ class EnrollmentViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.R
 
     def perform_create(self, serializer):
         data = serializer.validated_data
-        serializer.instance = services.apply(device=data["device"], program=data["program"], by=self.request.user,
-                                             reason=data.get("reason", ""))
+        serializer.instance = services.apply(
+            device=data["device"], program=data["program"], by=self.request.user, reason=data.get("reason", "")
+        )
 
     @extend_schema(request=s.BulkApplySerializer, responses=s.BulkResultSerializer)
     @action(detail=False, methods=["post"], url_path="bulk-apply", filterset_class=None)
@@ -200,8 +230,12 @@ class EnrollmentViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.R
         """Enroll many devices in a program: eligible ones are enrolled, others refused with their reasons."""
         params = s.BulkApplySerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        result = services.bulk_apply(device_ids=params.validated_data["devices"], program=params.validated_data["program"],
-                                     by=request.user, reason=params.validated_data["reason"])
+        result = services.bulk_apply(
+            device_ids=params.validated_data["devices"],
+            program=params.validated_data["program"],
+            by=request.user,
+            reason=params.validated_data["reason"],
+        )
         return Response(_bulk_body(result))
 
     @extend_schema(request=s.BulkTransitionSerializer, responses=s.BulkResultSerializer)
@@ -211,8 +245,13 @@ class EnrollmentViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.R
         params = s.BulkTransitionSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        result = services.bulk_transition(enrollment_ids=data["enrollments"], action=data["action"], by=request.user,
-                                          reason=data["reason"], utility_reference=data["utility_reference"])
+        result = services.bulk_transition(
+            enrollment_ids=data["enrollments"],
+            action=data["action"],
+            by=request.user,
+            reason=data["reason"],
+            utility_reference=data["utility_reference"],
+        )
         missing = set(data["enrollments"]) - {e.pk for e in result.done} - set(result.refused)
         for pk in missing:
             result.refused[pk] = [Problem("not_found", f"No enrollment {pk}.", "enrollments")]
@@ -225,16 +264,26 @@ class EnrollmentViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.R
 
 
 def _bulk_body(result) -> dict:
-    return {"done": [e.pk for e in result.done],
-            "refused": [{"id": pk, "errors": [p.as_dict() for p in problems]} for pk, problems in sorted(result.refused.items())]}
+    return {
+        "done": [e.pk for e in result.done],
+        "refused": [
+            {"id": pk, "errors": [p.as_dict() for p in problems]} for pk, problems in sorted(result.refused.items())
+        ],
+    }
 
 
 def _transition_action(name):
-    @extend_schema(request=s.TransitionRequestSerializer, responses=s.EnrollmentSerializer, summary=f"{name.replace('_', ' ')} the enrollment")
+    @extend_schema(
+        request=s.TransitionRequestSerializer,
+        responses=s.EnrollmentSerializer,
+        summary=f"{name.replace('_', ' ')} the enrollment",
+    )
     def handler(self, request, pk=None):
         params = s.TransitionRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        enrollment = services.transition(enrollment=self.get_object(), action=name, by=request.user, **params.validated_data)
+        enrollment = services.transition(
+            enrollment=self.get_object(), action=name, by=request.user, **params.validated_data
+        )
         return Response(s.EnrollmentSerializer(enrollment).data)
 
     handler.__name__ = name
@@ -250,12 +299,27 @@ class FleetImportViewSet(viewsets.ViewSet):
 
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    @extend_schema(request={"multipart/form-data": s.FleetImportRequestSerializer}, responses={201: s.FleetImportReportSerializer, 200: s.FleetImportReportSerializer, 400: s.FleetImportReportSerializer})
+    @extend_schema(
+        request={"multipart/form-data": s.FleetImportRequestSerializer},
+        responses={
+            201: s.FleetImportReportSerializer,
+            200: s.FleetImportReportSerializer,
+            400: s.FleetImportReportSerializer,
+        },
+    )
     def create(self, request):
         params = s.FleetImportRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        report = fleet_import.import_fleet(source=params.validated_data["file"].read(), dry_run=params.validated_data["dry_run"])
-        code = status.HTTP_400_BAD_REQUEST if not report.ok else status.HTTP_200_OK if report.dry_run else status.HTTP_201_CREATED
+        report = fleet_import.import_fleet(
+            source=params.validated_data["file"].read(), dry_run=params.validated_data["dry_run"]
+        )
+        code = (
+            status.HTTP_400_BAD_REQUEST
+            if not report.ok
+            else status.HTTP_200_OK
+            if report.dry_run
+            else status.HTTP_201_CREATED
+        )
         return Response(report.as_dict(), status=code)
 
     @extend_schema(responses={(200, "text/csv"): str})

@@ -5,26 +5,52 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('enrollment', '0001_initial'),
+        ("enrollment", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DeviceStatus',
+            name="DeviceStatus",
             fields=[
-                ('device', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='status', serialize=False, to='enrollment.device')),
-                ('online', models.BooleanField(default=True)),
-                ('last_seen_at', models.DateTimeField()),
-                ('state_of_charge_pct', models.DecimalField(blank=True, decimal_places=2, max_digits=5, null=True)),
-                ('ev_plugged_in', models.BooleanField(blank=True, null=True)),
-                ('power_kw', models.DecimalField(blank=True, decimal_places=3, help_text='Positive: import from the grid / consumption; negative: export / generation.', max_digits=10, null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "device",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="status",
+                        serialize=False,
+                        to="enrollment.device",
+                    ),
+                ),
+                ("online", models.BooleanField(default=True)),
+                ("last_seen_at", models.DateTimeField()),
+                ("state_of_charge_pct", models.DecimalField(blank=True, decimal_places=2, max_digits=5, null=True)),
+                ("ev_plugged_in", models.BooleanField(blank=True, null=True)),
+                (
+                    "power_kw",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=3,
+                        help_text="Positive: import from the grid / consumption; negative: export / generation.",
+                        max_digits=10,
+                        null=True,
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name_plural': 'device statuses',
-                'constraints': [models.CheckConstraint(condition=models.Q(('state_of_charge_pct__isnull', True), models.Q(('state_of_charge_pct__gte', 0), ('state_of_charge_pct__lte', 100)), _connector='OR'), name='device_status_soc_range')],
+                "verbose_name_plural": "device statuses",
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("state_of_charge_pct__isnull", True),
+                            models.Q(("state_of_charge_pct__gte", 0), ("state_of_charge_pct__lte", 100)),
+                            _connector="OR",
+                        ),
+                        name="device_status_soc_range",
+                    )
+                ],
             },
         ),
     ]

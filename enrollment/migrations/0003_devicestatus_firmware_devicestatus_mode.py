@@ -4,20 +4,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('enrollment', '0002_devicestatus'),
+        ("enrollment", "0002_devicestatus"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='devicestatus',
-            name='firmware',
+            model_name="devicestatus",
+            name="firmware",
             field=models.CharField(blank=True, max_length=60),
         ),
         migrations.AddField(
-            model_name='devicestatus',
-            name='mode',
-            field=models.CharField(blank=True, help_text="The device's own operating mode, e.g. self_consumption, backup.", max_length=40),
+            model_name="devicestatus",
+            name="mode",
+            field=models.CharField(
+                blank=True, help_text="The device's own operating mode, e.g. self_consumption, backup.", max_length=40
+            ),
         ),
     ]

@@ -7,25 +7,43 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('enrollment', '0003_devicestatus_firmware_devicestatus_mode'),
+        ("enrollment", "0003_devicestatus_firmware_devicestatus_mode"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='devicestatus',
-            name='grid_status',
-            field=models.CharField(blank=True, choices=[('grid_connected', 'Grid-connected'), ('islanded', 'Islanded'), ('outage', 'Grid outage')], db_default='', default='', help_text='As the device reports it; islanded or in an outage, it serves its site and is never dispatched.', max_length=20),
+            model_name="devicestatus",
+            name="grid_status",
+            field=models.CharField(
+                blank=True,
+                choices=[("grid_connected", "Grid-connected"), ("islanded", "Islanded"), ("outage", "Grid outage")],
+                db_default="",
+                default="",
+                help_text="As the device reports it; islanded or in an outage, it serves its site and is never dispatched.",
+                max_length=20,
+            ),
         ),
         migrations.CreateModel(
-            name='CustomerLogin',
+            name="CustomerLogin",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='logins', to='enrollment.customer')),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='customer_login', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="logins", to="enrollment.customer"
+                    ),
+                ),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="customer_login",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
     ]

@@ -5,24 +5,41 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('enrollment', '0004_devicestatus_grid_status_customerlogin'),
+        ("enrollment", "0004_devicestatus_grid_status_customerlogin"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SiteOutage',
+            name="SiteOutage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('start', models.DateTimeField()),
-                ('end', models.DateTimeField(blank=True, null=True)),
-                ('reported_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='enrollment.device')),
-                ('site', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='outages', to='enrollment.site')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("start", models.DateTimeField()),
+                ("end", models.DateTimeField(blank=True, null=True)),
+                (
+                    "reported_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="enrollment.device",
+                    ),
+                ),
+                (
+                    "site",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="outages", to="enrollment.site"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['site', 'start'], name='site_outage_site_start')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('end__isnull', True)), fields=('site',), name='one_open_outage_per_site')],
+                "indexes": [models.Index(fields=["site", "start"], name="site_outage_site_start")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("end__isnull", True)), fields=("site",), name="one_open_outage_per_site"
+                    )
+                ],
             },
         ),
     ]

@@ -5,24 +5,40 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('enrollment', '0005_siteoutage'),
+        ("enrollment", "0005_siteoutage"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='EvChargingNeed',
+            name="EvChargingNeed",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('plug_in_hour', models.PositiveSmallIntegerField(default=18)),
-                ('ready_by_hour', models.PositiveSmallIntegerField(default=7)),
-                ('energy_kwh', models.DecimalField(decimal_places=2, max_digits=6)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('device', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='charging_need', to='enrollment.device')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("plug_in_hour", models.PositiveSmallIntegerField(default=18)),
+                ("ready_by_hour", models.PositiveSmallIntegerField(default=7)),
+                ("energy_kwh", models.DecimalField(decimal_places=2, max_digits=6)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "device",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="charging_need",
+                        to="enrollment.device",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(('plug_in_hour__gt', models.F('ready_by_hour')), ('plug_in_hour__lte', 23), ('ready_by_hour__lte', 23)), name='ev_need_overnight_session'), models.CheckConstraint(condition=models.Q(('energy_kwh__gt', 0)), name='ev_need_energy_positive')],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("plug_in_hour__gt", models.F("ready_by_hour")),
+                            ("plug_in_hour__lte", 23),
+                            ("ready_by_hour__lte", 23),
+                        ),
+                        name="ev_need_overnight_session",
+                    ),
+                    models.CheckConstraint(condition=models.Q(("energy_kwh__gt", 0)), name="ev_need_energy_positive"),
+                ],
             },
         ),
     ]

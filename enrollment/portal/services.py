@@ -16,8 +16,11 @@ class ReserveRefused(DomainError):
 def reserve_limits(device: Device) -> tuple[Decimal, Decimal]:
     """The narrowest range the programs the device is enrolled in allow (0 to 100 with none)."""
     low, high = Decimal(0), Decimal(100)
-    for program in (Enrollment.objects.filter(device=device, state__in=list(OPEN)).select_related("program")
-                    .values_list("program__min_backup_reserve_pct", "program__max_backup_reserve_pct")):
+    for program in (
+        Enrollment.objects.filter(device=device, state__in=list(OPEN))
+        .select_related("program")
+        .values_list("program__min_backup_reserve_pct", "program__max_backup_reserve_pct")
+    ):
         low, high = max(low, program[0]), min(high, program[1])
     return low, high
 
@@ -33,8 +36,13 @@ def set_reserve(*, device: Device, value) -> Device:
         pct = None
     low, high = reserve_limits(device)
     if pct is None or not pct.is_finite() or not low <= pct <= high:
-        raise ReserveRefused(Problem("out_of_range", f"A percentage from {low.normalize():f} to {high.normalize():f} (your programs' limits).",
-                                     "backup_reserve_pct"))
+        raise ReserveRefused(
+            Problem(
+                "out_of_range",
+                f"A percentage from {low.normalize():f} to {high.normalize():f} (your programs' limits).",
+                "backup_reserve_pct",
+            )
+        )
     with transaction.atomic():
         Device.objects.filter(pk=device.pk).update(backup_reserve_pct=pct.quantize(Decimal("0.01")))
     device.refresh_from_db()
@@ -61,8 +69,14 @@ def set_charging_need(*, device: Device, plug_in_hour, ready_by_hour, energy_kwh
         if not 0 <= hours[name] <= 23:
             problems.append(Problem("out_of_range", "A whole local hour from 0 to 23.", name))
     if not problems and hours["plug_in_hour"] <= hours["ready_by_hour"]:
-        problems.append(Problem("not_overnight", "The car is plugged in in the evening and ready the next morning: "
-                                "plug_in_hour must be later than ready_by_hour.", "plug_in_hour"))
+        problems.append(
+            Problem(
+                "not_overnight",
+                "The car is plugged in in the evening and ready the next morning: "
+                "plug_in_hour must be later than ready_by_hour.",
+                "plug_in_hour",
+            )
+        )
     try:
         energy = Decimal(str(energy_kwh))
     except (InvalidOperation, ValueError):
@@ -70,10 +84,22 @@ def set_charging_need(*, device: Device, plug_in_hour, ready_by_hour, energy_kwh
     session_hours = 24 - hours.get("plug_in_hour", 0) + hours.get("ready_by_hour", 0)
     most = Decimal(str(device.rated_kw)) * session_hours
     if energy is None or not energy.is_finite() or energy <= 0 or (not problems and energy > most):
-        problems.append(Problem("out_of_range", f"kWh to add per night, more than 0 and at most {most:.0f} "
-                                f"(the charger's {device.rated_kw:g} kW over the {session_hours} h session).", "energy_kwh"))
+        problems.append(
+            Problem(
+                "out_of_range",
+                f"kWh to add per night, more than 0 and at most {most:.0f} "
+                f"(the charger's {device.rated_kw:g} kW over the {session_hours} h session).",
+                "energy_kwh",
+            )
+        )
     if problems:
         raise ChargingNeedRefused(problems)
-    need, _ = EvChargingNeed.objects.update_or_create(device=device, defaults={
-        "plug_in_hour": hours["plug_in_hour"], "ready_by_hour": hours["ready_by_hour"], "energy_kwh": energy.quantize(Decimal("0.01"))})
+    need, _ = EvChargingNeed.objects.update_or_create(
+        device=device,
+        defaults={
+            "plug_in_hour": hours["plug_in_hour"],
+            "ready_by_hour": hours["ready_by_hour"],
+            "energy_kwh": energy.quantize(Decimal("0.01")),
+        },
+    )
     return need

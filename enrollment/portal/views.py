@@ -57,6 +57,7 @@ def customer_page(view):
             raise PermissionDenied  # an operator account is not a customer's
         request.customer = login.customer
         return view(request, *args, **kwargs)
+
     return wrapped
 
 
@@ -70,13 +71,22 @@ def _months_back(today: date, count: int) -> list[tuple[int, int]]:
 
 def _context(request, *, now: datetime) -> dict:
     customer = request.customer
-    sites = list(Site.objects.filter(customer=customer).select_related("market")
-                 .prefetch_related("devices__status", "devices__charging_need").order_by("pk"))
+    sites = list(
+        Site.objects.filter(customer=customer)
+        .select_related("market")
+        .prefetch_related("devices__status", "devices__charging_need")
+        .order_by("pk")
+    )
     devices = [d for site in sites for d in site.devices.all()]
     limits = {d.pk: services.reserve_limits(d) for d in devices if d.device_type == "battery"}
-    upcoming = (DeviceCommand.objects.filter(device__site__customer=customer, status__in=["pending", "accepted"],
-                                             expires_at__gt=now).exclude(kind="cancel")
-                .select_related("event__resource", "device").order_by("not_before"))
+    upcoming = (
+        DeviceCommand.objects.filter(
+            device__site__customer=customer, status__in=["pending", "accepted"], expires_at__gt=now
+        )
+        .exclude(kind="cancel")
+        .select_related("event__resource", "device")
+        .order_by("not_before")
+    )
     with connection.cursor() as cursor:
         cursor.execute(_EVENTS, {"customer": customer.pk})
         past = cursor.fetchall()
@@ -99,13 +109,26 @@ def _context(request, *, now: datetime) -> dict:
             if bill["intervals"]:
                 savings[(year, month)] += bill["savings"]["total"] - bill["savings"]["grid_services"]
     months = _months_back(today, EARNINGS_MONTHS)
-    chart = bar_chart(labels=[f"{y}-{m:02d}" for y, m in months],
-                      series=[("Grid-service earnings", "#1f6feb", [float(earnings[k]) for k in months]),
-                              ("Bill savings", "#15803d", [float(savings[k]) for k in months])],
-                      unit="$", title="Earnings and bill savings by month")
-    return {"customer": customer, "sites": sites, "limits": limits, "upcoming": upcoming, "past": past[:24],
-            "chart": chart, "notes": notes, "savings_months": SAVINGS_MONTHS,
-            "totals": {"earnings": sum(earnings.values()), "savings": sum(savings.values())}}
+    chart = bar_chart(
+        labels=[f"{y}-{m:02d}" for y, m in months],
+        series=[
+            ("Grid-service earnings", "#1f6feb", [float(earnings[k]) for k in months]),
+            ("Bill savings", "#15803d", [float(savings[k]) for k in months]),
+        ],
+        unit="$",
+        title="Earnings and bill savings by month",
+    )
+    return {
+        "customer": customer,
+        "sites": sites,
+        "limits": limits,
+        "upcoming": upcoming,
+        "past": past[:24],
+        "chart": chart,
+        "notes": notes,
+        "savings_months": SAVINGS_MONTHS,
+        "totals": {"earnings": sum(earnings.values()), "savings": sum(savings.values())},
+    }
 
 
 @customer_page
@@ -118,13 +141,23 @@ def opt_out(request, command_id):
     """One click: the device sits out this event (others replace it)."""
     if request.method != "POST":
         return redirect("portal:home")
-    command = DeviceCommand.objects.filter(pk=command_id, device__site__customer=request.customer).select_related("event").first()
+    command = (
+        DeviceCommand.objects.filter(pk=command_id, device__site__customer=request.customer)
+        .select_related("event")
+        .first()
+    )
     if command is None:
         raise Http404
     now = timezone.now()
     try:
-        dispatch.opt_out(device_id=command.device_id, start=now, end=command.expires_at, event=command.event,
-                         reason="customer portal", now=now)
+        dispatch.opt_out(
+            device_id=command.device_id,
+            start=now,
+            end=command.expires_at,
+            event=command.event,
+            reason="customer portal",
+            now=now,
+        )
     except DomainError as refused:
         messages.error(request, refused.problems[0].message)
     else:
@@ -153,8 +186,12 @@ def charging(request, device_id: int):
     if request.method != "POST":
         return redirect("portal:home")
     try:
-        services.set_charging_need(device=device, plug_in_hour=request.POST.get("plug_in_hour"),
-                                   ready_by_hour=request.POST.get("ready_by_hour"), energy_kwh=request.POST.get("energy_kwh", ""))
+        services.set_charging_need(
+            device=device,
+            plug_in_hour=request.POST.get("plug_in_hour"),
+            ready_by_hour=request.POST.get("ready_by_hour"),
+            energy_kwh=request.POST.get("energy_kwh", ""),
+        )
     except DomainError as refused:
         return _refused(request, "charging_error", (device.pk, [(p.field, p.message) for p in refused.problems]))
     messages.success(request, "Charging needs saved: the charger's plan from tomorrow follows them.")

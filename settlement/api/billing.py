@@ -30,8 +30,12 @@ def plain(value):
 class SiteBillView(APIView):
     """The month's bill from the site's interval data, the bills without its equipment, and the savings split."""
 
-    @extend_schema(parameters=[OpenApiParameter("month", OpenApiTypes.STR, required=True, description="YYYY-MM, in the site's time zone.")],
-                   responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("month", OpenApiTypes.STR, required=True, description="YYYY-MM, in the site's time zone.")
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request, pk: int):
         site = get_object_or_404(Site.objects.select_related("market"), pk=pk)
         match = MONTH.match(request.query_params.get("month", ""))

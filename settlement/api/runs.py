@@ -34,8 +34,25 @@ class SettlementRunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = SettlementRun
-        fields = ["id", "event", "resource", "version", "kind", "created_at", "created_by", "method", "sites", "committed_kwh",
-                  "delivered_kwh", "performance_factor", "energy", "capacity", "penalty", "net", "difference"]
+        fields = [
+            "id",
+            "event",
+            "resource",
+            "version",
+            "kind",
+            "created_at",
+            "created_by",
+            "method",
+            "sites",
+            "committed_kwh",
+            "delivered_kwh",
+            "performance_factor",
+            "energy",
+            "capacity",
+            "penalty",
+            "net",
+            "difference",
+        ]
 
 
 class SettlementRunDetailSerializer(SettlementRunSerializer):
@@ -69,7 +86,12 @@ class SettlementRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
 
     queryset = SettlementRun.objects.select_related("event").order_by("-created_at", "-id")
     serializer_class = SettlementRunSerializer
-    filterset_fields = {"event": ["exact"], "event__resource": ["exact"], "kind": ["exact"], "created_at": ["gte", "lt"]}
+    filterset_fields = {
+        "event": ["exact"],
+        "event__resource": ["exact"],
+        "kind": ["exact"],
+        "created_at": ["gte", "lt"],
+    }
     ordering_fields = ["created_at", "version", "net"]
 
     def get_queryset(self):
@@ -85,23 +107,33 @@ class SettlementRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         """Queue a settlement of an event now (a resettlement if it has runs): refused at once if it cannot be settled."""
         params = SettleRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        event = DispatchEvent.objects.select_related("resource__program").filter(pk=params.validated_data["event"]).first()
+        event = (
+            DispatchEvent.objects.select_related("resource__program").filter(pk=params.validated_data["event"]).first()
+        )
         if event is None:
             raise ValidationError({"event": ["No such event."]}, code="does_not_exist")
         services.check_settleable(event, now=timezone.now())
         from settlement.tasks import settle_event
 
         transaction.on_commit(lambda: settle_event.delay(event.pk))
-        return Response({"event": event.pk, "queued": True, "runs": f"/api/v1/settlement-runs/?event={event.pk}"},
-                        status=status.HTTP_202_ACCEPTED)
+        return Response(
+            {"event": event.pk, "queued": True, "runs": f"/api/v1/settlement-runs/?event={event.pk}"},
+            status=status.HTTP_202_ACCEPTED,
+        )
 
     @extend_schema(responses={200: dict})
     @action(detail=True, methods=["get"])
     def intervals(self, request, pk=None):
         """The resource's summed baseline, actual and target kW per interval in this run: what the event chart draws."""
         run = self.get_object()
-        return Response({"run": run.pk, "event": run.event_id, "version": run.version,
-                         "intervals": [{k: _exact(v) for k, v in i.items()} for i in selectors.interval_totals(run=run)]})
+        return Response(
+            {
+                "run": run.pk,
+                "event": run.event_id,
+                "version": run.version,
+                "intervals": [{k: _exact(v) for k, v in i.items()} for i in selectors.interval_totals(run=run)],
+            }
+        )
 
     @extend_schema(parameters=[OpenApiParameter("format", str, enum=["json", "csv"])], responses={200: dict})
     @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, CSVRenderer])
@@ -109,7 +141,9 @@ class SettlementRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         """The run's evidence: per site and interval the baseline, actual, reduction, price and the baseline days used."""
         run = self.get_object()
         header, rows = selectors.statement_rows(run=run)
-        response = Response({"run": run.pk, "event": run.event_id, "version": run.version, "lines": _lines(header, rows)})
+        response = Response(
+            {"run": run.pk, "event": run.event_id, "version": run.version, "lines": _lines(header, rows)}
+        )
         return _csv_download(request, response, f"settlement-event{run.event_id}-v{run.version}.csv")
 
 
@@ -123,7 +157,7 @@ def period(query) -> tuple[date, date]:
         try:
             days[name] = date.fromisoformat(raw)
         except ValueError:
-            raise ValidationError({name: ["A date, YYYY-MM-DD."]}, code="invalid")
+            raise ValidationError({name: ["A date, YYYY-MM-DD."]}, code="invalid") from None
     if days["to"] < days["from"]:
         raise ValidationError({"to": ["to must not be before from."]}, code="out_of_range")
     if days["to"] - days["from"] > MAX_PERIOD:
@@ -152,8 +186,12 @@ _PERIOD_PARAMETERS = [
     OpenApiParameter("customer", int, description="A customer: its payouts per event."),
     OpenApiParameter("from", date, required=True, description="First day (market time of each event)."),
     OpenApiParameter("to", date, required=True, description="Last day, inclusive."),
-    OpenApiParameter("detail", str, enum=["events", "intervals"],
-                     description="For a customer: `intervals` lists each site's intervals and baseline days instead."),
+    OpenApiParameter(
+        "detail",
+        str,
+        enum=["events", "intervals"],
+        description="For a customer: `intervals` lists each site's intervals and baseline days instead.",
+    ),
     OpenApiParameter("format", str, enum=["json", "csv"]),
 ]
 
@@ -176,12 +214,18 @@ class PeriodStatementView(APIView):
         head = {"from": first, "to": last}
         if resource is not None:
             header, rows, totals = selectors.resource_statement(resource=resource, first=first, last=last)
-            body, name = {"resource": resource.pk, "name": str(resource), **head, "totals": _totals(totals)}, f"resource{resource.pk}"
+            body, name = (
+                {"resource": resource.pk, "name": str(resource), **head, "totals": _totals(totals)},
+                f"resource{resource.pk}",
+            )
         elif detail == "intervals":
             header, rows = selectors.customer_intervals(customer=customer, first=first, last=last)
             body, name = {"customer": customer.pk, **head}, f"customer{customer.pk}-intervals"
         else:
             header, rows, totals = selectors.customer_statement(customer=customer, first=first, last=last)
-            body, name = {"customer": customer.pk, "name": customer.name, **head, "totals": _totals(totals)}, f"customer{customer.pk}"
+            body, name = (
+                {"customer": customer.pk, "name": customer.name, **head, "totals": _totals(totals)},
+                f"customer{customer.pk}",
+            )
         response = Response({**body, "lines": _lines(header, rows)})
         return _csv_download(request, response, f"statement-{name}-{first}-{last}.csv")

@@ -36,7 +36,9 @@ def _window(request) -> tuple[datetime, datetime]:
         try:
             values[name] = datetime.fromisoformat(raw) if raw else None
         except ValueError:
-            raise ValidationError({name: [f"{name} must be an ISO 8601 timestamp."]}, code="invalid_timestamp")
+            raise ValidationError(
+                {name: [f"{name} must be an ISO 8601 timestamp."]}, code="invalid_timestamp"
+            ) from None
         if values[name] is not None and values[name].tzinfo is None:
             raise ValidationError({name: [f"{name} needs its UTC offset."]}, code="naive_timestamp")
     end = values["end"] or timezone.now()
@@ -56,16 +58,22 @@ def columns_response(*, meter: str, meter_id: int, start: datetime, end: datetim
     return HttpResponse(head + body.encode()[1:], content_type="application/json")
 
 
-_WINDOW_PARAMETERS = [OpenApiParameter("start", datetime, description="ISO 8601 with offset; default: end - 1 day"),
-                      OpenApiParameter("end", datetime, description="ISO 8601 with offset; default: now")]
-_COLUMNS = inline_serializer("ReadingColumns", {
-    "meter": serializers.CharField(), "meter_id": serializers.IntegerField(),
-    "start": serializers.ListField(child=serializers.DateTimeField()),
-    "interval_seconds": serializers.ListField(child=serializers.IntegerField()),
-    "kwh": serializers.ListField(child=serializers.FloatField(allow_null=True)),
-    "quality": serializers.ListField(child=serializers.CharField()),
-    "revision": serializers.ListField(child=serializers.IntegerField()),
-})
+_WINDOW_PARAMETERS = [
+    OpenApiParameter("start", datetime, description="ISO 8601 with offset; default: end - 1 day"),
+    OpenApiParameter("end", datetime, description="ISO 8601 with offset; default: now"),
+]
+_COLUMNS = inline_serializer(
+    "ReadingColumns",
+    {
+        "meter": serializers.CharField(),
+        "meter_id": serializers.IntegerField(),
+        "start": serializers.ListField(child=serializers.DateTimeField()),
+        "interval_seconds": serializers.ListField(child=serializers.IntegerField()),
+        "kwh": serializers.ListField(child=serializers.FloatField(allow_null=True)),
+        "quality": serializers.ListField(child=serializers.CharField()),
+        "revision": serializers.ListField(child=serializers.IntegerField()),
+    },
+)
 
 
 class DeviceReadingsView(DeviceAPIMixin, APIView):
@@ -79,13 +87,22 @@ class DeviceReadingsView(DeviceAPIMixin, APIView):
 
     def _meters(self, request) -> ingest.Meters:
         principal = request.user
-        devices = {pk: (site, kind, bidirectional) for pk, site, kind, bidirectional
-                   in principal.devices().values_list("pk", "site_id", "device_type", "bidirectional")}
+        devices = {
+            pk: (site, kind, bidirectional)
+            for pk, site, kind, bidirectional in principal.devices().values_list(
+                "pk", "site_id", "device_type", "bidirectional"
+            )
+        }
         return ingest.Meters(devices=devices, default_device=principal.device_id)
 
     @extend_schema(
-        request=inline_serializer("ReadingBatch", {"readings": serializers.ListField(child=serializers.DictField(), max_length=10_000)}),
-        responses=inline_serializer("ReadingBatchResult", {n: serializers.IntegerField() for n in ("received", "inserted", "updated", "unchanged")}),
+        request=inline_serializer(
+            "ReadingBatch", {"readings": serializers.ListField(child=serializers.DictField(), max_length=10_000)}
+        ),
+        responses=inline_serializer(
+            "ReadingBatchResult",
+            {n: serializers.IntegerField() for n in ("received", "inserted", "updated", "unchanged")},
+        ),
     )
     def post(self, request):
         if int(request.META.get("CONTENT_LENGTH") or 0) > settings.DEVICE_API_MAX_BODY_BYTES:
@@ -96,9 +113,14 @@ class DeviceReadingsView(DeviceAPIMixin, APIView):
         result = ingest.ingest(readings=body["readings"], meters=self._meters(request))
         return Response(result.as_dict())
 
-    @extend_schema(parameters=[OpenApiParameter("meter", str, enum=["site", "device"]),
-                               OpenApiParameter("device", int, description="Required for gateway tokens"),
-                               *_WINDOW_PARAMETERS], responses=_COLUMNS)
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("meter", str, enum=["site", "device"]),
+            OpenApiParameter("device", int, description="Required for gateway tokens"),
+            *_WINDOW_PARAMETERS,
+        ],
+        responses=_COLUMNS,
+    )
     def get(self, request):
         meters = self._meters(request)
         raw_device = request.query_params.get("device")
@@ -125,4 +147,6 @@ class OperatorReadingsView(APIView):
         model = Site if self.meter_kind == MeterKind.SITE else Device
         get_object_or_404(model, pk=pk)
         start, end = _window(request)
-        return columns_response(meter="site" if self.meter_kind == MeterKind.SITE else "device", meter_id=pk, start=start, end=end)
+        return columns_response(
+            meter="site" if self.meter_kind == MeterKind.SITE else "device", meter_id=pk, start=start, end=end
+        )

@@ -55,8 +55,16 @@ from settlement.baselines.params import (
 from settlement.baselines.results import BaselineResult
 from settlement.baselines.timeline import IntervalReadings, interval_seconds_of
 
-__all__ = ["METHODS", "BaselineError", "BaselineResult", "IntervalReadings", "compute_baseline",
-           "compute_baselines", "get_method", "make_params"]
+__all__ = [
+    "METHODS",
+    "BaselineError",
+    "BaselineResult",
+    "IntervalReadings",
+    "compute_baseline",
+    "compute_baselines",
+    "get_method",
+    "make_params",
+]
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,8 @@ class Method:
 
 
 METHODS: dict[str, Method] = {
-    m.code: m for m in (
+    m.code: m
+    for m in (
         Method("pjm-high-4-of-5", PjmHigh4of5Params, like_days.plan, like_days.evaluate, True),
         Method("caiso-10-in-10", Caiso10in10Params, like_days.plan, like_days.evaluate, True),
         Method("nyiso-cbl", NyisoCblParams, like_days.plan, like_days.evaluate, True),
@@ -85,40 +94,80 @@ ALIASES = {"metered-device-output": "metered-output"}
 def get_method(code: str) -> Method:
     method = METHODS.get(ALIASES.get(code, code)) if isinstance(code, str) else None
     if method is None:
-        raise BaselineError("unknown_method", f"Unknown baseline method {code!r}; known: "
-                            f"{', '.join([*METHODS, *ALIASES])}.", "method")
+        raise BaselineError(
+            "unknown_method", f"Unknown baseline method {code!r}; known: {', '.join([*METHODS, *ALIASES])}.", "method"
+        )
     return method
 
 
 def make_params(method: Method, params: BaselineParams | Mapping | None) -> BaselineParams:
     if isinstance(params, BaselineParams):
         if type(params) is not method.params_class:
-            raise BaselineError("invalid_param", f"{method.code} takes {method.params_class.__name__}, "
-                                f"not {type(params).__name__}.", "params")
+            raise BaselineError(
+                "invalid_param",
+                f"{method.code} takes {method.params_class.__name__}, not {type(params).__name__}.",
+                "params",
+            )
         return params
     return method.params_class.from_settings(params)
 
 
 def _plan(method: Method, params, step, *, event_start, event_end, time_zone, market, event_days, holidays):
-    return method.plan(method=method.code, params=params, step=step, event_start=event_start, event_end=event_end,
-                       time_zone=time_zone, market=market, event_days=frozenset(event_days), holidays=holidays)
+    return method.plan(
+        method=method.code,
+        params=params,
+        step=step,
+        event_start=event_start,
+        event_end=event_end,
+        time_zone=time_zone,
+        market=market,
+        event_days=frozenset(event_days),
+        holidays=holidays,
+    )
 
 
-def compute_baseline(*, method: str, readings: IntervalReadings, event_start: datetime, event_end: datetime,
-                     time_zone: str, market: str | None = None, event_days=frozenset(), holidays=None,
-                     params: BaselineParams | Mapping | None = None) -> BaselineResult:
+def compute_baseline(
+    *,
+    method: str,
+    readings: IntervalReadings,
+    event_start: datetime,
+    event_end: datetime,
+    time_zone: str,
+    market: str | None = None,
+    event_days=frozenset(),
+    holidays=None,
+    params: BaselineParams | Mapping | None = None,
+) -> BaselineResult:
     """One site's baseline for one event (see the module docstring)."""
     m = get_method(method)
     p = make_params(m, params)
     step = interval_seconds_of(readings, p.interval_minutes)
-    plan = _plan(m, p, step, event_start=event_start, event_end=event_end, time_zone=time_zone, market=market,
-                 event_days=event_days, holidays=holidays)
+    plan = _plan(
+        m,
+        p,
+        step,
+        event_start=event_start,
+        event_end=event_end,
+        time_zone=time_zone,
+        market=market,
+        event_days=event_days,
+        holidays=holidays,
+    )
     return m.evaluate(plan, readings)
 
 
-def compute_baselines(*, method: str, sites: Mapping, event_start: datetime, event_end: datetime, time_zone: str,
-                      market: str | None = None, event_days=frozenset(), holidays=None,
-                      params: BaselineParams | Mapping | None = None) -> tuple[dict, dict]:
+def compute_baselines(
+    *,
+    method: str,
+    sites: Mapping,
+    event_start: datetime,
+    event_end: datetime,
+    time_zone: str,
+    market: str | None = None,
+    event_days=frozenset(),
+    holidays=None,
+    params: BaselineParams | Mapping | None = None,
+) -> tuple[dict, dict]:
     """Many sites, one event: (results by site key, BaselineError by site key for the sites
     whose readings were refused). Errors in the event or parameters raise at once."""
     m = get_method(method)
@@ -135,8 +184,17 @@ def compute_baselines(*, method: str, sites: Mapping, event_start: datetime, eve
             continue
         plan = plans.get((step, days))
         if plan is None:
-            plan = plans[(step, days)] = _plan(m, p, step, event_start=event_start, event_end=event_end,
-                                               time_zone=time_zone, market=market, event_days=days, holidays=holidays)
+            plan = plans[(step, days)] = _plan(
+                m,
+                p,
+                step,
+                event_start=event_start,
+                event_end=event_end,
+                time_zone=time_zone,
+                market=market,
+                event_days=days,
+                holidays=holidays,
+            )
         try:
             results[key] = m.evaluate(plan, readings)
         except BaselineError as exc:

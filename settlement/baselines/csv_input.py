@@ -27,25 +27,33 @@ def _read(source, name: str):
 def parse_readings(source: bytes | str, *, name: str = "readings") -> IntervalReadings:
     header, records = _read(source, name)
     if header != ["start", "value"]:
-        raise BaselineError("invalid_header", f"{name} line 1: the header is start,value, not {','.join(header)}.",
-                            f"{name}:1")
+        raise BaselineError(
+            "invalid_header", f"{name} line 1: the header is start,value, not {','.join(header)}.", f"{name}:1"
+        )
     if not records:
         raise BaselineError("empty", f"{name}: no readings after the header.", name)
     starts = np.empty(len(records), dtype=np.int64)
     kwh = np.empty(len(records), dtype=np.float64)
     for i, (line, record) in enumerate(records):
         if len(record) != 2:
-            raise BaselineError("wrong_field_count", f"{name} line {line}: expected 2 fields, found {len(record)}.",
-                                f"{name}:{line}")
+            raise BaselineError(
+                "wrong_field_count", f"{name} line {line}: expected 2 fields, found {len(record)}.", f"{name}:{line}"
+            )
         text, value = record[0].strip(), record[1].strip()
         try:
             start = datetime.fromisoformat(text)
         except ValueError:
-            raise BaselineError("invalid_timestamp", f"{name} line {line}, start: {text!r} is not an ISO 8601 "
-                                "date and time.", f"{name}:{line}.start") from None
+            raise BaselineError(
+                "invalid_timestamp",
+                f"{name} line {line}, start: {text!r} is not an ISO 8601 date and time.",
+                f"{name}:{line}.start",
+            ) from None
         if start.utcoffset() is None:
-            raise BaselineError("naive_timestamp", f"{name} line {line}, start: {text!r} needs its UTC offset "
-                                "(e.g. -04:00 or Z).", f"{name}:{line}.start")
+            raise BaselineError(
+                "naive_timestamp",
+                f"{name} line {line}, start: {text!r} needs its UTC offset (e.g. -04:00 or Z).",
+                f"{name}:{line}.start",
+            )
         if value == "":
             kwh[i] = math.nan
         else:
@@ -57,8 +65,11 @@ def parse_readings(source: bytes | str, *, name: str = "readings") -> IntervalRe
             else:
                 ok = math.isfinite(kwh[i])
             if not ok:
-                raise BaselineError("not_a_number", f"{name} line {line}, value: {value!r} is not a number of kWh.",
-                                    f"{name}:{line}.value")
+                raise BaselineError(
+                    "not_a_number",
+                    f"{name} line {line}, value: {value!r} is not a number of kWh.",
+                    f"{name}:{line}.value",
+                )
         starts[i] = math.floor(start.timestamp())
     order = np.argsort(starts, kind="stable")
     return IntervalReadings(starts[order], kwh[order])
@@ -77,6 +88,7 @@ def parse_event_days(source: bytes | str, *, name: str = "event days") -> frozen
         try:
             days.add(date.fromisoformat(text))
         except ValueError:
-            raise BaselineError("invalid_date", f"{name} line {line}: {text!r} is not a date (YYYY-MM-DD).",
-                                f"{name}:{line}") from None
+            raise BaselineError(
+                "invalid_date", f"{name} line {line}: {text!r} is not a date (YYYY-MM-DD).", f"{name}:{line}"
+            ) from None
     return frozenset(days)

@@ -37,8 +37,14 @@ MARKET_TIME_ZONES = {
 }
 
 MARKET_CALENDARS = {
-    "PJM": "NERC", "NYISO": "NERC", "ISO-NE": "NERC", "ISONE": "NERC", "MISO": "NERC", "SPP": "NERC",
-    "CAISO": "CAISO", "ERCOT": "ERCOT",
+    "PJM": "NERC",
+    "NYISO": "NERC",
+    "ISO-NE": "NERC",
+    "ISONE": "NERC",
+    "MISO": "NERC",
+    "SPP": "NERC",
+    "CAISO": "CAISO",
+    "ERCOT": "ERCOT",
 }
 
 
@@ -84,7 +90,7 @@ def _ercot_christmas(year: int) -> dict[date, str]:
     """Two weekdays: 24-25 December, or the nearest weekdays when one falls on a weekend."""
     eve = date(year, 12, 24)
     pair = {
-        FRI: (eve - timedelta(days=1), eve),                  # 25th a Saturday: Thu 23, Fri 24
+        FRI: (eve - timedelta(days=1), eve),  # 25th a Saturday: Thu 23, Fri 24
         SAT: (eve - timedelta(days=1), eve + timedelta(days=2)),  # Fri 23, Mon 26
         SUN: (eve + timedelta(days=1), eve + timedelta(days=2)),  # Mon 25, Tue 26
     }.get(eve.weekday(), (eve, eve + timedelta(days=1)))
@@ -111,8 +117,11 @@ def calendar_for(market: str) -> str:
     try:
         return MARKET_CALENDARS[market.upper()]
     except (KeyError, AttributeError):
-        raise BaselineError("unknown_market", f"No holiday calendar for market {market!r}; "
-                            f"known: {', '.join(sorted(MARKET_CALENDARS))}.", "market") from None
+        raise BaselineError(
+            "unknown_market",
+            f"No holiday calendar for market {market!r}; known: {', '.join(sorted(MARKET_CALENDARS))}.",
+            "market",
+        ) from None
 
 
 @lru_cache(maxsize=256)

@@ -39,7 +39,7 @@ How a result is reached, for an event starting on local day E (see LikeDayParams
 """
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
@@ -84,17 +84,33 @@ class LikeDayPlan:
     min_days: int
 
 
-def plan(*, method: str, params: LikeDayParams, step: int, event_start: datetime, event_end: datetime,
-         time_zone: str, market: str | None, event_days=frozenset(), holidays=None) -> LikeDayPlan:
+def plan(
+    *,
+    method: str,
+    params: LikeDayParams,
+    step: int,
+    event_start: datetime,
+    event_end: datetime,
+    time_zone: str,
+    market: str | None,
+    event_days=frozenset(),
+    holidays=None,
+) -> LikeDayPlan:
     if holidays is None and market is None:
-        raise BaselineError("unknown_market", "A like-day baseline needs the market (for its holidays) or "
-                            "an explicit set of holidays.", "market")
+        raise BaselineError(
+            "unknown_market",
+            "A like-day baseline needs the market (for its holidays) or an explicit set of holidays.",
+            "market",
+        )
     tz = zone(time_zone)
     s, e = event_epochs(event_start, event_end)
     for name in ("adjustment_window_minutes", "adjustment_gap_minutes"):
         if getattr(params, name) * 60 % step:
-            raise BaselineError("invalid_param", f"{name} ({getattr(params, name)}) must be a multiple of the "
-                                f"{step // 60}-minute interval.", name)
+            raise BaselineError(
+                "invalid_param",
+                f"{name} ({getattr(params, name)}) must be a multiple of the {step // 60}-minute interval.",
+                name,
+            )
     event_day = local_date(s, tz)
     adjusting = params.adjustment != "none"
     adj_end = s - params.adjustment_gap_minutes * 60
@@ -142,12 +158,19 @@ def plan(*, method: str, params: LikeDayParams, step: int, event_start: datetime
     weekday = kind == "weekday"
     position = {day: i for i, day in enumerate(dates)}
     return LikeDayPlan(
-        method=method, params=params, grid=grid,
-        starts=tuple(datetime.fromtimestamp(t, timezone.utc) for t in range(s, s + ev_idx.size * step, step)),
-        ev_idx=ev_idx, ev_cells=ev_cells, ev_cells_unique=np.unique(ev_cells), adj_idx=adj_idx, adj_cells=adj_cells,
+        method=method,
+        params=params,
+        grid=grid,
+        starts=tuple(datetime.fromtimestamp(t, UTC) for t in range(s, s + ev_idx.size * step, step)),
+        ev_idx=ev_idx,
+        ev_cells=ev_cells,
+        ev_cells_unique=np.unique(ev_cells),
+        adj_idx=adj_idx,
+        adj_cells=adj_cells,
         need_cells=need,
         adjustment_window=(grid.utc(int(adj_idx[0])), grid.utc(int(adj_idx[-1]) + 1)) if adj_idx.size else None,
-        candidate_rows=np.array(rows, dtype=np.int64), candidate_dates=tuple(dates),
+        candidate_rows=np.array(rows, dtype=np.int64),
+        candidate_dates=tuple(dates),
         walk=tuple((day, skips.get(day), position.get(day)) for day in order),
         pool_size=params.weekday_candidate_days if weekday else params.weekend_candidate_days,
         keep=params.weekday_keep_highest if weekday else params.weekend_keep_highest,
@@ -168,15 +191,15 @@ def _choose(p: LikeDayPlan, complete: list[bool], load: list[float]) -> tuple[li
     threshold = params.low_usage_threshold
     low: list[int] = []
     if threshold is None or not eligible:
-        pool = eligible[:p.pool_size]
+        pool = eligible[: p.pool_size]
     elif params.low_usage_basis == "peak_of_window":
-        reference = max(load[i] for i in eligible[:p.pool_size])
+        reference = max(load[i] for i in eligible[: p.pool_size])
         low = [i for i in eligible if reference > 0 and load[i] < threshold * reference]
-        pool = [i for i in eligible if i not in low][:p.pool_size]
+        pool = [i for i in eligible if i not in low][: p.pool_size]
     else:  # mean_of_chosen: replace low days with the next candidates until the pool holds none
         screened: set[int] = set()
         while True:
-            pool = [i for i in eligible if i not in screened][:p.pool_size]
+            pool = [i for i in eligible if i not in screened][: p.pool_size]
             reference = sum(load[i] for i in pool) / len(pool) if pool else 0.0
             found = [i for i in pool if reference > 0 and load[i] < threshold * reference]
             if not found:
@@ -185,7 +208,7 @@ def _choose(p: LikeDayPlan, complete: list[bool], load: list[float]) -> tuple[li
         low = sorted(screened)
     filled = False
     if params.fill_with_low_usage_days and len(pool) < p.pool_size and low:
-        pool = pool + low[:p.pool_size - len(pool)]
+        pool = pool + low[: p.pool_size - len(pool)]
         filled = True
     in_pool = set(pool)
     for i in low:
@@ -195,9 +218,9 @@ def _choose(p: LikeDayPlan, complete: list[bool], load: list[float]) -> tuple[li
         if i not in in_pool and i not in reasons:
             reasons[i] = "not_needed"
     ranked = sorted(pool, key=lambda i: (-load[i], i))  # highest first; ties to the more recent
-    for i in ranked[p.keep:]:
+    for i in ranked[p.keep :]:
         reasons[i] = "not_highest"
-    return sorted(ranked[:p.keep]), len(pool), filled, reasons
+    return sorted(ranked[: p.keep]), len(pool), filled, reasons
 
 
 def evaluate(p: LikeDayPlan, readings: IntervalReadings) -> r.BaselineResult:
@@ -228,11 +251,22 @@ def evaluate(p: LikeDayPlan, readings: IntervalReadings) -> r.BaselineResult:
     actual = v[p.ev_idx]
     if pool_size < p.min_days:
         flags.update((r.BASELINE_UNAVAILABLE, r.INSUFFICIENT_HISTORY))
-        adjustment = r.Adjustment(params.adjustment, window=p.adjustment_window,
-                                  reason="disabled" if params.adjustment == "none" else "no_baseline")
-        return r.kw_result(method=p.method, step=grid.step, starts=p.starts, baseline_kwh=np.full(actual.size, np.nan),
-                           actual_kwh=actual, adjustment=adjustment, flags=flags, skipped=skipped,
-                           days_used=used_dates)
+        adjustment = r.Adjustment(
+            params.adjustment,
+            window=p.adjustment_window,
+            reason="disabled" if params.adjustment == "none" else "no_baseline",
+        )
+        return r.kw_result(
+            method=p.method,
+            step=grid.step,
+            starts=p.starts,
+            baseline_kwh=np.full(actual.size, np.nan),
+            actual_kwh=actual,
+            adjustment=adjustment,
+            flags=flags,
+            skipped=skipped,
+            days_used=used_dates,
+        )
     used_rows = rows[np.array(used, dtype=np.int64)][:, None] * n
     baseline = m[used_rows + p.ev_cells].mean(axis=0)
     baseline, adjustment = _adjust(p, m, v, used_rows, baseline, flags)
@@ -241,8 +275,17 @@ def evaluate(p: LikeDayPlan, readings: IntervalReadings) -> r.BaselineResult:
         if below.any():
             baseline[below] = 0.0
             flags.add(r.BASELINE_FLOORED)
-    return r.kw_result(method=p.method, step=grid.step, starts=p.starts, baseline_kwh=baseline, actual_kwh=actual,
-                       adjustment=adjustment, flags=flags, days_used=used_dates, skipped=skipped)
+    return r.kw_result(
+        method=p.method,
+        step=grid.step,
+        starts=p.starts,
+        baseline_kwh=baseline,
+        actual_kwh=actual,
+        adjustment=adjustment,
+        flags=flags,
+        days_used=used_dates,
+        skipped=skipped,
+    )
 
 
 def _adjust(p: LikeDayPlan, m, v, used_rows, baseline, flags) -> tuple[np.ndarray, r.Adjustment]:

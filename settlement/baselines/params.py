@@ -77,8 +77,10 @@ def _check(name: str, value, rule: tuple) -> None:
     elif kind == "int":
         if type(value) is not int or not lo <= value <= hi or value % step:
             multiple = f" and a multiple of {step}" if step > 1 else ""
-            raise BaselineError("invalid_param", f"{name} is a whole number from {lo} to {hi}{multiple}, not {value!r}.", name)
-    elif kind == "float":
+            raise BaselineError(
+                "invalid_param", f"{name} is a whole number from {lo} to {hi}{multiple}, not {value!r}.", name
+            )
+    elif kind == "float":  # noqa: SIM102  (one branch per kind; a valid float must not fall through)
         # bool is an int: refuse it, or `true` would read as 1.0.
         if type(value) not in (int, float) or not math.isfinite(value) or not lo <= value <= hi:
             raise BaselineError("invalid_param", f"{name} is a number from {lo} to {hi}, not {value!r}.", name)
@@ -110,8 +112,11 @@ class BaselineParams:
         known = {f.name for f in dataclasses.fields(cls)}
         for key in settings:
             if key not in known:
-                raise BaselineError("unknown_param", f"Unknown parameter {key!r} for {cls.method}; "
-                                    f"known: {', '.join(sorted(known))}.", str(key))
+                raise BaselineError(
+                    "unknown_param",
+                    f"Unknown parameter {key!r} for {cls.method}; known: {', '.join(sorted(known))}.",
+                    str(key),
+                )
         return cls(**settings)
 
     def as_dict(self) -> dict:
@@ -165,16 +170,25 @@ class LikeDayParams(BaselineParams):
         for kind in ("weekday", "weekend"):
             pool, keep = getattr(self, f"{kind}_candidate_days"), getattr(self, f"{kind}_keep_highest")
             if keep > pool:
-                raise BaselineError("invalid_param", f"{kind}_keep_highest ({keep}) cannot exceed "
-                                    f"{kind}_candidate_days ({pool}).", f"{kind}_keep_highest")
+                raise BaselineError(
+                    "invalid_param",
+                    f"{kind}_keep_highest ({keep}) cannot exceed {kind}_candidate_days ({pool}).",
+                    f"{kind}_keep_highest",
+                )
             least = getattr(self, f"{kind}_min_days")
             if least > pool:
-                raise BaselineError("invalid_param", f"{kind}_min_days ({least}) cannot exceed "
-                                    f"{kind}_candidate_days ({pool}): no baseline could ever be computed.",
-                                    f"{kind}_min_days")
+                raise BaselineError(
+                    "invalid_param",
+                    f"{kind}_min_days ({least}) cannot exceed "
+                    f"{kind}_candidate_days ({pool}): no baseline could ever be computed.",
+                    f"{kind}_min_days",
+                )
         if self.adjustment != "none" and self.adjustment_window_minutes == 0:
-            raise BaselineError("invalid_param", "adjustment_window_minutes must be positive when an adjustment "
-                                "is applied (or set adjustment to none).", "adjustment_window_minutes")
+            raise BaselineError(
+                "invalid_param",
+                "adjustment_window_minutes must be positive when an adjustment is applied (or set adjustment to none).",
+                "adjustment_window_minutes",
+            )
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ missing_reference); nothing is guessed.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -40,12 +40,21 @@ class PreEventPlan:
 
 def _multiple(name: str, seconds: int, step: int) -> None:
     if seconds % step:
-        raise BaselineError("invalid_param", f"{name} ({seconds // 60}) must be a multiple of the "
-                            f"{step // 60}-minute interval.", name)
+        raise BaselineError(
+            "invalid_param", f"{name} ({seconds // 60}) must be a multiple of the {step // 60}-minute interval.", name
+        )
 
 
-def plan(*, method: str, params: BaselineParams, step: int, event_start: datetime, event_end: datetime,
-         time_zone: str, **_calendar) -> PreEventPlan:
+def plan(
+    *,
+    method: str,
+    params: BaselineParams,
+    step: int,
+    event_start: datetime,
+    event_end: datetime,
+    time_zone: str,
+    **_calendar,
+) -> PreEventPlan:
     tz = zone(time_zone)
     s, e = event_epochs(event_start, event_end)
     by_rule = isinstance(params, MeteredOutputParams) and params.baseline_rule == "zero"
@@ -66,9 +75,15 @@ def plan(*, method: str, params: BaselineParams, step: int, event_start: datetim
         r0 = grid.index(ref_start, "reference window start")
         ref_idx = np.arange(r0, r0 + window // step)
         reference = (grid.utc(int(ref_idx[0])), grid.utc(int(ref_idx[-1]) + 1))
-    return PreEventPlan(method=method, params=params, grid=grid, ev_idx=ev_idx, ref_idx=ref_idx,
-                        starts=tuple(datetime.fromtimestamp(t, timezone.utc) for t in range(s, e, step)),
-                        reference_window=reference)
+    return PreEventPlan(
+        method=method,
+        params=params,
+        grid=grid,
+        ev_idx=ev_idx,
+        ref_idx=ref_idx,
+        starts=tuple(datetime.fromtimestamp(t, UTC) for t in range(s, e, step)),
+        reference_window=reference,
+    )
 
 
 def evaluate(p: PreEventPlan, readings: IntervalReadings) -> r.BaselineResult:
@@ -90,6 +105,13 @@ def evaluate(p: PreEventPlan, readings: IntervalReadings) -> r.BaselineResult:
     if params.floor_at_zero and level < 0:
         level = 0.0
         flags.add(r.BASELINE_FLOORED)
-    return r.kw_result(method=p.method, step=p.grid.step, starts=p.starts, baseline_kwh=np.full(actual.size, level),
-                       actual_kwh=actual, adjustment=r.Adjustment("none"), flags=flags,
-                       reference_window=p.reference_window)
+    return r.kw_result(
+        method=p.method,
+        step=p.grid.step,
+        starts=p.starts,
+        baseline_kwh=np.full(actual.size, level),
+        actual_kwh=actual,
+        adjustment=r.Adjustment("none"),
+        flags=flags,
+        reference_window=p.reference_window,
+    )

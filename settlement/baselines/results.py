@@ -66,14 +66,25 @@ class BaselineResult:
     def intervals(self) -> tuple[IntervalResult, ...]:
         return tuple(
             IntervalResult(start, _optional(b), _optional(a), _optional(r))
-            for start, b, a, r in zip(self.starts, self.baseline_kw.tolist(), self.actual_kw.tolist(),
-                                      self.reduction_kw.tolist(), strict=True)
+            for start, b, a, r in zip(
+                self.starts, self.baseline_kw.tolist(), self.actual_kw.tolist(), self.reduction_kw.tolist(), strict=True
+            )
         )
 
 
-def kw_result(*, method: str, step: int, starts, baseline_kwh: np.ndarray, actual_kwh: np.ndarray,
-              adjustment: Adjustment, flags: set[str], days_used=(), skipped=None,
-              reference_window=None) -> BaselineResult:
+def kw_result(
+    *,
+    method: str,
+    step: int,
+    starts,
+    baseline_kwh: np.ndarray,
+    actual_kwh: np.ndarray,
+    adjustment: Adjustment,
+    flags: set[str],
+    days_used=(),
+    skipped=None,
+    reference_window=None,
+) -> BaselineResult:
     """Per-interval kWh to kW; a missing actual credits no reduction, a missing baseline gives none."""
     per_hour = 3600.0 / step
     baseline = baseline_kwh * per_hour
@@ -83,6 +94,16 @@ def kw_result(*, method: str, step: int, starts, baseline_kwh: np.ndarray, actua
     if missing_actual.any():
         flags.add(MISSING_ACTUAL)
         reduction[missing_actual & ~np.isnan(baseline)] = 0.0
-    return BaselineResult(method=method, interval_minutes=step // 60, starts=starts, baseline_kw=baseline,
-                          actual_kw=actual, reduction_kw=reduction, adjustment=adjustment, days_used=tuple(days_used),
-                          skipped=skipped, flags=frozenset(flags), reference_window=reference_window)
+    return BaselineResult(
+        method=method,
+        interval_minutes=step // 60,
+        starts=starts,
+        baseline_kw=baseline,
+        actual_kw=actual,
+        reduction_kw=reduction,
+        adjustment=adjustment,
+        days_used=tuple(days_used),
+        skipped=skipped,
+        flags=frozenset(flags),
+        reference_window=reference_window,
+    )

@@ -14,7 +14,7 @@ grid) is built once and cached; per site there is one vectorised scatter.
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,7 +26,7 @@ STEPS = (300, 900, 3600)
 
 
 def _iso(epoch: int) -> str:
-    return datetime.fromtimestamp(int(epoch), timezone.utc).isoformat()
+    return datetime.fromtimestamp(int(epoch), UTC).isoformat()
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,14 +70,20 @@ def interval_seconds_of(readings: IntervalReadings, interval_minutes: int | None
     if stated is not None:
         lengths = np.unique(np.asarray(stated, dtype=np.int64))
         if lengths.size > 1:
-            raise BaselineError("mixed_intervals", "Readings of different lengths "
-                                f"({', '.join(f'{s // 60} min' for s in lengths)}); a baseline needs one length.",
-                                "interval_seconds")
+            raise BaselineError(
+                "mixed_intervals",
+                "Readings of different lengths "
+                f"({', '.join(f'{s // 60} min' for s in lengths)}); a baseline needs one length.",
+                "interval_seconds",
+            )
         step = int(lengths[0]) if lengths.size else None
     if interval_minutes is not None:
         if step is not None and step != interval_minutes * 60:
-            raise BaselineError("mixed_intervals", f"interval_minutes is {interval_minutes} but the readings are "
-                                f"{step // 60}-minute readings.", "interval_minutes")
+            raise BaselineError(
+                "mixed_intervals",
+                f"interval_minutes is {interval_minutes} but the readings are {step // 60}-minute readings.",
+                "interval_minutes",
+            )
         step = interval_minutes * 60
     starts = readings.starts
     gaps = np.diff(starts)
@@ -85,22 +91,34 @@ def interval_seconds_of(readings: IntervalReadings, interval_minutes: int | None
         starts = np.sort(starts)
         gaps = np.diff(starts)
         if gaps.min() == 0:
-            raise BaselineError("duplicate_reading", f"Two readings start at {_iso(starts[1:][gaps == 0][0])}.",
-                                "readings")
+            raise BaselineError(
+                "duplicate_reading", f"Two readings start at {_iso(starts[1:][gaps == 0][0])}.", "readings"
+            )
     if step is None:
         if not gaps.size:
-            raise BaselineError("unknown_interval", "Too few readings to tell their interval length; "
-                                "give interval_minutes.", "interval_minutes")
+            raise BaselineError(
+                "unknown_interval",
+                "Too few readings to tell their interval length; give interval_minutes.",
+                "interval_minutes",
+            )
         step = int(gaps.min())
     if step not in STEPS:
-        raise BaselineError("unsupported_interval", f"Readings are {step / 60:g} minutes apart; baselines use "
-                            f"{', '.join(str(s // 60) for s in STEPS)}-minute intervals.", "interval_minutes")
+        raise BaselineError(
+            "unsupported_interval",
+            f"Readings are {step / 60:g} minutes apart; baselines use "
+            f"{', '.join(str(s // 60) for s in STEPS)}-minute intervals.",
+            "interval_minutes",
+        )
     if gaps.size:
         off = gaps % step != 0
         if gaps.min() < step or off.any():
             at = starts[1:][(gaps < step) | off][0]
-            raise BaselineError("mixed_intervals", f"The reading at {_iso(at)} is not on the {step // 60}-minute "
-                                "grid of the others: readings of mixed lengths?", "readings")
+            raise BaselineError(
+                "mixed_intervals",
+                f"The reading at {_iso(at)} is not on the {step // 60}-minute "
+                "grid of the others: readings of mixed lengths?",
+                "readings",
+            )
     return step
 
 
@@ -133,8 +151,11 @@ class DayGrid:
     def index(self, epoch: int, what: str) -> int:
         k, off = divmod(epoch - self.t0, self.step)
         if off or not 0 <= k < self.count:
-            raise BaselineError("misaligned_time", f"{what} {_iso(epoch)} is not on the {self.step // 60}-minute "
-                                "interval grid of the market's local day.", what.replace(" ", "_"))
+            raise BaselineError(
+                "misaligned_time",
+                f"{what} {_iso(epoch)} is not on the {self.step // 60}-minute interval grid of the market's local day.",
+                what.replace(" ", "_"),
+            )
         return int(k)
 
     def values(self, readings: IntervalReadings) -> np.ndarray:
@@ -146,8 +167,12 @@ class DayGrid:
             k, kwh = k[inside], kwh[inside]
         off = k % self.step
         if off.any():
-            raise BaselineError("misaligned_time", f"The reading at {_iso(self.t0 + k[off != 0][0])} is not on the "
-                                f"{self.step // 60}-minute grid of the market's local day.", "readings")
+            raise BaselineError(
+                "misaligned_time",
+                f"The reading at {_iso(self.t0 + k[off != 0][0])} is not on the "
+                f"{self.step // 60}-minute grid of the market's local day.",
+                "readings",
+            )
         v = np.full(self.count, np.nan)
         v[k // self.step] = kwh
         return v
@@ -164,7 +189,7 @@ class DayGrid:
         return m
 
     def utc(self, k: int) -> datetime:
-        return datetime.fromtimestamp(self.t0 + k * self.step, timezone.utc)
+        return datetime.fromtimestamp(self.t0 + k * self.step, UTC)
 
 
 def _midnight(day: date, tz: ZoneInfo) -> int:
@@ -181,8 +206,11 @@ def day_grid(zone_name: str, first: date, days: int, step: int) -> DayGrid:
     for i in range(days):
         start, end = edges[i], edges[i + 1]
         if (start - t0) % step or (end - start) % step:
-            raise BaselineError("misaligned_time_zone", f"Local days in {zone_name} do not start on the "
-                                f"{step // 60}-minute grid.", "time_zone")
+            raise BaselineError(
+                "misaligned_time_zone",
+                f"Local days in {zone_name} do not start on the {step // 60}-minute grid.",
+                "time_zone",
+            )
         n = (end - start) // step
         rows.append(np.full(n, i, dtype=np.int64))
         if n == slots:
@@ -195,8 +223,11 @@ def day_grid(zone_name: str, first: date, days: int, step: int) -> DayGrid:
             local = datetime.fromtimestamp(start + j * step, tz)
             seconds = local.hour * 3600 + local.minute * 60 + local.second
             if seconds % step:
-                raise BaselineError("misaligned_time_zone", f"Local time {local.isoformat()} is not on the "
-                                    f"{step // 60}-minute grid.", "time_zone")
+                raise BaselineError(
+                    "misaligned_time_zone",
+                    f"Local time {local.isoformat()} is not on the {step // 60}-minute grid.",
+                    "time_zone",
+                )
             col = seconds // step
             again.append(col in seen)
             seen.add(col)
@@ -210,10 +241,22 @@ def day_grid(zone_name: str, first: date, days: int, step: int) -> DayGrid:
     second_idx = np.flatnonzero(is_second)
     for a in (row, col, pos, absent, second_idx):
         a.flags.writeable = False
-    return DayGrid(zone_name=zone_name, first=first, days=days, step=step, slots=slots, t0=t0, count=int(row.size),
-                   row=row, col=col, pos=pos, second_idx=second_idx,
-                   first_idx=np.flatnonzero(~is_second) if second_idx.size else None, absent=absent,
-                   dates=tuple(first + timedelta(days=i) for i in range(days)))
+    return DayGrid(
+        zone_name=zone_name,
+        first=first,
+        days=days,
+        step=step,
+        slots=slots,
+        t0=t0,
+        count=int(row.size),
+        row=row,
+        col=col,
+        pos=pos,
+        second_idx=second_idx,
+        first_idx=np.flatnonzero(~is_second) if second_idx.size else None,
+        absent=absent,
+        dates=tuple(first + timedelta(days=i) for i in range(days)),
+    )
 
 
 def event_epochs(event_start: datetime, event_end: datetime) -> tuple[int, int]:
@@ -223,7 +266,9 @@ def event_epochs(event_start: datetime, event_end: datetime) -> tuple[int, int]:
     if event_end <= event_start:
         raise BaselineError("invalid_event", "The event must end after it starts.", "event_end")
     if event_end - event_start > timedelta(hours=24):
-        raise BaselineError("invalid_event", "An event longer than 24 hours is not baselined as one event.", "event_end")
+        raise BaselineError(
+            "invalid_event", "An event longer than 24 hours is not baselined as one event.", "event_end"
+        )
     return math.floor(event_start.timestamp()), math.floor(event_end.timestamp())
 
 

@@ -4,11 +4,9 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         # The partitioned parent; monthly partitions are created ahead by a beat task
@@ -33,40 +31,56 @@ class Migration(migrations.Migration):
             reverse_sql="DROP TABLE settlement_reading;",
         ),
         migrations.CreateModel(
-            name='Reading',
+            name="Reading",
             fields=[
-                ('pk', models.CompositePrimaryKey('meter_kind', 'meter_id', 'start', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('meter_kind', models.SmallIntegerField(choices=[(1, 'Site revenue meter'), (2, 'Device meter')])),
-                ('meter_id', models.BigIntegerField(help_text='The site id (site meter) or device id (device meter).')),
-                ('start', models.DateTimeField()),
-                ('interval_seconds', models.IntegerField()),
-                ('kwh', models.DecimalField(decimal_places=6, help_text='Energy over the interval; null when missing.', max_digits=14, null=True)),
-                ('quality', models.SmallIntegerField(choices=[(1, 'actual'), (2, 'estimated'), (3, 'missing')])),
-                ('received_at', models.DateTimeField(help_text='When this value arrived (a correction moves it).')),
-                ('revision', models.IntegerField(default=1, help_text='1 for the first value; +1 for each correction.')),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "meter_kind", "meter_id", "start", blank=True, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("meter_kind", models.SmallIntegerField(choices=[(1, "Site revenue meter"), (2, "Device meter")])),
+                ("meter_id", models.BigIntegerField(help_text="The site id (site meter) or device id (device meter).")),
+                ("start", models.DateTimeField()),
+                ("interval_seconds", models.IntegerField()),
+                (
+                    "kwh",
+                    models.DecimalField(
+                        decimal_places=6,
+                        help_text="Energy over the interval; null when missing.",
+                        max_digits=14,
+                        null=True,
+                    ),
+                ),
+                ("quality", models.SmallIntegerField(choices=[(1, "actual"), (2, "estimated"), (3, "missing")])),
+                ("received_at", models.DateTimeField(help_text="When this value arrived (a correction moves it).")),
+                (
+                    "revision",
+                    models.IntegerField(default=1, help_text="1 for the first value; +1 for each correction."),
+                ),
             ],
             options={
-                'db_table': 'settlement_reading',
-                'managed': False,
+                "db_table": "settlement_reading",
+                "managed": False,
             },
         ),
         migrations.CreateModel(
-            name='ReadingRevision',
+            name="ReadingRevision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('meter_kind', models.SmallIntegerField(choices=[(1, 'Site revenue meter'), (2, 'Device meter')])),
-                ('meter_id', models.BigIntegerField()),
-                ('start', models.DateTimeField()),
-                ('interval_seconds', models.IntegerField()),
-                ('kwh', models.DecimalField(decimal_places=6, max_digits=14, null=True)),
-                ('quality', models.SmallIntegerField(choices=[(1, 'actual'), (2, 'estimated'), (3, 'missing')])),
-                ('revision', models.IntegerField()),
-                ('received_at', models.DateTimeField()),
-                ('replaced_at', models.DateTimeField()),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("meter_kind", models.SmallIntegerField(choices=[(1, "Site revenue meter"), (2, "Device meter")])),
+                ("meter_id", models.BigIntegerField()),
+                ("start", models.DateTimeField()),
+                ("interval_seconds", models.IntegerField()),
+                ("kwh", models.DecimalField(decimal_places=6, max_digits=14, null=True)),
+                ("quality", models.SmallIntegerField(choices=[(1, "actual"), (2, "estimated"), (3, "missing")])),
+                ("revision", models.IntegerField()),
+                ("received_at", models.DateTimeField()),
+                ("replaced_at", models.DateTimeField()),
             ],
             options={
-                'ordering': ['meter_kind', 'meter_id', 'start', 'revision'],
-                'indexes': [models.Index(fields=['meter_kind', 'meter_id', 'start'], name='revision_meter_start')],
+                "ordering": ["meter_kind", "meter_id", "start", "revision"],
+                "indexes": [models.Index(fields=["meter_kind", "meter_id", "start"], name="revision_meter_start")],
             },
         ),
     ]

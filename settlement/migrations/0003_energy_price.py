@@ -5,26 +5,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('aggregator', '0004_program_dispatch_rules'),
-        ('settlement', '0002_meterdataimport'),
+        ("aggregator", "0004_program_dispatch_rules"),
+        ("settlement", "0002_meterdataimport"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='EnergyPrice',
+            name="EnergyPrice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('node', models.CharField(help_text='The pricing node (pnode), as sites name it.', max_length=64)),
-                ('start', models.DateTimeField()),
-                ('interval_minutes', models.PositiveSmallIntegerField()),
-                ('price_per_mwh', models.DecimalField(decimal_places=4, max_digits=12)),
-                ('imported_at', models.DateTimeField()),
-                ('market', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='aggregator.market')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("node", models.CharField(help_text="The pricing node (pnode), as sites name it.", max_length=64)),
+                ("start", models.DateTimeField()),
+                ("interval_minutes", models.PositiveSmallIntegerField()),
+                ("price_per_mwh", models.DecimalField(decimal_places=4, max_digits=12)),
+                ("imported_at", models.DateTimeField()),
+                (
+                    "market",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="aggregator.market"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('market', 'node', 'start'), name='energy_price_unique')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("market", "node", "start"), name="energy_price_unique")
+                ],
             },
         ),
     ]

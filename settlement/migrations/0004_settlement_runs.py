@@ -6,97 +6,217 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('aggregator', '0004_program_dispatch_rules'),
-        ('dispatch', '0003_round_commands_issued'),
-        ('enrollment', '0003_devicestatus_firmware_devicestatus_mode'),
-        ('settlement', '0003_energy_price'),
+        ("aggregator", "0004_program_dispatch_rules"),
+        ("dispatch", "0003_round_commands_issued"),
+        ("enrollment", "0003_devicestatus_firmware_devicestatus_mode"),
+        ("settlement", "0003_energy_price"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SettlementRun',
+            name="SettlementRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField()),
-                ('kind', models.CharField(choices=[('initial', 'Initial'), ('resettlement', 'Resettlement')], max_length=12)),
-                ('created_at', models.DateTimeField()),
-                ('created_by', models.CharField(max_length=150)),
-                ('method', models.CharField(max_length=40)),
-                ('fingerprint', models.CharField(help_text='Of the readings used: a resettlement is due when it changes.', max_length=64)),
-                ('sites', models.PositiveIntegerField()),
-                ('delivered_kwh', models.DecimalField(decimal_places=6, max_digits=16)),
-                ('committed_kwh', models.DecimalField(decimal_places=6, max_digits=16)),
-                ('performance_factor', models.DecimalField(decimal_places=4, max_digits=7)),
-                ('energy', models.DecimalField(decimal_places=2, max_digits=14)),
-                ('capacity', models.DecimalField(decimal_places=2, max_digits=14)),
-                ('penalty', models.DecimalField(decimal_places=2, max_digits=14)),
-                ('net', models.DecimalField(decimal_places=2, max_digits=14)),
-                ('difference', models.JSONField(blank=True, default=dict, help_text='Against the previous version: amounts that changed.')),
-                ('event', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='settlement_runs', to='dispatch.dispatchevent')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("version", models.PositiveIntegerField()),
+                (
+                    "kind",
+                    models.CharField(choices=[("initial", "Initial"), ("resettlement", "Resettlement")], max_length=12),
+                ),
+                ("created_at", models.DateTimeField()),
+                ("created_by", models.CharField(max_length=150)),
+                ("method", models.CharField(max_length=40)),
+                (
+                    "fingerprint",
+                    models.CharField(
+                        help_text="Of the readings used: a resettlement is due when it changes.", max_length=64
+                    ),
+                ),
+                ("sites", models.PositiveIntegerField()),
+                ("delivered_kwh", models.DecimalField(decimal_places=6, max_digits=16)),
+                ("committed_kwh", models.DecimalField(decimal_places=6, max_digits=16)),
+                ("performance_factor", models.DecimalField(decimal_places=4, max_digits=7)),
+                ("energy", models.DecimalField(decimal_places=2, max_digits=14)),
+                ("capacity", models.DecimalField(decimal_places=2, max_digits=14)),
+                ("penalty", models.DecimalField(decimal_places=2, max_digits=14)),
+                ("net", models.DecimalField(decimal_places=2, max_digits=14)),
+                (
+                    "difference",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="Against the previous version: amounts that changed."
+                    ),
+                ),
+                (
+                    "event",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="settlement_runs",
+                        to="dispatch.dispatchevent",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['event', '-version'],
+                "ordering": ["event", "-version"],
             },
         ),
         migrations.CreateModel(
-            name='CustomerPayout',
+            name="CustomerPayout",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('delivered_kwh', models.DecimalField(decimal_places=6, max_digits=16)),
-                ('gross', models.DecimalField(decimal_places=2, max_digits=14)),
-                ('fee', models.DecimalField(decimal_places=2, max_digits=14)),
-                ('net', models.DecimalField(decimal_places=2, max_digits=14)),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='enrollment.customer')),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='payouts', to='settlement.settlementrun')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("delivered_kwh", models.DecimalField(decimal_places=6, max_digits=16)),
+                ("gross", models.DecimalField(decimal_places=2, max_digits=14)),
+                ("fee", models.DecimalField(decimal_places=2, max_digits=14)),
+                ("net", models.DecimalField(decimal_places=2, max_digits=14)),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="enrollment.customer"
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="payouts",
+                        to="settlement.settlementrun",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='SettlementTerms',
+            name="SettlementTerms",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('baseline_method', models.CharField(help_text='A code of settlement.baselines.METHODS.', max_length=40)),
-                ('baseline_params', models.JSONField(blank=True, default=dict, help_text="Overrides of the method's published defaults.")),
-                ('net_negatives', models.BooleanField(default=False, help_text="Whether an interval's negative reduction offsets others.")),
-                ('capacity_rate_per_kw', models.DecimalField(decimal_places=4, default=0, help_text='$ per committed kW per event.', max_digits=10)),
-                ('penalty_per_kw', models.DecimalField(decimal_places=4, default=0, help_text='$ per kW of shortfall.', max_digits=10)),
-                ('cap_factor_at_one', models.BooleanField(default=True, help_text='Whether over-delivery earns no extra capacity payment.')),
-                ('sharing_rule', models.CharField(choices=[('revenue_share', "Share of the resource's net revenue (%)"), ('per_kwh', '$ per kWh delivered'), ('per_event', '$ per event to each customer who delivered')], default='revenue_share', max_length=20)),
-                ('sharing_value', models.DecimalField(decimal_places=4, default=0, help_text='%, $/kWh or $/event per the rule.', max_digits=10)),
-                ('fee_pct', models.DecimalField(decimal_places=2, default=0, help_text="The platform's fee off each payout (%).", max_digits=5)),
-                ('program', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='settlement_terms', to='aggregator.program')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "baseline_method",
+                    models.CharField(help_text="A code of settlement.baselines.METHODS.", max_length=40),
+                ),
+                (
+                    "baseline_params",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="Overrides of the method's published defaults."
+                    ),
+                ),
+                (
+                    "net_negatives",
+                    models.BooleanField(
+                        default=False, help_text="Whether an interval's negative reduction offsets others."
+                    ),
+                ),
+                (
+                    "capacity_rate_per_kw",
+                    models.DecimalField(
+                        decimal_places=4, default=0, help_text="$ per committed kW per event.", max_digits=10
+                    ),
+                ),
+                (
+                    "penalty_per_kw",
+                    models.DecimalField(decimal_places=4, default=0, help_text="$ per kW of shortfall.", max_digits=10),
+                ),
+                (
+                    "cap_factor_at_one",
+                    models.BooleanField(
+                        default=True, help_text="Whether over-delivery earns no extra capacity payment."
+                    ),
+                ),
+                (
+                    "sharing_rule",
+                    models.CharField(
+                        choices=[
+                            ("revenue_share", "Share of the resource's net revenue (%)"),
+                            ("per_kwh", "$ per kWh delivered"),
+                            ("per_event", "$ per event to each customer who delivered"),
+                        ],
+                        default="revenue_share",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "sharing_value",
+                    models.DecimalField(
+                        decimal_places=4, default=0, help_text="%, $/kWh or $/event per the rule.", max_digits=10
+                    ),
+                ),
+                (
+                    "fee_pct",
+                    models.DecimalField(
+                        decimal_places=2, default=0, help_text="The platform's fee off each payout (%).", max_digits=5
+                    ),
+                ),
+                (
+                    "program",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="settlement_terms",
+                        to="aggregator.program",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='SiteSettlement',
+            name="SiteSettlement",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('starts', django.contrib.postgres.fields.ArrayField(base_field=models.DateTimeField())),
-                ('baseline_kw', django.contrib.postgres.fields.ArrayField(base_field=models.FloatField(null=True))),
-                ('actual_kw', django.contrib.postgres.fields.ArrayField(base_field=models.FloatField(null=True))),
-                ('reduction_kwh', django.contrib.postgres.fields.ArrayField(base_field=models.DecimalField(decimal_places=6, max_digits=14))),
-                ('price_per_mwh', django.contrib.postgres.fields.ArrayField(base_field=models.DecimalField(decimal_places=4, max_digits=12, null=True))),
-                ('energy', models.DecimalField(decimal_places=8, help_text='Exact $, rounded only on the statement.', max_digits=16)),
-                ('days_used', django.contrib.postgres.fields.ArrayField(base_field=models.DateField(), default=list)),
-                ('days_skipped', models.JSONField(default=dict, help_text='Date -> why the baseline did not use it.')),
-                ('adjustment', models.JSONField(default=dict)),
-                ('flags', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=40), default=list)),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='enrollment.customer')),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='site_rows', to='settlement.settlementrun')),
-                ('site', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='enrollment.site')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("starts", django.contrib.postgres.fields.ArrayField(base_field=models.DateTimeField())),
+                ("baseline_kw", django.contrib.postgres.fields.ArrayField(base_field=models.FloatField(null=True))),
+                ("actual_kw", django.contrib.postgres.fields.ArrayField(base_field=models.FloatField(null=True))),
+                (
+                    "reduction_kwh",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.DecimalField(decimal_places=6, max_digits=14)
+                    ),
+                ),
+                (
+                    "price_per_mwh",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.DecimalField(decimal_places=4, max_digits=12, null=True)
+                    ),
+                ),
+                (
+                    "energy",
+                    models.DecimalField(
+                        decimal_places=8, help_text="Exact $, rounded only on the statement.", max_digits=16
+                    ),
+                ),
+                ("days_used", django.contrib.postgres.fields.ArrayField(base_field=models.DateField(), default=list)),
+                ("days_skipped", models.JSONField(default=dict, help_text="Date -> why the baseline did not use it.")),
+                ("adjustment", models.JSONField(default=dict)),
+                (
+                    "flags",
+                    django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=40), default=list),
+                ),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="enrollment.customer"
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="site_rows",
+                        to="settlement.settlementrun",
+                    ),
+                ),
+                (
+                    "site",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="enrollment.site"
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='settlementrun',
-            constraint=models.UniqueConstraint(fields=('event', 'version'), name='settlement_run_version_unique'),
+            model_name="settlementrun",
+            constraint=models.UniqueConstraint(fields=("event", "version"), name="settlement_run_version_unique"),
         ),
         migrations.AddConstraint(
-            model_name='customerpayout',
-            constraint=models.UniqueConstraint(fields=('run', 'customer'), name='customer_payout_unique'),
+            model_name="customerpayout",
+            constraint=models.UniqueConstraint(fields=("run", "customer"), name="customer_payout_unique"),
         ),
         migrations.AddConstraint(
-            model_name='sitesettlement',
-            constraint=models.UniqueConstraint(fields=('run', 'site'), name='site_settlement_unique'),
+            model_name="sitesettlement",
+            constraint=models.UniqueConstraint(fields=("run", "site"), name="site_settlement_unique"),
         ),
     ]

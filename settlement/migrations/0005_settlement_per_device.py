@@ -5,28 +5,37 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('enrollment', '0003_devicestatus_firmware_devicestatus_mode'),
-        ('settlement', '0004_settlement_runs'),
+        ("enrollment", "0003_devicestatus_firmware_devicestatus_mode"),
+        ("settlement", "0004_settlement_runs"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='sitesettlement',
-            name='site_settlement_unique',
+            model_name="sitesettlement",
+            name="site_settlement_unique",
         ),
         migrations.AddField(
-            model_name='sitesettlement',
-            name='device',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='enrollment.device'),
+            model_name="sitesettlement",
+            name="device",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="enrollment.device",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='sitesettlement',
-            constraint=models.UniqueConstraint(condition=models.Q(('device__isnull', True)), fields=('run', 'site'), name='site_settlement_unique'),
+            model_name="sitesettlement",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("device__isnull", True)), fields=("run", "site"), name="site_settlement_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='sitesettlement',
-            constraint=models.UniqueConstraint(condition=models.Q(('device__isnull', False)), fields=('run', 'device'), name='device_settlement_unique'),
+            model_name="sitesettlement",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("device__isnull", False)), fields=("run", "device"), name="device_settlement_unique"
+            ),
         ),
     ]

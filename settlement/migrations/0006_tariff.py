@@ -5,26 +5,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('settlement', '0005_settlement_per_device'),
+        ("settlement", "0005_settlement_per_device"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Tariff',
+            name="Tariff",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('utility', models.CharField(max_length=100)),
-                ('code', models.CharField(help_text='What sites name in retail_tariff.', max_length=100)),
-                ('name', models.CharField(max_length=200)),
-                ('effective_from', models.DateField()),
-                ('definition', models.JSONField(help_text='The whole tariff, as loaded (settlement.tariffs).')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("utility", models.CharField(max_length=100)),
+                ("code", models.CharField(help_text="What sites name in retail_tariff.", max_length=100)),
+                ("name", models.CharField(max_length=200)),
+                ("effective_from", models.DateField()),
+                ("definition", models.JSONField(help_text="The whole tariff, as loaded (settlement.tariffs).")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
             ],
             options={
-                'ordering': ['utility', 'code', '-effective_from'],
-                'constraints': [models.UniqueConstraint(fields=('utility', 'code', 'effective_from'), name='tariff_version_unique')],
+                "ordering": ["utility", "code", "-effective_from"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("utility", "code", "effective_from"), name="tariff_version_unique")
+                ],
             },
         ),
     ]

@@ -4,25 +4,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('settlement', '0006_tariff'),
+        ("settlement", "0006_tariff"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='settlementrun',
-            name='excused_kwh',
-            field=models.DecimalField(decimal_places=6, default=0, help_text='Committed kWh excused for sites in a grid outage (left out of the factor).', max_digits=16),
+            model_name="settlementrun",
+            name="excused_kwh",
+            field=models.DecimalField(
+                decimal_places=6,
+                default=0,
+                help_text="Committed kWh excused for sites in a grid outage (left out of the factor).",
+                max_digits=16,
+            ),
         ),
         migrations.AddField(
-            model_name='settlementterms',
-            name='exclude_outage_days',
-            field=models.BooleanField(default=True, help_text='A day a site spent part of in a grid outage is never one of its baseline days.'),
+            model_name="settlementterms",
+            name="exclude_outage_days",
+            field=models.BooleanField(
+                default=True, help_text="A day a site spent part of in a grid outage is never one of its baseline days."
+            ),
         ),
         migrations.AddField(
-            model_name='settlementterms',
-            name='excuse_outage_intervals',
-            field=models.BooleanField(default=True, help_text="An event interval a site spends in a grid outage counts neither its delivery nor its devices' commitment, so it draws no shortfall penalty."),
+            model_name="settlementterms",
+            name="excuse_outage_intervals",
+            field=models.BooleanField(
+                default=True,
+                help_text="An event interval a site spends in a grid outage counts neither its delivery nor its devices' commitment, so it draws no shortfall penalty.",
+            ),
         ),
     ]

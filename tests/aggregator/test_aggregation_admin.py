@@ -17,10 +17,22 @@ NODE = "PECO_N001"
 
 def generator(program, kw, *, pricing_node=NODE):
     """An active generator in the program (nameplate capability at any hour)."""
-    site = SiteFactory(market=program.market, pricing_node=pricing_node, zone="PECO", time_zone=program.market.time_zone)
-    device = eligible_device(program, site=site, device_type="generator", manufacturer="Generac", model="Protector",
-                             rated_kw=Decimal(str(kw)), min_run_minutes=30, fuel="natural_gas",
-                             charge_kw=None, energy_kwh=None, backup_reserve_pct=None)
+    site = SiteFactory(
+        market=program.market, pricing_node=pricing_node, zone="PECO", time_zone=program.market.time_zone
+    )
+    device = eligible_device(
+        program,
+        site=site,
+        device_type="generator",
+        manufacturer="Generac",
+        model="Protector",
+        rated_kw=Decimal(str(kw)),
+        min_run_minutes=30,
+        fuel="natural_gas",
+        charge_kw=None,
+        energy_kwh=None,
+        backup_reserve_pct=None,
+    )
     enrollment = enrollment_services.apply(device=device, program=program, by="test")
     for action in ("submit_for_review", "approve", "activate"):
         enrollment = enrollment_services.transition(enrollment=enrollment, action=action, by="test")
@@ -30,8 +42,9 @@ def generator(program, kw, *, pricing_node=NODE):
 @pytest.fixture
 def resource(program, superuser):
     """A submitted 150 kW resource (so its member changes are modifications) with one more member added."""
-    created = services.create_resource(market=program.market, program=program, name="PECO node 1", scope_kind="pricing_node",
-                                       scope=NODE, by=superuser)
+    created = services.create_resource(
+        market=program.market, program=program, name="PECO node 1", scope_kind="pricing_node", scope=NODE, by=superuser
+    )
     for kw in (60, 60):
         services.add_member(resource=created, device=generator(program, kw), by=superuser)
     services.transition(resource=created, action="submit", by=superuser)
@@ -71,8 +84,15 @@ def test_the_virtual_resource_change_page_shows_capability_now_and_history(brows
 
 
 def add_form(program, **overrides):
-    data = {"name": "PECO node 2", "market": program.market_id, "program": program.pk, "participation_model": "capacity",
-            "scope_kind": "pricing_node", "scope": NODE, "max_kw": ""}
+    data = {
+        "name": "PECO node 2",
+        "market": program.market_id,
+        "program": program.pk,
+        "participation_model": "capacity",
+        "scope_kind": "pricing_node",
+        "scope": NODE,
+        "max_kw": "",
+    }
     for prefix in ("memberships", "modifications", "transitions"):
         data.update({f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0})
     return {**data, **overrides}
@@ -109,8 +129,9 @@ def test_the_proposal_changelist_and_change_page_load(browser, proposal):
 
 
 def test_the_accept_action_creates_the_proposed_resources(browser, proposal):
-    response = browser.post(url("aggregationproposal", "changelist"),
-                            {"action": "accept", "_selected_action": [proposal.pk]}, follow=True)
+    response = browser.post(
+        url("aggregationproposal", "changelist"), {"action": "accept", "_selected_action": [proposal.pk]}, follow=True
+    )
 
     assert response.status_code == 200
     assert any("created 1 resource(s)" in m for m in messages_of(response))
@@ -124,8 +145,9 @@ def test_the_accept_action_creates_the_proposed_resources(browser, proposal):
 def test_accepting_an_accepted_proposal_in_the_admin_reports_an_error(browser, proposal, superuser):
     services.accept_proposal(proposal=proposal, by=superuser)
 
-    response = browser.post(url("aggregationproposal", "changelist"),
-                            {"action": "accept", "_selected_action": [proposal.pk]}, follow=True)
+    response = browser.post(
+        url("aggregationproposal", "changelist"), {"action": "accept", "_selected_action": [proposal.pk]}, follow=True
+    )
 
     assert response.status_code == 200
     assert any("already accepted" in m for m in messages_of(response))

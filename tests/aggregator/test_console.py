@@ -10,7 +10,14 @@ from dispatch import services as dispatch
 from dispatch.models import DispatchEvent
 from tests.dispatch.conftest import make_resource, online  # noqa: F401  (the fixture)
 
-PAGES = ["console:fleet", "console:resources", "console:events", "console:settlement", "console:storm-watches", "console:health"]
+PAGES = [
+    "console:fleet",
+    "console:resources",
+    "console:events",
+    "console:settlement",
+    "console:storm-watches",
+    "console:health",
+]
 
 
 @pytest.fixture
@@ -19,6 +26,7 @@ def as_role(make_operator):
         client = Client()
         client.force_login(make_operator(role))
         return client
+
     return login
 
 
@@ -44,52 +52,86 @@ def test_the_fleet_and_resource_pages_show_the_fleet(make_resource, as_role):
     assert "<svg" in page and 'class="series-kw"' in page and page.count("<tr><td>") >= 2 + 48
 
 
-def test_an_operator_creates_an_event_bad_input_is_named_and_an_analyst_cannot(make_resource, as_role,
-                                                                                 django_capture_on_commit_callbacks):
+def test_an_operator_creates_an_event_bad_input_is_named_and_an_analyst_cannot(
+    make_resource, as_role, django_capture_on_commit_callbacks
+):
     resource = make_resource(generators=2)
     start = (datetime.now(UTC) + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
     operator = as_role("operator")
-    bad = operator.post(reverse("console:events"), {"resource": resource.pk, "start": "tomorrow", "end": start.isoformat(),
-                                                    "target_kw": "ten"})
-    assert bad.status_code == 400 and b"<strong>start</strong>" in bad.content and b"<strong>target_kw</strong>" in bad.content
-    refused = operator.post(reverse("console:events"), {"resource": resource.pk, "start": start.isoformat(),
-                                                        "end": (start - timedelta(hours=1)).isoformat(), "target_kw": "5"})
+    bad = operator.post(
+        reverse("console:events"),
+        {"resource": resource.pk, "start": "tomorrow", "end": start.isoformat(), "target_kw": "ten"},
+    )
+    assert (
+        bad.status_code == 400
+        and b"<strong>start</strong>" in bad.content
+        and b"<strong>target_kw</strong>" in bad.content
+    )
+    refused = operator.post(
+        reverse("console:events"),
+        {
+            "resource": resource.pk,
+            "start": start.isoformat(),
+            "end": (start - timedelta(hours=1)).isoformat(),
+            "target_kw": "5",
+        },
+    )
     assert refused.status_code == 400 and not DispatchEvent.objects.exists()
     assert as_role("analyst").post(reverse("console:events"), {"resource": resource.pk}).status_code == 403
 
     with django_capture_on_commit_callbacks(execute=False):
-        made = operator.post(reverse("console:events"), {"resource": resource.pk, "start": start.isoformat(),
-                                                         "end": (start + timedelta(hours=1)).isoformat(), "target_kw": "8"})
+        made = operator.post(
+            reverse("console:events"),
+            {
+                "resource": resource.pk,
+                "start": start.isoformat(),
+                "end": (start + timedelta(hours=1)).isoformat(),
+                "target_kw": "8",
+            },
+        )
     event = DispatchEvent.objects.get()
     assert made.status_code == 302 and made["Location"] == reverse("console:event", args=[event.pk])
     assert (event.start, event.source, str(event.intervals.get().target_kw)) == (start, "operator_test", "8.000")
 
 
-def test_a_start_without_an_offset_is_read_in_the_resource_market_time(make_resource, as_role,
-                                                                         django_capture_on_commit_callbacks):
+def test_a_start_without_an_offset_is_read_in_the_resource_market_time(
+    make_resource, as_role, django_capture_on_commit_callbacks
+):
     resource = make_resource(generators=1)  # PJM: America/New_York
     day = (datetime.now(UTC) + timedelta(days=2)).date()
     with django_capture_on_commit_callbacks(execute=False):
-        as_role("operator").post(reverse("console:events"), {"resource": resource.pk, "start": f"{day}T17:00",
-                                                             "end": f"{day}T18:00", "target_kw": "5"})
+        as_role("operator").post(
+            reverse("console:events"),
+            {"resource": resource.pk, "start": f"{day}T17:00", "end": f"{day}T18:00", "target_kw": "5"},
+        )
     event = DispatchEvent.objects.get()
     from zoneinfo import ZoneInfo
 
     assert event.start == datetime(day.year, day.month, day.day, 17, tzinfo=ZoneInfo("America/New_York"))
 
 
-def test_the_control_room_shows_target_allocated_and_delivered_live_and_cancels(make_resource, as_role,
-                                                                                 django_capture_on_commit_callbacks):
+def test_the_control_room_shows_target_allocated_and_delivered_live_and_cancels(
+    make_resource, as_role, django_capture_on_commit_callbacks
+):
     resource = make_resource(generators=2)
     devices = [m.device for m in resource.memberships.order_by("device_id")]
     online(*devices)
     now = datetime.now(UTC)
     start = now.replace(minute=0, second=0, microsecond=0)
     with django_capture_on_commit_callbacks(execute=False):
-        event = dispatch.create_event(resource=resource, source="operator_test", start=now, end=start + timedelta(hours=2),
-                                      target_kw=80, over_commit_pct=0, by="tester")  # more than one 50 kW generator
+        event = dispatch.create_event(
+            resource=resource,
+            source="operator_test",
+            start=now,
+            end=start + timedelta(hours=2),
+            target_kw=80,
+            over_commit_pct=0,
+            by="tester",
+        )  # more than one 50 kW generator
         for chunk in dispatch.advance(event_id=event.pk, now=now):
-            dispatch.issue_commands(event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3], now=now)
+            dispatch.issue_commands(
+                event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3], now=now
+            )
     first, second = list(event.commands.order_by("device_id"))
     interval = event.intervals.order_by("start").first().start
     dispatch.report_delivery(command=first, reports=[(interval, 4.5)])
@@ -121,8 +163,15 @@ def test_the_health_page_lists_the_workers_by_their_heartbeat_and_drops_a_stoppe
     from aggregator.celery import app
 
     client = as_role("analyst")
-    with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False, shutdown_timeout=10,
-                      without_heartbeat=False, hostname="health-test@console") as _worker:
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=1,
+        perform_ping_check=False,
+        shutdown_timeout=10,
+        without_heartbeat=False,
+        hostname="health-test@console",
+    ) as _worker:
         deadline = time.monotonic() + 10
         while b"health-test@console" not in (page := client.get(reverse("console:health")).content):
             assert time.monotonic() < deadline, "the worker's heartbeat never reached the health page"
@@ -139,8 +188,14 @@ def test_an_operator_declares_and_cancels_a_storm_watch_from_the_console(make_re
 
     resource = make_resource(generators=2)
     start = (datetime.now(UTC) + timedelta(hours=1)).replace(second=0, microsecond=0)
-    form = {"market": "PJM", "zone": "", "pricing_nodes": "PECO_N001", "start": start.isoformat(),
-            "end": (start + timedelta(hours=10)).isoformat(), "reason": "Hurricane"}
+    form = {
+        "market": "PJM",
+        "zone": "",
+        "pricing_nodes": "PECO_N001",
+        "start": start.isoformat(),
+        "end": (start + timedelta(hours=10)).isoformat(),
+        "reason": "Hurricane",
+    }
     operator = as_role("operator")
     assert as_role("analyst").post(reverse("console:storm-watches"), form).status_code == 403
     bad = operator.post(reverse("console:storm-watches"), {**form, "pricing_nodes": "", "end": "soon"})

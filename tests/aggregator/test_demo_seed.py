@@ -18,7 +18,9 @@ def test_demo_seed_builds_virtual_resources_of_at_least_100_kw_in_two_markets(db
     assert all(r.memberships.filter(left_at__isnull=True).exists() for r in submitted)
 
 
-def test_demo_seed_tells_the_story_history_a_settled_past_event_an_upcoming_one_and_device_tokens(db, settings, tmp_path):
+def test_demo_seed_tells_the_story_history_a_settled_past_event_an_upcoming_one_and_device_tokens(
+    db, settings, tmp_path
+):
     import json
 
     from dispatch.models import DispatchEvent
@@ -32,7 +34,11 @@ def test_demo_seed_tells_the_story_history_a_settled_past_event_an_upcoming_one_
         past = DispatchEvent.objects.get(external_ref="DEMO-PAST")
         upcoming = DispatchEvent.objects.get(external_ref="DEMO-NEXT")
     assert (past.state, past.resource.market.code, upcoming.state, upcoming.resource.market.code) == (
-        "completed", "PJM", "scheduled", "CAISO")
+        "completed",
+        "PJM",
+        "scheduled",
+        "CAISO",
+    )
     assert past.end < now < upcoming.start
     run = SettlementRun.objects.get(event=past)
     assert run.sites > 1 and run.delivered_kwh > 0 and run.performance_factor > 0  # reductions are in the meter history

@@ -1,5 +1,5 @@
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -18,8 +18,14 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 
 def resource(program, *, scope="PECO_N001", scope_kind="pricing_node", name=None):
-    return services.create_resource(market=program.market, program=program, name=name or f"vr-{scope}-{scope_kind}",
-                                    scope_kind=scope_kind, scope=scope, by="tester")
+    return services.create_resource(
+        market=program.market,
+        program=program,
+        name=name or f"vr-{scope}-{scope_kind}",
+        scope_kind=scope_kind,
+        scope=scope,
+        by="tester",
+    )
 
 
 def at_node(program, node, zone="PECO", **kwargs):
@@ -52,7 +58,9 @@ def test_device_whose_utility_review_is_pending_cannot_join(program):
     from enrollment import services as enrollment
 
     device = eligible_device(program, site=SiteFactory(market=program.market, pricing_node="PECO_N001"), **GENERATOR)
-    enrollment.transition(enrollment=enrollment.apply(device=device, program=program, by="t"), action="submit_for_review", by="t")
+    enrollment.transition(
+        enrollment=enrollment.apply(device=device, program=program, by="t"), action="submit_for_review", by="t"
+    )
     with pytest.raises(NotEligible) as error:
         services.add_member(resource=resource(program), device=device, by="tester")
     assert error.value.code == "enrollment_not_active" and "utility review is pending" in str(error.value)
@@ -97,8 +105,12 @@ def test_two_concurrent_joins_of_one_device_leave_it_in_exactly_one_resource():
 def test_the_database_refuses_overlapping_memberships_even_around_the_services(program):
     device = at_node(program, "PECO_N001")
     a, b = resource(program, name="a"), resource(program, name="b")
-    ResourceMembership.objects.create(resource=a, device=device, joined_at=datetime(2026, 1, 1, tzinfo=NEW_YORK),
-                                      left_at=datetime(2026, 3, 1, tzinfo=NEW_YORK))
+    ResourceMembership.objects.create(
+        resource=a,
+        device=device,
+        joined_at=datetime(2026, 1, 1, tzinfo=NEW_YORK),
+        left_at=datetime(2026, 3, 1, tzinfo=NEW_YORK),
+    )
     with pytest.raises(IntegrityError), transaction.atomic():
         ResourceMembership.objects.create(resource=b, device=device, joined_at=datetime(2026, 2, 1, tzinfo=NEW_YORK))
     ResourceMembership.objects.create(resource=b, device=device, joined_at=datetime(2026, 3, 1, tzinfo=NEW_YORK))
@@ -109,7 +121,7 @@ def test_membership_history_answers_who_was_in_the_resource_on_a_day(program):
     a, b = resource(program, name="a"), resource(program, name="b")
     # 03:00 on the spring-forward morning. Instant arithmetic is done in UTC: in New York
     # wall-clock terms "one second earlier" would be 02:59:59, which that morning never had.
-    moved = datetime(2026, 3, 8, 3, 0, tzinfo=NEW_YORK).astimezone(timezone.utc)
+    moved = datetime(2026, 3, 8, 3, 0, tzinfo=NEW_YORK).astimezone(UTC)
     services.add_member(resource=a, device=device, by="tester", at=datetime(2026, 1, 5, tzinfo=NEW_YORK))
     services.remove_member(resource=a, device=device, by="tester", at=moved)
     services.add_member(resource=b, device=device, by="tester", at=moved)
@@ -152,7 +164,9 @@ def test_capability_changes_as_a_batterys_state_of_charge_changes(program):
     battery = active_device(program, site=SiteFactory(market=program.market, pricing_node="PECO_N001"))
     target = resource(program)
     services.add_member(resource=target, device=battery, by="tester")
-    status = DeviceStatus.objects.create(device=battery, online=True, last_seen_at=django_timezone.now(), state_of_charge_pct=90)
+    status = DeviceStatus.objects.create(
+        device=battery, online=True, last_seen_at=django_timezone.now(), state_of_charge_pct=90
+    )
     full = services.capability_now(resource=target)
     status.state_of_charge_pct = 30
     status.save()

@@ -21,7 +21,7 @@ OTHER_NODE = "PECO_N002"
 
 # A battery from the factory: 5 kW, 13.5 kWh, 20% backup reserve, round-trip
 # efficiency unset (0.9025, so 0.95 on discharge); the program's events last 4 hours.
-DISCHARGE_EFFICIENCY = 0.9025 ** 0.5
+DISCHARGE_EFFICIENCY = 0.9025**0.5
 
 
 def battery_kw(soc_pct: float, *, event_hours: float = 4) -> float:
@@ -30,15 +30,23 @@ def battery_kw(soc_pct: float, *, event_hours: float = 4) -> float:
 
 # --- helpers -----------------------------------------------------------------------
 
+
 def errors_of(response):
     return {(error["field"], error["code"]) for error in response.json()["errors"]}
 
 
-def member_device(program, *, pricing_node=NODE, zone="PECO", utility="PECO", stop_at="activate", site_kwargs=None,
-                  **device_kwargs):
+def member_device(
+    program, *, pricing_node=NODE, zone="PECO", utility="PECO", stop_at="activate", site_kwargs=None, **device_kwargs
+):
     """A device in the program, its enrollment taken through the lifecycle up to `stop_at` (active by default)."""
-    site = SiteFactory(market=program.market, pricing_node=pricing_node, zone=zone, utility=utility,
-                       time_zone=program.market.time_zone, **(site_kwargs or {}))
+    site = SiteFactory(
+        market=program.market,
+        pricing_node=pricing_node,
+        zone=zone,
+        utility=utility,
+        time_zone=program.market.time_zone,
+        **(site_kwargs or {}),
+    )
     device = eligible_device(program, site=site, **device_kwargs)
     enrollment = enrollment_services.apply(device=device, program=program, by="test")
     for action in ("submit_for_review", "approve", "activate"):
@@ -50,21 +58,37 @@ def member_device(program, *, pricing_node=NODE, zone="PECO", utility="PECO", st
 
 def generator(program, kw, **kwargs):
     """An active generator: its capability is its nameplate whatever the hour."""
-    return member_device(program, device_type="generator", manufacturer="Generac", model="Protector",
-                         rated_kw=Decimal(str(kw)), min_run_minutes=30, fuel="natural_gas",
-                         charge_kw=None, energy_kwh=None, backup_reserve_pct=None, **kwargs)
+    return member_device(
+        program,
+        device_type="generator",
+        manufacturer="Generac",
+        model="Protector",
+        rated_kw=Decimal(str(kw)),
+        min_run_minutes=30,
+        fuel="natural_gas",
+        charge_kw=None,
+        energy_kwh=None,
+        backup_reserve_pct=None,
+        **kwargs,
+    )
 
 
 def battery(program, *, soc_pct, **kwargs):
     device = member_device(program, **kwargs)
-    DeviceStatus.objects.create(device=device, online=True, last_seen_at=timezone.now(),
-                                state_of_charge_pct=Decimal(str(soc_pct)))
+    DeviceStatus.objects.create(
+        device=device, online=True, last_seen_at=timezone.now(), state_of_charge_pct=Decimal(str(soc_pct))
+    )
     return device
 
 
 def create(client, program, /, **overrides):
-    payload = {"name": "PECO node 1", "market": program.market_id, "program": program.pk,
-               "scope_kind": "pricing_node", "scope": NODE}
+    payload = {
+        "name": "PECO node 1",
+        "market": program.market_id,
+        "program": program.pk,
+        "scope_kind": "pricing_node",
+        "scope": NODE,
+    }
     payload.update(overrides)
     return client.post(RESOURCES, payload, format="json")
 
@@ -92,6 +116,7 @@ def get(client, resource_id, path="", **params):
 
 
 # --- creating a resource -----------------------------------------------------------
+
 
 def test_an_operator_creates_a_draft_resource(api_as, program):
     response = create(api_as("operator"), program)
@@ -153,9 +178,15 @@ def test_an_operator_renames_a_resource_and_sets_its_cap(api_as, program):
     assert (response.json()["name"], Decimal(response.json()["max_kw"])) == ("PECO north", Decimal("250"))
 
 
-@pytest.mark.parametrize(("payload", "field"), [
-    ({"max_kw": "0"}, "max_kw"), ({"max_kw": "50"}, "max_kw"), ({"name": "Taken"}, "name"),
-], ids=["zero-cap", "cap-below-minimum", "duplicate-name"])
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"max_kw": "0"}, "max_kw"),
+        ({"max_kw": "50"}, "max_kw"),
+        ({"name": "Taken"}, "name"),
+    ],
+    ids=["zero-cap", "cap-below-minimum", "duplicate-name"],
+)
 def test_an_edit_breaking_the_creation_rules_is_400_naming_the_field(api_as, program, payload, field):
     client = api_as("operator")
     resource_id = resource_with(client, program, [])
@@ -168,6 +199,7 @@ def test_an_edit_breaking_the_creation_rules_is_400_naming_the_field(api_as, pro
 
 
 # --- members -----------------------------------------------------------------------
+
 
 def test_a_device_at_another_pricing_node_is_outside_a_node_scoped_resource(api_as, program):
     client = api_as("operator")
@@ -243,6 +275,7 @@ def test_changing_members_of_a_draft_records_no_modification(api_as, program):
 
 # --- lifecycle ---------------------------------------------------------------------
 
+
 def test_submitting_a_resource_below_the_minimum_is_422_with_the_shortfall(api_as, program):
     client = api_as("operator")
     resource_id = resource_with(client, program, [generator(program, 30), generator(program, 30)])
@@ -295,8 +328,9 @@ def test_an_action_the_state_does_not_allow_is_409(api_as, program):
     assert ("state", "invalid_transition") in errors_of(response)
 
 
-@pytest.mark.parametrize("state_actions", [["submit", "register"], ["submit", "register", "activate"]],
-                         ids=["registered", "active"])
+@pytest.mark.parametrize(
+    "state_actions", [["submit", "register"], ["submit", "register", "activate"]], ids=["registered", "active"]
+)
 def test_member_changes_after_registration_are_recorded_as_modifications(api_as, program, state_actions):
     client = api_as("operator")
     resource_id = resource_with(client, program, [generator(program, 60), generator(program, 60)])
@@ -313,9 +347,13 @@ def test_member_changes_after_registration_are_recorded_as_modifications(api_as,
     assert removed.json()["member_count"] == 2
 
     modifications = get(client, resource_id, "history/").json()["modifications"]
-    assert [(m["kind"], m["device"]) for m in modifications] == [("member_added", newcomer.pk), ("member_removed", newcomer.pk)]
-    assert [(m["capability_before_kw"], m["capability_after_kw"], m["capability_change_kw"]) for m in modifications] == [
-        (120.0, 160.0, 40.0), (160.0, 120.0, -40.0)]
+    assert [(m["kind"], m["device"]) for m in modifications] == [
+        ("member_added", newcomer.pk),
+        ("member_removed", newcomer.pk),
+    ]
+    assert [
+        (m["capability_before_kw"], m["capability_after_kw"], m["capability_change_kw"]) for m in modifications
+    ] == [(120.0, 160.0, 40.0), (160.0, 120.0, -40.0)]
     assert [m["reason"] for m in modifications] == ["customer upgrade", "customer moved out"]
     assert Decimal(get(client, resource_id).json()["registered_capability_kw"]) == Decimal("120")
 
@@ -342,8 +380,12 @@ def test_retiring_needs_a_reason_and_closes_memberships_keeping_history(api_as, 
 
     transitions = get(client, resource_id, "history/").json()["transitions"]
     assert [(t["action"], t["to_state"]) for t in transitions] == [
-        ("create", "draft"), ("submit", "submitted"), ("register", "registered"), ("activate", "active"),
-        ("retire", "retired")]
+        ("create", "draft"),
+        ("submit", "submitted"),
+        ("register", "registered"),
+        ("activate", "active"),
+        ("retire", "retired"),
+    ]
     assert transitions[-1]["reason"] == "contract ended"
 
     late = add(client, resource_id, generator(program, 10))
@@ -352,6 +394,7 @@ def test_retiring_needs_a_reason_and_closes_memberships_keeping_history(api_as, 
 
 
 # --- capability --------------------------------------------------------------------
+
 
 def test_capability_reports_now_a_48_hour_forecast_by_type_and_shortfall(api_as, program):
     client = api_as("analyst")
@@ -429,11 +472,15 @@ def test_members_lists_each_device_with_its_kw_and_an_explanation(api_as, progra
 
 # --- registration export -----------------------------------------------------------
 
+
 def located_members(program):
     """Three generators at node PECO_N001: two behind PECO meters, one behind a PPL meter."""
     where = {"latitude": Decimal("39.952583"), "longitude": Decimal("-75.165222")}
-    return [generator(program, 50, utility="PECO", site_kwargs=where), generator(program, 30, utility="PECO", site_kwargs=where),
-            generator(program, 25, utility="PPL", site_kwargs=where)]
+    return [
+        generator(program, 50, utility="PECO", site_kwargs=where),
+        generator(program, 30, utility="PECO", site_kwargs=where),
+        generator(program, 25, utility="PPL", site_kwargs=where),
+    ]
 
 
 def test_the_registration_export_lists_each_member_with_meter_type_kw_and_location(api_as, program):
@@ -445,13 +492,22 @@ def test_the_registration_export_lists_each_member_with_meter_type_kw_and_locati
 
     assert response.status_code == 200
     body = response.json()
-    assert (body["resource"], body["market"], body["scope_kind"], body["scope"]) == ("PECO node 1", "PJM", "pricing_node", NODE)
+    assert (body["resource"], body["market"], body["scope_kind"], body["scope"]) == (
+        "PECO node 1",
+        "PJM",
+        "pricing_node",
+        NODE,
+    )
     rows = {row["device"]: row for row in body["members"]}
     assert set(rows) == {d.pk for d in devices}
     for device in devices:
         row, site = rows[device.pk], device.site
         assert (row["utility"], row["meter_id"], row["device_type"], row["rated_kw"]) == (
-            site.utility, site.meter_id, "generator", float(device.rated_kw))
+            site.utility,
+            site.meter_id,
+            "generator",
+            float(device.rated_kw),
+        )
         assert (row["pricing_node"], row["zone"]) == (NODE, "PECO")
         assert (row["latitude"], row["longitude"]) == (39.952583, -75.165222)
 
@@ -467,7 +523,17 @@ def test_the_registration_export_as_csv(api_as, program):
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     header, data = rows[0], rows[1:]
-    assert {"device", "utility", "meter_id", "device_type", "rated_kw", "pricing_node", "zone", "latitude", "longitude"} <= set(header)
+    assert {
+        "device",
+        "utility",
+        "meter_id",
+        "device_type",
+        "rated_kw",
+        "pricing_node",
+        "zone",
+        "latitude",
+        "longitude",
+    } <= set(header)
     assert sorted(int(row[header.index("device")]) for row in data) == sorted(d.pk for d in devices)
 
 
@@ -487,6 +553,7 @@ def test_utility_sharing_groups_members_by_utility_with_totals(api_as, program):
 
 # --- the aggregation builder -------------------------------------------------------
 
+
 def propose(client, program, **extra):
     return client.post(PROPOSALS, {"market": program.market_id, "program": program.pk, **extra}, format="json")
 
@@ -501,7 +568,7 @@ def two_nodes(program):
 
 
 def test_the_builder_proposes_resources_per_node_and_explains_what_it_left_out(api_as, program, two_nodes):
-    node_a, node_b = two_nodes
+    node_a, _node_b = two_nodes
 
     response = propose(api_as("operator"), program, scope_kind="pricing_node")
 
@@ -511,7 +578,8 @@ def test_the_builder_proposes_resources_per_node_and_explains_what_it_left_out(a
     assert body["scope_kind"] == "pricing_node"
     assert [(r["scope"], r["capability_kw"], r["devices"]) for r in body["resources"]] == [("NODE_A", 150.0, 3)]
     assert [(u["scope"], u["code"], u["devices"], u["capability_kw"]) for u in body["unplaced"]] == [
-        ("NODE_B", "scope_too_small", 1, 40.0)]
+        ("NODE_B", "scope_too_small", 1, 40.0)
+    ]
     assert "60.0 kW short" in body["unplaced"][0]["reason"]
     assert body["ineligible"] == {"enrollment_utility_review": 1}
     proposal = AggregationProposal.objects.get(pk=body["id"])
@@ -530,11 +598,15 @@ def test_the_builder_leaves_out_devices_already_in_a_resource(api_as, program, t
     assert sorted(detail["resources"][0]["device_ids"]) == sorted(d.pk for d in node_a[1:])
 
 
-@pytest.mark.parametrize(("devices", "max_kw", "expected"), [
-    (3, "100", [180.0]),  # two groups would leave one below 100 kW: one group of 180
-    (4, "150", [120.0, 120.0]),
-    (5, "100", [180.0, 120.0]),
-], ids=["fewer-bins", "balanced", "five-into-two"])
+@pytest.mark.parametrize(
+    ("devices", "max_kw", "expected"),
+    [
+        (3, "100", [180.0]),  # two groups would leave one below 100 kW: one group of 180
+        (4, "150", [120.0, 120.0]),
+        (5, "100", [180.0, 120.0]),
+    ],
+    ids=["fewer-bins", "balanced", "five-into-two"],
+)
 def test_every_proposed_resource_reaches_the_market_minimum(api_as, program, devices, max_kw, expected):
     for _ in range(devices):
         generator(program, 60, pricing_node="NODE_A")

@@ -18,8 +18,15 @@ def _manage(*args, **env_overrides):
 
 def test_production_settings_pass_the_deployment_checklist():
     # Production: no DJANGO_HTTPS override, debug off, a long random key.
-    result = _manage("check", "--deploy", "--fail-level", "WARNING",
-                     DJANGO_HTTPS=None, DJANGO_DEBUG=None, DJANGO_SECRET_KEY="k" * 20 + os.urandom(24).hex())
+    result = _manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_HTTPS=None,
+        DJANGO_DEBUG=None,
+        DJANGO_SECRET_KEY="k" * 20 + os.urandom(24).hex(),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

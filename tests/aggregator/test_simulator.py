@@ -24,11 +24,19 @@ def active_event(make_resource):
     online(*devices)
     now = datetime.now(UTC)
     with transaction.atomic():
-        event = dispatch.create_event(resource=resource, source="operator_test", start=now, end=now + timedelta(hours=2),
-                                      target_kw=80, over_commit_pct=0, by="tester")
+        event = dispatch.create_event(
+            resource=resource,
+            source="operator_test",
+            start=now,
+            end=now + timedelta(hours=2),
+            target_kw=80,
+            over_commit_pct=0,
+            by="tester",
+        )
         for chunk in dispatch.advance(event_id=event.pk, now=now):
-            dispatch.issue_commands(event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3],
-                                    now=now)
+            dispatch.issue_commands(
+                event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3], now=now
+            )
     app.control.purge()
     return event, devices
 
@@ -65,9 +73,12 @@ def test_the_simulated_fleet_works_through_the_device_api_only(active_event, liv
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_each_site_posts_its_meter_reading_for_every_whole_hour(active_event, live_server):
-    event, devices = active_event
-    fleet = runner.Fleet(api=runner.DeviceAPI(live_server.url),
-                         tokens=[enrollment.issue_credential(device=d, by="test")[1] for d in devices], threads=2)
+    _event, devices = active_event
+    fleet = runner.Fleet(
+        api=runner.DeviceAPI(live_server.url),
+        tokens=[enrollment.issue_credential(device=d, by="test")[1] for d in devices],
+        threads=2,
+    )
     try:
         fleet.discover()
         for device in fleet.devices:
@@ -79,7 +90,9 @@ def test_each_site_posts_its_meter_reading_for_every_whole_hour(active_event, li
             fleet.tick(hour + timedelta(minutes=30 + minutes))
     finally:
         fleet.close()
-    stored = Reading.objects.filter(meter_kind=MeterKind.SITE, meter_id__in=[d.site_id for d in devices]).order_by("start")
+    stored = Reading.objects.filter(meter_kind=MeterKind.SITE, meter_id__in=[d.site_id for d in devices]).order_by(
+        "start"
+    )
     starts = sorted({r.start for r in stored})
     assert starts == [hour + timedelta(hours=1), hour + timedelta(hours=2)]
     assert all(r.interval_seconds == 3600 and r.kwh > 0 for r in stored) and stored.count() == 4

@@ -26,11 +26,20 @@ TARGET_FAILED = False
 
 
 def _setup() -> Program:
-    report = import_fleet(source=fleet_csv(customers=DEVICES, devices=DEVICES, markets=("PJM",), nodes_per_market=NODES,
-                                           prefix="AGG", retail_dr_share=0).encode())
+    report = import_fleet(
+        source=fleet_csv(
+            customers=DEVICES,
+            devices=DEVICES,
+            markets=("PJM",),
+            nodes_per_market=NODES,
+            prefix="AGG",
+            retail_dr_share=0,
+        ).encode()
+    )
     assert report.ok, report.errors[:3]
-    program = Program.objects.create(market=Market.objects.get(code="PJM"), code="bench-dr", name="Bench DR",
-                                     service="capacity", terms_version="1")
+    program = Program.objects.create(
+        market=Market.objects.get(code="PJM"), code="bench-dr", name="Bench DR", service="capacity", terms_version="1"
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -61,15 +70,21 @@ def run() -> list[str]:
     t0 = time.perf_counter()
     program = _setup()
     user = get_user_model().objects.create_user("bench")
-    lines = [f"setup: {DEVICES:,} devices over {NODES} pricing nodes, 95% active, 2% offline, in {time.perf_counter() - t0:.1f} s (not timed)"]
+    lines = [
+        f"setup: {DEVICES:,} devices over {NODES} pricing nodes, 95% active, 2% offline, in {time.perf_counter() - t0:.1f} s (not timed)"
+    ]
 
     started = time.perf_counter()
-    proposal = services.build_proposal(market=program.market, program=program, by=user, scope_kind="pricing_node", max_kw=1000)
+    proposal = services.build_proposal(
+        market=program.market, program=program, by=user, scope_kind="pricing_node", max_kw=1000
+    )
     build = time.perf_counter() - started
     placed = sum(r["devices"] for r in proposal.resources)
-    lines.append(f"builder: {build:.2f} s -> {len(proposal.resources)} resources holding {placed:,} devices, "
-                 f"{sum(r['capability_kw'] for r in proposal.resources) / 1000:,.1f} MW; "
-                 f"{len(proposal.unplaced)} unplaced groups; ineligible {proposal.ineligible}")
+    lines.append(
+        f"builder: {build:.2f} s -> {len(proposal.resources)} resources holding {placed:,} devices, "
+        f"{sum(r['capability_kw'] for r in proposal.resources) / 1000:,.1f} MW; "
+        f"{len(proposal.unplaced)} unplaced groups; ineligible {proposal.ineligible}"
+    )
 
     started = time.perf_counter()
     resources = services.accept_proposal(proposal=proposal, by=user)
@@ -82,13 +97,19 @@ def run() -> list[str]:
     capability_seconds = time.perf_counter() - started
     total_now = sum(f["now_kw"] for f in figures.values())
     peak = max(sum(f["forecast"][h]["kw"] for f in figures.values()) for h in range(48))
-    lines.append(f"capability of all {len(ids)} resources, now + 48 hourly steps: {capability_seconds:.2f} s "
-                 f"({sum(f['members'] for f in figures.values()):,} members; {total_now / 1000:,.1f} MW now, peak hour {peak / 1000:,.1f} MW)")
+    lines.append(
+        f"capability of all {len(ids)} resources, now + 48 hourly steps: {capability_seconds:.2f} s "
+        f"({sum(f['members'] for f in figures.values()):,} members; {total_now / 1000:,.1f} MW now, peak hour {peak / 1000:,.1f} MW)"
+    )
 
     started = time.perf_counter()
     one = capability_of(resource_ids=[ids[0]], now=timezone.now(), hours=48, event_hours=4)[ids[0]]
-    lines.append(f"capability of one resource ({one['members']} members): {(time.perf_counter() - started) * 1000:.0f} ms")
+    lines.append(
+        f"capability of one resource ({one['members']} members): {(time.perf_counter() - started) * 1000:.0f} ms"
+    )
 
     TARGET_FAILED = build > TARGET_SECONDS or capability_seconds > TARGET_SECONDS
-    lines.append(f"target: builder and capability each under {TARGET_SECONDS:.0f} s -> {'MISSED' if TARGET_FAILED else 'MET'}")
+    lines.append(
+        f"target: builder and capability each under {TARGET_SECONDS:.0f} s -> {'MISSED' if TARGET_FAILED else 'MET'}"
+    )
     return lines

@@ -46,13 +46,25 @@ def _pages() -> list[tuple[str, str]]:
     resource = VirtualResource.objects.order_by("pk").first()
     past = DispatchEvent.objects.get(external_ref="DEMO-PAST")
     run = SettlementRun.objects.filter(event=past).first()
-    return [("fleet", "/console/"), ("resources", "/console/resources/"), ("resource", f"/console/resources/{resource.pk}/"),
-            ("events", "/console/events/"), ("event (settled)", f"/console/events/{past.pk}/"),
-            ("event live part", f"/console/events/{past.pk}/?part=live"), ("settlement", "/console/settlement/"),
-            ("statement", f"/console/settlement/runs/{run.pk}/"),
-            ("period statement", f"/console/settlement/statements/?resource={past.resource_id}"
-                                 f"&date_from={past.start.date() - timedelta(days=30)}&date_to={past.start.date() + timedelta(days=30)}"),
-            ("storm watch", "/console/storm-watches/"), ("health", "/console/health/")]
+    return [
+        ("fleet", "/console/"),
+        ("resources", "/console/resources/"),
+        ("resource", f"/console/resources/{resource.pk}/"),
+        ("events", "/console/events/"),
+        ("event (settled)", f"/console/events/{past.pk}/"),
+        ("event live part", f"/console/events/{past.pk}/?part=live"),
+        ("settlement", "/console/settlement/"),
+        ("statement", f"/console/settlement/runs/{run.pk}/"),
+        (
+            "period statement",
+            (
+                f"/console/settlement/statements/?resource={past.resource_id}"
+                f"&date_from={past.start.date() - timedelta(days=30)}&date_to={past.start.date() + timedelta(days=30)}"
+            ),
+        ),
+        ("storm watch", "/console/storm-watches/"),
+        ("health", "/console/health/"),
+    ]
 
 
 def run() -> list[str]:
@@ -62,9 +74,11 @@ def run() -> list[str]:
     call_command("collectstatic", interactive=False, verbosity=0)  # the production server serves the hashed names
     call_command("seed_demo", verbosity=0)
     with connection.cursor() as cursor:
-        cursor.execute("INSERT INTO enrollment_devicestatus (device_id, online, last_seen_at, mode, firmware, updated_at) "
-                       "SELECT id, true, now(), '', '', now() FROM enrollment_device "
-                       "ON CONFLICT (device_id) DO UPDATE SET online = true, last_seen_at = now()")
+        cursor.execute(
+            "INSERT INTO enrollment_devicestatus (device_id, online, last_seen_at, mode, firmware, updated_at) "
+            "SELECT id, true, now(), '', '', now() FROM enrollment_device "
+            "ON CONFLICT (device_id) DO UPDATE SET online = true, last_seen_at = now()"
+        )
         cursor.execute("ANALYZE")
     cookie = _session_cookie()
     lines = [f"setup: the demo seed and a logged-in operator in {time.perf_counter() - t0:.1f} s (not timed)"]
@@ -86,11 +100,15 @@ def run() -> list[str]:
             times = times[1:]  # the first request of a page warms the worker's caches
             p95 = statistics.quantiles(times, n=20)[-1] if len(times) >= 2 else times[0]
             worst = max(worst, max(times))
-            lines.append(f"  {name:<18} median {statistics.median(times):6.1f} ms, p95 {p95:6.1f} ms, max {max(times):6.1f} ms "
-                         f"({len(body) // 1024} KiB)")
+            lines.append(
+                f"  {name:<18} median {statistics.median(times):6.1f} ms, p95 {p95:6.1f} ms, max {max(times):6.1f} ms "
+                f"({len(body) // 1024} KiB)"
+            )
         ok = worst < TARGET_MS
         TARGET_FAILED = not ok
-        lines.append(f"  target: every page under {TARGET_MS:.0f} ms (slowest request {worst:.1f} ms) -> {'MET' if ok else 'MISSED'}")
+        lines.append(
+            f"  target: every page under {TARGET_MS:.0f} ms (slowest request {worst:.1f} ms) -> {'MET' if ok else 'MISSED'}"
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)

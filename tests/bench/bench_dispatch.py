@@ -48,31 +48,45 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _setup() -> VirtualResource:
-    report = import_fleet(source=fleet_csv(customers=DEVICES, devices=DEVICES, markets=("PJM",), nodes_per_market=1,
-                                           prefix="DSP", retail_dr_share=0).encode())
+    report = import_fleet(
+        source=fleet_csv(
+            customers=DEVICES, devices=DEVICES, markets=("PJM",), nodes_per_market=1, prefix="DSP", retail_dr_share=0
+        ).encode()
+    )
     assert report.ok, report.errors[:3]
     market = Market.objects.get(code="PJM")
-    program = Program.objects.create(market=market, code="bench-dispatch", name="Bench dispatch", service="capacity",
-                                     terms_version="1")
-    resource = VirtualResource.objects.create(name="bench-dispatch", market=market, program=program,
-                                              participation_model="capacity", scope="PJM_N0001", state="registered",
-                                              market_resource_id="PJM-BENCH")
+    program = Program.objects.create(
+        market=market, code="bench-dispatch", name="Bench dispatch", service="capacity", terms_version="1"
+    )
+    resource = VirtualResource.objects.create(
+        name="bench-dispatch",
+        market=market,
+        program=program,
+        participation_model="capacity",
+        scope="PJM_N0001",
+        state="registered",
+        market_resource_id="PJM-BENCH",
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             """INSERT INTO enrollment_enrollment (device_id, program_id, state, applied_at, activated_at, review_outcome,
                                                   utility_reference, updated_at)
                SELECT id, %s, 'active', now(), now(), 'approved', '', now() FROM enrollment_device WHERE serial LIKE 'DSPS%%'""",
-            [program.pk])
+            [program.pk],
+        )
         cursor.execute(
             """INSERT INTO enrollment_devicestatus (device_id, online, last_seen_at, state_of_charge_pct, ev_plugged_in,
                                                     mode, firmware, updated_at)
                SELECT id, true, now(), CASE WHEN device_type = 'battery' THEN 90 END,
                       CASE WHEN device_type = 'ev_charger' THEN true END, '', '', now()
                FROM enrollment_device WHERE serial LIKE 'DSPS%%'
-               ON CONFLICT (device_id) DO UPDATE SET online = true, last_seen_at = now()""")
+               ON CONFLICT (device_id) DO UPDATE SET online = true, last_seen_at = now()"""
+        )
         cursor.execute(
             """INSERT INTO aggregator_resourcemembership (resource_id, device_id, joined_at)
-               SELECT %s, id, now() - interval '1 day' FROM enrollment_device WHERE serial LIKE 'DSPS%%'""", [resource.pk])
+               SELECT %s, id, now() - interval '1 day' FROM enrollment_device WHERE serial LIKE 'DSPS%%'""",
+            [resource.pk],
+        )
         cursor.execute("ANALYZE")
     return resource
 
@@ -80,9 +94,26 @@ def _setup() -> VirtualResource:
 def _workers() -> subprocess.Popen:
     env = {**os.environ, "LOG_LEVEL": "WARNING"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "aggregator", "worker", f"--concurrency={WORKER_CONCURRENCY}",
-         "--without-heartbeat", "--without-mingle", "--without-gossip", "-Q", "celery", "--loglevel=WARNING"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "aggregator",
+            "worker",
+            f"--concurrency={WORKER_CONCURRENCY}",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+            "-Q",
+            "celery",
+            "--loglevel=WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     from aggregator.celery import app
 
     for _ in range(300):
@@ -98,8 +129,16 @@ def _event(resource: VirtualResource, lines: list[str]) -> list[int]:
     worker = _workers()
     try:
         start = timezone.now() + timedelta(seconds=2)  # created first; the start task fires at `start`
-        event = services.create_event(resource=resource, source="operator_test", start=start, end=start + timedelta(hours=2),
-                                      notify_at=start, target_kw=10_000_000, over_commit_pct=0, by="bench")
+        event = services.create_event(
+            resource=resource,
+            source="operator_test",
+            start=start,
+            end=start + timedelta(hours=2),
+            notify_at=start,
+            target_kw=10_000_000,
+            over_commit_pct=0,
+            by="bench",
+        )
         deadline = time.time() + 120
         done_at = None
         while time.time() < deadline:
@@ -111,20 +150,31 @@ def _event(resource: VirtualResource, lines: list[str]) -> list[int]:
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM dispatch_devicecommand WHERE event_id = %s", [event.pk])
             commands = cursor.fetchone()[0]
-            cursor.execute("SELECT count(*) FROM dispatch_allocation WHERE event_id = %s AND reason = 'allocated'", [event.pk])
+            cursor.execute(
+                "SELECT count(*) FROM dispatch_allocation WHERE event_id = %s AND reason = 'allocated'", [event.pk]
+            )
             expected = cursor.fetchone()[0]
         rnd = AllocationRound.objects.get(event=event, number=1)
         seconds = (done_at - event.start).total_seconds() if done_at else float("inf")
-        lines.append(f"event on {DEVICES:,} devices: {commands:,} commands for {expected:,} allocated devices "
-                     f"(duplicates: {commands - len(set(DeviceCommand.objects.filter(event=event).values_list('device_id', flat=True))):,})")
-        lines.append(f"  start -> last command committed {seconds:.2f} s (allocation round: {rnd.seconds:.2f} s loading "
-                     f"{DEVICES:,} candidates, allocating and writing the allocations; then {-(-commands // services.FAN_OUT_CHUNK)} chunks "
-                     f"on {WORKER_CONCURRENCY} worker processes)")
+        lines.append(
+            f"event on {DEVICES:,} devices: {commands:,} commands for {expected:,} allocated devices "
+            f"(duplicates: {commands - len(set(DeviceCommand.objects.filter(event=event).values_list('device_id', flat=True))):,})"
+        )
+        lines.append(
+            f"  start -> last command committed {seconds:.2f} s (allocation round: {rnd.seconds:.2f} s loading "
+            f"{DEVICES:,} candidates, allocating and writing the allocations; then {-(-commands // services.FAN_OUT_CHUNK)} chunks "
+            f"on {WORKER_CONCURRENCY} worker processes)"
+        )
         ok = seconds <= TARGET_SECONDS and commands == expected
         TARGET_FAILED = TARGET_FAILED or not ok
-        lines.append(f"  target: every command ready within {TARGET_SECONDS:.0f} s of start -> {'MET' if ok else 'MISSED'}")
-        return list(DeviceCommand.objects.filter(event=event, status="pending").order_by("device_id")
-                    .values_list("device_id", flat=True)[:POLL_DEVICES])
+        lines.append(
+            f"  target: every command ready within {TARGET_SECONDS:.0f} s of start -> {'MET' if ok else 'MISSED'}"
+        )
+        return list(
+            DeviceCommand.objects.filter(event=event, status="pending")
+            .order_by("device_id")
+            .values_list("device_id", flat=True)[:POLL_DEVICES]
+        )
     finally:
         worker.terminate()
         worker.wait(timeout=30)
@@ -135,10 +185,14 @@ def _event(resource: VirtualResource, lines: list[str]) -> list[int]:
 
 def _device_tokens(device_ids: list[int]) -> list[str]:
     issued = [tokens.issue("dev") for _ in device_ids]
-    with connection.cursor() as cursor:
-        with cursor.copy("COPY enrollment_devicecredential (key_id, digest, label, created_at, device_id) FROM STDIN") as copy:
-            now = timezone.now().isoformat()
-            copy.write("".join(f"{t.key_id}\t{t.digest}\tbench\t{now}\t{d}\n" for t, d in zip(issued, device_ids)))
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(
+            "COPY enrollment_devicecredential (key_id, digest, label, created_at, device_id) FROM STDIN"
+        ) as copy,
+    ):
+        now = timezone.now().isoformat()
+        copy.write("".join(f"{t.key_id}\t{t.digest}\tbench\t{now}\t{d}\n" for t, d in zip(issued, device_ids)))
     return [t.plaintext for t in issued]
 
 
@@ -148,8 +202,12 @@ def _poll_clients(port: int, device_tokens: list[str], seconds: float | None) ->
     context = multiprocessing.get_context("spawn")
     out, go = context.Queue(), context.Event()
     share = len(device_tokens) // POLL_CLIENTS
-    procs = [context.Process(target=http_clients.poller, args=(port, device_tokens[i * share:(i + 1) * share], go, seconds, out))
-             for i in range(POLL_CLIENTS)]
+    procs = [
+        context.Process(
+            target=http_clients.poller, args=(port, device_tokens[i * share : (i + 1) * share], go, seconds, out)
+        )
+        for i in range(POLL_CLIENTS)
+    ]
     for p in procs:
         p.start()
     time.sleep(1)
@@ -168,8 +226,10 @@ def _poll_figures(label: str, results: list, elapsed: float, lines: list[str]) -
             lines.append(f"  a poll client failed: {r[4]}")
     polls, errors, empty = (sum(r[k] for r in results) for k in (0, 1, 2))
     latencies = sorted(x for r in results for x in r[3]) or [float("nan")]
-    lines.append(f"{label}: {polls:,} polls in {elapsed:.1f} s = {polls / elapsed:,.0f} polls/s ({errors} errors, {empty} without a command); "
-                 f"latency p50 {statistics.median(latencies) * 1000:.1f} ms, p95 {latencies[int(len(latencies) * 0.95)] * 1000:.1f} ms")
+    lines.append(
+        f"{label}: {polls:,} polls in {elapsed:.1f} s = {polls / elapsed:,.0f} polls/s ({errors} errors, {empty} without a command); "
+        f"latency p50 {statistics.median(latencies) * 1000:.1f} ms, p95 {latencies[int(len(latencies) * 0.95)] * 1000:.1f} ms"
+    )
     return polls / elapsed, errors, empty
 
 
@@ -178,14 +238,20 @@ def _polls(device_ids: list[int], lines: list[str]) -> None:
     device_tokens = _device_tokens(device_ids)
     port = web_server.free_port()
     # Two workers: the cached poll is short, and a third process only adds switching on two cores.
-    server = web_server.start(port, DEVICE_API_RATE_DEVICE="100000/min", WEB_CONCURRENCY=os.environ.get("BENCH_WEB_WORKERS", "2"))
+    server = web_server.start(
+        port, DEVICE_API_RATE_DEVICE="100000/min", WEB_CONCURRENCY=os.environ.get("BENCH_WEB_WORKERS", "2")
+    )
     try:
-        lines.append(f"polls: {POLL_CLIENTS} clients x {len(device_tokens) // POLL_CLIENTS} device tokens, each device holding a pending command; "
-                     f"web: {server.shape}")
+        lines.append(
+            f"polls: {POLL_CLIENTS} clients x {len(device_tokens) // POLL_CLIENTS} device tokens, each device holding a pending command; "
+            f"web: {server.shape}"
+        )
         # Each device's first poll after the fan-out takes the full path: PostgreSQL reads
         # its commands and stamps their delivery, and the answer is stored in Redis.
         _poll_figures("  first poll of every device (PostgreSQL)", *_poll_clients(port, device_tokens, None), lines)
-        rate, errors, empty = _poll_figures(f"  then {POLL_SECONDS:.0f} s of repeated polls", *_poll_clients(port, device_tokens, POLL_SECONDS), lines)
+        rate, errors, empty = _poll_figures(
+            f"  then {POLL_SECONDS:.0f} s of repeated polls", *_poll_clients(port, device_tokens, POLL_SECONDS), lines
+        )
         ok = rate >= TARGET_POLLS and errors == 0 and empty == 0
         TARGET_FAILED = TARGET_FAILED or not ok
         lines.append(f"  target: {TARGET_POLLS:,} polls/s with commands pending -> {'MET' if ok else 'MISSED'}")
@@ -197,7 +263,9 @@ def _polls(device_ids: list[int], lines: list[str]) -> None:
 def run() -> list[str]:
     t0 = time.perf_counter()
     resource = _setup()
-    lines = [f"setup: {DEVICES:,} devices in one registered resource, online, in {time.perf_counter() - t0:.1f} s (not timed)"]
+    lines = [
+        f"setup: {DEVICES:,} devices in one registered resource, online, in {time.perf_counter() - t0:.1f} s (not timed)"
+    ]
     polled = _event(resource, lines)
     _polls(polled, lines)
     DispatchEvent.objects.filter(resource=resource).update(state="cancelled")

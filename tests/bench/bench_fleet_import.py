@@ -26,9 +26,12 @@ def _phases(report) -> str:
 def run() -> list[str]:
     global TARGET_FAILED
     t0 = time.perf_counter()
-    data = fleet_csv(customers=DEVICES, devices=DEVICES, markets=("CAISO", "PJM"), nodes_per_market=NODES_PER_MARKET,
-                     prefix="BENCH").encode()
-    lines = [f"generated {DEVICES:,} rows, {len(data) / 1e6:.1f} MB of CSV in {time.perf_counter() - t0:.1f} s (not timed)"]
+    data = fleet_csv(
+        customers=DEVICES, devices=DEVICES, markets=("CAISO", "PJM"), nodes_per_market=NODES_PER_MARKET, prefix="BENCH"
+    ).encode()
+    lines = [
+        f"generated {DEVICES:,} rows, {len(data) / 1e6:.1f} MB of CSV in {time.perf_counter() - t0:.1f} s (not timed)"
+    ]
 
     started = time.perf_counter()
     report = import_fleet(source=data)

@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth import get_user_model
 
@@ -77,8 +77,10 @@ def run() -> list[str]:
         # connections and their threads, which a fork would copy mid-lock.
         context = multiprocessing.get_context("spawn")
         go, ready, out = context.Event(), context.Queue(), context.Queue()
-        procs = [context.Process(target=http_clients.ingester, args=(port, token, devices, i, ready, go, SECONDS, out))
-                 for i, (token, devices) in enumerate(tokens)]
+        procs = [
+            context.Process(target=http_clients.ingester, args=(port, token, devices, i, ready, go, SECONDS, out))
+            for i, (token, devices) in enumerate(tokens)
+        ]
         for p in procs:
             p.start()
         for _ in procs:  # every client has built its batches
@@ -96,23 +98,34 @@ def run() -> list[str]:
         errors = sum(r[2] for r in results)
         latencies = sorted(x for r in results for x in r[3])
         rate = inserted / elapsed
-        lines.append(f"ingest (web: {server.shape}): {inserted:,} readings in {batches} batches of {BATCH:,} over {elapsed:.1f} s from {CLIENTS} clients "
-                     f"= {rate:,.0f} readings/s ({errors} failed batches)")
-        lines.append(f"  batch latency p50 {statistics.median(latencies) * 1000:.0f} ms, "
-                     f"p95 {latencies[int(len(latencies) * 0.95) - 1] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms; "
-                     f"WAL {(wal_after[1] - wal_before[1]) / elapsed / 1e6:.0f} MB/s, "
-                     f"{wal_after[0] - wal_before[0]} checkpoint(s) during the run")
+        lines.append(
+            f"ingest (web: {server.shape}): {inserted:,} readings in {batches} batches of {BATCH:,} over {elapsed:.1f} s from {CLIENTS} clients "
+            f"= {rate:,.0f} readings/s ({errors} failed batches)"
+        )
+        lines.append(
+            f"  batch latency p50 {statistics.median(latencies) * 1000:.0f} ms, "
+            f"p95 {latencies[int(len(latencies) * 0.95) - 1] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms; "
+            f"WAL {(wal_after[1] - wal_before[1]) / elapsed / 1e6:.0f} MB/s, "
+            f"{wal_after[0] - wal_before[0]} checkpoint(s) during the run"
+        )
 
         # One site's 45 days of 5-minute data, back through the operator API.
         site = SiteFactory()
         device = DeviceFactory(site=site)
-        end = datetime(2026, 6, 1, tzinfo=timezone.utc)
+        end = datetime(2026, 6, 1, tzinfo=UTC)
         start = end - timedelta(days=45)
-        batch = [{"meter": "site", "start": (start + timedelta(minutes=5 * i)).isoformat(), "interval_seconds": 300,
-                  "kwh": 0.3 + (i % 12) * 0.01} for i in range(45 * 288)]
+        batch = [
+            {
+                "meter": "site",
+                "start": (start + timedelta(minutes=5 * i)).isoformat(),
+                "interval_seconds": 300,
+                "kwh": 0.3 + (i % 12) * 0.01,
+            }
+            for i in range(45 * 288)
+        ]
         meters = ingest.Meters(devices={device.pk: (site.pk, "battery", False)}, default_device=device.pk)
         for chunk in range(0, len(batch), 10_000):
-            ingest.ingest(readings=batch[chunk:chunk + 10_000], meters=meters, now=end)
+            ingest.ingest(readings=batch[chunk : chunk + 10_000], meters=meters, now=end)
         query = f"/api/v1/sites/{site.pk}/readings/?start={start.isoformat().replace('+', '%2B')}&end={end.isoformat().replace('+', '%2B')}"
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         http_ms, sizes = [], set()
@@ -130,11 +143,15 @@ def run() -> list[str]:
             readings(meter_kind=MeterKind.SITE, meter_id=site.pk, start=start, end=end)
             selector_ms.append((time.perf_counter() - t) * 1000)
         read_ms = statistics.median(http_ms)
-        lines.append(f"read back 45 days of 5-minute site data ({sizes.pop():,} intervals, {len(body) / 1e6:.2f} MB JSON): "
-                     f"HTTP p50 {read_ms:.1f} ms, p95 {sorted(http_ms)[28]:.1f} ms; selector alone p50 {statistics.median(selector_ms):.1f} ms")
+        lines.append(
+            f"read back 45 days of 5-minute site data ({sizes.pop():,} intervals, {len(body) / 1e6:.2f} MB JSON): "
+            f"HTTP p50 {read_ms:.1f} ms, p95 {sorted(http_ms)[28]:.1f} ms; selector alone p50 {statistics.median(selector_ms):.1f} ms"
+        )
         TARGET_FAILED = rate < TARGET_RATE or read_ms > TARGET_READ_MS
-        lines.append(f"targets: {TARGET_RATE:,} readings/s -> {'MET' if rate >= TARGET_RATE else 'MISSED'}; "
-                     f"read under {TARGET_READ_MS:.0f} ms -> {'MET' if read_ms <= TARGET_READ_MS else 'MISSED'}")
+        lines.append(
+            f"targets: {TARGET_RATE:,} readings/s -> {'MET' if rate >= TARGET_RATE else 'MISSED'}; "
+            f"read under {TARGET_READ_MS:.0f} ms -> {'MET' if read_ms <= TARGET_READ_MS else 'MISSED'}"
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)

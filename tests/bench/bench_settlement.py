@@ -31,31 +31,70 @@ TARGET_FAILED = False
 
 def _setup() -> DispatchEvent:
     # The demo fleet puts some customers' devices on one site: ask for enough, use the first SITES sites.
-    report = import_fleet(source=fleet_csv(customers=SITES * 3 // 2, devices=SITES * 3 // 2, markets=("PJM",), nodes_per_market=1,
-                                           prefix="STL", retail_dr_share=0).encode())
+    report = import_fleet(
+        source=fleet_csv(
+            customers=SITES * 3 // 2,
+            devices=SITES * 3 // 2,
+            markets=("PJM",),
+            nodes_per_market=1,
+            prefix="STL",
+            retail_dr_share=0,
+        ).encode()
+    )
     assert report.ok, report.errors[:3]
     market = Market.objects.get(code="PJM")
-    program = Program.objects.create(market=market, code="bench-settle", name="Bench settlement", service="capacity",
-                                     terms_version="1")
-    resource = VirtualResource.objects.create(name="bench-settle", market=market, program=program, participation_model="capacity",
-                                              scope="PJM_N0001", state="registered", market_resource_id="PJM-SETTLE")
+    program = Program.objects.create(
+        market=market, code="bench-settle", name="Bench settlement", service="capacity", terms_version="1"
+    )
+    resource = VirtualResource.objects.create(
+        name="bench-settle",
+        market=market,
+        program=program,
+        participation_model="capacity",
+        scope="PJM_N0001",
+        state="registered",
+        market_resource_id="PJM-SETTLE",
+    )
     end = (timezone.now() - timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(hours=2)
-    event = DispatchEvent.objects.create(resource=resource, source="operator_test", notify_at=start, start=start, end=end,
-                                         state="completed", allocation_round=1, commands_issued_round=1, over_commit_pct=0,
-                                         created_by_label="bench")
-    EventInterval.objects.bulk_create([EventInterval(event=event, start=start + timedelta(hours=h), end=start + timedelta(hours=h + 1),
-                                                     target_kw=Decimal(SITES)) for h in range(2)])
+    event = DispatchEvent.objects.create(
+        resource=resource,
+        source="operator_test",
+        notify_at=start,
+        start=start,
+        end=end,
+        state="completed",
+        allocation_round=1,
+        commands_issued_round=1,
+        over_commit_pct=0,
+        created_by_label="bench",
+    )
+    EventInterval.objects.bulk_create(
+        [
+            EventInterval(
+                event=event,
+                start=start + timedelta(hours=h),
+                end=start + timedelta(hours=h + 1),
+                target_kw=Decimal(SITES),
+            )
+            for h in range(2)
+        ]
+    )
     partitions.ensure(first=start - services.LOOKBACK, last=end)
     with connection.cursor() as cursor:
-        cursor.execute("""CREATE TEMP TABLE bench_sites AS SELECT DISTINCT site_id AS id FROM enrollment_device
-                          WHERE serial LIKE 'STLS%%' ORDER BY 1 LIMIT %s""", [SITES])
+        cursor.execute(
+            """CREATE TEMP TABLE bench_sites AS SELECT DISTINCT site_id AS id FROM enrollment_device
+                          WHERE serial LIKE 'STLS%%' ORDER BY 1 LIMIT %s""",
+            [SITES],
+        )
         cursor.execute(
             """INSERT INTO dispatch_allocation (event_id, round, device_id, customer_id, kw, available_kw, reason, rank,
                                                 customer_events, customer_hours, needs_command)
                SELECT %s, 1, d.id, s.customer_id, ARRAY[1.0, 1.0], ARRAY[1.0, 1.0], 'allocated', 0, 0, 0, true
                FROM enrollment_device d JOIN enrollment_site s ON s.id = d.site_id
-               WHERE d.serial LIKE 'STLS%%' AND d.site_id IN (SELECT id FROM bench_sites)""", [event.pk])
+               WHERE d.serial LIKE 'STLS%%' AND d.site_id IN (SELECT id FROM bench_sites)""",
+            [event.pk],
+        )
         # A daily shape per site, a little lower during the event hours (the sites responded).
         cursor.execute(
             """INSERT INTO settlement_reading (meter_kind, meter_id, start, interval_seconds, kwh, quality, received_at, revision)
@@ -64,16 +103,25 @@ def _setup() -> DispatchEvent:
                              - CASE WHEN t >= %(start)s THEN 0.4 ELSE 0 END)::numeric, 6), 1, now(), 1
                FROM bench_sites s,
                     generate_series(%(first)s, %(last)s, interval '1 hour') t""",
-            {"start": start, "first": start - services.LOOKBACK, "last": end - timedelta(hours=1)})
+            {"start": start, "first": start - services.LOOKBACK, "last": end - timedelta(hours=1)},
+        )
         cursor.execute(
             """INSERT INTO settlement_energyprice (market_id, node, start, interval_minutes, price_per_mwh, imported_at)
                SELECT %s, s.node, t, 60, 50 + extract(hour FROM t), now()
                FROM (SELECT DISTINCT pricing_node AS node FROM enrollment_site) s,
-                    generate_series(%s, %s, interval '1 hour') t""", [market.pk, start, end - timedelta(hours=1)])
+                    generate_series(%s, %s, interval '1 hour') t""",
+            [market.pk, start, end - timedelta(hours=1)],
+        )
         cursor.execute("ANALYZE")
-    SettlementTerms.objects.create(program=program, baseline_method="pjm-high-4-of-5", capacity_rate_per_kw=Decimal("5"),
-                                   penalty_per_kw=Decimal("2"), sharing_rule="revenue_share", sharing_value=Decimal(50),
-                                   fee_pct=Decimal(5))
+    SettlementTerms.objects.create(
+        program=program,
+        baseline_method="pjm-high-4-of-5",
+        capacity_rate_per_kw=Decimal("5"),
+        penalty_per_kw=Decimal("2"),
+        sharing_rule="revenue_share",
+        sharing_value=Decimal(50),
+        fee_pct=Decimal(5),
+    )
     return event
 
 
@@ -90,19 +138,29 @@ def run() -> list[str]:
     settled = services.settle_event(event=event, by="bench", now=datetime.now(UTC))
     seconds = time.perf_counter() - started
     flagged = SiteSettlement.objects.filter(run=settled).exclude(flags=[]).count()
-    lines.append(f"settle one event for {settled.sites:,} sites: {seconds:.1f} s (PJM High 4 of 5; factor {settled.performance_factor}, "
-                 f"net ${settled.net:,}; {flagged} sites flagged)")
+    lines.append(
+        f"settle one event for {settled.sites:,} sites: {seconds:.1f} s (PJM High 4 of 5; factor {settled.performance_factor}, "
+        f"net ${settled.net:,}; {flagged} sites flagged)"
+    )
 
     site_ids = list(SiteSettlement.objects.filter(run=settled).values_list("site_id", flat=True))
     t1 = time.perf_counter()
     data, _ = services._readings(MeterKind.SITE, site_ids, event.start - services.LOOKBACK, event.end)
     t2 = time.perf_counter()
-    baselines.compute_baselines(method="pjm-high-4-of-5", sites=data, event_start=event.start, event_end=event.end,
-                                time_zone="America/New_York", market="PJM")
+    baselines.compute_baselines(
+        method="pjm-high-4-of-5",
+        sites=data,
+        event_start=event.start,
+        event_end=event.end,
+        time_zone="America/New_York",
+        market="PJM",
+    )
     t3 = time.perf_counter()
-    lines.append(f"  of which, measured again on their own: reading {sum(len(r.kwh) for r in data.values()):,} readings "
-                 f"{t2 - t1:.1f} s; {len(data):,} baselines {t3 - t2:.1f} s; the rest (pricing, payouts, writing the run) "
-                 f"~{max(seconds - (t3 - t1), 0):.1f} s")
+    lines.append(
+        f"  of which, measured again on their own: reading {sum(len(r.kwh) for r in data.values()):,} readings "
+        f"{t2 - t1:.1f} s; {len(data):,} baselines {t3 - t2:.1f} s; the rest (pricing, payouts, writing the run) "
+        f"~{max(seconds - (t3 - t1), 0):.1f} s"
+    )
     ok = seconds <= TARGET_SECONDS
     TARGET_FAILED = not ok
     lines.append(f"  target: under {TARGET_SECONDS:.0f} s -> {'MET' if ok else 'MISSED'}")

@@ -5,10 +5,10 @@ import json
 import socket
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 BATCH = 5_000
-EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def payloads(device_ids: list[int], count: int) -> list[bytes]:
@@ -18,10 +18,17 @@ def payloads(device_ids: list[int], count: int) -> list[bytes]:
     for step in range(count):
         base = EPOCH + timedelta(minutes=5 * per_device * step)
         stamps = [(base + timedelta(minutes=5 * k)).isoformat() for k in range(per_device)]
-        bodies.append(json.dumps({"readings": [
-            {"device": d, "start": stamps[k], "interval_seconds": 300, "kwh": 0.25 + (k % 7) * 0.01}
-            for d in device_ids for k in range(per_device)
-        ]}).encode())
+        bodies.append(
+            json.dumps(
+                {
+                    "readings": [
+                        {"device": d, "start": stamps[k], "interval_seconds": 300, "kwh": 0.25 + (k % 7) * 0.01}
+                        for d in device_ids
+                        for k in range(per_device)
+                    ]
+                }
+            ).encode()
+        )
     return bodies
 
 
@@ -56,7 +63,7 @@ def ingester(port: int, token: str, device_ids: list[int], offset: int, ready, g
 def poller(port: int, device_tokens: list[str], go, seconds: float, out) -> None:
     try:
         _poll(port, device_tokens, go, seconds, out)
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which would otherwise wait forever
+    except BaseException as exc:
         out.put((0, 1, 0, [], repr(exc)))
 
 
@@ -67,8 +74,10 @@ def _poll(port: int, device_tokens: list[str], go, seconds: float, out) -> None:
     the clients share the server's two cores; this reads the status line, the
     Content-Length and the body, which is all a device needs.
     """
-    requests = [f"GET /api/device/v1/commands HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {t}\r\n\r\n".encode()
-                for t in device_tokens]
+    requests = [
+        f"GET /api/device/v1/commands HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {t}\r\n\r\n".encode()
+        for t in device_tokens
+    ]
     sock = _connect(port)
     polls = errors = empty = 0
     latencies = []

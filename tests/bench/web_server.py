@@ -20,12 +20,19 @@ def free_port() -> int:
 
 def start(port: int, **env) -> subprocess.Popen:
     """The web process on `port` (BENCH_WEB_WORKERS workers, BENCH_WEB_THREADS threads each), once /healthz answers."""
-    env = {**os.environ, "PORT": str(port), "WEB_CONCURRENCY": os.environ.get("BENCH_WEB_WORKERS", "3"),
-           "WEB_THREADS": os.environ.get("BENCH_WEB_THREADS", "2"), "LOG_LEVEL": "WARNING", "WEB_ACCESS_LOG": "false", **env}
-    log = tempfile.TemporaryFile()  # not a pipe: a full pipe would block the server's logging
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": os.environ.get("BENCH_WEB_WORKERS", "3"),
+        "WEB_THREADS": os.environ.get("BENCH_WEB_THREADS", "2"),
+        "LOG_LEVEL": "WARNING",
+        "WEB_ACCESS_LOG": "false",
+        **env,
+    }
+    log = tempfile.TemporaryFile()  # noqa: SIM115  (kept open for the server's life) not a pipe: a full pipe would block the server's logging
     process = subprocess.Popen(
-        [sys.executable, "deploy/web.py"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        [sys.executable, "deploy/web.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log
+    )
     process.log = log
     process.shape = f"{env['WEB_CONCURRENCY']} worker processes x {env['WEB_THREADS']} threads"
     for _ in range(200):

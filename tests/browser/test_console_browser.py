@@ -16,8 +16,15 @@ from tests.settlement.test_settlement_runs import ended_event, post_site_reading
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 ARTEFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (deploy/install-browser.sh installs Debian's)")
 
@@ -43,7 +50,8 @@ def shot(page, name: str) -> None:
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_an_operator_runs_an_event_and_reads_a_statement_in_the_browser(
-        ended_event, device_client, tmp_path, make_operator, live_server, celery_worker, browser_page):
+    ended_event, device_client, tmp_path, make_operator, live_server, celery_worker, browser_page
+):
     # The worker starts after the fixture's past event is written (its own tasks then find it completed).
     from django.contrib.auth import get_user_model
 
@@ -68,8 +76,12 @@ def test_an_operator_runs_an_event_and_reads_a_statement_in_the_browser(
     assert page.get_by_role("row", name="generator").count() == 1
     shot(page, "fleet")
 
-    for link, heading, name in (("Resources", "Virtual resources", "resources"), ("Settlement", "Settlement", "settlement"),
-                                ("Storm watch", "Storm watch", "storm-watch"), ("Health", "Health", "health")):
+    for link, heading, name in (
+        ("Resources", "Virtual resources", "resources"),
+        ("Settlement", "Settlement", "settlement"),
+        ("Storm watch", "Storm watch", "storm-watch"),
+        ("Health", "Health", "health"),
+    ):
         page.get_by_role("navigation", name="Console").get_by_role("link", name=link, exact=True).click()
         page.get_by_role("heading", name=heading, exact=True).wait_for()
         shot(page, name)

@@ -1,6 +1,6 @@
 """Dispatchable resources for the dispatch tests: active devices, current members, a registered resource."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
@@ -16,9 +16,17 @@ def make_resource(program):
     """make_resource(devices=[...] | generators=n, state="registered") -> VirtualResource with those members."""
 
     def make(*, devices=None, generators: int = 0, state: str = "registered", name: str | None = None, **device_kwargs):
-        devices = list(devices or []) + [active_device(program, **{**GENERATOR, **device_kwargs}) for _ in range(generators)]
-        resource = aggregation.create_resource(market=program.market, program=program, name=name or f"vr-{len(devices)}-{id(devices)}",
-                                               scope_kind="pricing_node", scope="PECO_N001", by="test")
+        devices = list(devices or []) + [
+            active_device(program, **{**GENERATOR, **device_kwargs}) for _ in range(generators)
+        ]
+        resource = aggregation.create_resource(
+            market=program.market,
+            program=program,
+            name=name or f"vr-{len(devices)}-{id(devices)}",
+            scope_kind="pricing_node",
+            scope="PECO_N001",
+            by="test",
+        )
         ResourceMembership.objects.bulk_create(ResourceMembership(resource=resource, device=d) for d in devices)
         VirtualResource.objects.filter(pk=resource.pk).update(state=state, market_resource_id=f"PJM-{resource.pk}")
         resource.refresh_from_db()
@@ -30,13 +38,17 @@ def make_resource(program):
 def online(*devices, soc=None, at=None):
     """Heartbeat statuses: the devices are online now."""
     for device in devices:
-        DeviceStatus.objects.update_or_create(device=device, defaults={
-            "online": True, "last_seen_at": at or datetime.now(timezone.utc), "state_of_charge_pct": soc})
+        DeviceStatus.objects.update_or_create(
+            device=device,
+            defaults={"online": True, "last_seen_at": at or datetime.now(UTC), "state_of_charge_pct": soc},
+        )
 
 
 def commands_of(event):
     with connection.cursor() as cursor:
-        cursor.execute("SELECT device_id, count(*) FROM dispatch_devicecommand WHERE event_id = %s GROUP BY device_id", [event.pk])
+        cursor.execute(
+            "SELECT device_id, count(*) FROM dispatch_devicecommand WHERE event_id = %s GROUP BY device_id", [event.pk]
+        )
         return dict(cursor.fetchall())
 
 

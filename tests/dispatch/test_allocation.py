@@ -4,7 +4,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
-import pytest
 
 from aggregator import capability
 from dispatch import allocation, services
@@ -14,8 +13,15 @@ from enrollment.models import DeviceStatus
 from tests.dispatch.conftest import online
 from tests.factories import GENERATOR, active_device, eligible_device
 
-EV_CHARGER = {"device_type": "ev_charger", "manufacturer": "Wallbox", "model": "Pulsar Plus", "rated_kw": Decimal("11"),
-              "charge_kw": None, "energy_kwh": None, "backup_reserve_pct": None}
+EV_CHARGER = {
+    "device_type": "ev_charger",
+    "manufacturer": "Wallbox",
+    "model": "Pulsar Plus",
+    "rated_kw": Decimal("11"),
+    "charge_kw": None,
+    "energy_kwh": None,
+    "backup_reserve_pct": None,
+}
 
 
 def candidates(available, *, excluded=None, hours=None, events=None, ids=None) -> Candidates:
@@ -41,15 +47,22 @@ def by_device(event) -> dict[int, Allocation]:
 def real_time_event(resource, capture, *, target_kw, hours=1, start=None, over_commit_pct=0):
     start = start or this_minute()
     with capture(execute=False):
-        event = services.create_event(resource=resource, source="operator_test", start=start,
-                                      end=start + timedelta(hours=hours), target_kw=target_kw, by="tester",
-                                      over_commit_pct=Decimal(over_commit_pct))
+        event = services.create_event(
+            resource=resource,
+            source="operator_test",
+            start=start,
+            end=start + timedelta(hours=hours),
+            target_kw=target_kw,
+            by="tester",
+            over_commit_pct=Decimal(over_commit_pct),
+        )
     services.advance(event_id=event.pk)
     event.refresh_from_db()
     return event
 
 
 # --- fill --------------------------------------------------------------------------------
+
 
 def test_fill_takes_devices_in_rank_order_and_the_last_only_partially():
     headroom = np.array([[50.0, 50.0], [50.0, 50.0], [50.0, 50.0], [50.0, 50.0]])
@@ -87,8 +100,9 @@ def test_without_over_commit_exactly_the_target_is_allocated():
     assert list(why) == [ALLOCATED, ALLOCATED, NOT_NEEDED]
 
 
-def test_an_events_over_commit_margin_is_allocated_when_the_resource_has_headroom(make_resource,
-                                                                                 django_capture_on_commit_callbacks):
+def test_an_events_over_commit_margin_is_allocated_when_the_resource_has_headroom(
+    make_resource, django_capture_on_commit_callbacks
+):
     resource = make_resource(generators=3)
 
     event = real_time_event(resource, django_capture_on_commit_callbacks, target_kw=100, over_commit_pct=10)
@@ -99,6 +113,7 @@ def test_an_events_over_commit_margin_is_allocated_when_the_resource_has_headroo
 
 
 # --- fairness ------------------------------------------------------------------------------
+
 
 def test_a_customer_with_more_season_hours_ranks_after_one_with_fewer():
     c = candidates([[50.0]] * 3, hours=[6.0, 1.0, 3.0], ids=[1, 2, 3])
@@ -124,8 +139,15 @@ def test_over_repeated_events_the_burden_moves_to_the_other_devices(make_resourc
 
     def run(start):
         with django_capture_on_commit_callbacks(execute=False):
-            event = services.create_event(resource=resource, source="operator_test", start=start,
-                                          end=start + timedelta(hours=1), target_kw=90, by="tester", over_commit_pct=0)
+            event = services.create_event(
+                resource=resource,
+                source="operator_test",
+                start=start,
+                end=start + timedelta(hours=1),
+                target_kw=90,
+                by="tester",
+                over_commit_pct=0,
+            )
         services.advance(event_id=event.pk, now=start)
         kw = {d: sum(x.kw) for d, x in by_device(event).items()}
         services.advance(event_id=event.pk, now=start + timedelta(hours=1))
@@ -149,6 +171,7 @@ def test_over_repeated_events_the_burden_moves_to_the_other_devices(make_resourc
 
 # --- exclusions ----------------------------------------------------------------------------
 
+
 def test_excluded_devices_get_nothing_and_their_reason():
     c = candidates([[50.0]] * 5, excluded=[OFFLINE, OPTED_OUT, NOT_ENROLLED, None, None])
 
@@ -168,8 +191,9 @@ def test_a_device_with_no_available_kw_is_no_headroom_not_not_needed():
     np.testing.assert_allclose(kw.sum(axis=1), [0.0, 80.0, 0.0])
 
 
-def test_offline_opted_out_and_not_enrolled_members_get_nothing_in_an_event(program, make_resource,
-                                                                            django_capture_on_commit_callbacks):
+def test_offline_opted_out_and_not_enrolled_members_get_nothing_in_an_event(
+    program, make_resource, django_capture_on_commit_callbacks
+):
     serving = active_device(program, **GENERATOR)
     offline = active_device(program, **GENERATOR)
     opted_out = active_device(program, **GENERATOR)
@@ -183,14 +207,19 @@ def test_offline_opted_out_and_not_enrolled_members_get_nothing_in_an_event(prog
 
     got = by_device(event)
     assert {d: (got[d.pk].reason, got[d.pk].kw) for d in (serving, offline, opted_out, not_enrolled)} == {
-        serving: (ALLOCATED, [40.0]), offline: (OFFLINE, [0.0]), opted_out: (OPTED_OUT, [0.0]),
-        not_enrolled: (NOT_ENROLLED, [0.0])}
+        serving: (ALLOCATED, [40.0]),
+        offline: (OFFLINE, [0.0]),
+        opted_out: (OPTED_OUT, [0.0]),
+        not_enrolled: (NOT_ENROLLED, [0.0]),
+    }
 
 
 # --- capability ------------------------------------------------------------------------------
 
-def test_a_battery_at_its_backup_reserve_gets_nothing_for_no_headroom(program, make_resource,
-                                                                      django_capture_on_commit_callbacks):
+
+def test_a_battery_at_its_backup_reserve_gets_nothing_for_no_headroom(
+    program, make_resource, django_capture_on_commit_callbacks
+):
     at_reserve = active_device(program)  # 5 kW / 13.5 kWh battery, 20 % reserve
     charged = active_device(program)
     online(at_reserve, soc=Decimal("20"))
@@ -206,13 +235,15 @@ def test_a_battery_at_its_backup_reserve_gets_nothing_for_no_headroom(program, m
 
 
 def test_battery_capability_is_the_energy_above_its_reserve_over_the_event_capped_at_rated_kw():
-    fleet = capability.Fleet.from_rows([
-        # id, type, rated, kWh, reserve, efficiency, max h, bidirectional, zone, online, seen, soc, plugged, ratio
-        (1, "battery", 5, 13.5, 20, None, None, False, "America/New_York", 1, None, 20, None, None),
-        (2, "battery", 5, 13.5, 20, None, None, False, "America/New_York", 1, None, 30, None, None),
-        (3, "battery", 5, 13.5, 20, None, None, False, "America/New_York", 1, None, 90, None, None),
-        (4, "battery", 5, 13.5, 20, None, None, False, "America/New_York", 1, None, 10, None, None),
-    ])
+    fleet = capability.Fleet.from_rows(
+        [
+            # id, type, rated, kWh, reserve, efficiency, max h, bidirectional, zone, online, seen, soc, plugged, ratio
+            (1, "battery", 5, 13.5, 20, None, None, False, "America/New_York", 1, None, 20, None, None),
+            (2, "battery", 5, 13.5, 20, None, None, False, "America/New_York", 1, None, 30, None, None),
+            (3, "battery", 5, 13.5, 20, None, None, False, "America/New_York", 1, None, 90, None, None),
+            (4, "battery", 5, 13.5, 20, None, None, False, "America/New_York", 1, None, 10, None, None),
+        ]
+    )
     now = datetime(2026, 7, 15, 18, 0, tzinfo=UTC)
 
     one_hour = capability.available_kw(fleet, now=now, instants=[now], event_hours=1)[:, 0]
@@ -223,8 +254,9 @@ def test_battery_capability_is_the_energy_above_its_reserve_over_the_event_cappe
     np.testing.assert_allclose(four_hours, [0.0, 13.5 * 0.10 * efficiency / 4, 13.5 * 0.70 * efficiency / 4, 0.0])
 
 
-def test_an_unplugged_ev_charger_gets_nothing_for_the_current_hour(program, make_resource,
-                                                                   django_capture_on_commit_callbacks):
+def test_an_unplugged_ev_charger_gets_nothing_for_the_current_hour(
+    program, make_resource, django_capture_on_commit_callbacks
+):
     ev = active_device(program, **EV_CHARGER)
     DeviceStatus.objects.create(device=ev, online=True, ev_plugged_in=False, last_seen_at=datetime.now(UTC))
     resource = make_resource(devices=[ev])
@@ -236,8 +268,9 @@ def test_an_unplugged_ev_charger_gets_nothing_for_the_current_hour(program, make
     assert got.available_kw[1] > 0.0 and got.kw[1] == 1.0  # the next hour follows the charging profile
 
 
-def test_an_ev_charger_unplugged_mid_event_gets_nothing_for_the_then_current_hour(program, make_resource,
-                                                                                  django_capture_on_commit_callbacks):
+def test_an_ev_charger_unplugged_mid_event_gets_nothing_for_the_then_current_hour(
+    program, make_resource, django_capture_on_commit_callbacks
+):
     ev = active_device(program, **EV_CHARGER)
     resource = make_resource(devices=[ev])
     start = this_minute()
@@ -257,6 +290,7 @@ def test_an_ev_charger_unplugged_mid_event_gets_nothing_for_the_then_current_hou
 
 # --- top-up ----------------------------------------------------------------------------------
 
+
 def test_top_up_covers_a_shortfall_from_the_best_ranked_devices_with_headroom():
     c = candidates([[50.0] * 3] * 4, excluded=[OPTED_OUT, None, None, None], hours=[0.0, 0.0, 0.0, 5.0])
     current = np.array([[50.0] * 3, [40.0] * 3, [0.0] * 3, [0.0] * 3])
@@ -264,20 +298,24 @@ def test_top_up_covers_a_shortfall_from_the_best_ranked_devices_with_headroom():
 
     kw = allocation.top_up(c, current=current, shortfall=np.array([99.0, 50.0, 50.0]), ranks=ranks, from_interval=1)
 
-    np.testing.assert_allclose(kw, [
-        [50.0, 0.0, 0.0],   # excluded: zero from from_interval on, the past kept
-        [40.0, 50.0, 50.0],  # best-ranked: its 10 kW of headroom first
-        [0.0, 40.0, 40.0],  # next: the rest
-        [0.0, 0.0, 0.0],    # heaviest season: not needed
-    ])
+    np.testing.assert_allclose(
+        kw,
+        [
+            [50.0, 0.0, 0.0],  # excluded: zero from from_interval on, the past kept
+            [40.0, 50.0, 50.0],  # best-ranked: its 10 kW of headroom first
+            [0.0, 40.0, 40.0],  # next: the rest
+            [0.0, 0.0, 0.0],  # heaviest season: not needed
+        ],
+    )
 
 
 def test_top_up_leaves_intervals_before_from_interval_untouched():
     c = candidates([[50.0] * 3] * 3)
     current = np.array([[10.0, 10.0, 10.0], [0.0, 0.0, 0.0], [5.0, 5.0, 5.0]])
 
-    kw = allocation.top_up(c, current=current, shortfall=np.array([100.0, 100.0, 30.0]),
-                           ranks=allocation.rank(c), from_interval=2)
+    kw = allocation.top_up(
+        c, current=current, shortfall=np.array([100.0, 100.0, 30.0]), ranks=allocation.rank(c), from_interval=2
+    )
 
     np.testing.assert_allclose(kw[:, :2], current[:, :2])
     np.testing.assert_allclose(kw[:, 2], [40.0, 0.0, 5.0])

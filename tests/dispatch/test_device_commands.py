@@ -10,12 +10,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from django.conf import settings
-from django.db.utils import ProgrammingError
 from rest_framework.test import APIClient
 
 from dispatch import services
 from dispatch.models import (
-    Allocation, DeliveryReport, DeviceCommand, DeviceOptOut, DeviceSeasonBurden, DispatchEvent,
+    Allocation,
+    DeliveryReport,
+    DeviceCommand,
+    DeviceOptOut,
+    DeviceSeasonBurden,
+    DispatchEvent,
 )
 from tests.conftest import operator_token
 from tests.dispatch.conftest import queued
@@ -51,9 +55,15 @@ def live_event(make_resource, django_capture_on_commit_callbacks):
         resource = resource or make_resource(generators=generators)
         start = start or this_minute()
         with django_capture_on_commit_callbacks(execute=False):
-            event = services.create_event(resource=resource, source="operator_test", start=start,
-                                          end=start + timedelta(hours=hours), target_kw=target_kw, by="tester",
-                                          over_commit_pct=0)
+            event = services.create_event(
+                resource=resource,
+                source="operator_test",
+                start=start,
+                end=start + timedelta(hours=hours),
+                target_kw=target_kw,
+                by="tester",
+                over_commit_pct=0,
+            )
         issue(services.advance(event_id=event.pk))
         event.refresh_from_db()
         assert event.state == "active" and event.commands_issued_round == event.allocation_round == 1
@@ -79,6 +89,7 @@ def command_of(event, device) -> DeviceCommand:
 
 # --- polling ---------------------------------------------------------------------------
 
+
 def test_poll_returns_the_live_command_with_absolute_utc_times_and_marks_it_delivered(live_event, device_client):
     event = live_event(generators=2, target_kw=70, hours=2)
     intervals = list(event.intervals.order_by("start"))
@@ -100,7 +111,8 @@ def test_poll_returns_the_live_command_with_absolute_utc_times_and_marks_it_deli
     for entry in polled["schedule"]:
         assert ts(entry["start"]).utcoffset() == timedelta(0) and ts(entry["end"]).utcoffset() == timedelta(0)
     assert [(ts(e["start"]), ts(e["end"]), e["kw"]) for e in polled["schedule"]] == [
-        (i.start, i.end, 50.0) for i in intervals]
+        (i.start, i.end, 50.0) for i in intervals
+    ]
     command.refresh_from_db()
     assert command.delivered_at == ts(body["server_time"])
 
@@ -126,11 +138,14 @@ def test_a_device_does_not_see_another_devices_commands_in_its_poll(live_event, 
     assert str(command_of(event, other).pk) not in {c["id"] for c in body["commands"]}
 
 
-@pytest.mark.parametrize("action, payload", [
-    ("ack", {"status": "accepted"}),
-    ("opt-out", {}),
-    ("reports", None),
-])
+@pytest.mark.parametrize(
+    "action, payload",
+    [
+        ("ack", {"status": "accepted"}),
+        ("opt-out", {}),
+        ("reports", None),
+    ],
+)
 def test_a_device_gets_404_acting_on_another_devices_command(live_event, device_client, action, payload):
     event = live_event(target_kw=90)
     served = allocation_by_reason(event)
@@ -151,6 +166,7 @@ def test_a_device_gets_404_acting_on_another_devices_command(live_event, device_
 
 # --- gateways ---------------------------------------------------------------------------
 
+
 @pytest.fixture
 def gateway_fleet(program, make_resource, live_event):
     """Two generators behind one gateway and one elsewhere, all three commanded."""
@@ -164,7 +180,7 @@ def gateway_fleet(program, make_resource, live_event):
 
 
 def test_a_gateway_sees_the_commands_of_every_device_behind_it(gateway_fleet, device_client):
-    gateway, behind, elsewhere, event = gateway_fleet
+    gateway, behind, elsewhere, _event = gateway_fleet
     client, _ = device_client(gateway=gateway)
 
     body = client.get(COMMANDS).json()
@@ -195,6 +211,7 @@ def test_a_gateway_naming_a_device_not_behind_it_is_400(gateway_fleet, device_cl
 
 
 # --- acknowledging ----------------------------------------------------------------------
+
 
 def test_accepting_a_command_is_200_and_records_it(live_event, device_client):
     event = live_event(target_kw=90)
@@ -231,7 +248,9 @@ def test_rejecting_an_accepted_command_is_409_not_pending(live_event, device_cli
     client, _ = device_client(device=command.device)
     assert client.post(f"{COMMANDS}/{command.pk}/ack", {"status": "accepted"}, format="json").status_code == 200
 
-    response = client.post(f"{COMMANDS}/{command.pk}/ack", {"status": "rejected", "reason": "changed my mind"}, format="json")
+    response = client.post(
+        f"{COMMANDS}/{command.pk}/ack", {"status": "rejected", "reason": "changed my mind"}, format="json"
+    )
 
     assert response.status_code == 409, response.content
     body = response.json()
@@ -254,7 +273,8 @@ def test_an_invalid_ack_status_is_400_naming_status(live_event, device_client):
 
 
 def test_rejecting_a_command_queues_a_rebalance_that_moves_its_kw_to_another_device(
-        live_event, device_client, django_capture_on_commit_callbacks):
+    live_event, device_client, django_capture_on_commit_callbacks
+):
     event = live_event(target_kw=90)  # 3 x 50 kW: 50 + 40 allocated, one not needed
     served = allocation_by_reason(event)
     rejecting = served["allocated"][0].device
@@ -263,12 +283,15 @@ def test_rejecting_a_command_queues_a_rebalance_that_moves_its_kw_to_another_dev
     client, _ = device_client(device=rejecting)
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = client.post(f"{COMMANDS}/{command.pk}/ack", {"status": "rejected", "reason": "site maintenance"},
-                               format="json")
+        response = client.post(
+            f"{COMMANDS}/{command.pk}/ack", {"status": "rejected", "reason": "site maintenance"}, format="json"
+        )
 
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "rejected"
-    assert len(queued(callbacks)) == 1 and "rebalance" in queued(callbacks)[0].__code__.co_names  # tasks.rebalance.delay(...)
+    assert (
+        len(queued(callbacks)) == 1 and "rebalance" in queued(callbacks)[0].__code__.co_names
+    )  # tasks.rebalance.delay(...)
 
     # What the queued task runs:
     assert services.rebalance(event_id=event.pk, reason=f"device {rejecting.pk} rejected its command") is not None
@@ -291,6 +314,7 @@ def test_accepting_queues_no_rebalance(live_event, device_client, django_capture
 
 
 # --- expiry -----------------------------------------------------------------------------
+
 
 def test_an_expired_command_is_not_polled(live_event, device_client):
     event = live_event(target_kw=90)
@@ -332,6 +356,7 @@ def test_acknowledging_an_expired_command_records_it_as_expired(live_event, devi
 
 
 # --- opting out -------------------------------------------------------------------------
+
 
 def test_opting_out_of_a_command_marks_it_and_records_the_override(live_event, device_client):
     event = live_event(target_kw=90)
@@ -375,8 +400,9 @@ def test_after_an_opt_out_the_rebalance_commands_a_device_that_was_not_needed(li
     assert not DeviceCommand.objects.filter(event=event, device=leaving, status__in=["pending", "accepted"]).exists()
 
 
-def test_a_standing_opt_out_keeps_the_device_out_of_a_later_event(make_resource, device_client,
-                                                                   django_capture_on_commit_callbacks):
+def test_a_standing_opt_out_keeps_the_device_out_of_a_later_event(
+    make_resource, device_client, django_capture_on_commit_callbacks
+):
     resource = make_resource(generators=3)
     out = members(resource)[0]
     client, _ = device_client(device=out)
@@ -388,8 +414,15 @@ def test_a_standing_opt_out_keeps_the_device_out_of_a_later_event(make_resource,
     assert response.json()["device"] == out.pk
     start = this_minute() + timedelta(hours=1)
     with django_capture_on_commit_callbacks(execute=False):
-        event = services.create_event(resource=resource, source="operator_test", start=start, end=start + timedelta(hours=1),
-                                      target_kw=90, by="tester", over_commit_pct=0)
+        event = services.create_event(
+            resource=resource,
+            source="operator_test",
+            start=start,
+            end=start + timedelta(hours=1),
+            target_kw=90,
+            by="tester",
+            over_commit_pct=0,
+        )
     issue(services.advance(event_id=event.pk, now=start))
     allocation = Allocation.objects.get(event=event, device=out)
     assert allocation.reason == "opted_out" and allocation.kw == [0.0]
@@ -402,15 +435,18 @@ def test_a_standing_opt_out_counts_in_the_markets_local_season(make_resource, de
     client, _ = device_client(device=device)
     start = datetime(datetime.now(UTC).year + 1, 1, 1, 2, 0, tzinfo=UTC)  # 21:00 on 31 December in New York
 
-    response = client.post(OPT_OUTS, {"start": start.isoformat(), "until": (start + timedelta(hours=3)).isoformat()},
-                           format="json")
+    response = client.post(
+        OPT_OUTS, {"start": start.isoformat(), "until": (start + timedelta(hours=3)).isoformat()}, format="json"
+    )
 
     assert response.status_code == 201, response.content
     assert list(DeviceSeasonBurden.objects.filter(device=device).values_list("season", "opt_outs")) == [
-        (start.year - 1, 1)]
+        (start.year - 1, 1)
+    ]
 
 
 # --- cancellation -----------------------------------------------------------------------
+
 
 def test_a_cancellation_reaches_the_device_as_a_cancel_command_superseding_its_dispatch(live_event, device_client):
     event = live_event(target_kw=90)
@@ -430,19 +466,27 @@ def test_a_cancellation_reaches_the_device_as_a_cancel_command_superseding_its_d
 
 # --- delivery reports -------------------------------------------------------------------
 
+
 def test_a_delivery_report_is_stored(live_event, device_client):
     event = live_event(target_kw=90)
     command = DeviceCommand.objects.filter(event=event).first()
     client, _ = device_client(device=command.device)
 
-    response = client.post(f"{COMMANDS}/{command.pk}/reports",
-                           {"reports": [{"interval_start": event.start.isoformat(), "delivered_kw": 42.5}]}, format="json")
+    response = client.post(
+        f"{COMMANDS}/{command.pk}/reports",
+        {"reports": [{"interval_start": event.start.isoformat(), "delivered_kw": 42.5}]},
+        format="json",
+    )
 
     assert response.status_code == 200, response.content
     assert response.json() == {"stored": 1}
     report = DeliveryReport.objects.get()
     assert (report.event_id, report.device_id, report.interval_start, report.delivered_kw) == (
-        event.pk, command.device_id, event.start, 42.5)
+        event.pk,
+        command.device_id,
+        event.start,
+        42.5,
+    )
 
 
 def test_resending_a_report_replaces_it(live_event, device_client):
@@ -450,11 +494,16 @@ def test_resending_a_report_replaces_it(live_event, device_client):
     command = DeviceCommand.objects.filter(event=event).first()
     client, _ = device_client(device=command.device)
     url = f"{COMMANDS}/{command.pk}/reports"
-    assert client.post(url, {"reports": [{"interval_start": event.start.isoformat(), "delivered_kw": 42.5}]},
-                       format="json").status_code == 200
+    assert (
+        client.post(
+            url, {"reports": [{"interval_start": event.start.isoformat(), "delivered_kw": 42.5}]}, format="json"
+        ).status_code
+        == 200
+    )
 
-    response = client.post(url, {"reports": [{"interval_start": event.start.isoformat(), "delivered_kw": 47}]},
-                           format="json")
+    response = client.post(
+        url, {"reports": [{"interval_start": event.start.isoformat(), "delivered_kw": 47}]}, format="json"
+    )
 
     assert response.status_code == 200, response.content
     assert list(DeliveryReport.objects.values_list("interval_start", "delivered_kw")) == [(event.start, 47.0)]
@@ -466,8 +515,11 @@ def test_a_report_for_an_instant_that_starts_no_interval_is_400_naming_it(live_e
     client, _ = device_client(device=command.device)
     off_grid = event.start + timedelta(minutes=15)
 
-    response = client.post(f"{COMMANDS}/{command.pk}/reports",
-                           {"reports": [{"interval_start": off_grid.isoformat(), "delivered_kw": 10}]}, format="json")
+    response = client.post(
+        f"{COMMANDS}/{command.pk}/reports",
+        {"reports": [{"interval_start": off_grid.isoformat(), "delivered_kw": 10}]},
+        format="json",
+    )
 
     assert response.status_code == 400, response.content
     errors = response.json()["errors"]
@@ -482,9 +534,11 @@ def test_a_report_naming_an_interval_twice_is_not_a_server_error(live_event, dev
     client, _ = device_client(device=command.device)
     at = event.start.isoformat()
 
-    response = client.post(f"{COMMANDS}/{command.pk}/reports",
-                           {"reports": [{"interval_start": at, "delivered_kw": 30}, {"interval_start": at, "delivered_kw": 35}]},
-                           format="json")
+    response = client.post(
+        f"{COMMANDS}/{command.pk}/reports",
+        {"reports": [{"interval_start": at, "delivered_kw": 30}, {"interval_start": at, "delivered_kw": 35}]},
+        format="json",
+    )
 
     assert response.status_code in (200, 400), response.content
     if response.status_code == 200:  # the later value replaces the earlier, as a resend does
@@ -495,19 +549,31 @@ def test_a_report_naming_an_interval_twice_is_not_a_server_error(live_event, dev
 
 # --- fan-out ----------------------------------------------------------------------------
 
+
 def test_issuing_the_same_chunk_twice_creates_no_second_command(make_resource, django_capture_on_commit_callbacks):
     resource = make_resource(generators=3)
     start = this_minute()
     with django_capture_on_commit_callbacks(execute=False):
-        event = services.create_event(resource=resource, source="operator_test", start=start, end=start + timedelta(hours=1),
-                                      target_kw=90, by="tester", over_commit_pct=0)
+        event = services.create_event(
+            resource=resource,
+            source="operator_test",
+            start=start,
+            end=start + timedelta(hours=1),
+            target_kw=90,
+            by="tester",
+            over_commit_pct=0,
+        )
     chunks = services.advance(event_id=event.pk)
     assert len(chunks) == 1
     chunk = chunks[0]
-    first = services.issue_commands(event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3])
+    first = services.issue_commands(
+        event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3]
+    )
     ids = set(DeviceCommand.objects.filter(event=event).values_list("pk", flat=True))
 
-    again = services.issue_commands(event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3])
+    again = services.issue_commands(
+        event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3]
+    )
 
     assert first == 2 and again == 0
     assert set(DeviceCommand.objects.filter(event=event).values_list("pk", flat=True)) == ids
@@ -515,6 +581,7 @@ def test_issuing_the_same_chunk_twice_creates_no_second_command(make_resource, d
 
 
 # --- authentication ---------------------------------------------------------------------
+
 
 def test_polling_without_a_token_is_401(db):
     response = APIClient().get(COMMANDS)

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
@@ -29,7 +29,13 @@ from django.db.models import F
 from aggregator.celery import app
 from dispatch import services, tasks
 from dispatch.models import (
-    Allocation, AllocationRound, DeviceCommand, DeviceSeasonBurden, DispatchEvent, EventInterval, EventTransition,
+    Allocation,
+    AllocationRound,
+    DeviceCommand,
+    DeviceSeasonBurden,
+    DispatchEvent,
+    EventInterval,
+    EventTransition,
 )
 from tests.dispatch.conftest import commands_of
 
@@ -38,6 +44,7 @@ KW = 50  # each generator of make_resource
 
 
 # --- broker isolation ---------------------------------------------------------------
+
 
 def _redis() -> redis.Redis:
     return redis.Redis.from_url(settings.CELERY_BROKER_URL)
@@ -104,6 +111,7 @@ def celery_worker(dispatch_queue, celery_worker):
 
 # --- helpers -------------------------------------------------------------------------
 
+
 def wait_for(predicate, *, timeout: float, what: str, interval: float = 0.05):
     deadline = time.monotonic() + timeout
     while True:
@@ -134,28 +142,40 @@ def fully_issued(event: DispatchEvent, rounds: int = 1) -> bool:
 
 def as_utc(value: str | datetime) -> datetime:
     at = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return at.astimezone(timezone.utc)
+    return at.astimezone(UTC)
 
 
 # --- 1. the ETA task ------------------------------------------------------------------
 
+
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_an_event_fires_at_its_start_through_its_eta_task_and_not_before(make_resource, celery_worker):
     resource = make_resource(generators=4)
-    start = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=4)
-    event = services.create_event(resource=resource, source="operator_test", start=start, end=start + timedelta(hours=1),
-                                  notify_at=start, target_kw=120, by="tester", over_commit_pct=0)
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+    event = services.create_event(
+        resource=resource,
+        source="operator_test",
+        start=start,
+        end=start + timedelta(hours=1),
+        notify_at=start,
+        target_kw=120,
+        by="tester",
+        over_commit_pct=0,
+    )
 
     # Before start: the worker holds the ETA task and nothing happens.
-    while datetime.now(timezone.utc) < start - timedelta(milliseconds=300):
+    while datetime.now(UTC) < start - timedelta(milliseconds=300):
         e = fresh(event)
         assert (e.state, e.allocation_round) == ("scheduled", 0)
         assert not DeviceCommand.objects.filter(event=event).exists()
         time.sleep(0.1)
 
-    wait_for(lambda: fresh(event).state == "active" and fully_issued(event), timeout=10,
-             what="the event to start and its commands to be issued")
-    seen_at = datetime.now(timezone.utc)
+    wait_for(
+        lambda: fresh(event).state == "active" and fully_issued(event),
+        timeout=10,
+        what="the event to start and its commands to be issued",
+    )
+    seen_at = datetime.now(UTC)
     assert seen_at < start + timedelta(seconds=6)
 
     event.refresh_from_db()
@@ -164,7 +184,7 @@ def test_an_event_fires_at_its_start_through_its_eta_task_and_not_before(make_re
     assert start <= actions["notify"] <= actions["start"] < start + timedelta(seconds=5)
     wanted = needing_kw(event)
     assert len(wanted) == 3  # 50 + 50 + 20 kW of 120
-    assert commands_of(event) == {device_id: 1 for device_id in wanted}
+    assert commands_of(event) == dict.fromkeys(wanted, 1)
     commands = DeviceCommand.objects.filter(event=event)
     assert {(c.kind, c.round, c.sequence, c.not_before) for c in commands} == {("dispatch", 1, 1, start)}
     assert all(c.created_at >= start for c in commands)
@@ -197,7 +217,11 @@ class WorkerProcess:
         env = {**os.environ, "DATABASE_URL": _test_database_url(), "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             [sys.executable, "-c", WORKER, queue, f"{label}-{uuid.uuid4().hex[:8]}@%h"],
-            cwd=settings.BASE_DIR, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:]
@@ -209,8 +233,11 @@ class WorkerProcess:
 
     def result(self, async_result, *, timeout: float):
         """The task's return value; fails at once, with the worker's log, if the worker died."""
-        wait_for(lambda: async_result.ready() or self.process.poll() is not None, timeout=timeout,
-                 what=f"task {async_result.id} on worker {self.log.name}")
+        wait_for(
+            lambda: async_result.ready() or self.process.poll() is not None,
+            timeout=timeout,
+            what=f"task {async_result.id} on worker {self.log.name}",
+        )
         assert self.process.poll() is None, f"the worker exited with {self.process.returncode}:\n{self.tail()}"
         return async_result.get(timeout=5)
 
@@ -227,8 +254,11 @@ def _unacked_ids(queue: str) -> list[str]:
     """Ids of the tasks on our queue that a worker took and never acknowledged."""
     client = _redis()
     try:
-        return [payload["headers"]["id"] for payload, _, routing_key in (json.loads(raw) for _, raw in client.hscan_iter("unacked"))
-                if routing_key == queue]
+        return [
+            payload["headers"]["id"]
+            for payload, _, routing_key in (json.loads(raw) for _, raw in client.hscan_iter("unacked"))
+            if routing_key == queue
+        ]
     finally:
         client.close()
 
@@ -236,8 +266,10 @@ def _unacked_ids(queue: str) -> list[str]:
 def _backends_waiting_on_a_lock() -> list[int]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_stat_clear_snapshot()")  # else a transaction sees its first snapshot throughout
-        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                       "AND wait_event_type = 'Lock'")
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND wait_event_type = 'Lock'"
+        )
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -248,13 +280,22 @@ def _backends_alive(pids: list[int]) -> bool:
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_a_worker_killed_mid_fan_out_loses_no_command_and_duplicates_none(make_resource, dispatch_queue, monkeypatch, tmp_path):
+def test_a_worker_killed_mid_fan_out_loses_no_command_and_duplicates_none(
+    make_resource, dispatch_queue, monkeypatch, tmp_path
+):
     assert connection.settings_dict["NAME"].startswith("test_")  # the worker subprocess must use the test database
     n, k = 40, 10
     resource = make_resource(generators=n)
-    now = datetime.now(timezone.utc)
-    event = services.create_event(resource=resource, source="operator_test", start=now, end=now + timedelta(hours=1),
-                                  target_kw=n * KW - 25, by="tester", over_commit_pct=0)
+    now = datetime.now(UTC)
+    event = services.create_event(
+        resource=resource,
+        source="operator_test",
+        start=now,
+        end=now + timedelta(hours=1),
+        target_kw=n * KW - 25,
+        by="tester",
+        over_commit_pct=0,
+    )
     # Allocate here, with one device per chunk so that the fan-out is many tasks.
     monkeypatch.setattr(services, "FAN_OUT_CHUNK", 1)
     chunks = services.advance(event_id=event.pk)
@@ -271,18 +312,29 @@ def test_a_worker_killed_mid_fan_out_loses_no_command_and_duplicates_none(make_r
         # An uncommitted command of our own for chunk k's device makes the worker's INSERT wait on it, so the
         # worker is inside chunk k's transaction when it is killed.
         with transaction.atomic():
-            DeviceCommand.objects.create(event=event, device_id=devices[k], sequence=1, round=1, kind="dispatch",
-                                         schedule=[], not_before=event.start, expires_at=event.end)
+            DeviceCommand.objects.create(
+                event=event,
+                device_id=devices[k],
+                sequence=1,
+                round=1,
+                kind="dispatch",
+                schedule=[],
+                not_before=event.start,
+                expires_at=event.end,
+            )
             first = WorkerProcess(dispatch_queue, tmp_path, "first")
             workers.append(first)
-            waiting = wait_for(lambda: _backends_waiting_on_a_lock() or first.process.poll() is not None, timeout=60,
-                               what="the first worker to reach chunk k")
+            waiting = wait_for(
+                lambda: _backends_waiting_on_a_lock() or first.process.poll() is not None,
+                timeout=60,
+                what="the first worker to reach chunk k",
+            )
             assert first.process.poll() is None, first.tail()
             first.kill()
             transaction.set_rollback(True)
         # Its database session, orphaned mid-statement, ends without committing.
         wait_for(lambda: not _backends_alive(waiting), timeout=30, what="the dead worker's database session to end")
-        assert commands_of(event) == {device_id: 1 for device_id in devices[:k]}, first.tail()
+        assert commands_of(event) == dict.fromkeys(devices[:k], 1), first.tail()
         assert _unacked_ids(dispatch_queue) == [sent[k].id]  # acks_late: the message it held is still the broker's
         assert not fully_issued(event)
 
@@ -297,8 +349,11 @@ def test_a_worker_killed_mid_fan_out_loses_no_command_and_duplicates_none(make_r
         # The recovery path: the beat's sweep re-drives a fan-out stalled for STALLED_AFTER (here: backdated to it).
         AllocationRound.objects.filter(event=event).update(created_at=F("created_at") - tasks.STALLED_AFTER)
         assert second.result(tasks.sweep.apply_async(), timeout=30) == 1
-        wait_for(lambda: fully_issued(event) or second.process.poll() is not None, timeout=60,
-                 what="the re-driven fan-out to complete")
+        wait_for(
+            lambda: fully_issued(event) or second.process.poll() is not None,
+            timeout=60,
+            what="the re-driven fan-out to complete",
+        )
         assert second.process.poll() is None, second.tail()
         # The broker redelivering every chunk (as it does after the visibility timeout) changes nothing.
         again = [tasks.issue_command_chunk.apply_async(args=chunk, queue=dispatch_queue) for chunk in chunks]
@@ -307,46 +362,70 @@ def test_a_worker_killed_mid_fan_out_loses_no_command_and_duplicates_none(make_r
         for worker in workers:
             worker.stop()
 
-    assert commands_of(event) == {device_id: 1 for device_id in wanted}
+    assert commands_of(event) == dict.fromkeys(wanted, 1)
     assert {(c.round, c.sequence, c.kind, c.status) for c in DeviceCommand.objects.filter(event=event)} == {
-        (1, 1, "dispatch", "pending")}
+        (1, 1, "dispatch", "pending")
+    }
     event.refresh_from_db()
     assert (event.state, event.allocation_round, event.commands_issued_round) == ("active", 1, 1)
 
 
 # --- 3. the sweep ---------------------------------------------------------------------
 
+
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_sweep_starts_an_event_whose_eta_task_was_lost(make_resource, celery_worker):
     resource = make_resource(generators=4)
-    start = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=1)
-    event = services.create_event(resource=resource, source="operator_test", start=start, end=start + timedelta(hours=1),
-                                  notify_at=start, target_kw=120, by="tester", over_commit_pct=0)
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    event = services.create_event(
+        resource=resource,
+        source="operator_test",
+        start=start,
+        end=start + timedelta(hours=1),
+        notify_at=start,
+        target_kw=120,
+        by="tester",
+        over_commit_pct=0,
+    )
     # Its ETA tasks (held by the worker) fire an hour from now: move the event to have started a minute ago,
     # as if the task at its start had been lost.
     shift = timedelta(hours=1, minutes=1)
-    DispatchEvent.objects.filter(pk=event.pk).update(notify_at=F("notify_at") - shift, start=F("start") - shift,
-                                                     end=F("end") - shift)
+    DispatchEvent.objects.filter(pk=event.pk).update(
+        notify_at=F("notify_at") - shift, start=F("start") - shift, end=F("end") - shift
+    )
     EventInterval.objects.filter(event=event).update(start=F("start") - shift, end=F("end") - shift)
     assert (fresh(event).state, fresh(event).allocation_round) == ("scheduled", 0)
 
     assert tasks.sweep.delay().get(timeout=30) == 1
-    wait_for(lambda: fresh(event).state == "active" and fully_issued(event), timeout=15,
-             what="the swept event to start and issue its commands")
+    wait_for(
+        lambda: fresh(event).state == "active" and fully_issued(event),
+        timeout=15,
+        what="the swept event to start and issue its commands",
+    )
     wanted = needing_kw(event)
     assert len(wanted) == 3
-    assert commands_of(event) == {device_id: 1 for device_id in wanted}
+    assert commands_of(event) == dict.fromkeys(wanted, 1)
     assert [t.action for t in EventTransition.objects.filter(event=event)] == ["create", "notify", "start"]
 
 
 # --- 4. cancellation ------------------------------------------------------------------
 
+
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_cancelling_an_active_event_sends_a_cancel_command_to_every_device_with_a_live_command(make_resource, celery_worker):
+def test_cancelling_an_active_event_sends_a_cancel_command_to_every_device_with_a_live_command(
+    make_resource, celery_worker
+):
     resource = make_resource(generators=4)
-    now = datetime.now(timezone.utc)
-    event = services.create_event(resource=resource, source="operator_test", start=now, end=now + timedelta(hours=1),
-                                  target_kw=120, by="tester", over_commit_pct=0)
+    now = datetime.now(UTC)
+    event = services.create_event(
+        resource=resource,
+        source="operator_test",
+        start=now,
+        end=now + timedelta(hours=1),
+        target_kw=120,
+        by="tester",
+        over_commit_pct=0,
+    )
     wait_for(lambda: fresh(event).state == "active" and fully_issued(event), timeout=15, what="the event to start")
     live = set(commands_of(event))
     assert len(live) == 3
@@ -356,7 +435,7 @@ def test_cancelling_an_active_event_sends_a_cancel_command_to_every_device_with_
 
     event.refresh_from_db()
     assert (event.state, event.allocation_round, event.commands_issued_round) == ("cancelled", 2, 2)
-    assert commands_of(event) == {device_id: 2 for device_id in live}
+    assert commands_of(event) == dict.fromkeys(live, 2)
     by_device = {}
     for c in DeviceCommand.objects.filter(event=event).order_by("device_id", "sequence"):
         by_device.setdefault(c.device_id, []).append((c.sequence, c.round, c.kind, c.status, c.schedule))
@@ -374,17 +453,26 @@ def _hold_command_slot(event: DispatchEvent, device_id: int):
         """INSERT INTO dispatch_devicecommand (id, event_id, device_id, sequence, round, kind, schedule, ramp_seconds,
                                                not_before, expires_at, status, created_at, reason)
            VALUES (gen_random_uuid(), %s, %s, 1, 1, 'dispatch', '[]', 0, %s, %s, 'pending', now(), '')""",
-        [event.pk, device_id, event.start, event.end])
+        [event.pk, device_id, event.start, event.end],
+    )
     return held
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_a_cancel_while_a_fan_out_chunk_is_in_flight_leaves_no_device_a_live_dispatch(make_resource, dispatch_queue,
-                                                                                      monkeypatch, tmp_path):
+def test_a_cancel_while_a_fan_out_chunk_is_in_flight_leaves_no_device_a_live_dispatch(
+    make_resource, dispatch_queue, monkeypatch, tmp_path
+):
     resource = make_resource(generators=4)
-    now = datetime.now(timezone.utc)
-    event = services.create_event(resource=resource, source="operator_test", start=now, end=now + timedelta(hours=1),
-                                  target_kw=120, by="tester", over_commit_pct=0)
+    now = datetime.now(UTC)
+    event = services.create_event(
+        resource=resource,
+        source="operator_test",
+        start=now,
+        end=now + timedelta(hours=1),
+        target_kw=120,
+        by="tester",
+        over_commit_pct=0,
+    )
     monkeypatch.setattr(services, "FAN_OUT_CHUNK", 1)
     chunks = services.advance(event_id=event.pk)
     assert len(chunks) == 3
@@ -396,8 +484,11 @@ def test_a_cancel_while_a_fan_out_chunk_is_in_flight_leaves_no_device_a_live_dis
     worker = WorkerProcess(dispatch_queue, tmp_path, "race")
     try:
         chunk = tasks.issue_command_chunk.apply_async(args=in_flight)
-        wait_for(lambda: _backends_waiting_on_a_lock() or worker.process.poll() is not None, timeout=60,
-                 what="the worker's chunk to be in flight")
+        wait_for(
+            lambda: _backends_waiting_on_a_lock() or worker.process.poll() is not None,
+            timeout=60,
+            what="the worker's chunk to be in flight",
+        )
         assert worker.process.poll() is None, worker.tail()
 
         def cancel():
@@ -428,34 +519,55 @@ def test_a_cancel_while_a_fan_out_chunk_is_in_flight_leaves_no_device_a_live_dis
 
 DST_DAYS = [
     # (local start, local end, real hours): spring forward has 2 real hours in 01:00-04:00, fall back 4 in 00:00-03:00.
-    pytest.param(datetime(2027, 3, 14, 1, tzinfo=NEW_YORK), datetime(2027, 3, 14, 4, tzinfo=NEW_YORK), 2, id="spring-forward"),
-    pytest.param(datetime(2027, 11, 7, 0, tzinfo=NEW_YORK), datetime(2027, 11, 7, 3, tzinfo=NEW_YORK), 4, id="fall-back"),
+    pytest.param(
+        datetime(2027, 3, 14, 1, tzinfo=NEW_YORK), datetime(2027, 3, 14, 4, tzinfo=NEW_YORK), 2, id="spring-forward"
+    ),
+    pytest.param(
+        datetime(2027, 11, 7, 0, tzinfo=NEW_YORK), datetime(2027, 11, 7, 3, tzinfo=NEW_YORK), 4, id="fall-back"
+    ),
 ]
 
 
 def _dst_event_runs(make_resource, capture, start, end, hours, queue):
     resource = make_resource(generators=3)
     with capture(execute=True):
-        event = services.create_event(resource=resource, source="operator_test", start=start, end=end,
-                                      notify_at=start - timedelta(hours=1), target_kw=3 * KW, by="tester", over_commit_pct=0)
-    utc_start = start.astimezone(timezone.utc)
+        event = services.create_event(
+            resource=resource,
+            source="operator_test",
+            start=start,
+            end=end,
+            notify_at=start - timedelta(hours=1),
+            target_kw=3 * KW,
+            by="tester",
+            over_commit_pct=0,
+        )
+    utc_start = start.astimezone(UTC)
     expected = [(utc_start + timedelta(hours=h), utc_start + timedelta(hours=h + 1)) for h in range(hours)]
     intervals = list(EventInterval.objects.filter(event=event).order_by("start"))
     assert [(i.start, i.end) for i in intervals] == expected
     assert all(i.start.utcoffset() == timedelta(0) for i in intervals)
 
     # The tasks queued at notify, start and end carry those instants as their ETA.
-    etas = sorted(as_utc(m["headers"]["eta"]) for m in _queued(queue) if m["headers"]["task"] == "dispatch.tasks.advance_event")
+    etas = sorted(
+        as_utc(m["headers"]["eta"]) for m in _queued(queue) if m["headers"]["task"] == "dispatch.tasks.advance_event"
+    )
     assert etas == [utc_start - timedelta(hours=1), utc_start, utc_start + timedelta(hours=hours)]
 
     for chunk in services.advance(event_id=event.pk, now=utc_start + timedelta(minutes=1)):
-        services.issue_commands(event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3],
-                                now=utc_start + timedelta(minutes=1))
+        services.issue_commands(
+            event_id=chunk[0],
+            round_number=chunk[1],
+            first_device=chunk[2],
+            last_device=chunk[3],
+            now=utc_start + timedelta(minutes=1),
+        )
     assert fresh(event).state == "active"
     commands = list(DeviceCommand.objects.filter(event=event))
     assert len(commands) == 3
     for command in commands:
-        assert [(as_utc(s["start"]), as_utc(s["end"]), s["kw"]) for s in command.schedule] == [(a, b, KW) for a, b in expected]
+        assert [(as_utc(s["start"]), as_utc(s["end"]), s["kw"]) for s in command.schedule] == [
+            (a, b, KW) for a, b in expected
+        ]
         assert all(s["start"].endswith("+00:00") for s in command.schedule)
 
     assert services.advance(event_id=event.pk, now=utc_start + timedelta(hours=hours, minutes=1)) == []
@@ -466,14 +578,22 @@ def _dst_event_runs(make_resource, capture, start, end, hours, queue):
 
 @pytest.mark.parametrize("start, end, hours", DST_DAYS)
 def test_an_event_on_a_dst_day_has_utc_hourly_intervals_and_burdens_real_hours(
-        make_resource, django_capture_on_commit_callbacks, dispatch_queue, start, end, hours):
+    make_resource, django_capture_on_commit_callbacks, dispatch_queue, start, end, hours
+):
     """Given as UTC instants (as the API's serializers hand them to the service)."""
-    _dst_event_runs(make_resource, django_capture_on_commit_callbacks, start.astimezone(timezone.utc),
-                    end.astimezone(timezone.utc), hours, dispatch_queue)
+    _dst_event_runs(
+        make_resource,
+        django_capture_on_commit_callbacks,
+        start.astimezone(UTC),
+        end.astimezone(UTC),
+        hours,
+        dispatch_queue,
+    )
 
 
 @pytest.mark.parametrize("start, end, hours", DST_DAYS)
 def test_an_event_given_in_local_time_on_a_dst_day_has_hourly_intervals(
-        make_resource, django_capture_on_commit_callbacks, dispatch_queue, start, end, hours):
+    make_resource, django_capture_on_commit_callbacks, dispatch_queue, start, end, hours
+):
     """Given as zone-aware local datetimes: an hour is still a real hour (wall-clock arithmetic would not be)."""
     _dst_event_runs(make_resource, django_capture_on_commit_callbacks, start, end, hours, dispatch_queue)

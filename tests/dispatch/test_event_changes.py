@@ -1,6 +1,6 @@
 """Changes while an event runs: shortened windows, odd reports, late cancels, retried opt-outs, unfinished fan-outs."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -22,10 +22,17 @@ def live_event(make_resource, django_capture_on_commit_callbacks):
 
     def make(*, generators=3, target_kw=90, hours=2, issue=True):
         resource = make_resource(generators=generators)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with django_capture_on_commit_callbacks(execute=False):
-            event = services.create_event(resource=resource, source="operator_test", start=now, end=now + timedelta(hours=hours),
-                                          target_kw=target_kw, over_commit_pct=0, by="tester")
+            event = services.create_event(
+                resource=resource,
+                source="operator_test",
+                start=now,
+                end=now + timedelta(hours=hours),
+                target_kw=target_kw,
+                over_commit_pct=0,
+                by="tester",
+            )
             services.advance(event_id=event.pk)
             if issue:
                 _run_chunks(event)
@@ -73,7 +80,9 @@ def test_an_ended_event_completes_and_cannot_be_cancelled(live_event, django_cap
 def test_one_devices_wild_report_cannot_send_the_whole_fleet_in(live_event, django_capture_on_commit_callbacks):
     event = live_event(generators=4, target_kw=90)
     command = DeviceCommand.objects.filter(event=event).first()
-    DeliveryReport.objects.create(event=event, device_id=command.device_id, interval_start=event.start, delivered_kw=-1e6)
+    DeliveryReport.objects.create(
+        event=event, device_id=command.device_id, interval_start=event.start, delivered_kw=-1e6
+    )
     with django_capture_on_commit_callbacks(execute=False):
         rnd = services.rebalance(event_id=event.pk)
     # The device counts as delivering nothing: its share (at most 50 kW) is covered, not a million.
@@ -85,7 +94,7 @@ def test_a_retried_opt_out_is_counted_once(live_event, django_capture_on_commit_
     command = DeviceCommand.objects.filter(event=event).first()
     with django_capture_on_commit_callbacks(execute=False):
         for _ in range(2):
-            services.opt_out(device_id=command.device_id, start=datetime.now(timezone.utc), end=event.end, event=event)
+            services.opt_out(device_id=command.device_id, start=datetime.now(UTC), end=event.end, event=event)
     assert DeviceSeasonBurden.objects.get(device_id=command.device_id).opt_outs == 1
 
 

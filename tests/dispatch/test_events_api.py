@@ -5,7 +5,7 @@ calling services.advance / services.issue_commands directly (no Celery); on-comm
 callbacks never run inside a test transaction, so nothing is queued.
 """
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
 from zoneinfo import ZoneInfo
@@ -20,7 +20,12 @@ from aggregator.access import tokens
 from aggregator.models import ResourceMembership
 from dispatch import services
 from dispatch.models import (
-    Allocation, AllocationRound, DeviceCommand, DispatchEvent, EventInterval, EventTransition,
+    Allocation,
+    AllocationRound,
+    DeviceCommand,
+    DispatchEvent,
+    EventInterval,
+    EventTransition,
     MarketCredential,
 )
 from enrollment.models import DeviceStatus
@@ -36,9 +41,10 @@ HOUR = timedelta(hours=1)
 
 # --- helpers ------------------------------------------------------------------------
 
+
 def top_of_hour(hours_ahead: int = 2) -> datetime:
     """A whole UTC hour safely in the future."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=hours_ahead)
 
 
@@ -67,38 +73,53 @@ def codes_of(response) -> set[str]:
 def drive(event_id: int, *, now: datetime) -> None:
     """Take the lifecycle steps due at `now` and issue every command chunk they leave."""
     for chunk in services.advance(event_id=event_id, now=now):
-        services.issue_commands(event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3],
-                                now=now)
+        services.issue_commands(
+            event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3], now=now
+        )
 
 
 def issue_pending(event_id: int, *, now: datetime | None = None) -> None:
     for chunk in services.pending_chunks(event=DispatchEvent.objects.get(pk=event_id)):
-        services.issue_commands(event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3],
-                                now=now)
+        services.issue_commands(
+            event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3], now=now
+        )
 
 
-def market_client(market_code: str = "PJM", *, source: str = "market_instruction") -> tuple[APIClient, MarketCredential]:
+def market_client(
+    market_code: str = "PJM", *, source: str = "market_instruction"
+) -> tuple[APIClient, MarketCredential]:
     issued = tokens.issue("mkt")
-    credential = MarketCredential.objects.create(market=market(market_code), source=source, key_id=issued.key_id,
-                                                 digest=issued.digest)
+    credential = MarketCredential.objects.create(
+        market=market(market_code), source=source, key_id=issued.key_id, digest=issued.digest
+    )
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.plaintext}")
     return client, credential
 
 
-def instruction(resource, start: datetime, end: datetime, *, instruction_id: str = "PJM-DISP-1", target_kw="80", **extra):
-    body = {"instruction_id": instruction_id, "resource": resource.market_resource_id, "start": start.isoformat(),
-            "end": end.isoformat(), "target_kw": target_kw}
+def instruction(
+    resource, start: datetime, end: datetime, *, instruction_id: str = "PJM-DISP-1", target_kw="80", **extra
+):
+    body = {
+        "instruction_id": instruction_id,
+        "resource": resource.market_resource_id,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "target_kw": target_kw,
+    }
     body.update(extra)
     return body
 
 
 # --- 1. creating events on the operator API ------------------------------------------
 
+
 def test_operator_creates_event_with_hourly_intervals_and_a_created_transition(api_as, make_resource):
     resource = make_resource(generators=4)
     start = top_of_hour()
-    response = api_as("operator").post(EVENTS, event_body(resource, start, start + 3 * HOUR, target_kw="120"), format="json")
+    response = api_as("operator").post(
+        EVENTS, event_body(resource, start, start + 3 * HOUR, target_kw="120"), format="json"
+    )
 
     assert response.status_code == 201, response.content
     body = response.json()
@@ -107,7 +128,8 @@ def test_operator_creates_event_with_hourly_intervals_and_a_created_transition(a
     assert body["state"] == "scheduled"
     assert body["warnings"] == []
     assert [(ts(i["start"]), ts(i["end"]), Decimal(i["target_kw"])) for i in body["intervals"]] == [
-        (start + n * HOUR, start + (n + 1) * HOUR, Decimal("120")) for n in range(3)]
+        (start + n * HOUR, start + (n + 1) * HOUR, Decimal("120")) for n in range(3)
+    ]
     event = DispatchEvent.objects.get(pk=body["id"])
     assert event.intervals.count() == 3
     transitions = list(EventTransition.objects.filter(event=event).values_list("action", "from_state", "to_state"))
@@ -135,11 +157,15 @@ def test_creating_an_event_without_a_token_is_401(make_resource):
 
 def test_start_in_the_past_is_refused_naming_start(api_as, make_resource):
     resource = make_resource(generators=1)
-    start = datetime.now(timezone.utc) - HOUR
-    response = api_as("operator").post(EVENTS, event_body(resource, start, start + 2 * HOUR, target_kw="10"), format="json")
+    start = datetime.now(UTC) - HOUR
+    response = api_as("operator").post(
+        EVENTS, event_body(resource, start, start + 2 * HOUR, target_kw="10"), format="json"
+    )
 
     assert response.status_code == 400
-    assert {"field": "start", "code": "in_the_past"} in [{k: e[k] for k in ("field", "code")} for e in errors_of(response)]
+    assert {"field": "start", "code": "in_the_past"} in [
+        {k: e[k] for k in ("field", "code")} for e in errors_of(response)
+    ]
     assert not DispatchEvent.objects.exists()
 
 
@@ -159,8 +185,10 @@ def test_naive_timestamp_is_refused(api_as, make_resource):
     start = top_of_hour()
     naive = start.replace(tzinfo=None)
     response = api_as("operator").post(
-        EVENTS, {"resource": resource.pk, "start": naive.isoformat(), "end": (naive + HOUR).isoformat(), "target_kw": "10"},
-        format="json")
+        EVENTS,
+        {"resource": resource.pk, "start": naive.isoformat(), "end": (naive + HOUR).isoformat(), "target_kw": "10"},
+        format="json",
+    )
 
     assert response.status_code == 400
     assert "start" in fields_of(response)
@@ -187,10 +215,13 @@ def test_replacing_an_open_event_cancels_it_and_schedules_the_new_one(api_as, ma
     resource = make_resource(generators=2)
     client = api_as("operator")
     start = top_of_hour()
-    old_id = client.post(EVENTS, event_body(resource, start, start + 2 * HOUR, target_kw="50"), format="json").json()["id"]
+    old_id = client.post(EVENTS, event_body(resource, start, start + 2 * HOUR, target_kw="50"), format="json").json()[
+        "id"
+    ]
 
-    response = client.post(EVENTS, event_body(resource, start + HOUR, start + 3 * HOUR, target_kw="60", replaces=old_id),
-                           format="json")
+    response = client.post(
+        EVENTS, event_body(resource, start + HOUR, start + 3 * HOUR, target_kw="60", replaces=old_id), format="json"
+    )
 
     assert response.status_code == 201, response.content
     new = DispatchEvent.objects.get(pk=response.json()["id"])
@@ -207,10 +238,15 @@ def test_intervals_with_a_gap_are_refused_naming_the_interval(api_as, make_resou
     start = top_of_hour()
     intervals = [
         {"start": start.isoformat(), "end": (start + HOUR).isoformat(), "target_kw": "40"},
-        {"start": (start + 90 * timedelta(minutes=1)).isoformat(), "end": (start + 2 * HOUR).isoformat(), "target_kw": "40"},
+        {
+            "start": (start + 90 * timedelta(minutes=1)).isoformat(),
+            "end": (start + 2 * HOUR).isoformat(),
+            "target_kw": "40",
+        },
     ]
-    response = api_as("operator").post(EVENTS, event_body(resource, start, start + 2 * HOUR, intervals=intervals),
-                                       format="json")
+    response = api_as("operator").post(
+        EVENTS, event_body(resource, start, start + 2 * HOUR, intervals=intervals), format="json"
+    )
 
     assert response.status_code == 400
     assert fields_of(response) == {"intervals[1].start"}
@@ -242,16 +278,21 @@ def test_draft_resource_is_not_dispatchable(api_as, make_resource):
 
 # --- 2. the capability rule ----------------------------------------------------------
 
+
 def test_target_above_capability_is_accepted_with_a_warning_by_default(api_as, make_resource, program):
     assert program.above_capability == "warn"
     resource = make_resource(generators=2)  # 100 kW
     start = top_of_hour()
-    response = api_as("operator").post(EVENTS, event_body(resource, start, start + 2 * HOUR, target_kw="150"), format="json")
+    response = api_as("operator").post(
+        EVENTS, event_body(resource, start, start + 2 * HOUR, target_kw="150"), format="json"
+    )
 
     assert response.status_code == 201, response.content
     warnings = response.json()["warnings"]
     assert [(w["field"], w["code"]) for w in warnings] == [
-        ("intervals[0].target_kw", "above_capability"), ("intervals[1].target_kw", "above_capability")]
+        ("intervals[0].target_kw", "above_capability"),
+        ("intervals[1].target_kw", "above_capability"),
+    ]
     assert DispatchEvent.objects.get().warnings == warnings
 
 
@@ -260,7 +301,9 @@ def test_target_above_capability_is_refused_when_the_program_says_refuse(api_as,
     program.save()
     resource = make_resource(generators=2)  # 100 kW
     start = top_of_hour()
-    response = api_as("operator").post(EVENTS, event_body(resource, start, start + HOUR, target_kw="150"), format="json")
+    response = api_as("operator").post(
+        EVENTS, event_body(resource, start, start + HOUR, target_kw="150"), format="json"
+    )
 
     assert response.status_code == 422
     assert [(e["field"], e["code"]) for e in errors_of(response)] == [("intervals[0].target_kw", "above_capability")]
@@ -273,13 +316,16 @@ def test_target_within_capability_is_accepted_when_the_program_says_refuse(api_a
     program.save()
     resource = make_resource(generators=2)
     start = top_of_hour()
-    response = api_as("operator").post(EVENTS, event_body(resource, start, start + HOUR, target_kw="100"), format="json")
+    response = api_as("operator").post(
+        EVENTS, event_body(resource, start, start + HOUR, target_kw="100"), format="json"
+    )
 
     assert response.status_code == 201
     assert response.json()["warnings"] == []
 
 
 # --- 3. DST days ---------------------------------------------------------------------
+
 
 def _interval_lengths(body) -> list[timedelta]:
     return [ts(i["end"]) - ts(i["start"]) for i in body["intervals"]]
@@ -289,7 +335,7 @@ def test_spring_forward_event_gets_four_one_hour_intervals(api_as, make_resource
     resource = make_resource(generators=2)
     start = datetime(2027, 3, 14, 0, 0, tzinfo=NEW_YORK)  # EST, -05:00
     end = datetime(2027, 3, 14, 5, 0, tzinfo=NEW_YORK)  # EDT, -04:00: 4 real hours later
-    assert end - start.astimezone(timezone.utc) == 4 * HOUR
+    assert end - start.astimezone(UTC) == 4 * HOUR
     response = api_as("operator").post(EVENTS, event_body(resource, start, end, target_kw="50"), format="json")
 
     assert response.status_code == 201, response.content
@@ -303,7 +349,7 @@ def test_fall_back_event_gets_four_one_hour_intervals(api_as, make_resource):
     resource = make_resource(generators=2)
     start = datetime(2027, 11, 7, 0, 0, tzinfo=NEW_YORK)  # EDT, -04:00
     end = datetime(2027, 11, 7, 3, 0, tzinfo=NEW_YORK)  # EST, -05:00: 4 real hours later
-    assert end - start.astimezone(timezone.utc) == 4 * HOUR
+    assert end - start.astimezone(UTC) == 4 * HOUR
     response = api_as("operator").post(EVENTS, event_body(resource, start, end, target_kw="50"), format="json")
 
     assert response.status_code == 201, response.content
@@ -312,24 +358,30 @@ def test_fall_back_event_gets_four_one_hour_intervals(api_as, make_resource):
     assert ts(body["intervals"][0]["start"]) == start and ts(body["intervals"][-1]["end"]) == end
 
 
-def test_spring_forward_event_with_local_zone_datetimes_gets_four_one_hour_intervals(make_resource, django_capture_on_commit_callbacks):
+def test_spring_forward_event_with_local_zone_datetimes_gets_four_one_hour_intervals(
+    make_resource, django_capture_on_commit_callbacks
+):
     resource = make_resource(generators=2)
     start = datetime(2027, 3, 14, 0, 0, tzinfo=NEW_YORK)
     end = datetime(2027, 3, 14, 5, 0, tzinfo=NEW_YORK)
     with django_capture_on_commit_callbacks(execute=False):
-        event = services.create_event(resource=resource, source="operator_test", start=start, end=end, target_kw=50,
-                                      by="tester")
+        event = services.create_event(
+            resource=resource, source="operator_test", start=start, end=end, target_kw=50, by="tester"
+        )
     lengths = [i.end - i.start for i in event.intervals.order_by("start")]
     assert lengths == [HOUR] * 4
 
 
-def test_fall_back_event_with_local_zone_datetimes_gets_four_one_hour_intervals(make_resource, django_capture_on_commit_callbacks):
+def test_fall_back_event_with_local_zone_datetimes_gets_four_one_hour_intervals(
+    make_resource, django_capture_on_commit_callbacks
+):
     resource = make_resource(generators=2)
     start = datetime(2027, 11, 7, 0, 0, tzinfo=NEW_YORK)
     end = datetime(2027, 11, 7, 3, 0, tzinfo=NEW_YORK)
     with django_capture_on_commit_callbacks(execute=False):
-        event = services.create_event(resource=resource, source="operator_test", start=start, end=end, target_kw=50,
-                                      by="tester")
+        event = services.create_event(
+            resource=resource, source="operator_test", start=start, end=end, target_kw=50, by="tester"
+        )
     lengths = [i.end - i.start for i in event.intervals.order_by("start")]
     assert lengths == [HOUR] * 4
 
@@ -349,12 +401,14 @@ def test_spring_forward_event_on_a_server_in_a_dst_time_zone_gets_four_one_hour_
 
 # --- 4. reading an event: detail and allocations ------------------------------------
 
+
 def test_detail_shows_intervals_transitions_rounds_and_performance(api_as, make_resource):
     resource = make_resource(generators=4)
     client = api_as("operator")
     start = top_of_hour()
-    created = client.post(EVENTS, event_body(resource, start, start + 2 * HOUR, target_kw="120", over_commit_pct="0"),
-                          format="json")
+    created = client.post(
+        EVENTS, event_body(resource, start, start + 2 * HOUR, target_kw="120", over_commit_pct="0"), format="json"
+    )
     assert created.status_code == 201, created.content
     event_id = created.json()["id"]
     during = start + timedelta(minutes=20)
@@ -372,12 +426,17 @@ def test_detail_shows_intervals_transitions_rounds_and_performance(api_as, make_
     assert body["state"] == "active"
     assert [Decimal(i["target_kw"]) for i in body["intervals"]] == [Decimal("120")] * 2
     assert [(t["action"], t["from_state"], t["to_state"]) for t in body["transitions"]] == [
-        ("create", "", "scheduled"), ("notify", "scheduled", "notified"), ("start", "notified", "active")]
+        ("create", "", "scheduled"),
+        ("notify", "scheduled", "notified"),
+        ("start", "notified", "active"),
+    ]
     assert [(r["number"], r["reason"], r["target_kw"], r["allocated_kw"], r["devices"]) for r in body["rounds"]] == [
-        (1, "first allocation", [120.0, 120.0], [120.0, 120.0], 3)]
-    assert [(ts(p["start"]), p["target_kw"], p["allocated_kw"], p["delivered_kw"], p["reporting_devices"])
-            for p in body["performance"]] == [
-        (start, 120.0, 120.0, 95.0, 2), (start + HOUR, 120.0, 120.0, None, 0)]
+        (1, "first allocation", [120.0, 120.0], [120.0, 120.0], 3)
+    ]
+    assert [
+        (ts(p["start"]), p["target_kw"], p["allocated_kw"], p["delivered_kw"], p["reporting_devices"])
+        for p in body["performance"]
+    ] == [(start, 120.0, 120.0, 95.0, 2), (start + HOUR, 120.0, 120.0, None, 0)]
     assert body["commands"] == {"pending": 3}
 
 
@@ -385,14 +444,15 @@ def test_allocations_list_each_member_with_reason_and_explanation(api_as, make_r
     resource = make_resource(generators=4)
     members = sorted(ResourceMembership.objects.filter(resource=resource).values_list("device_id", flat=True))
     offline_id = members[0]
-    DeviceStatus.objects.create(device_id=offline_id, online=False, last_seen_at=datetime.now(timezone.utc))
+    DeviceStatus.objects.create(device_id=offline_id, online=False, last_seen_at=datetime.now(UTC))
     client = api_as("operator")
     start = top_of_hour()
-    created = client.post(EVENTS, event_body(resource, start, start + HOUR, target_kw="100", over_commit_pct="0"),
-                          format="json")
+    created = client.post(
+        EVENTS, event_body(resource, start, start + HOUR, target_kw="100", over_commit_pct="0"), format="json"
+    )
     assert created.status_code == 201, created.content
     event_id = created.json()["id"]
-    drive(event_id, now=datetime.now(timezone.utc))  # notified: first allocation
+    drive(event_id, now=datetime.now(UTC))  # notified: first allocation
 
     response = client.get(f"{EVENTS}{event_id}/allocations/")
 
@@ -420,13 +480,15 @@ def test_allocations_list_each_member_with_reason_and_explanation(api_as, make_r
 
 # --- 5. cancelling -------------------------------------------------------------------
 
+
 def _notified_event(client, resource, *, target_kw="120") -> int:
     start = top_of_hour()
-    created = client.post(EVENTS, event_body(resource, start, start + 2 * HOUR, target_kw=target_kw, over_commit_pct="0"),
-                          format="json")
+    created = client.post(
+        EVENTS, event_body(resource, start, start + 2 * HOUR, target_kw=target_kw, over_commit_pct="0"), format="json"
+    )
     assert created.status_code == 201, created.content
     event_id = created.json()["id"]
-    drive(event_id, now=datetime.now(timezone.utc))
+    drive(event_id, now=datetime.now(UTC))
     return event_id
 
 
@@ -434,7 +496,9 @@ def test_cancel_with_a_reason_cancels_the_event(api_as, make_resource):
     resource = make_resource(generators=2)
     client = api_as("operator")
     start = top_of_hour()
-    event_id = client.post(EVENTS, event_body(resource, start, start + HOUR, target_kw="50"), format="json").json()["id"]
+    event_id = client.post(EVENTS, event_body(resource, start, start + HOUR, target_kw="50"), format="json").json()[
+        "id"
+    ]
 
     response = client.post(f"{EVENTS}{event_id}/cancel/", {"reason": "market withdrew the call"}, format="json")
 
@@ -443,14 +507,20 @@ def test_cancel_with_a_reason_cancels_the_event(api_as, make_resource):
     assert DispatchEvent.objects.get(pk=event_id).state == "cancelled"
     transition = EventTransition.objects.filter(event_id=event_id).last()
     assert (transition.action, transition.from_state, transition.to_state, transition.reason) == (
-        "cancel", "scheduled", "cancelled", "market withdrew the call")
+        "cancel",
+        "scheduled",
+        "cancelled",
+        "market withdrew the call",
+    )
 
 
 def test_cancel_requires_a_reason(api_as, make_resource):
     resource = make_resource(generators=2)
     client = api_as("operator")
     start = top_of_hour()
-    event_id = client.post(EVENTS, event_body(resource, start, start + HOUR, target_kw="50"), format="json").json()["id"]
+    event_id = client.post(EVENTS, event_body(resource, start, start + HOUR, target_kw="50"), format="json").json()[
+        "id"
+    ]
 
     response = client.post(f"{EVENTS}{event_id}/cancel/", {}, format="json")
 
@@ -463,8 +533,11 @@ def test_cancel_sends_cancel_commands_to_devices_holding_a_live_command(api_as, 
     resource = make_resource(generators=4)
     client = api_as("operator")
     event_id = _notified_event(client, resource, target_kw="120")
-    commanded = set(DeviceCommand.objects.filter(event_id=event_id, kind="dispatch", status="pending")
-                    .values_list("device_id", flat=True))
+    commanded = set(
+        DeviceCommand.objects.filter(event_id=event_id, kind="dispatch", status="pending").values_list(
+            "device_id", flat=True
+        )
+    )
     assert len(commanded) == 3
 
     response = client.post(f"{EVENTS}{event_id}/cancel/", {"reason": "grid emergency over"}, format="json")
@@ -474,12 +547,15 @@ def test_cancel_sends_cancel_commands_to_devices_holding_a_live_command(api_as, 
     cancels = DeviceCommand.objects.filter(event_id=event_id, kind="cancel")
     assert set(cancels.values_list("device_id", flat=True)) == commanded
     assert all(c.status == "pending" and c.schedule == [] and c.sequence == 2 for c in cancels)
-    assert set(DeviceCommand.objects.filter(event_id=event_id, kind="dispatch").values_list("status", flat=True)) == {"superseded"}
+    assert set(DeviceCommand.objects.filter(event_id=event_id, kind="dispatch").values_list("status", flat=True)) == {
+        "superseded"
+    }
     event = DispatchEvent.objects.get(pk=event_id)
     assert event.state == "cancelled" and event.commands_issued_round == event.allocation_round == 2
 
 
 # --- 6. modifying --------------------------------------------------------------------
+
 
 def test_modify_replaces_intervals_records_a_transition_and_reallocates(api_as, make_resource):
     resource = make_resource(generators=4)
@@ -487,16 +563,23 @@ def test_modify_replaces_intervals_records_a_transition_and_reallocates(api_as, 
     event_id = _notified_event(client, resource, target_kw="120")
     assert AllocationRound.objects.filter(event_id=event_id).count() == 1
 
-    response = client.post(f"{EVENTS}{event_id}/modify/", {"target_kw": "60", "reason": "utility lowered the ask"},
-                           format="json")
+    response = client.post(
+        f"{EVENTS}{event_id}/modify/", {"target_kw": "60", "reason": "utility lowered the ask"}, format="json"
+    )
 
     assert response.status_code == 200, response.content
     body = response.json()
     assert [Decimal(i["target_kw"]) for i in body["intervals"]] == [Decimal("60")] * 2
-    assert list(EventInterval.objects.filter(event_id=event_id).values_list("target_kw", flat=True)) == [Decimal("60")] * 2
+    assert (
+        list(EventInterval.objects.filter(event_id=event_id).values_list("target_kw", flat=True)) == [Decimal("60")] * 2
+    )
     transition = EventTransition.objects.filter(event_id=event_id).last()
     assert (transition.action, transition.from_state, transition.to_state, transition.reason) == (
-        "modify", "notified", "notified", "utility lowered the ask")
+        "modify",
+        "notified",
+        "notified",
+        "utility lowered the ask",
+    )
     rounds = list(AllocationRound.objects.filter(event_id=event_id).order_by("number"))
     assert [r.number for r in rounds] == [1, 2]
     assert rounds[1].reason == "modified: utility lowered the ask"
@@ -509,7 +592,9 @@ def test_modify_requires_a_reason(api_as, make_resource):
     resource = make_resource(generators=2)
     client = api_as("operator")
     start = top_of_hour()
-    event_id = client.post(EVENTS, event_body(resource, start, start + HOUR, target_kw="50"), format="json").json()["id"]
+    event_id = client.post(EVENTS, event_body(resource, start, start + HOUR, target_kw="50"), format="json").json()[
+        "id"
+    ]
 
     response = client.post(f"{EVENTS}{event_id}/modify/", {"target_kw": "60"}, format="json")
 
@@ -520,12 +605,14 @@ def test_modify_requires_a_reason(api_as, make_resource):
 
 # --- 7. inbound market instructions ---------------------------------------------------
 
+
 def test_instruction_creates_a_market_event(make_resource):
     resource = make_resource(generators=2)
     client, _ = market_client()
     start = top_of_hour()
-    response = client.post(INSTRUCTIONS, instruction(resource, start, start + 2 * HOUR, instruction_id="PJM-DISP-42"),
-                           format="json")
+    response = client.post(
+        INSTRUCTIONS, instruction(resource, start, start + 2 * HOUR, instruction_id="PJM-DISP-42"), format="json"
+    )
 
     assert response.status_code == 201, response.content
     body = response.json()
@@ -555,7 +642,10 @@ def test_reusing_an_instruction_id_for_a_different_target_is_refused(make_resour
     resource = make_resource(generators=2)
     client, _ = market_client()
     start = top_of_hour()
-    assert client.post(INSTRUCTIONS, instruction(resource, start, start + HOUR, target_kw="80"), format="json").status_code == 201
+    assert (
+        client.post(INSTRUCTIONS, instruction(resource, start, start + HOUR, target_kw="80"), format="json").status_code
+        == 201
+    )
 
     response = client.post(INSTRUCTIONS, instruction(resource, start, start + HOUR, target_kw="90"), format="json")
 
@@ -579,9 +669,17 @@ def test_instruction_for_a_resource_of_another_market_is_refused(make_resource):
 def _registered_resource_in(market_code: str):
     """A registered resource (no members needed) in another market, with its market id."""
     other = market(market_code)
-    resource = aggregation.create_resource(market=other, program=ProgramFactory(market=other), name=f"vr-{market_code}",
-                                           scope_kind="pricing_node", scope="NODE_1", by="test")
-    type(resource).objects.filter(pk=resource.pk).update(state="registered", market_resource_id=f"{market_code}-{resource.pk}")
+    resource = aggregation.create_resource(
+        market=other,
+        program=ProgramFactory(market=other),
+        name=f"vr-{market_code}",
+        scope_kind="pricing_node",
+        scope="NODE_1",
+        by="test",
+    )
+    type(resource).objects.filter(pk=resource.pk).update(
+        state="registered", market_resource_id=f"{market_code}-{resource.pk}"
+    )
     resource.refresh_from_db()
     return resource
 
@@ -604,10 +702,16 @@ def test_two_markets_may_use_the_same_instruction_id(make_resource):
     pjm, _ = market_client("PJM")
     caiso, _ = market_client("CAISO")
     start = top_of_hour()
-    assert pjm.post(INSTRUCTIONS, instruction(pjm_resource, start, start + HOUR, instruction_id="42"),
-                    format="json").status_code == 201
+    assert (
+        pjm.post(
+            INSTRUCTIONS, instruction(pjm_resource, start, start + HOUR, instruction_id="42"), format="json"
+        ).status_code
+        == 201
+    )
 
-    response = caiso.post(INSTRUCTIONS, instruction(caiso_resource, start, start + HOUR, instruction_id="42"), format="json")
+    response = caiso.post(
+        INSTRUCTIONS, instruction(caiso_resource, start, start + HOUR, instruction_id="42"), format="json"
+    )
 
     assert response.status_code == 201, response.content
     assert DispatchEvent.objects.filter(external_ref="42").count() == 2
@@ -644,7 +748,7 @@ def test_instruction_without_a_token_is_401(make_resource):
 def test_instruction_with_a_revoked_market_token_is_401(make_resource):
     resource = make_resource(generators=2)
     client, credential = market_client()
-    MarketCredential.objects.filter(pk=credential.pk).update(revoked_at=datetime.now(timezone.utc))
+    MarketCredential.objects.filter(pk=credential.pk).update(revoked_at=datetime.now(UTC))
     start = top_of_hour()
     response = client.post(INSTRUCTIONS, instruction(resource, start, start + HOUR), format="json")
 
@@ -653,6 +757,7 @@ def test_instruction_with_a_revoked_market_token_is_401(make_resource):
 
 
 # --- 8. the issue_market_token command --------------------------------------------------
+
 
 def test_issue_market_token_prints_a_token_that_authenticates_on_the_inbound_api(make_resource):
     resource = make_resource(generators=2)

@@ -67,13 +67,16 @@ def webhook():
 
 
 def token(vtn: str, client_id: str, secret: str) -> str:
-    answer = requests.post(f"{vtn}/auth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret), timeout=5)
+    answer = requests.post(
+        f"{vtn}/auth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret), timeout=5
+    )
     answer.raise_for_status()
     return answer.json()["access_token"]
 
 
 def test_a_dispatch_event_reaches_its_ven_which_reports_delivery_and_hears_the_cancellation(
-        live_server, make_resource, celery_worker, webhook, settings):  # noqa: F811
+    live_server, make_resource, celery_worker, webhook, settings
+):
     settings.DISPATCH_PUSH_ALLOW_PRIVATE = True  # the webhook listens on this machine
     vtn = f"{live_server.url}/openadr3/3.0.1"
     resource = make_resource(generators=2)
@@ -86,51 +89,97 @@ def test_a_dispatch_event_reaches_its_ven_which_reports_delivery_and_hears_the_c
 
     _, secret = auth.issue_client(client_id="ven-home-1", role=Client.Role.VEN, site=mine.site)
     ven = VirtualEndNodeHttpClientFactory.create_http_ven_client(
-        vtn_base_url=vtn, client_id="ven-home-1", client_secret=secret, token_url=f"{vtn}/auth/token", version=OADRVersion.OADR_301)
+        vtn_base_url=vtn,
+        client_id="ven-home-1",
+        client_secret=secret,
+        token_url=f"{vtn}/auth/token",
+        version=OADRVersion.OADR_301,
+    )
     registered = ven.vens.create_ven(NewVen(ven_name="home-1"))
     ven.vens.create_ven_resource(registered.id, NewResource(resource_name=mine.serial, venID=registered.id))
     _, stranger_secret = auth.issue_client(client_id="ven-elsewhere", role=Client.Role.VEN, site=other.site)
     stranger = VirtualEndNodeHttpClientFactory.create_http_ven_client(
-        vtn_base_url=vtn, client_id="ven-elsewhere", client_secret=stranger_secret, token_url=f"{vtn}/auth/token",
-        version=OADRVersion.OADR_301)
+        vtn_base_url=vtn,
+        client_id="ven-elsewhere",
+        client_secret=stranger_secret,
+        token_url=f"{vtn}/auth/token",
+        version=OADRVersion.OADR_301,
+    )
     stranger.vens.create_ven(NewVen(ven_name="elsewhere"))
 
     (url, received), (stranger_url, stranger_received) = webhook(), webhook()
     for client_id, key, hook in (("ven-home-1", secret, url), ("ven-elsewhere", stranger_secret, stranger_url)):
-        subscribed = requests.post(f"{vtn}/subscriptions", timeout=5, headers={"Authorization": f"Bearer {token(vtn, client_id, key)}"},
-                                   json={"clientName": client_id, "programID": program.id, "objectOperations": [
-                                       {"objects": ["EVENT"], "operations": ["POST", "PUT", "DELETE"], "callbackUrl": hook,
-                                        "bearerToken": "callback-secret"}]})
+        subscribed = requests.post(
+            f"{vtn}/subscriptions",
+            timeout=5,
+            headers={"Authorization": f"Bearer {token(vtn, client_id, key)}"},
+            json={
+                "clientName": client_id,
+                "programID": program.id,
+                "objectOperations": [
+                    {
+                        "objects": ["EVENT"],
+                        "operations": ["POST", "PUT", "DELETE"],
+                        "callbackUrl": hook,
+                        "bearerToken": "callback-secret",
+                    }
+                ],
+            },
+        )
         assert subscribed.status_code == 201, subscribed.text
 
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
-    event = services.create_event(resource=resource, source="operator_test", start=start, end=start + timedelta(hours=1),
-                                  notify_at=datetime.now(UTC), target_kw=60, by="tester", over_commit_pct=0)
+    event = services.create_event(
+        resource=resource,
+        source="operator_test",
+        start=start,
+        end=start + timedelta(hours=1),
+        notify_at=datetime.now(UTC),
+        target_kw=60,
+        by="tester",
+        over_commit_pct=0,
+    )
 
     def my_events():
         return ven.events.get_events(target=None, pagination=None, program_id=None)
+
     seen = wait_for(my_events, timeout=20, what="the dispatch event to reach the VEN")
     assert len(seen) == 1
     oadr_event = seen[0]
     allocated = Allocation.objects.get(event=event, device=mine).kw[0]
     assert oadr_event.program_id == program.id
-    assert {t.type: tuple(t.values) for t in oadr_event.targets} == {"VEN_NAME": ("home-1",), "RESOURCE_NAME": (mine.serial,)}
+    assert {t.type: tuple(t.values) for t in oadr_event.targets} == {
+        "VEN_NAME": ("home-1",),
+        "RESOURCE_NAME": (mine.serial,),
+    }
     [interval] = oadr_event.intervals
     assert interval.interval_period.start == start and interval.interval_period.duration == timedelta(hours=1)
     assert [(p.type, tuple(p.values)) for p in interval.payloads] == [("DISPATCH_SETPOINT_RELATIVE", (-allocated,))]
     assert DeviceCommand.objects.get(event=event, device=mine).delivered_at is not None  # read by its VEN
     assert stranger.events.get_events(target=None, pagination=None, program_id=None) == ()
-    wait_for(lambda: any(n["operation"] == "POST" for _, n in received), timeout=10, what="the webhook's POST notification")
+    wait_for(
+        lambda: any(n["operation"] == "POST" for _, n in received), timeout=10, what="the webhook's POST notification"
+    )
     authorization, notification = next((a, n) for a, n in received if n["operation"] == "POST")
     assert authorization == "Bearer callback-secret"
     assert notification["objectType"] == "EVENT" and notification["object"]["id"] == oadr_event.id
 
     # Once the interval has begun, the VEN reports its reduction; it becomes the device's delivered kW.
     wait_for(lambda: datetime.now(UTC) > start, timeout=5, what="the event to start")
-    ven.reports.create_report(NewReport(
-        programID=program.id, eventID=oadr_event.id, client_name="home-1", resources=(ReportResource(
-            resource_name=mine.serial, interval_period=IntervalPeriod(start=start, duration=timedelta(hours=1)),
-            intervals=(Interval(id=0, payloads=(ReportPayload(type="DELTA_USAGE", values=(-allocated,)),)),)),)))
+    ven.reports.create_report(
+        NewReport(
+            programID=program.id,
+            eventID=oadr_event.id,
+            client_name="home-1",
+            resources=(
+                ReportResource(
+                    resource_name=mine.serial,
+                    interval_period=IntervalPeriod(start=start, duration=timedelta(hours=1)),
+                    intervals=(Interval(id=0, payloads=(ReportPayload(type="DELTA_USAGE", values=(-allocated,)),)),),
+                ),
+            ),
+        )
+    )
     assert DeliveryReport.objects.get(event=event, device=mine).delivered_kw == pytest.approx(allocated)
 
     services.cancel(event=event, by="tester", reason="grid no longer needs it")

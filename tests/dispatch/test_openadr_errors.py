@@ -22,8 +22,9 @@ def basic(client_id: str, secret: str) -> str:
 
 
 def get_token(http, client_id, secret, **form) -> dict:
-    response = http.post(f"{BASE}/auth/token", {"grant_type": "client_credentials", **form},
-                         HTTP_AUTHORIZATION=basic(client_id, secret))
+    response = http.post(
+        f"{BASE}/auth/token", {"grant_type": "client_credentials", **form}, HTTP_AUTHORIZATION=basic(client_id, secret)
+    )
     assert response.status_code == 200, response.content
     return response.json()
 
@@ -35,22 +36,23 @@ def http():
 
 @pytest.fixture
 def bl(http, db):
-    client, secret = auth.issue_client(client_id="bl", role=Client.Role.BUSINESS_LOGIC)
+    _client, secret = auth.issue_client(client_id="bl", role=Client.Role.BUSINESS_LOGIC)
     return {"HTTP_AUTHORIZATION": f"Bearer {get_token(http, 'bl', secret)['access_token']}"}
 
 
 @pytest.fixture
 def ven_headers(http, db):
     def make(client_id):
-        client, secret = auth.issue_client(client_id=client_id, role=Client.Role.VEN, site=SiteFactory())
+        _client, secret = auth.issue_client(client_id=client_id, role=Client.Role.VEN, site=SiteFactory())
         return {"HTTP_AUTHORIZATION": f"Bearer {get_token(http, client_id, secret)['access_token']}"}
+
     return make
 
 
 def assert_problem(response, status: int, field: str | None = None):
     assert response.status_code == status, response.content
     body = response.json()
-    assert PROBLEM_FIELDS <= set(body) and body["status"] == status
+    assert set(body) >= PROBLEM_FIELDS and body["status"] == status
     assert body["type"].startswith("urn:") and body["instance"] == response.wsgi_request.path
     if field is not None:
         assert field in [e["field"] for e in body["errors"]] and body["detail"].startswith(field)
@@ -59,19 +61,26 @@ def assert_problem(response, status: int, field: str | None = None):
 
 @pytest.mark.django_db
 def test_the_token_endpoint_answers_rfc_6749_errors(http):
-    client, secret = auth.issue_client(client_id="ven-1", role=Client.Role.VEN, site=SiteFactory())
-    wrong = http.post(f"{BASE}/auth/token", {"grant_type": "client_credentials"}, HTTP_AUTHORIZATION=basic("ven-1", secret + "x"))
+    _client, secret = auth.issue_client(client_id="ven-1", role=Client.Role.VEN, site=SiteFactory())
+    wrong = http.post(
+        f"{BASE}/auth/token", {"grant_type": "client_credentials"}, HTTP_AUTHORIZATION=basic("ven-1", secret + "x")
+    )
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client" and "WWW-Authenticate" in wrong
     grant = http.post(f"{BASE}/auth/token", {"grant_type": "password"}, HTTP_AUTHORIZATION=basic("ven-1", secret))
     assert grant.status_code == 400 and grant.json()["error"] == "unsupported_grant_type"
     missing = http.post(f"{BASE}/auth/token", {"client_id": "ven-1", "client_secret": secret})
     assert missing.status_code == 400 and missing.json()["error"] == "invalid_request"
-    scope = http.post(f"{BASE}/auth/token", {"grant_type": "client_credentials", "scope": "write_events"},
-                      HTTP_AUTHORIZATION=basic("ven-1", secret))
+    scope = http.post(
+        f"{BASE}/auth/token",
+        {"grant_type": "client_credentials", "scope": "write_events"},
+        HTTP_AUTHORIZATION=basic("ven-1", secret),
+    )
     assert scope.status_code == 400 and scope.json()["error"] == "invalid_scope"
     # Credentials in the form work too, and a narrower scope is granted as asked.
-    ok = http.post(f"{BASE}/auth/token", {"grant_type": "client_credentials", "client_id": "ven-1", "client_secret": secret,
-                                          "scope": "read_all"})
+    ok = http.post(
+        f"{BASE}/auth/token",
+        {"grant_type": "client_credentials", "client_id": "ven-1", "client_secret": secret, "scope": "read_all"},
+    )
     assert ok.status_code == 200 and ok.json()["token_type"] == "Bearer" and ok.json()["scope"] == "read_all"
     assert ok.json()["expires_in"] == 3600 and "no-store" in ok["Cache-Control"]
     assert not AccessToken.objects.filter(digest=ok.json()["access_token"]).exists()  # stored hashed
@@ -83,7 +92,7 @@ def test_the_token_endpoint_answers_rfc_6749_errors(http):
 def test_no_expired_or_revoked_token_gets_in(http):
     assert_problem(http.get(f"{BASE}/programs"), 401)
     assert_problem(http.get(f"{BASE}/programs", HTTP_AUTHORIZATION="Bearer op_0123456789abcdef_nope"), 401)
-    client, secret = auth.issue_client(client_id="bl-2", role=Client.Role.BUSINESS_LOGIC)
+    _client, secret = auth.issue_client(client_id="bl-2", role=Client.Role.BUSINESS_LOGIC)
     headers = {"HTTP_AUTHORIZATION": f"Bearer {get_token(http, 'bl-2', secret)['access_token']}"}
     assert http.get(f"{BASE}/programs", **headers).status_code == 200
     AccessToken.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
@@ -91,22 +100,36 @@ def test_no_expired_or_revoked_token_gets_in(http):
     headers = {"HTTP_AUTHORIZATION": f"Bearer {get_token(http, 'bl-2', secret)['access_token']}"}
     call_command("openadr_client", "bl-2", "--revoke")
     assert_problem(http.get(f"{BASE}/programs", **headers), 401)
-    again = http.post(f"{BASE}/auth/token", {"grant_type": "client_credentials"}, HTTP_AUTHORIZATION=basic("bl-2", secret))
+    again = http.post(
+        f"{BASE}/auth/token", {"grant_type": "client_credentials"}, HTTP_AUTHORIZATION=basic("bl-2", secret)
+    )
     assert again.status_code == 401
 
 
 @pytest.mark.django_db
 def test_invalid_objects_are_problems_naming_the_field_and_change_nothing(http, bl):
-    body = assert_problem(http.post(f"{BASE}/programs", {"programLongName": "x"}, content_type="application/json", **bl),
-                          400, "programName")
+    body = assert_problem(
+        http.post(f"{BASE}/programs", {"programLongName": "x"}, content_type="application/json", **bl),
+        400,
+        "programName",
+    )
     assert body["errors"][0]["code"] == "required"
     program = http.post(f"{BASE}/programs", {"programName": "p"}, content_type="application/json", **bl).json()
-    assert_problem(http.post(f"{BASE}/programs", {"programName": "p"}, content_type="application/json", **bl), 409, "programName")
-    bad_event = {"programID": program["id"], "intervals": [
-        {"id": 0, "intervalPeriod": {"start": "2026-07-15T14:00:00", "duration": "an hour"}, "payloads": []}]}
+    assert_problem(
+        http.post(f"{BASE}/programs", {"programName": "p"}, content_type="application/json", **bl), 409, "programName"
+    )
+    bad_event = {
+        "programID": program["id"],
+        "intervals": [
+            {"id": 0, "intervalPeriod": {"start": "2026-07-15T14:00:00", "duration": "an hour"}, "payloads": []}
+        ],
+    }
     body = assert_problem(http.post(f"{BASE}/events", bad_event, content_type="application/json", **bl), 400)
-    assert {e["field"] for e in body["errors"]} == {"intervals[0].intervalPeriod.start", "intervals[0].intervalPeriod.duration",
-                                                    "intervals[0].payloads"}
+    assert {e["field"] for e in body["errors"]} == {
+        "intervals[0].intervalPeriod.start",
+        "intervals[0].intervalPeriod.duration",
+        "intervals[0].payloads",
+    }
     unknown = {"programID": "999999", "intervals": []}
     assert_problem(http.post(f"{BASE}/events", unknown, content_type="application/json", **bl), 400, "programID")
     assert not Event.objects.exists()
@@ -116,9 +139,16 @@ def test_invalid_objects_are_problems_naming_the_field_and_change_nothing(http, 
     not_json = http.post(f"{BASE}/programs", "programName=p", content_type="application/x-www-form-urlencoded", **bl)
     assert_problem(not_json, 415)
     # A program with events is not deleted.
-    event = {"programID": program["id"], "intervals": [
-        {"id": 0, "intervalPeriod": {"start": "2026-07-15T14:00:00-04:00", "duration": "PT1H"},
-         "payloads": [{"type": "SIMPLE", "values": [1]}]}]}
+    event = {
+        "programID": program["id"],
+        "intervals": [
+            {
+                "id": 0,
+                "intervalPeriod": {"start": "2026-07-15T14:00:00-04:00", "duration": "PT1H"},
+                "payloads": [{"type": "SIMPLE", "values": [1]}],
+            }
+        ],
+    }
     assert http.post(f"{BASE}/events", event, content_type="application/json", **bl).status_code == 201
     assert_problem(http.delete(f"{BASE}/programs/{program['id']}", **bl), 409)
     assert Program.objects.count() == 1
@@ -128,10 +158,17 @@ def test_invalid_objects_are_problems_naming_the_field_and_change_nothing(http, 
 def test_paging_and_target_filters(http, bl):
     program = http.post(f"{BASE}/programs", {"programName": "p"}, content_type="application/json", **bl).json()
     for n in range(7):
-        http.post(f"{BASE}/events", {"programID": program["id"], "eventName": f"e{n}",
-                                     "targets": [{"type": "GROUP", "values": [f"g{n % 3}"]}],
-                                     "intervals": [{"id": 0, "payloads": [{"type": "SIMPLE", "values": [n]}]}]},
-                  content_type="application/json", **bl)
+        http.post(
+            f"{BASE}/events",
+            {
+                "programID": program["id"],
+                "eventName": f"e{n}",
+                "targets": [{"type": "GROUP", "values": [f"g{n % 3}"]}],
+                "intervals": [{"id": 0, "payloads": [{"type": "SIMPLE", "values": [n]}]}],
+            },
+            content_type="application/json",
+            **bl,
+        )
     names = [e["eventName"] for e in http.get(f"{BASE}/events?skip=2&limit=3", **bl).json()]
     assert names == ["e2", "e3", "e4"]
     grouped = http.get(f"{BASE}/events?targetType=GROUP&targetValues=g1&targetValues=g2", **bl).json()
@@ -143,23 +180,45 @@ def test_paging_and_target_filters(http, bl):
 def test_roles_and_isolation_between_vens(http, bl, ven_headers):
     a, b = ven_headers("ven-a"), ven_headers("ven-b")
     assert_problem(http.post(f"{BASE}/programs", {"programName": "mine"}, content_type="application/json", **a), 403)
-    assert_problem(http.post(f"{BASE}/events", {"programID": "1", "intervals": []}, content_type="application/json", **a), 403)
+    assert_problem(
+        http.post(f"{BASE}/events", {"programID": "1", "intervals": []}, content_type="application/json", **a), 403
+    )
     ven_a = http.post(f"{BASE}/vens", {"venName": "ven-a"}, content_type="application/json", **a).json()
-    assert_problem(http.post(f"{BASE}/vens", {"venName": "second"}, content_type="application/json", **a), 409, "venName")
-    assert_problem(http.post(f"{BASE}/vens", {"venName": "ven-a"}, content_type="application/json", **b), 409, "venName")
+    assert_problem(
+        http.post(f"{BASE}/vens", {"venName": "second"}, content_type="application/json", **a), 409, "venName"
+    )
+    assert_problem(
+        http.post(f"{BASE}/vens", {"venName": "ven-a"}, content_type="application/json", **b), 409, "venName"
+    )
     assert http.post(f"{BASE}/vens", {"venName": "ven-b"}, content_type="application/json", **b).status_code == 201
     assert Ven.objects.get(ven_name="ven-a").site_id == Client.objects.get(client_id="ven-a").site_id
     # B cannot see, change or add to A's VEN.
     assert_problem(http.get(f"{BASE}/vens/{ven_a['id']}", **b), 404)
-    assert_problem(http.put(f"{BASE}/vens/{ven_a['id']}", {"venName": "taken"}, content_type="application/json", **b), 404)
-    assert_problem(http.post(f"{BASE}/vens/{ven_a['id']}/resources", {"resourceName": "r"}, content_type="application/json", **b), 404)
+    assert_problem(
+        http.put(f"{BASE}/vens/{ven_a['id']}", {"venName": "taken"}, content_type="application/json", **b), 404
+    )
+    assert_problem(
+        http.post(f"{BASE}/vens/{ven_a['id']}/resources", {"resourceName": "r"}, content_type="application/json", **b),
+        404,
+    )
     # A VEN cannot report on an event it is not targeted by.
     program = http.post(f"{BASE}/programs", {"programName": "p"}, content_type="application/json", **bl).json()
-    for_b = http.post(f"{BASE}/events", {"programID": program["id"], "targets": [{"type": "VEN_NAME", "values": ["ven-b"]}],
-                                         "intervals": [{"id": 0, "payloads": [{"type": "SIMPLE", "values": [1]}]}]},
-                      content_type="application/json", **bl).json()
-    report = {"programID": program["id"], "eventID": for_b["id"], "clientName": "ven-a",
-              "resources": [{"resourceName": "r", "intervals": [{"id": 0, "payloads": [{"type": "USAGE", "values": [1]}]}]}]}
+    for_b = http.post(
+        f"{BASE}/events",
+        {
+            "programID": program["id"],
+            "targets": [{"type": "VEN_NAME", "values": ["ven-b"]}],
+            "intervals": [{"id": 0, "payloads": [{"type": "SIMPLE", "values": [1]}]}],
+        },
+        content_type="application/json",
+        **bl,
+    ).json()
+    report = {
+        "programID": program["id"],
+        "eventID": for_b["id"],
+        "clientName": "ven-a",
+        "resources": [{"resourceName": "r", "intervals": [{"id": 0, "payloads": [{"type": "USAGE", "values": [1]}]}]}],
+    }
     assert_problem(http.post(f"{BASE}/reports", report, content_type="application/json", **a), 400, "eventID")
     assert not Report.objects.exists()
 
@@ -169,16 +228,28 @@ def test_subscription_callbacks_must_be_public_https(http, ven_headers, settings
     settings.DISPATCH_PUSH_ALLOW_HTTP = False
     a = ven_headers("ven-a")
     program = Program.objects.create(program_name="p")
-    body = {"clientName": "a", "programID": str(program.pk), "objectOperations": [
-        {"objects": ["EVENT"], "operations": ["POST"], "callbackUrl": "http://example.com/hook"}]}
-    assert_problem(http.post(f"{BASE}/subscriptions", body, content_type="application/json", **a), 400,
-                   "objectOperations[0].callbackUrl")
+    body = {
+        "clientName": "a",
+        "programID": str(program.pk),
+        "objectOperations": [{"objects": ["EVENT"], "operations": ["POST"], "callbackUrl": "http://example.com/hook"}],
+    }
+    assert_problem(
+        http.post(f"{BASE}/subscriptions", body, content_type="application/json", **a),
+        400,
+        "objectOperations[0].callbackUrl",
+    )
     body["objectOperations"][0]["callbackUrl"] = "https://127.0.0.1/hook"
-    assert_problem(http.post(f"{BASE}/subscriptions", body, content_type="application/json", **a), 400,
-                   "objectOperations[0].callbackUrl")
+    assert_problem(
+        http.post(f"{BASE}/subscriptions", body, content_type="application/json", **a),
+        400,
+        "objectOperations[0].callbackUrl",
+    )
     body["objectOperations"][0]["objects"] = ["EVERYTHING"]
-    assert_problem(http.post(f"{BASE}/subscriptions", body, content_type="application/json", **a), 400,
-                   "objectOperations[0].objects[0]")
+    assert_problem(
+        http.post(f"{BASE}/subscriptions", body, content_type="application/json", **a),
+        400,
+        "objectOperations[0].objects[0]",
+    )
 
 
 @pytest.mark.django_db
@@ -219,10 +290,20 @@ def test_a_level_only_resource_gets_simple_levels_and_a_dst_day_keeps_its_true_i
     start = datetime(2026, 11, 1, 0, 30, tzinfo=new_york)  # 00:30 EDT; 01:30 comes twice; ends 02:30 EST
     now = start - timedelta(minutes=5)
     end = datetime(2026, 11, 1, 2, 30, tzinfo=new_york)  # three hours later, not 03:30 (wall-clock arithmetic)
-    event = services.create_event(resource=resource, source="operator_test", start=start, end=end,
-                                  target_kw=60, by="tester", over_commit_pct=0, now=now)
+    event = services.create_event(
+        resource=resource,
+        source="operator_test",
+        start=start,
+        end=end,
+        target_kw=60,
+        by="tester",
+        over_commit_pct=0,
+        now=now,
+    )
     for _, round_number, low, high in services.advance(event_id=event.pk, now=now):
-        services.issue_commands(event_id=event.pk, round_number=round_number, first_device=low, last_device=high, now=now)
+        services.issue_commands(
+            event_id=event.pk, round_number=round_number, first_device=low, last_device=high, now=now
+        )
     assert mapping.sync_commands(event_id=event.pk, first_device=first.pk, last_device=second.pk) == 1
     made = Event.objects.get(dispatch_event=event)
     kw = [float(v) for v in event.allocations.get(device=first).kw]
@@ -231,15 +312,19 @@ def test_a_level_only_resource_gets_simple_levels_and_a_dst_day_keeps_its_true_i
     assert [i["payloads"][0]["type"] for i in made.body["intervals"]] == ["SIMPLE"] * 3
     assert [i["intervalPeriod"]["duration"] for i in made.body["intervals"]] == ["PT1H"] * 3
     assert [i["intervalPeriod"]["start"] for i in made.body["intervals"]] == [
-        "2026-11-01T04:30:00Z", "2026-11-01T05:30:00Z", "2026-11-01T06:30:00Z"]
+        "2026-11-01T04:30:00Z",
+        "2026-11-01T05:30:00Z",
+        "2026-11-01T06:30:00Z",
+    ]
     # Nothing changed: syncing again writes nothing.
     assert mapping.sync_commands(event_id=event.pk, first_device=first.pk, last_device=second.pk) == 0
 
 
 @pytest.mark.django_db
 def test_operators_issue_and_revoke_clients_in_the_admin(browser):
-    response = browser.post("/admin/openadr/client/add/", {"client_id": "utility-dr", "role": "bl", "label": "Utility DRMS"},
-                            follow=True)
+    response = browser.post(
+        "/admin/openadr/client/add/", {"client_id": "utility-dr", "role": "bl", "label": "Utility DRMS"}, follow=True
+    )
     shown = [str(m) for m in response.context["messages"] if "Client secret" in str(m)]
     assert len(shown) == 1
     secret = shown[0].rsplit(": ", 1)[1]

@@ -24,10 +24,19 @@ def live(make_resource, django_capture_on_commit_callbacks):
         resource = make_resource(generators=3)
         start = datetime.now(UTC).replace(second=0, microsecond=0)
         with django_capture_on_commit_callbacks(execute=False):
-            event = services.create_event(resource=resource, source="operator_test", start=start,
-                                          end=start + timedelta(hours=hours), target_kw=90, over_commit_pct=0, by="tester")
+            event = services.create_event(
+                resource=resource,
+                source="operator_test",
+                start=start,
+                end=start + timedelta(hours=hours),
+                target_kw=90,
+                over_commit_pct=0,
+                by="tester",
+            )
             for chunk in services.advance(event_id=event.pk):
-                services.issue_commands(event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3])
+                services.issue_commands(
+                    event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3]
+                )
         command = DeviceCommand.objects.filter(event=event).order_by("device_id").first()
         credential, token = enrollment_services.issue_credential(device=command.device, by="test")
         from rest_framework.test import APIClient
@@ -69,17 +78,22 @@ def test_an_acknowledgement_shows_in_the_next_poll(live):
 def test_an_opt_out_removes_the_command_from_the_next_poll(live):
     _, command, client, _, _ = live()
     assert commands(client.get(COMMANDS))
-    assert client.post(f"{COMMANDS}/{command.pk}/opt-out", {"reason": "too hot"}, format="json").status_code in (200, 201)
+    assert client.post(f"{COMMANDS}/{command.pk}/opt-out", {"reason": "too hot"}, format="json").status_code in (
+        200,
+        201,
+    )
     assert commands(client.get(COMMANDS)) == []
 
 
 def test_a_cancellation_reaches_a_device_whose_answer_was_stored(live, django_capture_on_commit_callbacks):
-    event, command, client, _, _ = live()
+    event, _command, client, _, _ = live()
     assert [c["kind"] for c in commands(client.get(COMMANDS))] == ["dispatch"]
     with django_capture_on_commit_callbacks(execute=False):
         services.cancel(event=event, by="operator", reason="grid recovered")
         for chunk in services.pending_chunks(event=DispatchEvent.objects.get(pk=event.pk)):
-            services.issue_commands(event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3])
+            services.issue_commands(
+                event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3]
+            )
     assert [c["kind"] for c in commands(client.get(COMMANDS))] == ["cancel"]
 
 
@@ -122,12 +136,24 @@ def test_an_answer_read_before_a_change_was_marked_is_never_served(db):
     key, limit, window = "vpp:test:rate:" + digest, 100, 60
     before = poll_cache.clock()  # the fill took the clock, then read PostgreSQL...
     poll_cache.changed(devices=[device])  # ...while a writer committed and marked
-    poll_cache.store(digest=digest, version=before, device_id=device, key_id="k" * 16, commands="[]",
-                     until=datetime.now(UTC) + timedelta(minutes=1))
+    poll_cache.store(
+        digest=digest,
+        version=before,
+        device_id=device,
+        key_id="k" * 16,
+        commands="[]",
+        until=datetime.now(UTC) + timedelta(minutes=1),
+    )
     assert poll_cache.answer(digest=digest, rate_key=key, limit=limit, window=window) is None
     after = poll_cache.clock()  # a fill after the mark read the change: served
-    poll_cache.store(digest=digest, version=after, device_id=device, key_id="k" * 16, commands="[]",
-                     until=datetime.now(UTC) + timedelta(minutes=1))
+    poll_cache.store(
+        digest=digest,
+        version=after,
+        device_id=device,
+        key_id="k" * 16,
+        commands="[]",
+        until=datetime.now(UTC) + timedelta(minutes=1),
+    )
     assert poll_cache.answer(digest=digest, rate_key=key, limit=limit, window=window) == (True, "[]")
 
 
@@ -143,10 +169,19 @@ def test_a_gateway_poll_always_reads_postgresql(program, make_resource, django_c
     device = resource.memberships.first().device
     start = datetime.now(UTC).replace(second=0, microsecond=0)
     with django_capture_on_commit_callbacks(execute=False):
-        event = services.create_event(resource=resource, source="operator_test", start=start, end=start + timedelta(hours=1),
-                                      target_kw=30, over_commit_pct=0, by="tester")
+        event = services.create_event(
+            resource=resource,
+            source="operator_test",
+            start=start,
+            end=start + timedelta(hours=1),
+            target_kw=30,
+            over_commit_pct=0,
+            by="tester",
+        )
         for chunk in services.advance(event_id=event.pk):
-            services.issue_commands(event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3])
+            services.issue_commands(
+                event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3]
+            )
     gateway = GatewayFactory(site=device.site)
     device.gateway = gateway
     device.save(update_fields=["gateway"])
@@ -170,10 +205,21 @@ def test_with_the_cache_off_every_poll_reads_postgresql(live, settings):
 
 # --- the WSGI entry point serves a hit ahead of Django --------------------------------------
 
+
 def wsgi_environ(token: str, *, query: str = "", host: str = "localhost") -> dict:
-    return {"REQUEST_METHOD": "GET", "PATH_INFO": COMMANDS, "QUERY_STRING": query, "SERVER_NAME": host,
-               "SERVER_PORT": "80", "HTTP_HOST": host, "HTTP_AUTHORIZATION": f"Bearer {token}", "wsgi.input": io.BytesIO(b""),
-               "wsgi.url_scheme": "http", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1"}
+    return {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": COMMANDS,
+        "QUERY_STRING": query,
+        "SERVER_NAME": host,
+        "SERVER_PORT": "80",
+        "HTTP_HOST": host,
+        "HTTP_AUTHORIZATION": f"Bearer {token}",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.url_scheme": "http",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+    }
 
 
 def wsgi_get(token: str, **kwargs) -> dict:

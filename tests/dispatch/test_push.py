@@ -60,18 +60,28 @@ def verified(headers, body: bytes, key: str) -> bool:
 def start_event(resource, capture):
     start = datetime.now(UTC).replace(second=0, microsecond=0)
     with capture(execute=False):
-        event = services.create_event(resource=resource, source="operator_test", start=start, end=start + timedelta(hours=1),
-                                      target_kw=90, over_commit_pct=0, by="tester")
+        event = services.create_event(
+            resource=resource,
+            source="operator_test",
+            start=start,
+            end=start + timedelta(hours=1),
+            target_kw=90,
+            over_commit_pct=0,
+            by="tester",
+        )
     with capture(execute=False):
         chunks = services.advance(event_id=event.pk)
     with capture(execute=False) as callbacks:
         for chunk in chunks:
-            services.issue_commands(event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3])
+            services.issue_commands(
+                event_id=chunk[0], round_number=chunk[1], first_device=chunk[2], last_device=chunk[3]
+            )
     return event, chunks, callbacks
 
 
 def test_a_device_registers_its_endpoint_and_receives_its_new_commands_signed(
-        make_resource, device_client, receiver, django_capture_on_commit_callbacks):
+    make_resource, device_client, receiver, django_capture_on_commit_callbacks
+):
     resource = make_resource(generators=3)
     device = resource.memberships.order_by("device_id").first().device
     client, _ = device_client(device=device)
@@ -84,7 +94,7 @@ def test_a_device_registers_its_endpoint_and_receives_its_new_commands_signed(
     assert len(pushes) == len(chunks) == 1  # the chunk's commit queues its push
     assert tasks.push_chunk(*chunks[0]) == 1
 
-    (headers, body), = receiver.received
+    ((headers, body),) = receiver.received
     assert headers["X-VPP-Endpoint"] == f"device:{device.pk}"
     assert verified(headers, body, key)
     assert not verified(headers, body.replace(b'"kind"', b'"kinD"'), key)  # any change breaks the signature
@@ -95,7 +105,8 @@ def test_a_device_registers_its_endpoint_and_receives_its_new_commands_signed(
 
 
 def test_a_gateway_endpoint_gets_all_its_devices_commands_in_one_post_and_no_other_devices(
-        program, make_resource, device_client, receiver, django_capture_on_commit_callbacks):
+    program, make_resource, device_client, receiver, django_capture_on_commit_callbacks
+):
     resource = make_resource(generators=3)
     devices = [m.device for m in resource.memberships.order_by("device_id")]
     gateway = GatewayFactory(site=devices[0].site)
@@ -109,14 +120,15 @@ def test_a_gateway_endpoint_gets_all_its_devices_commands_in_one_post_and_no_oth
     for chunk in chunks:
         tasks.push_chunk(*chunk)
 
-    (headers, body), = receiver.received
+    ((headers, body),) = receiver.received
     assert headers["X-VPP-Endpoint"] == f"gateway:{gateway.pk}" and verified(headers, body, key)
-    served = {a for a in DeviceCommand.objects.filter(event=event, device__in=devices[:2]).values_list("device_id", flat=True)}
+    served = set(DeviceCommand.objects.filter(event=event, device__in=devices[:2]).values_list("device_id", flat=True))
     assert {c["device"] for c in json.loads(body)["commands"]} == served and served
 
 
 def test_a_failed_push_is_recorded_and_the_commands_still_wait_for_the_poll(
-        make_resource, device_client, receiver, django_capture_on_commit_callbacks):
+    make_resource, device_client, receiver, django_capture_on_commit_callbacks
+):
     resource = make_resource(generators=3)
     device = resource.memberships.order_by("device_id").first().device
     client, _ = device_client(device=device)
@@ -124,12 +136,17 @@ def test_a_failed_push_is_recorded_and_the_commands_still_wait_for_the_poll(
     receiver.status = 503
 
     _, chunks, _ = start_event(resource, django_capture_on_commit_callbacks)
-    failed = push.deliver(push.chunk_bodies(event_id=chunks[0][0], round_number=chunks[0][1],
-                                            first_device=chunks[0][2], last_device=chunks[0][3]))
+    failed = push.deliver(
+        push.chunk_bodies(
+            event_id=chunks[0][0], round_number=chunks[0][1], first_device=chunks[0][2], last_device=chunks[0][3]
+        )
+    )
 
     endpoint = PushEndpoint.objects.get(device=device)
     assert failed == {endpoint.pk: "HTTP 503"}
-    assert endpoint.last_error == "HTTP 503" and endpoint.last_failure_at is not None and endpoint.last_success_at is None
+    assert (
+        endpoint.last_error == "HTTP 503" and endpoint.last_failure_at is not None and endpoint.last_success_at is None
+    )
     polled = client.get("/api/device/v1/commands").json()["commands"]
     assert [c["device"] for c in polled] == [device.pk]
 
@@ -139,14 +156,18 @@ def test_no_push_is_queued_when_no_endpoint_is_registered(make_resource, django_
     assert not [c for c in queued(callbacks) if "push_chunk" in c.__code__.co_names]
 
 
-@pytest.mark.parametrize(("url", "code", "settings_override"), [
-    ("ftp://example.com/x", "invalid_url", {}),
-    ("http://example.com/x", "insecure_url", {"DISPATCH_PUSH_ALLOW_HTTP": False}),
-    ("https://127.0.0.1/x", "private_url", {"DISPATCH_PUSH_ALLOW_PRIVATE": False}),
-    ("https://10.1.2.3/x", "private_url", {"DISPATCH_PUSH_ALLOW_PRIVATE": False}),
-])
+@pytest.mark.parametrize(
+    ("url", "code", "settings_override"),
+    [
+        ("ftp://example.com/x", "invalid_url", {}),
+        ("http://example.com/x", "insecure_url", {"DISPATCH_PUSH_ALLOW_HTTP": False}),
+        ("https://127.0.0.1/x", "private_url", {"DISPATCH_PUSH_ALLOW_PRIVATE": False}),
+        ("https://10.1.2.3/x", "private_url", {"DISPATCH_PUSH_ALLOW_PRIVATE": False}),
+    ],
+)
 def test_an_endpoint_that_is_not_public_https_is_refused_naming_the_field(
-        make_resource, device_client, settings, url, code, settings_override):
+    make_resource, device_client, settings, url, code, settings_override
+):
     for name, value in settings_override.items():
         setattr(settings, name, value)
     device = make_resource(generators=1).memberships.first().device
@@ -171,7 +192,8 @@ def test_each_device_has_its_own_key_and_reregistering_keeps_it(make_resource, d
 
 
 def test_an_endpoint_that_turns_private_after_registration_is_not_posted_to(
-        make_resource, device_client, receiver, settings, django_capture_on_commit_callbacks):
+    make_resource, device_client, receiver, settings, django_capture_on_commit_callbacks
+):
     resource = make_resource(generators=3)
     device = resource.memberships.order_by("device_id").first().device
     client, _ = device_client(device=device)
@@ -179,8 +201,11 @@ def test_an_endpoint_that_turns_private_after_registration_is_not_posted_to(
     settings.DISPATCH_PUSH_ALLOW_PRIVATE = False  # as if the name now resolved to a private address
 
     _, chunks, _ = start_event(resource, django_capture_on_commit_callbacks)
-    push.deliver(push.chunk_bodies(event_id=chunks[0][0], round_number=chunks[0][1],
-                                   first_device=chunks[0][2], last_device=chunks[0][3]))
+    push.deliver(
+        push.chunk_bodies(
+            event_id=chunks[0][0], round_number=chunks[0][1], first_device=chunks[0][2], last_device=chunks[0][3]
+        )
+    )
 
     assert receiver.received == []
     assert PushEndpoint.objects.get(device=device).last_error.startswith("refused")

@@ -17,10 +17,15 @@ from tests.factories import DeviceFactory, SiteFactory, active_device
 
 NY = ZoneInfo("America/New_York")
 TARIFF = {
-    "utility": "PLANCO", "code": "TOU", "name": "Evening peak", "effective_from": "2020-01-01",
-    "energy": [{"name": "peak", "days": "weekdays", "hours": [[16, 21]], "price_per_kwh": "0.40"},
-               {"name": "weekend peak", "days": "weekends", "hours": [[16, 21]], "price_per_kwh": "0.30"},
-               {"name": "off-peak", "price_per_kwh": "0.10"}],
+    "utility": "PLANCO",
+    "code": "TOU",
+    "name": "Evening peak",
+    "effective_from": "2020-01-01",
+    "energy": [
+        {"name": "peak", "days": "weekdays", "hours": [[16, 21]], "price_per_kwh": "0.40"},
+        {"name": "weekend peak", "days": "weekends", "hours": [[16, 21]], "price_per_kwh": "0.30"},
+        {"name": "off-peak", "price_per_kwh": "0.10"},
+    ],
     "demand": [{"name": "peak demand", "hours": [[16, 21]], "price_per_kw": "8.00"}],
     "export": {"credit_per_kwh": "0.03"},
 }
@@ -32,7 +37,14 @@ def history(site, now: datetime, days: int = 14):
     rows, at = [], first
     while at + timedelta(hours=1) <= now:
         local = at.astimezone(NY)
-        rows.append({"site": site.pk, "start": at.isoformat(), "interval_seconds": 3600, "kwh": 4.0 if 17 <= local.hour < 20 else 1.0})
+        rows.append(
+            {
+                "site": site.pk,
+                "start": at.isoformat(),
+                "interval_seconds": 3600,
+                "kwh": 4.0 if 17 <= local.hour < 20 else 1.0,
+            }
+        )
         at += timedelta(hours=1)
     lines, _ = meter.parse(rows, meters=meter.Meters(devices={}, default_device=None), sites=frozenset({site.pk}))
     meter.store(lines=lines, starts=lambda: enumerate(r["start"] for r in rows))
@@ -41,12 +53,20 @@ def history(site, now: datetime, days: int = 14):
 @pytest.fixture
 def battery(program):
     tariffs.save([TARIFF])
-    device = active_device(program, device_type="battery", rated_kw=Decimal("5"), charge_kw=Decimal("5"),
-                           energy_kwh=Decimal("13.5"), backup_reserve_pct=Decimal("20"))
+    device = active_device(
+        program,
+        device_type="battery",
+        rated_kw=Decimal("5"),
+        charge_kw=Decimal("5"),
+        energy_kwh=Decimal("13.5"),
+        backup_reserve_pct=Decimal("20"),
+    )
     site = device.site
     site.utility, site.retail_tariff, site.time_zone = "PLANCO", "TOU", "America/New_York"
     site.save()
-    DeviceStatus.objects.create(device=device, online=True, last_seen_at=datetime.now(UTC), state_of_charge_pct=Decimal("50"))
+    DeviceStatus.objects.create(
+        device=device, online=True, last_seen_at=datetime.now(UTC), state_of_charge_pct=Decimal("50")
+    )
     return device
 
 
@@ -57,13 +77,17 @@ def test_tomorrows_plan_cuts_the_forecast_bill_keeps_the_reserve_and_reaches_onl
     figures = schedules.plan_sites([battery.site_id], tomorrow, now=now)
     assert (figures["sites"], figures["batteries"], figures["skipped"]) == (1, 1, {})
     plan = DeviceSchedule.objects.get(device=battery, day=tomorrow)
-    assert len(plan.kw) == len(schedules.day_starts(tomorrow, NY)) and plan.start == schedules.day_starts(tomorrow, NY)[0]
+    assert (
+        len(plan.kw) == len(schedules.day_starts(tomorrow, NY)) and plan.start == schedules.day_starts(tomorrow, NY)[0]
+    )
     assert plan.site_cost < plan.site_cost_without
     assert plan.reserve_kwh == pytest.approx(2.7) and min(plan.energy_kwh) >= 2.7 - 1e-3
     # Stored energy is worth most before the evening peak it will serve (the plan's dual prices).
     assert len(plan.value_per_kwh) == len(plan.kw) and min(plan.value_per_kwh) >= 0
     assert max(plan.value_per_kwh) >= 0.10
-    evening = [kw for n, kw in enumerate(plan.kw) if 17 <= (plan.start + timedelta(minutes=15 * n)).astimezone(NY).hour < 20]
+    evening = [
+        kw for n, kw in enumerate(plan.kw) if 17 <= (plan.start + timedelta(minutes=15 * n)).astimezone(NY).hour < 20
+    ]
     assert sum(evening) > 0  # it discharges into the forecast evening peak
 
     # Planning again replaces the day's plan; a site without a tariff is skipped and says why.
@@ -91,46 +115,102 @@ def test_a_dispatch_command_overrides_the_plan_in_its_window(battery, make_resou
     resource = make_resource(devices=[battery])
     online(battery, soc=Decimal("60"))
     start = datetime(tomorrow.year, tomorrow.month, tomorrow.day, 18, tzinfo=NY)
-    event = services.create_event(resource=resource, source="operator_test", start=start, end=start + timedelta(hours=1),
-                                  notify_at=now, target_kw=3, by="tester", over_commit_pct=0, now=now)
+    event = services.create_event(
+        resource=resource,
+        source="operator_test",
+        start=start,
+        end=start + timedelta(hours=1),
+        notify_at=now,
+        target_kw=3,
+        by="tester",
+        over_commit_pct=0,
+        now=now,
+    )
     for _, number, low, high in services.advance(event_id=event.pk, now=now):
         services.issue_commands(event_id=event.pk, round_number=number, first_device=low, last_device=high, now=now)
     client, _ = device_client(device=battery)
     [plan] = client.get("/api/device/v1/schedule").json()["schedules"]
     [window] = plan["overridden_by"]
-    assert datetime.fromisoformat(window["start"]) == start and datetime.fromisoformat(window["end"]) == start + timedelta(hours=1)
+    assert datetime.fromisoformat(window["start"]) == start and datetime.fromisoformat(
+        window["end"]
+    ) == start + timedelta(hours=1)
 
 
 def test_sites_are_due_in_their_local_evening_until_planned(battery):
     evening = datetime(2026, 7, 14, 19, tzinfo=NY)
     morning = datetime(2026, 7, 14, 9, tzinfo=NY)
     assert battery.site_id not in schedules.due_sites(morning).get(evening.date() + timedelta(days=1), [])
-    DeviceFactory(site=SiteFactory(time_zone="America/New_York"), device_type="battery")  # another site in the same zone
+    DeviceFactory(
+        site=SiteFactory(time_zone="America/New_York"), device_type="battery"
+    )  # another site in the same zone
     due = schedules.due_sites(evening)
-    assert list(due) == [evening.date() + timedelta(days=1)] and due[evening.date() + timedelta(days=1)].count(battery.site_id) == 1
+    assert (
+        list(due) == [evening.date() + timedelta(days=1)]
+        and due[evening.date() + timedelta(days=1)].count(battery.site_id) == 1
+    )
     assert len(due[evening.date() + timedelta(days=1)]) == 2
-    DeviceSchedule.objects.create(device=battery, day=evening.date() + timedelta(days=1), start=evening, step_seconds=900,
-                                  kw=[0.0], energy_kwh=[0.0], reserve_kwh=0, site_cost=0, site_cost_without=0)
+    DeviceSchedule.objects.create(
+        device=battery,
+        day=evening.date() + timedelta(days=1),
+        start=evening,
+        step_seconds=900,
+        kw=[0.0],
+        energy_kwh=[0.0],
+        reserve_kwh=0,
+        site_cost=0,
+        site_cost_without=0,
+    )
     assert battery.site_id not in schedules.due_sites(evening).get(evening.date() + timedelta(days=1), [])
 
 
 def test_allocation_prefers_the_battery_whose_customer_loses_least_and_says_what_it_costs(program, make_resource):
     """Two batteries with the same season: the one whose plan values its stored energy less over the event goes first."""
     now = datetime.now(UTC)
-    dear, cheap = (active_device(program, device_type="battery", rated_kw=Decimal("5"), charge_kw=Decimal("5"),
-                                 energy_kwh=Decimal("13.5"), backup_reserve_pct=Decimal("10")) for _ in range(2))
+    dear, cheap = (
+        active_device(
+            program,
+            device_type="battery",
+            rated_kw=Decimal("5"),
+            charge_kw=Decimal("5"),
+            energy_kwh=Decimal("13.5"),
+            backup_reserve_pct=Decimal("10"),
+        )
+        for _ in range(2)
+    )
     resource = make_resource(devices=[dear, cheap])
     online(dear, cheap, soc=Decimal("90"))
     start = (now + timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
     for device, value in ((dear, 0.30), (cheap, 0.05)):
-        DeviceSchedule.objects.create(device=device, day=start.date(), start=start - timedelta(hours=4), step_seconds=900,
-                                      kw=[0.0] * 48, energy_kwh=[10.0] * 48, reserve_kwh=1.35, value_per_kwh=[0.5] * 16 + [value] * 32,
-                                      site_cost=0, site_cost_without=0)
-    event = services.create_event(resource=resource, source="operator_test", start=start, end=start + timedelta(hours=1),
-                                  notify_at=now, target_kw=3, by="tester", over_commit_pct=0, now=now)
+        DeviceSchedule.objects.create(
+            device=device,
+            day=start.date(),
+            start=start - timedelta(hours=4),
+            step_seconds=900,
+            kw=[0.0] * 48,
+            energy_kwh=[10.0] * 48,
+            reserve_kwh=1.35,
+            value_per_kwh=[0.5] * 16 + [value] * 32,
+            site_cost=0,
+            site_cost_without=0,
+        )
+    event = services.create_event(
+        resource=resource,
+        source="operator_test",
+        start=start,
+        end=start + timedelta(hours=1),
+        notify_at=now,
+        target_kw=3,
+        by="tester",
+        over_commit_pct=0,
+        now=now,
+    )
     services.advance(event_id=event.pk, now=now)
     allocations = {a.device_id: a for a in event.allocations.select_related("device")}
-    assert (allocations[cheap.pk].rank, allocations[cheap.pk].reason, allocations[dear.pk].reason) == (1, "allocated", "not_needed")
+    assert (allocations[cheap.pk].rank, allocations[cheap.pk].reason, allocations[dear.pk].reason) == (
+        1,
+        "allocated",
+        "not_needed",
+    )
     assert allocations[cheap.pk].customer_cost_per_kwh == pytest.approx(0.05)
     assert "$0.050/kWh" in allocations[cheap.pk].explanation and "$0.300/kWh" in allocations[dear.pk].explanation
 
@@ -140,16 +220,35 @@ def test_capability_leaves_a_battery_the_energy_its_own_plan_needs(program, make
     from aggregator.selectors import capability_of
 
     now = datetime(2026, 7, 15, 11, 0, tzinfo=UTC)
-    battery = active_device(program, device_type="battery", rated_kw=Decimal("5"), charge_kw=Decimal("5"), energy_kwh=Decimal("13.5"),
-                            backup_reserve_pct=Decimal("10"), round_trip_efficiency_pct=Decimal("90"))
+    battery = active_device(
+        program,
+        device_type="battery",
+        rated_kw=Decimal("5"),
+        charge_kw=Decimal("5"),
+        energy_kwh=Decimal("13.5"),
+        backup_reserve_pct=Decimal("10"),
+        round_trip_efficiency_pct=Decimal("90"),
+    )
     resource = make_resource(devices=[battery])
     online(battery, soc=Decimal("90"), at=now)
-    eff = 0.9 ** 0.5
+    eff = 0.9**0.5
     kw = [0.0] * 20 + [2.0] * 16 + [0.0] * 12  # 12:00-24:00 in quarter hours: 2 kW from 17:00 to 21:00
     energy = [12.0] * 20 + [12.0 - 0.5 / eff * (n + 1) for n in range(16)] + [12.0 - 8.0 / eff] * 12
-    DeviceSchedule.objects.create(device=battery, day=now.date(), start=datetime(2026, 7, 15, 12, tzinfo=UTC), step_seconds=900,
-                                  kw=kw, energy_kwh=energy, reserve_kwh=1.35, site_cost=0, site_cost_without=0)
-    forecast = {h["start"]: h["kw"] for h in capability_of(resource_ids=[resource.pk], now=now, hours=24, event_hours=2)[resource.pk]["forecast"]}
+    DeviceSchedule.objects.create(
+        device=battery,
+        day=now.date(),
+        start=datetime(2026, 7, 15, 12, tzinfo=UTC),
+        step_seconds=900,
+        kw=kw,
+        energy_kwh=energy,
+        reserve_kwh=1.35,
+        site_cost=0,
+        site_cost_without=0,
+    )
+    forecast = {
+        h["start"]: h["kw"]
+        for h in capability_of(resource_ids=[resource.pk], now=now, hours=24, event_hours=2)[resource.pk]["forecast"]
+    }
     left = (12.0 - 1.35 - 8.0 / eff) * eff / 2  # kWh above the reserve the plan does not need, over 2 hours
     assert forecast[datetime(2026, 7, 15, 11, tzinfo=UTC)] == 5.0  # before the plan: the state of charge decides
     assert forecast[datetime(2026, 7, 15, 14, tzinfo=UTC)] == pytest.approx(left, abs=1e-3)
@@ -160,7 +259,9 @@ def test_an_ev_chargers_plan_charges_overnight_what_last_nights_plan_left(progra
     from enrollment.portal.services import set_charging_need
 
     tariffs.save([TARIFF])
-    charger = DeviceFactory(device_type="ev_charger", rated_kw=Decimal("7.2"), charge_kw=None, energy_kwh=None, backup_reserve_pct=None)
+    charger = DeviceFactory(
+        device_type="ev_charger", rated_kw=Decimal("7.2"), charge_kw=None, energy_kwh=None, backup_reserve_pct=None
+    )
     site = charger.site
     site.utility, site.retail_tariff, site.time_zone = "PLANCO", "TOU", "America/New_York"
     site.save()
@@ -170,9 +271,21 @@ def test_an_ev_chargers_plan_charges_overnight_what_last_nights_plan_left(progra
     tomorrow = now.astimezone(NY).date() + timedelta(days=1)
     starts = schedules.day_starts(tomorrow, NY)
     # Last night's plan (the day before) charged 10 kWh after plug-in: 20 kWh are owed by 06:00.
-    evening = [(-5.0 if (starts[0] - timedelta(days=1) + timedelta(minutes=15 * n)).astimezone(NY).hour >= 22 else 0.0) for n in range(96)]
-    DeviceSchedule.objects.create(device=charger, day=tomorrow - timedelta(days=1), start=starts[0] - timedelta(days=1), step_seconds=900,
-                                  kw=evening, energy_kwh=[0.0] * 96, reserve_kwh=0, site_cost=0, site_cost_without=0)
+    evening = [
+        (-5.0 if (starts[0] - timedelta(days=1) + timedelta(minutes=15 * n)).astimezone(NY).hour >= 22 else 0.0)
+        for n in range(96)
+    ]
+    DeviceSchedule.objects.create(
+        device=charger,
+        day=tomorrow - timedelta(days=1),
+        start=starts[0] - timedelta(days=1),
+        step_seconds=900,
+        kw=evening,
+        energy_kwh=[0.0] * 96,
+        reserve_kwh=0,
+        site_cost=0,
+        site_cost_without=0,
+    )
     figures = schedules.plan_sites([site.pk], tomorrow, now=now)
     assert (figures["sites"], figures["ev_chargers"], figures["batteries"]) == (1, 1, 0)
     plan = DeviceSchedule.objects.get(device=charger, day=tomorrow)

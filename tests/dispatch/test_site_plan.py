@@ -14,7 +14,7 @@ from dispatch.site_plan import Battery, Demand, SiteDay, day_cost, plan_batch
 
 def simulate(battery: Battery, kw, step_hours: float) -> list[float]:
     """The state of energy after each interval when the battery follows `kw` (+ discharge)."""
-    eff, energy, out = battery.round_trip ** 0.5, battery.soc_kwh, []
+    eff, energy, out = battery.round_trip**0.5, battery.soc_kwh, []
     for value in kw:
         energy += -value * step_hours / eff if value > 0 else -value * step_hours * eff
         out.append(energy)
@@ -23,14 +23,23 @@ def simulate(battery: Battery, kw, step_hours: float) -> list[float]:
 
 def test_the_plan_matches_the_brute_force_optimum_of_a_tiny_day():
     battery = Battery(power_kw=1, charge_kw=1, energy_kwh=2, reserve_kwh=0.5, soc_kwh=0.5, round_trip=1.0)
-    day = SiteDay(load_kw=np.array([2.0, 1.0, 3.0, 1.0]), import_price=np.array([0.10, 0.10, 0.40, 0.20]),
-                  export_credit=np.full(4, 0.05), step_hours=1.0, batteries=[battery],
-                  demand=[Demand(price_per_kw=0.10, window=np.ones(4, bool))])
+    day = SiteDay(
+        load_kw=np.array([2.0, 1.0, 3.0, 1.0]),
+        import_price=np.array([0.10, 0.10, 0.40, 0.20]),
+        export_credit=np.full(4, 0.05),
+        step_hours=1.0,
+        batteries=[battery],
+        demand=[Demand(price_per_kw=0.10, window=np.ones(4, bool))],
+    )
     plan = plan_batch([day])[0]
     best = None
     for actions in itertools.product([-1.0, -0.5, 0.0, 0.5, 1.0], repeat=4):
         energies = simulate(battery, actions, 1.0)
-        if min(energies) < battery.reserve_kwh - 1e-9 or max(energies) > battery.energy_kwh + 1e-9 or energies[-1] < battery.soc_kwh - 1e-9:
+        if (
+            min(energies) < battery.reserve_kwh - 1e-9
+            or max(energies) > battery.energy_kwh + 1e-9
+            or energies[-1] < battery.soc_kwh - 1e-9
+        ):
             continue
         cost = day_cost(day, np.array(actions))
         best = cost if best is None else min(best, cost)
@@ -47,8 +56,14 @@ def realistic_day() -> tuple[SiteDay, Battery]:
     solar = np.clip(np.sin(np.pi * (hours - 6) / 12), 0, None) * 3.0
     peak = (hours >= 16) & (hours < 21)
     battery = Battery(power_kw=5, charge_kw=5, energy_kwh=13.5, reserve_kwh=2.7, soc_kwh=4.0, round_trip=0.9)
-    day = SiteDay(load_kw=load - solar, import_price=np.where(peak, 0.42, 0.11), export_credit=np.full(96, 0.04),
-                  step_hours=0.25, batteries=[battery], demand=[Demand(12.0, peak, floor_kw=3.0)])
+    day = SiteDay(
+        load_kw=load - solar,
+        import_price=np.where(peak, 0.42, 0.11),
+        export_credit=np.full(96, 0.04),
+        step_hours=0.25,
+        batteries=[battery],
+        demand=[Demand(12.0, peak, floor_kw=3.0)],
+    )
     return day, battery
 
 
@@ -62,9 +77,9 @@ def test_the_plan_beats_idling_and_a_fixed_schedule_and_keeps_the_reserve():
     for t in range(96):
         hour = t / 4
         if 1 <= hour < 6 and energy < battery.energy_kwh:
-            fixed[t] = -min(battery.charge_kw, (battery.energy_kwh - energy) / (0.25 * 0.9 ** 0.5))
+            fixed[t] = -min(battery.charge_kw, (battery.energy_kwh - energy) / (0.25 * 0.9**0.5))
         elif 16 <= hour < 21 and energy > battery.reserve_kwh:
-            fixed[t] = min(battery.power_kw, (energy - battery.reserve_kwh) * 0.9 ** 0.5 / 0.25)
+            fixed[t] = min(battery.power_kw, (energy - battery.reserve_kwh) * 0.9**0.5 / 0.25)
         energy = simulate(Battery(**{**battery.__dict__, "soc_kwh": energy}), [fixed[t]], 0.25)[0]
     assert min(simulate(battery, fixed, 0.25)) >= battery.reserve_kwh - 1e-9  # the fixed rule is a fair rival
     assert day_cost(day, kw) == pytest.approx(plan.cost, abs=1e-6)
@@ -80,14 +95,22 @@ def test_a_battery_found_below_its_reserve_only_climbs_back():
     day, battery = realistic_day()
     battery.soc_kwh = 1.0  # below the 2.7 kWh reserve (an outage drained it)
     energies = plan_batch([day])[0].energy_kwh[0]
-    assert all(later >= earlier - 1e-6 for earlier, later in zip(energies, energies[1:]) if earlier < battery.reserve_kwh)
+    assert all(
+        later >= earlier - 1e-6 for earlier, later in itertools.pairwise(energies) if earlier < battery.reserve_kwh
+    )
     assert energies.min() >= 1.0 - 1e-6 and energies[-1] >= battery.reserve_kwh - 1e-6
 
 
 def test_several_sites_in_one_program_are_each_planned_as_if_alone():
     day, _ = realistic_day()
-    other = SiteDay(load_kw=day.load_kw * 1.5, import_price=day.import_price, export_credit=day.export_credit, step_hours=0.25,
-                    batteries=[Battery(10, 5, 20, 4, 10, 0.88), Battery(5, 5, 13.5, 2.7, 5, 0.9)], demand=[])
+    other = SiteDay(
+        load_kw=day.load_kw * 1.5,
+        import_price=day.import_price,
+        export_credit=day.export_credit,
+        step_hours=0.25,
+        batteries=[Battery(10, 5, 20, 4, 10, 0.88), Battery(5, 5, 13.5, 2.7, 5, 0.9)],
+        demand=[],
+    )
     together = plan_batch([day, other])
     alone = [plan_batch([day])[0], plan_batch([other])[0]]
     assert [p.cost for p in together] == pytest.approx([p.cost for p in alone], abs=1e-6)
@@ -97,7 +120,7 @@ def test_several_sites_in_one_program_are_each_planned_as_if_alone():
 def test_a_local_day_has_its_true_number_of_quarter_hours(day, count):
     starts = day_starts(day, ZoneInfo("America/Los_Angeles"))
     assert len(starts) == count
-    assert all((b - a).total_seconds() == 900 for a, b in zip(starts, starts[1:]))
+    assert all((b - a).total_seconds() == 900 for a, b in itertools.pairwise(starts))
 
 
 def test_an_ev_charges_what_it_owes_in_its_windows_at_the_cheapest_hours():
@@ -106,9 +129,18 @@ def test_an_ev_charges_what_it_owes_in_its_windows_at_the_cheapest_hours():
 
     hours = np.arange(96) / 4
     price = np.where((hours >= 16) & (hours < 21), 0.40, np.where(hours < 6, 0.08, 0.15))
-    ev = Ev(power_kw=7.2, morning=hours < 7, evening=hours >= 18, morning_kwh=20.0, evening_kwh=4.0, evening_max_kwh=30.0)
-    day = SiteDay(load_kw=np.full(96, 1.0), import_price=price, export_credit=np.zeros(96), step_hours=0.25, batteries=[],
-                  evs=[ev], demand=[])
+    ev = Ev(
+        power_kw=7.2, morning=hours < 7, evening=hours >= 18, morning_kwh=20.0, evening_kwh=4.0, evening_max_kwh=30.0
+    )
+    day = SiteDay(
+        load_kw=np.full(96, 1.0),
+        import_price=price,
+        export_credit=np.zeros(96),
+        step_hours=0.25,
+        batteries=[],
+        evs=[ev],
+        demand=[],
+    )
     plan = plan_batch([day])[0]
     kw = plan.ev_kw[0]
     assert kw.min() >= -1e-9 and kw.max() <= 7.2 + 1e-9

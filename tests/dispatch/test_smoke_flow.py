@@ -1,15 +1,24 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from dispatch import services
 from dispatch.models import Allocation, DeviceCommand
 
 
-def test_a_real_time_event_allocates_and_issues_one_command_per_needed_device(program, make_resource, device_client, django_capture_on_commit_callbacks):
+def test_a_real_time_event_allocates_and_issues_one_command_per_needed_device(
+    program, make_resource, device_client, django_capture_on_commit_callbacks
+):
     resource = make_resource(generators=4)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with django_capture_on_commit_callbacks(execute=False):
-        event = services.create_event(resource=resource, source="operator_test", start=now, end=now + timedelta(hours=1),
-                                      target_kw=120, by="tester", over_commit_pct=0)
+        event = services.create_event(
+            resource=resource,
+            source="operator_test",
+            start=now,
+            end=now + timedelta(hours=1),
+            target_kw=120,
+            by="tester",
+            over_commit_pct=0,
+        )
     chunks = services.advance(event_id=event.pk)
     assert chunks
     for chunk in chunks:

@@ -58,6 +58,7 @@ def post_action(browser, action: str, enrollments, **extra):
 
 # --- changelists -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("model", ["customer", "site", "device", "enrollment", "consent"])
 def test_changelist_loads(browser, applied, model):
     response = browser.get(changelist(model))
@@ -83,6 +84,7 @@ def test_device_changelist_links_to_the_import_page(browser):
 
 
 # --- fleet import page --------------------------------------------------------------
+
 
 def test_import_page_shows_the_upload_form(browser):
     response = browser.get(reverse(IMPORT_URL_NAME))
@@ -145,8 +147,11 @@ def test_import_page_is_forbidden_to_a_staff_analyst(db):
 
 # --- enrollment lifecycle actions ------------------------------------------------------
 
+
 def test_lifecycle_action_first_asks_for_confirmation_and_changes_nothing(browser, applied):
-    response = browser.post(changelist("enrollment"), {"action": "action_reject", "_selected_action": [e.pk for e in applied]})
+    response = browser.post(
+        changelist("enrollment"), {"action": "action_reject", "_selected_action": [e.pk for e in applied]}
+    )
 
     assert response.status_code == 200
     assert response.context["reason_required"] is True
@@ -154,7 +159,9 @@ def test_lifecycle_action_first_asks_for_confirmation_and_changes_nothing(browse
     assert set(Enrollment.objects.values_list("state", flat=True)) == {State.APPLIED}
 
 
-def test_submit_for_review_then_reject_with_reason_moves_enrollments_and_records_transitions(browser, applied, superuser):
+def test_submit_for_review_then_reject_with_reason_moves_enrollments_and_records_transitions(
+    browser, applied, superuser
+):
     post_action(browser, "action_submit_for_review", applied, apply="1")
     assert set(Enrollment.objects.values_list("state", flat=True)) == {State.UTILITY_REVIEW}
 
@@ -165,7 +172,9 @@ def test_submit_for_review_then_reject_with_reason_moves_enrollments_and_records
     for enrollment in applied:
         enrollment.refresh_from_db()
         assert (enrollment.state, enrollment.review_outcome) == (State.REJECTED, "rejected")
-        steps = list(EnrollmentTransition.objects.filter(enrollment=enrollment).values_list("action", "from_state", "to_state"))
+        steps = list(
+            EnrollmentTransition.objects.filter(enrollment=enrollment).values_list("action", "from_state", "to_state")
+        )
         assert steps == [
             ("apply", "", State.APPLIED),
             ("submit_for_review", State.APPLIED, State.UTILITY_REVIEW),
@@ -186,10 +195,13 @@ def test_reject_without_a_reason_leaves_state_unchanged_and_shows_an_error(brows
 
 # --- device credentials -----------------------------------------------------------------
 
+
 def test_issue_credentials_shows_tokens_whose_sha256_is_stored(browser, superuser):
     devices = [DeviceFactory(), DeviceFactory()]
 
-    response = browser.post(changelist("device"), {"action": "issue_credentials", "_selected_action": [d.pk for d in devices]})
+    response = browser.post(
+        changelist("device"), {"action": "issue_credentials", "_selected_action": [d.pk for d in devices]}
+    )
 
     assert response.status_code == 200
     tokens = re.findall(r"<code>([^<]+)</code>", response.content.decode())

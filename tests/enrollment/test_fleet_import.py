@@ -25,33 +25,69 @@ TEMPLATE_URL = "/api/v1/fleet-imports/template/"
 
 # --- building files --------------------------------------------------------------
 
+
 def battery(**overrides) -> dict:
     """A home battery of customer C-1 at CAISO meter M-1."""
     return {
-        "customer_ref": "C-1", "customer_name": "Jane Doe", "customer_kind": "residential", "email": "jane@example.com",
-        "utility": "PG&E", "meter_id": "M-1", "market": "CAISO", "pricing_node": "PGAE_N001", "zone": "PGAE",
-        "latitude": "37.5", "longitude": "-121.9",
-        "device_type": "battery", "manufacturer": "Tesla", "model": "Powerwall 3", "serial": "B-1",
-        "rated_kw": "11.5", "charge_kw": "5", "energy_kwh": "13.5", "backup_reserve_pct": "20",
+        "customer_ref": "C-1",
+        "customer_name": "Jane Doe",
+        "customer_kind": "residential",
+        "email": "jane@example.com",
+        "utility": "PG&E",
+        "meter_id": "M-1",
+        "market": "CAISO",
+        "pricing_node": "PGAE_N001",
+        "zone": "PGAE",
+        "latitude": "37.5",
+        "longitude": "-121.9",
+        "device_type": "battery",
+        "manufacturer": "Tesla",
+        "model": "Powerwall 3",
+        "serial": "B-1",
+        "rated_kw": "11.5",
+        "charge_kw": "5",
+        "energy_kwh": "13.5",
+        "backup_reserve_pct": "20",
         **overrides,
     }
 
 
 def thermostat(**overrides) -> dict:
     """A smart thermostat at the same site as battery()."""
-    row = battery(device_type="thermostat", manufacturer="ecobee", model="Premium", serial="T-1", rated_kw="3",
-                  charge_kw="", energy_kwh="", backup_reserve_pct="", max_setpoint_offset_f="4", max_event_hours="4")
+    row = battery(
+        device_type="thermostat",
+        manufacturer="ecobee",
+        model="Premium",
+        serial="T-1",
+        rated_kw="3",
+        charge_kw="",
+        energy_kwh="",
+        backup_reserve_pct="",
+        max_setpoint_offset_f="4",
+        max_event_hours="4",
+    )
     return {**row, **overrides}
 
 
 def generator(**overrides) -> dict:
     """A standby generator of industrial customer C-2 at PJM meter M-2, in two retail programs."""
     return {
-        "customer_ref": "C-2", "customer_name": "Acme Foundry", "customer_kind": "industrial",
-        "utility": "PECO", "meter_id": "M-2", "market": "PJM", "pricing_node": "PECO_N001", "zone": "PECO",
+        "customer_ref": "C-2",
+        "customer_name": "Acme Foundry",
+        "customer_kind": "industrial",
+        "utility": "PECO",
+        "meter_id": "M-2",
+        "market": "PJM",
+        "pricing_node": "PECO_N001",
+        "zone": "PECO",
         "retail_programs": "utility_dr; net_metering",
-        "device_type": "generator", "manufacturer": "Generac", "model": "Standby", "serial": "G-1",
-        "rated_kw": "300", "min_run_minutes": "30", "fuel": "natural_gas",
+        "device_type": "generator",
+        "manufacturer": "Generac",
+        "model": "Standby",
+        "serial": "G-1",
+        "rated_kw": "300",
+        "min_run_minutes": "30",
+        "fuel": "natural_gas",
         **overrides,
     }
 
@@ -87,6 +123,7 @@ def where(report) -> set[tuple]:
 
 # --- a good file -----------------------------------------------------------------
 
+
 def test_demo_fleet_file_creates_one_record_per_customer_site_device_and_retail_program(db):
     rows = list(fleet_rows(customers=20, retail_dr_share=0.5))
     expected = {
@@ -112,7 +149,12 @@ def test_devices_get_their_type_parameters_in_the_right_columns(db):
     assert report.ok, report.errors
     b = Device.objects.get(serial="B-1")
     assert (b.device_type, b.rated_kw, b.charge_kw, b.energy_kwh, b.backup_reserve_pct) == (
-        "battery", Decimal("11.5"), Decimal("5"), Decimal("13.5"), Decimal("20"))
+        "battery",
+        Decimal("11.5"),
+        Decimal("5"),
+        Decimal("13.5"),
+        Decimal("20"),
+    )
     assert b.fuel is None and b.min_run_minutes is None and b.max_event_hours is None
     t = Device.objects.get(serial="T-1")
     assert (t.max_setpoint_offset_f, t.max_event_hours, t.energy_kwh) == (Decimal("4"), Decimal("4"), None)
@@ -186,22 +228,40 @@ def test_dry_run_reports_ok_and_writes_nothing(db):
 
 # --- bad rows: every problem by row and field, nothing written ---------------------
 
+
 @pytest.mark.parametrize(
     ("bad_row", "field", "code"),
     [
         pytest.param(generator(rated_kw="lots"), "rated_kw", "not_a_number", id="non_numeric_rated_kw"),
         pytest.param(battery(serial="B-2", energy_kwh=""), "energy_kwh", "required", id="battery_without_energy_kwh"),
-        pytest.param(thermostat(serial="T-2", energy_kwh="10"), "energy_kwh", "not_applicable", id="thermostat_with_energy_kwh"),
-        pytest.param(generator(market="NOPE"), "market", "unknown_market", id="unknown_market"),
-        pytest.param(generator(device_type="fusion_reactor"), "device_type", "invalid_choice", id="unknown_device_type"),
-        pytest.param(generator(site_time_zone="Mars/Olympus_Mons"), "site_time_zone", "invalid_time_zone", id="invalid_time_zone"),
-        pytest.param(generator(latitude="95"), "latitude", "out_of_range", id="latitude_95"),
-        pytest.param(thermostat(serial="T-2", bidirectional="true"), "bidirectional", "not_applicable", id="bidirectional_thermostat"),
         pytest.param(
-            generator(rated_kw="100000000"), "rated_kw", "out_of_range", id="rated_kw_beyond_the_column",
+            thermostat(serial="T-2", energy_kwh="10"), "energy_kwh", "not_applicable", id="thermostat_with_energy_kwh"
+        ),
+        pytest.param(generator(market="NOPE"), "market", "unknown_market", id="unknown_market"),
+        pytest.param(
+            generator(device_type="fusion_reactor"), "device_type", "invalid_choice", id="unknown_device_type"
         ),
         pytest.param(
-            generator(telemetry_interval_seconds="\u00b2"), "telemetry_interval_seconds", "out_of_range", id="superscript_digit_interval",
+            generator(site_time_zone="Mars/Olympus_Mons"), "site_time_zone", "invalid_time_zone", id="invalid_time_zone"
+        ),
+        pytest.param(generator(latitude="95"), "latitude", "out_of_range", id="latitude_95"),
+        pytest.param(
+            thermostat(serial="T-2", bidirectional="true"),
+            "bidirectional",
+            "not_applicable",
+            id="bidirectional_thermostat",
+        ),
+        pytest.param(
+            generator(rated_kw="100000000"),
+            "rated_kw",
+            "out_of_range",
+            id="rated_kw_beyond_the_column",
+        ),
+        pytest.param(
+            generator(telemetry_interval_seconds="\u00b2"),
+            "telemetry_interval_seconds",
+            "out_of_range",
+            id="superscript_digit_interval",
         ),
     ],
 )
@@ -243,7 +303,11 @@ def test_many_bad_rows_are_all_reported_at_once(db):
 
     report = import_fleet(source=csv_text(rows))
 
-    assert where(report) >= {(3, "rated_kw", "not_a_number"), (4, "market", "unknown_market"), (5, "fuel", "not_applicable")}
+    assert where(report) >= {
+        (3, "rated_kw", "not_a_number"),
+        (4, "market", "unknown_market"),
+        (5, "fuel", "not_applicable"),
+    }
     assert {e.row for e in report.errors} == {3, 4, 5}
     assert counts() == NOTHING
 
@@ -258,6 +322,7 @@ def test_row_numbers_are_file_lines_even_after_a_blank_line(db):
 
 
 # --- bad files ---------------------------------------------------------------------
+
 
 def test_a_missing_required_column_is_reported_on_the_header_line(db):
     columns = [c for c in COLUMNS if c != "serial"]
@@ -319,6 +384,7 @@ def test_a_utf8_byte_order_mark_is_accepted(db):
 
 # --- conflicts with what the database holds -----------------------------------------
 
+
 def test_a_meter_of_another_customer_in_the_database_is_an_error(db):
     SiteFactory(customer=CustomerFactory(external_ref="C-OTHER"), utility="PECO", meter_id="M-2")
     before = counts()
@@ -342,6 +408,7 @@ def test_a_serial_installed_at_another_site_is_an_error(db):
 
 
 # --- management command -------------------------------------------------------------
+
 
 def test_import_fleet_command_writes_a_good_file(db, tmp_path):
     path = tmp_path / "fleet.csv"
@@ -369,6 +436,7 @@ def test_import_fleet_command_fails_on_a_bad_file_and_writes_nothing(db, tmp_pat
 
 # --- operator API -------------------------------------------------------------------
 
+
 def upload(text: str, name: str = "fleet.csv") -> SimpleUploadedFile:
     return SimpleUploadedFile(name, text.encode(), content_type="text/csv")
 
@@ -395,7 +463,9 @@ def test_api_import_of_a_bad_file_returns_400_with_errors_and_writes_nothing(api
 
 
 def test_api_import_dry_run_returns_200_and_writes_nothing(api_as):
-    response = api_as("operator").post(IMPORT_URL, {"file": upload(mixed_fleet()), "dry_run": "true"}, format="multipart")
+    response = api_as("operator").post(
+        IMPORT_URL, {"file": upload(mixed_fleet()), "dry_run": "true"}, format="multipart"
+    )
 
     assert response.status_code == 200, response.content
     assert response.json()["ok"] is True and response.json()["written"] is False
@@ -428,6 +498,7 @@ def test_api_template_itself_imports(api_as):
 
 
 # --- demo seed ----------------------------------------------------------------------
+
 
 def test_seed_demo_creates_customers_devices_and_active_enrollments(db, settings, tmp_path):
     settings.VPP_DATA_DIR = tmp_path

@@ -24,8 +24,12 @@ def walk(enrollment, *actions, by="tester", **kwargs):
 
 def test_enrollment_walks_the_whole_lifecycle_recording_who_when_and_why(program, make_operator):
     operator = make_operator("operator")
-    enrollment = services.apply(device=eligible_device(program), program=program, by=operator, reason="customer signed up")
-    enrollment = walk(enrollment, "submit_for_review", "approve", "activate", "suspend", "activate", "withdraw", by=operator)
+    enrollment = services.apply(
+        device=eligible_device(program), program=program, by=operator, reason="customer signed up"
+    )
+    enrollment = walk(
+        enrollment, "submit_for_review", "approve", "activate", "suspend", "activate", "withdraw", by=operator
+    )
 
     assert enrollment.state == State.WITHDRAWN
     assert enrollment.review_outcome == "approved"
@@ -70,10 +74,21 @@ def test_rejecting_or_suspending_needs_a_reason(program, action, setup):
 
 
 def test_utility_rejection_records_the_outcome_and_ends_the_enrollment(program):
-    enrollment = walk(services.apply(device=eligible_device(program), program=program, by="tester"), "submit_for_review")
-    enrollment = services.transition(enrollment=enrollment, action="reject", by="tester",
-                                     reason="feeder hosting capacity exceeded", utility_reference="PECO-2026-0042")
-    assert (enrollment.state, enrollment.review_outcome, enrollment.utility_reference) == ("rejected", "rejected", "PECO-2026-0042")
+    enrollment = walk(
+        services.apply(device=eligible_device(program), program=program, by="tester"), "submit_for_review"
+    )
+    enrollment = services.transition(
+        enrollment=enrollment,
+        action="reject",
+        by="tester",
+        reason="feeder hosting capacity exceeded",
+        utility_reference="PECO-2026-0042",
+    )
+    assert (enrollment.state, enrollment.review_outcome, enrollment.utility_reference) == (
+        "rejected",
+        "rejected",
+        "PECO-2026-0042",
+    )
     assert enrollment.review_decided_at is not None and enrollment.ended_at is not None
 
 
@@ -164,7 +179,9 @@ def test_review_deadline_is_sixty_calendar_days_in_market_time_across_dst(progra
     # Review opens on a September afternoon in New York (EDT, UTC-4); 60 days later it is EST (UTC-5).
     started = datetime(2026, 9, 20, 14, 0, tzinfo=NEW_YORK)
     with time_machine.travel(started, tick=False):
-        enrollment = walk(services.apply(device=eligible_device(program), program=program, by="tester"), "submit_for_review")
+        enrollment = walk(
+            services.apply(device=eligible_device(program), program=program, by="tester"), "submit_for_review"
+        )
     assert enrollment.review_deadline.astimezone(NEW_YORK) == datetime(2026, 11, 19, 14, 0, tzinfo=NEW_YORK)
     assert enrollment.review_deadline - enrollment.review_started_at == timedelta(days=60, hours=1)
 

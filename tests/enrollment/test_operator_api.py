@@ -12,7 +12,12 @@ from enrollment.models import Consent, Customer, Device, Enrollment, Site
 from enrollment.services import issue_credential
 from tests.conftest import operator_token
 from tests.factories import (
-    CustomerFactory, DeviceFactory, RetailProgramFactory, SiteFactory, eligible_device, market,
+    CustomerFactory,
+    DeviceFactory,
+    RetailProgramFactory,
+    SiteFactory,
+    eligible_device,
+    market,
 )
 
 pytestmark = pytest.mark.django_db
@@ -30,8 +35,15 @@ def errors_of(response):
 
 def battery_payload(*, site, **overrides):
     payload = {
-        "site": site.pk, "device_type": "battery", "manufacturer": "Tesla", "model": "Powerwall 3",
-        "serial": "PW-0001", "rated_kw": "5", "charge_kw": "5", "energy_kwh": "13.5", "backup_reserve_pct": "20",
+        "site": site.pk,
+        "device_type": "battery",
+        "manufacturer": "Tesla",
+        "model": "Powerwall 3",
+        "serial": "PW-0001",
+        "rated_kw": "5",
+        "charge_kw": "5",
+        "energy_kwh": "13.5",
+        "backup_reserve_pct": "20",
     }
     payload.update(overrides)
     return payload
@@ -39,8 +51,14 @@ def battery_payload(*, site, **overrides):
 
 def thermostat_payload(*, site, **overrides):
     payload = {
-        "site": site.pk, "device_type": "thermostat", "manufacturer": "Ecobee", "model": "Premium",
-        "serial": "EC-0001", "rated_kw": "3", "max_setpoint_offset_f": "4", "max_event_hours": "4",
+        "site": site.pk,
+        "device_type": "thermostat",
+        "manufacturer": "Ecobee",
+        "model": "Premium",
+        "serial": "EC-0001",
+        "rated_kw": "3",
+        "max_setpoint_offset_f": "4",
+        "max_event_hours": "4",
     }
     payload.update(overrides)
     return payload
@@ -48,8 +66,12 @@ def thermostat_payload(*, site, **overrides):
 
 def site_payload(*, customer, **overrides):
     payload = {
-        "customer": customer.pk, "utility": "PECO", "meter_id": "M-1", "market": market("PJM").pk,
-        "pricing_node": "PECO_N001", "zone": "PECO",
+        "customer": customer.pk,
+        "utility": "PECO",
+        "meter_id": "M-1",
+        "market": market("PJM").pk,
+        "pricing_node": "PECO_N001",
+        "zone": "PECO",
     }
     payload.update(overrides)
     return payload
@@ -57,8 +79,11 @@ def site_payload(*, customer, **overrides):
 
 def consent_payload(*, customer, **overrides):
     payload = {
-        "customer": customer.pk, "kind": "utility_data_sharing", "terms_version": "2026.1",
-        "granted_by": "Jane Doe", "method": "web",
+        "customer": customer.pk,
+        "kind": "utility_data_sharing",
+        "terms_version": "2026.1",
+        "granted_by": "Jane Doe",
+        "method": "web",
     }
     payload.update(overrides)
     return payload
@@ -238,8 +263,12 @@ def test_customers_are_paginated_with_a_page_size(api_as):
 
 def test_devices_can_be_filtered_by_type(api_as):
     thermostat = DeviceFactory(
-        device_type="thermostat", charge_kw=None, energy_kwh=None, backup_reserve_pct=None,
-        max_setpoint_offset_f="4", max_event_hours="4",
+        device_type="thermostat",
+        charge_kw=None,
+        energy_kwh=None,
+        backup_reserve_pct=None,
+        max_setpoint_offset_f="4",
+        max_event_hours="4",
     )
     DeviceFactory()
 
@@ -305,7 +334,10 @@ def test_an_enrollment_walks_to_active_and_each_step_records_the_operator(make_o
 
     assert Enrollment.objects.get(pk=enrollment_id).state == "active"
     assert [(t["action"], t["to_state"]) for t in transitions] == [
-        ("apply", "applied"), ("submit_for_review", "utility_review"), ("approve", "approved"), ("activate", "active"),
+        ("apply", "applied"),
+        ("submit_for_review", "utility_review"),
+        ("approve", "approved"),
+        ("activate", "active"),
     ]
     assert {t["actor_label"] for t in transitions} == {"olivia"}
     assert {t["actor"] for t in transitions} == {user.pk}
@@ -410,7 +442,9 @@ def test_the_eligibility_check_lists_every_problem(api_as, program):
     assert response.status_code == 200
     assert response.json()["eligible"] is False
     assert [problem["code"] for problem in response.json()["problems"]] == [
-        "missing_consent", "missing_consent", "double_counting",
+        "missing_consent",
+        "missing_consent",
+        "double_counting",
     ]
 
 
@@ -491,8 +525,11 @@ def test_bulk_apply_enrolls_the_eligible_and_gives_each_refusal_its_reasons(api_
 
     good = [eligible_device(program) for _ in range(3)]
     no_consent = DeviceFactory(site__market=program.market)
-    response = api_as("operator").post("/api/v1/enrollments/bulk-apply/", {
-        "program": program.pk, "devices": [d.pk for d in good] + [no_consent.pk, 999_999]}, format="json")
+    response = api_as("operator").post(
+        "/api/v1/enrollments/bulk-apply/",
+        {"program": program.pk, "devices": [d.pk for d in good] + [no_consent.pk, 999_999]},
+        format="json",
+    )
     body = response.json()
     assert response.status_code == 200, body
     assert len(body["done"]) == 3
@@ -508,13 +545,29 @@ def test_bulk_transition_moves_what_it_can_and_explains_the_rest(api_as, program
     enrollments = [services.apply(device=eligible_device(program), program=program, by="t") for _ in range(3)]
     services.transition(enrollment=enrollments[0], action="submit_for_review", by="t")
     client = api_as("operator")
-    response = client.post("/api/v1/enrollments/bulk-transition/", {
-        "action": "submit_for_review", "enrollments": [e.pk for e in enrollments]}, format="json")
+    response = client.post(
+        "/api/v1/enrollments/bulk-transition/",
+        {"action": "submit_for_review", "enrollments": [e.pk for e in enrollments]},
+        format="json",
+    )
     body = response.json()
     assert sorted(body["done"]) == sorted(e.pk for e in enrollments[1:])
-    assert body["refused"][0]["id"] == enrollments[0].pk and body["refused"][0]["errors"][0]["code"] == "invalid_transition"
+    assert (
+        body["refused"][0]["id"] == enrollments[0].pk
+        and body["refused"][0]["errors"][0]["code"] == "invalid_transition"
+    )
     assert Enrollment.objects.filter(state="utility_review").count() == 3
-    bad = client.post("/api/v1/enrollments/bulk-transition/", {"action": "reject", "enrollments": [enrollments[1].pk]}, format="json")
+    bad = client.post(
+        "/api/v1/enrollments/bulk-transition/", {"action": "reject", "enrollments": [enrollments[1].pk]}, format="json"
+    )
     assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "reason"
-    assert api_as("analyst").post("/api/v1/enrollments/bulk-transition/", {
-        "action": "withdraw", "enrollments": [enrollments[1].pk]}, format="json").status_code == 403
+    assert (
+        api_as("analyst")
+        .post(
+            "/api/v1/enrollments/bulk-transition/",
+            {"action": "withdraw", "enrollments": [enrollments[1].pk]},
+            format="json",
+        )
+        .status_code
+        == 403
+    )

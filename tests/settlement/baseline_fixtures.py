@@ -2,7 +2,7 @@
 stepping in UTC (so a 23-hour day has 23 hourly readings and a 25-hour day 25)."""
 
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -14,7 +14,7 @@ NEW_YORK = "America/New_York"
 LOS_ANGELES = "America/Los_Angeles"
 NY = ZoneInfo(NEW_YORK)
 LA = ZoneInfo(LOS_ANGELES)
-UTC = timezone.utc
+UTC = UTC
 
 
 def at(y: int, m: int, d: int, h: int = 0, minute: int = 0, *, tz=NY, fold: int = 0) -> datetime:
@@ -25,7 +25,9 @@ def utc(y: int, m: int, d: int, h: int = 0, minute: int = 0) -> datetime:
     return datetime(y, m, d, h, minute, tzinfo=UTC)
 
 
-def series(load: Callable[[datetime], float | None], *, first: date, last: date, tz=NY, minutes: int = 60) -> IntervalReadings:
+def series(
+    load: Callable[[datetime], float | None], *, first: date, last: date, tz=NY, minutes: int = 60
+) -> IntervalReadings:
     """kWh per interval = load(local start); None leaves the interval without a reading."""
     t = datetime(first.year, first.month, first.day, tzinfo=tz).astimezone(UTC)
     following = last + timedelta(days=1)

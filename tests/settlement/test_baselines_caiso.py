@@ -15,8 +15,9 @@ NO_ADJUSTMENT = {"adjustment": "none"}
 
 
 def caiso(readings, start, end, *, market="CAISO", **kw):
-    return compute_baseline(method=METHOD, readings=readings, event_start=start, event_end=end,
-                            time_zone=LOS_ANGELES, market=market, **kw)
+    return compute_baseline(
+        method=METHOD, readings=readings, event_start=start, event_end=end, time_zone=LOS_ANGELES, market=market, **kw
+    )
 
 
 def la(y, m, d, h=0):
@@ -31,12 +32,25 @@ def event_15_july(readings, **kw):
     return caiso(readings, la(2025, 7, 15, 14), la(2025, 7, 15, 16), **kw)
 
 
-TEN = {JUL[14]: 10, JUL[11]: 9, JUL[10]: 8, JUL[9]: 7, JUL[8]: 6, JUL[7]: 5, JUL[3]: 4, JUL[2]: 3, JUL[1]: 2, JUN[30]: 1,
-       JUN[27]: 100}
+TEN = {
+    JUL[14]: 10,
+    JUL[11]: 9,
+    JUL[10]: 8,
+    JUL[9]: 7,
+    JUL[8]: 6,
+    JUL[7]: 5,
+    JUL[3]: 4,
+    JUL[2]: 3,
+    JUL[1]: 2,
+    JUN[30]: 1,
+    JUN[27]: 100,
+}
 
 
 def test_weekday_baseline_is_the_mean_of_the_ten_most_recent_weekdays_times_the_day_of_factor():
-    event_day = {(JUL[15], h): 6.05 for h in (10, 11, 12)} | {(JUL[15], 13): 50.0} | {(JUL[15], h): 2.0 for h in (14, 15)}
+    event_day = (
+        {(JUL[15], h): 6.05 for h in (10, 11, 12)} | {(JUL[15], 13): 50.0} | {(JUL[15], h): 2.0 for h in (14, 15)}
+    )
     result = event_15_july(july(profile(default=5.0, days=TEN, hours=event_day)))
     # Mean of 10, 9, ..., 1 = 5.5 (27 June, at 100, is the 11th: not needed). Window 10:00-13:00 PDT:
     # factor = (3 x 6.05) / (3 x 5.5) = 1.1 (13:00 skipped) -> baseline 6.05; reduction 6.05 - 2 = 4.05.
@@ -74,15 +88,18 @@ def test_the_day_of_factor_is_capped_at_twenty_percent():
 
 
 def test_a_program_may_allow_a_forty_percent_factor():
-    result = event_15_july(july(profile(default=5.0, hours={(JUL[15], h): 10.0 for h in (10, 11, 12)})),
-                           params={"adjustment_cap": 0.4})
+    result = event_15_july(
+        july(profile(default=5.0, hours={(JUL[15], h): 10.0 for h in (10, 11, 12)})), params={"adjustment_cap": 0.4}
+    )
     assert result.adjustment.value == 1.4
     assert values(result.baseline_kw) == [7.0, 7.0]
 
 
 def test_a_weekend_event_uses_the_four_most_recent_weekend_days_and_holidays():
     days = {JUL[6]: 4, JUL[5]: 6, JUL[4]: 8, JUN[29]: 2, JUN[28]: 100, JUL[11]: 50}
-    result = caiso(july(profile(default=1.0, days=days)), la(2025, 7, 12, 14), la(2025, 7, 12, 16), params=NO_ADJUSTMENT)
+    result = caiso(
+        july(profile(default=1.0, days=days)), la(2025, 7, 12, 14), la(2025, 7, 12, 16), params=NO_ADJUSTMENT
+    )
     # Saturday event: Sun 6, Sat 5, Fri 4 (holiday), Sun 29 June -> (4 + 6 + 8 + 2) / 4 = 5.
     assert result.days_used == (JUL[6], JUL[5], JUL[4], JUN[29])
     assert result.skipped[JUL[11]] == "not_like_day" and result.skipped[JUN[28]] == "not_needed"
@@ -90,7 +107,9 @@ def test_a_weekend_event_uses_the_four_most_recent_weekend_days_and_holidays():
 
 
 def test_presidents_day_is_a_caiso_holiday_but_not_a_nerc_one():
-    readings = series(profile(default=5.0, days={date(2025, 2, 17): 50}), first=date(2025, 1, 1), last=date(2025, 2, 18), tz=LA)
+    readings = series(
+        profile(default=5.0, days={date(2025, 2, 17): 50}), first=date(2025, 1, 1), last=date(2025, 2, 18), tz=LA
+    )
     own = caiso(readings, la(2025, 2, 18, 14), la(2025, 2, 18, 16), params=NO_ADJUSTMENT)
     nerc = caiso(readings, la(2025, 2, 18, 14), la(2025, 2, 18, 16), market="PJM", params=NO_ADJUSTMENT)
     # CAISO: 17 Feb skipped, 10 days at 5. NERC: 17 Feb used -> (50 + 9 x 5) / 10 = 9.5.
@@ -138,8 +157,12 @@ def test_an_event_just_after_midnight_takes_its_window_from_the_evening_before()
 def test_an_event_on_the_spring_forward_day_uses_weekend_days_at_the_same_wall_clock():
     c = {date(2025, 3, 8): 0, date(2025, 3, 2): 1, date(2025, 3, 1): 2, date(2025, 2, 23): 3}
     load = lambda local: local.hour + c.get(local.date(), 0)  # noqa: E731
-    result = caiso(series(load, first=date(2025, 1, 15), last=date(2025, 3, 9), tz=LA), la(2025, 3, 9, 1),
-                   la(2025, 3, 9, 4), params=NO_ADJUSTMENT)
+    result = caiso(
+        series(load, first=date(2025, 1, 15), last=date(2025, 3, 9), tz=LA),
+        la(2025, 3, 9, 1),
+        la(2025, 3, 9, 4),
+        params=NO_ADJUSTMENT,
+    )
     # 01:00 PST and 03:00 PDT; like days 8 Mar, 2 Mar, 1 Mar, 23 Feb: mean offset 1.5 -> 2.5 and 4.5.
     assert result.starts == (utc(2025, 3, 9, 9), utc(2025, 3, 9, 10))
     assert result.days_used == tuple(c)
@@ -149,15 +172,22 @@ def test_an_event_on_the_spring_forward_day_uses_weekend_days_at_the_same_wall_c
 def test_an_event_on_the_fall_back_day_gives_both_passes_of_one_am_the_same_baseline():
     c = {date(2025, 11, 1): 0, date(2025, 10, 26): 1, date(2025, 10, 25): 2, date(2025, 10, 19): 3}
     load = lambda local: local.hour + c.get(local.date(), 0)  # noqa: E731
-    result = caiso(series(load, first=date(2025, 9, 10), last=date(2025, 11, 2), tz=LA), la(2025, 11, 2, 0),
-                   la(2025, 11, 2, 3), params=NO_ADJUSTMENT)
+    result = caiso(
+        series(load, first=date(2025, 9, 10), last=date(2025, 11, 2), tz=LA),
+        la(2025, 11, 2, 0),
+        la(2025, 11, 2, 3),
+        params=NO_ADJUSTMENT,
+    )
     assert result.starts == tuple(utc(2025, 11, 2, h) for h in (7, 8, 9, 10))
     assert values(result.baseline_kw) == [1.5, 2.5, 2.5, 3.5]
 
 
 def test_candidate_days_across_a_dst_change_are_matched_by_local_wall_clock():
-    result = caiso(series(lambda local: float(local.hour), first=date(2025, 9, 15), last=date(2025, 11, 5), tz=LA),
-                   la(2025, 11, 5, 14), la(2025, 11, 5, 16))
+    result = caiso(
+        series(lambda local: float(local.hour), first=date(2025, 9, 15), last=date(2025, 11, 5), tz=LA),
+        la(2025, 11, 5, 14),
+        la(2025, 11, 5, 16),
+    )
     # 4 and 3 Nov are PST, 31 Oct back to 22 Oct PDT: all give 14 and 15 at 14:00 and 15:00 local.
     assert result.days_used[:3] == (date(2025, 11, 4), date(2025, 11, 3), date(2025, 10, 31))
     assert values(result.baseline_kw) == [14.0, 15.0]

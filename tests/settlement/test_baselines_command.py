@@ -3,7 +3,7 @@
 
 import csv
 import io
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -14,7 +14,9 @@ JUL = {d: date(2025, 7, d) for d in range(1, 32)}
 EVENT = ["--event-start", "2025-07-15T14:00:00-04:00", "--event-end", "2025-07-15T18:00:00-04:00"]
 # The PJM case of test_baselines_pjm: high 4 of (10, 8, 12, 6, 9) = 9.75, SAA +1.25 -> 11; actual 4.
 PJM_DAYS = {JUL[14]: 10, JUL[11]: 8, JUL[10]: 12, JUL[9]: 6, JUL[8]: 9}
-PJM_EVENT_DAY = {(JUL[15], h): 11.0 for h in range(13)} | {(JUL[15], 13): 30.0} | {(JUL[15], h): 4.0 for h in range(14, 18)}
+PJM_EVENT_DAY = (
+    {(JUL[15], h): 11.0 for h in range(13)} | {(JUL[15], 13): 30.0} | {(JUL[15], h): 4.0 for h in range(14, 18)}
+)
 
 
 def write_readings(path, load, *, first=date(2025, 5, 25), last=JUL[15], tz=NY, minutes=60):
@@ -23,7 +25,7 @@ def write_readings(path, load, *, first=date(2025, 5, 25), last=JUL[15], tz=NY, 
         writer = csv.writer(f)
         writer.writerow(["start", "value"])
         for start, kwh in zip(readings.starts.tolist(), readings.kwh.tolist(), strict=True):
-            writer.writerow([datetime.fromtimestamp(start, timezone.utc).astimezone(tz).isoformat(), kwh])
+            writer.writerow([datetime.fromtimestamp(start, UTC).astimezone(tz).isoformat(), kwh])
     return path
 
 
@@ -65,7 +67,8 @@ def test_csv_format_puts_only_the_intervals_on_stdout(pjm_data):
     out, err = run("--method", "pjm-high-4-of-5", "--data", pjm_data, *EVENT, "--market", "pjm", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [(r["start"], float(r["baseline_kw"]), float(r["actual_kw"]), float(r["reduction_kw"])) for r in rows] == [
-        (f"2025-07-15T{h}:00:00-04:00", 11.0, 4.0, 7.0) for h in (14, 15, 16, 17)]
+        (f"2025-07-15T{h}:00:00-04:00", 11.0, 4.0, 7.0) for h in (14, 15, 16, 17)
+    ]
     assert "Days used (4): 2025-07-14, 2025-07-11, 2025-07-10, 2025-07-08" in err
 
 
@@ -73,8 +76,19 @@ def test_csv_format_puts_only_the_intervals_on_stdout(pjm_data):
 def test_event_days_from_a_file_with_or_without_a_header_are_excluded(pjm_data, tmp_path, content):
     days = tmp_path / "days.csv"
     days.write_text(content)
-    out, _ = run("--method", "pjm-high-4-of-5", "--data", pjm_data, *EVENT, "--market", "PJM", "--event-days", days,
-                 "--param", "adjustment=none")
+    out, _ = run(
+        "--method",
+        "pjm-high-4-of-5",
+        "--data",
+        pjm_data,
+        *EVENT,
+        "--market",
+        "PJM",
+        "--event-days",
+        days,
+        "--param",
+        "adjustment=none",
+    )
     # Without the 10th (12): pool 14, 11, 9, 8, 7 -> high 4 (10, 9, 8, 7) = 8.5; no adjustment.
     assert "  2025-07-10 Thu event_day" in out.splitlines()
     assert [row[1] for row in table_rows(out)] == ["8.500"] * 4
@@ -82,8 +96,19 @@ def test_event_days_from_a_file_with_or_without_a_header_are_excluded(pjm_data, 
 
 
 def test_params_are_passed_as_key_value_pairs(pjm_data):
-    out, _ = run("--method", "pjm-high-4-of-5", "--data", pjm_data, *EVENT, "--market", "PJM",
-                 "--param", "adjustment_cap=0.1", "--param", "floor_at_zero=false")
+    out, _ = run(
+        "--method",
+        "pjm-high-4-of-5",
+        "--data",
+        pjm_data,
+        *EVENT,
+        "--market",
+        "PJM",
+        "--param",
+        "adjustment_cap=0.1",
+        "--param",
+        "floor_at_zero=false",
+    )
     # Offset +1.25 capped at 0.1 x 9.75 = 0.975 -> 10.725.
     assert [row[1] for row in table_rows(out)] == ["10.725"] * 4
     assert "Adjustment: additive +0.975 kW (capped from +1.250 kW)" in out
@@ -91,16 +116,36 @@ def test_params_are_passed_as_key_value_pairs(pjm_data):
 
 def test_the_time_zone_defaults_to_the_markets(tmp_path):
     data = write_readings(tmp_path / "r.csv", profile(default=5.0), first=date(2025, 6, 1), tz=LA)
-    out, _ = run("--method", "caiso-10-in-10", "--data", data, "--event-start", "2025-07-15T14:00:00-07:00",
-                 "--event-end", "2025-07-15T16:00:00-07:00", "--market", "CAISO")
+    out, _ = run(
+        "--method",
+        "caiso-10-in-10",
+        "--data",
+        data,
+        "--event-start",
+        "2025-07-15T14:00:00-07:00",
+        "--event-end",
+        "2025-07-15T16:00:00-07:00",
+        "--market",
+        "CAISO",
+    )
     assert [row[0] for row in table_rows(out)] == ["2025-07-15T14:00:00-07:00", "2025-07-15T15:00:00-07:00"]
     assert "Adjustment: multiplicative x1.0000" in out
 
 
 def test_miso_is_shown_on_eastern_standard_time_in_summer(tmp_path):
     data = write_readings(tmp_path / "r.csv", profile(default=2.0), first=JUL[15])
-    out, _ = run("--method", "meter-before-meter-after", "--data", data, "--event-start", "2025-07-15T14:00:00-05:00",
-                 "--event-end", "2025-07-15T15:00:00-05:00", "--market", "MISO")
+    out, _ = run(
+        "--method",
+        "meter-before-meter-after",
+        "--data",
+        data,
+        "--event-start",
+        "2025-07-15T14:00:00-05:00",
+        "--event-end",
+        "2025-07-15T15:00:00-05:00",
+        "--market",
+        "MISO",
+    )
     assert table_rows(out) == [["2025-07-15T14:00:00-05:00", "2.000", "2.000", "0.000"]]
     assert "Reference window: 2025-07-15T13:00:00-05:00 to 2025-07-15T14:00:00-05:00" in out
 
@@ -121,9 +166,15 @@ def test_a_naive_timestamp_is_refused_naming_its_line(tmp_path):
 
 def test_an_unreadable_value_is_refused_naming_its_line(tmp_path):
     data = tmp_path / "r.csv"
-    data.write_text("start,value\n2025-07-15T11:00:00-04:00,1\n2025-07-15T12:00:00-04:00,1\n2025-07-15T13:00:00-04:00,1,5kWh\n")
-    assert "line 4: expected 2 fields" in refusal("--method", "meter-before-meter-after", "--data", data, *EVENT, "--market", "PJM")
-    data.write_text("start,value\n2025-07-15T11:00:00-04:00,1\n2025-07-15T12:00:00-04:00,1\n2025-07-15T13:00:00-04:00,five\n")
+    data.write_text(
+        "start,value\n2025-07-15T11:00:00-04:00,1\n2025-07-15T12:00:00-04:00,1\n2025-07-15T13:00:00-04:00,1,5kWh\n"
+    )
+    assert "line 4: expected 2 fields" in refusal(
+        "--method", "meter-before-meter-after", "--data", data, *EVENT, "--market", "PJM"
+    )
+    data.write_text(
+        "start,value\n2025-07-15T11:00:00-04:00,1\n2025-07-15T12:00:00-04:00,1\n2025-07-15T13:00:00-04:00,five\n"
+    )
     message = refusal("--method", "meter-before-meter-after", "--data", data, *EVENT, "--market", "PJM")
     assert "line 4, value" in message and "'five'" in message
 
@@ -134,19 +185,27 @@ def test_a_wrong_header_is_refused(tmp_path):
     assert "line 1" in refusal("--method", "meter-before-meter-after", "--data", data, *EVENT, "--market", "PJM")
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--method", "regression"], "Unknown baseline method 'regression'"),
-    (["--event-end", "2025-07-15T14:00:00-04:00"], "--event-end must be after --event-start"),
-    (["--event-start", "2025-07-15T14:00:00"], "--event-start '2025-07-15T14:00:00' needs its UTC offset"),
-    (["--event-start", "soon"], "--event-start 'soon' is not an ISO 8601"),
-    (["--param", "lookback=30"], "Unknown parameter 'lookback'"),
-    (["--param", "lookback_days=many"], "lookback_days is a whole number"),
-    (["--param", "adjustment_cap"], "write key=value"),
-    (["--market", "AEMO"], "--market 'AEMO' is not one of"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--method", "regression"], "Unknown baseline method 'regression'"),
+        (["--event-end", "2025-07-15T14:00:00-04:00"], "--event-end must be after --event-start"),
+        (["--event-start", "2025-07-15T14:00:00"], "--event-start '2025-07-15T14:00:00' needs its UTC offset"),
+        (["--event-start", "soon"], "--event-start 'soon' is not an ISO 8601"),
+        (["--param", "lookback=30"], "Unknown parameter 'lookback'"),
+        (["--param", "lookback_days=many"], "lookback_days is a whole number"),
+        (["--param", "adjustment_cap"], "write key=value"),
+        (["--market", "AEMO"], "--market 'AEMO' is not one of"),
+    ],
+)
 def test_bad_options_are_refused_with_a_message_naming_them(pjm_data, args, words):
-    options = {"--method": "pjm-high-4-of-5", "--data": pjm_data, "--event-start": EVENT[1], "--event-end": EVENT[3],
-               "--market": "PJM"}
+    options = {
+        "--method": "pjm-high-4-of-5",
+        "--data": pjm_data,
+        "--event-start": EVENT[1],
+        "--event-end": EVENT[3],
+        "--market": "PJM",
+    }
     extra = []
     for name, value in zip(args[::2], args[1::2], strict=True):
         if name == "--param":
@@ -167,9 +226,12 @@ def test_without_a_market_or_time_zone_the_command_cannot_place_the_event(pjm_da
 def test_a_bad_event_day_line_is_refused(pjm_data, tmp_path):
     days = tmp_path / "days.csv"
     days.write_text("date\n2025-07-10\n10 July\n")
-    assert "days.csv line 3" in refusal("--method", "pjm-high-4-of-5", "--data", pjm_data, *EVENT, "--market", "PJM",
-                                        "--event-days", days)
+    assert "days.csv line 3" in refusal(
+        "--method", "pjm-high-4-of-5", "--data", pjm_data, *EVENT, "--market", "PJM", "--event-days", days
+    )
 
 
 def test_a_missing_file_is_refused(tmp_path):
-    assert "no such file" in refusal("--method", "pjm-high-4-of-5", "--data", tmp_path / "nope.csv", *EVENT, "--market", "PJM")
+    assert "no such file" in refusal(
+        "--method", "pjm-high-4-of-5", "--data", tmp_path / "nope.csv", *EVENT, "--market", "PJM"
+    )

@@ -40,26 +40,92 @@ def test_the_eastern_and_central_markets_use_the_nerc_calendar(market):
 
 
 def test_caiso_adds_presidents_day_and_veterans_day():
-    assert sorted(holidays_in(market="CAISO", year=2025)) == [d(x) for x in (
-        "2025-01-01", "2025-02-17", "2025-05-26", "2025-07-04", "2025-09-01", "2025-11-11", "2025-11-27", "2025-12-25")]
-    assert sorted(holidays_in(market="CAISO", year=2026)) == [d(x) for x in (
-        "2026-01-01", "2026-02-16", "2026-05-25", "2026-07-04", "2026-09-07", "2026-11-11", "2026-11-26", "2026-12-25")]
-    assert sorted(holidays_in(market="CAISO", year=2027)) == [d(x) for x in (
-        "2027-01-01", "2027-02-15", "2027-05-31", "2027-07-05", "2027-09-06", "2027-11-11", "2027-11-25", "2027-12-25")]
+    assert sorted(holidays_in(market="CAISO", year=2025)) == [
+        d(x)
+        for x in (
+            "2025-01-01",
+            "2025-02-17",
+            "2025-05-26",
+            "2025-07-04",
+            "2025-09-01",
+            "2025-11-11",
+            "2025-11-27",
+            "2025-12-25",
+        )
+    ]
+    assert sorted(holidays_in(market="CAISO", year=2026)) == [
+        d(x)
+        for x in (
+            "2026-01-01",
+            "2026-02-16",
+            "2026-05-25",
+            "2026-07-04",
+            "2026-09-07",
+            "2026-11-11",
+            "2026-11-26",
+            "2026-12-25",
+        )
+    ]
+    assert sorted(holidays_in(market="CAISO", year=2027)) == [
+        d(x)
+        for x in (
+            "2027-01-01",
+            "2027-02-15",
+            "2027-05-31",
+            "2027-07-05",
+            "2027-09-06",
+            "2027-11-11",
+            "2027-11-25",
+            "2027-12-25",
+        )
+    ]
     assert d("2029-11-12") in holidays_in(market="CAISO", year=2029)  # Veterans Day 2029 is a Sunday
 
 
 def test_ercot_holidays_include_the_day_after_thanksgiving_and_two_christmas_days():
-    assert sorted(holidays_in(market="ERCOT", year=2025)) == [d(x) for x in (
-        "2025-01-01", "2025-05-26", "2025-07-04", "2025-09-01", "2025-11-27", "2025-11-28", "2025-12-24", "2025-12-25")]
+    assert sorted(holidays_in(market="ERCOT", year=2025)) == [
+        d(x)
+        for x in (
+            "2025-01-01",
+            "2025-05-26",
+            "2025-07-04",
+            "2025-09-01",
+            "2025-11-27",
+            "2025-11-28",
+            "2025-12-24",
+            "2025-12-25",
+        )
+    ]
     # 4 July 2026 is a Saturday: observed Friday 3 July.
-    assert sorted(holidays_in(market="ERCOT", year=2026)) == [d(x) for x in (
-        "2026-01-01", "2026-05-25", "2026-07-03", "2026-09-07", "2026-11-26", "2026-11-27", "2026-12-24", "2026-12-25")]
+    assert sorted(holidays_in(market="ERCOT", year=2026)) == [
+        d(x)
+        for x in (
+            "2026-01-01",
+            "2026-05-25",
+            "2026-07-03",
+            "2026-09-07",
+            "2026-11-26",
+            "2026-11-27",
+            "2026-12-24",
+            "2026-12-25",
+        )
+    ]
     # Christmas 2027 is a Saturday: Thursday 23 and Friday 24; 1 January 2028 (a Saturday) is
     # observed on Friday 31 December 2027.
-    assert sorted(holidays_in(market="ERCOT", year=2027)) == [d(x) for x in (
-        "2027-01-01", "2027-05-31", "2027-07-05", "2027-09-06", "2027-11-25", "2027-11-26", "2027-12-23", "2027-12-24",
-        "2027-12-31")]
+    assert sorted(holidays_in(market="ERCOT", year=2027)) == [
+        d(x)
+        for x in (
+            "2027-01-01",
+            "2027-05-31",
+            "2027-07-05",
+            "2027-09-06",
+            "2027-11-25",
+            "2027-11-26",
+            "2027-12-23",
+            "2027-12-24",
+            "2027-12-31",
+        )
+    ]
 
 
 def test_ercot_christmas_days_move_off_a_weekend():

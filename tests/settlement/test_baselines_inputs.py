@@ -1,6 +1,6 @@
 """Inputs shared by every method: interval lengths, time checks, many sites at once."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -24,8 +24,11 @@ def hourly(first=JUL15, last=JUL15, value=2.0):
 
 
 def test_the_interval_length_is_taken_from_the_spacing_of_the_readings():
-    result = compute_baseline(method="meter-before-meter-after", readings=series(profile(default=0.5), first=JUL15,
-                              last=JUL15, minutes=5), **EVENT)
+    result = compute_baseline(
+        method="meter-before-meter-after",
+        readings=series(profile(default=0.5), first=JUL15, last=JUL15, minutes=5),
+        **EVENT,
+    )
     assert result.interval_minutes == 5 and len(result.starts) == 24
     assert values(result.baseline_kw)[:1] == [6.0]  # 0.5 kWh per 5 minutes
 
@@ -54,7 +57,9 @@ def test_an_unsupported_spacing_is_refused():
 
 def test_two_readings_for_one_interval_are_refused():
     t0 = int(at(2025, 7, 15).timestamp())
-    assert refused(readings=IntervalReadings(np.array([t0, t0 + 3600, t0 + 3600]), np.ones(3)))[0] == "duplicate_reading"
+    assert (
+        refused(readings=IntervalReadings(np.array([t0, t0 + 3600, t0 + 3600]), np.ones(3)))[0] == "duplicate_reading"
+    )
 
 
 def test_hourly_readings_on_the_half_hour_are_off_the_local_grid():
@@ -71,23 +76,28 @@ def test_a_naive_reading_time_is_refused():
 
 def test_readings_from_a_mapping_or_unsorted_arrays_give_the_same_result():
     r = hourly(value=3.0)
-    mapping = {datetime.fromtimestamp(int(s), timezone.utc): float(k) for s, k in zip(r.starts, r.kwh, strict=True)}
+    mapping = {datetime.fromtimestamp(int(s), UTC): float(k) for s, k in zip(r.starts, r.kwh, strict=True)}
     shuffled = IntervalReadings(r.starts[::-1], r.kwh[::-1])
-    results = [compute_baseline(method="meter-before-meter-after", readings=x, **EVENT)
-               for x in (r, IntervalReadings.from_mapping(mapping), shuffled)]
+    results = [
+        compute_baseline(method="meter-before-meter-after", readings=x, **EVENT)
+        for x in (r, IntervalReadings.from_mapping(mapping), shuffled)
+    ]
     assert [values(x.baseline_kw) for x in results] == [[3.0, 3.0]] * 3
 
 
-@pytest.mark.parametrize("change, expected", [
-    ({"event_start": datetime(2025, 7, 15, 14)}, ("naive_timestamp", "event_start")),
-    ({"event_end": at(2025, 7, 15, 14)}, ("invalid_event", "event_end")),
-    ({"event_end": at(2025, 7, 15, 13)}, ("invalid_event", "event_end")),
-    ({"event_start": at(2025, 7, 15, 14, 30)}, ("misaligned_time", "event_start")),
-    ({"event_end": at(2025, 7, 15, 15, 30)}, ("misaligned_time", "event_end")),
-    ({"event_end": at(2025, 7, 16, 15)}, ("invalid_event", "event_end")),
-    ({"time_zone": "Mars/Olympus"}, ("unknown_time_zone", "time_zone")),
-    ({"method": "hourly-regression"}, ("unknown_method", "method")),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"event_start": datetime(2025, 7, 15, 14)}, ("naive_timestamp", "event_start")),
+        ({"event_end": at(2025, 7, 15, 14)}, ("invalid_event", "event_end")),
+        ({"event_end": at(2025, 7, 15, 13)}, ("invalid_event", "event_end")),
+        ({"event_start": at(2025, 7, 15, 14, 30)}, ("misaligned_time", "event_start")),
+        ({"event_end": at(2025, 7, 15, 15, 30)}, ("misaligned_time", "event_end")),
+        ({"event_end": at(2025, 7, 16, 15)}, ("invalid_event", "event_end")),
+        ({"time_zone": "Mars/Olympus"}, ("unknown_time_zone", "time_zone")),
+        ({"method": "hourly-regression"}, ("unknown_method", "method")),
+    ],
+)
 def test_bad_event_input_is_refused_naming_the_field(change, expected):
     assert refused(readings=hourly(), **change) == expected
 
@@ -99,8 +109,13 @@ def test_a_like_day_method_needs_a_market_or_a_holiday_list():
 
 def test_an_explicit_holiday_list_replaces_the_market_calendar():
     readings = hourly(first=date(2025, 6, 1), value=5.0)
-    result = compute_baseline(method="pjm-high-4-of-5", readings=readings, holidays={date(2025, 7, 14)},
-                              params={"adjustment": "none"}, **EVENT)
+    result = compute_baseline(
+        method="pjm-high-4-of-5",
+        readings=readings,
+        holidays={date(2025, 7, 14)},
+        params={"adjustment": "none"},
+        **EVENT,
+    )
     # 14 July is now a holiday; 4 July is an ordinary (older, unneeded) weekday.
     assert result.skipped[date(2025, 7, 14)] == "holiday" and result.skipped[date(2025, 7, 4)] == "not_needed"
 
@@ -108,9 +123,15 @@ def test_an_explicit_holiday_list_replaces_the_market_calendar():
 def test_a_market_on_standard_time_all_year_matches_by_its_own_clock():
     est = ZoneInfo("Etc/GMT+5")
     readings = series(lambda local: float(local.hour), first=date(2025, 6, 1), last=JUL15, tz=est)
-    result = compute_baseline(method="pjm-high-4-of-5", readings=readings, event_start=datetime(2025, 7, 15, 14, tzinfo=est),
-                              event_end=datetime(2025, 7, 15, 15, tzinfo=est), time_zone="Etc/GMT+5", market="MISO")
-    assert result.starts[0] == datetime(2025, 7, 15, 19, tzinfo=timezone.utc)
+    result = compute_baseline(
+        method="pjm-high-4-of-5",
+        readings=readings,
+        event_start=datetime(2025, 7, 15, 14, tzinfo=est),
+        event_end=datetime(2025, 7, 15, 15, tzinfo=est),
+        time_zone="Etc/GMT+5",
+        market="MISO",
+    )
+    assert result.starts[0] == datetime(2025, 7, 15, 19, tzinfo=UTC)
     assert values(result.baseline_kw) == [14.0]
 
 

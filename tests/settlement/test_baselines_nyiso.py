@@ -15,8 +15,9 @@ NO_ADJUSTMENT = {"adjustment": "none"}
 
 
 def nyiso(readings, start, end, **kw):
-    return compute_baseline(method=METHOD, readings=readings, event_start=start, event_end=end,
-                            time_zone=NEW_YORK, market="NYISO", **kw)
+    return compute_baseline(
+        method=METHOD, readings=readings, event_start=start, event_end=end, time_zone=NEW_YORK, market="NYISO", **kw
+    )
 
 
 def july(load, *, first=date(2025, 5, 20), last=date(2025, 7, 16)):
@@ -28,9 +29,26 @@ def event_15_july(readings, **kw):
 
 
 def test_weekday_cbl_is_the_highest_five_of_ten_times_the_in_day_factor():
-    days = {JUL[14]: 10, JUL[11]: 9, JUL[10]: 8, JUL[9]: 7, JUL[8]: 6, JUL[7]: 5, JUL[3]: 4, JUL[2]: 3, JUL[1]: 12, JUN[30]: 11}
-    event_day = {(JUL[15], 10): 11.0, (JUL[15], 11): 11.0, (JUL[15], 12): 50.0, (JUL[15], 13): 50.0,
-                 (JUL[15], 14): 3.0, (JUL[15], 15): 3.0}
+    days = {
+        JUL[14]: 10,
+        JUL[11]: 9,
+        JUL[10]: 8,
+        JUL[9]: 7,
+        JUL[8]: 6,
+        JUL[7]: 5,
+        JUL[3]: 4,
+        JUL[2]: 3,
+        JUL[1]: 12,
+        JUN[30]: 11,
+    }
+    event_day = {
+        (JUL[15], 10): 11.0,
+        (JUL[15], 11): 11.0,
+        (JUL[15], 12): 50.0,
+        (JUL[15], 13): 50.0,
+        (JUL[15], 14): 3.0,
+        (JUL[15], 15): 3.0,
+    }
     result = event_15_july(july(profile(default=4.0, days=days, hours=event_day)))
     # Ten most recent eligible weekdays (4 July a holiday): 14 ... 30 June. Peak 12, limit 3: none low
     # (2 July's 3 is not below 3). Highest 5: 12, 11, 10, 9, 8 -> 10. Factor over 10:00-12:00:
@@ -86,7 +104,9 @@ def test_a_candidate_missing_an_adjustment_window_reading_is_not_eligible():
 
 def test_a_saturday_event_uses_the_highest_two_of_the_last_three_saturdays():
     days = {JUL[5]: 3, JUN[28]: 7, JUN[21]: 5, JUN[14]: 100, JUL[6]: 50}
-    result = nyiso(july(profile(default=1.0, days=days)), at(2025, 7, 12, 14), at(2025, 7, 12, 16), params=NO_ADJUSTMENT)
+    result = nyiso(
+        july(profile(default=1.0, days=days)), at(2025, 7, 12, 14), at(2025, 7, 12, 16), params=NO_ADJUSTMENT
+    )
     # Saturdays 5 Jul, 28 Jun, 21 Jun (14 Jun is the fourth: not needed, and its 100 is not the
     # window's peak, so nothing is screened: peak 7, limit 1.75) -> (7 + 5) / 2 = 6.
     assert result.days_used == (JUN[28], JUN[21])
@@ -110,8 +130,12 @@ def test_an_event_just_after_midnight_takes_its_window_from_the_evening_before()
 def test_an_event_on_the_spring_forward_day_skips_the_missing_hour():
     c = {date(2025, 3, 2): 0, date(2025, 2, 23): 2, date(2025, 2, 16): 1}
     load = lambda local: local.hour + c.get(local.date(), 0)  # noqa: E731
-    result = nyiso(series(load, first=date(2025, 2, 1), last=date(2025, 3, 9)), at(2025, 3, 9, 1), at(2025, 3, 9, 4),
-                   params=NO_ADJUSTMENT)
+    result = nyiso(
+        series(load, first=date(2025, 2, 1), last=date(2025, 3, 9)),
+        at(2025, 3, 9, 1),
+        at(2025, 3, 9, 4),
+        params=NO_ADJUSTMENT,
+    )
     # Sundays 2 Mar, 23 Feb, 16 Feb average 2, 4, 3 over slots 1 and 3: highest 2 -> 2.5 and 4.5.
     assert result.starts == (utc(2025, 3, 9, 6), utc(2025, 3, 9, 7))
     assert values(result.baseline_kw) == [2.5, 4.5]
@@ -120,15 +144,22 @@ def test_an_event_on_the_spring_forward_day_skips_the_missing_hour():
 def test_an_event_on_the_fall_back_day_has_four_hourly_intervals_from_midnight_to_three():
     c = {date(2025, 10, 26): 0, date(2025, 10, 19): 1, date(2025, 10, 12): 2}
     load = lambda local: local.hour + c.get(local.date(), 0)  # noqa: E731
-    result = nyiso(series(load, first=date(2025, 9, 25), last=date(2025, 11, 2)), at(2025, 11, 2, 0), at(2025, 11, 2, 3),
-                   params=NO_ADJUSTMENT)
+    result = nyiso(
+        series(load, first=date(2025, 9, 25), last=date(2025, 11, 2)),
+        at(2025, 11, 2, 0),
+        at(2025, 11, 2, 3),
+        params=NO_ADJUSTMENT,
+    )
     assert len(result.starts) == 4
     assert values(result.baseline_kw) == [1.5, 2.5, 2.5, 3.5]
 
 
 def test_candidate_days_across_a_dst_change_are_matched_by_local_wall_clock():
-    result = nyiso(series(lambda local: float(local.hour), first=date(2025, 2, 1), last=date(2025, 3, 11)),
-                   at(2025, 3, 11, 14), at(2025, 3, 11, 16))
+    result = nyiso(
+        series(lambda local: float(local.hour), first=date(2025, 2, 1), last=date(2025, 3, 11)),
+        at(2025, 3, 11, 14),
+        at(2025, 3, 11, 16),
+    )
     # Window 10:00-12:00 local: actual 10, 11 = baseline 10, 11 -> factor 1.
     assert values(result.baseline_kw) == [14.0, 15.0]
     assert result.adjustment.value == 1.0

@@ -25,15 +25,30 @@ def test_pjm_defaults_are_high_4_of_5_in_45_days_with_an_uncapped_saa():
     assert (p.lookback_days, p.weekday_candidate_days, p.weekday_keep_highest) == (45, 5, 4)
     assert (p.weekend_candidate_days, p.weekend_keep_highest, p.weekend_like_days) == (3, 2, "saturday_apart")
     assert (p.low_usage_threshold, p.low_usage_basis) == (0.25, "mean_of_chosen")
-    assert (p.adjustment, p.adjustment_window_minutes, p.adjustment_gap_minutes, p.adjustment_cap) == ("additive", 180, 60, None)
+    assert (p.adjustment, p.adjustment_window_minutes, p.adjustment_gap_minutes, p.adjustment_cap) == (
+        "additive",
+        180,
+        60,
+        None,
+    )
     assert p.floor_at_zero is True and p.interval_minutes is None
 
 
 def test_caiso_defaults_are_10_in_10_and_4_in_4_with_a_twenty_percent_cap():
     p = Caiso10in10Params()
-    assert (p.weekday_candidate_days, p.weekday_keep_highest, p.weekend_candidate_days, p.weekend_keep_highest) == (10, 10, 4, 4)
+    assert (p.weekday_candidate_days, p.weekday_keep_highest, p.weekend_candidate_days, p.weekend_keep_highest) == (
+        10,
+        10,
+        4,
+        4,
+    )
     assert (p.weekend_like_days, p.low_usage_threshold) == ("together", None)
-    assert (p.adjustment, p.adjustment_window_minutes, p.adjustment_gap_minutes, p.adjustment_cap) == ("multiplicative", 180, 60, 0.2)
+    assert (p.adjustment, p.adjustment_window_minutes, p.adjustment_gap_minutes, p.adjustment_cap) == (
+        "multiplicative",
+        180,
+        60,
+        0.2,
+    )
 
 
 def test_nyiso_defaults_are_5_of_10_in_30_days_with_a_window_from_4_to_2_hours_before():
@@ -41,13 +56,23 @@ def test_nyiso_defaults_are_5_of_10_in_30_days_with_a_window_from_4_to_2_hours_b
     assert (p.lookback_days, p.weekday_candidate_days, p.weekday_keep_highest) == (30, 10, 5)
     assert (p.weekend_candidate_days, p.weekend_keep_highest) == (3, 2)
     assert (p.low_usage_threshold, p.low_usage_basis) == (0.25, "peak_of_window")
-    assert (p.adjustment, p.adjustment_window_minutes, p.adjustment_gap_minutes, p.adjustment_cap) == ("multiplicative", 120, 120, 0.2)
+    assert (p.adjustment, p.adjustment_window_minutes, p.adjustment_gap_minutes, p.adjustment_cap) == (
+        "multiplicative",
+        120,
+        120,
+        0.2,
+    )
 
 
 def test_pre_event_defaults():
     assert (MeterBeforeMeterAfterParams().window_minutes, MeterBeforeMeterAfterParams().gap_minutes) == (None, 0)
     m = MeteredOutputParams()
-    assert (m.baseline_rule, m.window_minutes, m.credit_stopped_charging, m.floor_at_zero) == ("pre_event", 60, True, False)
+    assert (m.baseline_rule, m.window_minutes, m.credit_stopped_charging, m.floor_at_zero) == (
+        "pre_event",
+        60,
+        True,
+        False,
+    )
 
 
 def test_a_programs_settings_override_the_defaults():
@@ -61,21 +86,24 @@ def test_an_unknown_key_is_refused_by_name():
     assert refusal(PjmHigh4of5Params, {"lookback": 30}) == ("unknown_param", "lookback")
 
 
-@pytest.mark.parametrize("key, value", [
-    ("lookback_days", "45"),  # a string
-    ("lookback_days", 45.5),
-    ("lookback_days", True),  # a bool is not a number of days
-    ("lookback_days", 0),
-    ("low_usage_threshold", 1.5),
-    ("low_usage_threshold", float("nan")),
-    ("adjustment_cap", -0.1),
-    ("adjustment", "ratio"),
-    ("weekend_like_days", "sunday"),
-    ("floor_at_zero", "yes"),
-    ("adjustment_window_minutes", 7),  # not a multiple of 5
-    ("interval_minutes", 30),
-    ("weekday_candidate_days", None),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("lookback_days", "45"),  # a string
+        ("lookback_days", 45.5),
+        ("lookback_days", True),  # a bool is not a number of days
+        ("lookback_days", 0),
+        ("low_usage_threshold", 1.5),
+        ("low_usage_threshold", float("nan")),
+        ("adjustment_cap", -0.1),
+        ("adjustment", "ratio"),
+        ("weekend_like_days", "sunday"),
+        ("floor_at_zero", "yes"),
+        ("adjustment_window_minutes", 7),  # not a multiple of 5
+        ("interval_minutes", 30),
+        ("weekday_candidate_days", None),
+    ],
+)
 def test_a_bad_value_is_refused_naming_its_key(key, value):
     assert refusal(PjmHigh4of5Params, {key: value}) == ("invalid_param", key)
 
@@ -91,7 +119,10 @@ def test_keeping_more_days_than_the_pool_holds_is_refused():
 
 
 def test_an_adjustment_needs_a_window():
-    assert refusal(PjmHigh4of5Params, {"adjustment_window_minutes": 0}) == ("invalid_param", "adjustment_window_minutes")
+    assert refusal(PjmHigh4of5Params, {"adjustment_window_minutes": 0}) == (
+        "invalid_param",
+        "adjustment_window_minutes",
+    )
     assert PjmHigh4of5Params.from_settings({"adjustment": "none", "adjustment_window_minutes": 0}).adjustment == "none"
 
 
@@ -112,8 +143,11 @@ def test_a_methods_params_must_be_its_own_class():
 
 def test_every_method_code_builds_its_params_from_an_empty_dict():
     assert {code: type(make_params(m, {})) for code, m in METHODS.items()} == {
-        "pjm-high-4-of-5": PjmHigh4of5Params, "caiso-10-in-10": Caiso10in10Params, "nyiso-cbl": NyisoCblParams,
-        "meter-before-meter-after": MeterBeforeMeterAfterParams, "metered-output": MeteredOutputParams,
+        "pjm-high-4-of-5": PjmHigh4of5Params,
+        "caiso-10-in-10": Caiso10in10Params,
+        "nyiso-cbl": NyisoCblParams,
+        "meter-before-meter-after": MeterBeforeMeterAfterParams,
+        "metered-output": MeteredOutputParams,
     }
 
 

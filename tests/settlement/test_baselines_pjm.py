@@ -24,8 +24,9 @@ NO_ADJUSTMENT = {"adjustment": "none"}
 
 
 def pjm(readings, start, end, **kw):
-    return compute_baseline(method=METHOD, readings=readings, event_start=start, event_end=end,
-                            time_zone=NEW_YORK, market="PJM", **kw)
+    return compute_baseline(
+        method=METHOD, readings=readings, event_start=start, event_end=end, time_zone=NEW_YORK, market="PJM", **kw
+    )
 
 
 def july(load, *, first=date(2025, 5, 20), last=date(2025, 7, 16)):
@@ -37,7 +38,9 @@ def event_15_july(readings, **kw):
 
 
 def test_weekday_baseline_is_the_mean_of_the_four_highest_of_five_days_plus_the_saa_offset():
-    event_day = {(JUL[15], h): 11.0 for h in range(13)} | {(JUL[15], 13): 30.0} | {(JUL[15], h): 4.0 for h in range(14, 18)}
+    event_day = (
+        {(JUL[15], h): 11.0 for h in range(13)} | {(JUL[15], 13): 30.0} | {(JUL[15], h): 4.0 for h in range(14, 18)}
+    )
     load = profile(default=7.0, days={JUL[14]: 10, JUL[11]: 8, JUL[10]: 12, JUL[9]: 6, JUL[8]: 9}, hours=event_day)
     result = event_15_july(july(load))
     # Pool (5 most recent weekdays): 14, 11, 10, 9, 8; low-usage limit 25% x mean 9 = 2.25, none below.
@@ -57,8 +60,14 @@ def test_days_not_used_are_listed_with_the_reason_most_recent_first():
     load = profile(default=7.0, days={JUL[14]: 10, JUL[11]: 8, JUL[10]: 12, JUL[9]: 6, JUL[8]: 9})
     result = event_15_july(july(load), params=NO_ADJUSTMENT)
     skipped = list(result.skipped.items())
-    assert skipped[:6] == [(JUL[13], "not_like_day"), (JUL[12], "not_like_day"), (JUL[9], "not_highest"),
-                           (JUL[7], "not_needed"), (JUL[6], "not_like_day"), (JUL[5], "not_like_day")]
+    assert skipped[:6] == [
+        (JUL[13], "not_like_day"),
+        (JUL[12], "not_like_day"),
+        (JUL[9], "not_highest"),
+        (JUL[7], "not_needed"),
+        (JUL[6], "not_like_day"),
+        (JUL[5], "not_like_day"),
+    ]
     assert result.skipped[JUL[4]] == "holiday"
     # The 45-day lookback: 31 May (45 days before) is the oldest day considered.
     assert min(result.skipped) == date(2025, 5, 31)
@@ -104,8 +113,12 @@ def test_a_nerc_holiday_is_skipped():
 def test_independence_day_on_a_sunday_is_observed_on_monday_and_skipped():
     jul = {d: date(2027, 7, d) for d in (2, 1, 5)}
     load = profile(default=4.0, days={jul[5]: 50, jul[2]: 6, jul[1]: 6})
-    result = pjm(series(load, first=date(2027, 5, 15), last=date(2027, 7, 6)), at(2027, 7, 6, 14), at(2027, 7, 6, 18),
-                 params=NO_ADJUSTMENT)
+    result = pjm(
+        series(load, first=date(2027, 5, 15), last=date(2027, 7, 6)),
+        at(2027, 7, 6, 14),
+        at(2027, 7, 6, 18),
+        params=NO_ADJUSTMENT,
+    )
     # Monday 5 July 2027 is the observed holiday; pool 2 Jul, 1 Jul, 30, 29, 28 Jun: high 4 = (6+6+4+4)/4 = 5.
     assert result.skipped[jul[5]] == "holiday"
     assert result.days_used == (jul[2], jul[1], date(2027, 6, 30), date(2027, 6, 29))
@@ -114,8 +127,12 @@ def test_independence_day_on_a_sunday_is_observed_on_monday_and_skipped():
 
 def test_independence_day_on_a_saturday_leaves_friday_a_normal_weekday():
     load = profile(default=4.0, days={date(2026, 7, 3): 9})
-    result = pjm(series(load, first=date(2026, 5, 15), last=date(2026, 7, 7)), at(2026, 7, 7, 14), at(2026, 7, 7, 18),
-                 params=NO_ADJUSTMENT)
+    result = pjm(
+        series(load, first=date(2026, 5, 15), last=date(2026, 7, 7)),
+        at(2026, 7, 7, 14),
+        at(2026, 7, 7, 18),
+        params=NO_ADJUSTMENT,
+    )
     # NERC keeps a Saturday holiday on the Saturday: Friday 3 July 2026 is a candidate (and the highest).
     assert date(2026, 7, 3) in result.days_used
     assert result.skipped[date(2026, 7, 4)] == "holiday"  # also not a weekday
@@ -132,7 +149,9 @@ def test_an_event_day_is_not_a_baseline_day():
 
 
 def test_a_low_usage_day_is_replaced_by_the_next_most_recent_weekday():
-    load = profile(default=1.0, days={JUL[14]: 10, JUL[11]: 10, JUL[10]: 10, JUL[9]: 10, JUL[8]: 1, JUL[7]: 8, JUL[3]: 10})
+    load = profile(
+        default=1.0, days={JUL[14]: 10, JUL[11]: 10, JUL[10]: 10, JUL[9]: 10, JUL[8]: 1, JUL[7]: 8, JUL[3]: 10}
+    )
     result = event_15_july(july(load), params=NO_ADJUSTMENT)
     # First pool 14, 11, 10, 9, 8: mean 8.2, limit 2.05 -> the 8th (1) is low, replaced by the 7th (8).
     # Pool 14, 11, 10, 9, 7: mean 9.6, limit 2.4, none low. High 4 = the four 10s.
@@ -152,7 +171,9 @@ def test_low_usage_is_judged_against_the_mean_of_the_chosen_days_not_the_peak():
 
 def test_a_candidate_missing_an_event_hour_reading_is_not_eligible_but_one_missing_elsewhere_is():
     hours = {(JUL[11], 15): None, (JUL[10], 3): None}
-    load = profile(default=1.0, days={JUL[14]: 10, JUL[11]: 50, JUL[10]: 9, JUL[9]: 8, JUL[8]: 7, JUL[7]: 6}, hours=hours)
+    load = profile(
+        default=1.0, days={JUL[14]: 10, JUL[11]: 50, JUL[10]: 9, JUL[9]: 8, JUL[8]: 7, JUL[7]: 6}, hours=hours
+    )
     result = event_15_july(july(load), params=NO_ADJUSTMENT)
     # 11 July lacks 15:00 (an event hour): skipped. 10 July lacks 03:00 only: eligible.
     # Pool 14, 10, 9, 8, 7 -> high 4 = (10+9+8+7)/4 = 8.5.
@@ -228,9 +249,15 @@ def test_fill_with_low_usage_days_completes_a_short_pool():
 
 def test_a_saturday_event_uses_the_high_two_of_the_last_three_saturdays_skipping_a_holiday():
     sat = {d: date(2026, *d) for d in ((7, 4), (6, 27), (6, 20), (6, 13))}
-    load = profile(default=1.0, days={sat[(7, 4)]: 50, sat[(6, 27)]: 6, sat[(6, 20)]: 9, sat[(6, 13)]: 8, date(2026, 7, 5): 40})
-    result = pjm(series(load, first=date(2026, 5, 20), last=date(2026, 7, 11)), at(2026, 7, 11, 14),
-                 at(2026, 7, 11, 18), params=NO_ADJUSTMENT)
+    load = profile(
+        default=1.0, days={sat[(7, 4)]: 50, sat[(6, 27)]: 6, sat[(6, 20)]: 9, sat[(6, 13)]: 8, date(2026, 7, 5): 40}
+    )
+    result = pjm(
+        series(load, first=date(2026, 5, 20), last=date(2026, 7, 11)),
+        at(2026, 7, 11, 14),
+        at(2026, 7, 11, 18),
+        params=NO_ADJUSTMENT,
+    )
     # Saturday 4 July 2026 is a holiday (grouped with Sundays); Saturdays 27, 20, 13 June -> high 2 = (9+8)/2.
     assert result.skipped[sat[(7, 4)]] == "holiday"
     assert result.skipped[date(2026, 7, 5)] == "not_like_day"
@@ -242,8 +269,12 @@ def test_a_saturday_event_uses_the_high_two_of_the_last_three_saturdays_skipping
 def test_a_holiday_event_uses_sundays_and_holidays():
     sun = {d: date(2025, 8, d) for d in (31, 24, 17)}
     load = profile(default=1.0, days={sun[31]: 3, sun[24]: 5, sun[17]: 4, date(2025, 8, 30): 20})
-    result = pjm(series(load, first=date(2025, 7, 15), last=date(2025, 9, 1)), at(2025, 9, 1, 14), at(2025, 9, 1, 18),
-                 params=NO_ADJUSTMENT)
+    result = pjm(
+        series(load, first=date(2025, 7, 15), last=date(2025, 9, 1)),
+        at(2025, 9, 1, 14),
+        at(2025, 9, 1, 18),
+        params=NO_ADJUSTMENT,
+    )
     # Labor Day: like days are Sundays 31, 24, 17 August -> high 2 = (5+4)/2; Saturday 30th is not like.
     assert result.days_used == (sun[24], sun[17])
     assert result.skipped[date(2025, 8, 30)] == "not_like_day"
@@ -266,8 +297,12 @@ def test_an_event_just_after_midnight_takes_its_saa_window_from_the_evening_befo
 def test_an_event_on_the_spring_forward_day_has_no_interval_in_the_skipped_hour():
     c = {date(2025, 3, 2): 0, date(2025, 2, 23): 2, date(2025, 2, 16): 1}
     load = lambda local: local.hour + c.get(local.date(), 0)  # noqa: E731
-    result = pjm(series(load, first=date(2025, 1, 20), last=date(2025, 3, 9)), at(2025, 3, 9, 1), at(2025, 3, 9, 4),
-                 params=NO_ADJUSTMENT)
+    result = pjm(
+        series(load, first=date(2025, 1, 20), last=date(2025, 3, 9)),
+        at(2025, 3, 9, 1),
+        at(2025, 3, 9, 4),
+        params=NO_ADJUSTMENT,
+    )
     # 01:00 EST and 03:00 EDT only (02:00 does not exist). Sundays 2 Mar, 23 Feb, 16 Feb average
     # 2, 4, 3 over slots 1 and 3 -> high 2: 23 Feb and 16 Feb. Slot 1: (3+2)/2; slot 3: (5+4)/2.
     assert result.starts == (utc(2025, 3, 9, 6), utc(2025, 3, 9, 7))
@@ -284,8 +319,12 @@ def test_an_event_on_the_fall_back_day_matches_both_passes_of_the_repeated_hour(
             return 1.0 if local.utcoffset().total_seconds() == -4 * 3600 else 2.0
         return local.hour + c.get(local.date(), 0)
 
-    result = pjm(series(load, first=date(2025, 9, 15), last=date(2025, 11, 2)), at(2025, 11, 2, 0), at(2025, 11, 2, 3),
-                 params=NO_ADJUSTMENT)
+    result = pjm(
+        series(load, first=date(2025, 9, 15), last=date(2025, 11, 2)),
+        at(2025, 11, 2, 0),
+        at(2025, 11, 2, 3),
+        params=NO_ADJUSTMENT,
+    )
     # 00:00 EDT, 01:00 EDT, 01:00 EST, 02:00 EST. High 2 of Sundays 26, 19, 12 Oct: 12 Oct (c=2), 19 Oct (c=1).
     # Slot 0: 1.5, slot 1: 2.5 (both passes), slot 2: 3.5.
     assert result.starts == tuple(utc(2025, 11, 2, h) for h in (4, 5, 6, 7))
@@ -294,8 +333,11 @@ def test_an_event_on_the_fall_back_day_matches_both_passes_of_the_repeated_hour(
 
 
 def test_candidate_days_across_a_dst_change_are_matched_by_local_wall_clock():
-    result = pjm(series(lambda local: float(local.hour), first=date(2025, 1, 20), last=date(2025, 3, 11)),
-                 at(2025, 3, 11, 14), at(2025, 3, 11, 16))
+    result = pjm(
+        series(lambda local: float(local.hour), first=date(2025, 1, 20), last=date(2025, 3, 11)),
+        at(2025, 3, 11, 14),
+        at(2025, 3, 11, 16),
+    )
     # Candidates 10 Mar (EDT) and 7, 6, 5, 4 Mar (EST): each contributes its 14:00 and 15:00
     # local loads, 14 and 15 (by UTC the EST days would give 13 and 14). SAA: actual = baseline.
     assert result.days_used == (date(2025, 3, 10), date(2025, 3, 7), date(2025, 3, 6), date(2025, 3, 5))
@@ -309,17 +351,27 @@ def test_a_candidate_fall_back_day_contributes_the_mean_of_its_repeated_hour():
             return 4.0 if local.utcoffset().total_seconds() == -4 * 3600 else 8.0
         return {date(2025, 10, 26): 5.0, date(2025, 10, 19): 2.0}.get(local.date(), 1.0)
 
-    result = pjm(series(load, first=date(2025, 9, 20), last=date(2025, 11, 9)), at(2025, 11, 9, 1), at(2025, 11, 9, 2),
-                 params=NO_ADJUSTMENT)
+    result = pjm(
+        series(load, first=date(2025, 9, 20), last=date(2025, 11, 9)),
+        at(2025, 11, 9, 1),
+        at(2025, 11, 9, 2),
+        params=NO_ADJUSTMENT,
+    )
     # Sundays 2 Nov (01:00 twice: 4 and 8 -> 6), 26 Oct (5), 19 Oct (2): high 2 = (6 + 5) / 2.
     assert result.days_used == (date(2025, 11, 2), date(2025, 10, 26))
     assert values(result.baseline_kw) == [5.5]
 
 
 def test_a_spring_forward_candidate_lacking_the_event_hour_is_skipped():
-    load = profile(default=1.0, days={date(2025, 3, 9): 50, date(2025, 3, 2): 4, date(2025, 2, 23): 6, date(2025, 2, 16): 5})
-    result = pjm(series(load, first=date(2025, 1, 20), last=date(2025, 3, 16)), at(2025, 3, 16, 2), at(2025, 3, 16, 3),
-                 params=NO_ADJUSTMENT)
+    load = profile(
+        default=1.0, days={date(2025, 3, 9): 50, date(2025, 3, 2): 4, date(2025, 2, 23): 6, date(2025, 2, 16): 5}
+    )
+    result = pjm(
+        series(load, first=date(2025, 1, 20), last=date(2025, 3, 16)),
+        at(2025, 3, 16, 2),
+        at(2025, 3, 16, 3),
+        params=NO_ADJUSTMENT,
+    )
     # 9 March has no 02:00: skipped; Sundays 2 Mar, 23 Feb, 16 Feb -> high 2 = (6 + 5) / 2.
     assert result.skipped[date(2025, 3, 9)] == "dst_missing_hour"
     assert values(result.baseline_kw) == [5.5]
@@ -327,8 +379,11 @@ def test_a_spring_forward_candidate_lacking_the_event_hour_is_skipped():
 
 def test_fifteen_minute_data_is_matched_per_quarter_hour_and_reported_in_kw():
     load = lambda local: 0.25 * (1 + local.minute // 15)  # noqa: E731  kWh per 15 min: 0.25, 0.5, 0.75, 1.0
-    result = pjm(series(load, first=date(2025, 6, 1), last=date(2025, 7, 15), minutes=15),
-                 at(2025, 7, 15, 14), at(2025, 7, 15, 15))
+    result = pjm(
+        series(load, first=date(2025, 6, 1), last=date(2025, 7, 15), minutes=15),
+        at(2025, 7, 15, 14),
+        at(2025, 7, 15, 15),
+    )
     # kW = kWh x 4: 1, 2, 3, 4 at :00, :15, :30, :45; SAA offset 0.
     assert result.interval_minutes == 15
     assert values(result.baseline_kw) == [1.0, 2.0, 3.0, 4.0]
@@ -338,5 +393,10 @@ def test_fifteen_minute_data_is_matched_per_quarter_hour_and_reported_in_kw():
 def test_the_result_intervals_pair_each_start_with_its_values():
     load = profile(default=10.0, hours={(JUL[15], 15): None})
     first = event_15_july(july(load)).intervals[1]
-    assert (first.start, first.baseline_kw, first.actual_kw, first.reduction_kw) == (utc(2025, 7, 15, 19), 10.0, None, 0.0)
+    assert (first.start, first.baseline_kw, first.actual_kw, first.reduction_kw) == (
+        utc(2025, 7, 15, 19),
+        10.0,
+        None,
+        0.0,
+    )
     assert first.start.tzinfo is not None and first.start.utcoffset().total_seconds() == 0

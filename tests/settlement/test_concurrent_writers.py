@@ -2,7 +2,7 @@
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection, connections, transaction
@@ -12,11 +12,14 @@ from settlement import readings as ingest
 from settlement.models import Reading, ReadingRevision
 from tests.factories import DeviceFactory
 
-START = datetime(2026, 3, 2, 5, 0, tzinfo=timezone.utc)
+START = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
 
 
 def _batch(kwh: float) -> list[dict]:
-    return [{"start": (START + timedelta(minutes=5 * i)).isoformat(), "interval_seconds": 300, "kwh": kwh} for i in range(12)]
+    return [
+        {"start": (START + timedelta(minutes=5 * i)).isoformat(), "interval_seconds": 300, "kwh": kwh}
+        for i in range(12)
+    ]
 
 
 def _wait_until_blocked(pid: int) -> None:
@@ -43,7 +46,7 @@ def test_a_writer_racing_another_on_the_same_intervals_stores_its_values_as_a_co
                 results["first"] = ingest.ingest(readings=_batch(0.5), meters=meters)
                 first_wrote.set()
                 release.wait(10)
-        except Exception as exc:  # noqa: BLE001 - reported by the test thread
+        except Exception as exc:
             errors.append(exc)
         finally:
             first_wrote.set()
@@ -55,7 +58,7 @@ def test_a_writer_racing_another_on_the_same_intervals_stores_its_values_as_a_co
                 cursor.execute("SELECT pg_backend_pid()")
                 second_pid.append(cursor.fetchone()[0])
             results["second"] = ingest.ingest(readings=_batch(0.75), meters=meters)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.append(exc)
         finally:
             connections.close_all()

@@ -1,6 +1,6 @@
 """Device heartbeats: POST /api/device/v1/status, going offline when they stop, and what that does to capability."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -15,8 +15,13 @@ from tests.factories import DeviceFactory, GatewayFactory, SiteFactory, active_d
 pytestmark = pytest.mark.django_db
 
 URL = "/api/device/v1/status"
-STATUS = {"state_of_charge_pct": 64.5, "power_kw": -2.25, "mode": "self_consumption", "firmware": "24.12.1",
-          "ev_plugged_in": None}
+STATUS = {
+    "state_of_charge_pct": 64.5,
+    "power_kw": -2.25,
+    "mode": "self_consumption",
+    "firmware": "24.12.1",
+    "ev_plugged_in": None,
+}
 
 
 @pytest.fixture
@@ -47,7 +52,12 @@ def test_a_heartbeat_stores_the_devices_status(device, client):
     assert datetime.fromisoformat(body["last_seen_at"]) == status.last_seen_at
     assert status.online is True
     assert (status.state_of_charge_pct, status.power_kw, status.mode, status.firmware, status.ev_plugged_in) == (
-        Decimal("64.5"), Decimal("-2.25"), "self_consumption", "24.12.1", None)
+        Decimal("64.5"),
+        Decimal("-2.25"),
+        "self_consumption",
+        "24.12.1",
+        None,
+    )
 
 
 def test_a_heartbeat_read_earlier_carries_its_own_time(device, client):
@@ -63,14 +73,18 @@ def test_an_older_heartbeat_does_not_overwrite_a_newer_one(device, client):
     now = django_timezone.now().replace(microsecond=0)
     client.post(URL, {**STATUS, "at": now.isoformat(), "state_of_charge_pct": 80}, format="json")
 
-    late = client.post(URL, {**STATUS, "at": (now - timedelta(minutes=3)).isoformat(), "state_of_charge_pct": 10,
-                             "mode": "backup"}, format="json")
+    late = client.post(
+        URL,
+        {**STATUS, "at": (now - timedelta(minutes=3)).isoformat(), "state_of_charge_pct": 10, "mode": "backup"},
+        format="json",
+    )
 
     assert late.status_code == 200
     status = DeviceStatus.objects.get(device=device)
     assert (status.last_seen_at, status.state_of_charge_pct, status.mode) == (now, Decimal("80"), "self_consumption")
-    newer = client.post(URL, {**STATUS, "at": (now + timedelta(seconds=60)).isoformat(), "state_of_charge_pct": 79},
-                        format="json")
+    newer = client.post(
+        URL, {**STATUS, "at": (now + timedelta(seconds=60)).isoformat(), "state_of_charge_pct": 79}, format="json"
+    )
     assert newer.status_code == 200
     assert DeviceStatus.objects.get(device=device).state_of_charge_pct == Decimal("79")
 
@@ -85,7 +99,9 @@ def test_a_state_of_charge_outside_0_to_100_is_refused(device, client, soc):
 
 
 def test_a_heartbeat_from_the_future_is_refused(device, client):
-    response = client.post(URL, {**STATUS, "at": (django_timezone.now() + timedelta(minutes=10)).isoformat()}, format="json")
+    response = client.post(
+        URL, {**STATUS, "at": (django_timezone.now() + timedelta(minutes=10)).isoformat()}, format="json"
+    )
 
     assert response.status_code == 400
     assert problems(response) == [("at", "future_timestamp")]
@@ -125,17 +141,20 @@ def test_a_heartbeat_without_a_token_is_401(device):
 
 # --- Going offline ----------------------------------------------------------------------
 
-SEEN = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+SEEN = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("silent, offline", [
-    (timedelta(seconds=299), False),
-    (timedelta(seconds=600), False),
-    (timedelta(seconds=899), False),
-    (timedelta(seconds=900), False),   # the third heartbeat is due now, not yet missed
-    (timedelta(seconds=901), True),
-    (timedelta(hours=2), True),
-])
+@pytest.mark.parametrize(
+    "silent, offline",
+    [
+        (timedelta(seconds=299), False),
+        (timedelta(seconds=600), False),
+        (timedelta(seconds=899), False),
+        (timedelta(seconds=900), False),  # the third heartbeat is due now, not yet missed
+        (timedelta(seconds=901), True),
+        (timedelta(hours=2), True),
+    ],
+)
 def test_a_device_goes_offline_after_three_missed_intervals_and_not_before(device_client, silent, offline):
     device = DeviceFactory(telemetry_interval_seconds=300)
     services.record_heartbeat(device_id=device.pk, at=SEEN, state_of_charge_pct=Decimal("50"))
@@ -173,8 +192,14 @@ def test_a_heartbeat_after_silence_brings_the_device_back_online(device, client)
 
 def test_an_offline_battery_gives_no_capability_now(program, device_client):
     battery = active_device(program, site=SiteFactory(market=program.market, pricing_node="PECO_N001"))
-    resource = aggregator_services.create_resource(market=program.market, program=program, name="vr-heartbeat",
-                                                   scope_kind="pricing_node", scope="PECO_N001", by="tester")
+    resource = aggregator_services.create_resource(
+        market=program.market,
+        program=program,
+        name="vr-heartbeat",
+        scope_kind="pricing_node",
+        scope="PECO_N001",
+        by="tester",
+    )
     aggregator_services.add_member(resource=resource, device=battery, by="tester")
     client, _ = device_client(device=battery)
     now = django_timezone.now()

@@ -1,7 +1,7 @@
 import csv
 import io
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -27,8 +27,8 @@ def csv_bytes(rows, header=("utility", "meter_id", "start", "interval_seconds", 
 
 def day_rows(site, day: datetime, *, kwh="0.4"):
     """Every 15-minute interval of a local day, stepping in UTC (so DST days have 92 or 100)."""
-    at = day.astimezone(timezone.utc)
-    end = (day.replace(tzinfo=None) + timedelta(days=1)).replace(tzinfo=NEW_YORK).astimezone(timezone.utc)
+    at = day.astimezone(UTC)
+    end = (day.replace(tzinfo=None) + timedelta(days=1)).replace(tzinfo=NEW_YORK).astimezone(UTC)
     rows = []
     while at < end:
         rows.append((site.utility, site.meter_id, at.astimezone(NEW_YORK).isoformat(), 900, kwh, "actual"))
@@ -55,22 +55,31 @@ def test_importing_the_same_file_again_changes_nothing_and_a_changed_value_is_a_
     again = import_meter_data(source=csv_bytes(rows))
     corrected = import_meter_data(source=csv_bytes([(*rows[0][:4], "0.9", "actual")]))
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, 96)
-    assert (corrected.updated, Reading.objects.get(meter_id=site.pk, start=datetime.fromisoformat(rows[0][2])).kwh) == (1, Decimal("0.9"))
+    assert (corrected.updated, Reading.objects.get(meter_id=site.pk, start=datetime.fromisoformat(rows[0][2])).kwh) == (
+        1,
+        Decimal("0.9"),
+    )
 
 
-@pytest.mark.parametrize("row, column, code", [
-    (("PECO", "NO-SUCH-METER", "2026-07-15T10:00:00-04:00", 900, "0.4", "actual"), "meter_id", "unknown_meter"),
-    ((None, None, "2026-07-15T10:00:00-04:00", 900, "lots", "actual"), "kwh", "not_a_number"),
-    ((None, None, "2026-07-15T10:00:00", 900, "0.4", "actual"), "start", "naive_timestamp"),
-    ((None, None, "2026-07-15T10:00:00-04:00", 600, "0.4", "actual"), "interval_seconds", "invalid_interval"),
-    ((None, None, "2026-07-15T10:00:00-04:00", 900, "0.4", "guessed"), "quality", "invalid_choice"),
-    ((None, None, "2026-07-15T10:05:00-04:00", 900, "0.4", "actual"), "start", "overlapping_interval"),
-    ((None, None, "2099-07-15T10:00:00-04:00", 900, "0.4", "actual"), "start", "future_timestamp"),
-])
+@pytest.mark.parametrize(
+    "row, column, code",
+    [
+        (("PECO", "NO-SUCH-METER", "2026-07-15T10:00:00-04:00", 900, "0.4", "actual"), "meter_id", "unknown_meter"),
+        ((None, None, "2026-07-15T10:00:00-04:00", 900, "lots", "actual"), "kwh", "not_a_number"),
+        ((None, None, "2026-07-15T10:00:00", 900, "0.4", "actual"), "start", "naive_timestamp"),
+        ((None, None, "2026-07-15T10:00:00-04:00", 600, "0.4", "actual"), "interval_seconds", "invalid_interval"),
+        ((None, None, "2026-07-15T10:00:00-04:00", 900, "0.4", "guessed"), "quality", "invalid_choice"),
+        ((None, None, "2026-07-15T10:05:00-04:00", 900, "0.4", "actual"), "start", "overlapping_interval"),
+        ((None, None, "2099-07-15T10:00:00-04:00", 900, "0.4", "actual"), "start", "future_timestamp"),
+    ],
+)
 def test_a_bad_row_is_named_by_line_and_column_and_nothing_is_written(db, row, column, code):
     site = SiteFactory()
     good = (site.utility, site.meter_id, "2026-07-15T10:00:00-04:00", 900, "0.4", "actual")
-    bad = tuple(site.utility if v is None and i == 0 else site.meter_id if v is None and i == 1 else v for i, v in enumerate(row))
+    bad = tuple(
+        site.utility if v is None and i == 0 else site.meter_id if v is None and i == 1 else v
+        for i, v in enumerate(row)
+    )
     report = import_meter_data(source=csv_bytes([good, bad]))
     assert not report.ok
     assert [(e.row, e.field, e.code) for e in report.errors] == [(3, column, code)]

@@ -6,7 +6,11 @@ import pytest
 
 from settlement.money import cents, split
 from settlement.payments import (
-    customer_payouts, energy_payment, performance_factor, reduction_kwh, settle_resource,
+    customer_payouts,
+    energy_payment,
+    performance_factor,
+    reduction_kwh,
+    settle_resource,
 )
 
 
@@ -45,19 +49,38 @@ def test_a_resource_that_delivered_three_quarters_is_paid_for_three_quarters_and
     # Energy: 0.4 MWh x (100 + 120 + 150) + 0.3 MWh x 90 = 148 + 27 = 175.00
     # Capacity: 500 kW x $3.333/kW x 0.75 = 1,249.875 -> 1,249.88 (half up)
     # Penalty: 500 kW x $1.50/kW x 0.25 = 187.50; net 175.00 + 1,249.88 - 187.50 = 1,237.38
-    s = settle_resource(reductions_kwh=[D(400), D(400), D(400), D(300)], prices_per_mwh=[D(100), D(120), D(150), D(90)],
-                        committed_kw=D(500), committed_kwh=D(2000), capacity_rate_per_kw=D("3.333"), penalty_per_kw=D("1.50"))
-    assert (s.factor, s.energy, s.capacity, s.penalty, s.net) == (D("0.7500"), D("175.00"), D("1249.88"), D("187.50"), D("1237.38"))
+    s = settle_resource(
+        reductions_kwh=[D(400), D(400), D(400), D(300)],
+        prices_per_mwh=[D(100), D(120), D(150), D(90)],
+        committed_kw=D(500),
+        committed_kwh=D(2000),
+        capacity_rate_per_kw=D("3.333"),
+        penalty_per_kw=D("1.50"),
+    )
+    assert (s.factor, s.energy, s.capacity, s.penalty, s.net) == (
+        D("0.7500"),
+        D("175.00"),
+        D("1249.88"),
+        D("187.50"),
+        D("1237.38"),
+    )
 
 
 def test_revenue_share_splits_the_customers_pool_by_delivered_kwh_net_of_the_fee():
     # 40% of 1,237.38 = 494.952 -> pool 494.95; by 900:600 kWh = 296.97 and 197.98 (sum 494.95);
     # a 10% fee: 29.697 -> 29.70 and 19.798 -> 19.80.
-    paid = customer_payouts(rule="revenue_share", value=D(40), delivered_kwh={"alice": D(900), "bob": D(600), "carol": D(0)},
-                            resource_net=D("1237.38"), fee_pct=D(10))
+    paid = customer_payouts(
+        rule="revenue_share",
+        value=D(40),
+        delivered_kwh={"alice": D(900), "bob": D(600), "carol": D(0)},
+        resource_net=D("1237.38"),
+        fee_pct=D(10),
+    )
     assert {k: (p.gross, p.fee, p.net) for k, p in paid.items()} == {
-        "alice": (D("296.97"), D("29.70"), D("267.27")), "bob": (D("197.98"), D("19.80"), D("178.18")),
-        "carol": (D("0.00"), D("0.00"), D("0.00"))}
+        "alice": (D("296.97"), D("29.70"), D("267.27")),
+        "bob": (D("197.98"), D("19.80"), D("178.18")),
+        "carol": (D("0.00"), D("0.00"), D("0.00")),
+    }
 
 
 def test_a_resource_that_lost_money_shares_nothing():
@@ -67,7 +90,9 @@ def test_a_resource_that_lost_money_shares_nothing():
 
 def test_per_kwh_and_per_event_rules():
     # 123.456 kWh x $0.05 = 6.1728 -> 6.17; per event: $25 to each who delivered anything.
-    assert customer_payouts(rule="per_kwh", value=D("0.05"), delivered_kwh={"a": D("123.456")}, resource_net=0)["a"].gross == D("6.17")
+    assert customer_payouts(rule="per_kwh", value=D("0.05"), delivered_kwh={"a": D("123.456")}, resource_net=0)[
+        "a"
+    ].gross == D("6.17")
     paid = customer_payouts(rule="per_event", value=D(25), delivered_kwh={"a": D("0.1"), "b": D(0)}, resource_net=0)
     assert (paid["a"].gross, paid["b"].gross) == (D("25.00"), D("0.00"))
     with pytest.raises(ValueError):

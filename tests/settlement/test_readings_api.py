@@ -4,7 +4,7 @@ Real PostgreSQL (partitioned settlement_reading), real tokens, no mocks.
 See settlement/readings.py for the reading format.
 """
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -23,7 +23,7 @@ from tests.factories import DeviceFactory, GatewayFactory
 pytestmark = pytest.mark.django_db
 
 URL = "/api/device/v1/readings"
-T0 = datetime(2026, 7, 15, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 7, 15, 10, 0, tzinfo=UTC)
 NEW_YORK = ZoneInfo("America/New_York")
 CONSUMER_PARAMETERS = {
     "thermostat": {"max_setpoint_offset_f": Decimal("3"), "max_event_hours": Decimal("4")},
@@ -160,7 +160,9 @@ def test_a_gateway_token_writes_and_reads_for_the_devices_behind_it_only(device_
     not_behind = DeviceFactory(site=gateway.site)
     client, _ = device_client(gateway=gateway)
 
-    ok = post(client, [*batch(2, device=first.pk), *batch(2, device=second.pk), *batch(2, device=first.pk, meter="site")])
+    ok = post(
+        client, [*batch(2, device=first.pk), *batch(2, device=second.pk), *batch(2, device=first.pk, meter="site")]
+    )
     refused = post(client, [reading(5, device=first.pk), reading(5, device=not_behind.pk)])
     unnamed = post(client, [reading(6)])
 
@@ -247,11 +249,16 @@ def test_kw_is_stored_as_energy_over_the_interval(device, client):
 
 
 def test_a_site_meter_and_a_battery_meter_may_read_below_zero_export(device, client):
-    response = post(client, [reading(0, meter="site", kwh=-1.25), reading(1, meter="site", kw=-3.0), reading(0, kwh=-1.0)])
+    response = post(
+        client, [reading(0, meter="site", kwh=-1.25), reading(1, meter="site", kw=-3.0), reading(0, kwh=-1.0)]
+    )
 
     assert response.status_code == 200, response.json()
     assert sorted(Reading.objects.values_list("meter_kind", "kwh")) == [
-        (MeterKind.SITE, Decimal("-1.25")), (MeterKind.SITE, Decimal("-0.25")), (MeterKind.DEVICE, Decimal("-1"))]
+        (MeterKind.SITE, Decimal("-1.25")),
+        (MeterKind.SITE, Decimal("-0.25")),
+        (MeterKind.DEVICE, Decimal("-1")),
+    ]
 
 
 # --- DST -----------------------------------------------------------------------------
@@ -259,11 +266,13 @@ def test_a_site_meter_and_a_battery_meter_may_read_below_zero_export(device, cli
 
 def local_day(day: datetime) -> list[dict]:
     """Five-minute readings over one New York calendar day, stepped in UTC, sent with local offsets."""
-    start = day.replace(tzinfo=NEW_YORK).astimezone(timezone.utc)
-    end = (day + timedelta(days=1)).replace(tzinfo=NEW_YORK).astimezone(timezone.utc)
+    start = day.replace(tzinfo=NEW_YORK).astimezone(UTC)
+    end = (day + timedelta(days=1)).replace(tzinfo=NEW_YORK).astimezone(UTC)
     out, at = [], start
     while at < end:
-        out.append({"meter": "site", "start": at.astimezone(NEW_YORK).isoformat(), "interval_seconds": 300, "kwh": 0.25})
+        out.append(
+            {"meter": "site", "start": at.astimezone(NEW_YORK).isoformat(), "interval_seconds": 300, "kwh": 0.25}
+        )
         at += timedelta(minutes=5)
     return out
 
@@ -276,7 +285,9 @@ def test_the_23_hour_spring_forward_day_has_276_intervals(device, client):
     response = post(client, readings)
 
     assert response.json() == {"received": 276, "inserted": 276, "updated": 0, "unchanged": 0}
-    body = client.get(URL, {"meter": "site", "start": "2026-03-08T00:00:00-05:00", "end": "2026-03-09T00:00:00-04:00"}).json()
+    body = client.get(
+        URL, {"meter": "site", "start": "2026-03-08T00:00:00-05:00", "end": "2026-03-09T00:00:00-04:00"}
+    ).json()
     starts = [datetime.fromisoformat(s) for s in body["start"]]
     assert len(set(starts)) == 276 and starts == sorted(starts)
     assert starts == [datetime.fromisoformat(r["start"]) for r in readings]
@@ -293,13 +304,15 @@ def test_the_25_hour_fall_back_day_has_300_intervals_and_its_repeated_hour_twice
 
     assert response.json() == {"received": 300, "inserted": 300, "updated": 0, "unchanged": 0}
     assert Reading.objects.filter(meter_kind=MeterKind.SITE, meter_id=device.site_id).count() == 300
-    body = client.get(URL, {"meter": "site", "start": "2026-11-01T00:00:00-04:00", "end": "2026-11-02T00:00:00-05:00"}).json()
+    body = client.get(
+        URL, {"meter": "site", "start": "2026-11-01T00:00:00-04:00", "end": "2026-11-02T00:00:00-05:00"}
+    ).json()
     starts = [datetime.fromisoformat(s) for s in body["start"]]
     assert len(set(starts)) == 300 and starts == sorted(starts)
     one_am = [s for s in starts if s.astimezone(NEW_YORK).hour == 1]
     assert len(one_am) == 24
-    assert [s.astimezone(timezone.utc) for s in one_am] == [
-        datetime(2026, 11, 1, 5, 0, tzinfo=timezone.utc) + timedelta(minutes=5 * i) for i in range(24)
+    assert [s.astimezone(UTC) for s in one_am] == [
+        datetime(2026, 11, 1, 5, 0, tzinfo=UTC) + timedelta(minutes=5 * i) for i in range(24)
     ]
     assert [s.astimezone(NEW_YORK).strftime("%H:%M %z") for s in one_am[::12]] == ["01:00 -0400", "01:00 -0500"]
 
@@ -324,14 +337,21 @@ BAD_READINGS = {
     "no such device": (lambda: reading(2, device=2_000_000_000), "readings[2].device", "unknown_meter"),
     "another device": (lambda: reading(2, device=_other_device()), "readings[2].device", "unknown_meter"),
     "start yesterday": (lambda: {**reading(2), "start": "yesterday"}, "readings[2].start", "invalid_timestamp"),
-    "start month 13": (lambda: {**reading(2), "start": "2026-13-01T00:00:00Z"}, "readings[2].start", "invalid_timestamp"),
+    "start month 13": (
+        lambda: {**reading(2), "start": "2026-13-01T00:00:00Z"},
+        "readings[2].start",
+        "invalid_timestamp",
+    ),
     "start a number": (lambda: {**reading(2), "start": 12345}, "readings[2].start", "invalid_timestamp"),
     "start naive": (lambda: {**reading(2), "start": "2026-07-15T14:00:00"}, "readings[2].start", "naive_timestamp"),
     "start future": (lambda: {**reading(2), "start": _future_start()}, "readings[2].start", "future_timestamp"),
     "interval 120": (lambda: reading(2, interval_seconds=120), "readings[2].interval_seconds", "invalid_interval"),
     "interval string": (lambda: reading(2, interval_seconds="300"), "readings[2].interval_seconds", "invalid_interval"),
-    "interval missing": (lambda: {k: v for k, v in reading(2).items() if k != "interval_seconds"},
-                         "readings[2].interval_seconds", "invalid_interval"),
+    "interval missing": (
+        lambda: {k: v for k, v in reading(2).items() if k != "interval_seconds"},
+        "readings[2].interval_seconds",
+        "invalid_interval",
+    ),
     "quality unknown": (lambda: reading(2, quality="good"), "readings[2].quality", "invalid_choice"),
     "kwh and kw": (lambda: reading(2, kwh=0.4, kw=4.8), "readings[2].kwh", "ambiguous_value"),
     "no value, actual": (lambda: {k: v for k, v in reading(2).items() if k != "kwh"}, "readings[2].kwh", "required"),
@@ -341,10 +361,16 @@ BAD_READINGS = {
     "kwh bool": (lambda: reading(2, kwh=True), "readings[2].kwh", "not_a_number"),
     "kw text": (lambda: reading(2, kw="abc"), "readings[2].kw", "not_a_number"),
     "duplicate of readings[0]": (lambda: reading(0), "readings[2].start", "duplicate_interval"),
-    "1 min inside readings[3]": (lambda: reading(0, start=T0 + timedelta(minutes=16), interval=60),
-                                 "readings[2].start", "overlapping_interval"),
-    "1 min at readings[1]'s start": (lambda: reading(0, start=T0 + timedelta(minutes=5), interval=60),
-                                     "readings[2].start", "overlapping_interval"),
+    "1 min inside readings[3]": (
+        lambda: reading(0, start=T0 + timedelta(minutes=16), interval=60),
+        "readings[2].start",
+        "overlapping_interval",
+    ),
+    "1 min at readings[1]'s start": (
+        lambda: reading(0, start=T0 + timedelta(minutes=5), interval=60),
+        "readings[2].start",
+        "overlapping_interval",
+    ),
 }
 
 
@@ -366,12 +392,21 @@ def test_a_bad_reading_is_named_and_nothing_of_its_batch_is_written(device, clie
 
 
 def test_every_bad_reading_in_a_batch_is_named(device, client):
-    readings = [reading(0), {**reading(1), "start": "yesterday"}, reading(2, quality="good"), reading(3), reading(4, kwh="x")]
+    readings = [
+        reading(0),
+        {**reading(1), "start": "yesterday"},
+        reading(2, quality="good"),
+        reading(3),
+        reading(4, kwh="x"),
+    ]
 
     response = post(client, readings)
 
-    assert problems(response) == [("readings[1].start", "invalid_timestamp"), ("readings[2].quality", "invalid_choice"),
-                                  ("readings[4].kwh", "not_a_number")]
+    assert problems(response) == [
+        ("readings[1].start", "invalid_timestamp"),
+        ("readings[2].quality", "invalid_choice"),
+        ("readings[4].kwh", "not_a_number"),
+    ]
     assert not Reading.objects.exists()
 
 
@@ -391,18 +426,21 @@ def test_problems_are_named_in_two_stages_shape_and_values_first(device, client)
 def test_a_rejected_batch_leaves_nothing_behind_for_the_next(device, client):
     future = (django_timezone.now() + timedelta(hours=1)).replace(microsecond=0).isoformat()
     rejected = post(client, [*batch(5, kwh=9.9), {**reading(5), "start": future}])
-    overlapping = post(client, [reading(0, start=T0 + timedelta(hours=1)), reading(0, start=T0 + timedelta(hours=1, minutes=2))])
+    overlapping = post(
+        client, [reading(0, start=T0 + timedelta(hours=1)), reading(0, start=T0 + timedelta(hours=1, minutes=2))]
+    )
 
     accepted = post(client, batch(3))
 
     assert rejected.status_code == overlapping.status_code == 400
     assert accepted.json() == {"received": 3, "inserted": 3, "updated": 0, "unchanged": 0}
     assert list(Reading.objects.order_by("start").values_list("start", "kwh")) == [
-        (T0 + timedelta(minutes=5 * i), Decimal("0.4")) for i in range(3)]
+        (T0 + timedelta(minutes=5 * i), Decimal("0.4")) for i in range(3)
+    ]
 
 
 def test_an_interval_that_ended_within_the_clock_skew_is_accepted(device, client):
-    now = django_timezone.now().astimezone(timezone.utc).replace(microsecond=0)
+    now = django_timezone.now().astimezone(UTC).replace(microsecond=0)
 
     response = post(client, [{"start": (now - timedelta(minutes=2)).isoformat(), "interval_seconds": 300, "kwh": 0.1}])
 
@@ -410,12 +448,15 @@ def test_an_interval_that_ended_within_the_clock_skew_is_accepted(device, client
     assert Reading.objects.get().start == now - timedelta(minutes=2)
 
 
-@pytest.mark.parametrize("start", [
-    "2026-W29-3T10:00:00Z",
-    "2026-07-15T10:00:00,0Z",
-    "2026-07-15T10:00:00.000+00:00",
-    "2026-07-15 10:00:00+0000",
-])
+@pytest.mark.parametrize(
+    "start",
+    [
+        "2026-W29-3T10:00:00Z",
+        "2026-07-15T10:00:00,0Z",
+        "2026-07-15T10:00:00.000+00:00",
+        "2026-07-15 10:00:00+0000",
+    ],
+)
 def test_other_iso_8601_spellings_are_stored_or_named_never_a_server_error(device, client, start):
     """ISO 8601 allows week dates and a decimal comma: store them, or refuse them naming the reading."""
     response = post(client, [reading(3), {"start": start, "interval_seconds": 300, "kwh": 0.2}])
@@ -430,27 +471,38 @@ def test_other_iso_8601_spellings_are_stored_or_named_never_a_server_error(devic
 
 @pytest.mark.parametrize("device_type", CONSUMER_PARAMETERS)
 def test_a_consumption_only_devices_meter_cannot_read_below_zero(device_client, device_type):
-    consumer = DeviceFactory(device_type=device_type, charge_kw=None, energy_kwh=None, backup_reserve_pct=None,
-                             **CONSUMER_PARAMETERS[device_type])
+    consumer = DeviceFactory(
+        device_type=device_type,
+        charge_kw=None,
+        energy_kwh=None,
+        backup_reserve_pct=None,
+        **CONSUMER_PARAMETERS[device_type],
+    )
     client, _ = device_client(device=consumer)
 
     refused = post(client, [reading(0), reading(1, kwh=-0.1), reading(2, kw=-1)])
     site_export = post(client, [reading(0, meter="site", kwh=-0.1)])
 
     assert refused.status_code == 400
-    assert problems(refused) == [("readings[1].kwh", "negative_consumption"), ("readings[2].kw", "negative_consumption")]
+    assert problems(refused) == [
+        ("readings[1].kwh", "negative_consumption"),
+        ("readings[2].kw", "negative_consumption"),
+    ]
     assert site_export.status_code == 200  # the site meter exports
     assert list(Reading.objects.values_list("meter_kind", "kwh")) == [(MeterKind.SITE, Decimal("-0.1"))]
 
 
-@pytest.mark.parametrize("start, interval, code", [
-    (T0 + timedelta(minutes=5), 300, "overlapping_interval"),  # inside the stored 10:00-10:15
-    (T0, 300, "overlapping_interval"),                          # same start, another length
-    (T0 + timedelta(minutes=10), 1800, "overlapping_interval"),  # straddles its end
-    (T0 - timedelta(minutes=30), 3600, "overlapping_interval"),  # covers it
-    (T0 + timedelta(minutes=15), 300, None),                    # right after it
-    (T0 - timedelta(hours=1), 3600, None),                      # right before it
-])
+@pytest.mark.parametrize(
+    "start, interval, code",
+    [
+        (T0 + timedelta(minutes=5), 300, "overlapping_interval"),  # inside the stored 10:00-10:15
+        (T0, 300, "overlapping_interval"),  # same start, another length
+        (T0 + timedelta(minutes=10), 1800, "overlapping_interval"),  # straddles its end
+        (T0 - timedelta(minutes=30), 3600, "overlapping_interval"),  # covers it
+        (T0 + timedelta(minutes=15), 300, None),  # right after it
+        (T0 - timedelta(hours=1), 3600, None),  # right before it
+    ],
+)
 def test_a_reading_overlapping_a_stored_one_of_another_length_is_refused(device, client, start, interval, code):
     assert post(client, [{"start": T0.isoformat(), "interval_seconds": 900, "kwh": 1.2}]).status_code == 200
     elsewhere = reading(0, start=T0 + timedelta(hours=3))
@@ -473,7 +525,9 @@ def test_an_empty_batch_is_refused(client):
     assert problems(response) == [("readings", "empty")]
 
 
-@pytest.mark.parametrize("body, code", [({"readings": {"start": "x"}}, "invalid"), ({"reading": []}, "required"), ([], "required")])
+@pytest.mark.parametrize(
+    "body, code", [({"readings": {"start": "x"}}, "invalid"), ({"reading": []}, "required"), ([], "required")]
+)
 def test_a_body_without_a_readings_list_is_refused(client, body, code):
     response = client.post(URL, body, format="json")
 
@@ -482,7 +536,7 @@ def test_a_body_without_a_readings_list_is_refused(client, body, code):
 
 
 def test_a_batch_of_10000_is_accepted_and_10001_is_too_large(device, client):
-    start = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 6, 1, tzinfo=UTC)
     readings = batch(10_001, start=start)
 
     too_large = post(client, readings)
@@ -519,7 +573,11 @@ def test_more_requests_than_the_tokens_rate_are_429(device_client, settings, kin
         cache.delete(f"throttle:{kind}:{key}")
     readings = [reading(0, device=device.pk)]
 
-    responses = [post(client, readings), client.get(URL, {"device": device.pk}), post(client, [reading(1, device=device.pk)])]
+    responses = [
+        post(client, readings),
+        client.get(URL, {"device": device.pk}),
+        post(client, [reading(1, device=device.pk)]),
+    ]
 
     assert [r.status_code for r in responses] == [200, 200, 429]
     assert responses[2].json()["status"] == 429 and int(responses[2]["Retry-After"]) > 0
@@ -531,8 +589,14 @@ def test_more_requests_than_the_tokens_rate_are_429(device_client, settings, kin
 
 
 def test_a_missing_interval_is_stored_with_or_without_a_value(device, client):
-    response = post(client, [reading(0, kwh=None, quality="missing"), {**reading(1, quality="missing"), "kwh": 0.2},
-                             {k: v for k, v in reading(2, quality="missing").items() if k != "kwh"}])
+    response = post(
+        client,
+        [
+            reading(0, kwh=None, quality="missing"),
+            {**reading(1, quality="missing"), "kwh": 0.2},
+            {k: v for k, v in reading(2, quality="missing").items() if k != "kwh"},
+        ],
+    )
 
     assert response.status_code == 200, response.json()
     stored = list(Reading.objects.order_by("start").values_list("kwh", "quality"))
@@ -552,7 +616,7 @@ def test_readings_out_of_order_are_stored_and_read_back_in_order(device, client)
 
 
 def test_late_data_for_last_month_and_last_year_creates_its_partitions(device, client):
-    this_month = django_timezone.now().astimezone(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    this_month = django_timezone.now().astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     last_month = (this_month - timedelta(days=1)).replace(day=1)
     last_year = this_month.replace(year=this_month.year - 1)
     late = [*batch(6, start=last_month + timedelta(days=9)), *batch(6, start=last_year + timedelta(days=9))]
@@ -569,13 +633,15 @@ def test_late_data_for_last_month_and_last_year_creates_its_partitions(device, c
 
 
 def test_a_reading_at_the_first_instant_of_a_month_lands_in_that_months_partition(device, client):
-    start = datetime(2026, 5, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 5, 1, tzinfo=UTC)
 
     assert post(client, [reading(0, start=start - timedelta(minutes=5)), reading(0, start=start)]).status_code == 200
     with connection.cursor() as cursor:
         cursor.execute("SELECT tableoid::regclass::text FROM settlement_reading ORDER BY start")
-        assert [name for (name,) in cursor.fetchall()] == [partitions.name_for(datetime(2026, 4, 1, tzinfo=timezone.utc)),
-                                                           partitions.name_for(start)]
+        assert [name for (name,) in cursor.fetchall()] == [
+            partitions.name_for(datetime(2026, 4, 1, tzinfo=UTC)),
+            partitions.name_for(start),
+        ]
 
 
 # --- Reading back ----------------------------------------------------------------------
@@ -590,11 +656,17 @@ def test_operators_read_a_devices_and_a_sites_readings_as_columns(device, client
     site_body = analyst.get(f"/api/v1/sites/{device.site_id}/readings/", span).json()
 
     assert device_body == {
-        "meter": "device", "meter_id": device.pk,
-        "start": device_body["start"], "interval_seconds": [300] * 3, "kwh": [0.1] * 3,
-        "quality": ["actual"] * 3, "revision": [1] * 3,
+        "meter": "device",
+        "meter_id": device.pk,
+        "start": device_body["start"],
+        "interval_seconds": [300] * 3,
+        "kwh": [0.1] * 3,
+        "quality": ["actual"] * 3,
+        "revision": [1] * 3,
     }
-    assert [datetime.fromisoformat(s) for s in device_body["start"]] == [T0 + timedelta(minutes=5 * i) for i in range(3)]
+    assert [datetime.fromisoformat(s) for s in device_body["start"]] == [
+        T0 + timedelta(minutes=5 * i) for i in range(3)
+    ]
     assert (site_body["meter"], site_body["meter_id"], site_body["kwh"]) == ("site", device.site_id, [-0.3, -0.3])
     assert analyst.get(f"/api/v1/devices/{device.pk + 10_000}/readings/", span).status_code == 404
     assert APIClient().get(f"/api/v1/sites/{device.site_id}/readings/", span).status_code in (401, 403)
@@ -631,7 +703,10 @@ def test_a_start_at_the_end_of_time_is_refused_not_a_server_error(device, client
 
     assert response.status_code == 400
     # Either refusal is right: a start beyond the accepted years, or an interval that has not ended.
-    assert problems(response) in ([("readings[1].start", "invalid_timestamp")], [("readings[1].start", "future_timestamp")])
+    assert problems(response) in (
+        [("readings[1].start", "invalid_timestamp")],
+        [("readings[1].start", "future_timestamp")],
+    )
     assert not Reading.objects.exists()
 
 

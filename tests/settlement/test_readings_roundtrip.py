@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from settlement.models import Reading
 
@@ -8,9 +8,11 @@ def test_a_batch_lands(db, device_client):
 
     device = DeviceFactory()
     client, _ = device_client(device=device)
-    start = datetime(2026, 7, 15, 4, 0, tzinfo=timezone.utc)
-    batch = [{"meter": "site", "start": (start + timedelta(minutes=5 * i)).isoformat(), "interval_seconds": 300, "kwh": 0.4}
-             for i in range(288)]
+    start = datetime(2026, 7, 15, 4, 0, tzinfo=UTC)
+    batch = [
+        {"meter": "site", "start": (start + timedelta(minutes=5 * i)).isoformat(), "interval_seconds": 300, "kwh": 0.4}
+        for i in range(288)
+    ]
     response = client.post("/api/device/v1/readings", {"readings": batch}, format="json")
     assert response.status_code == 200, response.json()
     assert response.json() == {"received": 288, "inserted": 288, "updated": 0, "unchanged": 0}
@@ -24,12 +26,20 @@ def test_operator_reads_a_sites_readings_back_as_columns(db, device_client, api_
 
     device = DeviceFactory()
     client, _ = device_client(device=device)
-    start = datetime(2026, 7, 15, 4, 0, tzinfo=timezone.utc)
-    batch = [{"meter": "site", "start": (start + timedelta(minutes=5 * i)).isoformat(), "interval_seconds": 300, "kw": 6.0}
-             for i in range(3)]
+    start = datetime(2026, 7, 15, 4, 0, tzinfo=UTC)
+    batch = [
+        {"meter": "site", "start": (start + timedelta(minutes=5 * i)).isoformat(), "interval_seconds": 300, "kw": 6.0}
+        for i in range(3)
+    ]
     client.post("/api/device/v1/readings", {"readings": batch}, format="json")
-    body = api_as("analyst").get(f"/api/v1/sites/{device.site_id}/readings/",
-                                 {"start": start.isoformat(), "end": (start + timedelta(hours=1)).isoformat()}).json()
+    body = (
+        api_as("analyst")
+        .get(
+            f"/api/v1/sites/{device.site_id}/readings/",
+            {"start": start.isoformat(), "end": (start + timedelta(hours=1)).isoformat()},
+        )
+        .json()
+    )
     assert body["meter"] == "site" and body["meter_id"] == device.site_id
     assert body["kwh"] == [0.5, 0.5, 0.5] and body["quality"] == ["actual"] * 3
     assert [datetime.fromisoformat(s) for s in body["start"]] == [start + timedelta(minutes=5 * i) for i in range(3)]

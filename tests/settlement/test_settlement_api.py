@@ -48,7 +48,9 @@ def test_runs_their_payouts_and_evidence_on_the_api(settled_twice, api_as):
     listed = analyst.get("/api/v1/settlement-runs/", {"event": event.pk})
     assert listed.status_code == 200
     assert [(r["version"], r["kind"], r["net"]) for r in listed.json()["results"]] == [
-        (2, "resettlement", "38.60"), (1, "initial", "67.40")]
+        (2, "resettlement", "38.60"),
+        (1, "initial", "67.40"),
+    ]
 
     detail = analyst.get(f"/api/v1/settlement-runs/{second.pk}/").json()
     assert detail["resource"] == event.resource_id and detail["difference"]["lines"]["net"] == "-28.80"
@@ -56,16 +58,22 @@ def test_runs_their_payouts_and_evidence_on_the_api(settled_twice, api_as):
 
     # The chart's data: both sites summed per interval (A 10/10 + B 6/6 baseline; A 4/5 + B 6/6 actual), target 10 kW.
     intervals = analyst.get(f"/api/v1/settlement-runs/{second.pk}/intervals/").json()["intervals"]
-    assert [(i["baseline_kw"], i["actual_kw"], i["target_kw"], i["meters"], i["reduction_kwh"], i["performance_factor"])
-            for i in intervals] == [(16.0, 10.0, 10.0, 2, "6.000000", 0.6), (16.0, 11.0, 10.0, 2, "5.000000", 0.5)]
+    assert [
+        (i["baseline_kw"], i["actual_kw"], i["target_kw"], i["meters"], i["reduction_kwh"], i["performance_factor"])
+        for i in intervals
+    ] == [(16.0, 10.0, 10.0, 2, "6.000000", 0.6), (16.0, 11.0, 10.0, 2, "5.000000", 0.5)]
     assert [datetime.fromisoformat(i["start"]) for i in intervals] == [event.start, event.start + timedelta(hours=1)]
 
     statement = analyst.get(f"/api/v1/settlement-runs/{first.pk}/statement/", {"format": "csv"})
     assert statement.status_code == 200 and statement["Content-Type"].startswith("text/csv")
     assert f"settlement-event{event.pk}-v1.csv" in statement["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(statement.content.decode())))
-    assert [(r["site"], r["reduction_kwh"]) for r in rows] == [(str(a.pk), "6.000000"), (str(a.pk), "5.000000"),
-                                                               (str(b.pk), "0.000000"), (str(b.pk), "4.000000")]
+    assert [(r["site"], r["reduction_kwh"]) for r in rows] == [
+        (str(a.pk), "6.000000"),
+        (str(a.pk), "5.000000"),
+        (str(b.pk), "0.000000"),
+        (str(b.pk), "4.000000"),
+    ]
 
     assert api_as("analyst").post("/api/v1/settlement-runs/", {"event": event.pk}, format="json").status_code == 403
     from rest_framework.test import APIClient
@@ -74,48 +82,81 @@ def test_runs_their_payouts_and_evidence_on_the_api(settled_twice, api_as):
 
 
 def test_statements_for_a_period_per_resource_and_per_customer(settled_twice, api_as):
-    event, first, second, a, b = settled_twice
+    event, _first, _second, a, b = settled_twice
     day = local_day(event)
     analyst = api_as("analyst")
 
-    resource = analyst.get("/api/v1/settlement-statements/", {"resource": event.resource_id, "from": day, "to": day}).json()
-    assert resource["totals"] == {"events": 1, "committed_kwh": "20.000000", "delivered_kwh": "11.000000", "energy_usd": "1.60",
-                                  "capacity_usd": "55.00", "penalty_usd": "18.00", "net_usd": "38.60",
-                                  "paid_to_customers_usd": "17.37"}
+    resource = analyst.get(
+        "/api/v1/settlement-statements/", {"resource": event.resource_id, "from": day, "to": day}
+    ).json()
+    assert resource["totals"] == {
+        "events": 1,
+        "committed_kwh": "20.000000",
+        "delivered_kwh": "11.000000",
+        "energy_usd": "1.60",
+        "capacity_usd": "55.00",
+        "penalty_usd": "18.00",
+        "net_usd": "38.60",
+        "paid_to_customers_usd": "17.37",
+    }
     (line,) = resource["lines"]
-    assert (line["event"], line["version"], line["kind"], line["net_usd"], line["initial_net_usd"], line["event_date"]) == (
-        event.pk, 2, "resettlement", "38.60", "67.40", day)
+    assert (
+        line["event"],
+        line["version"],
+        line["kind"],
+        line["net_usd"],
+        line["initial_net_usd"],
+        line["event_date"],
+    ) == (event.pk, 2, "resettlement", "38.60", "67.40", day)
 
-    customer_b = analyst.get("/api/v1/settlement-statements/", {"customer": b.customer_id, "from": day, "to": day}).json()
+    customer_b = analyst.get(
+        "/api/v1/settlement-statements/", {"customer": b.customer_id, "from": day, "to": day}
+    ).json()
     assert [(x["event"], x["version"], x["net_usd"], x["initial_net_usd"]) for x in customer_b["lines"]] == [
-        (event.pk, 2, "0.00", "8.09")]
+        (event.pk, 2, "0.00", "8.09")
+    ]
     assert customer_b["totals"]["net_usd"] == "0.00"
-    customer_a = analyst.get("/api/v1/settlement-statements/", {"customer": a.customer_id, "from": day, "to": day,
-                                                                 "format": "csv"})
+    customer_a = analyst.get(
+        "/api/v1/settlement-statements/", {"customer": a.customer_id, "from": day, "to": day, "format": "csv"}
+    )
     (row,) = list(csv.DictReader(io.StringIO(customer_a.content.decode())))
-    assert (row["delivered_kwh"], row["gross_usd"], row["fee_usd"], row["net_usd"]) == ("11.000000", "19.30", "1.93", "17.37")
+    assert (row["delivered_kwh"], row["gross_usd"], row["fee_usd"], row["net_usd"]) == (
+        "11.000000",
+        "19.30",
+        "1.93",
+        "17.37",
+    )
 
-    evidence = analyst.get("/api/v1/settlement-statements/", {"customer": b.customer_id, "from": day, "to": day,
-                                                              "detail": "intervals", "format": "csv"})
+    evidence = analyst.get(
+        "/api/v1/settlement-statements/",
+        {"customer": b.customer_id, "from": day, "to": day, "detail": "intervals", "format": "csv"},
+    )
     rows = list(csv.DictReader(io.StringIO(evidence.content.decode())))
     assert [(r["version"], r["site"], r["baseline_kw"], r["actual_kw"], r["reduction_kwh"]) for r in rows] == [
-        ("2", str(b.pk), "6.0", "6.0", "0.000000"), ("2", str(b.pk), "6.0", "6.0", "0.000000")]
+        ("2", str(b.pk), "6.0", "6.0", "0.000000"),
+        ("2", str(b.pk), "6.0", "6.0", "0.000000"),
+    ]
 
     next_day = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
-    empty = analyst.get("/api/v1/settlement-statements/", {"resource": event.resource_id, "from": next_day, "to": next_day})
+    empty = analyst.get(
+        "/api/v1/settlement-statements/", {"resource": event.resource_id, "from": next_day, "to": next_day}
+    )
     assert empty.json()["lines"] == [] and empty.json()["totals"]["net_usd"] == "0"
 
 
-@pytest.mark.parametrize("query, field", [
-    ({"resource": "R", "to": "2026-07-31"}, "from"),
-    ({"resource": "R", "from": "2026-07-01", "to": "July"}, "to"),
-    ({"resource": "R", "from": "2026-07-31", "to": "2026-07-01"}, "to"),
-    ({"resource": "R", "from": "2025-01-01", "to": "2026-07-01"}, "to"),
-    ({"from": "2026-07-01", "to": "2026-07-31"}, "resource"),
-    ({"resource": "R", "customer": "C", "from": "2026-07-01", "to": "2026-07-31"}, "resource"),
-    ({"resource": "999999", "from": "2026-07-01", "to": "2026-07-31"}, "resource"),
-    ({"resource": "R", "from": "2026-07-01", "to": "2026-07-31", "detail": "intervals"}, "detail"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ({"resource": "R", "to": "2026-07-31"}, "from"),
+        ({"resource": "R", "from": "2026-07-01", "to": "July"}, "to"),
+        ({"resource": "R", "from": "2026-07-31", "to": "2026-07-01"}, "to"),
+        ({"resource": "R", "from": "2025-01-01", "to": "2026-07-01"}, "to"),
+        ({"from": "2026-07-01", "to": "2026-07-31"}, "resource"),
+        ({"resource": "R", "customer": "C", "from": "2026-07-01", "to": "2026-07-31"}, "resource"),
+        ({"resource": "999999", "from": "2026-07-01", "to": "2026-07-31"}, "resource"),
+        ({"resource": "R", "from": "2026-07-01", "to": "2026-07-31", "detail": "intervals"}, "detail"),
+    ],
+)
 def test_a_bad_statement_request_names_its_field(settled_twice, api_as, query, field):
     event, _, _, a, _ = settled_twice
     params = {k: {"R": str(event.resource_id), "C": str(a.customer_id)}.get(v, v) for k, v in query.items()}
@@ -130,13 +171,19 @@ def test_a_period_is_counted_in_market_time_across_the_dst_change(settled_twice,
     start = datetime(2026, 3, 7, 22, 30, tzinfo=NEW_YORK)
     assert start.astimezone(UTC).date() == date(2026, 3, 8)
     with connection.cursor() as cursor:
-        cursor.execute('UPDATE dispatch_dispatchevent SET notify_at = %s, start = %s, "end" = %s WHERE id = %s',
-                       [start - timedelta(hours=1), start, start + timedelta(hours=2), event.pk])
+        cursor.execute(
+            'UPDATE dispatch_dispatchevent SET notify_at = %s, start = %s, "end" = %s WHERE id = %s',
+            [start - timedelta(hours=1), start, start + timedelta(hours=2), event.pk],
+        )
     analyst = api_as("analyst")
 
     def events_on(first, last):
-        return [x["event"] for x in analyst.get("/api/v1/settlement-statements/",
-                                                {"resource": event.resource_id, "from": first, "to": last}).json()["lines"]]
+        return [
+            x["event"]
+            for x in analyst.get(
+                "/api/v1/settlement-statements/", {"resource": event.resource_id, "from": first, "to": last}
+            ).json()["lines"]
+        ]
 
     assert events_on("2026-03-07", "2026-03-07") == [event.pk]
     assert events_on("2026-03-08", "2026-03-31") == []
@@ -144,7 +191,7 @@ def test_a_period_is_counted_in_market_time_across_the_dst_change(settled_twice,
 
 
 def test_the_operator_pages_show_the_chart_the_versions_and_period_statements(settled_twice, browser):
-    event, first, second, a, b = settled_twice
+    event, first, second, a, _b = settled_twice
     page = browser.get(reverse("admin:settlement_settlementrun_statement", args=[second.pk]))
     html = page.content.decode()
     assert page.status_code == 200 and "<svg" in html and 'class="series-baseline_kw"' in html
@@ -157,20 +204,28 @@ def test_the_operator_pages_show_the_chart_the_versions_and_period_statements(se
     changelist = browser.get(reverse("admin:settlement_settlementrun_changelist")).content.decode()
     assert reverse("admin:settlement_settlementrun_period") in changelist
     day = local_day(event)
-    period = browser.get(reverse("admin:settlement_settlementrun_period"),
-                         {"resource": event.resource_id, "date_from": day, "date_to": day})
+    period = browser.get(
+        reverse("admin:settlement_settlementrun_period"),
+        {"resource": event.resource_id, "date_from": day, "date_to": day},
+    )
     assert period.status_code == 200 and "38.60" in period.content.decode() and "67.40" in period.content.decode()
-    download = browser.get(reverse("admin:settlement_settlementrun_period"),
-                           {"customer": a.customer_id, "date_from": day, "date_to": day, "detail": "intervals", "format": "csv"})
+    download = browser.get(
+        reverse("admin:settlement_settlementrun_period"),
+        {"customer": a.customer_id, "date_from": day, "date_to": day, "detail": "intervals", "format": "csv"},
+    )
     rows = list(csv.DictReader(io.StringIO(download.content.decode())))
     assert [r["reduction_kwh"] for r in rows] == ["6.000000", "5.000000"]
-    refused = browser.get(reverse("admin:settlement_settlementrun_period"),
-                          {"resource": event.resource_id, "customer": a.customer_id, "date_from": day, "date_to": day})
+    refused = browser.get(
+        reverse("admin:settlement_settlementrun_period"),
+        {"resource": event.resource_id, "customer": a.customer_id, "date_from": day, "date_to": day},
+    )
     assert refused.status_code == 200 and "Give either a resource or a customer." in refused.content.decode()
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_an_operator_queues_a_settlement_that_a_worker_runs(ended_event, device_client, tmp_path, api_as, celery_worker):
+def test_an_operator_queues_a_settlement_that_a_worker_runs(
+    ended_event, device_client, tmp_path, api_as, celery_worker
+):
     event = ended_event
     site_a, site_b = [m.device for m in event.resource.memberships.order_by("device_id")]
     post_site_readings(device_client, site_a, event.start - timedelta(hours=3), [10, 10, 10, 4, 5])

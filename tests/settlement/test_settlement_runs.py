@@ -35,26 +35,47 @@ def ended_event(make_resource, django_capture_on_commit_callbacks):
     resource = make_resource(generators=2)
     start = (datetime.now(UTC) + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
     with django_capture_on_commit_callbacks(execute=False):
-        event = dispatch.create_event(resource=resource, source="operator_test", start=start, end=start + timedelta(hours=2),
-                                      target_kw=10, over_commit_pct=0, by="tester")
+        event = dispatch.create_event(
+            resource=resource,
+            source="operator_test",
+            start=start,
+            end=start + timedelta(hours=2),
+            target_kw=10,
+            over_commit_pct=0,
+            by="tester",
+        )
         dispatch.allocate(event=event, reason="test", now=datetime.now(UTC))
     shift = timedelta(days=2, hours=1)
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE dispatch_dispatchevent SET start = start - %s, \"end\" = \"end\" - %s, notify_at = notify_at - %s, "
-                       "state = 'completed' WHERE id = %s", [shift, shift, shift, event.pk])
-        cursor.execute("UPDATE dispatch_eventinterval SET start = start - %s, \"end\" = \"end\" - %s WHERE event_id = %s",
-                       [shift, shift, event.pk])
+        cursor.execute(
+            'UPDATE dispatch_dispatchevent SET start = start - %s, "end" = "end" - %s, notify_at = notify_at - %s, '
+            "state = 'completed' WHERE id = %s",
+            [shift, shift, shift, event.pk],
+        )
+        cursor.execute(
+            'UPDATE dispatch_eventinterval SET start = start - %s, "end" = "end" - %s WHERE event_id = %s',
+            [shift, shift, event.pk],
+        )
         cursor.execute("UPDATE dispatch_allocation SET kw = ARRAY[5, 5]::float8[] WHERE event_id = %s", [event.pk])
     event.refresh_from_db()
-    SettlementTerms.objects.create(program=resource.program, baseline_method="meter-before-meter-after", capacity_rate_per_kw=10,
-                                   penalty_per_kw=4, sharing_rule="revenue_share", sharing_value=50, fee_pct=10)
+    SettlementTerms.objects.create(
+        program=resource.program,
+        baseline_method="meter-before-meter-after",
+        capacity_rate_per_kw=10,
+        penalty_per_kw=4,
+        sharing_rule="revenue_share",
+        sharing_value=50,
+        fee_pct=10,
+    )
     return event
 
 
 def post_site_readings(device_client, device, start, values):
     client, _ = device_client(device=device)
-    batch = [{"meter": "site", "start": (start + timedelta(hours=i)).isoformat(), "interval_seconds": 3600, "kwh": v}
-             for i, v in enumerate(values)]
+    batch = [
+        {"meter": "site", "start": (start + timedelta(hours=i)).isoformat(), "interval_seconds": 3600, "kwh": v}
+        for i, v in enumerate(values)
+    ]
     response = client.post("/api/device/v1/readings", {"readings": batch}, format="json")
     assert response.status_code == 200, response.content
 
@@ -63,12 +84,16 @@ def prices(tmp_path, event):
     from django.core.management import call_command
 
     path = tmp_path / "prices.csv"
-    path.write_text("node,start,price_per_mwh,interval_minutes\n"
-                    f"PECO_N001,{event.start.isoformat()},100,60\nPECO_N001,{(event.start + timedelta(hours=1)).isoformat()},200,60\n")
+    path.write_text(
+        "node,start,price_per_mwh,interval_minutes\n"
+        f"PECO_N001,{event.start.isoformat()},100,60\nPECO_N001,{(event.start + timedelta(hours=1)).isoformat()},200,60\n"
+    )
     call_command("import_prices", "--market", "PJM", "--data", str(path))
 
 
-def test_an_event_is_settled_then_resettled_with_the_difference_when_data_is_corrected(ended_event, device_client, tmp_path, browser):
+def test_an_event_is_settled_then_resettled_with_the_difference_when_data_is_corrected(
+    ended_event, device_client, tmp_path, browser
+):
     event = ended_event
     site_a, site_b = [m.device for m in event.resource.memberships.order_by("device_id")]
     before = event.start - timedelta(hours=3)
@@ -87,8 +112,10 @@ def test_an_event_is_settled_then_resettled_with_the_difference_when_data_is_cor
     assert a.baseline_kw == [10.0, 10.0] and a.actual_kw == [4.0, 5.0] and a.reduction_kwh == [D(6), D(5)]
     assert a.price_per_mwh == [D(100), D(200)] and a.energy == D("1.6")
     paid = {p.customer_id: (p.gross, p.fee, p.net) for p in CustomerPayout.objects.filter(run=first)}
-    assert paid == {site_a.site.customer_id: (D("24.71"), D("2.47"), D("22.24")),
-                    site_b.site.customer_id: (D("8.99"), D("0.90"), D("8.09"))}
+    assert paid == {
+        site_a.site.customer_id: (D("24.71"), D("2.47"), D("22.24")),
+        site_b.site.customer_id: (D("8.99"), D("0.90"), D("8.09")),
+    }
     assert not services.needs_resettlement(first)
     assert services.due(now=datetime.now(UTC)) == ([], [])  # settled, nothing changed
 
@@ -96,10 +123,23 @@ def test_an_event_is_settled_then_resettled_with_the_difference_when_data_is_cor
     assert services.needs_resettlement(first) and services.due(now=datetime.now(UTC)) == ([], [event.pk])
     second = services.settle_event(event=event, by="settlement job")
 
-    assert (second.version, second.kind, second.performance_factor, second.net) == (2, "resettlement", D("0.5500"), D("38.60"))
-    assert second.difference == {"from_version": 1, "lines": {"capacity": "-20.00", "penalty": "8.00", "net": "-28.80",
-                                                               "energy": "-0.80", "delivered_kwh": "-4.000000"},
-                                 "customers": {str(site_a.site.customer_id): "-4.87", str(site_b.site.customer_id): "-8.09"}}
+    assert (second.version, second.kind, second.performance_factor, second.net) == (
+        2,
+        "resettlement",
+        D("0.5500"),
+        D("38.60"),
+    )
+    assert second.difference == {
+        "from_version": 1,
+        "lines": {
+            "capacity": "-20.00",
+            "penalty": "8.00",
+            "net": "-28.80",
+            "energy": "-0.80",
+            "delivered_kwh": "-4.000000",
+        },
+        "customers": {str(site_a.site.customer_id): "-4.87", str(site_b.site.customer_id): "-8.09"},
+    }
     assert SettlementRun.objects.get(pk=first.pk).net == D("67.40")  # the first version is kept as it was
 
     from django.urls import reverse
@@ -114,7 +154,9 @@ def test_an_event_is_settled_then_resettled_with_the_difference_when_data_is_cor
     rows = list(csv.DictReader(io.StringIO(statement.content.decode())))
     b_rows = [r for r in rows if r["site"] == str(site_b.site_id)]
     assert [(r["baseline_kw"], r["actual_kw"], r["reduction_kwh"], r["price_per_mwh"]) for r in b_rows] == [
-        ("6.0", "6.0", "0.000000", "100.0000"), ("6.0", "6.0", "0.000000", "200.0000")]
+        ("6.0", "6.0", "0.000000", "100.0000"),
+        ("6.0", "6.0", "0.000000", "200.0000"),
+    ]
     assert b_rows[0]["baseline_days_used"] == "" and len(rows) == 4  # meter before/after uses the hour before, no days
     html = browser.get(reverse("admin:settlement_settlementrun_statement", args=[second.pk]))
     assert html.status_code == 200 and b"0.5500" in html.content
@@ -124,13 +166,22 @@ def test_an_event_without_terms_or_not_ended_is_refused(make_resource, django_ca
     resource = make_resource(generators=1)
     start = (datetime.now(UTC) + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
     with django_capture_on_commit_callbacks(execute=False):
-        event = dispatch.create_event(resource=resource, source="operator_test", start=start, end=start + timedelta(hours=1),
-                                      target_kw=10, over_commit_pct=0, by="tester")
+        event = dispatch.create_event(
+            resource=resource,
+            source="operator_test",
+            start=start,
+            end=start + timedelta(hours=1),
+            target_kw=10,
+            over_commit_pct=0,
+            by="tester",
+        )
     with pytest.raises(services.SettlementRefused) as refused:
         services.settle_event(event=event, by="analyst")
     assert refused.value.problems[0].code == "not_ended"
     past = start - timedelta(days=2)
-    DispatchEvent.objects.filter(pk=event.pk).update(state="completed", notify_at=past, start=past, end=past + timedelta(hours=1))
+    DispatchEvent.objects.filter(pk=event.pk).update(
+        state="completed", notify_at=past, start=past, end=past + timedelta(hours=1)
+    )
     with pytest.raises(services.SettlementRefused) as refused:
         services.settle_event(event=event, by="analyst")
     assert refused.value.problems[0].code == "no_terms" and not SettlementRun.objects.exists()
@@ -153,32 +204,45 @@ def test_a_device_metered_method_settles_each_dispatched_device_at_its_own_meter
     before = event.start - timedelta(hours=1)
     for device, values in ((first, [0, -5, -5]), (second, [0, -3, -2])):
         client, _ = device_client(device=device)
-        batch = [{"meter": "device", "start": (before + timedelta(hours=i)).isoformat(), "interval_seconds": 3600, "kwh": v}
-                 for i, v in enumerate(values)]
+        batch = [
+            {"meter": "device", "start": (before + timedelta(hours=i)).isoformat(), "interval_seconds": 3600, "kwh": v}
+            for i, v in enumerate(values)
+        ]
         assert client.post("/api/device/v1/readings", {"readings": batch}, format="json").status_code == 200
     post_site_readings(device_client, first, before, [10, 10, 10])
     prices(tmp_path, event)
 
     run = services.settle_event(event=event, by="analyst")
 
-    assert (run.sites, run.delivered_kwh, run.performance_factor, run.energy, run.net) == (1, D(15), D("0.7500"), D("2.20"),
-                                                                                          D("67.20"))
+    assert (run.sites, run.delivered_kwh, run.performance_factor, run.energy, run.net) == (
+        1,
+        D(15),
+        D("0.7500"),
+        D("2.20"),
+        D("67.20"),
+    )
     rows = {r.device_id: r for r in SiteSettlement.objects.filter(run=run)}
     assert set(rows) == {first.pk, second.pk} and {r.site_id for r in rows.values()} == {first.site_id}
     assert rows[second.pk].actual_kw == [-3.0, -2.0] and rows[second.pk].reduction_kwh == [D(3), D(2)]
-    assert [(p.gross, p.fee, p.net) for p in CustomerPayout.objects.filter(run=run)] == [(D("33.60"), D("3.36"), D("30.24"))]
+    assert [(p.gross, p.fee, p.net) for p in CustomerPayout.objects.filter(run=run)] == [
+        (D("33.60"), D("3.36"), D("30.24"))
+    ]
 
     post_site_readings(device_client, first, event.start, [9])  # a site-meter correction: not this run's input
     assert not services.needs_resettlement(run)
     client, _ = device_client(device=second)
-    client.post("/api/device/v1/readings", {"readings": [{"meter": "device", "start": event.start.isoformat(),
-                                                          "interval_seconds": 3600, "kwh": -4}]}, format="json")
+    client.post(
+        "/api/device/v1/readings",
+        {"readings": [{"meter": "device", "start": event.start.isoformat(), "interval_seconds": 3600, "kwh": -4}]},
+        format="json",
+    )
     assert services.needs_resettlement(run)
     assert services.settle_event(event=event, by="settlement job").delivered_kwh == D(16)
 
 
 def test_a_site_in_a_grid_outage_is_excused_its_interval_and_its_outage_day_is_no_baseline_day(
-        ended_event, device_client, tmp_path):
+    ended_event, device_client, tmp_path
+):
     """As the first test, but site B's devices reported a grid outage over the second event hour:
     B's hour counts neither its 4 kWh nor its 5 kWh allocation: 11 of 20 - 5 = 15 kWh -> 0.7333;
     capacity 10 x 10 x 0.7333 = 73.33; penalty 10 x 4 x 0.2667 = 10.67; energy 1.60 -> net 64.26."""
@@ -191,8 +255,16 @@ def test_a_site_in_a_grid_outage_is_excused_its_interval_and_its_outage_day_is_n
     post_site_readings(device_client, site_b, before, [6, 6, 6, 6, 2])
     prices(tmp_path, event)
     client, _ = device_client(device=site_b)
-    for status, at in (("outage", event.start + timedelta(hours=1)), ("grid_connected", event.end + timedelta(minutes=5))):
-        assert client.post("/api/device/v1/status", {"grid_status": status, "at": at.isoformat()}, format="json").status_code == 200
+    for status, at in (
+        ("outage", event.start + timedelta(hours=1)),
+        ("grid_connected", event.end + timedelta(minutes=5)),
+    ):
+        assert (
+            client.post(
+                "/api/device/v1/status", {"grid_status": status, "at": at.isoformat()}, format="json"
+            ).status_code
+            == 200
+        )
     [outage] = SiteOutage.objects.filter(site=site_b.site)
     assert (outage.start, outage.end) == (event.start + timedelta(hours=1), event.end + timedelta(minutes=5))
 
@@ -219,18 +291,48 @@ def test_an_outage_day_is_left_out_of_the_sites_baseline_days(make_resource, dev
     resource = make_resource(generators=2)
     site_a, site_b = [m.device for m in resource.memberships.order_by("device_id")]
     start = datetime(2026, 11, 18, 14, tzinfo=new_york)  # a Wednesday
-    event = DispatchEvent.objects.create(resource=resource, source="operator_test", notify_at=start, start=start,
-                                         end=start + timedelta(hours=1), state="completed", over_commit_pct=0, created_by_label="test")
+    event = DispatchEvent.objects.create(
+        resource=resource,
+        source="operator_test",
+        notify_at=start,
+        start=start,
+        end=start + timedelta(hours=1),
+        state="completed",
+        over_commit_pct=0,
+        created_by_label="test",
+    )
     event.intervals.create(start=start, end=start + timedelta(hours=1), target_kw=10)
     from dispatch.models import Allocation
 
-    Allocation.objects.bulk_create([Allocation(event=event, round=1, device=d, customer_id=d.site.customer_id, kw=[5.0], available_kw=[50.0],
-                                               reason="allocated", rank=n + 1) for n, d in enumerate((site_a, site_b))])
-    SettlementTerms.objects.create(program=resource.program, baseline_method="pjm-high-4-of-5", capacity_rate_per_kw=0,
-                                   penalty_per_kw=0, sharing_rule="revenue_share", sharing_value=50, fee_pct=0)
+    Allocation.objects.bulk_create(
+        [
+            Allocation(
+                event=event,
+                round=1,
+                device=d,
+                customer_id=d.site.customer_id,
+                kw=[5.0],
+                available_kw=[50.0],
+                reason="allocated",
+                rank=n + 1,
+            )
+            for n, d in enumerate((site_a, site_b))
+        ]
+    )
+    SettlementTerms.objects.create(
+        program=resource.program,
+        baseline_method="pjm-high-4-of-5",
+        capacity_rate_per_kw=0,
+        penalty_per_kw=0,
+        sharing_rule="revenue_share",
+        sharing_value=50,
+        fee_pct=0,
+    )
     first = datetime(2026, 11, 6, 0, tzinfo=new_york)
     for device in (site_a, site_b):
-        post_site_readings(device_client, device, first, [5.0] * int((start + timedelta(hours=1) - first).total_seconds() // 3600))
+        post_site_readings(
+            device_client, device, first, [5.0] * int((start + timedelta(hours=1) - first).total_seconds() // 3600)
+        )
     outage_day = datetime(2026, 11, 17, 9, tzinfo=new_york)  # the Tuesday before
     SiteOutage.objects.create(site=site_a.site, start=outage_day, end=outage_day + timedelta(hours=3))
 

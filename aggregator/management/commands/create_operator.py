@@ -27,8 +27,9 @@ class Command(BaseCommand):
         if not password:
             raise CommandError(f"Environment variable {password_env} is empty.")
         ensure_role_groups()
-        user = User.objects.create_user(username=username, email=email, password=password, is_staff=True,
-                                        is_superuser=(role == "admin"))
+        user = User.objects.create_user(
+            username=username, email=email, password=password, is_staff=True, is_superuser=(role == "admin")
+        )
         grant(user, role)
         self.stdout.write(f"Created {username} ({role}).")
         if not password_env:

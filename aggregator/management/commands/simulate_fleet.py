@@ -7,14 +7,19 @@ from aggregator.simulator import runner, story
 
 
 class Command(BaseCommand):
-    help = ("Run the simulated device fleet against the device API over HTTP, each device with its own token "
-            "(by default the demo tokens the seed wrote).")
+    help = (
+        "Run the simulated device fleet against the device API over HTTP, each device with its own token "
+        "(by default the demo tokens the seed wrote)."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--url", default=f"http://127.0.0.1:{os.environ.get('PORT', '8000')}",
-                            help="The platform's base URL.")
-        parser.add_argument("--tokens", default=None, help="A JSON file {\"tokens\": [...]}; default: the demo's.")
-        parser.add_argument("--seconds", type=float, default=None, help="Stop after this long (default: run until stopped).")
+        parser.add_argument(
+            "--url", default=f"http://127.0.0.1:{os.environ.get('PORT', '8000')}", help="The platform's base URL."
+        )
+        parser.add_argument("--tokens", default=None, help='A JSON file {"tokens": [...]}; default: the demo\'s.')
+        parser.add_argument(
+            "--seconds", type=float, default=None, help="Stop after this long (default: run until stopped)."
+        )
         parser.add_argument("--threads", type=int, default=8)
         parser.add_argument("--wait", type=float, default=0, help="Seconds to wait for the platform to answer first.")
 
@@ -23,7 +28,9 @@ class Command(BaseCommand):
         try:
             token_list = runner.load_tokens(path)
         except (OSError, ValueError, KeyError) as exc:
-            raise CommandError(f"Cannot read device tokens from {path}: {exc}. Run `manage.py seed_demo` first.")
+            raise CommandError(
+                f"Cannot read device tokens from {path}: {exc}. Run `manage.py seed_demo` first."
+            ) from exc
         logging.basicConfig(level=logging.INFO, format="%(asctime)s simulator %(message)s")
         api = runner.DeviceAPI(url)
         if not runner.wait_until_up(api, seconds=wait):

@@ -8,178 +8,365 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('aggregator', '0004_program_dispatch_rules'),
-        ('dispatch', '0003_round_commands_issued'),
-        ('enrollment', '0003_devicestatus_firmware_devicestatus_mode'),
+        ("aggregator", "0004_program_dispatch_rules"),
+        ("dispatch", "0003_round_commands_issued"),
+        ("enrollment", "0003_devicestatus_firmware_devicestatus_mode"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Client',
+            name="Client",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key_id', models.CharField(editable=False, max_length=16, unique=True)),
-                ('digest', models.CharField(editable=False, max_length=64)),
-                ('label', models.CharField(blank=True, max_length=100)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('last_used_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('client_id', models.SlugField(max_length=64, unique=True)),
-                ('role', models.CharField(choices=[('bl', 'Business logic'), ('ven', 'VEN')], max_length=3)),
-                ('issued_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('site', models.ForeignKey(blank=True, help_text='For a VEN client: the site whose equipment its VEN controls.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='enrollment.site')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key_id", models.CharField(editable=False, max_length=16, unique=True)),
+                ("digest", models.CharField(editable=False, max_length=64)),
+                ("label", models.CharField(blank=True, max_length=100)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ("last_used_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("client_id", models.SlugField(max_length=64, unique=True)),
+                ("role", models.CharField(choices=[("bl", "Business logic"), ("ven", "VEN")], max_length=3)),
+                (
+                    "issued_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "site",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="For a VEN client: the site whose equipment its VEN controls.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="enrollment.site",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'OpenADR client',
+                "verbose_name": "OpenADR client",
             },
         ),
         migrations.CreateModel(
-            name='AccessToken',
+            name="AccessToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key_id', models.CharField(editable=False, max_length=16, unique=True)),
-                ('digest', models.CharField(editable=False, max_length=64)),
-                ('label', models.CharField(blank=True, max_length=100)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('last_used_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('scopes', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=40))),
-                ('client', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tokens', to='openadr.client')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key_id", models.CharField(editable=False, max_length=16, unique=True)),
+                ("digest", models.CharField(editable=False, max_length=64)),
+                ("label", models.CharField(blank=True, max_length=100)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ("last_used_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("scopes", django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=40))),
+                (
+                    "client",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="tokens", to="openadr.client"
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='Program',
+            name="Program",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('modified_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('body', models.JSONField(blank=True, default=dict, help_text="The object's other specification fields, as written.")),
-                ('program_name', models.CharField(max_length=128, unique=True)),
-                ('targets', models.JSONField(blank=True, null=True)),
-                ('platform_program', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='openadr_program', to='aggregator.program')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("modified_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "body",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="The object's other specification fields, as written."
+                    ),
+                ),
+                ("program_name", models.CharField(max_length=128, unique=True)),
+                ("targets", models.JSONField(blank=True, null=True)),
+                (
+                    "platform_program",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="openadr_program",
+                        to="aggregator.program",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'OpenADR program',
+                "verbose_name": "OpenADR program",
             },
         ),
         migrations.CreateModel(
-            name='Resource',
+            name="Resource",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('modified_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('body', models.JSONField(blank=True, default=dict, help_text="The object's other specification fields, as written.")),
-                ('resource_name', models.CharField(max_length=128)),
-                ('signal', models.CharField(choices=[('DISPATCH_SETPOINT_RELATIVE', 'kW relative to normal operation (negative: less import)'), ('SIMPLE', 'SIMPLE level 0-3, for devices that take only levels')], default='DISPATCH_SETPOINT_RELATIVE', help_text="What the VTN's events for this resource carry.", max_length=30)),
-                ('attributes', models.JSONField(blank=True, null=True)),
-                ('targets', models.JSONField(blank=True, null=True)),
-                ('device', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='openadr_resource', to='enrollment.device')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("modified_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "body",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="The object's other specification fields, as written."
+                    ),
+                ),
+                ("resource_name", models.CharField(max_length=128)),
+                (
+                    "signal",
+                    models.CharField(
+                        choices=[
+                            ("DISPATCH_SETPOINT_RELATIVE", "kW relative to normal operation (negative: less import)"),
+                            ("SIMPLE", "SIMPLE level 0-3, for devices that take only levels"),
+                        ],
+                        default="DISPATCH_SETPOINT_RELATIVE",
+                        help_text="What the VTN's events for this resource carry.",
+                        max_length=30,
+                    ),
+                ),
+                ("attributes", models.JSONField(blank=True, null=True)),
+                ("targets", models.JSONField(blank=True, null=True)),
+                (
+                    "device",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="openadr_resource",
+                        to="enrollment.device",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'VEN resource',
+                "verbose_name": "VEN resource",
             },
         ),
         migrations.CreateModel(
-            name='Event',
+            name="Event",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('modified_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('body', models.JSONField(blank=True, default=dict, help_text="The object's other specification fields, as written.")),
-                ('event_name', models.CharField(blank=True, max_length=256, null=True)),
-                ('priority', models.PositiveIntegerField(blank=True, null=True)),
-                ('targets', models.JSONField(blank=True, null=True)),
-                ('target_keys', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=300), blank=True, default=list, help_text='"TYPE:value" of every target, for filtering.')),
-                ('deleted_at', models.DateTimeField(blank=True, editable=False, help_text='Deleted through the API or by a cancellation, but kept: reports refer to it.', null=True)),
-                ('dispatch_event', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='openadr_events', to='dispatch.dispatchevent')),
-                ('program', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='events', to='openadr.program')),
-                ('resource', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='openadr.resource')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("modified_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "body",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="The object's other specification fields, as written."
+                    ),
+                ),
+                ("event_name", models.CharField(blank=True, max_length=256, null=True)),
+                ("priority", models.PositiveIntegerField(blank=True, null=True)),
+                ("targets", models.JSONField(blank=True, null=True)),
+                (
+                    "target_keys",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=300),
+                        blank=True,
+                        default=list,
+                        help_text='"TYPE:value" of every target, for filtering.',
+                    ),
+                ),
+                (
+                    "deleted_at",
+                    models.DateTimeField(
+                        blank=True,
+                        editable=False,
+                        help_text="Deleted through the API or by a cancellation, but kept: reports refer to it.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "dispatch_event",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="openadr_events",
+                        to="dispatch.dispatchevent",
+                    ),
+                ),
+                (
+                    "program",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="events", to="openadr.program"
+                    ),
+                ),
+                (
+                    "resource",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="openadr.resource",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'OpenADR event',
+                "verbose_name": "OpenADR event",
             },
         ),
         migrations.CreateModel(
-            name='Subscription',
+            name="Subscription",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('modified_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('body', models.JSONField(blank=True, default=dict, help_text="The object's other specification fields, as written.")),
-                ('client_name', models.CharField(max_length=128)),
-                ('object_operations', models.JSONField()),
-                ('targets', models.JSONField(blank=True, null=True)),
-                ('client', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='subscriptions', to='openadr.client')),
-                ('program', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='subscriptions', to='openadr.program')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("modified_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "body",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="The object's other specification fields, as written."
+                    ),
+                ),
+                ("client_name", models.CharField(max_length=128)),
+                ("object_operations", models.JSONField()),
+                ("targets", models.JSONField(blank=True, null=True)),
+                (
+                    "client",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="subscriptions", to="openadr.client"
+                    ),
+                ),
+                (
+                    "program",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="subscriptions", to="openadr.program"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'OpenADR subscription',
+                "verbose_name": "OpenADR subscription",
             },
         ),
         migrations.CreateModel(
-            name='Ven',
+            name="Ven",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('modified_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('body', models.JSONField(blank=True, default=dict, help_text="The object's other specification fields, as written.")),
-                ('ven_name', models.CharField(max_length=128, unique=True)),
-                ('attributes', models.JSONField(blank=True, null=True)),
-                ('targets', models.JSONField(blank=True, null=True)),
-                ('client', models.OneToOneField(blank=True, help_text='The VEN client that acts as this VEN.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='ven', to='openadr.client')),
-                ('site', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='enrollment.site')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("modified_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "body",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="The object's other specification fields, as written."
+                    ),
+                ),
+                ("ven_name", models.CharField(max_length=128, unique=True)),
+                ("attributes", models.JSONField(blank=True, null=True)),
+                ("targets", models.JSONField(blank=True, null=True)),
+                (
+                    "client",
+                    models.OneToOneField(
+                        blank=True,
+                        help_text="The VEN client that acts as this VEN.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="ven",
+                        to="openadr.client",
+                    ),
+                ),
+                (
+                    "site",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="enrollment.site",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'VEN',
+                "verbose_name": "VEN",
             },
         ),
         migrations.AddField(
-            model_name='resource',
-            name='ven',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='resources', to='openadr.ven'),
+            model_name="resource",
+            name="ven",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="resources", to="openadr.ven"
+            ),
         ),
         migrations.CreateModel(
-            name='Report',
+            name="Report",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('modified_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('body', models.JSONField(blank=True, default=dict, help_text="The object's other specification fields, as written.")),
-                ('client_name', models.CharField(max_length=128)),
-                ('report_name', models.CharField(blank=True, max_length=256, null=True)),
-                ('client', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='openadr.client')),
-                ('event', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='reports', to='openadr.event')),
-                ('program', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='reports', to='openadr.program')),
-                ('ven', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='reports', to='openadr.ven')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("modified_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "body",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="The object's other specification fields, as written."
+                    ),
+                ),
+                ("client_name", models.CharField(max_length=128)),
+                ("report_name", models.CharField(blank=True, max_length=256, null=True)),
+                (
+                    "client",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="openadr.client"
+                    ),
+                ),
+                (
+                    "event",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="reports", to="openadr.event"
+                    ),
+                ),
+                (
+                    "program",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="reports", to="openadr.program"
+                    ),
+                ),
+                (
+                    "ven",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="reports",
+                        to="openadr.ven",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'OpenADR report',
+                "verbose_name": "OpenADR report",
             },
         ),
         migrations.AddConstraint(
-            model_name='client',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('role', 'bl'), ('site__isnull', True)), models.Q(('role', 'ven'), ('site__isnull', False)), _connector='OR'), name='openadr_client_site_for_vens_only'),
+            model_name="client",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("role", "bl"), ("site__isnull", True)),
+                    models.Q(("role", "ven"), ("site__isnull", False)),
+                    _connector="OR",
+                ),
+                name="openadr_client_site_for_vens_only",
+            ),
         ),
         migrations.AddIndex(
-            model_name='event',
-            index=models.Index(fields=['program', 'id'], name='openadr_eve_program_eed0fd_idx'),
+            model_name="event",
+            index=models.Index(fields=["program", "id"], name="openadr_eve_program_eed0fd_idx"),
         ),
         migrations.AddConstraint(
-            model_name='event',
-            constraint=models.UniqueConstraint(models.F('dispatch_event'), models.F('resource'), name='openadr_event_once_per_dispatch_resource'),
+            model_name="event",
+            constraint=models.UniqueConstraint(
+                models.F("dispatch_event"), models.F("resource"), name="openadr_event_once_per_dispatch_resource"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='resource',
-            constraint=models.UniqueConstraint(models.F('ven'), models.F('resource_name'), name='openadr_resource_name_unique_per_ven'),
+            model_name="resource",
+            constraint=models.UniqueConstraint(
+                models.F("ven"), models.F("resource_name"), name="openadr_resource_name_unique_per_ven"
+            ),
         ),
     ]

@@ -8,8 +8,10 @@ from enrollment.models import Customer, CustomerLogin
 
 
 class Command(BaseCommand):
-    help = ("Give a customer a login for the customer portal (/portal/). Prints a generated password once "
-            "(the customer changes it by asking support to run this again with --reset).")
+    help = (
+        "Give a customer a login for the customer portal (/portal/). Prints a generated password once "
+        "(the customer changes it by asking support to run this again with --reset)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("customer", help="The customer's external reference (or id).")
@@ -18,7 +20,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, customer, username, reset, **options):
         row = Customer.objects.filter(external_ref=customer).first() or (
-            Customer.objects.filter(pk=int(customer)).first() if customer.isdigit() else None)
+            Customer.objects.filter(pk=int(customer)).first() if customer.isdigit() else None
+        )
         if row is None:
             raise CommandError(f"No customer {customer!r}.")
         User = get_user_model()

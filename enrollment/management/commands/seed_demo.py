@@ -1,3 +1,4 @@
+import contextlib
 import secrets
 
 from django.contrib.auth import get_user_model
@@ -39,13 +40,17 @@ class Command(BaseCommand):
             self._consents(programs, operator)
             counts = self._enroll(programs, operator)
             resources = self._aggregate(programs, operator)
-        self.stdout.write(f"Seeded demo fleet: {report.summary()} Enrollments: {counts}. Virtual resources: {resources}.")
+        self.stdout.write(
+            f"Seeded demo fleet: {report.summary()} Enrollments: {counts}. Virtual resources: {resources}."
+        )
         from aggregator.simulator import story
 
         made = story.seed(programs=programs, by=operator)
-        self.stdout.write(f"Seeded the story: {made.get('readings', 0):,} hourly readings over {story.HISTORY_DAYS} days; "
-                          f"past event {made.get('past_event')} settled (run {made.get('settlement_run')}); "
-                          f"upcoming event {made.get('upcoming_event')}; device tokens in {made['tokens']}.")
+        self.stdout.write(
+            f"Seeded the story: {made.get('readings', 0):,} hourly readings over {story.HISTORY_DAYS} days; "
+            f"past event {made.get('past_event')} settled (run {made.get('settlement_run')}); "
+            f"upcoming event {made.get('upcoming_event')}; device tokens in {made['tokens']}."
+        )
         self._customer_login()
 
     def _customer_login(self) -> None:
@@ -57,8 +62,12 @@ class Command(BaseCommand):
         User = get_user_model()
         if User.objects.filter(username=DEMO_CUSTOMER).exists():
             return
-        with_battery = Customer.objects.filter(external_ref__startswith="DEMO-", sites__devices__device_type="battery").order_by("pk")
-        customer = (with_battery.filter(pk__in=SiteSettlement.objects.values("customer_id")).first() or with_battery.first())
+        with_battery = Customer.objects.filter(
+            external_ref__startswith="DEMO-", sites__devices__device_type="battery"
+        ).order_by("pk")
+        customer = (
+            with_battery.filter(pk__in=SiteSettlement.objects.values("customer_id")).first() or with_battery.first()
+        )
         if customer is None:
             return
         password = secrets.token_urlsafe(12)
@@ -66,7 +75,9 @@ class Command(BaseCommand):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(password)
         path.chmod(0o600)
-        CustomerLogin.objects.create(user=User.objects.create_user(username=DEMO_CUSTOMER, password=password), customer=customer)
+        CustomerLogin.objects.create(
+            user=User.objects.create_user(username=DEMO_CUSTOMER, password=password), customer=customer
+        )
 
     def _aggregate(self, programs, operator) -> list[str]:
         """One virtual resource per zone, submitted to the market where it is big enough."""
@@ -77,10 +88,8 @@ class Command(BaseCommand):
         for program in programs:
             proposal = aggregation.build_proposal(market=program.market, program=program, by=operator)
             for resource in aggregation.accept_proposal(proposal=proposal, by=operator):
-                try:
+                with contextlib.suppress(DomainError):  # a refused one stays a draft; the console shows its shortfall
                     aggregation.transition(resource=resource, action="submit", by=operator)
-                except DomainError:
-                    pass  # stays a draft; the console shows its shortfall
                 names.append(str(resource))
         return names
 
@@ -94,7 +103,9 @@ class Command(BaseCommand):
             path.write_text(password)
             path.chmod(0o600)
             if user is None:
-                user = User.objects.create_user(username=DEMO_USERNAME, password=password, is_staff=True, is_superuser=True)
+                user = User.objects.create_user(
+                    username=DEMO_USERNAME, password=password, is_staff=True, is_superuser=True
+                )
             else:
                 user.set_password(password)
                 user.save()
@@ -105,9 +116,14 @@ class Command(BaseCommand):
         programs = []
         for market_code, code, name, service in DEMO_PROGRAMS:
             program, _ = Program.objects.get_or_create(
-                market=Market.objects.get(code=market_code), code=code,
-                defaults={"name": name, "service": service, "terms_version": "2026.1",
-                          "excluded_retail_programs": ["utility_dr"]},
+                market=Market.objects.get(code=market_code),
+                code=code,
+                defaults={
+                    "name": name,
+                    "service": service,
+                    "terms_version": "2026.1",
+                    "excluded_retail_programs": ["utility_dr"],
+                },
             )
             programs.append(program)
         return programs
@@ -117,13 +133,22 @@ class Command(BaseCommand):
         rows = []
         by_market = {p.market.code: p for p in programs}
         markets = dict(
-            Customer.objects.filter(external_ref__startswith="DEMO-").values_list("pk", "sites__market__code").distinct()
+            Customer.objects.filter(external_ref__startswith="DEMO-")
+            .values_list("pk", "sites__market__code")
+            .distinct()
         )
         for customer in Customer.objects.filter(pk__in=markets):
             program = by_market[markets[customer.pk]]
-            common = {"customer": customer, "granted_at": now, "granted_by": customer.name, "method": Consent.Method.WEB,
-                      "recorded_by": operator}
-            rows.append(Consent(kind=Consent.Kind.PROGRAM_TERMS, program=program, terms_version=program.terms_version, **common))
+            common = {
+                "customer": customer,
+                "granted_at": now,
+                "granted_by": customer.name,
+                "method": Consent.Method.WEB,
+                "recorded_by": operator,
+            }
+            rows.append(
+                Consent(kind=Consent.Kind.PROGRAM_TERMS, program=program, terms_version=program.terms_version, **common)
+            )
             rows.append(Consent(kind=Consent.Kind.UTILITY_DATA_SHARING, terms_version="2026.1", **common))
         Consent.objects.bulk_create(rows)
 
@@ -132,15 +157,22 @@ class Command(BaseCommand):
         utility DR program are turned away by the double-counting rule."""
         counts = {"active": 0, "utility_review": 0, "not_eligible": 0}
         for program in programs:
-            device_ids = list(Device.objects.filter(site__customer__external_ref__startswith="DEMO-", site__market=program.market)
-                              .order_by("id").values_list("id", flat=True))
+            device_ids = list(
+                Device.objects.filter(site__customer__external_ref__startswith="DEMO-", site__market=program.market)
+                .order_by("id")
+                .values_list("id", flat=True)
+            )
             applied = services.bulk_apply(device_ids=device_ids, program=program, by=operator)
             counts["not_eligible"] += len(applied.refused)
             ids = [e.pk for e in applied.done]
             services.bulk_transition(enrollment_ids=ids, action="submit_for_review", by=operator)
             waiting = set(ids[9::10])
             approved = [i for i in ids if i not in waiting]
-            services.bulk_transition(enrollment_ids=approved, action="approve", by=operator, utility_reference="UR-DEMO")
-            counts["active"] += len(services.bulk_transition(enrollment_ids=approved, action="activate", by=operator).done)
+            services.bulk_transition(
+                enrollment_ids=approved, action="approve", by=operator, utility_reference="UR-DEMO"
+            )
+            counts["active"] += len(
+                services.bulk_transition(enrollment_ids=approved, action="activate", by=operator).done
+            )
             counts["utility_review"] += len(waiting)
         return counts

@@ -28,9 +28,11 @@ def _kw(x: float | None, *, width: int = 0) -> str:
 
 
 class Command(BaseCommand):
-    help = ("Compute one site's baseline for one event from a readings CSV (start,value: aware ISO start, kWh) "
-            "and print per interval the baseline, actual and reduction kW, the days used and skipped, and "
-            "the adjustment. Needs no database.")
+    help = (
+        "Compute one site's baseline for one event from a readings CSV (start,value: aware ISO start, kWh) "
+        "and print per interval the baseline, actual and reduction kW, the days used and skipped, and "
+        "the adjustment. Needs no database."
+    )
     requires_system_checks = []
 
     def add_arguments(self, parser):
@@ -38,13 +40,26 @@ class Command(BaseCommand):
         parser.add_argument("--data", required=True, type=Path, help="Readings CSV: start,value.")
         parser.add_argument("--event-start", required=True, help="Aware ISO time, e.g. 2025-07-15T14:00:00-04:00.")
         parser.add_argument("--event-end", required=True, help="Aware ISO time; the event is [start, end).")
-        parser.add_argument("--event-days", type=Path, help="Other event days (one date a line) never used as baseline days.")
-        parser.add_argument("--market", help=f"Market code for holidays and the default time zone ({', '.join(MARKET_CALENDARS)}).")
+        parser.add_argument(
+            "--event-days", type=Path, help="Other event days (one date a line) never used as baseline days."
+        )
+        parser.add_argument(
+            "--market", help=f"Market code for holidays and the default time zone ({', '.join(MARKET_CALENDARS)})."
+        )
         parser.add_argument("--time-zone", help="IANA zone of the market clock (default: the market's).")
-        parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                            help="Override a method parameter (repeatable), e.g. adjustment_cap=0.4.")
-        parser.add_argument("--format", choices=("table", "csv"), default="table",
-                            help="csv: the intervals as CSV on stdout, the days and adjustment on stderr.")
+        parser.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="Override a method parameter (repeatable), e.g. adjustment_cap=0.4.",
+        )
+        parser.add_argument(
+            "--format",
+            choices=("table", "csv"),
+            default="table",
+            help="csv: the intervals as CSV on stdout, the days and adjustment on stderr.",
+        )
 
     def handle(self, *args, **options):
         try:
@@ -72,10 +87,19 @@ class Command(BaseCommand):
             readings = parse_readings(self._file(options["data"], "--data"), name=str(options["data"].name))
             event_days = frozenset()
             if options["event_days"] is not None:
-                event_days = parse_event_days(self._file(options["event_days"], "--event-days"),
-                                              name=str(options["event_days"].name))
-            result = compute_baseline(method=method.code, readings=readings, event_start=start, event_end=end,
-                                      time_zone=time_zone, market=market, event_days=event_days, params=params)
+                event_days = parse_event_days(
+                    self._file(options["event_days"], "--event-days"), name=str(options["event_days"].name)
+                )
+            result = compute_baseline(
+                method=method.code,
+                readings=readings,
+                event_start=start,
+                event_end=end,
+                time_zone=time_zone,
+                market=market,
+                event_days=event_days,
+                params=params,
+            )
         except BaselineError as exc:
             field = exc.problems[0].field
             raise CommandError(f"{exc} [{exc.code}{', ' + field if field else ''}]") from None
@@ -101,21 +125,31 @@ class Command(BaseCommand):
             writer = csv.writer(self.stdout, lineterminator="\n")
             writer.writerow(("start", "baseline_kw", "actual_kw", "reduction_kw"))
             for i in intervals:
-                writer.writerow((i.start.astimezone(tz).isoformat(),
-                                 *("" if x is None else repr(round(x, 6)) for x in (i.baseline_kw, i.actual_kw, i.reduction_kw))))
+                writer.writerow(
+                    (
+                        i.start.astimezone(tz).isoformat(),
+                        *("" if x is None else repr(round(x, 6)) for x in (i.baseline_kw, i.actual_kw, i.reduction_kw)),
+                    )
+                )
             out = self.stderr
         else:
             out = self.stdout
-            out.write(f"{result.method} ({market or 'no market'}, {tz.key}, {result.interval_minutes}-minute intervals)")
+            out.write(
+                f"{result.method} ({market or 'no market'}, {tz.key}, {result.interval_minutes}-minute intervals)"
+            )
             out.write(f"{'start':<26} {'baseline kW':>12} {'actual kW':>12} {'reduction kW':>13}")
             for i in intervals:
-                out.write(f"{i.start.astimezone(tz).isoformat():<26} {_kw(i.baseline_kw, width=12)} "
-                          f"{_kw(i.actual_kw, width=12)} {_kw(i.reduction_kw, width=13)}")
+                out.write(
+                    f"{i.start.astimezone(tz).isoformat():<26} {_kw(i.baseline_kw, width=12)} "
+                    f"{_kw(i.actual_kw, width=12)} {_kw(i.reduction_kw, width=13)}"
+                )
         if result.reference_window:
             a, b = result.reference_window
             out.write(f"Reference window: {a.astimezone(tz).isoformat()} to {b.astimezone(tz).isoformat()}")
         if result.days_used or result.skipped:
-            out.write(f"Days used ({len(result.days_used)}): {', '.join(d.isoformat() for d in result.days_used) or 'none'}")
+            out.write(
+                f"Days used ({len(result.days_used)}): {', '.join(d.isoformat() for d in result.days_used) or 'none'}"
+            )
             out.write("Days skipped:")
             # Days of another type and eligible days older than those chosen are many and
             # say little one by one: counted, not listed.
@@ -137,8 +171,12 @@ class Command(BaseCommand):
         elif adjustment.value is None:
             text = f"{adjustment.kind}, not applied ({adjustment.reason})"
         elif adjustment.kind == "additive":
-            text = f"additive {adjustment.value:+.3f} kW" + (f" (capped from {adjustment.uncapped:+.3f} kW)" if adjustment.capped else "")
+            text = f"additive {adjustment.value:+.3f} kW" + (
+                f" (capped from {adjustment.uncapped:+.3f} kW)" if adjustment.capped else ""
+            )
         else:
-            text = f"multiplicative x{adjustment.value:.4f}" + (f" (capped from x{adjustment.uncapped:.4f})" if adjustment.capped else "")
+            text = f"multiplicative x{adjustment.value:.4f}" + (
+                f" (capped from x{adjustment.uncapped:.4f})" if adjustment.capped else ""
+            )
         out.write(f"Adjustment: {text}{window}")
         out.write(f"Flags: {', '.join(sorted(result.flags)) or 'none'}")

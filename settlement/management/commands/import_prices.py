@@ -7,8 +7,10 @@ from settlement.prices import import_prices
 
 
 class Command(BaseCommand):
-    help = ("Import a market's energy prices per pricing node (CSV: node,start,price_per_mwh[,interval_minutes]). "
-            "All or nothing: with any bad row every problem is listed and nothing is written.")
+    help = (
+        "Import a market's energy prices per pricing node (CSV: node,start,price_per_mwh[,interval_minutes]). "
+        "All or nothing: with any bad row every problem is listed and nothing is written."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--market", required=True, help="Market code, e.g. PJM.")

@@ -7,8 +7,10 @@ from settlement import tariffs
 
 
 class Command(BaseCommand):
-    help = ("Load retail tariff versions from a JSON file (one tariff object or a list) or a CSV file "
-            "(see settlement.tariffs for both forms). All or nothing: any problem is reported and nothing is stored.")
+    help = (
+        "Load retail tariff versions from a JSON file (one tariff object or a list) or a CSV file "
+        "(see settlement.tariffs for both forms). All or nothing: any problem is reported and nothing is stored."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("file", type=Path)
@@ -29,6 +31,8 @@ class Command(BaseCommand):
                 definitions = loaded if isinstance(loaded, list) else [loaded]
             stored = tariffs.save(definitions)
         except tariffs.TariffInvalid as refused:
-            raise CommandError("Nothing was stored:\n" + "\n".join(f"  {p.field}: {p.message}" for p in refused.problems)) from None
+            raise CommandError(
+                "Nothing was stored:\n" + "\n".join(f"  {p.field}: {p.message}" for p in refused.problems)
+            ) from None
         for row in stored:
             self.stdout.write(f"{row.utility}/{row.code} effective {row.effective_from}: {row.name}")

@@ -7,14 +7,18 @@ from enrollment.models import Site
 
 
 class Command(BaseCommand):
-    help = ("Issue OAuth client credentials for the OpenADR 3 VTN (/openadr3/3.0.1/): a business-logic client, or a VEN "
-            "client for a site. Prints the client id and the secret once; only the secret's hash is kept. "
-            "--revoke CLIENT_ID ends a client and its tokens.")
+    help = (
+        "Issue OAuth client credentials for the OpenADR 3 VTN (/openadr3/3.0.1/): a business-logic client, or a VEN "
+        "client for a site. Prints the client id and the secret once; only the secret's hash is kept. "
+        "--revoke CLIENT_ID ends a client and its tokens."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("client_id", help="The client id, e.g. ven-site-42 (letters, digits, - and _).")
         parser.add_argument("--role", choices=Client.Role.values, default=Client.Role.VEN)
-        parser.add_argument("--site", type=int, help="For a VEN client: the id of the site whose equipment the VEN controls.")
+        parser.add_argument(
+            "--site", type=int, help="For a VEN client: the id of the site whose equipment the VEN controls."
+        )
         parser.add_argument("--label", default="")
         parser.add_argument("--revoke", action="store_true", help="Revoke this client instead of issuing it.")
 
