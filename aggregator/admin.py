@@ -1,19 +1,18 @@
 from django import forms
 from django.contrib import admin, messages
 
-from aggregator import services
-from aggregator.admin_inlines import ReadOnlyInline
-from aggregator.errors import DomainError
-from aggregator.models import (
+from aggregator.aggregation import services
+from aggregator.aggregation.models import (
     AggregationProposal,
-    Market,
-    OperatorToken,
-    Program,
     ResourceMembership,
     ResourceModification,
     ResourceTransition,
     VirtualResource,
 )
+from aggregator.core.access.models import OperatorToken
+from aggregator.core.admin_inlines import ReadOnlyInline
+from aggregator.core.errors import DomainError
+from aggregator.reference.models import Market, Program
 
 
 @admin.register(Market)

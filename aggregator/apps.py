@@ -6,4 +6,4 @@ class AggregatorConfig(AppConfig):
     verbose_name = "Markets and aggregation"
 
     def ready(self):
-        from aggregator.api import schema  # noqa: F401  registers the OpenAPI auth schemes
+        from aggregator.core.api import schema  # noqa: F401  registers the OpenAPI auth schemes

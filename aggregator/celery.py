@@ -18,7 +18,7 @@ WORKER_KEY_TTL = 10  # seconds: five missed heartbeats and the worker counts as 
 
 @heartbeat_sent.connect
 def record_heartbeat(sender, **kwargs):
-    from aggregator.redis_client import client
+    from aggregator.core.redis_client import client
 
     key = WORKER_KEY_PREFIX + sender.eventer.hostname
     # The heart's first beat (worker-online) and its last (worker-offline) both run with no timer set;
@@ -33,7 +33,7 @@ def record_heartbeat(sender, **kwargs):
 
 def live_workers() -> dict[str, float]:
     """The workers whose heartbeat is recent, with the time of their last beat (epoch seconds)."""
-    from aggregator.redis_client import client
+    from aggregator.core.redis_client import client
 
     redis = client()
     keys = sorted(redis.scan_iter(match=WORKER_KEY_PREFIX + "*", count=1000))

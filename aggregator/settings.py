@@ -62,6 +62,8 @@ INSTALLED_APPS = [
     "dispatch",
     "dispatch.openadr",
     "settlement",
+    "aggregator.web",
+    "aggregator.demo",
 ]
 
 MIDDLEWARE = [
@@ -76,12 +78,14 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "aggregator.urls"
+# The device API's credentials (aggregator.core.access.devices looks them up, as Django does AUTH_USER_MODEL).
+DEVICE_CREDENTIAL_MODEL = "enrollment.DeviceCredential"
 WSGI_APPLICATION = "aggregator.wsgi.application"
 
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "aggregator" / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -174,18 +178,18 @@ LOGOUT_REDIRECT_URL = "console:login"
 # --- REST API ---------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "aggregator.access.authentication.OperatorTokenAuthentication",
+        "aggregator.core.access.authentication.OperatorTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["aggregator.access.permissions.OperatorRolePermission"],
+    "DEFAULT_PERMISSION_CLASSES": ["aggregator.core.access.permissions.OperatorRolePermission"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
         "rest_framework.filters.SearchFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "aggregator.api.pagination.StandardPagination",
+    "DEFAULT_PAGINATION_CLASS": "aggregator.core.api.pagination.StandardPagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "aggregator.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "aggregator.core.api.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
@@ -203,8 +207,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "ENUM_NAME_OVERRIDES": {
         "EnrollmentStateEnum": "enrollment.lifecycle.State",
-        "ServiceEnum": "aggregator.models.markets.Program.Service",
-        "ScopeKindEnum": "aggregator.models.resources.ScopeKind",
+        "ServiceEnum": "aggregator.reference.models.Program.Service",
+        "ScopeKindEnum": "aggregator.aggregation.models.ScopeKind",
         "EventStateEnum": "dispatch.models.EventState",
         "SettlementRunKindEnum": "settlement.models.SettlementRun.Kind",
     },

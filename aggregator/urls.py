@@ -4,9 +4,10 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from aggregator.api.resource_views import AggregationProposalViewSet, VirtualResourceViewSet
-from aggregator.api.views import MarketViewSet, ProgramViewSet
-from aggregator.health import healthz
+from aggregator.aggregation.api.resource_views import AggregationProposalViewSet, VirtualResourceViewSet
+from aggregator.aggregation.api.views import MarketViewSet, ProgramViewSet
+from aggregator.reference.models import MeterKind
+from aggregator.web.health import healthz
 from dispatch.api import device_views as dispatch_device
 from dispatch.api.inbound import InstructionView
 from dispatch.api.views import DispatchEventViewSet, StormWatchViewSet
@@ -15,7 +16,6 @@ from enrollment.api import views as enrollment
 from settlement.api.billing import SiteBillView
 from settlement.api.runs import PeriodStatementView, SettlementRunViewSet
 from settlement.api.views import DeviceReadingsView, OperatorReadingsView
-from settlement.models import MeterKind
 
 router = DefaultRouter()
 router.register("markets", MarketViewSet)
@@ -41,8 +41,8 @@ device_router.register("devices", device_views.OwnDeviceViewSet, basename="devic
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="console:fleet", permanent=False)),
-    path("console/", include("aggregator.console.urls")),
-    path("portal/", include("enrollment.portal.urls")),
+    path("console/", include("aggregator.web.console.urls")),
+    path("portal/", include("aggregator.web.portal.urls")),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(router.urls)),

@@ -6,9 +6,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from aggregator.admin_inlines import ReadOnlyInline
-from aggregator.errors import DomainError
-from aggregator.models import VirtualResource
+from aggregator.aggregation.models import VirtualResource
+from aggregator.core.admin_inlines import ReadOnlyInline
+from aggregator.core.errors import DomainError
 from dispatch import selectors, services
 from dispatch.models import (
     AllocationRound,
@@ -175,7 +175,7 @@ class DispatchEventAdmin(admin.ModelAdmin):
         """The latest settlement run's chart of the resource's baseline vs actual, with links to every version."""
         from zoneinfo import ZoneInfo
 
-        from settlement import charts
+        from aggregator.core import charts
         from settlement.selectors import interval_totals
 
         runs = list(obj.settlement_runs.order_by("-version"))

@@ -17,9 +17,9 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from aggregator.access.tokens import HashedToken
-from aggregator.models.history import TransitionRecord
-from aggregator.models.resources import TsTzRange
+from aggregator.aggregation.models import TsTzRange
+from aggregator.core.access.tokens import HashedToken
+from aggregator.core.history import TransitionRecord
 
 
 class EventState(models.TextChoices):

@@ -34,7 +34,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
-from aggregator import redis_client
+from aggregator.core import redis_client
 
 log = logging.getLogger(__name__)
 

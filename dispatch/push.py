@@ -33,7 +33,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from aggregator.errors import DomainError, Problem
+from aggregator.core.errors import DomainError, Problem
 from dispatch.models import PushEndpoint
 
 log = logging.getLogger(__name__)

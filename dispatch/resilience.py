@@ -5,7 +5,7 @@ Declaring one for a market's zone (or a list of its pricing nodes) and a window:
   watch's, not the customer's, so it does not count against the customer's season), so it
   leaves the events overlapping the window now (live commands become opted out, the
   events re-balance to other devices) and is not allocated to any new one;
-- the resources' capability drops by those devices over the window (aggregator.selectors);
+- the resources' capability drops by those devices over the window (aggregator.aggregation.selectors);
 - batteries' standing schedules hold a full charge over the window (dispatch.schedules).
 Cancelling a storm watch ends its opt-outs from that moment.
 """
@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
-from aggregator.errors import DomainError, Problem
+from aggregator.core.errors import DomainError, Problem
 from dispatch import poll_cache
 from dispatch.models import StormWatch
 

@@ -7,7 +7,7 @@ For a set of sites and their local "tomorrow", in 15-minute intervals (STEP):
   weekend and holiday) of the site meter's kW minus its batteries' metered kW (falling
   back to all days when a type has fewer than MIN_DAYS). Coarser history (hourly) fills
   each of its quarter hours. One set-based query per meter kind does the averaging.
-- Tariff (settlement.tariffs): the version in effect on the first of tomorrow's month
+- Tariff (aggregator.reference.tariffs): the version in effect on the first of tomorrow's month
   prices each interval (import price, export credit) and gives the demand windows;
   each window's floor is the site's peak in it so far this month.
 - Batteries (their power, charge rate, energy, backup reserve and round-trip efficiency;
@@ -34,12 +34,12 @@ import numpy as np
 from django.db import connection
 from django.db.models import Q
 
+from aggregator.reference import tariffs
+from aggregator.reference.holidays import holidays_between
+from aggregator.reference.models import MeterKind
+from aggregator.reference.tariffs import day_info
 from dispatch import resilience, site_plan
 from dispatch.models import DeviceSchedule
-from settlement import tariffs
-from settlement.baselines.holidays import holidays_between
-from settlement.models import MeterKind
-from settlement.tariffs import day_info
 
 STEP = 900
 HISTORY_DAYS = 14

@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from django.db import connection
 
-from aggregator import capability
-from aggregator.selectors import limit_by_plans, load_fleet
+from aggregator.aggregation import capability
+from aggregator.aggregation.selectors import limit_by_plans, load_fleet
 from dispatch import allocation
 from dispatch.models import DeviceSchedule, DispatchEvent
 

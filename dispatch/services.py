@@ -18,10 +18,10 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from aggregator import state_machine
-from aggregator.errors import DomainError, Problem
-from aggregator.models import ResourceState, VirtualResource
-from aggregator.state_machine import Transition
+from aggregator.aggregation.models import ResourceState, VirtualResource
+from aggregator.core import state_machine
+from aggregator.core.errors import DomainError, Problem
+from aggregator.core.state_machine import Transition
 from dispatch import allocation, notifications, poll_cache, selectors
 from dispatch.models import (
     OPEN_STATES,

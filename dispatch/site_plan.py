@@ -12,7 +12,7 @@ For each site, over the next day's intervals t (length dt hours), with its batte
                g_t, x_t >= 0
 
 `load` is the forecast site load net of solar (kW; negative when solar exports); the
-tariff gives import prices, export credits and demand charges (settlement.tariffs).
+tariff gives import prices, export credits and demand charges (aggregator.reference.tariffs).
 Demand charges are monthly, so today's demand costs only what it adds above the
 month's peak so far: D_k's lower bound is that peak. eff is the square root of the
 round-trip efficiency. The backup reserve is a hard lower bound on the state of energy

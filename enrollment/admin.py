@@ -5,9 +5,9 @@ from django.shortcuts import render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from aggregator.access.roles import WRITE_ROLES, roles_of
-from aggregator.admin_inlines import ReadOnlyInline
-from aggregator.errors import DomainError
+from aggregator.core.access.roles import WRITE_ROLES, roles_of
+from aggregator.core.admin_inlines import ReadOnlyInline
+from aggregator.core.errors import DomainError
 from enrollment import fleet_import, services
 from enrollment.lifecycle import OPERATOR_ACTIONS, TRANSITIONS
 from enrollment.models import (

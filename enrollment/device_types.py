@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from django.db import models
 from django.db.models import Q
 
-from aggregator.errors import Problem
+from aggregator.core.errors import Problem
 
 
 class DeviceType(models.TextChoices):

@@ -7,7 +7,7 @@ the lifecycle services and bulk jobs.
 
 from dataclasses import dataclass
 
-from aggregator.errors import Problem
+from aggregator.core.errors import Problem
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import connection, transaction
 
-from aggregator.csv_files import RowError, UnreadableFile, read_csv
-from aggregator.models import Market
+from aggregator.core.csv_files import RowError, UnreadableFile, read_csv
+from aggregator.reference.models import Market
 from enrollment.device_types import MAX_KW, PARAMETERS, DeviceType, parameter_problems, parse_parameter
 from enrollment.models import Customer, Device, RetailProgramParticipation
 

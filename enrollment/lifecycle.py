@@ -11,8 +11,8 @@ rejected and withdrawn are terminal; a device that wants back in applies again.
 
 from django.db import models
 
-from aggregator import state_machine
-from aggregator.state_machine import Transition
+from aggregator.core import state_machine
+from aggregator.core.state_machine import Transition
 
 
 class State(models.TextChoices):

@@ -6,9 +6,9 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from aggregator.access.tokens import HashedToken
-from aggregator.models import Market, Program, validate_time_zone
-from aggregator.models.history import TransitionRecord
+from aggregator.core.access.tokens import HashedToken
+from aggregator.core.history import TransitionRecord
+from aggregator.reference.models import Market, Program, validate_time_zone
 from enrollment.device_types import DeviceType, Fuel, type_constraints
 from enrollment.lifecycle import TERMINAL, State
 
@@ -311,6 +311,12 @@ class DeviceCredential(HashedToken):
     def holder(self):
         return self.device or self.gateway
 
+    def devices(self):
+        """The devices this token may see and act for: its device, or every device behind its gateway."""
+        if self.device_id is not None:
+            return Device.objects.filter(pk=self.device_id)
+        return Device.objects.filter(gateway_id=self.gateway_id)
+
     def __str__(self) -> str:
         return f"credential {self.key_id} for {self.holder}"
 
@@ -319,7 +325,7 @@ class DeviceStatus(models.Model):
     """A device's latest reported state (written by the device API's heartbeat).
 
     No row means the device has not reported yet; capability then falls back to
-    planning assumptions (see aggregator.capability).
+    planning assumptions (see aggregator.aggregation.capability).
     """
 
     device = models.OneToOneField(Device, primary_key=True, on_delete=models.CASCADE, related_name="status")

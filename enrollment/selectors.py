@@ -3,7 +3,7 @@ from datetime import date
 from django.db.models import Q
 from django.utils import timezone
 
-from aggregator.models import Program
+from aggregator.reference.models import Program
 from enrollment.eligibility import EligibilityFacts
 from enrollment.lifecycle import OPEN, State
 from enrollment.models import Consent, Device, Enrollment, RetailProgramParticipation

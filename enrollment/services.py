@@ -11,10 +11,10 @@ from datetime import UTC, timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from aggregator import state_machine
-from aggregator.access import tokens
-from aggregator.errors import InvalidTransition, NotEligible, Problem
-from aggregator.models import Program
+from aggregator.core import state_machine
+from aggregator.core.access import tokens
+from aggregator.core.errors import InvalidTransition, NotEligible, Problem
+from aggregator.reference.models import Program
 from enrollment import eligibility
 from enrollment.lifecycle import TRANSITIONS, State
 from enrollment.models import Consent, Device, DeviceCredential, DeviceStatus, Enrollment, EnrollmentTransition, Gateway

@@ -7,9 +7,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from aggregator.access.roles import WRITE_ROLES, roles_of
+from aggregator.core.access.roles import WRITE_ROLES, roles_of
+from aggregator.reference.models import EnergyPrice, Tariff
 from settlement import pages
-from settlement.models import CustomerPayout, EnergyPrice, MeterDataImport, SettlementRun, SettlementTerms, Tariff
+from settlement.models import CustomerPayout, MeterDataImport, SettlementRun, SettlementTerms
 from settlement.tasks import import_meter_data
 
 
@@ -214,7 +215,7 @@ class SettlementRunAdmin(admin.ModelAdmin):
 
 @admin.register(Tariff)
 class TariffAdmin(admin.ModelAdmin):
-    """Tariff versions: paste or edit the definition (settlement.tariffs documents its form); it is checked whole on
+    """Tariff versions: paste or edit the definition (aggregator.reference.tariffs documents its form); it is checked whole on
     save, and its utility, code, name and effective date are read from it. Files load with `import_tariffs`."""
 
     list_display = ["utility", "code", "name", "effective_from", "created_at"]

@@ -2,7 +2,7 @@
 
 The bill is computed interval by interval in Decimal from the site meter's readings (kWh,
 positive = import) for the month in the site's time zone, by the tariff version in effect
-on the month's first day (settlement.tariffs). Each line (an energy period, the export
+on the month's first day (aggregator.reference.tariffs). Each line (an energy period, the export
 credit, a demand charge, a fixed charge) is rounded once to the cent, half up, and the
 total is the sum of the lines (settlement.money).
 
@@ -27,12 +27,12 @@ from zoneinfo import ZoneInfo
 
 from django.db import connection
 
-from aggregator.errors import DomainError, Problem
-from settlement import tariffs
-from settlement.baselines.holidays import holidays_between
-from settlement.models import MeterKind
+from aggregator.core.errors import DomainError, Problem
+from aggregator.reference import tariffs
+from aggregator.reference.holidays import holidays_between
+from aggregator.reference.models import MeterKind
+from aggregator.reference.tariffs import TariffSpec, day_info
 from settlement.money import cents
-from settlement.tariffs import TariffSpec, day_info
 
 ZERO = Decimal(0)
 _SITE = """

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
-from aggregator.csv_files import RowError, UnreadableFile, read_csv
+from aggregator.core.csv_files import RowError, UnreadableFile, read_csv
+from aggregator.reference import readings
 from enrollment.models import Site
-from settlement import readings
 
 MAX_ROWS = 5_000_000
 CHUNK = readings.MAX_BATCH

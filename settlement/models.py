@@ -1,64 +1,11 @@
-"""Interval meter data: the measurements settlement and dispatch stand on.
-
-`Reading` is one PostgreSQL table partitioned by month on `start` (created in the
-migration with SQL, since Django does not declare partitioned tables); its primary
-key is (meter_kind, meter_id, start). Readings are written only by
-settlement.readings (COPY into a staging table, then one set-based upsert); a
-corrected value replaces the stored one and the old one is kept in ReadingRevision.
-See deploy/README.md for the partition and retention plan.
+"""Settlement: how programs are measured and paid (terms), each run and its versions, per-site results and
+customer payouts, and utility meter-data uploads. The interval data they stand on is reference data
+(aggregator.reference.models).
 """
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
-from django.utils import timezone
-
-
-class MeterKind(models.IntegerChoices):
-    SITE = 1, "Site revenue meter"
-    DEVICE = 2, "Device meter"
-
-
-class Quality(models.IntegerChoices):
-    ACTUAL = 1, "actual"
-    ESTIMATED = 2, "estimated"
-    MISSING = 3, "missing"
-
-
-class Reading(models.Model):
-    pk = models.CompositePrimaryKey("meter_kind", "meter_id", "start")
-    meter_kind = models.SmallIntegerField(choices=MeterKind.choices)
-    meter_id = models.BigIntegerField(help_text="The site id (site meter) or device id (device meter).")
-    start = models.DateTimeField()
-    interval_seconds = models.IntegerField()
-    kwh = models.DecimalField(
-        max_digits=14, decimal_places=6, null=True, help_text="Energy over the interval; null when missing."
-    )
-    quality = models.SmallIntegerField(choices=Quality.choices)
-    received_at = models.DateTimeField(help_text="When this value arrived (a correction moves it).")
-    revision = models.IntegerField(default=1, help_text="1 for the first value; +1 for each correction.")
-
-    class Meta:
-        managed = False
-        db_table = "settlement_reading"
-
-
-class ReadingRevision(models.Model):
-    """A value a correction replaced: settlement can tell what changed after it ran."""
-
-    meter_kind = models.SmallIntegerField(choices=MeterKind.choices)
-    meter_id = models.BigIntegerField()
-    start = models.DateTimeField()
-    interval_seconds = models.IntegerField()
-    kwh = models.DecimalField(max_digits=14, decimal_places=6, null=True)
-    quality = models.SmallIntegerField(choices=Quality.choices)
-    revision = models.IntegerField()
-    received_at = models.DateTimeField()
-    replaced_at = models.DateTimeField()
-
-    class Meta:
-        ordering = ["meter_kind", "meter_id", "start", "revision"]
-        indexes = [models.Index(fields=["meter_kind", "meter_id", "start"], name="revision_meter_start")]
 
 
 class MeterDataImport(models.Model):
@@ -90,27 +37,6 @@ class MeterDataImport(models.Model):
     @property
     def progress_key(self) -> str:
         return f"meter-import:{self.pk}:progress"
-
-
-class EnergyPrice(models.Model):
-    """A market's energy price at a pricing node for one interval ($/MWh): what reductions are paid at.
-
-    Loaded from the market's published prices (`manage.py import_prices`); a re-import of the
-    same interval replaces the price (markets correct them) and moves `imported_at`.
-    """
-
-    market = models.ForeignKey("aggregator.Market", on_delete=models.PROTECT, related_name="+")
-    node = models.CharField(max_length=64, help_text="The pricing node (pnode), as sites name it.")
-    start = models.DateTimeField()
-    interval_minutes = models.PositiveSmallIntegerField()
-    price_per_mwh = models.DecimalField(max_digits=12, decimal_places=4)
-    imported_at = models.DateTimeField()
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["market", "node", "start"], name="energy_price_unique")]
-
-    def __str__(self) -> str:
-        return f"{self.node} {self.start:%Y-%m-%d %H:%M} {self.price_per_mwh} $/MWh"
 
 
 class SettlementTerms(models.Model):
@@ -255,51 +181,3 @@ class CustomerPayout(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "customer"], name="customer_payout_unique")]
-
-
-class Tariff(models.Model):
-    """One version of a retail tariff (see settlement.tariffs for the definition's form)."""
-
-    utility = models.CharField(max_length=100)
-    code = models.CharField(max_length=100, help_text="What sites name in retail_tariff.")
-    name = models.CharField(max_length=200)
-    effective_from = models.DateField()
-    definition = models.JSONField(help_text="The whole tariff, as loaded (settlement.tariffs).")
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-
-    class Meta:
-        ordering = ["utility", "code", "-effective_from"]
-        constraints = [
-            models.UniqueConstraint(fields=["utility", "code", "effective_from"], name="tariff_version_unique")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.utility}/{self.code} from {self.effective_from}"
-
-    def spec(self):
-        from settlement import tariffs
-
-        return tariffs.parse(self.definition)
-
-    def clean(self):
-        from django.core.exceptions import ValidationError
-
-        from settlement import tariffs
-
-        try:
-            spec = tariffs.parse(self.definition)
-        except tariffs.TariffInvalid as refused:
-            raise ValidationError({"definition": [f"{p.field}: {p.message}" for p in refused.problems]}) from None
-        self.utility, self.code, self.name, self.effective_from = (
-            spec.utility,
-            spec.code,
-            spec.name,
-            spec.effective_from,
-        )
-        same = Tariff.objects.filter(utility=spec.utility, code=spec.code, effective_from=spec.effective_from).exclude(
-            pk=self.pk
-        )
-        if same.exists():
-            raise ValidationError(
-                {"definition": f"{spec.utility}/{spec.code} already has a version from {spec.effective_from}."}
-            )

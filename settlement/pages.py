@@ -6,9 +6,10 @@ from zoneinfo import ZoneInfo
 from django import forms
 from django.http import HttpResponse
 
-from aggregator.models import VirtualResource
+from aggregator.aggregation.models import VirtualResource
+from aggregator.core import charts
 from enrollment.models import Customer
-from settlement import charts, selectors
+from settlement import selectors
 from settlement.models import SettlementRun
 
 

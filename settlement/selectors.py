@@ -2,7 +2,7 @@ from datetime import datetime
 
 from django.db import connection
 
-from settlement.models import Quality
+from aggregator.reference.models import Quality
 
 QUALITY_NAMES = {q.value: q.label for q in Quality}
 

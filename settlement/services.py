@@ -20,10 +20,11 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from aggregator.errors import DomainError, Problem
+from aggregator.core.errors import DomainError, Problem
+from aggregator.reference.models import MeterKind
 from dispatch.models import DispatchEvent
 from settlement import baselines, payments
-from settlement.models import CustomerPayout, MeterKind, SettlementRun, SettlementTerms, SiteSettlement
+from settlement.models import CustomerPayout, SettlementRun, SettlementTerms, SiteSettlement
 from settlement.money import cents
 
 LOOKBACK = timedelta(days=46)  # the longest method's window (45 days) and a day for adjustments before midnight

@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.utils import timezone
 
-from settlement import partitions
+from aggregator.reference import partitions
 
 
 @shared_task(acks_late=True)

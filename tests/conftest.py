@@ -3,9 +3,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from rest_framework.test import APIClient
 
-from aggregator.access import tokens
-from aggregator.access.roles import ensure_role_groups, grant
-from aggregator.models import OperatorToken
+from aggregator.core.access import tokens
+from aggregator.core.access.models import OperatorToken
+from aggregator.core.access.roles import ensure_role_groups, grant
 from enrollment import services
 from tests.factories import ProgramFactory
 
@@ -27,7 +27,7 @@ def _static_files_without_manifest():
 @pytest.fixture(autouse=True)
 def _fresh_partition_cache():
     """Each test's transaction rolls back the partitions it created; so must the process cache."""
-    from settlement import partitions
+    from aggregator.reference import partitions
 
     partitions.forget()
     yield

@@ -6,7 +6,7 @@ from decimal import Decimal
 import factory
 from django.utils import timezone
 
-from aggregator.models import Market, Program
+from aggregator.reference.models import Market, Program
 from enrollment.models import Consent, Customer, Device, Gateway, RetailProgramParticipation, Site
 
 _serials = itertools.count(1)

@@ -11,12 +11,12 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from aggregator.api.fields import AwareDateTimeField
-from aggregator.api.parsers import ORJSONParser
+from aggregator.core.access.devices import DeviceAPIMixin
+from aggregator.core.api.fields import AwareDateTimeField
+from aggregator.core.api.parsers import ORJSONParser
 from dispatch import push, services
 from dispatch.api import poll
 from dispatch.models import DeviceCommand, PushEndpoint
-from enrollment.api.device_views import DeviceAPIMixin
 
 
 def _own_command(request, command_id) -> DeviceCommand:

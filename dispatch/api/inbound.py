@@ -10,10 +10,10 @@ from rest_framework import authentication, exceptions, permissions, serializers,
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from aggregator.access import tokens
-from aggregator.access.authentication import bearer_token, resolve
-from aggregator.api.fields import AwareDateTimeField
-from aggregator.api.parsers import ORJSONParser
+from aggregator.core.access import tokens
+from aggregator.core.access.authentication import bearer_token, resolve
+from aggregator.core.api.fields import AwareDateTimeField
+from aggregator.core.api.parsers import ORJSONParser
 from dispatch import services
 from dispatch.api.serializers import DispatchEventSerializer, IntervalInputSerializer
 from dispatch.api.views import interval_specs

@@ -20,12 +20,12 @@ from django.db import connection
 from django.http import HttpResponse
 from django.utils import timezone
 
-from aggregator.access import tokens
-from aggregator.access.authentication import bearer_token
-from aggregator.api.errors import body
+from aggregator.core.access import tokens
+from aggregator.core.access.authentication import bearer_token
+from aggregator.core.access.devices import count_request, rate_limit
+from aggregator.core.api.errors import body
 from dispatch import poll_cache
 from dispatch.push import COMMAND_JSON
-from enrollment.api.device_views import count_request, rate_limit
 
 _POLL = (
     """

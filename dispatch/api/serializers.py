@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from aggregator.api.fields import AwareDateTimeField
+from aggregator.core.api.fields import AwareDateTimeField
 from dispatch.models import (
     Allocation,
     AllocationRound,

@@ -6,7 +6,8 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from aggregator.models import Market, VirtualResource
+from aggregator.aggregation.models import VirtualResource
+from aggregator.reference.models import Market
 from dispatch import resilience, services
 from dispatch.api import serializers as s
 from dispatch.models import Allocation, DeviceCommand, DispatchEvent, StormWatch

@@ -5,7 +5,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
-from aggregator.errors import DomainError
+from aggregator.core.errors import DomainError
 from dispatch.openadr import auth
 from dispatch.openadr.models import Client, Event, Program, Report, Resource, Subscription, Ven
 

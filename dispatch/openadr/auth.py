@@ -25,7 +25,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 
-from aggregator.access import tokens
+from aggregator.core.access import tokens
 from dispatch.openadr.models import AccessToken, Client
 
 
@@ -155,7 +155,7 @@ def issue_client(*, client_id: str, role: str, site=None, by=None, label: str = 
     from django.core.validators import validate_slug
     from django.db import IntegrityError, transaction
 
-    from aggregator.errors import DomainError, Problem
+    from aggregator.core.errors import DomainError, Problem
 
     problems = []
     try:

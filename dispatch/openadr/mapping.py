@@ -28,7 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from aggregator.errors import DomainError, Problem
+from aggregator.core.errors import DomainError, Problem
 from dispatch.models import DeviceCommand, DispatchEvent
 from dispatch.openadr import notify
 from dispatch.openadr import representation as rep
@@ -220,9 +220,9 @@ def _number(values: list, path: str, problems: list[Problem]) -> float | None:
 
 def ingest_report(report: Report) -> None:
     """Map a report's intervals onto the platform's readings, delivery reports and device status (see above)."""
+    from aggregator.reference import readings as meter
     from dispatch import services as dispatch
     from enrollment import services as enrollment
-    from settlement import readings as meter
 
     if report.ven is None:
         return

@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from aggregator.access.tokens import HashedToken
+from aggregator.core.access.tokens import HashedToken
 
 BL_SCOPES = ("read_all", "write_programs", "write_events", "write_subscriptions", "write_vens")
 VEN_SCOPES = ("read_all", "write_reports", "write_subscriptions", "write_vens")

@@ -13,7 +13,7 @@ import json
 from django.db import transaction
 from django.db.models import Q
 
-from aggregator.errors import Problem
+from aggregator.core.errors import Problem
 from dispatch import push
 from dispatch.openadr import representation as rep
 from dispatch.openadr import schema

@@ -4,7 +4,7 @@ from http import HTTPStatus
 
 from rest_framework.response import Response
 
-from aggregator.api.errors import exception_handler as platform_handler
+from aggregator.core.api.errors import exception_handler as platform_handler
 from dispatch.openadr.models import Event, Program, Report, Resource, Subscription, Ven
 from dispatch.openadr.schema import format_datetime
 

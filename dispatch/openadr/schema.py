@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from django.utils.dateparse import parse_datetime
 
-from aggregator.errors import DomainError, Problem
+from aggregator.core.errors import DomainError, Problem
 
 OBJECT_ID = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 # The specification's duration pattern (ISO 8601), read into its parts.

@@ -14,7 +14,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from aggregator.errors import DomainError, Problem
+from aggregator.core.errors import DomainError, Problem
 from dispatch.openadr import mapping, notify, schema, selectors
 from dispatch.openadr import representation as rep
 from dispatch.openadr.auth import BearerAuthentication, HasScope, Principal

@@ -1,113 +1,16 @@
 """The device API (`/api/device/v1/`): a device or gateway token sees only its own devices."""
 
-from django.conf import settings
-from django.core.cache import cache
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import authentication, exceptions, permissions, serializers, viewsets
+from rest_framework import exceptions, serializers, viewsets
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
-from aggregator import redis_client
-from aggregator.access import tokens
-from aggregator.access.authentication import bearer_token, resolve
-from aggregator.api.parsers import ORJSONParser
+from aggregator.core.access.devices import DeviceAPIMixin
+from aggregator.core.api.parsers import ORJSONParser
 from enrollment import services
 from enrollment.api.serializers import DeviceSelfSerializer
-from enrollment.models import Device, DeviceCredential
-
-
-class DevicePrincipal:
-    """The caller on the device API: one device, or a gateway acting for its devices."""
-
-    is_authenticated = True
-    is_active = True
-    is_superuser = False
-
-    def __init__(self, credential: DeviceCredential):
-        self.credential = credential
-        self.device_id = credential.device_id
-        self.gateway_id = credential.gateway_id
-
-    def devices(self):
-        if self.device_id is not None:
-            return Device.objects.filter(pk=self.device_id)
-        return Device.objects.filter(gateway_id=self.gateway_id)
-
-
-class DeviceTokenAuthentication(authentication.BaseAuthentication):
-    def authenticate(self, request):
-        plaintext = bearer_token(request)
-        if plaintext is None:
-            return None
-        parsed = tokens.parse(plaintext)
-        if parsed is None:
-            raise exceptions.AuthenticationFailed("Malformed token.", code="invalid_token")
-        kind, key_id = parsed
-        if kind not in ("dev", "gw"):
-            raise exceptions.AuthenticationFailed(
-                "The device API takes device or gateway tokens.", code="wrong_token_kind"
-            )
-        credential = resolve(DeviceCredential.objects.all(), plaintext, key_id)
-        return DevicePrincipal(credential), credential
-
-    def authenticate_header(self, request):
-        return "Bearer"
-
-
-class IsDevice(permissions.BasePermission):
-    def has_permission(self, request, view):
-        return isinstance(request.user, DevicePrincipal)
-
-
-class DeviceTokenRateThrottle(SimpleRateThrottle):
-    """Requests per token: a device reports every few minutes; a gateway speaks for many devices.
-
-    A fixed-window counter in Redis, one round trip per request (SET NX EX + INCR in a
-    pipeline): the device API's hottest endpoints cannot afford DRF's history list
-    (a read, a pickle and a write of up to thousands of timestamps per request).
-    """
-
-    def allow_request(self, request, view):
-        principal = request.user
-        if not isinstance(principal, DevicePrincipal):
-            return True
-        kind = "device" if principal.device_id is not None else "gateway"
-        allowed, self.retry_after = count_request(kind=kind, key_id=principal.credential.key_id)
-        return allowed
-
-    def wait(self):
-        return self.retry_after
-
-    def get_rate(self):
-        return None  # per token kind, from settings.DEVICE_API_RATES
-
-
-def rate_limit(*, kind: str, key_id: str) -> tuple[str, int, int]:
-    """(counter key, requests allowed, window seconds) of a token's fixed window."""
-    limit, window = SimpleRateThrottle.parse_rate(None, settings.DEVICE_API_RATES[kind])
-    return cache.make_and_validate_key(f"throttle:{kind}:{key_id}"), limit, window
-
-
-def count_request(*, kind: str, key_id: str) -> tuple[bool, int | None]:
-    """(allowed, seconds to wait) for one more request by this token."""
-    key, limit, window = rate_limit(kind=kind, key_id=key_id)
-    client = redis_client.client()
-    pipe = client.pipeline(transaction=False)
-    pipe.set(key, 0, ex=window, nx=True)
-    pipe.incr(key)
-    count = pipe.execute()[1]
-    if count <= limit:
-        return True, None
-    return False, max(client.ttl(key), 1)
-
-
-class DeviceAPIMixin:
-    authentication_classes = [DeviceTokenAuthentication]
-    permission_classes = [IsDevice]
-    throttle_classes = [DeviceTokenRateThrottle]
-    filter_backends = []
+from enrollment.models import Device
 
 
 class OwnDeviceViewSet(DeviceAPIMixin, viewsets.ReadOnlyModelViewSet):

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from aggregator.models import Program, validate_time_zone
+from aggregator.reference.models import Program, validate_time_zone
 from enrollment.device_types import PARAMETERS, parameter_problems
 from enrollment.lifecycle import OPERATOR_ACTIONS, allowed_actions
 from enrollment.models import (

@@ -10,8 +10,8 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from aggregator.errors import Problem
-from aggregator.models import Program
+from aggregator.core.errors import Problem
+from aggregator.reference.models import Program
 from enrollment import fleet_import, services
 from enrollment.api import serializers as s
 from enrollment.lifecycle import OPERATOR_ACTIONS, State

@@ -9,7 +9,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from aggregator.errors import Problem
+from aggregator.core.errors import Problem
 from enrollment.models import Site
 from settlement import billing
 

@@ -13,8 +13,8 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from aggregator.api.renderers import CSVRenderer
-from aggregator.models import VirtualResource
+from aggregator.aggregation.models import VirtualResource
+from aggregator.core.api.renderers import CSVRenderer
 from dispatch.models import DispatchEvent
 from enrollment.models import Customer
 from settlement import selectors, services

@@ -13,11 +13,11 @@ from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from aggregator.api.parsers import ORJSONParser
-from enrollment.api.device_views import DeviceAPIMixin, DeviceTokenRateThrottle
+from aggregator.core.access.devices import DeviceAPIMixin, DeviceTokenRateThrottle
+from aggregator.core.api.parsers import ORJSONParser
+from aggregator.reference import readings as ingest
+from aggregator.reference.models import MeterKind
 from enrollment.models import Device, Site
-from settlement import readings as ingest
-from settlement.models import MeterKind
 from settlement.selectors import readings_json
 
 MAX_WINDOW = timedelta(days=93)
@@ -79,7 +79,7 @@ _COLUMNS = inline_serializer(
 class DeviceReadingsView(DeviceAPIMixin, APIView):
     """POST a batch of interval readings (up to 10,000); GET them back as columns.
 
-    See settlement.readings for the reading format, units and sign convention.
+    See aggregator.reference.readings for the reading format, units and sign convention.
     """
 
     parser_classes = [ORJSONParser]

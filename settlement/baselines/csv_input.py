@@ -10,7 +10,7 @@ from datetime import date, datetime
 
 import numpy as np
 
-from aggregator.csv_files import UnreadableFile, read_csv
+from aggregator.core.csv_files import UnreadableFile, read_csv
 from settlement.baselines.errors import BaselineError
 from settlement.baselines.timeline import IntervalReadings
 

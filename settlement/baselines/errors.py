@@ -1,6 +1,6 @@
 """Why a baseline cannot be computed at all (as opposed to a result that carries flags)."""
 
-from aggregator.errors import DomainError, Problem
+from aggregator.core.errors import DomainError, Problem
 
 
 class BaselineError(DomainError):

@@ -4,7 +4,7 @@ How a result is reached, for an event starting on local day E (see LikeDayParams
 
 1. Day type. E is a weekday, a Saturday, or a Sunday/holiday ("saturday_apart"; with
    "together" any weekend day or holiday). A holiday is a weekday-off in the market's
-   calendar (settlement.baselines.holidays) and is always grouped with Sundays.
+   calendar (aggregator.reference.holidays) and is always grouped with Sundays.
 2. Candidates: the days E-1, E-2, ... E-lookback_days, most recent first. A day is not
    eligible, with the reason recorded in `skipped`, when it is
    - another day type: "holiday" if it is a holiday, else "not_like_day";
@@ -43,9 +43,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
+from aggregator.reference.holidays import UnknownCalendar, holidays_between
 from settlement.baselines import results as r
 from settlement.baselines.errors import BaselineError
-from settlement.baselines.holidays import holidays_between
 from settlement.baselines.params import LikeDayParams
 from settlement.baselines.timeline import DayGrid, IntervalReadings, day_grid, event_epochs, local_date, zone
 
@@ -137,7 +137,10 @@ def plan(
     need = np.unique(np.concatenate([ev_cells, adj_cells]))
 
     if holidays is None:
-        holidays = holidays_between(market=market, first=grid.dates[0], last=grid.dates[-1])
+        try:
+            holidays = holidays_between(market=market, first=grid.dates[0], last=grid.dates[-1])
+        except UnknownCalendar as unknown:
+            raise BaselineError("unknown_market", unknown.problems[0].message, "market") from unknown
     together = params.weekend_like_days == "together"
     kind = day_type(event_day, holidays, together)
     event_days = frozenset(event_days)

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     operations = [
         # The partitioned parent; monthly partitions are created ahead by a beat task
-        # (settlement.partitions) and on demand by ingestion for late or back-filled data.
+        # (aggregator.reference.partitions) and on demand by ingestion for late or back-filled data.
         migrations.RunSQL(
             sql="""
                 CREATE TABLE settlement_reading (

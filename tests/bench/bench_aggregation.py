@@ -13,10 +13,11 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
-from aggregator import services
-from aggregator.models import Market, Program, VirtualResource
-from aggregator.selectors import capability_of
-from enrollment.demo_fleet import fleet_csv
+from aggregator.aggregation import services
+from aggregator.aggregation.models import VirtualResource
+from aggregator.aggregation.selectors import capability_of
+from aggregator.demo.fleet import fleet_csv
+from aggregator.reference.models import Market, Program
 from enrollment.fleet_import import import_fleet
 
 DEVICES = 100_000

@@ -58,7 +58,7 @@ TARIFF = {
 
 
 def _store(readings):
-    from settlement import readings as meter
+    from aggregator.reference import readings as meter
 
     for first in range(0, len(readings), meter.MAX_BATCH):
         batch = readings[first : first + meter.MAX_BATCH]
@@ -78,10 +78,10 @@ def _quarter_hours(first: datetime, last: datetime):
 def _seed():
     from django.contrib.auth import get_user_model
 
-    from aggregator.access import tokens
-    from aggregator.access.roles import ensure_role_groups, grant
-    from aggregator.models import OperatorToken
-    from settlement import tariffs
+    from aggregator.core.access import tokens
+    from aggregator.core.access.models import OperatorToken
+    from aggregator.core.access.roles import ensure_role_groups, grant
+    from aggregator.reference import tariffs
     from tests.factories import DeviceFactory, SiteFactory
 
     tariffs.save([TARIFF])

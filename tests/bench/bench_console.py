@@ -39,7 +39,7 @@ def _session_cookie() -> str:
 
 
 def _pages() -> list[tuple[str, str]]:
-    from aggregator.models import VirtualResource
+    from aggregator.aggregation.models import VirtualResource
     from dispatch.models import DispatchEvent
     from settlement.models import SettlementRun
 

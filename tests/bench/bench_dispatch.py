@@ -28,11 +28,12 @@ from pathlib import Path
 from django.db import connection
 from django.utils import timezone
 
-from aggregator.access import tokens
-from aggregator.models import Market, Program, VirtualResource
+from aggregator.aggregation.models import VirtualResource
+from aggregator.core.access import tokens
+from aggregator.demo.fleet import fleet_csv
+from aggregator.reference.models import Market, Program
 from dispatch import services
 from dispatch.models import AllocationRound, DeviceCommand, DispatchEvent
-from enrollment.demo_fleet import fleet_csv
 from enrollment.fleet_import import import_fleet
 from tests.bench import http_clients, web_server
 

@@ -9,7 +9,7 @@ import time
 
 from django.db import connection
 
-from enrollment.demo_fleet import fleet_csv
+from aggregator.demo.fleet import fleet_csv
 from enrollment.fleet_import import import_fleet
 from enrollment.models import Customer, Device, Site
 

@@ -17,10 +17,10 @@ from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth import get_user_model
 
-from aggregator.access.roles import ensure_role_groups, grant
+from aggregator.core.access.roles import ensure_role_groups, grant
+from aggregator.reference import readings as ingest
+from aggregator.reference.models import MeterKind
 from enrollment import services
-from settlement import readings as ingest
-from settlement.models import MeterKind
 from settlement.selectors import readings
 from tests.bench import http_clients, web_server
 from tests.factories import DeviceFactory, GatewayFactory, SiteFactory
@@ -60,13 +60,13 @@ def run() -> list[str]:
     ensure_role_groups()
     analyst = get_user_model().objects.create_user("bench-analyst")
     grant(analyst, "analyst")
-    from aggregator.access import tokens as token_lib
-    from aggregator.models import OperatorToken
+    from aggregator.core.access import tokens as token_lib
+    from aggregator.core.access.models import OperatorToken
 
     issued = token_lib.issue("op")
     OperatorToken.objects.create(user=analyst, key_id=issued.key_id, digest=issued.digest)
     # Partitions for the months the clients will write, as the beat task keeps them ahead.
-    from settlement import partitions
+    from aggregator.reference import partitions
 
     partitions.ensure(first=EPOCH, last=EPOCH + timedelta(days=400))
 

@@ -45,7 +45,7 @@ TARIFF = {
 def _seed(now: datetime) -> None:
     from django.db import connection
 
-    from settlement import partitions, tariffs
+    from aggregator.reference import partitions, tariffs
     from tests.factories import market
 
     tariffs.save([TARIFF])

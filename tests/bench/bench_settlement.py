@@ -17,12 +17,14 @@ from decimal import Decimal
 from django.db import connection
 from django.utils import timezone
 
-from aggregator.models import Market, Program, VirtualResource
+from aggregator.aggregation.models import VirtualResource
+from aggregator.demo.fleet import fleet_csv
+from aggregator.reference import partitions
+from aggregator.reference.models import Market, MeterKind, Program
 from dispatch.models import DispatchEvent, EventInterval
-from enrollment.demo_fleet import fleet_csv
 from enrollment.fleet_import import import_fleet
-from settlement import baselines, partitions, services
-from settlement.models import MeterKind, SettlementTerms, SiteSettlement
+from settlement import baselines, services
+from settlement.models import SettlementTerms, SiteSettlement
 
 SITES = int(os.environ.get("BENCH_SETTLEMENT_SITES", "10000"))
 TARGET_SECONDS = 60.0

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 
-from aggregator import services as aggregation
-from aggregator.models import ResourceMembership, VirtualResource
+from aggregator.aggregation import services as aggregation
+from aggregator.aggregation.models import ResourceMembership, VirtualResource
 from enrollment.models import DeviceStatus
 from tests.factories import GENERATOR, active_device
 

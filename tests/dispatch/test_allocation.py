@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from aggregator import capability
+from aggregator.aggregation import capability
 from dispatch import allocation, services
 from dispatch.allocation import ALLOCATED, NO_HEADROOM, NOT_ENROLLED, NOT_NEEDED, OFFLINE, OPTED_OUT, Candidates
 from dispatch.models import Allocation, DeviceOptOut, DeviceSeasonBurden

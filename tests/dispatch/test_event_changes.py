@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator.errors import DomainError
+from aggregator.core.errors import DomainError
 from dispatch import services
 from dispatch.models import DeliveryReport, DeviceCommand, DeviceSeasonBurden
 

@@ -15,9 +15,9 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from aggregator import services as aggregation
-from aggregator.access import tokens
-from aggregator.models import ResourceMembership
+from aggregator.aggregation import services as aggregation
+from aggregator.aggregation.models import ResourceMembership
+from aggregator.core.access import tokens
 from dispatch import services
 from dispatch.models import (
     Allocation,

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from aggregator import redis_client
-from aggregator.access import tokens
+from aggregator.core import redis_client
+from aggregator.core.access import tokens
 from dispatch import poll_cache, services
 from dispatch.models import DeviceCommand, DispatchEvent
 from enrollment import services as enrollment_services

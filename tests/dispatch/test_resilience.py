@@ -138,10 +138,10 @@ def test_a_storm_watch_holds_a_batterys_plan_full_over_its_window(program):
     from decimal import Decimal
     from zoneinfo import ZoneInfo
 
+    from aggregator.reference import tariffs
     from dispatch import resilience, schedules
     from dispatch.models import DeviceSchedule
     from enrollment.models import DeviceStatus
-    from settlement import tariffs
     from tests.dispatch.test_schedules import TARIFF, history
     from tests.factories import DeviceFactory, market
 

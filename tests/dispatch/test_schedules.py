@@ -7,11 +7,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from aggregator.reference import readings as meter
+from aggregator.reference import tariffs
 from dispatch import schedules, services
 from dispatch.models import DeviceSchedule
 from enrollment.models import DeviceStatus
-from settlement import readings as meter
-from settlement import tariffs
 from tests.dispatch.conftest import online
 from tests.factories import DeviceFactory, SiteFactory, active_device
 
@@ -217,7 +217,7 @@ def test_allocation_prefers_the_battery_whose_customer_loses_least_and_says_what
 
 def test_capability_leaves_a_battery_the_energy_its_own_plan_needs(program, make_resource):
     """At 14:00 a 2-hour event may take only what the plan does not discharge for the site from 16:00 on."""
-    from aggregator.selectors import capability_of
+    from aggregator.aggregation.selectors import capability_of
 
     now = datetime(2026, 7, 15, 11, 0, tzinfo=UTC)
     battery = active_device(
@@ -256,7 +256,7 @@ def test_capability_leaves_a_battery_the_energy_its_own_plan_needs(program, make
 
 
 def test_an_ev_chargers_plan_charges_overnight_what_last_nights_plan_left(program):
-    from enrollment.portal.services import set_charging_need
+    from aggregator.web.portal.services import set_charging_need
 
     tariffs.save([TARIFF])
     charger = DeviceFactory(

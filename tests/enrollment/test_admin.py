@@ -11,9 +11,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from aggregator.access.roles import ensure_role_groups, grant
+from aggregator.core.access.roles import ensure_role_groups, grant
+from aggregator.demo.fleet import fleet_csv, fleet_rows
 from enrollment import services
-from enrollment.demo_fleet import fleet_csv, fleet_rows
 from enrollment.fleet_import import COLUMNS
 from enrollment.lifecycle import State
 from enrollment.models import Customer, Device, DeviceCredential, Enrollment, EnrollmentTransition, Site

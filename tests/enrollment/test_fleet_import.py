@@ -12,8 +12,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
-from aggregator.models import Program
-from enrollment.demo_fleet import fleet_csv, fleet_rows
+from aggregator.demo.fleet import fleet_csv, fleet_rows
+from aggregator.reference.models import Program
 from enrollment.fleet_import import COLUMNS, import_fleet
 from enrollment.lifecycle import State
 from enrollment.models import Customer, Device, Enrollment, RetailProgramParticipation, Site

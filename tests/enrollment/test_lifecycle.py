@@ -7,7 +7,7 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
-from aggregator.errors import InvalidTransition, NotEligible
+from aggregator.core.errors import InvalidTransition, NotEligible
 from enrollment import services
 from enrollment.lifecycle import TRANSITIONS, State
 from enrollment.models import Consent, Enrollment

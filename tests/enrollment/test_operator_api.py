@@ -7,7 +7,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from aggregator.models import Market, OperatorToken
+from aggregator.core.access.models import OperatorToken
+from aggregator.reference.models import Market
 from enrollment.models import Consent, Customer, Device, Enrollment, Site
 from enrollment.services import issue_credential
 from tests.conftest import operator_token

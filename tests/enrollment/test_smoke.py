@@ -1,4 +1,4 @@
-from aggregator.models import Market
+from aggregator.reference.models import Market
 
 
 def test_markets_are_seeded_with_their_time_zones(db):

@@ -9,9 +9,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from settlement import readings as meter
-from settlement import tariffs
-from settlement.models import Tariff
+from aggregator.reference import readings as meter
+from aggregator.reference import tariffs
+from aggregator.reference.models import Tariff
 from tests.factories import DeviceFactory, SiteFactory
 
 NY = ZoneInfo("America/New_York")

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection, connections, transaction
 
-from settlement import partitions
-from settlement import readings as ingest
-from settlement.models import Reading, ReadingRevision
+from aggregator.reference import partitions
+from aggregator.reference import readings as ingest
+from aggregator.reference.models import Reading, ReadingRevision
 from tests.factories import DeviceFactory
 
 START = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)

@@ -10,8 +10,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
+from aggregator.reference.models import Reading
 from settlement.meter_import import import_meter_data
-from settlement.models import MeterDataImport, Reading
+from settlement.models import MeterDataImport
 from tests.factories import SiteFactory
 
 NEW_YORK = ZoneInfo("America/New_York")

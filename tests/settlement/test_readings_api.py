@@ -14,9 +14,9 @@ from django.db import connection
 from django.utils import timezone as django_timezone
 from rest_framework.test import APIClient
 
+from aggregator.reference import partitions
+from aggregator.reference.models import MeterKind, Quality, Reading, ReadingRevision
 from enrollment.models import DeviceCredential
-from settlement import partitions
-from settlement.models import MeterKind, Quality, Reading, ReadingRevision
 from tests.conftest import operator_token
 from tests.factories import DeviceFactory, GatewayFactory
 

@@ -2,9 +2,9 @@ from decimal import Decimal, InvalidOperation
 
 from django.core.management.base import BaseCommand, CommandError
 
-from aggregator import services
-from aggregator.errors import DomainError
-from aggregator.models import Market, Program
+from aggregator.aggregation import services
+from aggregator.core.errors import DomainError
+from aggregator.reference.models import Market, Program
 
 
 class Command(BaseCommand):

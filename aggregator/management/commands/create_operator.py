@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from aggregator.access.roles import ROLES, ensure_role_groups, grant
+from aggregator.core.access.roles import ROLES, ensure_role_groups, grant
 
 
 class Command(BaseCommand):

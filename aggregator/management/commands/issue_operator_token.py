@@ -1,9 +1,9 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from aggregator.access import tokens
-from aggregator.access.roles import roles_of
-from aggregator.models import OperatorToken
+from aggregator.core.access import tokens
+from aggregator.core.access.models import OperatorToken
+from aggregator.core.access.roles import roles_of
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from aggregator.access import tokens
-from aggregator.models import Market
+from aggregator.core.access import tokens
+from aggregator.reference.models import Market
 from dispatch.models import DispatchEvent, MarketCredential
 
 SOURCES = (DispatchEvent.Source.MARKET_INSTRUCTION, DispatchEvent.Source.UTILITY_CALL)

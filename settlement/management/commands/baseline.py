@@ -6,10 +6,10 @@ from zoneinfo import ZoneInfo
 
 from django.core.management.base import BaseCommand, CommandError
 
+from aggregator.reference.holidays import MARKET_CALENDARS, MARKET_TIME_ZONES
 from settlement.baselines import METHODS, compute_baseline, get_method
 from settlement.baselines.csv_input import parse_event_days, parse_readings
 from settlement.baselines.errors import BaselineError
-from settlement.baselines.holidays import MARKET_CALENDARS, MARKET_TIME_ZONES
 
 
 def _param(text: str) -> tuple[str, object]:

@@ -2,8 +2,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from aggregator.models import Market
-from settlement.prices import import_prices
+from aggregator.reference.models import Market
+from aggregator.reference.prices import import_prices
 
 
 class Command(BaseCommand):

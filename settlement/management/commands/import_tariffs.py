@@ -3,13 +3,13 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from settlement import tariffs
+from aggregator.reference import tariffs
 
 
 class Command(BaseCommand):
     help = (
         "Load retail tariff versions from a JSON file (one tariff object or a list) or a CSV file "
-        "(see settlement.tariffs for both forms). All or nothing: any problem is reported and nothing is stored."
+        "(see aggregator.reference.tariffs for both forms). All or nothing: any problem is reported and nothing is stored."
     )
 
     def add_arguments(self, parser):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from aggregator.errors import DomainError
+from aggregator.core.errors import DomainError
 from dispatch.openadr import auth
 from dispatch.openadr.models import Client
 from enrollment.models import Site

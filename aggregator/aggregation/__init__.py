@@ -1,0 +1,1 @@
+"""Aggregation: virtual resources, their members and capability, and the aggregation builder."""

@@ -1,0 +1,1 @@
+"""The base every app stands on: errors, state machines, access, API plumbing, charts, CSV and Redis helpers."""

@@ -1,0 +1,74 @@
+"""One error body for every API: machine-readable, naming the field.
+
+{"type": "validation_error", "title": "Invalid input.", "status": 400,
+ "errors": [{"field": "serial", "code": "unique", "message": "..."}]}
+"""
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import set_rollback
+
+from aggregator.core.errors import DomainError
+
+
+def flatten(detail, path: str | None = None) -> list[dict]:
+    """DRF's nested error detail as a flat list of {field, code, message}."""
+    if isinstance(detail, dict):
+        out = []
+        for key, value in detail.items():
+            if key == api_settings.NON_FIELD_ERRORS_KEY:
+                out.extend(flatten(value, path))
+            else:
+                out.extend(flatten(value, f"{path}.{key}" if path else str(key)))
+        return out
+    if isinstance(detail, list):
+        if all(isinstance(item, (str, exceptions.ErrorDetail)) for item in detail):
+            return [e for item in detail for e in flatten(item, path)]
+        out = []
+        for index, item in enumerate(detail):
+            if item:
+                out.extend(flatten(item, f"{path}[{index}]" if path else f"[{index}]"))
+        return out
+    return [{"field": path, "code": getattr(detail, "code", "invalid"), "message": str(detail)}]
+
+
+def body(kind: str, title: str, http_status: int, errors: list[dict]) -> dict:
+    return {"type": kind, "title": title, "status": http_status, "errors": errors}
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        set_rollback()
+        errors = [p.as_dict() for p in exc.problems]
+        return Response(body(exc.code, str(exc.problems[0].message), exc.status, errors), status=exc.status)
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {api_settings.NON_FIELD_ERRORS_KEY: exc.messages}
+        )
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if not isinstance(exc, exceptions.APIException):
+        return None
+
+    headers = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))
+    set_rollback()
+    if isinstance(exc, exceptions.ValidationError):
+        kind, title = "validation_error", "Invalid input."
+        errors = flatten(exc.detail)
+    else:
+        codes = exc.get_codes()
+        kind = codes if isinstance(codes, str) else exc.default_code
+        title = str(exc.detail) if not isinstance(exc.detail, (dict, list)) else str(exc.default_detail)
+        errors = [] if not isinstance(exc.detail, (dict, list)) else flatten(exc.detail)
+    http_status = exc.status_code or status.HTTP_400_BAD_REQUEST
+    return Response(body(kind, title, http_status, errors), status=http_status, headers=headers)

@@ -1,0 +1,56 @@
+"""Reading operators' CSV files: decoding, a header, and each record with its file line."""
+
+import csv
+import io
+from dataclasses import dataclass
+
+from aggregator.core.errors import Problem
+
+
+@dataclass(frozen=True)
+class RowError:
+    """A problem in an operator's file, by line (the header is line 1) and column."""
+
+    row: int
+    field: str | None
+    code: str
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"row": self.row, "field": self.field, "code": self.code, "message": self.message}
+
+
+class UnreadableFile(Exception):
+    def __init__(self, line: int, problem: Problem):
+        self.line, self.problem = line, problem
+        super().__init__(problem.message)
+
+
+def read_csv(source, *, max_rows: int) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """(lower-cased header, [(file line, fields)]) of every non-blank record, or UnreadableFile."""
+    if isinstance(source, bytes):
+        try:
+            source = source.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = source.count(b"\n", 0, exc.start) + 1
+            raise UnreadableFile(
+                line, Problem("encoding", f"The file is not UTF-8 text ({exc.reason} at byte {exc.start}).")
+            ) from exc
+    if isinstance(source, str):
+        source = io.StringIO(source)
+    reader = csv.reader(source, strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise UnreadableFile(1, Problem("empty", "The file is empty."))
+        rows = []
+        line = reader.line_num + 1
+        for record in reader:
+            if record:
+                rows.append((line, record))
+            line = reader.line_num + 1
+            if len(rows) > max_rows:
+                raise UnreadableFile(0, Problem("too_many_rows", f"At most {max_rows} rows per file."))
+    except csv.Error as exc:
+        raise UnreadableFile(reader.line_num, Problem("malformed_csv", f"Malformed CSV: {exc}.")) from exc
+    return [h.strip().lstrip("\ufeff").lower() for h in header], rows

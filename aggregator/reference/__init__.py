@@ -1,0 +1,1 @@
+"""Reference data: markets and programs, interval meter data, energy prices, retail tariffs, holidays."""

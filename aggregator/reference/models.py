@@ -1,0 +1,270 @@
+"""Reference data every domain app stands on: markets and programs, interval meter data, prices, tariffs.
+
+Market rules differ by ISO and change with tariffs, so every number a rule needs
+(review period, minimum size, settlement interval, baseline methods) is a column
+here, seeded with the published defaults and edited by operators, never a constant
+in code.
+
+`Reading` is one PostgreSQL table partitioned by month on `start` (created in the
+migration with SQL, since Django does not declare partitioned tables); its primary
+key is (meter_kind, meter_id, start). Readings are written only by
+aggregator.reference.readings (COPY into a staging table, then one set-based upsert); a
+corrected value replaces the stored one and the old one is kept in ReadingRevision.
+See deploy/README.md for the partition and retention plan.
+"""
+
+import zoneinfo
+
+from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not an IANA time zone name.", code="invalid_time_zone")
+
+
+class Market(models.Model):
+    """A wholesale market (ISO/RTO) and the Order 2222 parameters its tariff sets."""
+
+    code = models.SlugField(max_length=16, unique=True, help_text="Short code, e.g. PJM.")
+    name = models.CharField(max_length=100)
+    time_zone = models.CharField(
+        max_length=64,
+        validators=[validate_time_zone],
+        help_text="The market's local time (MISO runs on Eastern Standard Time all year).",
+    )
+    min_aggregation_kw = models.DecimalField(max_digits=10, decimal_places=3, default=100)
+    multi_node_allowed = models.BooleanField(
+        default=False, help_text="Whether an aggregation may span more than one pricing node."
+    )
+    utility_review_days = models.PositiveSmallIntegerField(
+        default=60, help_text="Days the distribution utility has to review a DER joining an aggregation."
+    )
+    review_lapse_approves = models.BooleanField(
+        default=False,
+        help_text="Whether a utility review that passes its deadline without a decision counts as approval.",
+    )
+    settlement_interval_minutes = models.PositiveSmallIntegerField(
+        default=5, choices=[(5, "5 minutes"), (15, "15 minutes"), (60, "60 minutes")]
+    )
+    baseline_methods = ArrayField(models.CharField(max_length=40), default=list, blank=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(condition=Q(min_aggregation_kw__gt=0), name="market_min_size_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Program(models.Model):
+    """A program devices enroll in: a wholesale participation or a utility program."""
+
+    class Service(models.TextChoices):
+        ENERGY = "energy", "Energy"
+        CAPACITY = "capacity", "Capacity"
+        ANCILLARY = "ancillary", "Ancillary / regulation"
+        DEMAND_RESPONSE = "demand_response", "Demand response"
+
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="programs")
+    code = models.SlugField(max_length=40)
+    name = models.CharField(max_length=150)
+    service = models.CharField(max_length=20, choices=Service.choices)
+    terms_version = models.CharField(
+        max_length=20, help_text="Version of the program terms a customer must have consented to."
+    )
+    utility_review_days = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Overrides the market's review period when set."
+    )
+    excluded_retail_programs = ArrayField(
+        models.CharField(max_length=30),
+        default=list,
+        blank=True,
+        help_text=(
+            "Kinds of retail program whose participants this program may not count "
+            "(no double counting), e.g. utility_dr, net_metering."
+        ),
+    )
+    is_open = models.BooleanField(default=True, help_text="Whether new enrollments are accepted.")
+    min_backup_reserve_pct = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=10,
+        help_text="The lowest backup reserve a customer may set on a battery in this program.",
+    )
+    max_backup_reserve_pct = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=100,
+        help_text="The highest backup reserve a customer may set (the rest is what the program can count on).",
+    )
+    typical_event_hours = models.DecimalField(
+        max_digits=4,
+        decimal_places=2,
+        default=4,
+        help_text="Event length capability is quoted for (energy-limited devices give less over longer events).",
+    )
+
+    class CapabilityRule(models.TextChoices):
+        WARN = "warn", "Accept with a warning"
+        REFUSE = "refuse", "Refuse"
+
+    above_capability = models.CharField(
+        max_length=10,
+        choices=CapabilityRule.choices,
+        default=CapabilityRule.WARN,
+        help_text="What to do with a dispatch event asking a resource for more kW than it has available.",
+    )
+    over_commit_pct = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=10,
+        help_text="kW allocated above an event's target, for devices that under-deliver (an event may override).",
+    )
+
+    class Meta:
+        ordering = ["market__code", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["market", "code"], name="program_code_unique_per_market"),
+            models.CheckConstraint(
+                condition=Q(typical_event_hours__gt=0, typical_event_hours__lte=24), name="program_event_hours_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.market.code}/{self.code}"
+
+    @property
+    def review_days(self) -> int:
+        return self.utility_review_days if self.utility_review_days is not None else self.market.utility_review_days
+
+
+# Interval meter data, prices and tariffs. Their tables and migrations belong to the settlement app,
+# where they began (app_label below); the code that reads and writes them is reference data, below
+# every domain app, since dispatch and enrollment stand on it as much as settlement does.
+
+
+class MeterKind(models.IntegerChoices):
+    SITE = 1, "Site revenue meter"
+    DEVICE = 2, "Device meter"
+
+
+class Quality(models.IntegerChoices):
+    ACTUAL = 1, "actual"
+    ESTIMATED = 2, "estimated"
+    MISSING = 3, "missing"
+
+
+class Reading(models.Model):
+    pk = models.CompositePrimaryKey("meter_kind", "meter_id", "start")
+    meter_kind = models.SmallIntegerField(choices=MeterKind.choices)
+    meter_id = models.BigIntegerField(help_text="The site id (site meter) or device id (device meter).")
+    start = models.DateTimeField()
+    interval_seconds = models.IntegerField()
+    kwh = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, help_text="Energy over the interval; null when missing."
+    )
+    quality = models.SmallIntegerField(choices=Quality.choices)
+    received_at = models.DateTimeField(help_text="When this value arrived (a correction moves it).")
+    revision = models.IntegerField(default=1, help_text="1 for the first value; +1 for each correction.")
+
+    class Meta:
+        app_label = "settlement"
+        managed = False
+        db_table = "settlement_reading"
+
+
+class ReadingRevision(models.Model):
+    """A value a correction replaced: settlement can tell what changed after it ran."""
+
+    meter_kind = models.SmallIntegerField(choices=MeterKind.choices)
+    meter_id = models.BigIntegerField()
+    start = models.DateTimeField()
+    interval_seconds = models.IntegerField()
+    kwh = models.DecimalField(max_digits=14, decimal_places=6, null=True)
+    quality = models.SmallIntegerField(choices=Quality.choices)
+    revision = models.IntegerField()
+    received_at = models.DateTimeField()
+    replaced_at = models.DateTimeField()
+
+    class Meta:
+        app_label = "settlement"
+        ordering = ["meter_kind", "meter_id", "start", "revision"]
+        indexes = [models.Index(fields=["meter_kind", "meter_id", "start"], name="revision_meter_start")]
+
+
+class EnergyPrice(models.Model):
+    """A market's energy price at a pricing node for one interval ($/MWh): what reductions are paid at.
+
+    Loaded from the market's published prices (`manage.py import_prices`); a re-import of the
+    same interval replaces the price (markets correct them) and moves `imported_at`.
+    """
+
+    market = models.ForeignKey("aggregator.Market", on_delete=models.PROTECT, related_name="+")
+    node = models.CharField(max_length=64, help_text="The pricing node (pnode), as sites name it.")
+    start = models.DateTimeField()
+    interval_minutes = models.PositiveSmallIntegerField()
+    price_per_mwh = models.DecimalField(max_digits=12, decimal_places=4)
+    imported_at = models.DateTimeField()
+
+    class Meta:
+        app_label = "settlement"
+        constraints = [models.UniqueConstraint(fields=["market", "node", "start"], name="energy_price_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.node} {self.start:%Y-%m-%d %H:%M} {self.price_per_mwh} $/MWh"
+
+
+class Tariff(models.Model):
+    """One version of a retail tariff (see aggregator.reference.tariffs for the definition's form)."""
+
+    utility = models.CharField(max_length=100)
+    code = models.CharField(max_length=100, help_text="What sites name in retail_tariff.")
+    name = models.CharField(max_length=200)
+    effective_from = models.DateField()
+    definition = models.JSONField(help_text="The whole tariff, as loaded (aggregator.reference.tariffs).")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        app_label = "settlement"
+        ordering = ["utility", "code", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["utility", "code", "effective_from"], name="tariff_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.utility}/{self.code} from {self.effective_from}"
+
+    def spec(self):
+        from aggregator.reference import tariffs
+
+        return tariffs.parse(self.definition)
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        from aggregator.reference import tariffs
+
+        try:
+            spec = tariffs.parse(self.definition)
+        except tariffs.TariffInvalid as refused:
+            raise ValidationError({"definition": [f"{p.field}: {p.message}" for p in refused.problems]}) from None
+        self.utility, self.code, self.name, self.effective_from = (
+            spec.utility,
+            spec.code,
+            spec.name,
+            spec.effective_from,
+        )
+        same = Tariff.objects.filter(utility=spec.utility, code=spec.code, effective_from=spec.effective_from).exclude(
+            pk=self.pk
+        )
+        if same.exists():
+            raise ValidationError(
+                {"definition": f"{spec.utility}/{spec.code} already has a version from {spec.effective_from}."}
+            )

@@ -1,0 +1,1 @@
+"""The operator console and the customer portal: server-rendered pages over the domain apps' services."""

@@ -1,0 +1,24 @@
+from django.contrib.auth import views as auth
+from django.urls import path
+
+from aggregator.web.console import views
+
+app_name = "console"
+urlpatterns = [
+    path(
+        "login/",
+        auth.LoginView.as_view(template_name="console/login.html", redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("logout/", auth.LogoutView.as_view(), name="logout"),
+    path("", views.fleet, name="fleet"),
+    path("resources/", views.resources, name="resources"),
+    path("resources/<int:pk>/", views.resource, name="resource"),
+    path("events/", views.events, name="events"),
+    path("events/<int:pk>/", views.event, name="event"),
+    path("settlement/", views.settlement, name="settlement"),
+    path("settlement/statements/", views.period, name="period"),
+    path("settlement/runs/<int:pk>/", views.statement, name="statement"),
+    path("storm-watches/", views.storm_watches, name="storm-watches"),
+    path("health/", views.health, name="health"),
+]

@@ -1,0 +1,61 @@
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import time_machine
+from django.core.management import call_command
+
+from aggregator.aggregation.models import ResourceState, VirtualResource
+
+
+def test_demo_seed_builds_virtual_resources_of_at_least_100_kw_in_two_markets(db, settings, tmp_path):
+    settings.VPP_DATA_DIR = tmp_path
+    with time_machine.travel(datetime(2026, 7, 15, 15, 0, tzinfo=ZoneInfo("America/New_York")), tick=False):
+        call_command("seed_demo", customers=300)
+    submitted = VirtualResource.objects.filter(state=ResourceState.SUBMITTED)
+    assert submitted.count() >= 2
+    assert set(submitted.values_list("market__code", flat=True)) == {"CAISO", "PJM"}
+    assert all(r.registered_capability_kw >= r.market.min_aggregation_kw for r in submitted)
+    assert all(r.memberships.filter(left_at__isnull=True).exists() for r in submitted)
+
+
+def test_demo_seed_tells_the_story_history_a_settled_past_event_an_upcoming_one_and_device_tokens(
+    db, settings, tmp_path
+):
+    import json
+
+    from aggregator.reference.models import Reading
+    from dispatch.models import DispatchEvent
+    from enrollment.models import Device
+    from settlement.models import SettlementRun
+
+    settings.VPP_DATA_DIR = tmp_path
+    now = datetime(2026, 7, 15, 15, 0, tzinfo=ZoneInfo("America/New_York"))
+    with time_machine.travel(now, tick=False):
+        call_command("seed_demo", customers=120)
+        past = DispatchEvent.objects.get(external_ref="DEMO-PAST")
+        upcoming = DispatchEvent.objects.get(external_ref="DEMO-NEXT")
+    assert (past.state, past.resource.market.code, upcoming.state, upcoming.resource.market.code) == (
+        "completed",
+        "PJM",
+        "scheduled",
+        "CAISO",
+    )
+    assert past.end < now < upcoming.start
+    run = SettlementRun.objects.get(event=past)
+    assert run.sites > 1 and run.delivered_kwh > 0 and run.performance_factor > 0  # reductions are in the meter history
+    assert past.reports.exists() and past.commands.filter(status="opted_out").count() < past.commands.count()
+    sites = Device.objects.filter(site__customer__external_ref__startswith="DEMO-").values("site").distinct().count()
+    assert Reading.objects.filter(meter_kind=1).count() == sites * 45 * 24
+    tokens = json.loads((tmp_path / "demo-device-tokens.json").read_text())["tokens"]
+    assert len(tokens) == Device.objects.filter(site__customer__external_ref__startswith="DEMO-").count()
+    assert oct((tmp_path / "demo-device-tokens.json").stat().st_mode & 0o777) == "0o600"
+    # A portal login for a customer of the settled event, with a battery; its password is printed by demo_login.
+    from django.contrib.auth import authenticate
+
+    from enrollment.models import CustomerLogin
+    from settlement.models import SiteSettlement
+
+    login = CustomerLogin.objects.get(user__username="customer")
+    assert SiteSettlement.objects.filter(run=run, customer=login.customer).exists()
+    password = (tmp_path / "demo_customer_password").read_text()
+    assert authenticate(username="customer", password=password) == login.user
