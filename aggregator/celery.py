@@ -1,5 +1,4 @@
 import os
-import time
 
 from celery import Celery
 from celery.signals import heartbeat_sent
@@ -10,37 +9,10 @@ app = Celery("aggregator")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-# Each worker records its heartbeat (every 2 s by default) in Redis, so the health page can list the
-# live workers with one read instead of a broadcast ping that must wait out its timeout.
-WORKER_KEY_PREFIX = "vpp:worker:"
-WORKER_KEY_TTL = 10  # seconds: five missed heartbeats and the worker counts as gone
-
 
 @heartbeat_sent.connect
 def record_heartbeat(sender, **kwargs):
-    from aggregator.core.redis_client import client
+    # Imported here, not at the top: this module loads with the aggregator package itself, before Django is set up.
+    from aggregator.core.workers import record_heartbeat as record
 
-    key = WORKER_KEY_PREFIX + sender.eventer.hostname
-    # The heart's first beat (worker-online) and its last (worker-offline) both run with no timer set;
-    # the last is the one after an earlier beat.
-    going_offline = sender.tref is None and getattr(sender, "vpp_seen", False)
-    sender.vpp_seen = True
-    if going_offline:
-        client().delete(key)
-    else:
-        client().set(key, f"{time.time():.3f}", ex=WORKER_KEY_TTL)
-
-
-def live_workers() -> dict[str, float]:
-    """The workers whose heartbeat is recent, with the time of their last beat (epoch seconds)."""
-    from aggregator.core.redis_client import client
-
-    redis = client()
-    keys = sorted(redis.scan_iter(match=WORKER_KEY_PREFIX + "*", count=1000))
-    if not keys:
-        return {}
-    return {
-        key.decode()[len(WORKER_KEY_PREFIX) :]: float(value)
-        for key, value in zip(keys, redis.mget(keys))
-        if value is not None
-    }
+    record(sender, **kwargs)

@@ -2,14 +2,12 @@
 
 from django import forms
 from django.contrib import admin, messages
-from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
 
 from aggregator.aggregation.models import VirtualResource
 from aggregator.core.admin_inlines import ReadOnlyInline
 from aggregator.core.errors import DomainError
-from dispatch import selectors, services
+from dispatch import resilience, selectors, services
 from dispatch.models import (
     AllocationRound,
     CustomerNotification,
@@ -148,8 +146,11 @@ class DispatchEventAdmin(admin.ModelAdmin):
             "over_commit_pct",
             "warnings",
             "target_vs_delivered",
-            "settlement",
+            *self.extra_detail_fields,
         ]
+
+    # Read-only figures that apps above dispatch add to an event's page (settlement: its runs' chart).
+    extra_detail_fields: tuple[str, ...] = ()
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.get_fields(request, obj)
@@ -169,32 +170,6 @@ class DispatchEventAdmin(admin.ModelAdmin):
             f"({r['reporting_devices']} reporting)"
             for r in rows
         )
-
-    @admin.display(description="Settlement (baseline vs actual)")
-    def settlement(self, obj):
-        """The latest settlement run's chart of the resource's baseline vs actual, with links to every version."""
-        from zoneinfo import ZoneInfo
-
-        from aggregator.core import charts
-        from settlement.selectors import interval_totals
-
-        runs = list(obj.settlement_runs.order_by("-version"))
-        if not runs:
-            return "Not settled yet."
-        links = format_html_join(
-            " · ",
-            '<a href="{}">version {} ({}, net ${})</a>',
-            (
-                (reverse("admin:settlement_settlementrun_statement", args=[r.pk]), r.version, r.kind, r.net)
-                for r in runs
-            ),
-        )
-        chart = charts.baseline_vs_actual(
-            interval_totals(run=runs[0]),
-            zone=ZoneInfo(obj.resource.market.time_zone),
-            title=f"Event {obj.pk}: baseline vs actual, settlement version {runs[0].version}",
-        )
-        return format_html("{}<br>{}", chart, links)
 
     @admin.action(description="Cancel the selected events (devices get cancel commands)")
     def cancel_events(self, request, queryset):
@@ -274,7 +249,6 @@ class StormWatchForm(forms.ModelForm):
         fields = ["market", "zone", "pricing_nodes", "start", "end", "reason"]
 
     def clean(self):
-        from dispatch import resilience
 
         data = super().clean()
         if not self.errors:
@@ -307,7 +281,6 @@ class StormWatchAdmin(admin.ModelAdmin):
         return [] if obj is None else [f.name for f in StormWatch._meta.fields]
 
     def save_model(self, request, obj, form, change):
-        from dispatch import resilience
 
         if change:
             return
@@ -328,7 +301,6 @@ class StormWatchAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel the selected storm watches now")
     def cancel_watches(self, request, queryset):
-        from dispatch import resilience
 
         for watch in queryset:
             resilience.cancel(watch=watch)

@@ -20,6 +20,7 @@ from django.utils import timezone
 from aggregator.aggregation.models import TsTzRange
 from aggregator.core.access.tokens import HashedToken
 from aggregator.core.history import TransitionRecord
+from dispatch.allocation import explain
 
 
 class EventState(models.TextChoices):
@@ -210,7 +211,6 @@ class Allocation(models.Model):
 
     @property
     def explanation(self) -> str:
-        from dispatch.allocation import explain
 
         return explain(
             kind=self.device.device_type,

@@ -12,7 +12,9 @@ from django.core.mail import send_mail
 from django.db import connection
 from django.utils.module_loading import import_string
 
+from dispatch import jobs
 from dispatch.models import CustomerNotification, DispatchEvent
+from enrollment.models import Customer
 
 
 class InAppNotifier:
@@ -37,9 +39,7 @@ def notifiers() -> list:
 
 def notify_customers(*, event_id: int, kind: str) -> None:
     """Queue the messages (they go from a worker, after the event's change committed)."""
-    from dispatch import tasks
-
-    tasks.notify_customers.delay(event_id, kind)
+    jobs.notify_customers(event_id, kind)
 
 
 _AFFECTED = """
@@ -76,7 +76,6 @@ def send(*, event_id: int, kind: str) -> dict[str, int]:
         cursor.execute(_AFFECTED, [event_id])
         customers = [row[0] for row in cursor.fetchall()]
     counts = {"sent": 0, "failed": 0}
-    from enrollment.models import Customer
 
     for notifier in notifiers():
         done = set(

@@ -160,3 +160,8 @@ def deliver(bodies: dict[int, bytes]) -> dict[int, str]:
         log.warning("push to endpoint %s failed: %s", pk, error)
         PushEndpoint.objects.filter(pk=pk).update(last_failure_at=now, last_error=error)
     return failed
+
+
+def serves(device_ids: list[int]) -> bool:
+    """Whether a chunk's devices may have push endpoints (any endpoint at all: the chunk's bodies say whose)."""
+    return PushEndpoint.objects.exists()

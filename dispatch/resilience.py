@@ -16,8 +16,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from aggregator.core.errors import DomainError, Problem
-from dispatch import poll_cache
-from dispatch.models import StormWatch
+from dispatch import jobs, poll_cache
+from dispatch.models import DeviceOptOut, StormWatch
 
 MAX_WINDOW = timedelta(days=7)
 
@@ -110,10 +110,8 @@ def declare(
         watch.save(update_fields=["devices", "events"])
         if left:
             poll_cache.changed(devices=sorted({device for device, _ in left}))
-        from dispatch import tasks
-
         for event_id in events:
-            transaction.on_commit(lambda e=event_id: tasks.rebalance.delay(e, "storm watch"))
+            jobs.rebalance(event_id, "storm watch")
     return watch
 
 
@@ -132,7 +130,6 @@ def cancel(*, watch: StormWatch, now: datetime | None = None) -> StormWatch:
 
 def covered(device_ids: list[int], start: datetime, end: datetime) -> dict[int, list[tuple[datetime, datetime]]]:
     """The storm-watch windows over [start, end) of each of these devices."""
-    from dispatch.models import DeviceOptOut
 
     out: dict[int, list] = {}
     for device_id, a, b in DeviceOptOut.objects.filter(

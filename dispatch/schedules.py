@@ -34,12 +34,13 @@ import numpy as np
 from django.db import connection
 from django.db.models import Q
 
-from aggregator.reference import tariffs
 from aggregator.reference.holidays import holidays_between
 from aggregator.reference.models import MeterKind
+from aggregator.reference.selectors import tariff_in_effect
 from aggregator.reference.tariffs import day_info
 from dispatch import resilience, site_plan
 from dispatch.models import DeviceSchedule
+from enrollment.models import Device, DeviceStatus, Site
 
 STEP = 900
 HISTORY_DAYS = 14
@@ -135,7 +136,6 @@ class _TariffDay:
 
 def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -> dict:
     """Plan `day` (each site's local date) for the batteries of these sites; store and return figures."""
-    from enrollment.models import Device, DeviceStatus, Site
 
     now = now or datetime.now(UTC)
     t0 = time.perf_counter()
@@ -376,7 +376,7 @@ def _tariff_versions(sites, day: date) -> dict:
     wanted = {(s.utility, s.retail_tariff, s.time_zone, s.market.code) for s in sites if s.retail_tariff}
     out = {}
     for utility, code, zone_name, market in wanted:
-        spec = tariffs.in_effect(utility=utility, code=code, day=day)
+        spec = tariff_in_effect(utility=utility, code=code, day=day)
         if spec is None:
             continue
         zone = ZoneInfo(zone_name)
@@ -388,7 +388,6 @@ def _tariff_versions(sites, day: date) -> dict:
 def due_sites(now: datetime) -> dict[date, list[int]]:
     """Sites with batteries whose local evening has come (18:00 or later) and whose batteries have no plan for
     their local tomorrow yet: tomorrow -> site ids."""
-    from enrollment.models import Site
 
     due: dict[date, list[int]] = defaultdict(list)
     planned = Q(devices__device_type="battery") | Q(devices__charging_need__isnull=False)

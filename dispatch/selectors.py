@@ -7,9 +7,9 @@ import numpy as np
 from django.db import connection
 
 from aggregator.aggregation import capability
-from aggregator.aggregation.selectors import limit_by_plans, load_fleet
+from aggregator.aggregation.selectors import load_fleet
 from dispatch import allocation
-from dispatch.models import DeviceSchedule, DispatchEvent
+from dispatch.models import DeviceOptOut, DeviceSchedule, DispatchEvent
 
 # Current members of the resource, with what allocation needs beside the capability model.
 _JOINS = """
@@ -123,3 +123,59 @@ def target_vs_delivered(*, event: DispatchEvent) -> list[dict]:
         }
         for start, end, target, allocated, delivered, reporting in rows
     ]
+
+
+# --- what dispatch takes off capability (registered with aggregation in DispatchConfig.ready) ---
+
+
+def without_opted_out(fleet, *, now, instants, event_hours: float, now_kw: np.ndarray, forecast: np.ndarray) -> None:
+    """Devices out of events for a while (the customer's override, a storm watch) count nothing over an event that
+    would overlap it: zeroed in place, now and at each forecast hour."""
+    if not len(fleet):
+        return
+    span = timedelta(hours=event_hours)
+    horizon = (instants[-1] if instants else now) + span
+    windows = DeviceOptOut.objects.filter(device_id__in=fleet.device_id.tolist(), end__gt=now, start__lt=horizon)
+    for device_id, start, end in windows.values_list("device_id", "start", "end"):
+        i = int(np.searchsorted(fleet.device_id, device_id))
+        if start < now + span and end > now:
+            now_kw[i] = 0.0
+        for k, at in enumerate(instants):
+            if start < at + span and end > at:
+                forecast[i, k] = 0.0
+
+
+def limit_by_plans(fleet, *, instants, event_hours: float, out: np.ndarray) -> None:
+    """A battery with a standing plan (dispatch.schedules) offers at an instant only the energy its plan does not need:
+    its planned energy then, less its reserve and what the plan still discharges for the site after the event, over
+    the event's hours. `out` (devices x instants, kW) is lowered in place; instants outside any plan keep theirs."""
+    batteries = fleet.device_id[fleet.type_code == capability.TYPE_CODE["battery"]]
+    if not len(batteries) or not instants:
+        return
+    plans = DeviceSchedule.objects.filter(
+        device_id__in=batteries.tolist(), start__lte=max(instants), start__gt=min(instants) - timedelta(hours=26)
+    ).values_list("device_id", "start", "step_seconds", "kw", "energy_kwh", "reserve_kwh")
+    epochs = np.array([at.timestamp() for at in instants])
+    for device_id, start, step, kw, energy, reserve in plans:
+        i = int(np.searchsorted(fleet.device_id, device_id))
+        kw, energy = np.asarray(kw), np.asarray(energy)
+        n = np.floor((epochs - start.timestamp()) / step).astype(int)
+        inside = (n >= 0) & (n < len(kw))
+        if not inside.any():
+            continue
+        rte = fleet.round_trip_efficiency_pct[i]
+        eff = float(np.sqrt((rte if not np.isnan(rte) else 90.0) / 100.0))
+        discharge = np.clip(kw, 0, None) * step / 3600 / eff
+        later = np.concatenate([np.cumsum(discharge[::-1])[::-1], [0.0]])  # kWh the plan discharges from interval j on
+        after = np.minimum(n + int(np.ceil(event_hours * 3600 / step)), len(kw))
+        k = np.flatnonzero(inside)
+        usable = energy[np.maximum(n[k] - 1, 0)] - reserve - later[after[k]]
+        out[i, k] = np.minimum(out[i, k], np.clip(usable, 0, None) * eff / event_hours)
+
+
+def plans_limit_capability(
+    fleet, *, now, instants, event_hours: float, now_kw: np.ndarray, forecast: np.ndarray
+) -> None:
+    """Capability's view of battery plans: now and each forecast hour keep only what the plans leave."""
+    limit_by_plans(fleet, instants=[now], event_hours=event_hours, out=now_kw[:, None])
+    limit_by_plans(fleet, instants=instants, event_hours=event_hours, out=forecast)

@@ -16,7 +16,7 @@ from datetime import timedelta
 from celery import group, shared_task
 from django.utils import timezone
 
-from dispatch import notifications, push, services
+from dispatch import notifications, push, schedules, services
 from dispatch.models import AllocationRound, DispatchEvent
 
 STALLED_AFTER = timedelta(seconds=30)  # a fan-out this old and incomplete lost a chunk
@@ -112,8 +112,6 @@ def plan_due_schedules(at: str | None = None) -> int:
     CHUNK_SITES sites a task."""
     from datetime import UTC, datetime
 
-    from dispatch import schedules
-
     now = datetime.fromisoformat(at) if at else datetime.now(UTC)
     queued = 0
     for day, site_ids in schedules.due_sites(now).items():
@@ -127,7 +125,5 @@ def plan_due_schedules(at: str | None = None) -> int:
 def plan_schedules(site_ids: list[int], day: str) -> dict:
     """One chunk of sites' battery plans for `day` (idempotent: a plan replaces the day's earlier one)."""
     from datetime import date
-
-    from dispatch import schedules
 
     return schedules.plan_sites(site_ids, date.fromisoformat(day))

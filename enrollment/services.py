@@ -15,10 +15,19 @@ from aggregator.core import state_machine
 from aggregator.core.access import tokens
 from aggregator.core.errors import InvalidTransition, NotEligible, Problem
 from aggregator.reference.models import Program
-from enrollment import eligibility
+from enrollment import eligibility, signals
 from enrollment.lifecycle import TRANSITIONS, State
-from enrollment.models import Consent, Device, DeviceCredential, DeviceStatus, Enrollment, EnrollmentTransition, Gateway
-from enrollment.selectors import eligibility_facts, eligibility_facts_many
+from enrollment.models import (
+    Consent,
+    Device,
+    DeviceCredential,
+    DeviceStatus,
+    Enrollment,
+    EnrollmentTransition,
+    Gateway,
+    SiteOutage,
+)
+from enrollment.selectors import eligibility_facts, eligibility_facts_many, overdue_reviews
 
 
 def _record_many(enrollments, *, action, from_states, by, reason, at):
@@ -211,7 +220,6 @@ def lapse_overdue_reviews(*, now=None) -> dict[str, int]:
     Where the market deems a lapsed review approved, approve it; otherwise leave it
     in review (operators see it overdue). Each enrollment in its own transaction.
     """
-    from enrollment.selectors import overdue_reviews
 
     now = now or timezone.now()
     lapsed = still_waiting = 0
@@ -362,9 +370,7 @@ def record_heartbeat(
     if status.last_seen_at == at:  # this heartbeat is the latest: it moves the site's outage record
         _record_outage(device_id=device_id, at=at, grid_status=status.grid_status)
     if status.grid_status in ("islanded", "outage"):
-        from dispatch import services as dispatch
-
-        dispatch.leave_events_off_grid(device_id=device_id, status=status.grid_status)
+        signals.device_off_grid.send(sender=DeviceStatus, device_id=device_id, status=status.grid_status)
     return status
 
 
@@ -375,8 +381,6 @@ def _record_outage(*, device_id: int, at, grid_status: str) -> None:
     is one UPDATE on the partial index of open outages, touching no row.
     """
     from django.db import IntegrityError, transaction
-
-    from enrollment.models import SiteOutage
 
     if grid_status == "outage":
         site_id = Device.objects.filter(pk=device_id).values_list("site_id", flat=True).get()

@@ -1,3 +1,5 @@
+from zoneinfo import ZoneInfo
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.cache import cache
@@ -7,10 +9,14 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from aggregator.core import charts
 from aggregator.core.access.roles import WRITE_ROLES, roles_of
 from aggregator.reference.models import EnergyPrice, Tariff
+from dispatch.admin import DispatchEventAdmin
+from dispatch.models import DispatchEvent
 from settlement import pages
 from settlement.models import CustomerPayout, MeterDataImport, SettlementRun, SettlementTerms
+from settlement.selectors import interval_totals
 from settlement.tasks import import_meter_data
 
 
@@ -223,3 +229,33 @@ class TariffAdmin(admin.ModelAdmin):
     search_fields = ["code", "name"]
     fields = ["definition", "utility", "code", "name", "effective_from"]
     readonly_fields = ["utility", "code", "name", "effective_from"]
+
+
+# An event's admin page also shows how it settled: dispatch's admin, extended from here (settlement sits above it).
+admin.site.unregister(DispatchEvent)
+
+
+@admin.register(DispatchEvent)
+class SettledDispatchEventAdmin(DispatchEventAdmin):
+    extra_detail_fields = ("settlement",)
+
+    @admin.display(description="Settlement (baseline vs actual)")
+    def settlement(self, obj):
+        """The latest settlement run's chart of the resource's baseline vs actual, with links to every version."""
+        runs = list(obj.settlement_runs.order_by("-version"))
+        if not runs:
+            return "Not settled yet."
+        links = format_html_join(
+            " · ",
+            '<a href="{}">version {} ({}, net ${})</a>',
+            (
+                (reverse("admin:settlement_settlementrun_statement", args=[r.pk]), r.version, r.kind, r.net)
+                for r in runs
+            ),
+        )
+        chart = charts.baseline_vs_actual(
+            interval_totals(run=runs[0]),
+            zone=ZoneInfo(obj.resource.market.time_zone),
+            title=f"Event {obj.pk}: baseline vs actual, settlement version {runs[0].version}",
+        )
+        return format_html("{}<br>{}", chart, links)

@@ -28,10 +28,11 @@ from zoneinfo import ZoneInfo
 from django.db import connection
 
 from aggregator.core.errors import DomainError, Problem
-from aggregator.reference import tariffs
 from aggregator.reference.holidays import holidays_between
 from aggregator.reference.models import MeterKind
+from aggregator.reference.selectors import tariff_in_effect
 from aggregator.reference.tariffs import TariffSpec, day_info
+from enrollment.models import Device
 from settlement.money import cents
 
 ZERO = Decimal(0)
@@ -90,7 +91,7 @@ def month_window(year: int, month: int, zone: ZoneInfo) -> tuple[datetime, datet
 
 
 def tariff_for(site, first_day: date) -> TariffSpec:
-    spec = tariffs.in_effect(utility=site.utility, code=site.retail_tariff, day=first_day)
+    spec = tariff_in_effect(utility=site.utility, code=site.retail_tariff, day=first_day)
     if spec is None:
         raise BillRefused(
             Problem(
@@ -106,7 +107,6 @@ def tariff_for(site, first_day: date) -> TariffSpec:
 def load(site, year: int, month: int) -> Intervals:
     """The site meter's intervals of the month, with the battery's and solar's metered kWh summed into each
     (a device meter read more often than the site's adds its readings inside the site interval)."""
-    from enrollment.models import Device
 
     zone = ZoneInfo(site.time_zone)
     start, end = month_window(year, month, zone)

@@ -7,6 +7,8 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
+from settlement import baselines
+
 
 class MeterDataImport(models.Model):
     """An operator's upload of a utility meter-data file, imported by a Celery task."""
@@ -83,8 +85,6 @@ class SettlementTerms(models.Model):
 
     def clean(self):
         from django.core.exceptions import ValidationError
-
-        from settlement import baselines
 
         try:
             method = baselines.get_method(self.baseline_method)

@@ -3,6 +3,7 @@ from datetime import datetime
 from django.db import connection
 
 from aggregator.reference.models import Quality
+from settlement.models import CustomerPayout, SettlementRun, SiteSettlement
 
 QUALITY_NAMES = {q.value: q.label for q in Quality}
 
@@ -67,7 +68,6 @@ STATEMENT_HEADER = [
 
 def statement_rows(*, run) -> tuple[list[str], list[list]]:
     """A run's evidence, one row per site and interval (UTC ISO times), traceable to the baseline days."""
-    from settlement.models import SiteSettlement
 
     rows = []
     for site in SiteSettlement.objects.filter(run=run).order_by("site_id", "device_id"):
@@ -202,7 +202,6 @@ CUSTOMER_INTERVAL_HEADER = [
 
 def period_runs(*, first, last, resource_id: int | None = None, customer_id: int | None = None):
     """Each event's latest settlement run, for events whose start falls on a day (market time) in [first, last]."""
-    from settlement.models import SettlementRun
 
     sql = _PERIOD_RUNS.format(
         resource="e.resource_id = %(resource)s AND" if resource_id is not None else "",
@@ -219,7 +218,6 @@ def period_runs(*, first, last, resource_id: int | None = None, customer_id: int
 
 
 def _initial_net(runs) -> dict[int, object]:
-    from settlement.models import SettlementRun
 
     return dict(
         SettlementRun.objects.filter(event_id__in=[r.event_id for r in runs], version=1).values_list("event_id", "net")
@@ -244,8 +242,6 @@ def _event_cells(run) -> list:
 def resource_statement(*, resource, first, last) -> tuple[list[str], list[list], dict]:
     """A resource's settled events in a period, one line each (latest version), and the period's totals."""
     from django.db.models import Sum
-
-    from settlement.models import CustomerPayout
 
     runs = period_runs(first=first, last=last, resource_id=resource.pk)
     initial = _initial_net(runs)
@@ -293,8 +289,6 @@ def customer_statement(*, customer, first, last) -> tuple[list[str], list[list],
     """A customer's payouts in a period, one line per settled event (latest version), and the period's totals."""
     from django.db.models import Count
 
-    from settlement.models import CustomerPayout, SiteSettlement
-
     runs = period_runs(first=first, last=last, customer_id=customer.pk)
     payouts = {p.run_id: p for p in CustomerPayout.objects.filter(run__in=runs, customer=customer)}
     initial = dict(
@@ -329,7 +323,6 @@ def customer_statement(*, customer, first, last) -> tuple[list[str], list[list],
 
 def customer_intervals(*, customer, first, last) -> tuple[list[str], list[list]]:
     """The evidence behind a customer's statement: each of its sites' intervals in each run, with the baseline days."""
-    from settlement.models import SiteSettlement
 
     runs = period_runs(first=first, last=last, customer_id=customer.pk)
     version = {r.pk: (r.event_id, r.version) for r in runs}

@@ -22,7 +22,8 @@ from django.utils import timezone
 
 from aggregator.core.errors import DomainError, Problem
 from aggregator.reference.models import MeterKind
-from dispatch.models import DispatchEvent
+from dispatch.models import Allocation, DispatchEvent
+from enrollment.models import SiteOutage
 from settlement import baselines, payments
 from settlement.models import CustomerPayout, SettlementRun, SettlementTerms, SiteSettlement
 from settlement.money import cents
@@ -142,7 +143,6 @@ def _other_event_days(event: DispatchEvent, zone: ZoneInfo) -> frozenset:
 
 def _outages(site_ids: set[int], start, end) -> dict[int, list[tuple]]:
     """Site -> its grid outage periods overlapping [start, end) (an open one runs to `end`)."""
-    from enrollment.models import SiteOutage
 
     out: dict[int, list[tuple]] = defaultdict(list)
     for site_id, a, b in (
@@ -170,7 +170,6 @@ def _in_outage(periods, start, end) -> bool:
 
 def _excused_kwh(event: DispatchEvent, intervals, outages: dict[int, list[tuple]]) -> Decimal:
     """The allocated kWh of devices at sites in an outage, over the event intervals the outage overlaps."""
-    from dispatch.models import Allocation
 
     excused = Decimal(0)
     for kw, site_id in Allocation.objects.filter(event=event, device__site_id__in=list(outages)).values_list(

@@ -2,6 +2,10 @@ from celery import shared_task
 from django.utils import timezone
 
 from aggregator.reference import partitions
+from dispatch.models import DispatchEvent
+from settlement import services
+from settlement.meter_import import import_meter_data as run
+from settlement.models import MeterDataImport
 
 
 @shared_task(acks_late=True)
@@ -13,9 +17,6 @@ def create_reading_partitions_ahead() -> list[str]:
 def import_meter_data(import_id: int) -> str:
     """Run an uploaded meter-data import; progress goes to the cache, the report to the row."""
     from django.core.cache import cache
-
-    from settlement.meter_import import import_meter_data as run
-    from settlement.models import MeterDataImport
 
     job = MeterDataImport.objects.get(pk=import_id)
     if job.state not in (MeterDataImport.State.QUEUED, MeterDataImport.State.RUNNING):
@@ -46,7 +47,6 @@ def import_meter_data(import_id: int) -> str:
 @shared_task
 def settle_due() -> dict:
     """Initial runs after the meter-data deadline; resettlements when late or corrected data changed the inputs."""
-    from settlement import services
 
     initial, changed = services.due(now=timezone.now())
     for event_id in initial + changed:
@@ -56,7 +56,5 @@ def settle_due() -> dict:
 
 @shared_task(acks_late=True)
 def settle_event(event_id: int) -> int:
-    from dispatch.models import DispatchEvent
-    from settlement import services
 
     return services.settle_event(event=DispatchEvent.objects.get(pk=event_id), by="settlement job").version

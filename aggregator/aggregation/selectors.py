@@ -1,5 +1,6 @@
 """Reads for aggregation: fleets as arrays for the capability model, set-based."""
 
+from collections.abc import Callable
 from datetime import datetime
 
 import numpy as np
@@ -72,70 +73,26 @@ def members_on(*, resource: VirtualResource, at: datetime):
     return ResourceMembership.objects.filter(resource=resource, joined_at__lte=at).exclude(left_at__lte=at)
 
 
-def _without_opted_out(fleet, *, now, instants, event_hours: float, now_kw: np.ndarray, forecast: np.ndarray) -> None:
-    """Devices out of events for a while (the customer's override, a storm watch) count nothing over an event that
-    would overlap it: zeroed in place, now and at each forecast hour."""
-    from datetime import timedelta
-
-    from dispatch.models import DeviceOptOut
-
-    if not len(fleet):
-        return
-    span = timedelta(hours=event_hours)
-    horizon = (instants[-1] if instants else now) + span
-    windows = DeviceOptOut.objects.filter(device_id__in=fleet.device_id.tolist(), end__gt=now, start__lt=horizon)
-    for device_id, start, end in windows.values_list("device_id", "start", "end"):
-        i = int(np.searchsorted(fleet.device_id, device_id))
-        if start < now + span and end > now:
-            now_kw[i] = 0.0
-        for k, at in enumerate(instants):
-            if start < at + span and end > at:
-                forecast[i, k] = 0.0
+# Limits that layers above aggregation set on capability (dispatch: battery plans, opt-outs). Each is called
+# as limit(fleet, now=, instants=, event_hours=, now_kw=, forecast=) and lowers now_kw (devices) and forecast
+# (devices x instants) in place. Registered from the owning app's ready(), in the order they apply.
+CapabilityLimit = Callable[..., None]
+_LIMITS: list[CapabilityLimit] = []
 
 
-def limit_by_plans(fleet, *, instants, event_hours: float, out: np.ndarray) -> None:
-    """A battery with a standing plan (dispatch.schedules) offers at an instant only the energy its plan does not need:
-    its planned energy then, less its reserve and what the plan still discharges for the site after the event, over
-    the event's hours. `out` (devices x instants, kW) is lowered in place; instants outside any plan keep theirs."""
-    from datetime import timedelta
-
-    from dispatch.models import DeviceSchedule
-
-    batteries = fleet.device_id[fleet.type_code == capability.TYPE_CODE["battery"]]
-    if not len(batteries) or not instants:
-        return
-    plans = DeviceSchedule.objects.filter(
-        device_id__in=batteries.tolist(), start__lte=max(instants), start__gt=min(instants) - timedelta(hours=26)
-    ).values_list("device_id", "start", "step_seconds", "kw", "energy_kwh", "reserve_kwh")
-    epochs = np.array([at.timestamp() for at in instants])
-    for device_id, start, step, kw, energy, reserve in plans:
-        i = int(np.searchsorted(fleet.device_id, device_id))
-        kw, energy = np.asarray(kw), np.asarray(energy)
-        n = np.floor((epochs - start.timestamp()) / step).astype(int)
-        inside = (n >= 0) & (n < len(kw))
-        if not inside.any():
-            continue
-        rte = fleet.round_trip_efficiency_pct[i]
-        eff = float(np.sqrt((rte if not np.isnan(rte) else 90.0) / 100.0))
-        discharge = np.clip(kw, 0, None) * step / 3600 / eff
-        later = np.concatenate([np.cumsum(discharge[::-1])[::-1], [0.0]])  # kWh the plan discharges from interval j on
-        after = np.minimum(n + int(np.ceil(event_hours * 3600 / step)), len(kw))
-        k = np.flatnonzero(inside)
-        usable = energy[np.maximum(n[k] - 1, 0)] - reserve - later[after[k]]
-        out[i, k] = np.minimum(out[i, k], np.clip(usable, 0, None) * eff / event_hours)
+def register_capability_limit(limit: CapabilityLimit) -> None:
+    if limit not in _LIMITS:
+        _LIMITS.append(limit)
 
 
 def capability_of(*, resource_ids: list[int], now: datetime, hours: int, event_hours: float) -> dict[int, dict]:
     """Per resource: kW now, kW by hour for `hours` hours, and members; one query for all."""
     fleet, owner = member_fleet(resource_ids=resource_ids)
     instants = capability.hour_starts(now, hours)
-    now_kw = capability.available_kw(fleet, now=now, instants=[now], event_hours=event_hours)[:, 0]
+    now_kw = capability.available_kw(fleet, now=now, instants=[now], event_hours=event_hours)[:, 0].copy()
     forecast = capability.available_kw(fleet, now=now, instants=instants, event_hours=event_hours)
-    current = now_kw[:, None].copy()
-    limit_by_plans(fleet, instants=[now], event_hours=event_hours, out=current)
-    now_kw = current[:, 0]
-    limit_by_plans(fleet, instants=instants, event_hours=event_hours, out=forecast)
-    _without_opted_out(fleet, now=now, instants=instants, event_hours=event_hours, now_kw=now_kw, forecast=forecast)
+    for limit in _LIMITS:
+        limit(fleet, now=now, instants=instants, event_hours=event_hours, now_kw=now_kw, forecast=forecast)
     result = {}
     index = {rid: i for i, rid in enumerate(resource_ids)}
     slot = np.array([index[r] for r in owner], dtype=np.int64) if len(owner) else np.zeros(0, dtype=np.int64)

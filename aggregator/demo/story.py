@@ -21,13 +21,19 @@ from django.conf import settings
 from django.db import transaction
 
 from aggregator.aggregation.models import VirtualResource
-from aggregator.demo.fleet import LAYOUTS
+from aggregator.aggregation.selectors import capability_of
 from aggregator.demo.simulator import behaviour
+from aggregator.reference import readings
 from aggregator.reference.models import Program
+from aggregator.reference.prices import import_prices
+from dispatch import services as dispatch
+from dispatch.models import DeviceCommand
+from enrollment import services
 from enrollment.models import Device, Site
+from settlement import services as settlement
+from settlement.models import SettlementTerms
 
 HISTORY_DAYS = 45
-COMMERCIAL_TYPES = frozenset({"generator", "load_block"})
 TERMS = {  # program code -> settlement terms of the demo programs
     "pjm-capacity-dr": {
         "baseline_method": "pjm-high-4-of-5",
@@ -50,25 +56,9 @@ def tokens_file() -> Path:
     return settings.VPP_DATA_DIR / "demo-device-tokens.json"
 
 
-def model_for(
-    *, device_id: int, device_type: str, rated_kw, energy_kwh, backup_reserve_pct, time_zone: str, market: str
-) -> behaviour.DeviceModel:
-    """The simulator's model of a device, from what the device API tells a device about itself."""
-    return behaviour.DeviceModel(
-        device_id=device_id,
-        device_type=device_type,
-        rated_kw=float(rated_kw),
-        energy_kwh=float(energy_kwh) if energy_kwh is not None else None,
-        backup_reserve_pct=float(backup_reserve_pct) if backup_reserve_pct is not None else None,
-        time_zone=time_zone,
-        latitude=LAYOUTS[market].latitude if market in LAYOUTS else 40.0,
-        seed=device_id,
-    )
-
-
 def models_for(devices) -> dict[int, behaviour.DeviceModel]:
     return {
-        d.pk: model_for(
+        d.pk: behaviour.model_for(
             device_id=d.pk,
             device_type=d.device_type,
             rated_kw=d.rated_kw,
@@ -83,7 +73,6 @@ def models_for(devices) -> dict[int, behaviour.DeviceModel]:
 
 def issue_tokens(devices, *, by) -> Path:
     """A token per device, kept where only this checkout's user can read it; the platform keeps only digests."""
-    from enrollment import services
 
     path = tokens_file()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +83,6 @@ def issue_tokens(devices, *, by) -> Path:
 
 
 def _largest(program: Program) -> VirtualResource | None:
-    from aggregator.aggregation.selectors import capability_of
 
     resources = list(VirtualResource.objects.filter(program=program, state__in=["submitted", "registered", "active"]))
     if not resources:
@@ -105,7 +93,6 @@ def _largest(program: Program) -> VirtualResource | None:
 
 def _target(resource: VirtualResource, share: float) -> Decimal:
     """A share of what the resource can do now: enough that the allocation spreads over many devices."""
-    from aggregator.aggregation.selectors import capability_of
 
     kw = capability_of(resource_ids=[resource.pk], now=datetime.now(UTC), hours=1, event_hours=2)[resource.pk]["now_kw"]
     return Decimal(max(10, int(kw * share)))
@@ -117,8 +104,6 @@ def _local(day, hour: int, zone: ZoneInfo) -> datetime:
 
 def run_past_event(resource: VirtualResource, *, by, now: datetime) -> tuple:
     """An event three days ago, 14:00-16:00 market time, run through the services at its own times."""
-    from dispatch import services as dispatch
-    from dispatch.models import DeviceCommand
 
     zone = ZoneInfo(resource.market.time_zone)
     day = (now.astimezone(zone) - timedelta(days=3)).date()
@@ -174,7 +159,6 @@ def run_past_event(resource: VirtualResource, *, by, now: datetime) -> tuple:
 
 def write_history(sites: list[Site], *, now: datetime, delivered: dict) -> int:
     """Hourly site-meter readings for the last 45 days, with the past event's reductions in them."""
-    from aggregator.reference import readings
 
     end = now.replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(days=HISTORY_DAYS)
@@ -186,7 +170,7 @@ def write_history(sites: list[Site], *, now: datetime, delivered: dict) -> int:
         devices = by_site.get(site.pk, [])
         history = behaviour.history_kwh(
             site_seed=site.pk,
-            commercial=any(d.device_type in COMMERCIAL_TYPES for d in devices),
+            commercial=any(d.device_type in behaviour.COMMERCIAL_TYPES for d in devices),
             devices=list(models_for(devices).values()),
             time_zone=site.time_zone,
             start=start,
@@ -212,7 +196,6 @@ def write_history(sites: list[Site], *, now: datetime, delivered: dict) -> int:
 
 def _prices(event) -> None:
     """The event's hours priced at every node of its sites (a plausible afternoon LMP)."""
-    from aggregator.reference.prices import import_prices
 
     nodes = sorted(
         set(Site.objects.filter(devices__memberships__resource=event.resource).values_list("pricing_node", flat=True))
@@ -226,9 +209,6 @@ def _prices(event) -> None:
 
 def seed(*, programs: list[Program], by, now: datetime | None = None) -> dict:
     """The story after the fleet import; returns what it made."""
-    from dispatch import services as dispatch
-    from settlement import services as settlement
-    from settlement.models import SettlementTerms
 
     now = now or datetime.now(UTC)
     devices = list(

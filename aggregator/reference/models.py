@@ -21,6 +21,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from aggregator.reference import tariffs
+
 
 def validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
@@ -242,14 +244,11 @@ class Tariff(models.Model):
         return f"{self.utility}/{self.code} from {self.effective_from}"
 
     def spec(self):
-        from aggregator.reference import tariffs
 
         return tariffs.parse(self.definition)
 
     def clean(self):
         from django.core.exceptions import ValidationError
-
-        from aggregator.reference import tariffs
 
         try:
             spec = tariffs.parse(self.definition)

@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from django.db import connection, transaction
 from django.utils import timezone
 
-from aggregator.reference.models import Market
+from aggregator.reference.models import EnergyPrice, Market
 
 INTERVALS = (5, 15, 60)
 
@@ -130,7 +130,6 @@ def import_prices(*, market: Market, source: bytes) -> PriceImport:
 
 def prices_at(*, market: Market, node: str, start: datetime, end: datetime) -> dict[datetime, Decimal]:
     """Interval start -> $/MWh at `node` over [start, end)."""
-    from aggregator.reference.models import EnergyPrice
 
     return dict(
         EnergyPrice.objects.filter(market=market, node=node, start__gte=start, start__lt=end)

@@ -9,11 +9,14 @@ open to unauthenticated probes.
 import time
 
 import redis
+from celery import current_app
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from aggregator.web.tasks import ping
 
 
 def _timed(check):
@@ -44,18 +47,14 @@ def _redis():
 
 
 def _workers():
-    from aggregator.celery import app
-
     # limit=1: answer as soon as one worker replies instead of waiting out the timeout.
-    replies = app.control.ping(timeout=1.0, limit=1)
+    replies = current_app.control.ping(timeout=1.0, limit=1)
     if not replies:
         raise RuntimeError("no Celery worker answered within 1 s")
     return {"answered": [name for reply in replies for name in reply]}
 
 
 def _task_round_trip():
-    from aggregator.web.tasks import ping
-
     result = ping.apply_async(expires=30)
     if result.get(timeout=15) != "pong":
         raise RuntimeError("unexpected task result")

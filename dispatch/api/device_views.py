@@ -16,7 +16,7 @@ from aggregator.core.api.fields import AwareDateTimeField
 from aggregator.core.api.parsers import ORJSONParser
 from dispatch import push, services
 from dispatch.api import poll
-from dispatch.models import DeviceCommand, PushEndpoint
+from dispatch.models import DeviceCommand, DeviceSchedule, PushEndpoint
 
 
 def _own_command(request, command_id) -> DeviceCommand:
@@ -255,8 +255,6 @@ class ScheduleView(DeviceAPIMixin, APIView):
     )
     def get(self, request):
         from datetime import timedelta
-
-        from dispatch.models import DeviceSchedule
 
         now = timezone.now()
         devices = request.user.devices()

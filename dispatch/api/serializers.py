@@ -10,6 +10,7 @@ from dispatch.models import (
     EventTransition,
     StormWatch,
 )
+from dispatch.selectors import target_vs_delivered
 
 
 class IntervalInputSerializer(serializers.Serializer):
@@ -122,7 +123,6 @@ class DispatchEventDetailSerializer(DispatchEventSerializer):
         read_only_fields = fields
 
     def get_performance(self, event) -> list[dict]:
-        from dispatch.selectors import target_vs_delivered
 
         return PerformanceSerializer(target_vs_delivered(event=event), many=True).data
 

@@ -26,7 +26,8 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.permissions import BasePermission
 
 from aggregator.core.access import tokens
-from dispatch.openadr.models import AccessToken, Client
+from aggregator.core.errors import DomainError, Problem
+from dispatch.openadr.models import AccessToken, Client, Ven
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,6 @@ class Principal:
     @cached_property
     def ven(self):
         """The VEN this client acts as (looked up once per request)."""
-        from dispatch.openadr.models import Ven
 
         return Ven.objects.filter(client=self.client).first()
 
@@ -154,8 +154,6 @@ def issue_client(*, client_id: str, role: str, site=None, by=None, label: str = 
     from django.core.exceptions import ValidationError
     from django.core.validators import validate_slug
     from django.db import IntegrityError, transaction
-
-    from aggregator.core.errors import DomainError, Problem
 
     problems = []
     try:

@@ -29,11 +29,14 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from aggregator.core.errors import DomainError, Problem
+from aggregator.reference import readings as meter
+from dispatch import services as dispatch
 from dispatch.models import DeviceCommand, DispatchEvent
 from dispatch.openadr import notify
 from dispatch.openadr import representation as rep
 from dispatch.openadr.models import Event, Program, Report, Resource, Ven
 from dispatch.openadr.schema import Invalid, format_datetime, format_duration, parse_duration
+from enrollment import services as enrollment
 from enrollment.models import Device
 
 USAGE_REPORT = {
@@ -220,9 +223,6 @@ def _number(values: list, path: str, problems: list[Problem]) -> float | None:
 
 def ingest_report(report: Report) -> None:
     """Map a report's intervals onto the platform's readings, delivery reports and device status (see above)."""
-    from aggregator.reference import readings as meter
-    from dispatch import services as dispatch
-    from enrollment import services as enrollment
 
     if report.ven is None:
         return

@@ -15,9 +15,10 @@ from django.db.models import Q
 
 from aggregator.core.errors import Problem
 from dispatch import push
+from dispatch.openadr import jobs, schema
 from dispatch.openadr import representation as rep
-from dispatch.openadr import schema
 from dispatch.openadr.models import Client, Event, Program, Report, Resource, Subscription, Ven
+from dispatch.openadr.selectors import visible_events
 
 RETRY_DELAYS = push.RETRY_DELAYS
 
@@ -52,8 +53,6 @@ def _readable_by(client: Client, object_type: str, obj) -> bool:
     if client.role == Client.Role.BUSINESS_LOGIC or object_type == "PROGRAM":
         return True
     if object_type == "EVENT":
-        from dispatch.openadr.selectors import visible_events
-
         return visible_events(client, Event.live.filter(pk=obj.pk)).exists()
     if object_type in ("REPORT", "SUBSCRIPTION"):
         return obj.client_id == client.pk
@@ -108,11 +107,9 @@ def _recipients(
 
 
 def _queue(object_type: str, operation: str, body: dict, recipients, targets) -> None:
-    from dispatch.openadr import tasks
-
     text = json.dumps({"objectType": object_type, "operation": operation, "object": body, "targets": targets})
     for url, token in dict.fromkeys(recipients):
-        tasks.deliver_notification.delay(url, token, text, 0)
+        jobs.deliver_notification(url, token, text)
 
 
 def changed(object_type: str, operation: str, obj) -> None:

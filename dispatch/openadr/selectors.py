@@ -3,7 +3,7 @@
 from django.db.models import Q
 
 from dispatch.openadr import schema
-from dispatch.openadr.models import Client, Event, Ven
+from dispatch.openadr.models import Client, Event, Resource, Ven
 
 
 def ven_keys(ven: Ven) -> list[str]:
@@ -36,3 +36,8 @@ def event_readers(event: Event) -> set[int] | None:
         for ven in Ven.objects.filter(client__isnull=False).prefetch_related("resources")
         if keys & set(ven_keys(ven))
     }
+
+
+def serves_devices(device_ids: list[int]) -> bool:
+    """Whether any of these devices is a VEN's resource (the OpenADR delivery channel serves it)."""
+    return Resource.objects.filter(device_id__in=device_ids).exists()

@@ -19,6 +19,7 @@ from dispatch.models import DispatchEvent
 from enrollment.models import Customer
 from settlement import selectors, services
 from settlement.models import CustomerPayout, SettlementRun
+from settlement.tasks import settle_event
 
 MAX_PERIOD = timedelta(days=366)
 
@@ -113,7 +114,6 @@ class SettlementRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         if event is None:
             raise ValidationError({"event": ["No such event."]}, code="does_not_exist")
         services.check_settleable(event, now=timezone.now())
-        from settlement.tasks import settle_event
 
         transaction.on_commit(lambda: settle_event.delay(event.pk))
         return Response(

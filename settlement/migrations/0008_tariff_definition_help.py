@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('settlement', '0007_settlementrun_excused_kwh_and_more'),
+        ("settlement", "0007_settlementrun_excused_kwh_and_more"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='tariff',
-            name='definition',
-            field=models.JSONField(help_text='The whole tariff, as loaded (aggregator.reference.tariffs).'),
+            model_name="tariff",
+            name="definition",
+            field=models.JSONField(help_text="The whole tariff, as loaded (aggregator.reference.tariffs)."),
         ),
     ]

@@ -18,6 +18,7 @@ import time
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from aggregator.reference import services as reference_services
 from tests.bench import web_server
 
 TARGET_MS = 100.0
@@ -81,10 +82,9 @@ def _seed():
     from aggregator.core.access import tokens
     from aggregator.core.access.models import OperatorToken
     from aggregator.core.access.roles import ensure_role_groups, grant
-    from aggregator.reference import tariffs
     from tests.factories import DeviceFactory, SiteFactory
 
-    tariffs.save([TARIFF])
+    reference_services.save_tariffs([TARIFF])
     site = SiteFactory(utility="BENCHCO", retail_tariff="TOU-D", time_zone="America/New_York")
     battery = DeviceFactory(site=site, device_type="battery")
     solar = DeviceFactory(site=site, device_type="solar_pv", charge_kw=None, energy_kwh=None, backup_reserve_pct=None)

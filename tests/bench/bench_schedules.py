@@ -20,6 +20,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from aggregator.reference import services as reference_services
+
 TARGET_SECONDS = 60.0
 BATTERIES = int(os.environ.get("BENCH_SCHEDULE_BATTERIES", "10000"))
 HISTORY_DAYS = 14
@@ -45,10 +47,10 @@ TARIFF = {
 def _seed(now: datetime) -> None:
     from django.db import connection
 
-    from aggregator.reference import partitions, tariffs
+    from aggregator.reference import partitions
     from tests.factories import market
 
-    tariffs.save([TARIFF])
+    reference_services.save_tariffs([TARIFF])
     pjm = market("PJM")
     first = (now - timedelta(days=HISTORY_DAYS + 1)).replace(minute=0, second=0, microsecond=0)
     partitions.ensure(first=first, last=now + timedelta(days=2))

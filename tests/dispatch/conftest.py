@@ -55,3 +55,8 @@ def commands_of(event):
 def queued(callbacks) -> list:
     """The on-commit callbacks that queue work (tasks, messages), leaving out the poll cache's marks."""
     return [c for c in callbacks if c.__module__ != "dispatch.poll_cache"]
+
+
+def task_of(callback) -> str | None:
+    """The Celery task an on-commit callback queues (dispatch.jobs.Job names it), else None."""
+    return getattr(callback, "task", None)

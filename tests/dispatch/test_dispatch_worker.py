@@ -297,7 +297,7 @@ def test_a_worker_killed_mid_fan_out_loses_no_command_and_duplicates_none(
         over_commit_pct=0,
     )
     # Allocate here, with one device per chunk so that the fan-out is many tasks.
-    monkeypatch.setattr(services, "FAN_OUT_CHUNK", 1)
+    monkeypatch.setattr(services.rounds, "FAN_OUT_CHUNK", 1)
     chunks = services.advance(event_id=event.pk)
     wanted = needing_command(event)
     assert len(wanted) == n and needing_kw(event) == wanted
@@ -473,7 +473,7 @@ def test_a_cancel_while_a_fan_out_chunk_is_in_flight_leaves_no_device_a_live_dis
         by="tester",
         over_commit_pct=0,
     )
-    monkeypatch.setattr(services, "FAN_OUT_CHUNK", 1)
+    monkeypatch.setattr(services.rounds, "FAN_OUT_CHUNK", 1)
     chunks = services.advance(event_id=event.pk)
     assert len(chunks) == 3
     _purge(dispatch_queue)  # the worker runs only the chunk sent below

@@ -3,6 +3,7 @@ capability, and leaves an event it is serving when it islands."""
 
 from datetime import UTC, datetime, timedelta
 
+from aggregator.reference import services as reference_services
 from dispatch import services
 from dispatch.models import DeviceCommand, DeviceOptOut
 from tests.dispatch.conftest import online, queued
@@ -138,14 +139,13 @@ def test_a_storm_watch_holds_a_batterys_plan_full_over_its_window(program):
     from decimal import Decimal
     from zoneinfo import ZoneInfo
 
-    from aggregator.reference import tariffs
     from dispatch import resilience, schedules
     from dispatch.models import DeviceSchedule
     from enrollment.models import DeviceStatus
     from tests.dispatch.test_schedules import TARIFF, history
     from tests.factories import DeviceFactory, market
 
-    tariffs.save([TARIFF])
+    reference_services.save_tariffs([TARIFF])
     battery = DeviceFactory(
         device_type="battery",
         rated_kw=Decimal("5"),

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from aggregator.reference import readings as meter
-from aggregator.reference import tariffs
+from aggregator.reference import services as reference_services
 from dispatch import schedules, services
 from dispatch.models import DeviceSchedule
 from enrollment.models import DeviceStatus
@@ -52,7 +52,7 @@ def history(site, now: datetime, days: int = 14):
 
 @pytest.fixture
 def battery(program):
-    tariffs.save([TARIFF])
+    reference_services.save_tariffs([TARIFF])
     device = active_device(
         program,
         device_type="battery",
@@ -258,7 +258,7 @@ def test_capability_leaves_a_battery_the_energy_its_own_plan_needs(program, make
 def test_an_ev_chargers_plan_charges_overnight_what_last_nights_plan_left(program):
     from aggregator.web.portal.services import set_charging_need
 
-    tariffs.save([TARIFF])
+    reference_services.save_tariffs([TARIFF])
     charger = DeviceFactory(
         device_type="ev_charger", rated_kw=Decimal("7.2"), charge_kw=None, energy_kwh=None, backup_reserve_pct=None
     )

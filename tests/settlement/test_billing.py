@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from aggregator.reference import readings as meter
+from aggregator.reference import services as reference_services
 from aggregator.reference import tariffs
 from aggregator.reference.models import Tariff
 from tests.factories import DeviceFactory, SiteFactory
@@ -66,7 +67,7 @@ def store(rows, *, sites=None, devices=None):
 
 @pytest.fixture
 def site(db):
-    tariffs.save([TARIFF])
+    reference_services.save_tariffs([TARIFF])
     site = SiteFactory(utility="TESTCO", retail_tariff="TOU-1", time_zone="America/New_York")
     battery = DeviceFactory(site=site, device_type="battery")
     solar = DeviceFactory(site=site, device_type="solar_pv", charge_kw=None, energy_kwh=None, backup_reserve_pct=None)
@@ -144,7 +145,7 @@ def test_no_tariff_or_a_bad_month_is_a_clear_error(site, api_as):
 
 
 def test_a_new_version_applies_from_its_first_month(site, api_as):
-    tariffs.save(
+    reference_services.save_tariffs(
         [{**TARIFF, "effective_from": "2025-11-01", "fixed": [{"name": "customer charge", "per_month": "15.00"}]}]
     )
     bill = api_as("analyst").get(f"/api/v1/sites/{site.pk}/bill/", {"month": "2025-11"}).json()
@@ -155,7 +156,9 @@ def test_a_new_version_applies_from_its_first_month(site, api_as):
 def test_tariff_files_are_checked_whole_and_load_as_json_or_csv(tmp_path):
     uncovered = {**TARIFF, "energy": [TARIFF["energy"][0]]}
     with pytest.raises(tariffs.TariffInvalid) as refused:
-        tariffs.save([TARIFF, uncovered, {**TARIFF, "code": "X", "energy": [{"name": "e", "price_per_kwh": "cheap"}]}])
+        reference_services.save_tariffs(
+            [TARIFF, uncovered, {**TARIFF, "code": "X", "energy": [{"name": "e", "price_per_kwh": "cheap"}]}]
+        )
     fields = [p.field for p in refused.value.problems]
     assert fields == ["tariffs[1].energy", "tariffs[2].energy[0].price_per_kwh"]
     assert not Tariff.objects.exists()

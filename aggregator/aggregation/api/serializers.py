@@ -1,6 +1,8 @@
 from rest_framework import serializers
 
+from aggregator.aggregation import services
 from aggregator.aggregation.models import ScopeKind
+from aggregator.core import state_machine
 from aggregator.reference.models import Market, Program
 
 
@@ -75,8 +77,6 @@ class VirtualResourceSerializer(serializers.ModelSerializer):
         validators = []  # services.create_resource checks names, scope and market rules together
 
     def get_allowed_actions(self, obj) -> list[str]:
-        from aggregator.aggregation import services
-        from aggregator.core import state_machine
 
         return state_machine.allowed_actions(services.TRANSITIONS, obj.state)
 

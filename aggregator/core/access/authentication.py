@@ -2,6 +2,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from aggregator.core.access import tokens
+from aggregator.core.access.models import OperatorToken
 
 
 def bearer_token(request) -> str | None:
@@ -41,7 +42,6 @@ class OperatorTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 "Device and gateway tokens are accepted on /api/device/v1/ only.", code="wrong_token_kind"
             )
-        from aggregator.core.access.models import OperatorToken
 
         row = resolve(OperatorToken.objects.select_related("user"), plaintext, key_id)
         if not row.user.is_active:

@@ -123,8 +123,6 @@ class Fleet:
     # --- start-up: each device asks the API who it is ---------------------------------
 
     def discover(self) -> int:
-        from aggregator.demo.story import COMMERCIAL_TYPES, model_for
-
         def who(token):
             status, body = self.api.request("GET", "/api/device/v1/devices/", token)
             return token, status, body
@@ -136,7 +134,7 @@ class Fleet:
                 log.warning("a token was refused (%s); skipping it", status)
                 continue
             for info in body.get("results", body) if isinstance(body, dict) else body:
-                model = model_for(
+                model = behaviour.model_for(
                     device_id=info["id"],
                     device_type=info["device_type"],
                     rated_kw=info["rated_kw"],
@@ -150,7 +148,7 @@ class Fleet:
                     device_id=info["id"],
                     site_id=info["site"]["id"],
                     model=model,
-                    commercial=info["device_type"] in COMMERCIAL_TYPES,
+                    commercial=info["device_type"] in behaviour.COMMERCIAL_TYPES,
                 )
                 spread = (device.device_id % 60) / 60  # stagger the fleet's requests over the minute
                 device.next_heartbeat = spread * HEARTBEAT_SECONDS

@@ -20,10 +20,18 @@ from django.urls import reverse
 from django.utils import timezone
 
 from aggregator.aggregation.models import VirtualResource
-from aggregator.celery import live_workers
+from aggregator.aggregation.selectors import capability_of
 from aggregator.core.access.roles import WRITE_ROLES, roles_of
 from aggregator.core.charts import step_chart
 from aggregator.core.errors import DomainError
+from aggregator.core.redis_client import client
+from aggregator.core.workers import live_workers
+from aggregator.reference.models import Market
+from aggregator.web import health as probes
+from dispatch import resilience, selectors, services
+from dispatch.models import DispatchEvent, StormWatch
+from settlement import pages
+from settlement.models import SettlementRun
 
 CAPABILITY_SERIES = [("kw", "Available kW", "#1f6feb", "")]
 EVENT_SERIES = [
@@ -81,7 +89,6 @@ def fleet(request):
 
 @operator_page()
 def resources(request):
-    from aggregator.aggregation.selectors import capability_of
 
     items = list(
         VirtualResource.objects.select_related("market", "program")
@@ -97,7 +104,6 @@ def resources(request):
 
 @operator_page()
 def resource(request, pk: int):
-    from aggregator.aggregation.selectors import capability_of
 
     item = VirtualResource.objects.select_related("market", "program").filter(pk=pk).first()
     if item is None:
@@ -161,8 +167,6 @@ def _event_form(request) -> tuple[dict, list]:
 
 @operator_page(write=True)
 def events(request):
-    from dispatch import services
-    from dispatch.models import DispatchEvent
 
     form, problems = {}, []
     if request.method == "POST":
@@ -203,8 +207,6 @@ def events(request):
 
 @operator_page(write=True)
 def event(request, pk: int):
-    from dispatch import selectors, services
-    from dispatch.models import DispatchEvent
 
     item = DispatchEvent.objects.select_related("resource__market").filter(pk=pk).first()
     if item is None:
@@ -275,7 +277,6 @@ def _event_context(item, selectors) -> dict:
 
 @operator_page()
 def settlement(request):
-    from settlement.models import SettlementRun
 
     runs = SettlementRun.objects.select_related("event__resource").order_by("-created_at")[:50]
     return render(
@@ -294,8 +295,6 @@ def settlement(request):
 @operator_page()
 def statement(request, pk: int):
     """A run's statement: the chart of baseline vs actual, customers and every site's intervals (and as CSV)."""
-    from settlement import pages
-    from settlement.models import SettlementRun
 
     run = SettlementRun.objects.select_related("event__resource__market").filter(pk=pk).first()
     if run is None:
@@ -308,7 +307,6 @@ def statement(request, pk: int):
 @operator_page()
 def period(request):
     """Statements for a period, per resource or per customer (and as CSV)."""
-    from settlement import pages
 
     context, download = pages.period_context(request.GET)
     if download is not None:
@@ -323,8 +321,6 @@ def period(request):
 
 @operator_page()
 def health(request):
-    from aggregator.core.redis_client import client
-    from aggregator.web import health as probes
 
     try:
         now = time.time()
@@ -364,9 +360,6 @@ def health(request):
 @operator_page(write=True)
 def storm_watches(request):
     """Storm watches: declare one for a zone or pricing nodes and a window (market time), see and cancel them."""
-    from aggregator.reference.models import Market
-    from dispatch import resilience
-    from dispatch.models import StormWatch
 
     form, problems = {}, []
     if request.method == "POST" and request.POST.get("cancel", "").isdigit():

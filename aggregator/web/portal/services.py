@@ -6,7 +6,7 @@ from django.db import transaction
 
 from aggregator.core.errors import DomainError, Problem
 from enrollment.lifecycle import OPEN
-from enrollment.models import Device, Enrollment
+from enrollment.models import Device, Enrollment, EvChargingNeed
 
 
 class ReserveRefused(DomainError):
@@ -55,7 +55,6 @@ class ChargingNeedRefused(DomainError):
 
 def set_charging_need(*, device: Device, plug_in_hour, ready_by_hour, energy_kwh):
     """The customer's nightly EV session: plugged in from one local hour, `energy_kwh` added by another next morning."""
-    from enrollment.models import EvChargingNeed
 
     if device.device_type != "ev_charger":
         raise ChargingNeedRefused(Problem("not_an_ev_charger", "Only an EV charger has charging needs.", "energy_kwh"))

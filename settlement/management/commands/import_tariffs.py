@@ -3,6 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from aggregator.reference import services as reference_services
 from aggregator.reference import tariffs
 
 
@@ -29,7 +30,7 @@ class Command(BaseCommand):
                 except json.JSONDecodeError as exc:
                     raise CommandError(f"{file} is not JSON: {exc}.") from None
                 definitions = loaded if isinstance(loaded, list) else [loaded]
-            stored = tariffs.save(definitions)
+            stored = reference_services.save_tariffs(definitions)
         except tariffs.TariffInvalid as refused:
             raise CommandError(
                 "Nothing was stored:\n" + "\n".join(f"  {p.field}: {p.message}" for p in refused.problems)

@@ -6,13 +6,22 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
+from aggregator.aggregation import services as aggregation
 from aggregator.core.access.roles import ensure_role_groups, grant
+from aggregator.core.errors import DomainError
+from aggregator.demo import story
 from aggregator.demo.fleet import fleet_csv
-from aggregator.demo.management.commands.demo_login import DEMO_USERNAME, password_file
+from aggregator.demo.management.commands.demo_login import (
+    DEMO_CUSTOMER,
+    DEMO_USERNAME,
+    customer_password_file,
+    password_file,
+)
 from aggregator.reference.models import Market, Program
 from enrollment import services
 from enrollment.fleet_import import import_fleet
-from enrollment.models import Consent, Customer, Device
+from enrollment.models import Consent, Customer, CustomerLogin, Device
+from settlement.models import SiteSettlement
 
 DEMO_PROGRAMS = (
     ("CAISO", "caiso-pdr", "CAISO Proxy Demand Resource", Program.Service.ENERGY),
@@ -43,7 +52,6 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Seeded demo fleet: {report.summary()} Enrollments: {counts}. Virtual resources: {resources}."
         )
-        from aggregator.demo import story
 
         made = story.seed(programs=programs, by=operator)
         self.stdout.write(
@@ -55,9 +63,6 @@ class Command(BaseCommand):
 
     def _customer_login(self) -> None:
         """A portal login for a demo customer with a battery, one of the settled event's if there is one."""
-        from aggregator.demo.management.commands.demo_login import DEMO_CUSTOMER, customer_password_file
-        from enrollment.models import CustomerLogin
-        from settlement.models import SiteSettlement
 
         User = get_user_model()
         if User.objects.filter(username=DEMO_CUSTOMER).exists():
@@ -81,8 +86,6 @@ class Command(BaseCommand):
 
     def _aggregate(self, programs, operator) -> list[str]:
         """One virtual resource per zone, submitted to the market where it is big enough."""
-        from aggregator.aggregation import services as aggregation
-        from aggregator.core.errors import DomainError
 
         names = []
         for program in programs:
