@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 WITH_SERVICES := $(PY) deploy/devservices.py exec --
 
-.PHONY: run test bench install manage services-up services-down check clean
+.PHONY: run test lint bench install manage services-up services-down check clean
 
 $(VENV)/.installed: pyproject.toml deploy/bootstrap.sh
 	sh deploy/bootstrap.sh $(VENV)
@@ -14,9 +14,17 @@ install: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(WITH_SERVICES) sh deploy/run-local.sh
 
-test: $(VENV)/.installed
+test: lint
 	sh deploy/install-browser.sh
 	$(WITH_SERVICES) $(PY) -m pytest $(PYTEST_ARGS)
+
+# What the test command checks before the suite: lint and format (ruff), the layers and the absence of
+# import cycles (import-linter, docs/architecture.md), and the type check of the domain cores (mypy).
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 
 bench: $(VENV)/.installed
 	$(WITH_SERVICES) $(PY) tests/bench/run.py $(BENCH_ARGS)

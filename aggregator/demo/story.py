@@ -22,7 +22,7 @@ from django.db import transaction
 
 from aggregator.aggregation.models import VirtualResource
 from aggregator.aggregation.selectors import capability_of
-from aggregator.demo.simulator import behaviour
+from aggregator.demo.simulator import behaviour, device_models
 from aggregator.reference import readings
 from aggregator.reference.models import Program
 from aggregator.reference.prices import import_prices
@@ -58,7 +58,7 @@ def tokens_file() -> Path:
 
 def models_for(devices) -> dict[int, behaviour.DeviceModel]:
     return {
-        d.pk: behaviour.model_for(
+        d.pk: device_models.model_for(
             device_id=d.pk,
             device_type=d.device_type,
             rated_kw=d.rated_kw,
@@ -170,7 +170,7 @@ def write_history(sites: list[Site], *, now: datetime, delivered: dict) -> int:
         devices = by_site.get(site.pk, [])
         history = behaviour.history_kwh(
             site_seed=site.pk,
-            commercial=any(d.device_type in behaviour.COMMERCIAL_TYPES for d in devices),
+            commercial=any(d.device_type in device_models.COMMERCIAL_TYPES for d in devices),
             devices=list(models_for(devices).values()),
             time_zone=site.time_zone,
             start=start,

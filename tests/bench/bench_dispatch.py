@@ -163,7 +163,7 @@ def _event(resource: VirtualResource, lines: list[str]) -> list[int]:
         )
         lines.append(
             f"  start -> last command committed {seconds:.2f} s (allocation round: {rnd.seconds:.2f} s loading "
-            f"{DEVICES:,} candidates, allocating and writing the allocations; then {-(-commands // services.FAN_OUT_CHUNK)} chunks "
+            f"{DEVICES:,} candidates, allocating and writing the allocations; then {-(-commands // services.rounds.FAN_OUT_CHUNK)} chunks "
             f"on {WORKER_CONCURRENCY} worker processes)"
         )
         ok = seconds <= TARGET_SECONDS and commands == expected

@@ -1,7 +1,7 @@
 """The readings API end to end: POST /api/device/v1/readings and the GETs that read them back.
 
 Real PostgreSQL (partitioned settlement_reading), real tokens, no mocks.
-See settlement/readings.py for the reading format.
+See aggregator/reference/readings.py for the reading format.
 """
 
 from datetime import UTC, datetime, timedelta

@@ -14,8 +14,6 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from aggregator.demo.fleet import LAYOUTS
-
 OFFLINE_SHARE = 0.05
 OPT_OUT_SHARE = 0.05
 DROPOUT_SHARE = 0.01  # of 15-minute slots, for devices otherwise online
@@ -216,22 +214,3 @@ def history_kwh(
         out.append((at, round(kw * hours, 3)))
         at += step
     return out
-
-
-COMMERCIAL_TYPES = frozenset({"generator", "load_block"})
-
-
-def model_for(
-    *, device_id: int, device_type: str, rated_kw, energy_kwh, backup_reserve_pct, time_zone: str, market: str
-) -> DeviceModel:
-    """The simulator's model of a device, from what the device API tells a device about itself."""
-    return DeviceModel(
-        device_id=device_id,
-        device_type=device_type,
-        rated_kw=float(rated_kw),
-        energy_kwh=float(energy_kwh) if energy_kwh is not None else None,
-        backup_reserve_pct=float(backup_reserve_pct) if backup_reserve_pct is not None else None,
-        time_zone=time_zone,
-        latitude=LAYOUTS[market].latitude if market in LAYOUTS else 40.0,
-        seed=device_id,
-    )

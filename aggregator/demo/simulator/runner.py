@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from aggregator.demo.simulator import behaviour
+from aggregator.demo.simulator import behaviour, device_models
 
 log = logging.getLogger("vpp.simulator")
 
@@ -134,7 +134,7 @@ class Fleet:
                 log.warning("a token was refused (%s); skipping it", status)
                 continue
             for info in body.get("results", body) if isinstance(body, dict) else body:
-                model = behaviour.model_for(
+                model = device_models.model_for(
                     device_id=info["id"],
                     device_type=info["device_type"],
                     rated_kw=info["rated_kw"],
@@ -148,7 +148,7 @@ class Fleet:
                     device_id=info["id"],
                     site_id=info["site"]["id"],
                     model=model,
-                    commercial=info["device_type"] in behaviour.COMMERCIAL_TYPES,
+                    commercial=info["device_type"] in device_models.COMMERCIAL_TYPES,
                 )
                 spread = (device.device_id % 60) / 60  # stagger the fleet's requests over the minute
                 device.next_heartbeat = spread * HEARTBEAT_SECONDS
