@@ -5,6 +5,7 @@ whatever the apps include without this module knowing them.
 """
 
 from django.urls import URLPattern, URLResolver, get_resolver
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
@@ -23,6 +24,7 @@ def _collections(patterns, prefix: str = ""):
 class APIRootView(APIView):
     """Every collection of the operator API."""
 
+    @extend_schema(exclude=True)  # a directory of links, not part of the API it lists
     def get(self, request, format=None):
         found = dict(sorted(_collections(get_resolver().url_patterns)))
         return Response({prefix: reverse(name, request=request, format=format) for prefix, name in found.items()})
