@@ -128,7 +128,15 @@ def target_vs_delivered(*, event: DispatchEvent) -> list[dict]:
 # --- what dispatch takes off capability (registered with aggregation in DispatchConfig.ready) ---
 
 
-def without_opted_out(fleet, *, now, instants, event_hours: float, now_kw: np.ndarray, forecast: np.ndarray) -> None:
+def without_opted_out(
+    fleet: capability.Fleet,
+    *,
+    now: datetime,
+    instants: list[datetime],
+    event_hours: float,
+    now_kw: np.ndarray,
+    forecast: np.ndarray,
+) -> None:
     """Devices out of events for a while (the customer's override, a storm watch) count nothing over an event that
     would overlap it: zeroed in place, now and at each forecast hour."""
     if not len(fleet):
@@ -145,7 +153,7 @@ def without_opted_out(fleet, *, now, instants, event_hours: float, now_kw: np.nd
                 forecast[i, k] = 0.0
 
 
-def limit_by_plans(fleet, *, instants, event_hours: float, out: np.ndarray) -> None:
+def limit_by_plans(fleet: capability.Fleet, *, instants: list[datetime], event_hours: float, out: np.ndarray) -> None:
     """A battery with a standing plan (dispatch.schedules) offers at an instant only the energy its plan does not need:
     its planned energy then, less its reserve and what the plan still discharges for the site after the event, over
     the event's hours. `out` (devices x instants, kW) is lowered in place; instants outside any plan keep theirs."""
@@ -174,7 +182,13 @@ def limit_by_plans(fleet, *, instants, event_hours: float, out: np.ndarray) -> N
 
 
 def plans_limit_capability(
-    fleet, *, now, instants, event_hours: float, now_kw: np.ndarray, forecast: np.ndarray
+    fleet: capability.Fleet,
+    *,
+    now: datetime,
+    instants: list[datetime],
+    event_hours: float,
+    now_kw: np.ndarray,
+    forecast: np.ndarray,
 ) -> None:
     """Capability's view of battery plans: now and each forecast hour keep only what the plans leave."""
     limit_by_plans(fleet, instants=[now], event_hours=event_hours, out=now_kw[:, None])

@@ -89,7 +89,11 @@ class PlanFailed(Exception):
     pass
 
 
-def _block(day: SiteDay):
+# Sparse constraint triplets of a block: (rows, cols, values, right-hand sides, number of rows).
+Triplets = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]
+
+
+def _block(day: SiteDay) -> tuple[Triplets, Triplets, np.ndarray, np.ndarray, np.ndarray, int]:
     """The site's LP as sparse triplets: (eq rows, cols, vals, rhs), (ub ...), cost, lower, upper."""
     T, B, K, V, dt = len(day.load_kw), len(day.batteries), len(day.demand), len(day.evs), day.step_hours
     t = np.arange(T)
@@ -140,12 +144,12 @@ def _block(day: SiteDay):
         eq_c.append(col_p(v))
         eq_v.append(-np.ones(T))  # charging adds to the site's import
         hi[col_p(v)] = np.where(ev.morning | ev.evening, ev.power_kw, 0.0)
-        for mask, rhs in ((ev.morning, -ev.morning_kwh), (ev.evening, -ev.evening_kwh)):  # at least what is owed
+        for mask, owed in ((ev.morning, -ev.morning_kwh), (ev.evening, -ev.evening_kwh)):  # at least what is owed
             cols = col_p(v)[mask]
             ub_r.append(np.full(len(cols), ub_rows))
             ub_c.append(cols)
             ub_v.append(np.full(len(cols), -dt))
-            ub_b.append(np.array([rhs]))
+            ub_b.append(np.array([owed]))
             ub_rows += 1
         cols = col_p(v)[ev.evening]  # and tonight no more than the whole session
         ub_r.append(np.full(len(cols), ub_rows))
@@ -171,12 +175,21 @@ def _block(day: SiteDay):
 def plan_batch(days: list[SiteDay]) -> list[SitePlan]:
     """Solve every site's day in one LP (block-diagonal); PlanFailed if HiGHS finds no optimum."""
     blocks = [_block(day) for day in days]
-    eq, ub, costs, los, his = ([], [], [], []), ([], [], [], []), [], [], []
-    col_offsets, eq_rows, ub_rows, cols = [], 0, 0, 0
+    eq: tuple[list[np.ndarray], ...] = ([], [], [], [])
+    ub: tuple[list[np.ndarray], ...] = ([], [], [], [])
+    costs: list[np.ndarray] = []
+    los: list[np.ndarray] = []
+    his: list[np.ndarray] = []
+    col_offsets: list[int] = []
+    eq_rows, ub_rows, cols = 0, 0, 0
     for (eq_r, eq_c, eq_v, eq_b, n_eq), (ub_r, ub_c, ub_v, ub_b, n_ub), cost, lo, hi, n in blocks:
-        eq[0].append(eq_r + eq_rows), eq[1].append(eq_c + cols), eq[2].append(eq_v), eq[3].append(eq_b)
-        ub[0].append(ub_r + ub_rows), ub[1].append(ub_c + cols), ub[2].append(ub_v), ub[3].append(ub_b)
-        costs.append(cost), los.append(lo), his.append(hi)
+        for part, value in zip(eq, (eq_r + eq_rows, eq_c + cols, eq_v, eq_b)):
+            part.append(value)
+        for part, value in zip(ub, (ub_r + ub_rows, ub_c + cols, ub_v, ub_b)):
+            part.append(value)
+        costs.append(cost)
+        los.append(lo)
+        his.append(hi)
         col_offsets.append(cols)
         eq_rows, ub_rows, cols = eq_rows + n_eq, ub_rows + n_ub, cols + n
     a_eq = coo_array(

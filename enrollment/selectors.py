@@ -1,16 +1,18 @@
-from datetime import date
+from collections.abc import Iterable
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from aggregator.reference.models import Program
 from enrollment.eligibility import EligibilityFacts
 from enrollment.lifecycle import OPEN, State
-from enrollment.models import Consent, Device, Enrollment, RetailProgramParticipation
+from enrollment.models import Consent, Device, Enrollment, RetailProgramParticipation, Site
 
 
 def eligibility_facts(
-    *, device: Device, program: Program, ignore_enrollment_id: int | None = None, at=None
+    *, device: Device, program: Program, ignore_enrollment_id: int | None = None, at: datetime | None = None
 ) -> EligibilityFacts:
     ignore = [ignore_enrollment_id] if ignore_enrollment_id is not None else []
     return eligibility_facts_many(device_ids=[device.pk], program=program, ignore_enrollment_ids=ignore, at=at)[
@@ -19,7 +21,11 @@ def eligibility_facts(
 
 
 def eligibility_facts_many(
-    *, device_ids, program: Program, ignore_enrollment_ids=(), at=None
+    *,
+    device_ids: Iterable[int],
+    program: Program,
+    ignore_enrollment_ids: Iterable[int] = (),
+    at: datetime | None = None,
 ) -> dict[int, EligibilityFacts]:
     """Eligibility facts for many devices in one program, in four queries whatever the count."""
     at = at or timezone.now()
@@ -78,12 +84,12 @@ def eligibility_facts_many(
     return facts
 
 
-def site_tz(site):
+def site_tz(site: Site) -> ZoneInfo:
     import zoneinfo
 
     return zoneinfo.ZoneInfo(site.time_zone)
 
 
-def overdue_reviews(*, now=None):
+def overdue_reviews(*, now: datetime | None = None) -> QuerySet[Enrollment]:
     now = now or timezone.now()
     return Enrollment.objects.filter(state=State.UTILITY_REVIEW, review_deadline__lte=now)

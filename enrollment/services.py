@@ -5,8 +5,10 @@ DomainError (never half-writes) when the domain refuses.
 """
 
 import zoneinfo
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -14,11 +16,13 @@ from django.utils import timezone
 from aggregator.core import state_machine
 from aggregator.core.access import tokens
 from aggregator.core.errors import InvalidTransition, NotEligible, Problem
+from aggregator.core.state_machine import Actor
 from aggregator.reference.models import Program
 from enrollment import eligibility, signals
 from enrollment.lifecycle import TRANSITIONS, State
 from enrollment.models import (
     Consent,
+    Customer,
     Device,
     DeviceCredential,
     DeviceStatus,
@@ -56,7 +60,7 @@ class BulkResult:
 
 
 @transaction.atomic
-def apply(*, device: Device, program: Program, by, reason: str = "") -> Enrollment:
+def apply(*, device: Device, program: Program, by: Actor, reason: str = "") -> Enrollment:
     """Enroll a device in a program (state `applied`), if it is eligible."""
     result = bulk_apply(device_ids=[device.pk], program=program, by=by, reason=reason)
     if result.refused:
@@ -65,7 +69,7 @@ def apply(*, device: Device, program: Program, by, reason: str = "") -> Enrollme
 
 
 @transaction.atomic
-def bulk_apply(*, device_ids, program: Program, by, reason: str = "") -> BulkResult:
+def bulk_apply(*, device_ids: Iterable[int], program: Program, by: Actor, reason: str = "") -> BulkResult:
     """Enroll many devices at once: the eligible ones are enrolled, the others refused with reasons."""
     ids = sorted(set(device_ids))
     locked = set(
@@ -98,7 +102,13 @@ def bulk_apply(*, device_ids, program: Program, by, reason: str = "") -> BulkRes
 
 @transaction.atomic
 def transition(
-    *, enrollment: Enrollment, action: str, by, reason: str = "", utility_reference: str = "", at=None
+    *,
+    enrollment: Enrollment,
+    action: str,
+    by: Actor,
+    reason: str = "",
+    utility_reference: str = "",
+    at: datetime | None = None,
 ) -> Enrollment:
     """Take one lifecycle action on an enrollment, recording who, when and why."""
     current = Enrollment.objects.filter(pk=enrollment.pk).values_list("state", flat=True).first()
@@ -114,7 +124,13 @@ def transition(
 
 @transaction.atomic
 def bulk_transition(
-    *, enrollment_ids, action: str, by, reason: str = "", utility_reference: str = "", at=None
+    *,
+    enrollment_ids: Iterable[int],
+    action: str,
+    by: Actor,
+    reason: str = "",
+    utility_reference: str = "",
+    at: datetime | None = None,
 ) -> BulkResult:
     """Take one lifecycle action on many enrollments; those it does not apply to are refused with reasons."""
     rule = TRANSITIONS.get(action)
@@ -207,14 +223,14 @@ def _apply_effects(enrollment: Enrollment, *, action: str, target: str, utility_
         enrollment.ended_at = now
 
 
-def review_deadline(*, started, days: int, time_zone: str):
+def review_deadline(*, started: datetime, days: int, time_zone: str) -> datetime:
     """`days` calendar days after `started` at the same wall-clock time in the market's
     zone: a 60-day review that spans a DST change is 60 days and one hour long in UTC."""
     local = started.astimezone(zoneinfo.ZoneInfo(time_zone))
     return (local + timedelta(days=days)).astimezone(UTC)
 
 
-def lapse_overdue_reviews(*, now=None) -> dict[str, int]:
+def lapse_overdue_reviews(*, now: datetime | None = None) -> dict[str, int]:
     """Apply the market rule to utility reviews past their deadline.
 
     Where the market deems a lapsed review approved, approve it; otherwise leave it
@@ -242,14 +258,14 @@ def lapse_overdue_reviews(*, now=None) -> dict[str, int]:
 @transaction.atomic
 def grant_consent(
     *,
-    customer,
+    customer: Customer,
     kind: str,
     terms_version: str,
     granted_by: str,
     method: str,
-    by,
-    program=None,
-    granted_at=None,
+    by: Actor,
+    program: Program | None = None,
+    granted_at: datetime | None = None,
     evidence_ref: str = "",
 ) -> Consent:
     """Record a consent; an earlier active consent of the same kind (and program) is revoked."""
@@ -273,7 +289,7 @@ def grant_consent(
 
 
 @transaction.atomic
-def revoke_consent(*, consent: Consent, at=None) -> Consent:
+def revoke_consent(*, consent: Consent, at: datetime | None = None) -> Consent:
     consent = Consent.objects.select_for_update().get(pk=consent.pk)
     if consent.revoked_at is not None:
         raise InvalidTransition(Problem("already_revoked", "This consent is already revoked.", "revoked_at"))
@@ -283,7 +299,12 @@ def revoke_consent(*, consent: Consent, at=None) -> Consent:
 
 
 def issue_credential(
-    *, device: Device | None = None, gateway: Gateway | None = None, label: str = "", by=None, expires_at=None
+    *,
+    device: Device | None = None,
+    gateway: Gateway | None = None,
+    label: str = "",
+    by: Actor = None,
+    expires_at: datetime | None = None,
 ) -> tuple[DeviceCredential, str]:
     """A new token for a device or gateway: (stored credential, the token shown once)."""
     if (device is None) == (gateway is None):
@@ -302,7 +323,7 @@ def issue_credential(
 
 
 @transaction.atomic
-def revoke_credential(*, credential: DeviceCredential, at=None) -> DeviceCredential:
+def revoke_credential(*, credential: DeviceCredential, at: datetime | None = None) -> DeviceCredential:
     credential = DeviceCredential.objects.select_for_update().get(pk=credential.pk)
     if credential.revoked_at is None:
         credential.revoked_at = at or timezone.now()
@@ -312,7 +333,7 @@ def revoke_credential(*, credential: DeviceCredential, at=None) -> DeviceCredent
 
 @transaction.atomic
 def rotate_credential(
-    *, credential: DeviceCredential, by, grace: timedelta = timedelta(0)
+    *, credential: DeviceCredential, by: Actor, grace: timedelta = timedelta(0)
 ) -> tuple[DeviceCredential, str]:
     """Issue a replacement; the old token stops working now, or after `grace` so a
     device in the field can pick the new one up before the old one dies."""
@@ -335,11 +356,11 @@ def rotate_credential(
 def record_heartbeat(
     *,
     device_id: int,
-    at,
+    at: datetime,
     online: bool = True,
-    state_of_charge_pct=None,
-    power_kw=None,
-    ev_plugged_in=None,
+    state_of_charge_pct: Decimal | None = None,
+    power_kw: Decimal | None = None,
+    ev_plugged_in: bool | None = None,
     mode: str = "",
     firmware: str = "",
     grid_status: str = "",
@@ -395,7 +416,7 @@ def _record_outage(*, device_id: int, at, grid_status: str) -> None:
         SiteOutage.objects.filter(site__devices=device_id, end__isnull=True, start__lte=at).update(end=at)
 
 
-def mark_silent_devices_offline(*, now=None, missed_heartbeats: int = 3) -> int:
+def mark_silent_devices_offline(*, now: datetime | None = None, missed_heartbeats: int = 3) -> int:
     """Devices whose last heartbeat is older than `missed_heartbeats` telemetry intervals go offline (one UPDATE)."""
     from django.db import connection
 

@@ -1,8 +1,11 @@
-from datetime import datetime
+from datetime import date, datetime
 
 from django.db import connection
+from django.db.models import QuerySet
 
+from aggregator.aggregation.models import VirtualResource
 from aggregator.reference.models import Quality
+from enrollment.models import Customer
 from settlement.models import CustomerPayout, SettlementRun, SiteSettlement
 
 QUALITY_NAMES = {q.value: q.label for q in Quality}
@@ -66,7 +69,7 @@ STATEMENT_HEADER = [
 ]
 
 
-def statement_rows(*, run) -> tuple[list[str], list[list]]:
+def statement_rows(*, run: SettlementRun) -> tuple[list[str], list[list]]:
     """A run's evidence, one row per site and interval (UTC ISO times), traceable to the baseline days."""
 
     rows = []
@@ -95,7 +98,7 @@ def statement_rows(*, run) -> tuple[list[str], list[list]]:
     return STATEMENT_HEADER, rows
 
 
-def interval_totals(*, run) -> list[dict]:
+def interval_totals(*, run: SettlementRun) -> list[dict]:
     """The resource's baseline vs actual per interval in a run: every measured site summed (kW), with the target.
 
     An interval sums only meters (sites, or devices under a method that measures devices)
@@ -200,7 +203,9 @@ CUSTOMER_INTERVAL_HEADER = [
 ]
 
 
-def period_runs(*, first, last, resource_id: int | None = None, customer_id: int | None = None):
+def period_runs(
+    *, first: date, last: date, resource_id: int | None = None, customer_id: int | None = None
+) -> QuerySet[SettlementRun]:
     """Each event's latest settlement run, for events whose start falls on a day (market time) in [first, last]."""
 
     sql = _PERIOD_RUNS.format(
@@ -239,7 +244,7 @@ def _event_cells(run) -> list:
     ]
 
 
-def resource_statement(*, resource, first, last) -> tuple[list[str], list[list], dict]:
+def resource_statement(*, resource: VirtualResource, first: date, last: date) -> tuple[list[str], list[list], dict]:
     """A resource's settled events in a period, one line each (latest version), and the period's totals."""
     from django.db.models import Sum
 
@@ -285,7 +290,7 @@ def resource_statement(*, resource, first, last) -> tuple[list[str], list[list],
     return RESOURCE_HEADER, rows, totals
 
 
-def customer_statement(*, customer, first, last) -> tuple[list[str], list[list], dict]:
+def customer_statement(*, customer: Customer, first: date, last: date) -> tuple[list[str], list[list], dict]:
     """A customer's payouts in a period, one line per settled event (latest version), and the period's totals."""
     from django.db.models import Count
 
@@ -321,7 +326,7 @@ def customer_statement(*, customer, first, last) -> tuple[list[str], list[list],
     return CUSTOMER_HEADER, rows, _totals(CUSTOMER_HEADER, rows, ["delivered_kwh", "gross_usd", "fee_usd", "net_usd"])
 
 
-def customer_intervals(*, customer, first, last) -> tuple[list[str], list[list]]:
+def customer_intervals(*, customer: Customer, first: date, last: date) -> tuple[list[str], list[list]]:
     """The evidence behind a customer's statement: each of its sites' intervals in each run, with the baseline days."""
 
     runs = period_runs(first=first, last=last, customer_id=customer.pk)

@@ -11,7 +11,7 @@ version with its difference to the previous one; no run is ever changed.
 """
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -207,7 +207,7 @@ def _price_at(table, epoch: int) -> Decimal | None:
     return prices[i] if i >= 0 and epoch < ends[i] else None
 
 
-def check_settleable(event: DispatchEvent, *, now) -> SettlementTerms:
+def check_settleable(event: DispatchEvent, *, now: datetime) -> SettlementTerms:
     """The event's program terms, or SettlementRefused: only an ended event of a program with terms is settled."""
     if event.state not in ("completed", "active") or event.end > now:
         raise SettlementRefused(Problem("not_ended", "Only an event that has ended can be settled.", "event"))
@@ -219,7 +219,7 @@ def check_settleable(event: DispatchEvent, *, now) -> SettlementTerms:
     return terms
 
 
-def settle_event(*, event: DispatchEvent, by: str, now=None) -> SettlementRun:
+def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None) -> SettlementRun:
     now = now or timezone.now()
     with transaction.atomic():
         event = (
@@ -410,7 +410,7 @@ def needs_resettlement(run: SettlementRun) -> bool:
     )
 
 
-def due(*, now) -> tuple[list[int], list[int]]:
+def due(*, now: datetime) -> tuple[list[int], list[int]]:
     """(events due their initial run, events whose readings changed since their last run)."""
     from django.conf import settings
     from django.db.models import Exists, OuterRef

@@ -28,8 +28,10 @@ The profiles below are planning defaults for residential and small commercial
 equipment; per-device learning replaces them through the delivery ratio.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -97,12 +99,9 @@ class Fleet:
     @classmethod
     def from_rows(cls, rows: list[tuple]) -> "Fleet":
         """Rows in FIELDS order; device_type as its name; None for unknown."""
-        if not rows:
-            columns = [[] for _ in cls.FIELDS]
-        else:
-            columns = list(zip(*rows))
+        columns: list[Sequence[Any]] = [[] for _ in cls.FIELDS] if not rows else list(zip(*rows))
 
-        def floats(values):
+        def floats(values: Sequence[Any]) -> np.ndarray:
             return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
 
         return cls(

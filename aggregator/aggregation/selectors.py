@@ -5,6 +5,7 @@ from datetime import datetime
 
 import numpy as np
 from django.db import connection
+from django.db.models import QuerySet
 
 from aggregator.aggregation import capability
 from aggregator.aggregation.models import ResourceMembership, VirtualResource
@@ -68,7 +69,7 @@ def member_fleet(*, resource_ids: list[int]) -> tuple[capability.Fleet, np.ndarr
     return fleet, resource.astype(np.int64)
 
 
-def members_on(*, resource: VirtualResource, at: datetime):
+def members_on(*, resource: VirtualResource, at: datetime) -> QuerySet[ResourceMembership]:
     """Who was in the resource at an instant (settlement asks this of every day)."""
     return ResourceMembership.objects.filter(resource=resource, joined_at__lte=at).exclude(left_at__lte=at)
 

@@ -7,7 +7,9 @@ the field, and nothing is half-written.
 import heapq
 import math
 import time
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 from django.db import IntegrityError, connection, transaction
@@ -26,7 +28,7 @@ from aggregator.aggregation.models import (
 from aggregator.aggregation.selectors import capability_of, load_fleet
 from aggregator.core import state_machine
 from aggregator.core.errors import DomainError, InvalidTransition, NotEligible, Problem
-from aggregator.core.state_machine import Transition
+from aggregator.core.state_machine import Actor, Transition
 from aggregator.reference.models import Market, Program
 from enrollment.lifecycle import State as EnrollmentState
 from enrollment.models import Device, Enrollment
@@ -51,7 +53,7 @@ def event_hours_for(resource: VirtualResource) -> float:
     return float(resource.program.typical_event_hours)
 
 
-def capability_now(*, resource: VirtualResource, now=None) -> float:
+def capability_now(*, resource: VirtualResource, now: datetime | None = None) -> float:
     now = now or timezone.now()
     return capability_of(resource_ids=[resource.pk], now=now, hours=1, event_hours=event_hours_for(resource))[
         resource.pk
@@ -108,7 +110,7 @@ def create_resource(
     name: str,
     scope_kind: str,
     scope: str,
-    by,
+    by: Actor,
     max_kw: Decimal | None = None,
     participation_model: str | None = None,
 ) -> VirtualResource:
@@ -129,7 +131,7 @@ def create_resource(
 
 
 @transaction.atomic
-def update_resource(*, resource: VirtualResource, **changes) -> VirtualResource:
+def update_resource(*, resource: VirtualResource, **changes: dict[str, Any]) -> VirtualResource:
     """Rename a resource or change its size cap; market, program and scope are fixed."""
     resource = VirtualResource.objects.select_for_update().select_related("market", "program").get(pk=resource.pk)
     name = changes.get("name", resource.name)
@@ -225,7 +227,9 @@ def _modification(resource, *, kind, device, before, by, reason, at):
 
 
 @transaction.atomic
-def add_member(*, resource: VirtualResource, device: Device, by, reason: str = "", at=None) -> ResourceMembership:
+def add_member(
+    *, resource: VirtualResource, device: Device, by: Actor, reason: str = "", at: datetime | None = None
+) -> ResourceMembership:
     resource = VirtualResource.objects.select_for_update().select_related("market", "program").get(pk=resource.pk)
     if resource.state == S.RETIRED:
         raise InvalidTransition(Problem("resource_retired", "A retired resource takes no members.", "resource"))
@@ -262,7 +266,9 @@ def add_member(*, resource: VirtualResource, device: Device, by, reason: str = "
 
 
 @transaction.atomic
-def remove_member(*, resource: VirtualResource, device: Device, by, reason: str = "", at=None) -> ResourceMembership:
+def remove_member(
+    *, resource: VirtualResource, device: Device, by: Actor, reason: str = "", at: datetime | None = None
+) -> ResourceMembership:
     resource = VirtualResource.objects.select_for_update().select_related("market", "program").get(pk=resource.pk)
     membership = (
         ResourceMembership.objects.select_for_update()
@@ -292,7 +298,13 @@ def remove_member(*, resource: VirtualResource, device: Device, by, reason: str 
 
 @transaction.atomic
 def transition(
-    *, resource: VirtualResource, action: str, by, reason: str = "", market_resource_id: str = "", at=None
+    *,
+    resource: VirtualResource,
+    action: str,
+    by: Actor,
+    reason: str = "",
+    market_resource_id: str = "",
+    at: datetime | None = None,
 ) -> VirtualResource:
     resource = VirtualResource.objects.select_for_update().select_related("market", "program").get(pk=resource.pk)
     rule = state_machine.check(
@@ -376,7 +388,13 @@ def _groups(keys: np.ndarray):
 
 
 def build_proposal(
-    *, market: Market, program: Program, by, scope_kind: str | None = None, max_kw: Decimal | None = None, now=None
+    *,
+    market: Market,
+    program: Program,
+    by: Actor,
+    scope_kind: str | None = None,
+    max_kw: Decimal | None = None,
+    now: datetime | None = None,
 ) -> AggregationProposal:
     """Group eligible, unassigned devices by location scope into resources of at least the
     market's minimum (and at most max_kw), and say what could not be placed and why."""
@@ -468,7 +486,7 @@ def build_proposal(
 
 
 @transaction.atomic
-def accept_proposal(*, proposal: AggregationProposal, by) -> list[VirtualResource]:
+def accept_proposal(*, proposal: AggregationProposal, by: Actor) -> list[VirtualResource]:
     """Create the proposed resources (as drafts) with their members, all or nothing."""
     proposal = AggregationProposal.objects.select_for_update().select_related("market", "program").get(pk=proposal.pk)
     if proposal.state != AggregationProposal.State.PROPOSED:

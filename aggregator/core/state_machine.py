@@ -1,8 +1,15 @@
 """Explicit state machines: each allowed transition is a row in a table."""
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aggregator.core.errors import InvalidTransition, Problem
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+# Who takes an action: a user, or a job's name (None: the platform itself).
+type Actor = AbstractBaseUser | str | None
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,7 @@ def allowed_actions(transitions: dict[str, Transition], state: str) -> list[str]
     return [action for action, t in transitions.items() if state in t.sources and not t.system_only]
 
 
-def actor(by) -> tuple[object, str]:
+def actor(by: Actor) -> tuple[object, str]:
     """(user or None, label) for a history record; `by` is a user or a job's name."""
     if by is None or isinstance(by, str):
         return None, by or "system"

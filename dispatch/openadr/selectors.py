@@ -1,6 +1,6 @@
 """Reads for the VTN: which events a client may see, and which VEN clients may read an event."""
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from dispatch.openadr import schema
 from dispatch.openadr.models import Client, Event, Resource, Ven
@@ -14,7 +14,7 @@ def ven_keys(ven: Ven) -> list[str]:
     return keys
 
 
-def visible_events(client: Client, queryset, ven: Ven | None = None):
+def visible_events(client: Client, queryset: QuerySet[Event], ven: Ven | None = None) -> QuerySet[Event]:
     """All events for business logic; for a VEN client, the untargeted ones and those targeted at its VEN."""
     if client.role != Client.Role.VEN:
         return queryset

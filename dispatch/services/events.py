@@ -10,6 +10,8 @@ from django.utils import timezone
 from aggregator.aggregation.models import ResourceState, VirtualResource
 from aggregator.core import state_machine
 from aggregator.core.errors import DomainError, Problem
+from aggregator.core.state_machine import Actor
+from aggregator.reference.models import Market
 from dispatch import jobs, selectors
 from dispatch.models import (
     OPEN_STATES,
@@ -127,7 +129,7 @@ def create_event(
     source: str,
     start: datetime,
     end: datetime,
-    by,
+    by: Actor,
     intervals: list[IntervalSpec] | None = None,
     target_kw: Decimal | None = None,
     notify_at: datetime | None = None,
@@ -250,9 +252,9 @@ def _same_instruction(event: DispatchEvent, *, start, end, intervals, target_kw)
 
 def receive_instruction(
     *,
-    market,
+    market: Market,
     source: str,
-    by,
+    by: Actor,
     instruction_id: str,
     resource_ref: str,
     start: datetime,
@@ -322,7 +324,7 @@ def _schedule_tasks(event: DispatchEvent) -> None:
         jobs.advance_event(event.pk, at=at)
 
 
-def cancel(*, event: DispatchEvent, by, reason: str, now: datetime | None = None) -> DispatchEvent:
+def cancel(*, event: DispatchEvent, by: Actor, reason: str, now: datetime | None = None) -> DispatchEvent:
     now = now or timezone.now()
     with transaction.atomic():
         event = (
@@ -340,7 +342,7 @@ def cancel(*, event: DispatchEvent, by, reason: str, now: datetime | None = None
 def modify(
     *,
     event: DispatchEvent,
-    by,
+    by: Actor,
     reason: str,
     intervals: list[IntervalSpec] | None = None,
     target_kw: Decimal | None = None,

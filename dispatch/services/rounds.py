@@ -7,6 +7,8 @@ import numpy as np
 from django.db import connection, transaction
 from django.utils import timezone
 
+from aggregator.aggregation import capability
+from aggregator.core.state_machine import Actor
 from dispatch import allocation, channels, notifications, poll_cache, selectors
 from dispatch.models import (
     Allocation,
@@ -78,19 +80,19 @@ def current_kw(event: DispatchEvent, device_ids: np.ndarray, k: int) -> np.ndarr
 
 def write_round(
     *,
-    event,
-    c,
-    fleet,
-    customers,
-    kw,
-    ranks,
-    why,
-    previous,
-    intervals,
-    first,
-    reason,
-    targets,
-    t0,
+    event: DispatchEvent,
+    c: allocation.Candidates,
+    fleet: capability.Fleet,
+    customers: np.ndarray,
+    kw: np.ndarray,
+    ranks: np.ndarray,
+    why: np.ndarray,
+    previous: np.ndarray,
+    intervals: list[EventInterval],
+    first: int,
+    reason: str,
+    targets: np.ndarray,
+    t0: float,
     notify: str = "",
     resend_live: bool = False,
 ) -> AllocationRound:
@@ -387,7 +389,7 @@ def issue_commands(
     return issued
 
 
-def cancel_round(event: DispatchEvent, *, by, reason: str, now: datetime) -> None:
+def cancel_round(event: DispatchEvent, *, by: Actor, reason: str, now: datetime) -> None:
     transition(event, action="cancel", by=by, at=now, reason=reason)
     if event.allocation_round:
         intervals = intervals_of(event)

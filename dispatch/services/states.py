@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from aggregator.core import state_machine
 from aggregator.core.errors import DomainError
-from aggregator.core.state_machine import Transition
+from aggregator.core.state_machine import Actor, Transition
 from dispatch.models import (
     OPEN_STATES,
     DispatchEvent,
@@ -36,13 +36,15 @@ class IntervalSpec:
     target_kw: Decimal
 
 
-def record(event, *, action, from_state, to_state, by, at, reason="") -> None:
+def record(
+    event: DispatchEvent, *, action: str, from_state: str, to_state: str, by: Actor, at: datetime, reason: str = ""
+) -> None:
     EventTransition.entry(
         by=by, event=event, action=action, from_state=from_state, to_state=to_state, at=at, reason=reason
     ).save()
 
 
-def transition(event: DispatchEvent, *, action: str, by, at: datetime, reason: str = "") -> None:
+def transition(event: DispatchEvent, *, action: str, by: Actor, at: datetime, reason: str = "") -> None:
     rule = state_machine.check(TRANSITIONS, action=action, state=event.state, reason=reason, noun="an event")
     from_state = event.state
     event.state = rule.target

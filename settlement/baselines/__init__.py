@@ -38,9 +38,10 @@ For many sites of one event, compute_baselines plans once (grid, calendar, windo
 a few numpy operations per site.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
 from settlement.baselines import like_days, pre_event
 from settlement.baselines.errors import BaselineError
@@ -112,7 +113,18 @@ def make_params(method: Method, params: BaselineParams | Mapping | None) -> Base
     return method.params_class.from_settings(params)
 
 
-def _plan(method: Method, params, step, *, event_start, event_end, time_zone, market, event_days, holidays):
+def _plan(
+    method: Method,
+    params: BaselineParams,
+    step: int,
+    *,
+    event_start: datetime,
+    event_end: datetime,
+    time_zone: str,
+    market: str | None,
+    event_days: Iterable[date],
+    holidays: Container[date] | None,
+) -> Any:
     return method.plan(
         method=method.code,
         params=params,
@@ -134,8 +146,8 @@ def compute_baseline(
     event_end: datetime,
     time_zone: str,
     market: str | None = None,
-    event_days=frozenset(),
-    holidays=None,
+    event_days: Iterable[date] = frozenset(),
+    holidays: Container[date] | None = None,
     params: BaselineParams | Mapping | None = None,
 ) -> BaselineResult:
     """One site's baseline for one event (see the module docstring)."""
@@ -164,19 +176,18 @@ def compute_baselines(
     event_end: datetime,
     time_zone: str,
     market: str | None = None,
-    event_days=frozenset(),
-    holidays=None,
+    event_days: Iterable[date] | Mapping[Any, Iterable[date]] = frozenset(),
+    holidays: Container[date] | None = None,
     params: BaselineParams | Mapping | None = None,
 ) -> tuple[dict, dict]:
     """Many sites, one event: (results by site key, BaselineError by site key for the sites
     whose readings were refused). Errors in the event or parameters raise at once."""
     m = get_method(method)
     p = make_params(m, params)
-    per_site_days = isinstance(event_days, Mapping)
     plans: dict = {}
     results, errors = {}, {}
     for key, readings in sites.items():
-        days = frozenset(event_days.get(key, ())) if per_site_days else frozenset(event_days)
+        days = frozenset(event_days.get(key, ())) if isinstance(event_days, Mapping) else frozenset(event_days)
         try:
             step = interval_seconds_of(readings, p.interval_minutes)
         except BaselineError as exc:

@@ -17,7 +17,7 @@ from settlement.baselines.timeline import IntervalReadings
 MAX_ROWS = 2_000_000
 
 
-def _read(source, name: str):
+def _read(source: bytes | str, name: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
     try:
         return read_csv(source, max_rows=MAX_ROWS)
     except UnreadableFile as exc:

@@ -38,6 +38,7 @@ How a result is reached, for an event starting on local day E (see LikeDayParams
 7. A negative adjusted baseline is raised to 0 when floor_at_zero (flag baseline_floored).
 """
 
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -52,7 +53,7 @@ from settlement.baselines.timeline import DayGrid, IntervalReadings, day_grid, e
 SAT, SUN = 5, 6
 
 
-def day_type(day: date, holidays, together: bool) -> str:
+def day_type(day: date, holidays: Container[date], together: bool) -> str:
     if day in holidays or day.weekday() == SUN:
         return "weekend_holiday" if together else "sunday_holiday"
     if day.weekday() == SAT:
@@ -93,8 +94,8 @@ def plan(
     event_end: datetime,
     time_zone: str,
     market: str | None,
-    event_days=frozenset(),
-    holidays=None,
+    event_days: frozenset[date] = frozenset(),
+    holidays: Container[date] | None = None,
 ) -> LikeDayPlan:
     if holidays is None and market is None:
         raise BaselineError(
@@ -137,6 +138,7 @@ def plan(
     need = np.unique(np.concatenate([ev_cells, adj_cells]))
 
     if holidays is None:
+        assert market is not None  # refused on entry: a market or an explicit set of holidays
         try:
             holidays = holidays_between(market=market, first=grid.dates[0], last=grid.dates[-1])
         except UnknownCalendar as unknown:
@@ -247,7 +249,7 @@ def evaluate(p: LikeDayPlan, readings: IntervalReadings) -> r.BaselineResult:
     used_dates = [p.candidate_dates[i] for i in used]
     skipped = {}
     for day, why, i in p.walk:
-        if why is None:
+        if why is None and i is not None:
             why = reasons.get(i)
         if why is not None:
             skipped[day] = why
@@ -291,7 +293,9 @@ def evaluate(p: LikeDayPlan, readings: IntervalReadings) -> r.BaselineResult:
     )
 
 
-def _adjust(p: LikeDayPlan, m, v, used_rows, baseline, flags) -> tuple[np.ndarray, r.Adjustment]:
+def _adjust(
+    p: LikeDayPlan, m: np.ndarray, v: np.ndarray, used_rows: np.ndarray, baseline: np.ndarray, flags: set[str]
+) -> tuple[np.ndarray, r.Adjustment]:
     params = p.params
     kind = params.adjustment
     if kind == "none":

@@ -11,30 +11,34 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from settlement.baselines.errors import BaselineError
 
 INTERVAL_MINUTES = (5, 15, 60)
 
 
-def _int(lo, hi, *, step=1, none=False):
+# A rule: (kind, low or the choices, high, step, None allowed).
+Rule = tuple[str, Any, Any, int | None, bool]
+
+
+def _int(lo: int, hi: int, *, step: int = 1, none: bool = False) -> Rule:
     return ("int", lo, hi, step, none)
 
 
-def _float(lo, hi, *, none=False):
+def _float(lo: float, hi: float, *, none: bool = False) -> Rule:
     return ("float", lo, hi, None, none)
 
 
-def _choice(*choices):
+def _choice(*choices: str) -> Rule:
     return ("choice", choices, None, None, False)
 
 
-_BOOL = ("bool", None, None, None, False)
+_BOOL: Rule = ("bool", None, None, None, False)
 _MINUTES = _int(0, 24 * 60, step=5)
 
 # Shared by every method: how a value of each parameter is checked.
-RULES: dict[str, tuple] = {
+RULES: dict[str, Rule] = {
     "interval_minutes": ("interval", None, None, None, True),
     "floor_at_zero": _BOOL,
     "lookback_days": _int(1, 366),
@@ -59,7 +63,7 @@ RULES: dict[str, tuple] = {
 }
 
 
-def _check(name: str, value, rule: tuple) -> None:
+def _check(name: str, value: Any, rule: Rule) -> None:
     kind, lo, hi, step, none_ok = rule
     if value is None:
         if none_ok:
@@ -75,8 +79,8 @@ def _check(name: str, value, rule: tuple) -> None:
         if type(value) is not int or value not in INTERVAL_MINUTES:
             raise BaselineError("invalid_param", f"{name} is one of {INTERVAL_MINUTES}, not {value!r}.", name)
     elif kind == "int":
-        if type(value) is not int or not lo <= value <= hi or value % step:
-            multiple = f" and a multiple of {step}" if step > 1 else ""
+        if type(value) is not int or not lo <= value <= hi or value % (step or 1):
+            multiple = f" and a multiple of {step}" if (step or 1) > 1 else ""
             raise BaselineError(
                 "invalid_param", f"{name} is a whole number from {lo} to {hi}{multiple}, not {value!r}.", name
             )
@@ -94,7 +98,7 @@ class BaselineParams:
     interval_minutes: int | None = None
     floor_at_zero: bool = True
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             _check(f.name, getattr(self, f.name), RULES[f.name])
         self._check_together()

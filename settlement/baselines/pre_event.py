@@ -23,7 +23,7 @@ import numpy as np
 
 from settlement.baselines import results as r
 from settlement.baselines.errors import BaselineError
-from settlement.baselines.params import BaselineParams, MeteredOutputParams
+from settlement.baselines.params import BaselineParams, MeterBeforeMeterAfterParams, MeteredOutputParams
 from settlement.baselines.timeline import DayGrid, IntervalReadings, day_grid, event_epochs, local_date, zone
 
 
@@ -48,12 +48,12 @@ def _multiple(name: str, seconds: int, step: int) -> None:
 def plan(
     *,
     method: str,
-    params: BaselineParams,
+    params: MeterBeforeMeterAfterParams | MeteredOutputParams,
     step: int,
     event_start: datetime,
     event_end: datetime,
     time_zone: str,
-    **_calendar,
+    **_calendar: object,
 ) -> PreEventPlan:
     tz = zone(time_zone)
     s, e = event_epochs(event_start, event_end)

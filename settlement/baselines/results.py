@@ -1,5 +1,6 @@
 """What a baseline computation returns: per event interval, and how it was reached."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -56,7 +57,7 @@ class BaselineResult:
     flags: frozenset[str] = frozenset()
     reference_window: tuple[datetime, datetime] | None = None  # pre-event methods: where the baseline came from
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("baseline_kw", "actual_kw", "reduction_kw"):
             getattr(self, name).flags.writeable = False
         if self.skipped is None:
@@ -76,14 +77,14 @@ def kw_result(
     *,
     method: str,
     step: int,
-    starts,
+    starts: tuple[datetime, ...],
     baseline_kwh: np.ndarray,
     actual_kwh: np.ndarray,
     adjustment: Adjustment,
     flags: set[str],
-    days_used=(),
-    skipped=None,
-    reference_window=None,
+    days_used: Iterable[date] = (),
+    skipped: dict[date, str] | None = None,
+    reference_window: tuple[datetime, datetime] | None = None,
 ) -> BaselineResult:
     """Per-interval kWh to kW; a missing actual credits no reduction, a missing baseline gives none."""
     per_hour = 3600.0 / step

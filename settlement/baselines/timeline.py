@@ -39,7 +39,7 @@ class IntervalReadings:
     kwh: np.ndarray
     interval_seconds: int | np.ndarray | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         starts = np.asarray(self.starts, dtype=np.int64)
         kwh = np.asarray(self.kwh, dtype=np.float64)
         if starts.ndim != 1 or starts.shape != kwh.shape:
@@ -48,7 +48,9 @@ class IntervalReadings:
         object.__setattr__(self, "kwh", kwh)
 
     @classmethod
-    def from_mapping(cls, readings: Mapping[datetime, float | None], *, interval_seconds=None) -> "IntervalReadings":
+    def from_mapping(
+        cls, readings: Mapping[datetime, float | None], *, interval_seconds: int | None = None
+    ) -> "IntervalReadings":
         """From {aware interval start: kWh} (None: a missing reading)."""
         starts, kwh = [], []
         for start, value in readings.items():
@@ -228,10 +230,10 @@ def day_grid(zone_name: str, first: date, days: int, step: int) -> DayGrid:
                     f"Local time {local.isoformat()} is not on the {step // 60}-minute grid.",
                     "time_zone",
                 )
-            col = seconds // step
-            again.append(col in seen)
-            seen.add(col)
-            day_cols.append(col)
+            slot = seconds // step
+            again.append(slot in seen)
+            seen.add(slot)
+            day_cols.append(slot)
         cols.append(np.array(day_cols, dtype=np.int64))
         second.append(np.array(again, dtype=bool))
     row, col, is_second = np.concatenate(rows), np.concatenate(cols), np.concatenate(second)

@@ -25,7 +25,7 @@ def reserve_limits(device: Device) -> tuple[Decimal, Decimal]:
     return low, high
 
 
-def set_reserve(*, device: Device, value) -> Device:
+def set_reserve(*, device: Device, value: Decimal | str) -> Device:
     """The customer's backup reserve for a battery; no schedule or event ever goes below it (dispatch.site_plan,
     aggregator.aggregation.capability). Refused, naming the field, outside the programs' limits."""
     if device.device_type != "battery":
@@ -53,7 +53,9 @@ class ChargingNeedRefused(DomainError):
     status = 400
 
 
-def set_charging_need(*, device: Device, plug_in_hour, ready_by_hour, energy_kwh):
+def set_charging_need(
+    *, device: Device, plug_in_hour: int | str, ready_by_hour: int | str, energy_kwh: Decimal | str
+) -> EvChargingNeed:
     """The customer's nightly EV session: plugged in from one local hour, `energy_kwh` added by another next morning."""
 
     if device.device_type != "ev_charger":
