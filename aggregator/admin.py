@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.utils import timezone
 
 from aggregator.aggregation import services
 from aggregator.aggregation.models import (
@@ -12,7 +13,7 @@ from aggregator.aggregation.models import (
 from aggregator.core.access.models import OperatorToken
 from aggregator.core.admin_inlines import ReadOnlyInline
 from aggregator.core.errors import DomainError
-from aggregator.reference.models import Market, Program
+from aggregator.reference.models import Market, NetBenefitsPrice, Program
 
 
 @admin.register(Market)
@@ -27,6 +28,19 @@ class MarketAdmin(admin.ModelAdmin):
         "settlement_interval_minutes",
     ]
     search_fields = ["code", "name"]
+
+
+@admin.register(NetBenefitsPrice)
+class NetBenefitsPriceAdmin(admin.ModelAdmin):
+    """The markets' monthly net-benefits thresholds (loaded with manage.py import_net_benefits)."""
+
+    list_display = ["market", "month", "price_per_mwh", "imported_at"]
+    list_filter = ["market"]
+    readonly_fields = ["imported_at"]
+
+    def save_model(self, request, obj, form, change):
+        obj.imported_at = timezone.now()
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(Program)

@@ -24,8 +24,10 @@ batches stay small (dispatch.schedules uses 20 sites): about 3 ms per 96-interva
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy.optimize import linprog
 from scipy.sparse import coo_array
 
@@ -90,10 +92,12 @@ class PlanFailed(Exception):
 
 
 # Sparse constraint triplets of a block: (rows, cols, values, right-hand sides, number of rows).
-Triplets = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]
+Triplets = tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[np.float64], npt.NDArray[np.float64], int]
 
 
-def _block(day: SiteDay) -> tuple[Triplets, Triplets, np.ndarray, np.ndarray, np.ndarray, int]:
+def _block(
+    day: SiteDay,
+) -> tuple[Triplets, Triplets, npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], int]:
     """The site's LP as sparse triplets: (eq rows, cols, vals, rhs), (ub ...), cost, lower, upper."""
     T, B, K, V, dt = len(day.load_kw), len(day.batteries), len(day.demand), len(day.evs), day.step_hours
     t = np.arange(T)
@@ -175,11 +179,11 @@ def _block(day: SiteDay) -> tuple[Triplets, Triplets, np.ndarray, np.ndarray, np
 def plan_batch(days: list[SiteDay]) -> list[SitePlan]:
     """Solve every site's day in one LP (block-diagonal); PlanFailed if HiGHS finds no optimum."""
     blocks = [_block(day) for day in days]
-    eq: tuple[list[np.ndarray], ...] = ([], [], [], [])
-    ub: tuple[list[np.ndarray], ...] = ([], [], [], [])
-    costs: list[np.ndarray] = []
-    los: list[np.ndarray] = []
-    his: list[np.ndarray] = []
+    eq: tuple[list[npt.NDArray[np.generic]], ...] = ([], [], [], [])  # rows, cols, values, right-hand sides
+    ub: tuple[list[npt.NDArray[np.generic]], ...] = ([], [], [], [])
+    costs: list[npt.NDArray[np.float64]] = []
+    los: list[npt.NDArray[np.float64]] = []
+    his: list[npt.NDArray[np.float64]] = []
     col_offsets: list[int] = []
     eq_rows, ub_rows, cols = 0, 0, 0
     for (eq_r, eq_c, eq_v, eq_b, n_eq), (ub_r, ub_c, ub_v, ub_b, n_ub), cost, lo, hi, n in blocks:

@@ -44,6 +44,10 @@ class MeterDataImport(models.Model):
 class SettlementTerms(models.Model):
     """How a program's events are measured and paid: the baseline method and the money rules."""
 
+    class ParticipationModel(models.TextChoices):
+        LOAD_REDUCTION = "load_reduction", "Load reduction: a site's delivery stops at zero net load"
+        INJECTION = "injection_metered", "Injection allowed, with its own metering: export counts as delivery"
+
     class SharingRule(models.TextChoices):
         REVENUE_SHARE = "revenue_share", "Share of the resource's net revenue (%)"
         PER_KWH = "per_kwh", "$ per kWh delivered"
@@ -70,6 +74,17 @@ class SettlementTerms(models.Model):
     )
     fee_pct = models.DecimalField(
         max_digits=5, decimal_places=2, default=0, help_text="The platform's fee off each payout (%)."
+    )
+    participation_model = models.CharField(
+        max_length=20,
+        choices=ParticipationModel.choices,
+        default=ParticipationModel.LOAD_REDUCTION,
+        help_text="Whether export beyond the site's own load is delivery (the program's participation model).",
+    )
+    net_benefits_test = models.BooleanField(
+        default=True,
+        help_text="FERC Order 745: energy is paid only in intervals whose price is at or above the market's "
+        "net-benefits threshold for the month (below it, the reduction still counts for performance).",
     )
     exclude_outage_days = models.BooleanField(
         default=True, help_text="A day a site spent part of in a grid outage is never one of its baseline days."
@@ -125,6 +140,9 @@ class SettlementRun(models.Model):
         decimal_places=6,
         default=0,
         help_text="Committed kWh excused for sites in a grid outage (left out of the factor).",
+    )
+    rules = models.JSONField(
+        default=list, help_text="The measurement and payment rules this run applied, as its statement states them."
     )
     difference = models.JSONField(
         default=dict, blank=True, help_text="Against the previous version: amounts that changed."

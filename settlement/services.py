@@ -11,8 +11,8 @@ version with its difference to the previous one; no run is ever changed.
 """
 
 from collections import defaultdict
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -21,19 +21,26 @@ from django.db.models import Q
 from django.utils import timezone
 
 from aggregator.core.errors import DomainError, Problem
-from aggregator.reference.models import MeterKind
+from aggregator.reference.models import MeterKind, NetBenefitsPrice
 from dispatch.models import Allocation, DispatchEvent
 from enrollment.models import SiteOutage
 from settlement import baselines, payments
 from settlement.models import CustomerPayout, SettlementRun, SettlementTerms, SiteSettlement
 from settlement.money import cents
 
-LOOKBACK = timedelta(days=46)  # the longest method's window (45 days) and a day for adjustments before midnight
 SIX = Decimal("0.000001")
+PRICE = Decimal("0.0001")  # $/MWh as stored on the statement
 
 
 class SettlementRefused(DomainError):
     status = 409
+
+
+def lookback(method: str, params: dict | None) -> timedelta:
+    """How far before an event a run reads: the method's look-back in calendar days (the program may set up to
+    366), and a day for adjustment windows that begin before midnight (all a pre-event method needs)."""
+    chosen = baselines.make_params(baselines.get_method(method), params)
+    return timedelta(days=getattr(chosen, "lookback_days", 0) + 1)
 
 
 # What a run measures: each site dispatched in the event at its site meter, or (for a method
@@ -130,11 +137,11 @@ def _readings(kind: MeterKind, meter_ids: list[int], start, end) -> tuple[dict, 
     return readings, fingerprint
 
 
-def _other_event_days(event: DispatchEvent, zone: ZoneInfo) -> frozenset:
+def _other_event_days(event: DispatchEvent, zone: ZoneInfo, since: timedelta) -> frozenset:
     """Local days of the resource's other events in the lookback: never baseline days."""
     others = DispatchEvent.objects.filter(
         resource=event.resource,
-        start__gte=event.start - LOOKBACK,
+        start__gte=event.start - since,
         start__lt=event.start,
         state__in=["active", "completed"],
     ).exclude(pk=event.pk)
@@ -199,12 +206,32 @@ def _prices(market_id: int, nodes: set[str], start, end) -> dict[str, tuple[np.n
     }
 
 
-def _price_at(table, epoch: int) -> Decimal | None:
+def _price_over(table, start: int, end: int) -> Decimal | None:
+    """The time-weighted mean of the market's prices inside [start, end) (epoch seconds): an hourly meter
+    interval under 5-minute prices is paid at the mean of its twelve, not the first. None unless the prices
+    cover the whole interval."""
     if table is None:
         return None
     starts, ends, prices = table
-    i = int(np.searchsorted(starts, epoch, side="right")) - 1
-    return prices[i] if i >= 0 and epoch < ends[i] else None
+    first = max(int(np.searchsorted(starts, start, side="right")) - 1, 0)
+    weighted, covered = Decimal(0), 0
+    for i in range(first, len(starts)):
+        if starts[i] >= end:
+            break
+        overlap = min(int(ends[i]), end) - max(int(starts[i]), start)
+        if overlap > 0:
+            weighted += prices[i] * overlap
+            covered += overlap
+    if covered < end - start:
+        return None
+    return (weighted / covered).quantize(PRICE, rounding=ROUND_HALF_UP)
+
+
+def _net_benefits(market_id: int, months: list[date]) -> dict[date, Decimal]:
+    """Local month (its first day) -> the market's net-benefits price, for the months the event touches."""
+    return dict(
+        NetBenefitsPrice.objects.filter(market_id=market_id, month__in=months).values_list("month", "price_per_mwh")
+    )
 
 
 def check_settleable(event: DispatchEvent, *, now: datetime) -> SettlementTerms:
@@ -231,10 +258,11 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None) 
         market = event.resource.market
         zone = ZoneInfo(market.time_zone)
         meter = baselines.get_method(terms.baseline_method).meter
+        since = lookback(terms.baseline_method, terms.baseline_params)
         units = _units(event.pk, meter)
-        readings, fingerprint = _readings(_METER_KINDS[meter], [u[0] for u in units], event.start - LOOKBACK, event.end)
-        outages = _outages({u[1] for u in units}, event.start - LOOKBACK, event.end)
-        other_events = _other_event_days(event, zone)
+        readings, fingerprint = _readings(_METER_KINDS[meter], [u[0] for u in units], event.start - since, event.end)
+        outages = _outages({u[1] for u in units}, event.start - since, event.end)
+        other_events = _other_event_days(event, zone, since)
         outage_days = (
             {site: _local_days(periods, zone) for site, periods in outages.items()} if terms.exclude_outage_days else {}
         )
@@ -250,6 +278,14 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None) 
             params=terms.baseline_params,
         )
         prices = _prices(market.pk, {u[3] for u in units}, event.start, event.end)
+        months = _months(zone, event.start, event.end)
+        thresholds = _net_benefits(market.pk, months) if terms.net_benefits_test else {}
+        # Export beyond the site's own load is delivery only where the program's participation model allows
+        # injection with its own metering; a device's own meter measures its output either way.
+        stop_at_zero_load = (
+            meter == "site" and terms.participation_model == SettlementTerms.ParticipationModel.LOAD_REDUCTION
+        )
+        below_threshold = 0
 
         rows, delivered_by_customer, energy = [], defaultdict(Decimal), Decimal(0)
         for meter_id, site_id, customer_id, node, device_id in units:
@@ -274,8 +310,13 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None) 
                 )
                 continue
             hours = Decimal(result.interval_minutes) / 60
-            reductions, site_prices, excused_here = [], [], False
-            for start, reduction_kw in zip(result.starts, result.reduction_kw):
+            reductions, site_prices, paid_prices, excused_here, below_here = [], [], [], False, False
+            site_reduction_kw = result.reduction_kw
+            exported = bool(stop_at_zero_load and np.any(result.actual_kw < 0))
+            if exported:
+                site_reduction_kw = result.baseline_kw - np.maximum(result.actual_kw, 0.0)
+            seconds = int(result.interval_minutes) * 60
+            for start, reduction_kw in zip(result.starts, site_reduction_kw):
                 kwh = Decimal(0) if np.isnan(reduction_kw) else Decimal(repr(float(reduction_kw))) * hours
                 if terms.excuse_outage_intervals and _in_outage(
                     outages.get(site_id), start, start + timedelta(hours=float(hours))
@@ -284,14 +325,23 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None) 
                 reductions.append(
                     payments.reduction_kwh(kwh, Decimal(0), net_negatives=terms.net_negatives).quantize(SIX)
                 )
-                site_prices.append(_price_at(prices.get(node), int(start.timestamp())))
-            priced = [p if p is not None else Decimal(0) for p in site_prices]
+                price = _price_over(prices.get(node), int(start.timestamp()), int(start.timestamp()) + seconds)
+                site_prices.append(price)
+                threshold = thresholds.get(start.astimezone(zone).date().replace(day=1))
+                if price is not None and threshold is not None and price < threshold:
+                    price = Decimal(0)  # Order 745: below the month's net-benefits price a reduction earns no energy
+                    below_threshold += 1
+                    below_here = True
+                paid_prices.append(price)
+            priced = [p if p is not None else Decimal(0) for p in paid_prices]
             site_energy = payments.energy_payment(reductions, priced)
             energy += site_energy
             delivered_by_customer[customer_id] += sum(reductions, Decimal(0))
             flags = (
                 sorted(result.flags)
                 + (["unpriced_intervals"] if None in site_prices else [])
+                + (["below_net_benefits_price"] if below_here else [])
+                + (["export_not_delivery"] if exported else [])
                 + (["outage_excused"] if excused_here else [])
             )
             skipped = {
@@ -360,6 +410,13 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None) 
             penalty=penalty,
             net=net,
             excused_kwh=excused.quantize(SIX),
+            rules=_rules(
+                terms,
+                method_params=baselines.make_params(baselines.get_method(terms.baseline_method), terms.baseline_params),
+                thresholds=thresholds,
+                months=months,
+                below_threshold=below_threshold,
+            ),
         )
         for row in rows:
             row.run = run
@@ -381,6 +438,73 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None) 
             run.difference = _difference(previous, run)
             run.save(update_fields=["difference"])
     return run
+
+
+def _months(zone: ZoneInfo, start: datetime, end: datetime) -> list[date]:
+    first = start.astimezone(zone).date().replace(day=1)
+    last = (end - timedelta(seconds=1)).astimezone(zone).date().replace(day=1)
+    return sorted({first, last})
+
+
+def _rules(
+    terms: SettlementTerms,
+    *,
+    method_params: baselines.BaselineParams,
+    thresholds: dict[date, Decimal],
+    months: list[date],
+    below_threshold: int,
+) -> list[dict]:
+    """The rules a run applied, in the words its statement shows (code, text)."""
+    days = getattr(method_params, "lookback_days", None)
+    window = f"like days from the {days} calendar days before the event" if days else "the load just before the event"
+    floor = (
+        "a negative adjusted baseline is floored at 0 (the program's rule)"
+        if method_params.floor_at_zero
+        else "a negative adjusted baseline is kept, not floored"
+    )
+    load_reduction = terms.participation_model == SettlementTerms.ParticipationModel.LOAD_REDUCTION
+    rules = [
+        {"code": "baseline", "text": f"Baseline by {terms.baseline_method} from {window}; {floor}."},
+        {
+            "code": "price",
+            "text": "Each interval is paid at the time-weighted mean of the market's prices at the site's "
+            "pricing node inside it.",
+        },
+        {
+            "code": "participation_model",
+            "text": "Load reduction: a site's delivery stops at zero net load; export is not delivery."
+            if load_reduction
+            else "Injection with its own metering: export beyond the site's load counts as delivery.",
+        },
+        {
+            "code": "net_negatives",
+            "text": "A negative interval reduction is netted against the others."
+            if terms.net_negatives
+            else "A negative interval reduction counts 0.",
+        },
+    ]
+    if not terms.net_benefits_test:
+        rules.append({"code": "net_benefits", "text": "No net-benefits test in this program's terms."})
+        return rules
+    for month in months:
+        if month in thresholds:
+            text = (
+                f"Energy paid only in intervals priced at or above the net-benefits price of {thresholds[month]} "
+                f"$/MWh for {month:%Y-%m} (FERC Order 745); {below_threshold} site interval(s) below it earned none."
+            )
+            rules.append({"code": "net_benefits", "text": text})
+        else:
+            text = (
+                f"No net-benefits price on file for {month:%Y-%m}: the test was not applied; import it "
+                "(manage.py import_net_benefits) and resettle."
+            )
+            rules.append({"code": "net_benefits_missing", "text": text})
+    return rules
+
+
+def _run_lookback(run: SettlementRun) -> timedelta:
+    terms = SettlementTerms.objects.filter(program_id=run.event.resource.program_id).first()
+    return lookback(run.method, terms.baseline_params if terms else None)
 
 
 def _difference(old: SettlementRun, new: SettlementRun) -> dict:
@@ -405,7 +529,7 @@ def needs_resettlement(run: SettlementRun) -> bool:
     units = _units(run.event_id, meter)
     # The fingerprint alone (one aggregate), not the readings: the hourly job asks this of every recent event.
     return (
-        _fingerprint(_METER_KINDS[meter], [u[0] for u in units], run.event.start - LOOKBACK, run.event.end)
+        _fingerprint(_METER_KINDS[meter], [u[0] for u in units], run.event.start - _run_lookback(run), run.event.end)
         != run.fingerprint
     )
 

@@ -35,6 +35,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 
 TYPES = ("battery", "solar_pv", "ev_charger", "thermostat", "water_heater", "generator", "chp", "controllable_load")
 TYPE_CODE = {name: i for i, name in enumerate(TYPES)}
@@ -101,7 +102,7 @@ class Fleet:
         """Rows in FIELDS order; device_type as its name; None for unknown."""
         columns: list[Sequence[Any]] = [[] for _ in cls.FIELDS] if not rows else list(zip(*rows))
 
-        def floats(values: Sequence[Any]) -> np.ndarray:
+        def floats(values: Sequence[Any]) -> npt.NDArray[np.float64]:
             return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
 
         return cls(

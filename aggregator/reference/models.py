@@ -267,3 +267,23 @@ class Tariff(models.Model):
             raise ValidationError(
                 {"definition": f"{spec.utility}/{spec.code} already has a version from {spec.effective_from}."}
             )
+
+
+class NetBenefitsPrice(models.Model):
+    """A market's net-benefits threshold for a month ($/MWh, FERC Order 745): demand response is paid the
+    energy price only in intervals where that price is at or above it. Each ISO publishes one a month;
+    loaded with `manage.py import_net_benefits`."""
+
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="+")
+    month = models.DateField(help_text="The month's first day.")
+    price_per_mwh = models.DecimalField(max_digits=12, decimal_places=4)
+    imported_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["market", "month"], name="net_benefits_price_unique"),
+            models.CheckConstraint(condition=Q(month__day=1), name="net_benefits_price_first_of_month"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.market} {self.month:%Y-%m} net benefits {self.price_per_mwh} $/MWh"

@@ -10,13 +10,13 @@ every problem is reported with its line. Then one set-based upsert.
 import csv
 import io
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from aggregator.reference.models import EnergyPrice, Market
+from aggregator.reference.models import EnergyPrice, Market, NetBenefitsPrice
 
 INTERVALS = (5, 15, 60)
 
@@ -136,3 +136,56 @@ def prices_at(*, market: Market, node: str, start: datetime, end: datetime) -> d
         .order_by("start")
         .values_list("start", "price_per_mwh")
     )
+
+
+def import_net_benefits(*, market: Market, source: bytes) -> PriceImport:
+    """The market's monthly net-benefits thresholds (CSV `month,price_per_mwh`, month as YYYY-MM).
+
+    All or nothing, like prices; a month already stored takes the new value (ISOs revise them).
+    """
+    try:
+        text = source.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return PriceImport(problems=[PriceProblem(1, "file", "Not UTF-8 text.")])
+    reader = csv.DictReader(io.StringIO(text))
+    missing = {"month", "price_per_mwh"} - set(reader.fieldnames or [])
+    if missing:
+        return PriceImport(
+            problems=[
+                PriceProblem(1, ",".join(sorted(missing)), "Missing column(s): the header is month,price_per_mwh.")
+            ]
+        )
+    months: dict[date, tuple[int, Decimal]] = {}
+    problems = []
+    rows = 0
+    for line, row in enumerate(reader, start=2):
+        rows += 1
+        try:
+            month = datetime.strptime((row["month"] or "").strip(), "%Y-%m").date()
+        except ValueError:
+            problems.append(PriceProblem(line, "month", "A month as YYYY-MM."))
+            continue
+        try:
+            price = Decimal((row["price_per_mwh"] or "").strip())
+            if not price.is_finite() or abs(price) >= Decimal("1e8"):
+                raise InvalidOperation
+        except InvalidOperation:
+            problems.append(PriceProblem(line, "price_per_mwh", "Not a price in $/MWh."))
+            continue
+        if month in months:
+            problems.append(PriceProblem(line, "month", f"Same month as line {months[month][0]}."))
+            continue
+        months[month] = (line, price)
+    report = PriceImport(rows=rows, problems=problems)
+    if not problems and not months:
+        report.problems.append(PriceProblem(1, "file", "No rows."))
+    if report.problems:
+        return report
+    now = timezone.now()
+    with transaction.atomic():
+        for month, (_, price) in months.items():
+            NetBenefitsPrice.objects.update_or_create(
+                market=market, month=month, defaults={"price_per_mwh": price, "imported_at": now}
+            )
+    report.stored = len(months)
+    return report

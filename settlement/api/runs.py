@@ -52,6 +52,7 @@ class SettlementRunSerializer(serializers.ModelSerializer):
             "capacity",
             "penalty",
             "net",
+            "rules",
             "difference",
         ]
 

@@ -124,7 +124,7 @@ def _plan(
     market: str | None,
     event_days: Iterable[date],
     holidays: Container[date] | None,
-) -> Any:
+) -> like_days.LikeDayPlan | pre_event.PreEventPlan:
     return method.plan(
         method=method.code,
         params=params,

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
+import numpy.typing as npt
 
 from aggregator.reference.holidays import UnknownCalendar, holidays_between
 from settlement.baselines import results as r
@@ -294,8 +295,13 @@ def evaluate(p: LikeDayPlan, readings: IntervalReadings) -> r.BaselineResult:
 
 
 def _adjust(
-    p: LikeDayPlan, m: np.ndarray, v: np.ndarray, used_rows: np.ndarray, baseline: np.ndarray, flags: set[str]
-) -> tuple[np.ndarray, r.Adjustment]:
+    p: LikeDayPlan,
+    m: npt.NDArray[np.float64],
+    v: npt.NDArray[np.float64],
+    used_rows: npt.NDArray[np.int64],
+    baseline: npt.NDArray[np.float64],
+    flags: set[str],
+) -> tuple[npt.NDArray[np.float64], r.Adjustment]:
     params = p.params
     kind = params.adjustment
     if kind == "none":

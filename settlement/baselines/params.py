@@ -18,8 +18,8 @@ from settlement.baselines.errors import BaselineError
 INTERVAL_MINUTES = (5, 15, 60)
 
 
-# A rule: (kind, low or the choices, high, step, None allowed).
-Rule = tuple[str, Any, Any, int | None, bool]
+# A rule: (kind, low or the choices, high, step, None allowed); what the middle three hold depends on the kind.
+Rule = tuple[str, Any, Any, Any, bool]
 
 
 def _int(lo: int, hi: int, *, step: int = 1, none: bool = False) -> Rule:
@@ -79,8 +79,8 @@ def _check(name: str, value: Any, rule: Rule) -> None:
         if type(value) is not int or value not in INTERVAL_MINUTES:
             raise BaselineError("invalid_param", f"{name} is one of {INTERVAL_MINUTES}, not {value!r}.", name)
     elif kind == "int":
-        if type(value) is not int or not lo <= value <= hi or value % (step or 1):
-            multiple = f" and a multiple of {step}" if (step or 1) > 1 else ""
+        if type(value) is not int or not lo <= value <= hi or value % step:
+            multiple = f" and a multiple of {step}" if step > 1 else ""
             raise BaselineError(
                 "invalid_param", f"{name} is a whole number from {lo} to {hi}{multiple}, not {value!r}.", name
             )
@@ -92,11 +92,14 @@ def _check(name: str, value: Any, rule: Rule) -> None:
 
 @dataclass(frozen=True)
 class BaselineParams:
-    """Base: the interval length (None: taken from the data) and whether a negative baseline becomes 0."""
+    """Base: the interval length (None: taken from the data) and whether a negative baseline becomes 0.
+
+    No published method floors by default (PJM's adjustment has none); a program whose rules say so sets
+    floor_at_zero, and the statement says which applied."""
 
     method: ClassVar[str] = ""
     interval_minutes: int | None = None
-    floor_at_zero: bool = True
+    floor_at_zero: bool = False
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -19,6 +19,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
+import numpy.typing as npt
 
 from settlement.baselines.errors import BaselineError
 
@@ -49,7 +50,7 @@ class IntervalReadings:
 
     @classmethod
     def from_mapping(
-        cls, readings: Mapping[datetime, float | None], *, interval_seconds: int | None = None
+        cls, readings: Mapping[datetime, float | None], *, interval_seconds: int | npt.NDArray[np.int64] | None = None
     ) -> "IntervalReadings":
         """From {aware interval start: kWh} (None: a missing reading)."""
         starts, kwh = [], []

@@ -82,7 +82,7 @@ def _setup() -> DispatchEvent:
             for h in range(2)
         ]
     )
-    partitions.ensure(first=start - services.LOOKBACK, last=end)
+    partitions.ensure(first=start - services.lookback("pjm-high-4-of-5", None), last=end)
     with connection.cursor() as cursor:
         cursor.execute(
             """CREATE TEMP TABLE bench_sites AS SELECT DISTINCT site_id AS id FROM enrollment_device
@@ -105,7 +105,11 @@ def _setup() -> DispatchEvent:
                              - CASE WHEN t >= %(start)s THEN 0.4 ELSE 0 END)::numeric, 6), 1, now(), 1
                FROM bench_sites s,
                     generate_series(%(first)s, %(last)s, interval '1 hour') t""",
-            {"start": start, "first": start - services.LOOKBACK, "last": end - timedelta(hours=1)},
+            {
+                "start": start,
+                "first": start - services.lookback("pjm-high-4-of-5", None),
+                "last": end - timedelta(hours=1),
+            },
         )
         cursor.execute(
             """INSERT INTO settlement_energyprice (market_id, node, start, interval_minutes, price_per_mwh, imported_at)
@@ -147,7 +151,9 @@ def run() -> list[str]:
 
     site_ids = list(SiteSettlement.objects.filter(run=settled).values_list("site_id", flat=True))
     t1 = time.perf_counter()
-    data, _ = services._readings(MeterKind.SITE, site_ids, event.start - services.LOOKBACK, event.end)
+    data, _ = services._readings(
+        MeterKind.SITE, site_ids, event.start - services.lookback("pjm-high-4-of-5", None), event.end
+    )
     t2 = time.perf_counter()
     baselines.compute_baselines(
         method="pjm-high-4-of-5",

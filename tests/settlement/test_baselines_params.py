@@ -31,7 +31,8 @@ def test_pjm_defaults_are_high_4_of_5_in_45_days_with_an_uncapped_saa():
         60,
         None,
     )
-    assert p.floor_at_zero is True and p.interval_minutes is None
+    # PJM's published adjustment has no floor: a program that floors says so in its parameters.
+    assert p.floor_at_zero is False and p.interval_minutes is None
 
 
 def test_caiso_defaults_are_10_in_10_and_4_in_4_with_a_twenty_percent_cap():

@@ -91,10 +91,10 @@ def test_an_adjustment_cap_limits_the_offset_to_a_share_of_the_window_baseline()
     assert values(result.baseline_kw) == [12.0] * 4
 
 
-def test_a_negative_adjusted_baseline_is_floored_at_zero_and_flagged():
+def test_a_negative_adjusted_baseline_is_kept_as_pjm_publishes_it_and_floored_only_when_the_program_says_so():
     hours = {(JUL[15], h): -20.0 for h in (10, 11, 12)}  # exporting solar before the event
-    floored = event_15_july(july(profile(default=10.0, hours=hours)))
-    kept = event_15_july(july(profile(default=10.0, hours=hours)), params={"floor_at_zero": False})
+    floored = event_15_july(july(profile(default=10.0, hours=hours)), params={"floor_at_zero": True})
+    kept = event_15_july(july(profile(default=10.0, hours=hours)))
     # Offset -20 - 10 = -30 -> 10 - 30 = -20 kW; floored to 0; reduction = 0 - actual 10.
     assert values(floored.baseline_kw) == [0.0] * 4 and BASELINE_FLOORED in floored.flags
     assert values(floored.reduction_kw) == [-10.0] * 4  # not floored: settlement decides

@@ -106,12 +106,12 @@ def test_mbma_for_an_event_at_midnight_uses_the_last_hour_of_the_day_before():
     assert values(result.baseline_kw) == [9.0, 9.0]
 
 
-def test_mbma_floors_a_negative_baseline_unless_told_not_to():
+def test_mbma_keeps_a_negative_baseline_unless_the_program_floors_it():
     readings = series(profile(default=1.0, hours={(JUL15, 13): -2.0}), first=JUL15, last=JUL15)
-    floored = run("meter-before-meter-after", readings, at(2025, 7, 15, 14), at(2025, 7, 15, 15))
-    kept = run(
-        "meter-before-meter-after", readings, at(2025, 7, 15, 14), at(2025, 7, 15, 15), params={"floor_at_zero": False}
+    floored = run(
+        "meter-before-meter-after", readings, at(2025, 7, 15, 14), at(2025, 7, 15, 15), params={"floor_at_zero": True}
     )
+    kept = run("meter-before-meter-after", readings, at(2025, 7, 15, 14), at(2025, 7, 15, 15))
     assert values(floored.baseline_kw) == [0.0] and BASELINE_FLOORED in floored.flags
     assert values(kept.baseline_kw) == [-2.0] and values(kept.reduction_kw) == [-3.0]
 

@@ -1,0 +1,179 @@
+"""What settlement pays by the markets' rules, each hand-computed on the two-site event of test_settlement_runs.
+
+The event: two hours, sites A and B, meter before / meter after (a site's baseline is its load in the
+hour before), 10 kW committed, capacity $10/kW, penalty $4/kW. Each test names what paid wrong before.
+"""
+
+from datetime import UTC, timedelta
+from decimal import Decimal as D
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from aggregator.reference.models import NetBenefitsPrice
+from settlement import services
+from settlement.models import SettlementTerms, SiteSettlement
+from tests.dispatch.conftest import make_resource  # noqa: F401  (the fixture)
+from tests.settlement.test_settlement_runs import ended_event, post_site_readings, prices  # noqa: F401
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def sites(event):
+    return [m.device for m in event.resource.memberships.order_by("device_id")]
+
+
+def rule_codes(run) -> list[str]:
+    return [r["code"] for r in run.rules]
+
+
+def test_export_is_not_load_reduction_unless_the_program_allows_injection(ended_event, device_client, tmp_path):
+    """B's baseline is 10.5 kW and it exports 5 kW in the first hour: a load-reduction program credits it
+    10.5 kWh (down to zero net load), not 15.5; with injection allowed (its own metering) 15.5."""
+    event = ended_event
+    site_a, site_b = sites(event)
+    before = event.start - timedelta(hours=3)
+    post_site_readings(device_client, site_a, before, [10, 10, 10, 4, 5])
+    post_site_readings(device_client, site_b, before, [10.5, 10.5, 10.5, -5, 2])
+    prices(tmp_path, event)
+
+    run = services.settle_event(event=event, by="analyst")
+
+    b = SiteSettlement.objects.get(run=run, site=site_b.site)
+    assert b.actual_kw == [-5.0, 2.0] and b.reduction_kwh == [D("10.5"), D("8.5")]
+    assert "export_not_delivery" in b.flags
+    # A: 6 + 5 kWh; B: 10.5 + 8.5 -> 30 kWh delivered of 20 committed; energy 0.6 + 1.0 + 1.05 + 1.7 = $4.35.
+    assert (run.delivered_kwh, run.energy) == (D(30), D("4.35"))
+    assert "Load reduction" in next(r["text"] for r in run.rules if r["code"] == "participation_model")
+
+    SettlementTerms.objects.filter(program=event.resource.program).update(participation_model="injection_metered")
+    again = services.settle_event(event=event, by="analyst")
+    b = SiteSettlement.objects.get(run=again, site=site_b.site)
+    assert b.reduction_kwh == [D("15.5"), D("8.5")] and "export_not_delivery" not in b.flags
+    assert again.energy == D("4.85")  # B's first hour: 15.5 kWh at $100/MWh
+
+
+def test_an_hourly_meter_is_paid_the_time_weighted_mean_of_the_five_minute_prices(ended_event, device_client, tmp_path):
+    """The first hour's twelve 5-minute prices are 100 then eleven at 220: the hour is paid their mean, 210
+    (it was paid the first, 100). A: 6 kWh x 210 + 5 kWh x 200 = $2.26; B: 4 kWh x 200 = $0.80."""
+    event = ended_event
+    site_a, site_b = sites(event)
+    before = event.start - timedelta(hours=3)
+    post_site_readings(device_client, site_a, before, [10, 10, 10, 4, 5])
+    post_site_readings(device_client, site_b, before, [6, 6, 6, 6, 2])
+    path = tmp_path / "five-minute.csv"
+    rows = ["node,start,price_per_mwh,interval_minutes"]
+    rows += [
+        f"PECO_N001,{(event.start + timedelta(minutes=5 * k)).isoformat()},{100 if k == 0 else 220},5"
+        for k in range(12)
+    ]
+    rows.append(f"PECO_N001,{(event.start + timedelta(hours=1)).isoformat()},200,60")
+    path.write_text("\n".join(rows) + "\n")
+    call_command("import_prices", "--market", "PJM", "--data", str(path))
+
+    run = services.settle_event(event=event, by="analyst")
+
+    a = SiteSettlement.objects.get(run=run, site=site_a.site)
+    assert a.price_per_mwh == [D("210.0000"), D(200)] and a.energy == D("2.26")
+    assert run.energy == D("3.06")
+    assert "time-weighted mean" in next(r["text"] for r in run.rules if r["code"] == "price")
+
+
+def test_an_interval_without_prices_for_its_whole_length_is_unpriced(ended_event, device_client, tmp_path):
+    event = ended_event
+    site_a, _ = sites(event)
+    post_site_readings(device_client, site_a, event.start - timedelta(hours=3), [10, 10, 10, 4, 5])
+    path = tmp_path / "partial.csv"
+    # Only the first half of the first hour has prices; the second hour has none.
+    path.write_text(
+        "node,start,price_per_mwh,interval_minutes\n"
+        + "".join(f"PECO_N001,{(event.start + timedelta(minutes=5 * k)).isoformat()},100,5\n" for k in range(6))
+    )
+    call_command("import_prices", "--market", "PJM", "--data", str(path))
+
+    run = services.settle_event(event=event, by="analyst")
+
+    a = SiteSettlement.objects.get(run=run, site=site_a.site)
+    assert a.price_per_mwh == [None, None] and "unpriced_intervals" in a.flags and a.energy == 0
+
+
+def months_of(event):
+    first = event.start.astimezone(NEW_YORK).date().replace(day=1)
+    last = (event.end - timedelta(seconds=1)).astimezone(NEW_YORK).date().replace(day=1)
+    return sorted({first, last})
+
+
+def test_energy_below_the_net_benefits_price_earns_nothing(ended_event, device_client, tmp_path):
+    """Threshold $150/MWh: the first hour ($100) earns no energy, the second ($200) does. A: 5 kWh x 200 = $1.00;
+    B: 4 kWh x 200 = $0.80; $1.80 instead of $2.40. Delivery (and so capacity and penalty) is unchanged."""
+    event = ended_event
+    site_a, site_b = sites(event)
+    before = event.start - timedelta(hours=3)
+    post_site_readings(device_client, site_a, before, [10, 10, 10, 4, 5])
+    post_site_readings(device_client, site_b, before, [6, 6, 6, 6, 2])
+    prices(tmp_path, event)
+    path = tmp_path / "net-benefits.csv"
+    path.write_text("month,price_per_mwh\n" + "".join(f"{m:%Y-%m},150\n" for m in months_of(event)))
+    call_command("import_net_benefits", "--market", "PJM", "--data", str(path))
+
+    run = services.settle_event(event=event, by="analyst")
+
+    a = SiteSettlement.objects.get(run=run, site=site_a.site)
+    assert a.price_per_mwh == [D(100), D(200)] and a.energy == D("1.0")  # the statement shows the LMP it compared
+    assert "below_net_benefits_price" in a.flags
+    assert (run.energy, run.delivered_kwh, run.capacity, run.penalty) == (D("1.80"), D(15), D("75.00"), D("10.00"))
+    assert "net_benefits" in rule_codes(run) and "150" in next(
+        r["text"] for r in run.rules if r["code"] == "net_benefits"
+    )
+
+
+def test_without_a_threshold_on_file_the_statement_says_the_test_was_not_applied(ended_event, device_client, tmp_path):
+    event = ended_event
+    site_a, site_b = sites(event)
+    before = event.start - timedelta(hours=3)
+    post_site_readings(device_client, site_a, before, [10, 10, 10, 4, 5])
+    post_site_readings(device_client, site_b, before, [6, 6, 6, 6, 2])
+    prices(tmp_path, event)
+
+    run = services.settle_event(event=event, by="analyst")
+
+    assert run.energy == D("2.40") and "net_benefits_missing" in rule_codes(run)
+
+
+@pytest.mark.django_db
+def test_net_benefits_files_are_checked_whole_and_name_the_field(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("month,price_per_mwh\n2026-11,120.5\n2026-13,100\n2026-12,cheap\n")
+    with pytest.raises(CommandError):
+        call_command("import_net_benefits", "--market", "PJM", "--data", str(path))
+    assert not NetBenefitsPrice.objects.exists()  # nothing written, not even the good row
+    path.write_text("month,price_per_mwh\n2026-11,120.5\n2026-11,99\n")
+    with pytest.raises(CommandError):
+        call_command("import_net_benefits", "--market", "PJM", "--data", str(path))
+    path.write_text("month,price_per_mwh\n2026-11,120.5\n")
+    call_command("import_net_benefits", "--market", "PJM", "--data", str(path))
+    assert NetBenefitsPrice.objects.get().price_per_mwh == D("120.5")
+
+
+def test_the_programs_look_back_is_honoured_beyond_46_days(ended_event, device_client, tmp_path):
+    """PJM High 4 of 5 with a 60-day look-back, and history only 47 to 60 days back (then the event day):
+    every chosen day is 10 kWh an hour, so A's baseline is 10 kW and it delivers 6 and 5 kWh. With the old
+    fixed 46-day read there was no history at all and no baseline."""
+    event = ended_event
+    site_a, _ = sites(event)
+    SettlementTerms.objects.filter(program=event.resource.program).update(
+        baseline_method="pjm-high-4-of-5", baseline_params={"lookback_days": 60}
+    )
+    local_day = event.start.astimezone(NEW_YORK).replace(hour=0)
+    old_history = (local_day - timedelta(days=60)).astimezone(UTC)
+    post_site_readings(device_client, site_a, old_history, [10.0] * (24 * 14))
+    post_site_readings(device_client, site_a, event.start - timedelta(hours=5), [10, 10, 10, 10, 10, 4, 5])
+    prices(tmp_path, event)
+
+    run = services.settle_event(event=event, by="analyst")
+
+    a = SiteSettlement.objects.get(run=run, site=site_a.site)
+    assert a.baseline_kw == [10.0, 10.0] and a.reduction_kwh == [D(6), D(5)]
+    assert min(a.days_used) < (event.start - timedelta(days=46)).date()
+    assert "60 calendar days" in next(r["text"] for r in run.rules if r["code"] == "baseline")
