@@ -148,6 +148,28 @@ def _other_event_days(event: DispatchEvent, zone: ZoneInfo, since: timedelta) ->
     return frozenset(e.start.astimezone(zone).date() for e in others)
 
 
+# The sites' days with any dispatch, in any program and resource: a device of the site was allocated kW.
+_SITE_DISPATCH = """
+SELECT DISTINCT d.site_id, e.start, e."end"
+FROM dispatch_allocation a
+JOIN dispatch_dispatchevent e ON e.id = a.event_id
+JOIN enrollment_device d ON d.id = a.device_id
+WHERE d.site_id = ANY(%s) AND e.id <> %s AND e.state IN ('active', 'completed')
+  AND e.start >= %s AND e.start < %s AND EXISTS (SELECT 1 FROM unnest(a.kw) k WHERE k > 0)
+"""
+
+
+def _site_dispatch_days(event: DispatchEvent, site_ids: set[int], zone: ZoneInfo, since: timedelta) -> dict:
+    """Site -> the local days of the look-back on which any of its devices was dispatched (never baseline days)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SITE_DISPATCH, [list(site_ids), event.pk, event.start - since, event.start])
+        rows = cursor.fetchall()
+    days: dict[int, set] = defaultdict(set)
+    for site_id, start, end in rows:
+        days[site_id] |= {start.astimezone(zone).date(), (end - timedelta(seconds=1)).astimezone(zone).date()}
+    return {site: frozenset(d) for site, d in days.items()}
+
+
 def _outages(site_ids: set[int], start, end) -> dict[int, list[tuple]]:
     """Site -> its grid outage periods overlapping [start, end) (an open one runs to `end`)."""
 
@@ -266,7 +288,10 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None) 
         outage_days = (
             {site: _local_days(periods, zone) for site, periods in outages.items()} if terms.exclude_outage_days else {}
         )
-        event_days = {u[0]: other_events | outage_days.get(u[1], frozenset()) for u in units}
+        dispatched = _site_dispatch_days(event, {u[1] for u in units}, zone, since)
+        event_days = {
+            u[0]: other_events | dispatched.get(u[1], frozenset()) | outage_days.get(u[1], frozenset()) for u in units
+        }
         results, errors = baselines.compute_baselines(
             method=terms.baseline_method,
             sites=readings,
@@ -345,7 +370,11 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None) 
                 + (["outage_excused"] if excused_here else [])
             )
             skipped = {
-                d.isoformat(): ("outage_day" if why == "event_day" and d not in other_events else why)
+                d.isoformat(): (
+                    "outage_day"
+                    if why == "event_day" and d not in other_events and d not in dispatched.get(site_id, ())
+                    else why
+                )
                 for d, why in (result.skipped or {}).items()
             }
             rows.append(

@@ -4,7 +4,7 @@ The event: two hours, sites A and B, meter before / meter after (a site's baseli
 hour before), 10 kW committed, capacity $10/kW, penalty $4/kW. Each test names what paid wrong before.
 """
 
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal as D
 from zoneinfo import ZoneInfo
 
@@ -12,9 +12,11 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from aggregator.reference.models import NetBenefitsPrice
+from dispatch.models import Allocation, DispatchEvent
 from settlement import services
 from settlement.models import SettlementTerms, SiteSettlement
 from tests.dispatch.conftest import make_resource  # noqa: F401  (the fixture)
+from tests.factories import GENERATOR, DeviceFactory
 from tests.settlement.test_settlement_runs import ended_event, post_site_readings, prices  # noqa: F401
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -177,3 +179,43 @@ def test_the_programs_look_back_is_honoured_beyond_46_days(ended_event, device_c
     assert a.baseline_kw == [10.0, 10.0] and a.reduction_kwh == [D(6), D(5)]
     assert min(a.days_used) < (event.start - timedelta(days=46)).date()
     assert "60 calendar days" in next(r["text"] for r in run.rules if r["code"] == "baseline")
+
+
+def test_a_sites_days_dispatched_by_any_resource_are_not_its_baseline_days(ended_event, device_client, make_resource):
+    """PJM High 4 of 5 without adjustment, every hour 10 kWh for two weeks; then the most recent baseline day D
+    turns out to have been 20 kWh an hour, and site A had another device dispatched that day by another
+    resource. A leaves D out (baseline 10 kW: reductions 6, 5); B keeps it ((20 + 3 x 10) / 4 = 12.5 kW:
+    reductions 6.5, 10.5). Before, only the same resource's events were left out."""
+    event = ended_event
+    site_a, site_b = sites(event)
+    SettlementTerms.objects.filter(program=event.resource.program).update(
+        baseline_method="pjm-high-4-of-5", baseline_params={"adjustment": "none"}
+    )
+    history = (event.start.astimezone(NEW_YORK).replace(hour=0) - timedelta(days=14)).astimezone(UTC)
+    hours = int((event.start - history).total_seconds() // 3600)
+    post_site_readings(device_client, site_a, history, [10.0] * hours + [4, 5])
+    post_site_readings(device_client, site_b, history, [10.0] * hours + [6, 2])
+    first = services.settle_event(event=event, by="analyst")
+    day = max(SiteSettlement.objects.get(run=first, site=site_a.site).days_used)
+    d_start = datetime.combine(day, time(0), NEW_YORK).astimezone(UTC)
+    for site in (site_a, site_b):
+        post_site_readings(device_client, site, d_start, [20.0] * 24)
+    # Another resource dispatched a second device of site A on day D.
+    other = DeviceFactory(site=site_a.site, **GENERATOR)
+    elsewhere = make_resource(devices=[other])
+    other_event = DispatchEvent.objects.get(pk=event.pk)
+    other_event.pk, other_event.resource = None, elsewhere
+    other_event.start, other_event.end = d_start + timedelta(hours=14), d_start + timedelta(hours=16)
+    other_event.notify_at, other_event.external_ref = other_event.start - timedelta(hours=1), ""
+    other_event.save()
+    allocation = Allocation.objects.filter(event=event).first()
+    allocation.pk, allocation.event, allocation.device = None, other_event, other
+    allocation.save()
+
+    run = services.settle_event(event=event, by="analyst")
+
+    a = SiteSettlement.objects.get(run=run, site=site_a.site)
+    b = SiteSettlement.objects.get(run=run, site=site_b.site)
+    assert day not in a.days_used and a.days_skipped[day.isoformat()] == "event_day"
+    assert a.baseline_kw == [10.0, 10.0] and a.reduction_kwh == [D(6), D(5)]
+    assert day in b.days_used and b.baseline_kw == [12.5, 12.5] and b.reduction_kwh == [D("6.5"), D("10.5")]
