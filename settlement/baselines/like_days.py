@@ -152,7 +152,9 @@ def plan(
         day = event_day - timedelta(days=back)
         row = event_row - back
         order.append(day)
-        if day_type(day, holidays, together) != kind:
+        if back < params.window_offset_days:
+            skips[day] = "before_window"  # the program's window begins further back (e.g. DADRP: two days)
+        elif day_type(day, holidays, together) != kind:
             skips[day] = "holiday" if day in holidays else "not_like_day"
         elif day in event_days:
             skips[day] = "event_day"

@@ -42,6 +42,7 @@ RULES: dict[str, Rule] = {
     "interval_minutes": ("interval", None, None, None, True),
     "floor_at_zero": _BOOL,
     "lookback_days": _int(1, 366),
+    "window_offset_days": _int(1, 7),
     "weekday_candidate_days": _int(1, 60),
     "weekday_keep_highest": _int(1, 60),
     "weekend_candidate_days": _int(1, 20),
@@ -135,6 +136,8 @@ class LikeDayParams(BaselineParams):
     """Methods that average like days before the event (PJM, CAISO, NYISO); PJM's numbers as defaults.
 
     - lookback_days: calendar days before the event day that may be candidates.
+    - window_offset_days: the most recent candidate is this many days before the event day (1: the day
+      before; NYISO's day-ahead program, DADRP, begins two days back: 2).
     - weekday_candidate_days / weekday_keep_highest: how many eligible days form the pool,
       and how many of the pool with the highest average load over the event hours are
       averaged (PJM 5 / 4). weekend_*: the same for Saturday and Sunday/holiday events.
@@ -158,6 +161,7 @@ class LikeDayParams(BaselineParams):
 
     method: ClassVar[str] = "like-days"
     lookback_days: int = 45
+    window_offset_days: int = 1
     weekday_candidate_days: int = 5
     weekday_keep_highest: int = 4
     weekend_candidate_days: int = 3
@@ -174,6 +178,12 @@ class LikeDayParams(BaselineParams):
     adjustment_cap: float | None = None
 
     def _check_together(self) -> None:
+        if self.window_offset_days > self.lookback_days:
+            raise BaselineError(
+                "invalid_param",
+                f"window_offset_days ({self.window_offset_days}) cannot exceed lookback_days ({self.lookback_days}).",
+                "window_offset_days",
+            )
         for kind in ("weekday", "weekend"):
             pool, keep = getattr(self, f"{kind}_candidate_days"), getattr(self, f"{kind}_keep_highest")
             if keep > pool:

@@ -163,3 +163,18 @@ def test_candidate_days_across_a_dst_change_are_matched_by_local_wall_clock():
     # Window 10:00-12:00 local: actual 10, 11 = baseline 10, 11 -> factor 1.
     assert values(result.baseline_kw) == [14.0, 15.0]
     assert result.adjustment.value == 1.0
+
+
+def test_the_day_ahead_program_starts_its_window_two_days_back():
+    """DADRP (window_offset_days 2): 14 July is not a candidate, so the ten days run from 11 July to 27 June
+    (4.0): 9, 8, 7, 6, 5, 4, 3, 12, 11, 4 -> highest five 12, 11, 9, 8, 7 = 9.4 kW, where the economic
+    program's window (from 14 July) gives 12, 11, 10, 9, 8 = 10 kW."""
+    days = {JUL[14]: 10, JUL[11]: 9, JUL[10]: 8, JUL[9]: 7, JUL[8]: 6, JUL[7]: 5, JUL[3]: 4, JUL[2]: 3, JUL[1]: 12}
+    days[JUN[30]] = 11
+    readings = july(profile(default=4.0, days=days))
+    economic = event_15_july(readings, params=NO_ADJUSTMENT)
+    day_ahead = event_15_july(readings, params={**NO_ADJUSTMENT, "window_offset_days": 2})
+    assert values(economic.baseline_kw) == [10.0, 10.0]
+    assert values(day_ahead.baseline_kw) == [9.4, 9.4]
+    assert day_ahead.skipped[JUL[14]] == "before_window" and JUL[14] not in day_ahead.days_used
+    assert day_ahead.days_used == (JUL[11], JUL[10], JUL[9], JUL[1], JUN[30])
