@@ -12,6 +12,10 @@ class Command(BaseCommand):
         "All or nothing: with any bad row every problem is listed and nothing is written."
     )
 
+    # The loader and what it stores: import_net_benefits reads its file the same way.
+    importer = staticmethod(import_prices)
+    stored = "price(s)"
+
     def add_arguments(self, parser):
         parser.add_argument("--market", required=True, help="Market code, e.g. PJM.")
         parser.add_argument("--data", required=True, type=Path, help="The CSV file.")
@@ -22,9 +26,9 @@ class Command(BaseCommand):
             raise CommandError(f"--market: no market {market!r}.")
         if not data.is_file():
             raise CommandError(f"--data: no such file {data}.")
-        report = import_prices(market=found, source=data.read_bytes())
+        report = self.importer(market=found, source=data.read_bytes())
         for problem in report.problems[:1000]:
             self.stderr.write(f"line {problem.line}, {problem.field}: {problem.message}")
         if not report.ok:
             raise CommandError(f"{len(report.problems)} problem(s) in {report.rows} row(s); nothing was imported.")
-        self.stdout.write(f"{report.stored} price(s) stored for {found.code}.")
+        self.stdout.write(f"{report.stored} {self.stored} stored for {found.code}.")
