@@ -358,7 +358,7 @@ def record_heartbeat(
     device_id: int,
     at: datetime,
     online: bool = True,
-    state_of_charge_pct: Decimal | None = None,
+    state_of_charge_pct: Decimal | float | None = None,  # a float from OpenADR reports
     power_kw: Decimal | None = None,
     ev_plugged_in: bool | None = None,
     mode: str = "",

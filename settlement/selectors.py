@@ -1,7 +1,6 @@
 from datetime import date, datetime
 
 from django.db import connection
-from django.db.models import QuerySet
 
 from aggregator.aggregation.models import VirtualResource
 from aggregator.reference.models import Quality
@@ -205,7 +204,7 @@ CUSTOMER_INTERVAL_HEADER = [
 
 def period_runs(
     *, first: date, last: date, resource_id: int | None = None, customer_id: int | None = None
-) -> QuerySet[SettlementRun]:
+) -> list[SettlementRun]:
     """Each event's latest settlement run, for events whose start falls on a day (market time) in [first, last]."""
 
     sql = _PERIOD_RUNS.format(

@@ -131,7 +131,7 @@ def create_resource(
 
 
 @transaction.atomic
-def update_resource(*, resource: VirtualResource, **changes: dict[str, Any]) -> VirtualResource:
+def update_resource(*, resource: VirtualResource, **changes: Any) -> VirtualResource:  # name, max_kw
     """Rename a resource or change its size cap; market, program and scope are fixed."""
     resource = VirtualResource.objects.select_for_update().select_related("market", "program").get(pk=resource.pk)
     name = changes.get("name", resource.name)

@@ -54,7 +54,7 @@ class ChargingNeedRefused(DomainError):
 
 
 def set_charging_need(
-    *, device: Device, plug_in_hour: int | str, ready_by_hour: int | str, energy_kwh: Decimal | str
+    *, device: Device, plug_in_hour: int | str | None, ready_by_hour: int | str | None, energy_kwh: Decimal | str
 ) -> EvChargingNeed:
     """The customer's nightly EV session: plugged in from one local hour, `energy_kwh` added by another next morning."""
 
