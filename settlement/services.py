@@ -311,6 +311,7 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None) 
             meter == "site" and terms.participation_model == SettlementTerms.ParticipationModel.LOAD_REDUCTION
         )
         below_threshold = 0
+        interval_prices: dict[tuple[str, int, int], Decimal | None] = {}
 
         rows, delivered_by_customer, energy = [], defaultdict(Decimal), Decimal(0)
         for meter_id, site_id, customer_id, node, device_id in units:
@@ -350,7 +351,10 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None) 
                 reductions.append(
                     payments.reduction_kwh(kwh, Decimal(0), net_negatives=terms.net_negatives).quantize(SIX)
                 )
-                price = _price_over(prices.get(node), int(start.timestamp()), int(start.timestamp()) + seconds)
+                key = (node, int(start.timestamp()), seconds)
+                if key not in interval_prices:  # every site at a node shares its interval's price
+                    interval_prices[key] = _price_over(prices.get(node), key[1], key[1] + seconds)
+                price = interval_prices[key]
                 site_prices.append(price)
                 threshold = thresholds.get(start.astimezone(zone).date().replace(day=1))
                 if price is not None and threshold is not None and price < threshold:
