@@ -40,7 +40,10 @@ def lookback(method: str, params: dict | None) -> timedelta:
     """How far before an event a run reads: the method's look-back in calendar days (the program may set up to
     366), and a day for adjustment windows that begin before midnight (all a pre-event method needs)."""
     chosen = baselines.make_params(baselines.get_method(method), params)
-    return timedelta(days=getattr(chosen, "lookback_days", 0) + 1)
+    days = getattr(chosen, "lookback_days", 0)
+    if getattr(chosen, "below_min_days", None) == "extend_lookback":
+        days = chosen.max_lookback_days  # type: ignore[attr-defined]  # checked with the policy
+    return timedelta(days=days + 1)
 
 
 # What a run measures: each site dispatched in the event at its site meter, or (for a method
@@ -449,6 +452,7 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None) 
                 thresholds=thresholds,
                 months=months,
                 below_threshold=below_threshold,
+                short_sites=sum(1 for row in rows if "below_min_days" in row.flags),
             ),
         )
         for row in rows:
@@ -486,6 +490,7 @@ def _rules(
     thresholds: dict[date, Decimal],
     months: list[date],
     below_threshold: int,
+    short_sites: int,
 ) -> list[dict]:
     """The rules a run applied, in the words its statement shows (code, text)."""
     days = getattr(method_params, "lookback_days", None)
@@ -516,6 +521,30 @@ def _rules(
             else "A negative interval reduction counts 0.",
         },
     ]
+    policy = getattr(method_params, "below_min_days", None)
+    if policy is not None:
+        p = method_params
+        least = f"{p.weekday_min_days} weekdays ({p.weekend_min_days} weekend or holiday days)"  # type: ignore[attr-defined]
+        below = {
+            "review": "the site has no baseline and is not paid: it is left for review",
+            "event_days": "the most recent event days make up the minimum",
+            "extend_lookback": f"like days back to {getattr(p, 'max_lookback_days', None)} days before the event "
+            "make up the minimum",
+            "fallback": f"the baseline is {getattr(p, 'fallback_method', None)}'s",
+        }[policy]
+        rules.append({"code": "min_days", "text": f"A baseline rests on at least {least}; with fewer, {below}."})
+        if short_sites:
+            rules.append(
+                {
+                    "code": "review",
+                    "text": f"{short_sites} site(s) had fewer baseline days than the minimum (flag below_min_days)"
+                    + (
+                        "; they are not paid in this run: review their meter data and resettle."
+                        if policy != "fallback"
+                        else "; their baseline is the fallback method's."
+                    ),
+                }
+            )
     if not terms.net_benefits_test:
         rules.append({"code": "net_benefits", "text": "No net-benefits test in this program's terms."})
         return rules

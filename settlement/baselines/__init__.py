@@ -38,6 +38,7 @@ For many sites of one event, compute_baselines plans once (grid, calendar, windo
 a few numpy operations per site.
 """
 
+import dataclasses
 from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -53,7 +54,7 @@ from settlement.baselines.params import (
     NyisoCblParams,
     PjmHigh4of5Params,
 )
-from settlement.baselines.results import BaselineResult
+from settlement.baselines.results import BELOW_MIN_DAYS, FALLBACK_BASELINE, BaselineResult
 from settlement.baselines.timeline import IntervalReadings, interval_seconds_of
 
 __all__ = [
@@ -138,6 +139,29 @@ def _plan(
     )
 
 
+def _fallback(
+    p: BaselineParams, result: BaselineResult, step: int, plan_fallback: Callable[[Method, BaselineParams, int], Any]
+) -> tuple[Method, BaselineParams, Any] | None:
+    """The program's fallback method, its params and its plan, when `result` is short of days and the
+    program says so (below_min_days "fallback"); otherwise None."""
+    if BELOW_MIN_DAYS not in result.flags or getattr(p, "below_min_days", None) != "fallback":
+        return None
+    fallback = METHODS[p.fallback_method]  # type: ignore[attr-defined]  # checked: LikeDayParams
+    fallback_params = fallback.params_class.from_settings(
+        {"interval_minutes": p.interval_minutes, "floor_at_zero": p.floor_at_zero}
+    )
+    return fallback, fallback_params, plan_fallback(fallback, fallback_params, step)
+
+
+def _fell_back(result: BaselineResult, fallback: BaselineResult) -> BaselineResult:
+    """The fallback's baseline, flagged, with the like-day walk that led to it."""
+    return dataclasses.replace(
+        fallback,
+        flags=fallback.flags | {FALLBACK_BASELINE, BELOW_MIN_DAYS},
+        skipped=result.skipped,
+    )
+
+
 def compute_baseline(
     *,
     method: str,
@@ -165,7 +189,26 @@ def compute_baseline(
         event_days=event_days,
         holidays=holidays,
     )
-    return m.evaluate(plan, readings)
+    result = m.evaluate(plan, readings)
+
+    def plan_fallback(fm: Method, fp: BaselineParams, step: int) -> Any:
+        return _plan(
+            fm,
+            fp,
+            step,
+            event_start=event_start,
+            event_end=event_end,
+            time_zone=time_zone,
+            market=market,
+            event_days=event_days,
+            holidays=holidays,
+        )
+
+    fallback = _fallback(p, result, step, plan_fallback)
+    if fallback is not None:
+        fm, _, fplan = fallback
+        result = _fell_back(result, fm.evaluate(fplan, readings))
+    return result
 
 
 def compute_baselines(
@@ -185,7 +228,24 @@ def compute_baselines(
     m = get_method(method)
     p = make_params(m, params)
     plans: dict = {}
+    fallback_plans: dict = {}
     results, errors = {}, {}
+
+    def plan_fallback(fm: Method, fp: BaselineParams, step: int) -> Any:
+        if step not in fallback_plans:  # a pre-event method's plan does not depend on the event days
+            fallback_plans[step] = _plan(
+                fm,
+                fp,
+                step,
+                event_start=event_start,
+                event_end=event_end,
+                time_zone=time_zone,
+                market=market,
+                event_days=frozenset(),
+                holidays=holidays,
+            )
+        return fallback_plans[step]
+
     for key, readings in sites.items():
         days = frozenset(event_days.get(key, ())) if isinstance(event_days, Mapping) else frozenset(event_days)
         try:
@@ -207,7 +267,12 @@ def compute_baselines(
                 holidays=holidays,
             )
         try:
-            results[key] = m.evaluate(plan, readings)
+            result = m.evaluate(plan, readings)
+            fallback = _fallback(p, result, step, plan_fallback)
+            if fallback is not None:
+                fm, _, fplan = fallback
+                result = _fell_back(result, fm.evaluate(fplan, readings))
+            results[key] = result
         except BaselineError as exc:
             errors[key] = exc
     return results, errors

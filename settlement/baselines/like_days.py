@@ -28,8 +28,13 @@ How a result is reached, for an event starting on local day E (see LikeDayParams
    candidate 25-hour day contributes the mean of its two passes. A 23-hour event day simply
    has no intervals in the skipped hour.
 5. Too little history: a pool smaller than candidate_days is flagged insufficient_history and
-   the baseline uses what there is; with fewer than weekday_/weekend_min_days there is no baseline
-   (baseline_unavailable; baseline and reduction None).
+   the baseline uses what there is, down to weekday_/weekend_min_days. Below that, below_min_days
+   decides: "event_days" tops the pool up to the minimum with the most recent event days that pass
+   every other test (flag event_days_used); "extend_lookback" with like days from before the
+   look-back, most recent first, back to max_lookback_days (flag lookback_extended); top-up days
+   are not screened for low usage. If the pool is still short, or under "review" and "fallback",
+   there is no baseline (baseline_unavailable and below_min_days; baseline and reduction None):
+   under "fallback" compute_baselines then uses fallback_method (flag fallback_baseline).
 6. Adjustment over the adjustment window (adjustment_window_minutes ending
    adjustment_gap_minutes before the event start, in elapsed time, so across a DST change it
    is still that many real minutes): additive = mean(actual - baseline); multiplicative =
@@ -77,8 +82,11 @@ class LikeDayPlan:
     adj_cells: np.ndarray
     need_cells: np.ndarray  # every cell a candidate day must have
     adjustment_window: tuple[datetime, datetime] | None
-    candidate_rows: np.ndarray  # rows of candidates not excluded by the calendar, most recent first
+    candidate_rows: np.ndarray  # rows of candidates not excluded by the calendar, most recent first,
+    # then the top-up reserve (below_min_days): event days or days before the look-back
     candidate_dates: tuple[date, ...]
+    regular: int  # how many of the candidates are regular; the rest are the reserve
+    reserve_flag: str | None  # the flag a result carries when reserve days are used
     walk: tuple[tuple[date, str | None, int | None], ...]  # every lookback date, most recent first:
     # (date, its calendar/event-day/DST reason or None, its candidate position or None)
     pool_size: int
@@ -120,7 +128,9 @@ def plan(
     earliest = min(s, adj_start) if adjusting else s
     before = (local_date(earliest, tz) - event_day).days  # <= 0: the window reaches into earlier days
     after = (local_date(e - 1, tz) - event_day).days  # >= 0: the event runs past midnight
-    first = event_day - timedelta(days=params.lookback_days - before)
+    extend = params.below_min_days == "extend_lookback"
+    reach = params.max_lookback_days if extend and params.max_lookback_days else params.lookback_days
+    first = event_day - timedelta(days=reach - before)
     grid = day_grid(time_zone, first, (event_day - first).days + after + 1, step)
     n = grid.slots
     event_row = (event_day - first).days
@@ -147,23 +157,37 @@ def plan(
     together = params.weekend_like_days == "together"
     kind = day_type(event_day, holidays, together)
     event_days = frozenset(event_days)
-    skips, rows, dates, order = {}, [], [], []
-    for back in range(1, params.lookback_days + 1):
+    top_up_with_events = params.below_min_days == "event_days"
+    skips, rows, dates, order, reserve_rows, reserve_dates = {}, [], [], [], [], []
+    for back in range(1, reach + 1):
         day = event_day - timedelta(days=back)
         row = event_row - back
-        order.append(day)
+        beyond = back > params.lookback_days  # only with extend_lookback: a reserve day, not in the walk
+        if not beyond:
+            order.append(day)
         if back < params.window_offset_days:
             skips[day] = "before_window"  # the program's window begins further back (e.g. DADRP: two days)
         elif day_type(day, holidays, together) != kind:
             skips[day] = "holiday" if day in holidays else "not_like_day"
         elif day in event_days:
             skips[day] = "event_day"
+            if top_up_with_events and not grid.absent[row * n + need].any():
+                reserve_rows.append(row)
+                reserve_dates.append(day)
         elif grid.absent[row * n + need].any():
             skips[day] = "dst_missing_hour"
+        elif beyond:
+            reserve_rows.append(row)
+            reserve_dates.append(day)
         else:
             rows.append(row)
             dates.append(day)
+    for day in reserve_dates:
+        skips.pop(day, None)  # its reason comes from the choice: used, or "event_day" / not listed
     weekday = kind == "weekday"
+    regular = len(dates)
+    dates += reserve_dates
+    rows += reserve_rows
     position = {day: i for i, day in enumerate(dates)}
     return LikeDayPlan(
         method=method,
@@ -179,6 +203,8 @@ def plan(
         adjustment_window=(grid.utc(int(adj_idx[0])), grid.utc(int(adj_idx[-1]) + 1)) if adj_idx.size else None,
         candidate_rows=np.array(rows, dtype=np.int64),
         candidate_dates=tuple(dates),
+        regular=regular,
+        reserve_flag=r.EVENT_DAYS_USED if top_up_with_events else r.LOOKBACK_EXTENDED if extend else None,
         walk=tuple((day, skips.get(day), position.get(day)) for day in order),
         pool_size=params.weekday_candidate_days if weekday else params.weekend_candidate_days,
         keep=params.weekday_keep_highest if weekday else params.weekend_keep_highest,
@@ -186,12 +212,14 @@ def plan(
     )
 
 
-def _choose(p: LikeDayPlan, complete: list[bool], load: list[float]) -> tuple[list[int], int, bool, dict[int, str]]:
-    """(used, pool size, filled, reasons) as candidate positions; `load`: average over the event slots."""
+def _choose(
+    p: LikeDayPlan, complete: list[bool], load: list[float]
+) -> tuple[list[int], int, bool, bool, dict[int, str]]:
+    """(used, pool size, filled, topped up, reasons) as candidate positions; `load`: average over the event slots."""
     params = p.params
     reasons: dict[int, str] = {}
     eligible = []
-    for i, ok in enumerate(complete):
+    for i, ok in enumerate(complete[: p.regular]):
         if ok:
             eligible.append(i)
         else:
@@ -218,6 +246,14 @@ def _choose(p: LikeDayPlan, complete: list[bool], load: list[float]) -> tuple[li
     if params.fill_with_low_usage_days and len(pool) < p.pool_size and low:
         pool = pool + low[: p.pool_size - len(pool)]
         filled = True
+    topped_up = False
+    reserve = range(p.regular, len(complete))
+    if len(pool) < p.min_days and reserve:
+        extra = [i for i in reserve if complete[i]][: p.min_days - len(pool)]
+        pool, topped_up = pool + extra, bool(extra)
+    for i in reserve:
+        if i not in pool:
+            reasons[i] = "event_day"  # an unused day before the look-back is not in the walk, so not listed
     in_pool = set(pool)
     for i in low:
         if i not in in_pool:
@@ -228,7 +264,7 @@ def _choose(p: LikeDayPlan, complete: list[bool], load: list[float]) -> tuple[li
     ranked = sorted(pool, key=lambda i: (-load[i], i))  # highest first; ties to the more recent
     for i in ranked[p.keep :]:
         reasons[i] = "not_highest"
-    return sorted(ranked[: p.keep]), len(pool), filled, reasons
+    return sorted(ranked[: p.keep]), len(pool), filled, topped_up, reasons
 
 
 def evaluate(p: LikeDayPlan, readings: IntervalReadings) -> r.BaselineResult:
@@ -244,11 +280,13 @@ def evaluate(p: LikeDayPlan, readings: IntervalReadings) -> r.BaselineResult:
         load = m[base + p.ev_cells_unique].mean(axis=1).tolist()
     else:
         complete, load = [], []
-    used, pool_size, filled, reasons = _choose(p, complete, load)
+    used, pool_size, filled, topped_up, reasons = _choose(p, complete, load)
     if pool_size < p.pool_size:
         flags.add(r.INSUFFICIENT_HISTORY)
     if filled:
         flags.add(r.FILLED_WITH_LOW_USAGE_DAYS)
+    if topped_up and p.reserve_flag:
+        flags.add(p.reserve_flag)
     used_dates = [p.candidate_dates[i] for i in used]
     skipped = {}
     for day, why, i in p.walk:
@@ -258,7 +296,7 @@ def evaluate(p: LikeDayPlan, readings: IntervalReadings) -> r.BaselineResult:
             skipped[day] = why
     actual = v[p.ev_idx]
     if pool_size < p.min_days:
-        flags.update((r.BASELINE_UNAVAILABLE, r.INSUFFICIENT_HISTORY))
+        flags.update((r.BASELINE_UNAVAILABLE, r.INSUFFICIENT_HISTORY, r.BELOW_MIN_DAYS))
         adjustment = r.Adjustment(
             params.adjustment,
             window=p.adjustment_window,

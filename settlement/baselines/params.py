@@ -30,8 +30,8 @@ def _float(lo: float, hi: float, *, none: bool = False) -> Rule:
     return ("float", lo, hi, None, none)
 
 
-def _choice(*choices: str) -> Rule:
-    return ("choice", choices, None, None, False)
+def _choice(*choices: str, none: bool = False) -> Rule:
+    return ("choice", choices, None, None, none)
 
 
 _BOOL: Rule = ("bool", None, None, None, False)
@@ -53,6 +53,9 @@ RULES: dict[str, Rule] = {
     "fill_with_low_usage_days": _BOOL,
     "weekday_min_days": _int(1, 60),
     "weekend_min_days": _int(1, 20),
+    "below_min_days": _choice("review", "event_days", "extend_lookback", "fallback"),
+    "max_lookback_days": _int(1, 366, none=True),
+    "fallback_method": _choice("meter-before-meter-after", none=True),
     "adjustment": _choice("additive", "multiplicative", "none"),
     "adjustment_window_minutes": _MINUTES,
     "adjustment_gap_minutes": _MINUTES,
@@ -150,9 +153,17 @@ class LikeDayParams(BaselineParams):
       eligible days, the window ("peak_of_window", NYISO; replacements are judged against
       the same peak).
     - fill_with_low_usage_days: with too few days, fill the pool with low-usage days, most recent first.
-    - weekday_min_days / weekend_min_days: fewest days a baseline may rest on; with fewer
-      there is no baseline (with at least this many but fewer than the pool wants, the
-      baseline uses what there is and is flagged insufficient_history).
+    - weekday_min_days / weekend_min_days: fewest days a baseline may rest on (with at least
+      this many but fewer than the pool wants, the baseline uses what there is and is flagged
+      insufficient_history). With fewer, below_min_days says what happens, and the result is
+      never paid silently:
+      "review": no baseline; the site is flagged below_min_days and left unpaid for an analyst;
+      "event_days": the pool is topped up to the minimum with the most recent event days that
+      are like days with complete data (CAISO's practice; flag event_days_used);
+      "extend_lookback": the pool is topped up with like days further back, up to
+      max_lookback_days before the event (flag lookback_extended);
+      "fallback": the site's baseline is fallback_method's instead (flag fallback_baseline).
+      If the top-up still leaves fewer than the minimum, there is no baseline (below_min_days).
     - adjustment: "additive" (PJM SAA), "multiplicative" (CAISO, NYISO) or "none", computed
       over the adjustment_window_minutes that end adjustment_gap_minutes before the event.
     - adjustment_cap: a multiplicative factor is kept within 1 ± cap; an additive offset
@@ -170,8 +181,11 @@ class LikeDayParams(BaselineParams):
     low_usage_threshold: float | None = 0.25
     low_usage_basis: str = "mean_of_chosen"
     fill_with_low_usage_days: bool = False
-    weekday_min_days: int = 1
-    weekend_min_days: int = 1
+    weekday_min_days: int = 5
+    weekend_min_days: int = 3
+    below_min_days: str = "review"
+    max_lookback_days: int | None = None
+    fallback_method: str | None = None
     adjustment: str = "additive"
     adjustment_window_minutes: int = 180
     adjustment_gap_minutes: int = 60
@@ -200,6 +214,16 @@ class LikeDayParams(BaselineParams):
                     f"{kind}_candidate_days ({pool}): no baseline could ever be computed.",
                     f"{kind}_min_days",
                 )
+        if self.below_min_days == "extend_lookback" and (
+            self.max_lookback_days is None or self.max_lookback_days <= self.lookback_days
+        ):
+            raise BaselineError(
+                "invalid_param",
+                f"below_min_days extend_lookback needs max_lookback_days beyond lookback_days ({self.lookback_days}).",
+                "max_lookback_days",
+            )
+        if self.below_min_days == "fallback" and self.fallback_method is None:
+            raise BaselineError("invalid_param", "below_min_days fallback needs a fallback_method.", "fallback_method")
         if self.adjustment != "none" and self.adjustment_window_minutes == 0:
             raise BaselineError(
                 "invalid_param",
@@ -212,7 +236,8 @@ class LikeDayParams(BaselineParams):
 class PjmHigh4of5Params(LikeDayParams):
     """PJM Economic Load Response CBL: high 4 of 5 weekdays in 45 days, 25% low-usage screen
     against the 5 chosen, high 2 of 3 like weekend days (Saturdays apart), symmetric additive
-    adjustment over the 3 hours ending 1 hour before the event, uncapped."""
+    adjustment over the 3 hours ending 1 hour before the event, uncapped. Fewer than the 5 (3 for
+    weekends) days: no baseline, for review."""
 
     method: ClassVar[str] = "pjm-high-4-of-5"
 
@@ -221,7 +246,8 @@ class PjmHigh4of5Params(LikeDayParams):
 class Caiso10in10Params(LikeDayParams):
     """CAISO 10 in 10: the 10 most recent eligible weekdays in 45 days (4 in 4 for weekends and
     holidays together), no low-usage screen, day-of multiplicative adjustment from the 3 hours
-    ending 1 hour before the event, capped at ±20%."""
+    ending 1 hour before the event, capped at ±20%. At least 5 days (2 for weekends and holidays):
+    below that the most recent event days make up the five."""
 
     method: ClassVar[str] = "caiso-10-in-10"
     weekday_candidate_days: int = 10
@@ -230,6 +256,9 @@ class Caiso10in10Params(LikeDayParams):
     weekend_keep_highest: int = 4
     weekend_like_days: str = "together"
     low_usage_threshold: float | None = None
+    weekday_min_days: int = 5
+    weekend_min_days: int = 2
+    below_min_days: str = "event_days"
     adjustment: str = "multiplicative"
     adjustment_cap: float | None = 0.2
 
@@ -238,13 +267,15 @@ class Caiso10in10Params(LikeDayParams):
 class NyisoCblParams(LikeDayParams):
     """NYISO CBL: highest 5 of the 10 most recent eligible weekdays in 30 days, days below 25%
     of the window's peak day screened out, highest 2 of the last 3 like weekend days, in-day
-    multiplicative adjustment from the 2 hours starting 4 hours before the event, within [0.8, 1.2]."""
+    multiplicative adjustment from the 2 hours starting 4 hours before the event, within [0.8, 1.2].
+    Fewer than 5 weekdays (2 weekend days): no baseline, for review."""
 
     method: ClassVar[str] = "nyiso-cbl"
     lookback_days: int = 30
     weekday_candidate_days: int = 10
     weekday_keep_highest: int = 5
     low_usage_basis: str = "peak_of_window"
+    weekend_min_days: int = 2
     adjustment: str = "multiplicative"
     adjustment_window_minutes: int = 120
     adjustment_gap_minutes: int = 120

@@ -14,6 +14,10 @@ ADJUSTMENT_NOT_APPLIED = "adjustment_not_applied"  # see Adjustment.reason
 BASELINE_FLOORED = "baseline_floored"  # a negative adjusted baseline was raised to 0
 FILLED_WITH_LOW_USAGE_DAYS = "filled_with_low_usage_days"
 MISSING_REFERENCE = "missing_reference"  # a pre-event window interval has no reading
+BELOW_MIN_DAYS = "below_min_days"  # fewer baseline days than the method's minimum: not paid, for review
+EVENT_DAYS_USED = "event_days_used"  # the pool was topped up to the minimum with event days
+LOOKBACK_EXTENDED = "lookback_extended"  # the pool was topped up with days before the look-back
+FALLBACK_BASELINE = "fallback_baseline"  # too few days: the baseline is the program's fallback method's
 
 
 @dataclass(frozen=True)

@@ -84,8 +84,8 @@ def test_the_in_day_factor_stays_within_point_eight_and_one_point_two():
 def test_only_thirty_days_are_searched_and_a_short_pool_is_flagged():
     busy = {JUN[16] + timedelta(days=i) for i in range(25)} - {JUL[14], JUL[11]}
     load = profile(default=1.0, days={JUL[14]: 8, JUL[11]: 6, date(2025, 6, 13): 100})
-    result = event_15_july(july(load), event_days=busy, params=NO_ADJUSTMENT)
-    # Every weekday from 16 June to 10 July is an event day: only 14 and 11 July remain -> (8 + 6) / 2.
+    result = event_15_july(july(load), event_days=busy, params=NO_ADJUSTMENT | {"weekday_min_days": 2})
+    # A program that allows 2 days. Every weekday from 16 June to 10 July is an event day: only 14 and 11 July remain -> (8 + 6) / 2.
     # 13 June (32 days back) is outside the lookback and never considered.
     assert result.days_used == (JUL[14], JUL[11])
     assert result.skipped[JUL[10]] == "event_day"

@@ -209,8 +209,8 @@ def test_a_missing_actual_in_the_saa_window_leaves_the_baseline_unadjusted():
 
 def test_with_too_little_history_the_baseline_uses_the_days_found_and_is_flagged():
     load = profile(default=0.0, days={JUL[14]: 10, JUL[11]: 8, JUL[10]: 6})
-    result = event_15_july(july(load, first=JUL[10]), params=NO_ADJUSTMENT)
-    # Only 14, 11, 10 July have data: pool of 3 < 5; high 4 of 3 = all: (10+8+6)/3 = 8.
+    result = event_15_july(july(load, first=JUL[10]), params=NO_ADJUSTMENT | {"weekday_min_days": 3})
+    # A program that allows 3 days. Only 14, 11, 10 July have data: pool of 3 < 5; high 4 of 3 = all: (10+8+6)/3 = 8.
     assert INSUFFICIENT_HISTORY in result.flags and BASELINE_UNAVAILABLE not in result.flags
     assert result.days_used == (JUL[14], JUL[11], JUL[10])
     assert result.skipped[JUL[9]] == "missing_intervals"
@@ -237,7 +237,7 @@ def test_a_site_with_no_history_gets_no_baseline():
 def test_fill_with_low_usage_days_completes_a_short_pool():
     load = profile(default=10.0, days={JUL[8]: 1.0})
     readings = july(load, first=JUL[8])  # weekdays with data: 14, 11, 10, 9, 8 (8th is low)
-    plain = event_15_july(readings, params=NO_ADJUSTMENT)
+    plain = event_15_july(readings, params=NO_ADJUSTMENT | {"weekday_min_days": 4})
     filled = event_15_july(readings, params=NO_ADJUSTMENT | {"fill_with_low_usage_days": True})
     # Without fill: pool 14, 11, 10, 9 (8th low, nothing older) -> short. With fill: the 8th
     # joins the pool of 5 and is then not among the highest 4. Both baselines are 10.

@@ -20,6 +20,14 @@ from tests.factories import GENERATOR, DeviceFactory
 from tests.settlement.test_settlement_runs import ended_event, post_site_readings, prices  # noqa: F401
 
 NEW_YORK = ZoneInfo("America/New_York")
+# The events of these tests are two days before today, a weekday or not: weekend and holiday events use the
+# same 4 highest of 5 like days as weekdays, so the hand computations hold on any day.
+ANY_DAY = {
+    "weekend_like_days": "together",
+    "weekend_candidate_days": 5,
+    "weekend_keep_highest": 4,
+    "weekend_min_days": 4,
+}
 
 
 def sites(event):
@@ -165,7 +173,7 @@ def test_the_programs_look_back_is_honoured_beyond_46_days(ended_event, device_c
     event = ended_event
     site_a, _ = sites(event)
     SettlementTerms.objects.filter(program=event.resource.program).update(
-        baseline_method="pjm-high-4-of-5", baseline_params={"lookback_days": 60}
+        baseline_method="pjm-high-4-of-5", baseline_params={"lookback_days": 60} | ANY_DAY
     )
     local_day = event.start.astimezone(NEW_YORK).replace(hour=0)
     old_history = (local_day - timedelta(days=60)).astimezone(UTC)
@@ -182,16 +190,16 @@ def test_the_programs_look_back_is_honoured_beyond_46_days(ended_event, device_c
 
 
 def test_a_sites_days_dispatched_by_any_resource_are_not_its_baseline_days(ended_event, device_client, make_resource):
-    """PJM High 4 of 5 without adjustment, every hour 10 kWh for two weeks; then the most recent baseline day D
+    """PJM High 4 of 5 without adjustment, every hour 10 kWh for three weeks; then the most recent baseline day D
     turns out to have been 20 kWh an hour, and site A had another device dispatched that day by another
     resource. A leaves D out (baseline 10 kW: reductions 6, 5); B keeps it ((20 + 3 x 10) / 4 = 12.5 kW:
     reductions 6.5, 10.5). Before, only the same resource's events were left out."""
     event = ended_event
     site_a, site_b = sites(event)
     SettlementTerms.objects.filter(program=event.resource.program).update(
-        baseline_method="pjm-high-4-of-5", baseline_params={"adjustment": "none"}
+        baseline_method="pjm-high-4-of-5", baseline_params={"adjustment": "none"} | ANY_DAY
     )
-    history = (event.start.astimezone(NEW_YORK).replace(hour=0) - timedelta(days=14)).astimezone(UTC)
+    history = (event.start.astimezone(NEW_YORK).replace(hour=0) - timedelta(days=21)).astimezone(UTC)
     hours = int((event.start - history).total_seconds() // 3600)
     post_site_readings(device_client, site_a, history, [10.0] * hours + [4, 5])
     post_site_readings(device_client, site_b, history, [10.0] * hours + [6, 2])
@@ -219,3 +227,35 @@ def test_a_sites_days_dispatched_by_any_resource_are_not_its_baseline_days(ended
     assert day not in a.days_used and a.days_skipped[day.isoformat()] == "event_day"
     assert a.baseline_kw == [10.0, 10.0] and a.reduction_kwh == [D(6), D(5)]
     assert day in b.days_used and b.baseline_kw == [12.5, 12.5] and b.reduction_kwh == [D("6.5"), D("10.5")]
+
+
+def test_a_site_short_of_baseline_days_is_not_paid_and_the_statement_asks_for_review(ended_event, device_client):
+    """PJM High 4 of 5 needs 5 weekdays. Site A has two weeks of history (10 kWh an hour), site B only the
+    day before the event: A is paid on its baseline of 10 kW (6 + 5 kWh); B gets no baseline, nothing paid,
+    and the run says one site needs review. Before, B was paid on its one day."""
+    event = ended_event
+    site_a, site_b = sites(event)
+    SettlementTerms.objects.filter(program=event.resource.program).update(
+        baseline_method="pjm-high-4-of-5", baseline_params={"adjustment": "none"} | ANY_DAY
+    )
+    midnight = event.start.astimezone(NEW_YORK).replace(hour=0)
+    history = (midnight - timedelta(days=14)).astimezone(UTC)
+    post_site_readings(
+        device_client, site_a, history, [10.0] * int((event.start - history).total_seconds() // 3600) + [4, 5]
+    )
+    day_before = (midnight - timedelta(days=1)).astimezone(UTC)
+    weekday_before = day_before
+    while weekday_before.astimezone(NEW_YORK).weekday() >= 5:
+        weekday_before -= timedelta(days=1)
+    post_site_readings(device_client, site_b, weekday_before, [10.0] * 24)
+    post_site_readings(device_client, site_b, event.start, [6, 2])
+
+    run = services.settle_event(event=event, by="analyst")
+
+    a = SiteSettlement.objects.get(run=run, site=site_a.site)
+    b = SiteSettlement.objects.get(run=run, site=site_b.site)
+    assert a.reduction_kwh == [D(6), D(5)] and "below_min_days" not in a.flags
+    assert "below_min_days" in b.flags and b.baseline_kw == [None, None] and b.energy == 0
+    assert b.reduction_kwh == [D(0), D(0)] and run.delivered_kwh == D(11)
+    assert "at least 5 weekdays" in next(r["text"] for r in run.rules if r["code"] == "min_days")
+    assert "1 site(s)" in next(r["text"] for r in run.rules if r["code"] == "review")
