@@ -15,7 +15,7 @@ from aggregator.reference.models import EnergyPrice, Tariff
 from dispatch.admin import DispatchEventAdmin
 from dispatch.models import DispatchEvent
 from settlement import pages
-from settlement.models import CustomerPayout, MeterDataImport, SettlementRun, SettlementTerms
+from settlement.models import CustomerPayout, MeterDataImport, RetailEvent, SettlementRun, SettlementTerms
 from settlement.selectors import interval_totals
 from settlement.tasks import import_meter_data
 
@@ -259,3 +259,14 @@ class SettledDispatchEventAdmin(DispatchEventAdmin):
             title=f"Event {obj.pk}: baseline vs actual, settlement version {runs[0].version}",
         )
         return format_html("{}<br>{}", chart, links)
+
+
+@admin.register(RetailEvent)
+class RetailEventAdmin(admin.ModelAdmin):
+    """Retail demand-response events (loaded with manage.py import_retail_events): never baseline days."""
+
+    list_display = ["site", "program", "start", "end", "imported_at"]
+    list_filter = ["program"]
+    search_fields = ["site__meter_id", "program"]
+    raw_id_fields = ["site"]
+    date_hierarchy = "start"

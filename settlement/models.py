@@ -199,3 +199,25 @@ class CustomerPayout(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "customer"], name="customer_payout_unique")]
+
+
+class RetailEvent(models.Model):
+    """A retail demand-response event a site took part in outside this platform (a utility's peak-time rebate,
+    critical peak pricing, a smart-thermostat program): its local days are never the site's baseline days.
+    Loaded from the utility's list with `manage.py import_retail_events`."""
+
+    site = models.ForeignKey("enrollment.Site", on_delete=models.CASCADE, related_name="retail_events")
+    program = models.CharField(max_length=100, help_text="The utility's program, as its list names it.")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    imported_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["site", "start"], name="retail_event_site_start")]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "program", "start"], name="retail_event_unique"),
+            models.CheckConstraint(condition=models.Q(end__gt=models.F("start")), name="retail_event_ends_after_start"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.program} {self.start:%Y-%m-%d %H:%M} at site {self.site_id}"

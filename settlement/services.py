@@ -25,7 +25,7 @@ from aggregator.reference.models import MeterKind, NetBenefitsPrice
 from dispatch.models import Allocation, DispatchEvent
 from enrollment.models import SiteOutage
 from settlement import baselines, payments
-from settlement.models import CustomerPayout, SettlementRun, SettlementTerms, SiteSettlement
+from settlement.models import CustomerPayout, RetailEvent, SettlementRun, SettlementTerms, SiteSettlement
 from settlement.money import cents
 
 SIX = Decimal("0.000001")
@@ -173,6 +173,23 @@ def _site_dispatch_days(event: DispatchEvent, site_ids: set[int], zone: ZoneInfo
     return {site: frozenset(d) for site, d in days.items()}
 
 
+def _event_day_reason(day: date, why: str, dispatched: frozenset, retail: frozenset) -> str:
+    """Which kind of event day left a baseline day out: a dispatch, a retail event or an outage."""
+    if why != "event_day" or day in dispatched:
+        return why
+    return "retail_event_day" if day in retail else "outage_day"
+
+
+def _retail_event_days(site_ids: set[int], zone: ZoneInfo, start: datetime, end: datetime) -> dict[int, frozenset]:
+    """Site -> the local days in [start, end) of its retail demand-response events (never baseline days)."""
+    periods: dict[int, list[tuple]] = defaultdict(list)
+    for site_id, a, b in RetailEvent.objects.filter(site_id__in=site_ids, start__lt=end, end__gt=start).values_list(
+        "site_id", "start", "end"
+    ):
+        periods[site_id].append((a, b))
+    return {site: _local_days(p, zone) for site, p in periods.items()}
+
+
 def _outages(site_ids: set[int], start, end) -> dict[int, list[tuple]]:
     """Site -> its grid outage periods overlapping [start, end) (an open one runs to `end`)."""
 
@@ -292,8 +309,13 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None) 
             {site: _local_days(periods, zone) for site, periods in outages.items()} if terms.exclude_outage_days else {}
         )
         dispatched = _site_dispatch_days(event, {u[1] for u in units}, zone, since)
+        retail = _retail_event_days({u[1] for u in units}, zone, event.start - since, event.start)
         event_days = {
-            u[0]: other_events | dispatched.get(u[1], frozenset()) | outage_days.get(u[1], frozenset()) for u in units
+            u[0]: other_events
+            | dispatched.get(u[1], frozenset())
+            | retail.get(u[1], frozenset())
+            | outage_days.get(u[1], frozenset())
+            for u in units
         }
         results, errors = baselines.compute_baselines(
             method=terms.baseline_method,
@@ -377,10 +399,8 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None) 
                 + (["outage_excused"] if excused_here else [])
             )
             skipped = {
-                d.isoformat(): (
-                    "outage_day"
-                    if why == "event_day" and d not in other_events and d not in dispatched.get(site_id, ())
-                    else why
+                d.isoformat(): _event_day_reason(
+                    d, why, other_events | dispatched.get(site_id, frozenset()), retail.get(site_id, frozenset())
                 )
                 for d, why in (result.skipped or {}).items()
             }
