@@ -30,6 +30,10 @@ only) among the intervals in its window. Fixed charges are per month. Export: ex
 kWh are credited at `credit_per_kwh`, or at the interval's energy price with
 `{"net_metering": true}`. Prices are decimal strings.
 
+The reader is strict: a key the format does not have (a tier's `max_kwh`, a `minimum`, a
+`ratchet_pct`) or a value of the wrong type (`"net_metering": "true"`) is refused, naming its
+path, rather than dropped: a tariff is billed as written or not at all.
+
 The same tariff as CSV (one row per charge; `utility, code, name, effective_from` repeat
 on each row): `utility,code,name,effective_from,kind,charge,months,days,hours,price`
 with kind energy / demand / fixed / export, months like `6-9` or `1,2,12`, hours like
@@ -45,6 +49,8 @@ from decimal import Decimal, InvalidOperation
 from aggregator.core.errors import DomainError, Problem
 
 DAYS = ("all", "weekdays", "weekends")
+TOP_KEYS = ("utility", "code", "name", "effective_from", "seasons", "energy", "demand", "fixed", "export")
+WINDOW_KEYS = ("name", "season", "months", "days", "hours")
 
 
 class TariffInvalid(DomainError):
@@ -99,6 +105,13 @@ class _Reader:
     def fail(self, path: str, message: str, code: str = "invalid") -> None:
         self.problems.append(Problem(code, message, path))
 
+    def keys(self, data: dict, allowed: tuple[str, ...], path: str) -> None:
+        """Refuse every key the format does not have: a dropped key would bill something else than the tariff."""
+        for key in data:
+            if key not in allowed:
+                where = f"{path}.{key}" if path else str(key)
+                self.fail(where, f"Unknown key {key!r}; the keys here are {', '.join(allowed)}.", "unknown_key")
+
     def text(self, data: dict, key: str, path: str, *, required=True) -> str:
         value = data.get(key)
         if not isinstance(value, str) or not value.strip():
@@ -121,13 +134,13 @@ class _Reader:
     def window(self, data: dict, path: str, seasons: dict[str, frozenset[int]]) -> Window:
         months: frozenset[int] = frozenset()
         if data.get("season") is not None:
-            if data["season"] not in seasons:
+            if not isinstance(data["season"], str) or data["season"] not in seasons:
                 self.fail(f"{path}.season", f"One of the tariff's seasons: {', '.join(seasons) or 'none are defined'}.")
-            months = seasons.get(data["season"], frozenset())
+            months = seasons.get(data["season"], frozenset()) if isinstance(data["season"], str) else frozenset()
         if data.get("months") is not None:
             months = self.months(data["months"], f"{path}.months")
         days = data.get("days", "all")
-        if days not in DAYS:
+        if not isinstance(days, str) or days not in DAYS:
             self.fail(f"{path}.days", f"One of {', '.join(DAYS)}.")
             days = "all"
         hours = []
@@ -147,7 +160,11 @@ class _Reader:
         return Window(months=months, days=days, hours=tuple(hours))
 
     def months(self, value, path: str) -> frozenset[int]:
-        if not isinstance(value, list) or not value or not all(isinstance(m, int) and 1 <= m <= 12 for m in value):
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= 12 for m in value)
+        ):
             self.fail(path, "A list of months, 1 to 12.")
             return frozenset()
         return frozenset(value)
@@ -158,6 +175,7 @@ def parse(definition) -> TariffSpec:
     r = _Reader()
     if not isinstance(definition, dict):
         raise TariffInvalid(Problem("invalid", "A tariff is a JSON object.", None))
+    r.keys(definition, TOP_KEYS, "")
     utility, code, name = (r.text(definition, k, k) for k in ("utility", "code", "name"))
     try:
         effective_from = date.fromisoformat(definition.get("effective_from") or "")
@@ -185,6 +203,7 @@ def parse(definition) -> TariffSpec:
             if not isinstance(item, dict):
                 r.fail(path, "A charge is an object.")
                 continue
+            r.keys(item, (*WINDOW_KEYS, price_key), path)
             out.append(
                 Charge(
                     r.text(item, "name", f"{path}.name"),
@@ -197,21 +216,31 @@ def parse(definition) -> TariffSpec:
     energy = charges("energy", "price_per_kwh", required=True)
     demand = charges("demand", "price_per_kw", required=False)
     fixed = []
-    for i, item in enumerate(definition.get("fixed") or []):
+    raw_fixed = definition.get("fixed") or []
+    if not isinstance(raw_fixed, list):
+        r.fail("fixed", "A list of charges.")
+        raw_fixed = []
+    for i, item in enumerate(raw_fixed):
         if not isinstance(item, dict):
             r.fail(f"fixed[{i}]", "A charge is an object.")
             continue
+        r.keys(item, ("name", "per_month"), f"fixed[{i}]")
         fixed.append((r.text(item, "name", f"fixed[{i}].name"), r.price(item, "per_month", f"fixed[{i}].per_month")))
     export = definition.get("export") or {}
     export_credit, net_metering = None, False
     if not isinstance(export, dict):
         r.fail("export", 'An object: {"credit_per_kwh": "0.04"} or {"net_metering": true}.')
-    elif export.get("net_metering") is True:
-        net_metering = True
-    elif "credit_per_kwh" in export:
-        export_credit = r.price(export, "credit_per_kwh", "export.credit_per_kwh")
-    elif export:
-        r.fail("export", 'An object: {"credit_per_kwh": "0.04"} or {"net_metering": true}.')
+    else:
+        r.keys(export, ("credit_per_kwh", "net_metering"), "export")
+        metering = export.get("net_metering", False)
+        if type(metering) is not bool:
+            r.fail("export.net_metering", f"true or false (JSON), not {metering!r}.")
+        elif metering and "credit_per_kwh" in export:
+            r.fail("export.credit_per_kwh", "Net metering credits export at the energy price: no credit_per_kwh.")
+        elif metering:
+            net_metering = True
+        elif "credit_per_kwh" in export:
+            export_credit = r.price(export, "credit_per_kwh", "export.credit_per_kwh")
     if energy and not r.problems:
         gaps = [
             (m, w, h)
