@@ -12,7 +12,8 @@ Interface
         -> (results: dict[key, BaselineResult], errors: dict[key, BaselineError])
 
 - method: a code from METHODS (a Market's `baseline_methods`): pjm-high-4-of-5, caiso-10-in-10,
-  nyiso-cbl, meter-before-meter-after, metered-output (alias metered-device-output).
+  nyiso-cbl, isone-10-day, ercot-middle-8-of-10, caiso-mgo (10 in 10 on the device's own meter),
+  meter-before-meter-after, metered-output (alias metered-device-output).
 - readings: IntervalReadings(starts=epoch seconds int64, kwh=float64 per interval, NaN for a
   missing reading[, interval_seconds]) or IntervalReadings.from_mapping({aware start: kWh}).
   The interval length (5, 15 or 60 minutes) comes from interval_seconds, the interval_minutes
@@ -49,6 +50,9 @@ from settlement.baselines.errors import BaselineError
 from settlement.baselines.params import (
     BaselineParams,
     Caiso10in10Params,
+    CaisoMgoParams,
+    ErcotMiddle8of10Params,
+    IsoNeParams,
     MeterBeforeMeterAfterParams,
     MeteredOutputParams,
     NyisoCblParams,
@@ -85,6 +89,9 @@ METHODS: dict[str, Method] = {
         Method("pjm-high-4-of-5", PjmHigh4of5Params, like_days.plan, like_days.evaluate, True),
         Method("caiso-10-in-10", Caiso10in10Params, like_days.plan, like_days.evaluate, True),
         Method("nyiso-cbl", NyisoCblParams, like_days.plan, like_days.evaluate, True),
+        Method("isone-10-day", IsoNeParams, like_days.plan, like_days.evaluate, True),
+        Method("ercot-middle-8-of-10", ErcotMiddle8of10Params, like_days.plan, like_days.evaluate, True),
+        Method("caiso-mgo", CaisoMgoParams, like_days.plan, like_days.evaluate, True, meter="device"),
         Method("meter-before-meter-after", MeterBeforeMeterAfterParams, pre_event.plan, pre_event.evaluate, False),
         Method("metered-output", MeteredOutputParams, pre_event.plan, pre_event.evaluate, False, meter="device"),
     )

@@ -22,7 +22,9 @@ How a result is reached, for an event starting on local day E (see LikeDayParams
 3. Pool: the first candidate_days eligible days (then "not_needed" for older eligible days);
    with fill_with_low_usage_days, a short pool is filled with low-usage days, most recent first.
    Of the pool the keep_highest days with the highest average load over the event slots are
-   used (ties: the more recent), the rest are "not_highest".
+   used (ties: the more recent), the rest are "not_highest"; with drop_highest the highest few are
+   left out first ("dropped_highest") and the days below those kept are "dropped_lowest" (ERCOT's
+   middle 8 of 10). A short pool keeps at least one day.
 4. Baseline per event interval: the mean of the used days at the interval's local wall-clock
    slot. On a 25-hour event day both passes of the repeated hour get the slot's baseline; a
    candidate 25-hour day contributes the mean of its two passes. A 23-hour event day simply
@@ -262,9 +264,12 @@ def _choose(
         if i not in in_pool and i not in reasons:
             reasons[i] = "not_needed"
     ranked = sorted(pool, key=lambda i: (-load[i], i))  # highest first; ties to the more recent
-    for i in ranked[p.keep :]:
-        reasons[i] = "not_highest"
-    return sorted(ranked[: p.keep]), len(pool), filled, topped_up, reasons
+    drop = params.drop_highest if len(ranked) > params.drop_highest + 1 else 0  # never drop down to nothing
+    for i in ranked[:drop]:
+        reasons[i] = "dropped_highest"
+    for i in ranked[drop + p.keep :]:
+        reasons[i] = "dropped_lowest" if drop else "not_highest"
+    return sorted(ranked[drop : drop + p.keep]), len(pool), filled, topped_up, reasons
 
 
 def evaluate(p: LikeDayPlan, readings: IntervalReadings) -> r.BaselineResult:

@@ -47,6 +47,7 @@ RULES: dict[str, Rule] = {
     "weekday_keep_highest": _int(1, 60),
     "weekend_candidate_days": _int(1, 20),
     "weekend_keep_highest": _int(1, 20),
+    "drop_highest": _int(0, 10),
     "weekend_like_days": _choice("saturday_apart", "together"),
     "low_usage_threshold": _float(0.0, 1.0, none=True),
     "low_usage_basis": _choice("mean_of_chosen", "peak_of_window"),
@@ -144,6 +145,8 @@ class LikeDayParams(BaselineParams):
     - weekday_candidate_days / weekday_keep_highest: how many eligible days form the pool,
       and how many of the pool with the highest average load over the event hours are
       averaged (PJM 5 / 4). weekend_*: the same for Saturday and Sunday/holiday events.
+    - drop_highest: before keeping the keep_highest highest days, leave out this many of the highest
+      (ERCOT's middle 8 of 10: drop 1, keep 8 of 10, so the lowest is left out too).
     - weekend_like_days: "saturday_apart" (Saturdays; Sundays with holidays) or "together"
       (any weekend day or holiday).
     - low_usage_threshold: a day whose average load over the event hours is below this
@@ -177,6 +180,7 @@ class LikeDayParams(BaselineParams):
     weekday_keep_highest: int = 4
     weekend_candidate_days: int = 3
     weekend_keep_highest: int = 2
+    drop_highest: int = 0
     weekend_like_days: str = "saturday_apart"
     low_usage_threshold: float | None = 0.25
     low_usage_basis: str = "mean_of_chosen"
@@ -205,6 +209,13 @@ class LikeDayParams(BaselineParams):
                     "invalid_param",
                     f"{kind}_keep_highest ({keep}) cannot exceed {kind}_candidate_days ({pool}).",
                     f"{kind}_keep_highest",
+                )
+            if keep + self.drop_highest > pool:
+                raise BaselineError(
+                    "invalid_param",
+                    f"drop_highest ({self.drop_highest}) + {kind}_keep_highest ({keep}) cannot exceed "
+                    f"{kind}_candidate_days ({pool}).",
+                    "drop_highest",
                 )
             least = getattr(self, f"{kind}_min_days")
             if least > pool:
@@ -280,6 +291,48 @@ class NyisoCblParams(LikeDayParams):
     adjustment_window_minutes: int = 120
     adjustment_gap_minutes: int = 120
     adjustment_cap: float | None = 0.2
+
+
+@dataclass(frozen=True)
+class CaisoMgoParams(Caiso10in10Params):
+    """CAISO Metered Generator Output: 10 in 10 on the device's own meter (a battery's or generator's), so the
+    baseline is what the device did on like days and performance is the change in its output."""
+
+    method: ClassVar[str] = "caiso-mgo"
+
+
+@dataclass(frozen=True)
+class IsoNeParams(LikeDayParams):
+    """ISO-NE: the mean of the 10 most recent like days in 45 (weekdays; Saturdays; Sundays and holidays,
+    each from the last 4), no low-usage screen, with an additive adjustment over the hour before the event
+    (the meter reading it starts from). At least 5 weekdays (2 weekend days), below that for review."""
+
+    method: ClassVar[str] = "isone-10-day"
+    weekday_candidate_days: int = 10
+    weekday_keep_highest: int = 10
+    weekend_candidate_days: int = 4
+    weekend_keep_highest: int = 4
+    weekend_min_days: int = 2
+    low_usage_threshold: float | None = None
+    adjustment_window_minutes: int = 60
+    adjustment_gap_minutes: int = 0
+
+
+@dataclass(frozen=True)
+class ErcotMiddle8of10Params(LikeDayParams):
+    """ERCOT ERS default baseline, middle 8 of 10 like days: of the 10 most recent like days in 45, the highest
+    and the lowest (average load over the event hours) are left out and the 8 averaged; weekends 8 of 10 of
+    weekend days and holidays together; additive adjustment over the 3 hours ending 1 hour before."""
+
+    method: ClassVar[str] = "ercot-middle-8-of-10"
+    weekday_candidate_days: int = 10
+    weekday_keep_highest: int = 8
+    weekend_candidate_days: int = 10
+    weekend_keep_highest: int = 8
+    weekend_like_days: str = "together"
+    drop_highest: int = 1
+    low_usage_threshold: float | None = None
+    weekend_min_days: int = 5
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@ import pytest
 from settlement.baselines import METHODS, BaselineError, get_method, make_params
 from settlement.baselines.params import (
     Caiso10in10Params,
+    CaisoMgoParams,
+    ErcotMiddle8of10Params,
+    IsoNeParams,
     MeterBeforeMeterAfterParams,
     MeteredOutputParams,
     NyisoCblParams,
@@ -147,6 +150,9 @@ def test_every_method_code_builds_its_params_from_an_empty_dict():
         "pjm-high-4-of-5": PjmHigh4of5Params,
         "caiso-10-in-10": Caiso10in10Params,
         "nyiso-cbl": NyisoCblParams,
+        "isone-10-day": IsoNeParams,
+        "ercot-middle-8-of-10": ErcotMiddle8of10Params,
+        "caiso-mgo": CaisoMgoParams,
         "meter-before-meter-after": MeterBeforeMeterAfterParams,
         "metered-output": MeteredOutputParams,
     }
