@@ -23,7 +23,7 @@ from django.utils import timezone
 from aggregator.core.errors import DomainError, Problem
 from aggregator.reference.models import MeterKind, NetBenefitsPrice
 from dispatch.models import Allocation, DispatchEvent
-from enrollment.models import SiteOutage
+from enrollment.models import Site, SiteOutage
 from settlement import baselines, payments
 from settlement.models import CustomerPayout, RetailEvent, SettlementRun, SettlementTerms, SiteSettlement
 from settlement.money import cents
@@ -162,10 +162,14 @@ WHERE d.site_id = ANY(%s) AND e.id <> %s AND e.state IN ('active', 'completed')
 """
 
 
-def _site_dispatch_days(event: DispatchEvent, site_ids: set[int], zone: ZoneInfo, since: timedelta) -> dict:
-    """Site -> the local days of the look-back on which any of its devices was dispatched (never baseline days)."""
+def _site_dispatch_days(
+    event: DispatchEvent | None, site_ids: set[int], zone: ZoneInfo, since: timedelta, until: datetime | None = None
+) -> dict:
+    """Site -> the local days of the look-back on which any of its devices was dispatched (never baseline days);
+    without an event, of [until - since, until)."""
+    end = event.start if event is not None else until
     with connection.cursor() as cursor:
-        cursor.execute(_SITE_DISPATCH, [list(site_ids), event.pk, event.start - since, event.start])
+        cursor.execute(_SITE_DISPATCH, [list(site_ids), event.pk if event else 0, end - since, end])
         rows = cursor.fetchall()
     days: dict[int, set] = defaultdict(set)
     for site_id, start, end in rows:
@@ -188,6 +192,19 @@ def _retail_event_days(site_ids: set[int], zone: ZoneInfo, start: datetime, end:
     ):
         periods[site_id].append((a, b))
     return {site: _local_days(p, zone) for site, p in periods.items()}
+
+
+def site_history(site_id: int, start: datetime, end: datetime) -> tuple[baselines.IntervalReadings, frozenset[date]]:
+    """A site's meter readings in [start, end) and the local days there that are never baseline days (any
+    dispatch of its devices, its retail events): what `baseline_accuracy` tests a method on."""
+    site = Site.objects.select_related("market").get(pk=site_id)
+    zone = ZoneInfo(site.market.time_zone)
+    readings, _ = _readings(MeterKind.SITE, [site_id], start, end)
+    dispatched = _site_dispatch_days(None, {site_id}, zone, end - start, end)
+    retail = _retail_event_days({site_id}, zone, start, end)
+    days = dispatched.get(site_id, frozenset()) | retail.get(site_id, frozenset())
+    empty = baselines.IntervalReadings(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
+    return readings.get(site_id, empty), days
 
 
 def _outages(site_ids: set[int], start, end) -> dict[int, list[tuple]]:
