@@ -15,7 +15,14 @@ from aggregator.reference.models import EnergyPrice, Tariff
 from dispatch.admin import DispatchEventAdmin
 from dispatch.models import DispatchEvent
 from settlement import pages
-from settlement.models import CustomerPayout, MeterDataImport, RetailEvent, SettlementRun, SettlementTerms
+from settlement.models import (
+    CustomerPayout,
+    MarketStatement,
+    MeterDataImport,
+    RetailEvent,
+    SettlementRun,
+    SettlementTerms,
+)
 from settlement.selectors import interval_totals
 from settlement.tasks import import_meter_data
 
@@ -270,3 +277,18 @@ class RetailEventAdmin(admin.ModelAdmin):
     search_fields = ["site__meter_id", "program"]
     raw_id_fields = ["site"]
     date_hierarchy = "start"
+
+
+@admin.register(MarketStatement)
+class MarketStatementAdmin(admin.ModelAdmin):
+    """The market's settlement statements as imported (manage.py import_market_statement); read-only."""
+
+    list_display = ["id", "resource", "file_name", "file_format", "imported_by", "imported_at"]
+    list_filter = ["file_format"]
+    readonly_fields = ["resource", "file_name", "file_format", "imported_by", "imported_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -221,3 +221,35 @@ class RetailEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.program} {self.start:%Y-%m-%d %H:%M} at site {self.site_id}"
+
+
+class MarketStatement(models.Model):
+    """The market's settlement statement for one resource, as imported (`manage.py import_market_statement`):
+    what the market measured and paid per event and interval, to reconcile with our own runs."""
+
+    resource = models.ForeignKey("aggregator.VirtualResource", on_delete=models.PROTECT, related_name="statements")
+    file_name = models.CharField(max_length=200)
+    file_format = models.CharField(max_length=20)
+    imported_at = models.DateTimeField()
+    imported_by = models.CharField(max_length=150)
+
+    def __str__(self) -> str:
+        return f"Statement {self.pk} of {self.resource} ({self.file_name})"
+
+
+class MarketStatementInterval(models.Model):
+    statement = models.ForeignKey(MarketStatement, on_delete=models.CASCADE, related_name="intervals")
+    event = models.ForeignKey("dispatch.DispatchEvent", on_delete=models.PROTECT, related_name="+")
+    start = models.DateTimeField()
+    minutes = models.PositiveSmallIntegerField()
+    baseline_kwh = models.DecimalField(max_digits=16, decimal_places=6, null=True)
+    actual_kwh = models.DecimalField(max_digits=16, decimal_places=6, null=True)
+    reduction_kwh = models.DecimalField(max_digits=16, decimal_places=6)
+    price_per_mwh = models.DecimalField(max_digits=12, decimal_places=4, null=True)
+    amount = models.DecimalField(max_digits=14, decimal_places=4)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["statement", "event", "start"], name="statement_interval_unique"),
+            models.CheckConstraint(condition=models.Q(minutes__gt=0), name="statement_interval_minutes_positive"),
+        ]

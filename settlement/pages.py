@@ -9,7 +9,7 @@ from django.http import HttpResponse
 from aggregator.aggregation.models import VirtualResource
 from aggregator.core import charts
 from enrollment.models import Customer
-from settlement import selectors
+from settlement import reconciliation, selectors
 from settlement.models import SettlementRun
 
 
@@ -74,6 +74,7 @@ def statement_context(run: SettlementRun) -> dict:
             totals, zone=zone, title=f"Event {run.event_id}: baseline vs actual, version {run.version}"
         ),
         "versions": SettlementRun.objects.filter(event_id=run.event_id).order_by("version"),
+        "market_lines": reconciliation.for_run(run),
     }
 
 

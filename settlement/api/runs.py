@@ -17,7 +17,7 @@ from aggregator.aggregation.models import VirtualResource
 from aggregator.core.api.renderers import CSVRenderer
 from dispatch.models import DispatchEvent
 from enrollment.models import Customer
-from settlement import selectors, services
+from settlement import reconciliation, selectors, services
 from settlement.models import CustomerPayout, SettlementRun
 from settlement.tasks import settle_event
 
@@ -70,6 +70,8 @@ class SettleRequestSerializer(serializers.Serializer):
 
 def _exact(value):
     """Money and energy stay exact on the wire: a Decimal travels as its string, not as a float."""
+    if isinstance(value, dict):
+        return {k: _exact(v) for k, v in value.items()}
     return str(value) if isinstance(value, Decimal) else value
 
 
@@ -142,9 +144,11 @@ class SettlementRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         """The run's evidence: per site and interval the baseline, actual, reduction, price and the baseline days used."""
         run = self.get_object()
         header, rows = selectors.statement_rows(run=run)
-        response = Response(
-            {"run": run.pk, "event": run.event_id, "version": run.version, "lines": _lines(header, rows)}
-        )
+        body = {"run": run.pk, "event": run.event_id, "version": run.version, "lines": _lines(header, rows)}
+        if request.accepted_renderer.format != "csv":
+            # The market's figures beside ours, once its statement is imported (manage.py import_market_statement).
+            body["market"] = [_exact(reconciliation.line_dict(line)) for line in reconciliation.for_run(run)]
+        response = Response(body)
         return _csv_download(request, response, f"settlement-event{run.event_id}-v{run.version}.csv")
 
 
