@@ -16,12 +16,14 @@ from dispatch.admin import DispatchEventAdmin
 from dispatch.models import DispatchEvent
 from settlement import pages
 from settlement.models import (
+    CapacityCommitment,
     CustomerPayout,
     MarketStatement,
     MeterDataImport,
     RetailEvent,
     SettlementRun,
     SettlementTerms,
+    SiteCapacity,
 )
 from settlement.selectors import interval_totals
 from settlement.tasks import import_meter_data
@@ -292,3 +294,18 @@ class MarketStatementAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class SiteCapacityInline(admin.TabularInline):
+    model = SiteCapacity
+    extra = 0
+    raw_id_fields = ["site"]
+
+
+@admin.register(CapacityCommitment)
+class CapacityCommitmentAdmin(admin.ModelAdmin):
+    """Capacity commitments (manage.py capacity_statement gives a month's payment, performance and charges)."""
+
+    list_display = ["resource", "period_start", "period_end", "accredited_kw", "rate", "rate_unit", "measurement"]
+    list_filter = ["rate_unit", "measurement"]
+    inlines = [SiteCapacityInline]

@@ -253,3 +253,65 @@ class MarketStatementInterval(models.Model):
             models.UniqueConstraint(fields=["statement", "event", "start"], name="statement_interval_unique"),
             models.CheckConstraint(condition=models.Q(minutes__gt=0), name="statement_interval_minutes_positive"),
         ]
+
+
+class CapacityCommitment(models.Model):
+    """A resource's capacity commitment as the market pays it: accredited capacity at a rate over a commitment
+    period (PJM's delivery year, a capability period), measured in each event interval against what it
+    committed, with a non-performance charge per MWh short (`manage.py capacity_statement`)."""
+
+    class RateUnit(models.TextChoices):
+        MW_DAY = "mw_day", "$ per MW-day"
+        KW_MONTH = "kw_month", "$ per kW-month"
+
+    class Measurement(models.TextChoices):
+        BASELINE = "baseline", "Reduction against the settlement baseline, committed = accredited kW"
+        FIRM_SERVICE_LEVEL = "firm_service_level", "Firm service level: load held at or below each site's FSL"
+        GUARANTEED_LOAD_DROP = "guaranteed_load_drop", "Guaranteed load drop: each site's reduction against baseline"
+
+    resource = models.ForeignKey(
+        "aggregator.VirtualResource", on_delete=models.PROTECT, related_name="capacity_commitments"
+    )
+    period_start = models.DateField(help_text="First day of the commitment period (market time).")
+    period_end = models.DateField(help_text="Last day, inclusive.")
+    accredited_kw = models.DecimalField(max_digits=12, decimal_places=3, help_text="Accredited (cleared) capacity.")
+    rate = models.DecimalField(max_digits=12, decimal_places=4)
+    rate_unit = models.CharField(max_length=10, choices=RateUnit.choices, default=RateUnit.MW_DAY)
+    measurement = models.CharField(max_length=24, choices=Measurement.choices, default=Measurement.BASELINE)
+    non_performance_per_mwh = models.DecimalField(
+        max_digits=12, decimal_places=4, default=0, help_text="$ charged per MWh of shortfall in an event interval."
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(period_end__gte=models.F("period_start")), name="capacity_period_order"
+            ),
+            models.CheckConstraint(condition=models.Q(accredited_kw__gt=0), name="capacity_accredited_positive"),
+            models.CheckConstraint(condition=models.Q(rate__gte=0), name="capacity_rate_not_negative"),
+            models.CheckConstraint(
+                condition=models.Q(non_performance_per_mwh__gte=0), name="capacity_charge_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.resource} capacity {self.period_start}..{self.period_end}"
+
+
+class SiteCapacity(models.Model):
+    """A site's numbers under a load-management commitment: its peak load contribution (PLC) and the firm service
+    level it holds its load to, or the load drop it guarantees."""
+
+    commitment = models.ForeignKey(CapacityCommitment, on_delete=models.CASCADE, related_name="sites")
+    site = models.ForeignKey("enrollment.Site", on_delete=models.PROTECT, related_name="+")
+    peak_load_contribution_kw = models.DecimalField(max_digits=12, decimal_places=3)
+    firm_service_level_kw = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    guaranteed_load_drop_kw = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["commitment", "site"], name="site_capacity_unique"),
+            models.CheckConstraint(
+                condition=models.Q(peak_load_contribution_kw__gt=0), name="site_capacity_plc_positive"
+            ),
+        ]
