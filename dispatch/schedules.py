@@ -124,11 +124,17 @@ class _TariffDay:
     """One tariff version on one local day: prices per interval and demand windows."""
 
     def __init__(self, spec, starts: list[datetime], zone: ZoneInfo, holidays: set[date]):
+        if spec.holidays is not None:  # the tariff's own holiday list, not the market's
+            holidays = set(spec.holidays)
         info = [day_info(at.astimezone(zone), holidays) for at in starts]
         prices = [float(spec.energy[spec.energy_index(*i)].price) for i in info]
         self.import_price = np.array(prices)
         if spec.net_metering:
             self.export_credit = self.import_price.copy()
+        elif spec.export_periods:
+            self.export_credit = np.array(
+                [float(next(c.price for c in spec.export_periods if c.window.matches(*i))) for i in info]
+            )
         else:
             self.export_credit = np.full(len(starts), float(spec.export_credit or 0))
         self.demand = [(float(c.price), np.array([c.window.matches(*i) for i in info]), c.window) for c in spec.demand]

@@ -55,9 +55,13 @@ def test_a_well_formed_tariff_still_reads():
             },
             "energy[0].max_kwh",
         ),
-        ({"minimum": "10.00"}, "minimum"),
-        ({"demand": [{"name": "billing demand", "price_per_kw": "5", "ratchet_pct": 80}]}, "demand[0].ratchet_pct"),
-        ({"fixed": [{"name": "customer charge", "per_day": "0.40"}]}, "fixed[0].per_day"),
+        ({"minimum_bill": "10.00"}, "minimum_bill"),
+        ({"demand": [{"name": "billing demand", "price_per_kw": "5", "ratchet": 80}]}, "demand[0].ratchet"),
+        ({"fixed": [{"name": "customer charge", "per_week": "2.80"}]}, "fixed[0].per_week"),
+        (
+            {"energy": [{"name": "all", "tiers": [{"max_kwh": 5, "price_per_kwh": "0.1"}]}]},
+            "energy[0].tiers[0].max_kwh",
+        ),
         ({"export": {"credit_per_kwh": "0.04", "hourly": True}}, "export.hourly"),
     ],
 )
@@ -76,6 +80,31 @@ def test_an_unknown_key_is_refused_by_its_path(changes, field):
         ({"energy": [{"name": "x", "months": [True], "price_per_kwh": "0.1"}]}, "energy[0].months"),
         ({"energy": [{"name": "x", "price_per_kwh": 0.1}]}, "energy[0].price_per_kwh"),
         ({"fixed": {"name": "customer charge", "per_month": "12"}}, "fixed"),
+        ({"minimum": "10.00"}, "minimum"),
+        ({"demand": [{"name": "d", "price_per_kw": "5", "ratchet_pct": "80%"}]}, "demand[0].ratchet_pct"),
+        (
+            {"energy": [{"name": "all", "price_per_kwh": "0.1", "tiers": [{"price_per_kwh": "0.1"}]}]},
+            "energy[0].price_per_kwh",
+        ),
+        (
+            {
+                "energy": [
+                    {
+                        "name": "all",
+                        "tiers": [
+                            {"up_to": "500", "price_per_kwh": "0.1"},
+                            {"up_to": "400", "price_per_kwh": "0.2"},
+                            {"price_per_kwh": "0.3"},
+                        ],
+                    }
+                ]
+            },
+            "energy[0].tiers[1].up_to",
+        ),
+        ({"demand_interval_minutes": 10}, "demand_interval_minutes"),
+        ({"export": {"net_metering": True, "carry_forward": "euros"}}, "export.carry_forward"),
+        ({"export": {"credit_per_kwh": "0.04", "true_up_month": 4}}, "export.true_up_month"),
+        ({"holidays": ["2026-13-01"]}, "holidays[0]"),
     ],
 )
 def test_a_value_of_the_wrong_type_is_refused_by_its_path(changes, field):
