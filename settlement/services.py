@@ -21,6 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from aggregator.core.errors import DomainError, Problem
+from aggregator.reference import weather
 from aggregator.reference.models import MeterKind, NetBenefitsPrice
 from dispatch.models import Allocation, DispatchEvent
 from enrollment.models import Site, SiteOutage
@@ -184,6 +185,17 @@ def _event_day_reason(day: date, why: str, dispatched: frozenset, retail: frozen
     return "retail_event_day" if day in retail else "outage_day"
 
 
+def _unit_temperatures(units: list[tuple], start: datetime, end: datetime) -> dict:
+    """Meter -> its site's weather station temperatures over [start, end), for weather-driven baselines."""
+    stations = dict(
+        Site.objects.filter(pk__in={u[1] for u in units})
+        .exclude(weather_station="")
+        .values_list("pk", "weather_station")
+    )
+    series = weather.temperatures(set(stations.values()), start, end)
+    return {u[0]: series[stations[u[1]]] for u in units if stations.get(u[1]) in series}
+
+
 def _retail_event_days(site_ids: set[int], zone: ZoneInfo, start: datetime, end: datetime) -> dict[int, frozenset]:
     """Site -> the local days in [start, end) of its retail demand-response events (never baseline days)."""
     periods: dict[int, list[tuple]] = defaultdict(list)
@@ -343,6 +355,9 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None) 
             market=market.code,
             event_days=event_days,
             params=terms.baseline_params,
+            temperatures=_unit_temperatures(units, event.start - since, event.end)
+            if baselines.get_method(terms.baseline_method).uses_weather
+            else None,
         )
         prices = _prices(market.pk, {u[3] for u in units}, event.start, event.end)
         months = _months(zone, event.start, event.end)

@@ -287,3 +287,24 @@ class NetBenefitsPrice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.market} {self.month:%Y-%m} net benefits {self.price_per_mwh} $/MWh"
+
+
+class Temperature(models.Model):
+    """An hour's outdoor dry-bulb temperature (°F) at a weather station: what weather-driven baselines regress on.
+    A site names its station in `weather_station`; loaded with `manage.py import_temperatures`."""
+
+    station = models.CharField(max_length=32, help_text="The station's identifier, e.g. its ICAO code (KPHL).")
+    start = models.DateTimeField(help_text="The hour's start.")
+    temperature_f = models.FloatField()
+    imported_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["station", "start"], name="temperature_unique"),
+            models.CheckConstraint(
+                condition=Q(temperature_f__gte=-80) & Q(temperature_f__lte=140), name="temperature_plausible"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.station} {self.start:%Y-%m-%d %H:%M} {self.temperature_f} °F"

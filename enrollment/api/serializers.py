@@ -90,6 +90,7 @@ class SiteSerializer(serializers.ModelSerializer):
             "meter_id",
             "load_serving_entity",
             "retail_tariff",
+            "weather_station",
             "market",
             "pricing_node",
             "zone",

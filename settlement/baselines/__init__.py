@@ -13,7 +13,8 @@ Interface
 
 - method: a code from METHODS (a Market's `baseline_methods`): pjm-high-4-of-5, caiso-10-in-10,
   nyiso-cbl, isone-10-day, ercot-middle-8-of-10, caiso-mgo (10 in 10 on the device's own meter),
-  meter-before-meter-after, metered-output (alias metered-device-output).
+  meter-before-meter-after, metered-output (alias metered-device-output), caltrack-hourly (a regression
+  on load and temperature: pass `temperatures`, (hour starts as epoch seconds, °F), per site).
 - readings: IntervalReadings(starts=epoch seconds int64, kwh=float64 per interval, NaN for a
   missing reading[, interval_seconds]) or IntervalReadings.from_mapping({aware start: kWh}).
   The interval length (5, 15 or 60 minutes) comes from interval_seconds, the interval_minutes
@@ -45,12 +46,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from settlement.baselines import like_days, pre_event
+from settlement.baselines import like_days, pre_event, regression
 from settlement.baselines.errors import BaselineError
 from settlement.baselines.params import (
     BaselineParams,
     Caiso10in10Params,
     CaisoMgoParams,
+    CaltrackParams,
     ErcotMiddle8of10Params,
     IsoNeParams,
     MeterBeforeMeterAfterParams,
@@ -81,6 +83,7 @@ class Method:
     evaluate: Callable
     uses_calendar: bool
     meter: str = "site"  # what settlement measures: the site's meter, or each dispatched device's own ("device")
+    uses_weather: bool = False  # evaluate takes the site's temperatures (hour starts, °F)
 
 
 METHODS: dict[str, Method] = {
@@ -94,6 +97,7 @@ METHODS: dict[str, Method] = {
         Method("caiso-mgo", CaisoMgoParams, like_days.plan, like_days.evaluate, True, meter="device"),
         Method("meter-before-meter-after", MeterBeforeMeterAfterParams, pre_event.plan, pre_event.evaluate, False),
         Method("metered-output", MeteredOutputParams, pre_event.plan, pre_event.evaluate, False, meter="device"),
+        Method("caltrack-hourly", CaltrackParams, regression.plan, regression.evaluate, False, uses_weather=True),
     )
 }
 # The markets' seed data names the device-meter method this way.
@@ -146,6 +150,12 @@ def _plan(
     )
 
 
+def _evaluate(m: Method, plan: Any, readings: IntervalReadings, temperatures: tuple[Any, Any] | None) -> BaselineResult:
+    if m.uses_weather:
+        return m.evaluate(plan, readings, temperatures=temperatures)
+    return m.evaluate(plan, readings)
+
+
 def _fallback(
     p: BaselineParams, result: BaselineResult, step: int, plan_fallback: Callable[[Method, BaselineParams, int], Any]
 ) -> tuple[Method, BaselineParams, Any] | None:
@@ -180,6 +190,7 @@ def compute_baseline(
     event_days: Iterable[date] = frozenset(),
     holidays: Container[date] | None = None,
     params: BaselineParams | Mapping | None = None,
+    temperatures: tuple[Any, Any] | None = None,
 ) -> BaselineResult:
     """One site's baseline for one event (see the module docstring)."""
     m = get_method(method)
@@ -196,7 +207,7 @@ def compute_baseline(
         event_days=event_days,
         holidays=holidays,
     )
-    result = m.evaluate(plan, readings)
+    result = _evaluate(m, plan, readings, temperatures)
 
     def plan_fallback(fm: Method, fp: BaselineParams, step: int) -> Any:
         return _plan(
@@ -229,6 +240,7 @@ def compute_baselines(
     event_days: Iterable[date] | Mapping[Any, Iterable[date]] = frozenset(),
     holidays: Container[date] | None = None,
     params: BaselineParams | Mapping | None = None,
+    temperatures: Mapping[Any, tuple[Any, Any]] | None = None,
 ) -> tuple[dict, dict]:
     """Many sites, one event: (results by site key, BaselineError by site key for the sites
     whose readings were refused). Errors in the event or parameters raise at once."""
@@ -274,7 +286,7 @@ def compute_baselines(
                 holidays=holidays,
             )
         try:
-            result = m.evaluate(plan, readings)
+            result = _evaluate(m, plan, readings, (temperatures or {}).get(key))
             fallback = _fallback(p, result, step, plan_fallback)
             if fallback is not None:
                 fm, _, fplan = fallback

@@ -65,6 +65,7 @@ RULES: dict[str, Rule] = {
     "gap_minutes": _MINUTES,
     "baseline_rule": _choice("pre_event", "zero"),
     "credit_stopped_charging": _BOOL,
+    "min_days": _int(1, 366),
 }
 
 
@@ -363,3 +364,24 @@ class MeteredOutputParams(BaselineParams):
     gap_minutes: int = 0
     credit_stopped_charging: bool = True
     floor_at_zero: bool = False
+
+
+@dataclass(frozen=True)
+class CaltrackParams(BaselineParams):
+    """CalTRACK hourly regression on load and outdoor temperature (opendsm's DR meter model).
+
+    - lookback_days: local days before the event day the model is fitted on (event days left out).
+    - min_days: fewest of them with data; with fewer there is no baseline (below_min_days), for review.
+    """
+
+    method: ClassVar[str] = "caltrack-hourly"
+    lookback_days: int = 90
+    min_days: int = 30
+
+    def _check_together(self) -> None:
+        if self.min_days > self.lookback_days:
+            raise BaselineError(
+                "invalid_param",
+                f"min_days ({self.min_days}) cannot exceed lookback_days ({self.lookback_days}).",
+                "min_days",
+            )
