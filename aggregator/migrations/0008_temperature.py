@@ -4,23 +4,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('aggregator', '0007_more_baseline_methods'),
+        ("aggregator", "0007_more_baseline_methods"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Temperature',
+            name="Temperature",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('station', models.CharField(help_text="The station's identifier, e.g. its ICAO code (KPHL).", max_length=32)),
-                ('start', models.DateTimeField(help_text="The hour's start.")),
-                ('temperature_f', models.FloatField()),
-                ('imported_at', models.DateTimeField()),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "station",
+                    models.CharField(help_text="The station's identifier, e.g. its ICAO code (KPHL).", max_length=32),
+                ),
+                ("start", models.DateTimeField(help_text="The hour's start.")),
+                ("temperature_f", models.FloatField()),
+                ("imported_at", models.DateTimeField()),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('station', 'start'), name='temperature_unique'), models.CheckConstraint(condition=models.Q(('temperature_f__gte', -80), ('temperature_f__lte', 140)), name='temperature_plausible')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("station", "start"), name="temperature_unique"),
+                    models.CheckConstraint(
+                        condition=models.Q(("temperature_f__gte", -80), ("temperature_f__lte", 140)),
+                        name="temperature_plausible",
+                    ),
+                ],
             },
         ),
     ]

@@ -42,7 +42,9 @@ def import_temperatures(*, station: str, source: bytes) -> TemperatureImport:
     unit = "temperature_f" if "temperature_f" in header else "temperature_c" if "temperature_c" in header else None
     if "start" not in header or unit is None:
         message = "The header is start,temperature_f (or start,temperature_c)."
-        report.problems.append(RowError(1, "start" if "start" not in header else "temperature_f", "missing_column", message))
+        report.problems.append(
+            RowError(1, "start" if "start" not in header else "temperature_f", "missing_column", message)
+        )
         return report
     at, value_at = header.index("start"), header.index(unit)
     report.rows = len(records)
@@ -54,7 +56,9 @@ def import_temperatures(*, station: str, source: bytes) -> TemperatureImport:
         except ValueError:
             start = None
         if start is None or start.utcoffset() is None or start.minute or start.second or start.microsecond:
-            report.problems.append(RowError(line, "start", "invalid", "The hour's start, ISO 8601 with its UTC offset."))
+            report.problems.append(
+                RowError(line, "start", "invalid", "The hour's start, ISO 8601 with its UTC offset.")
+            )
             continue
         raw = record[value_at].strip() if value_at < len(record) else ""
         try:

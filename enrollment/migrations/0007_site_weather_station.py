@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('enrollment', '0006_evchargingneed'),
+        ("enrollment", "0006_evchargingneed"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='site',
-            name='weather_station',
-            field=models.CharField(blank=True, help_text='The weather station whose temperatures weather-driven baselines use.', max_length=32),
+            model_name="site",
+            name="weather_station",
+            field=models.CharField(
+                blank=True,
+                help_text="The weather station whose temperatures weather-driven baselines use.",
+                max_length=32,
+            ),
         ),
     ]
