@@ -265,6 +265,17 @@ def _unreadable_timestamps(starts, label=_reading) -> list[Problem]:
     return problems or [Problem("invalid_timestamp", "A start could not be read as a date and time.", "readings")]
 
 
+# Writers of one meter take turns from here to their commit (see ReadingMeter), so the
+# check below sees every batch that went before. A new meter's row is inserted, a known
+# one locked and left as it is (DO UPDATE ... WHERE false locks without writing); in
+# meter order, so two batches of the same meters cannot deadlock.
+_LOCK_METERS = """
+INSERT INTO settlement_readingmeter AS m (meter_kind, meter_id)
+SELECT DISTINCT meter_kind, meter_id FROM reading_stage ORDER BY 1, 2
+ON CONFLICT (meter_kind, meter_id) DO UPDATE SET meter_id = EXCLUDED.meter_id WHERE false
+"""
+
+
 # One pass over the stored readings in the batch's window at the batch's meters (range
 # scans; the constant window lets PostgreSQL prune partitions when it plans): how many
 # are the very intervals being written (a resend or a correction), and the others, which
@@ -404,6 +415,7 @@ def store(*, lines: list[str], now: datetime | None = None, starts, label=_readi
         first, last_end = cursor.fetchone()
         lo = first - timedelta(seconds=max(INTERVALS))
         partitions.ensure(first=lo, last=last_end)
+        cursor.execute(_LOCK_METERS)
         params = {"now": now, "lo": lo, "hi": last_end, "first": first}
         cursor.execute(_STORED, params)
         already_stored, neighbours = cursor.fetchone()
