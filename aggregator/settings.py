@@ -220,6 +220,8 @@ DEVICE_API_RATES = {
     "gateway": os.environ.get("DEVICE_API_RATE_GATEWAY", "6000/min"),
 }
 DEVICE_API_MAX_BODY_BYTES = int(os.environ.get("DEVICE_API_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
+# How far back a device may send readings (each month is a partition; operator imports are not bounded).
+DEVICE_READINGS_LOOK_BACK_DAYS = int(os.environ.get("DEVICE_READINGS_LOOK_BACK_DAYS", "400"))
 
 # --- Celery -----------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL

@@ -632,6 +632,36 @@ def test_late_data_for_last_month_and_last_year_creates_its_partitions(device, c
     assert post(client, batch(2, start=last_month + timedelta(days=20))).json()["inserted"] == 2
 
 
+def reading_partitions() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'settlement_reading'::regclass"
+        )
+        return {name for (name,) in cursor.fetchall()}
+
+
+def test_a_reading_older_than_the_look_back_is_refused_and_creates_no_partition(device, client):
+    before = reading_partitions()
+
+    response = post(client, [reading(0, start=datetime(1900, 1, 1, tzinfo=UTC)), reading(0)])
+
+    assert response.status_code == 400
+    assert problems(response) == [("readings[0].start", "too_old")]
+    assert reading_partitions() == before
+    assert not Reading.objects.exists()
+
+
+def test_the_look_back_is_a_setting(device, client, settings):
+    settings.DEVICE_READINGS_LOOK_BACK_DAYS = 30
+    this_hour = django_timezone.now().replace(minute=0, second=0, microsecond=0)
+
+    old = post(client, [reading(0, start=this_hour - timedelta(days=31))])
+    recent = post(client, [reading(0, start=this_hour - timedelta(days=29))])
+
+    assert old.status_code == 400 and problems(old) == [("readings[0].start", "too_old")]
+    assert recent.status_code == 200 and recent.json()["inserted"] == 1
+
+
 def test_a_reading_at_the_first_instant_of_a_month_lands_in_that_months_partition(device, client):
     start = datetime(2026, 5, 1, tzinfo=UTC)
 
