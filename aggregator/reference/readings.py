@@ -387,6 +387,41 @@ FROM reading_stage
 """
 
 
+def _no_partition(exc: IntegrityError) -> bool:
+    return isinstance(exc.__cause__, psycopg.errors.CheckViolation) and str(exc.__cause__).startswith(
+        "no partition of relation"
+    )
+
+
+def _write(cursor, sql: str, params: dict, *, first: datetime, last: datetime) -> None:
+    """Run an insert into settlement_reading; if a partition the process cache knew of is gone
+    (dropped by the retention step), learn the catalog again, create it and run it once more."""
+    try:
+        with transaction.atomic():
+            cursor.execute(sql, params)
+        return
+    except IntegrityError as exc:
+        if not _no_partition(exc):
+            raise
+    partitions.forget()
+    partitions.ensure(first=first, last=last)
+    try:
+        with transaction.atomic():
+            cursor.execute(sql, params)
+    except IntegrityError as exc:
+        if not _no_partition(exc):
+            raise
+        # A table of the month's name that is not a partition: detached, being archived.
+        raise BatchRejected(
+            Problem(
+                "month_unavailable",
+                "A month of this batch is being archived; its readings cannot be written now.",
+                "readings",
+            ),
+            status=409,
+        ) from exc
+
+
 def ingest(*, readings, meters: Meters, now: datetime | None = None) -> IngestResult:
     """Validate and store a device API batch; see the module docstring."""
     t0 = time.perf_counter()
@@ -452,13 +487,12 @@ def store(
         try:
             if not already_stored:
                 try:
-                    with transaction.atomic():
-                        cursor.execute(_INSERT_NEW, params)
+                    _write(cursor, _INSERT_NEW, params, first=first, last=last_end)
                     result.inserted = cursor.rowcount
                 except IntegrityError:  # another request stored some of these intervals meanwhile
                     result.inserted = 0
             if result.inserted < count:  # stored intervals (a resend or a correction), or a concurrent writer
-                cursor.execute(_UPSERT, params)
+                _write(cursor, _UPSERT, params, first=first, last=last_end)
                 inserted, result.updated = cursor.fetchone()
                 result.inserted += inserted
         except DataError as exc:  # a value PostgreSQL cannot hold; parse() should have caught it

@@ -632,6 +632,41 @@ def test_late_data_for_last_month_and_last_year_creates_its_partitions(device, c
     assert post(client, batch(2, start=last_month + timedelta(days=20))).json()["inserted"] == 2
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # DETACH ... CONCURRENTLY runs outside one
+def test_late_data_for_a_month_dropped_by_retention_is_stored_in_a_new_partition(device, client):
+    month = T0.replace(day=1, hour=0)
+    assert post(client, batch(3)).status_code == 200  # this process now knows the month's partition
+    name = partitions.name_for(month)
+    with connection.cursor() as cursor:  # the retention step in deploy/README.md, archiving aside
+        cursor.execute(f"ALTER TABLE settlement_reading DETACH PARTITION {name} CONCURRENTLY")
+        cursor.execute(f"DROP TABLE {name}")
+
+    response = post(client, batch(2, start=T0 + timedelta(days=1)))
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["inserted"] == 2
+    assert partition_exists(month)
+    assert Reading.objects.filter(**device_meter(device)).count() == 2
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_late_data_for_a_month_detached_for_archiving_is_refused_not_a_server_error(device, client):
+    month = T0.replace(day=1, hour=0)
+    assert post(client, batch(3)).status_code == 200
+    name = partitions.name_for(month)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE settlement_reading DETACH PARTITION {name} CONCURRENTLY")
+    try:
+        response = post(client, batch(2, start=T0 + timedelta(days=1)))
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE {name}")
+
+    assert response.status_code == 409
+    assert problems(response) == [("readings", "month_unavailable")]
+    assert not Reading.objects.filter(**device_meter(device)).exists()  # managed=False: not flushed between tests
+
+
 def reading_partitions() -> set[str]:
     with connection.cursor() as cursor:
         cursor.execute(
