@@ -6,6 +6,7 @@ Local runs (`make run`, `make test`) get their values from deploy/devservices.py
 
 import hashlib
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -47,6 +48,7 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
+    "axes",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
@@ -75,6 +77,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: it turns a locked-out login into the lock-out page
 ]
 
 ROOT_URLCONF = "aggregator.urls"
@@ -128,6 +131,20 @@ CACHES = {
         "KEY_PREFIX": "vpp",
     }
 }
+
+# Logins (console, portal, admin): django-axes counts failures per account and per address,
+# in PostgreSQL; at the limit both are locked for the cool-off, even with the right password.
+# Operator and device tokens do not log in and are not counted.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "aggregator.web.lockout.locked_out"
+AXES_CLIENT_IP_CALLABLE = "aggregator.web.lockout.client_address"
+# Behind N reverse proxies that each append to X-Forwarded-For, the client is the Nth address
+# from the right; 0 (direct) reads the connection's address.
+LOGIN_PROXY_HOPS = int(os.environ.get("LOGIN_PROXY_HOPS", "0"))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -183,7 +200,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["aggregator.core.access.permissions.OperatorRolePermission"],
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "aggregator.core.api.filters.FilterBackend",
         "rest_framework.filters.OrderingFilter",
         "rest_framework.filters.SearchFilter",
     ],
@@ -220,6 +237,8 @@ DEVICE_API_RATES = {
     "gateway": os.environ.get("DEVICE_API_RATE_GATEWAY", "6000/min"),
 }
 DEVICE_API_MAX_BODY_BYTES = int(os.environ.get("DEVICE_API_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
+# How far back a device may send readings (each month is a partition; operator imports are not bounded).
+DEVICE_READINGS_LOOK_BACK_DAYS = int(os.environ.get("DEVICE_READINGS_LOOK_BACK_DAYS", "400"))
 
 # --- Celery -----------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL

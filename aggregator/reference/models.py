@@ -182,6 +182,25 @@ class Reading(models.Model):
         db_table = "settlement_reading"
 
 
+class ReadingMeter(models.Model):
+    """A meter that has been written: writers of one meter take turns on its row.
+
+    Whether a batch overlaps stored intervals of another length is checked before it is
+    written, and two batches in flight cannot see each other's rows: each locks its meters'
+    rows first (a row lock lives in the row, so a batch of thousands of meters takes no
+    lock-table slots, which advisory locks would). No exclusion constraint: PostgreSQL 15 has
+    none on a partitioned table, and a GiST index per partition would slow every insert.
+    """
+
+    pk = models.CompositePrimaryKey("meter_kind", "meter_id")
+    meter_kind = models.SmallIntegerField(choices=MeterKind.choices)
+    meter_id = models.BigIntegerField()
+
+    class Meta:
+        app_label = "settlement"
+        db_table = "settlement_readingmeter"
+
+
 class ReadingRevision(models.Model):
     """A value a correction replaced: settlement can tell what changed after it ran."""
 

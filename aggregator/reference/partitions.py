@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from django.db import connection
 
 PARENT = "settlement_reading"
-_known: set[str] = set()  # partitions this process has seen; they are never dropped while it runs
+# Partitions this process has seen. Retention may drop one while it runs: the write that
+# then finds no partition forgets this and creates it again (readings._write).
+_known: set[str] = set()
 
 
 def _month_start(value: datetime) -> datetime:

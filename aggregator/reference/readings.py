@@ -12,7 +12,8 @@ its index and field. Problems are found in two stages: first the shape and value
 each reading, then (only for a batch that passed) the timestamps against the clock and
 each other; a batch with both kinds hears of the first kind first. Resending a batch changes nothing; a different value for an
 interval already stored replaces it, bumps its revision and keeps the old value in
-settlement_readingrevision. Out-of-order and late data are normal.
+settlement_readingrevision. Out-of-order and late data are normal, back to a look-back
+from now (DEVICE_READINGS_LOOK_BACK_DAYS; operator meter-data imports have none).
 """
 
 import bisect
@@ -23,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import psycopg
+from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 
 from aggregator.core.errors import DomainError, Problem
@@ -224,10 +226,10 @@ def parse(readings, *, meters: Meters, label=_reading, sites: frozenset[int] | N
     return lines, len(lines)
 
 
-# Timestamps parsed by COPY; here: not in the future, and no two readings of the batch
-# overlapping at one meter.
+# Timestamps parsed by COPY; here: not in the future, not before the look-back, and no two
+# readings of the batch overlapping at one meter.
 _TIME_PROBLEMS = """
-SELECT idx, CASE WHEN stop > %(latest)s THEN 'future_timestamp'
+SELECT idx, CASE WHEN stop > %(latest)s THEN 'future_timestamp' WHEN start < %(earliest)s THEN 'too_old'
                  WHEN start = prev_start AND stop = prev_stop THEN 'duplicate_interval' ELSE 'overlapping_interval' END,
        prev_idx
 FROM (
@@ -235,7 +237,7 @@ FROM (
     FROM (SELECT idx, meter_kind, meter_id, start, start + interval_seconds * interval '1 second' AS stop FROM reading_stage) s
     WINDOW m AS (PARTITION BY meter_kind, meter_id ORDER BY start, idx)
 ) w
-WHERE stop > %(latest)s OR prev_stop > start
+WHERE stop > %(latest)s OR start < %(earliest)s OR prev_stop > start
 ORDER BY 1 LIMIT 200
 """
 _BOUNDS = "SELECT min(start), max(start + make_interval(secs => interval_seconds)) FROM reading_stage"
@@ -246,12 +248,27 @@ _MESSAGES = {
 }
 
 
-def _time_problems(cursor, *, latest: datetime, label=_reading) -> list[Problem]:
-    cursor.execute(_TIME_PROBLEMS, {"latest": latest})
+def _time_problems(cursor, *, latest: datetime, earliest: datetime | None, label=_reading) -> list[Problem]:
+    cursor.execute(_TIME_PROBLEMS, {"latest": latest, "earliest": earliest})
+    messages = dict(_MESSAGES)
+    if earliest is not None:
+        messages["too_old"] = (
+            f"start is before {earliest:%Y-%m-%d %H:%M} UTC, the oldest a device may send; "
+            "older data comes in through an operator's meter-data import."
+        )
     return [
-        Problem(code, _MESSAGES.get(code) or f"Overlaps {label(other)} at the same meter.", f"{label(idx)}.start")
+        Problem(code, messages.get(code) or f"Overlaps {label(other)} at the same meter.", f"{label(idx)}.start")
         for idx, code, other in cursor.fetchall()
     ]
+
+
+def device_earliest(now: datetime) -> datetime:
+    """The oldest start a device may send: settings.DEVICE_READINGS_LOOK_BACK_DAYS before now.
+
+    Each month written is a partition, created on demand; without a bound one request
+    dated 1900 and today would create some 1,400 of them.
+    """
+    return now - timedelta(days=settings.DEVICE_READINGS_LOOK_BACK_DAYS)
 
 
 def _unreadable_timestamps(starts, label=_reading) -> list[Problem]:
@@ -263,6 +280,17 @@ def _unreadable_timestamps(starts, label=_reading) -> list[Problem]:
         except (TypeError, ValueError):
             problems.append(Problem("invalid_timestamp", f"{start!r} is not a date and time.", f"{label(idx)}.start"))
     return problems or [Problem("invalid_timestamp", "A start could not be read as a date and time.", "readings")]
+
+
+# Writers of one meter take turns from here to their commit (see ReadingMeter), so the
+# check below sees every batch that went before. A new meter's row is inserted, a known
+# one locked and left as it is (DO UPDATE ... WHERE false locks without writing); in
+# meter order, so two batches of the same meters cannot deadlock.
+_LOCK_METERS = """
+INSERT INTO settlement_readingmeter AS m (meter_kind, meter_id)
+SELECT DISTINCT meter_kind, meter_id FROM reading_stage ORDER BY 1, 2
+ON CONFLICT (meter_kind, meter_id) DO UPDATE SET meter_id = EXCLUDED.meter_id WHERE false
+"""
 
 
 # One pass over the stored readings in the batch's window at the batch's meters (range
@@ -359,25 +387,65 @@ FROM reading_stage
 """
 
 
+def _no_partition(exc: IntegrityError) -> bool:
+    return isinstance(exc.__cause__, psycopg.errors.CheckViolation) and str(exc.__cause__).startswith(
+        "no partition of relation"
+    )
+
+
+def _write(cursor, sql: str, params: dict, *, first: datetime, last: datetime) -> None:
+    """Run an insert into settlement_reading; if a partition the process cache knew of is gone
+    (dropped by the retention step), learn the catalog again, create it and run it once more."""
+    try:
+        with transaction.atomic():
+            cursor.execute(sql, params)
+        return
+    except IntegrityError as exc:
+        if not _no_partition(exc):
+            raise
+    partitions.forget()
+    partitions.ensure(first=first, last=last)
+    try:
+        with transaction.atomic():
+            cursor.execute(sql, params)
+    except IntegrityError as exc:
+        if not _no_partition(exc):
+            raise
+        # A table of the month's name that is not a partition: detached, being archived.
+        raise BatchRejected(
+            Problem(
+                "month_unavailable",
+                "A month of this batch is being archived; its readings cannot be written now.",
+                "readings",
+            ),
+            status=409,
+        ) from exc
+
+
 def ingest(*, readings, meters: Meters, now: datetime | None = None) -> IngestResult:
     """Validate and store a device API batch; see the module docstring."""
     t0 = time.perf_counter()
     lines, _count = parse(readings, meters=meters)
     parsed = time.perf_counter() - t0
+    now = now or datetime.now(UTC)
     result = store(
         lines=lines,
         now=now,
+        earliest=device_earliest(now),
         starts=lambda: ((i, r.get("start")) for i, r in enumerate(readings) if isinstance(r, dict)),
     )
     result.seconds["parse"] = parsed
     return result
 
 
-def store(*, lines: list[str], now: datetime | None = None, starts, label=_reading) -> IngestResult:
+def store(
+    *, lines: list[str], now: datetime | None = None, earliest: datetime | None = None, starts, label=_reading
+) -> IngestResult:
     """The set-based half: COPY checked COPY lines into staging, check timestamps, upsert.
 
     `starts()` yields (index, start text) to name an unreadable timestamp; `label(index)`
-    names a reading in problems (readings[3] on the API, a file row in imports).
+    names a reading in problems (readings[3] on the API, a file row in imports). A start
+    before `earliest` is refused (devices: device_earliest; operator imports: no bound).
     """
     now = now or datetime.now(UTC)
     count = len(lines)
@@ -397,13 +465,14 @@ def store(*, lines: list[str], now: datetime | None = None, starts, label=_readi
         result.seconds["copy"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
-        problems = _time_problems(cursor, latest=now + CLOCK_SKEW, label=label)
+        problems = _time_problems(cursor, latest=now + CLOCK_SKEW, earliest=earliest, label=label)
         if problems:
             raise BatchRejected(problems)
         cursor.execute(_BOUNDS)
         first, last_end = cursor.fetchone()
         lo = first - timedelta(seconds=max(INTERVALS))
-        partitions.ensure(first=lo, last=last_end)
+        partitions.ensure(first=first, last=last_end)  # only months the batch writes
+        cursor.execute(_LOCK_METERS)
         params = {"now": now, "lo": lo, "hi": last_end, "first": first}
         cursor.execute(_STORED, params)
         already_stored, neighbours = cursor.fetchone()
@@ -418,13 +487,12 @@ def store(*, lines: list[str], now: datetime | None = None, starts, label=_readi
         try:
             if not already_stored:
                 try:
-                    with transaction.atomic():
-                        cursor.execute(_INSERT_NEW, params)
+                    _write(cursor, _INSERT_NEW, params, first=first, last=last_end)
                     result.inserted = cursor.rowcount
                 except IntegrityError:  # another request stored some of these intervals meanwhile
                     result.inserted = 0
             if result.inserted < count:  # stored intervals (a resend or a correction), or a concurrent writer
-                cursor.execute(_UPSERT, params)
+                _write(cursor, _UPSERT, params, first=first, last=last_end)
                 inserted, result.updated = cursor.fetchone()
                 result.inserted += inserted
         except DataError as exc:  # a value PostgreSQL cannot hold; parse() should have caught it

@@ -297,7 +297,12 @@ def ingest_report(report: Report) -> None:
             lines, _ = meter.parse(
                 readings, meters=meter.Meters(devices=devices, default_device=None), label=lambda n: paths[n]
             )
-            meter.store(lines=lines, starts=lambda: enumerate(r["start"] for r in readings), label=lambda n: paths[n])
+            meter.store(
+                lines=lines,
+                earliest=meter.device_earliest(timezone.now()),
+                starts=lambda: enumerate(r["start"] for r in readings),
+                label=lambda n: paths[n],
+            )
         except meter.BatchRejected as rejected:
             raise Invalid(rejected.problems) from None
     dispatch_event_id = report.event.dispatch_event_id

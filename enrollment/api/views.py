@@ -10,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
+from aggregator.core.api.filters import FilterSet
 from aggregator.core.errors import Problem
 from aggregator.reference.models import Program
 from enrollment import fleet_import, services
@@ -27,7 +28,7 @@ from enrollment.models import (
 )
 
 
-class CustomerFilter(django_filters.FilterSet):
+class CustomerFilter(FilterSet):
     class Meta:
         model = Customer
         fields = {"kind": ["exact"], "external_ref": ["exact"], "created_at": ["gte", "lt"]}
@@ -72,7 +73,7 @@ class ConsentViewSet(
         return Response(s.ConsentSerializer(consent).data)
 
 
-class SiteFilter(django_filters.FilterSet):
+class SiteFilter(FilterSet):
     market = django_filters.CharFilter(field_name="market__code", lookup_expr="iexact")
 
     class Meta:
@@ -106,7 +107,7 @@ class GatewayViewSet(viewsets.ModelViewSet):
         return _issue(request, gateway=self.get_object())
 
 
-class DeviceFilter(django_filters.FilterSet):
+class DeviceFilter(FilterSet):
     market = django_filters.CharFilter(field_name="site__market__code", lookup_expr="iexact")
     pricing_node = django_filters.CharFilter(field_name="site__pricing_node")
     customer = django_filters.NumberFilter(field_name="site__customer")
@@ -194,7 +195,7 @@ class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return Response(s.IssuedCredentialSerializer(credential).data, status=status.HTTP_201_CREATED)
 
 
-class EnrollmentFilter(django_filters.FilterSet):
+class EnrollmentFilter(FilterSet):
     review_overdue = django_filters.BooleanFilter(method="filter_overdue")
 
     class Meta:

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aggregator.core.access.devices import DeviceAPIMixin, DeviceTokenRateThrottle
+from aggregator.core.api.fields import OFFSET_MESSAGE, possible_offset
 from aggregator.core.api.parsers import ORJSONParser
 from aggregator.reference import readings as ingest
 from aggregator.reference.models import MeterKind
@@ -41,6 +42,8 @@ def _window(request) -> tuple[datetime, datetime]:
             ) from None
         if values[name] is not None and values[name].tzinfo is None:
             raise ValidationError({name: [f"{name} needs its UTC offset."]}, code="naive_timestamp")
+        if values[name] is not None and not possible_offset(values[name]):
+            raise ValidationError({name: [OFFSET_MESSAGE]}, code="invalid_offset")
     end = values["end"] or timezone.now()
     start = values["start"] or end - timedelta(days=1)
     if not start < end:

@@ -8,7 +8,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 BATCH = 5_000
-EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+# Within the device API's look-back (400 days by default), with room for a minute's batches after it.
+EPOCH = (datetime.now(UTC) - timedelta(days=360)).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def payloads(device_ids: list[int], count: int) -> list[bytes]:

@@ -51,6 +51,7 @@ def test_demo_seed_tells_the_story_history_a_settled_past_event_an_upcoming_one_
     assert oct((tmp_path / "demo-device-tokens.json").stat().st_mode & 0o777) == "0o600"
     # A portal login for a customer of the settled event, with a battery; its password is printed by demo_login.
     from django.contrib.auth import authenticate
+    from django.test import RequestFactory
 
     from enrollment.models import CustomerLogin
     from settlement.models import SiteSettlement
@@ -58,4 +59,6 @@ def test_demo_seed_tells_the_story_history_a_settled_past_event_an_upcoming_one_
     login = CustomerLogin.objects.get(user__username="customer")
     assert SiteSettlement.objects.filter(run=run, customer=login.customer).exists()
     password = (tmp_path / "demo_customer_password").read_text()
-    assert authenticate(username="customer", password=password) == login.user
+    # A login is a request: the login throttle counts it against the caller's address.
+    request = RequestFactory().post("/portal/login/")
+    assert authenticate(request, username="customer", password=password) == login.user

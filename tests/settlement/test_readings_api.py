@@ -632,6 +632,71 @@ def test_late_data_for_last_month_and_last_year_creates_its_partitions(device, c
     assert post(client, batch(2, start=last_month + timedelta(days=20))).json()["inserted"] == 2
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # DETACH ... CONCURRENTLY runs outside one
+def test_late_data_for_a_month_dropped_by_retention_is_stored_in_a_new_partition(device, client):
+    month = T0.replace(day=1, hour=0)
+    assert post(client, batch(3)).status_code == 200  # this process now knows the month's partition
+    name = partitions.name_for(month)
+    with connection.cursor() as cursor:  # the retention step in deploy/README.md, archiving aside
+        cursor.execute(f"ALTER TABLE settlement_reading DETACH PARTITION {name} CONCURRENTLY")
+        cursor.execute(f"DROP TABLE {name}")
+
+    response = post(client, batch(2, start=T0 + timedelta(days=1)))
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["inserted"] == 2
+    assert partition_exists(month)
+    assert Reading.objects.filter(**device_meter(device)).count() == 2
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_late_data_for_a_month_detached_for_archiving_is_refused_not_a_server_error(device, client):
+    month = T0.replace(day=1, hour=0)
+    assert post(client, batch(3)).status_code == 200
+    name = partitions.name_for(month)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE settlement_reading DETACH PARTITION {name} CONCURRENTLY")
+    try:
+        response = post(client, batch(2, start=T0 + timedelta(days=1)))
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE {name}")
+
+    assert response.status_code == 409
+    assert problems(response) == [("readings", "month_unavailable")]
+    assert not Reading.objects.filter(**device_meter(device)).exists()  # managed=False: not flushed between tests
+
+
+def reading_partitions() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'settlement_reading'::regclass"
+        )
+        return {name for (name,) in cursor.fetchall()}
+
+
+def test_a_reading_older_than_the_look_back_is_refused_and_creates_no_partition(device, client):
+    before = reading_partitions()
+
+    response = post(client, [reading(0, start=datetime(1900, 1, 1, tzinfo=UTC)), reading(0)])
+
+    assert response.status_code == 400
+    assert problems(response) == [("readings[0].start", "too_old")]
+    assert reading_partitions() == before
+    assert not Reading.objects.exists()
+
+
+def test_the_look_back_is_a_setting(device, client, settings):
+    settings.DEVICE_READINGS_LOOK_BACK_DAYS = 30
+    this_hour = django_timezone.now().replace(minute=0, second=0, microsecond=0)
+
+    old = post(client, [reading(0, start=this_hour - timedelta(days=31))])
+    recent = post(client, [reading(0, start=this_hour - timedelta(days=29))])
+
+    assert old.status_code == 400 and problems(old) == [("readings[0].start", "too_old")]
+    assert recent.status_code == 200 and recent.json()["inserted"] == 1
+
+
 def test_a_reading_at_the_first_instant_of_a_month_lands_in_that_months_partition(device, client):
     start = datetime(2026, 5, 1, tzinfo=UTC)
 
