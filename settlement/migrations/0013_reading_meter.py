@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("settlement", "0009_net_benefits_and_rules"),
+        ("settlement", "0012_capacity_commitments"),
     ]
 
     operations = [
