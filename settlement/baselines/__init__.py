@@ -13,6 +13,7 @@ Interface
 
 - method: a code from METHODS (a Market's `baseline_methods`): pjm-high-4-of-5, caiso-10-in-10,
   nyiso-cbl, isone-10-day, ercot-middle-8-of-10, caiso-mgo (10 in 10 on the device's own meter),
+  pjm-match-day, ercot-matching-day-pair (the like days most like the event day outside the event),
   meter-before-meter-after, metered-output (alias metered-device-output), caltrack-hourly (a regression
   on load and temperature: pass `temperatures`, (hour starts as epoch seconds, °F), per site).
 - readings: IntervalReadings(starts=epoch seconds int64, kwh=float64 per interval, NaN for a
@@ -46,15 +47,17 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from settlement.baselines import like_days, pre_event, regression
+from settlement.baselines import like_days, match_days, pre_event, regression
 from settlement.baselines.errors import BaselineError
 from settlement.baselines.params import (
     BaselineParams,
     Caiso10in10Params,
     CaisoMgoParams,
     CaltrackParams,
+    ErcotMatchingDayPairParams,
     ErcotMiddle8of10Params,
     IsoNeParams,
+    MatchDayParams,
     MeterBeforeMeterAfterParams,
     MeteredOutputParams,
     NyisoCblParams,
@@ -97,6 +100,8 @@ METHODS: dict[str, Method] = {
         Method("caiso-mgo", CaisoMgoParams, like_days.plan, like_days.evaluate, True, meter="device"),
         Method("meter-before-meter-after", MeterBeforeMeterAfterParams, pre_event.plan, pre_event.evaluate, False),
         Method("metered-output", MeteredOutputParams, pre_event.plan, pre_event.evaluate, False, meter="device"),
+        Method("pjm-match-day", MatchDayParams, match_days.plan, match_days.evaluate, True),
+        Method("ercot-matching-day-pair", ErcotMatchingDayPairParams, match_days.plan, match_days.evaluate, True),
         Method("caltrack-hourly", CaltrackParams, regression.plan, regression.evaluate, False, uses_weather=True),
     )
 }

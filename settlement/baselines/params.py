@@ -66,6 +66,9 @@ RULES: dict[str, Rule] = {
     "baseline_rule": _choice("pre_event", "zero"),
     "credit_stopped_charging": _BOOL,
     "min_days": _int(1, 366),
+    "match_days": _int(1, 20),
+    "exclude_minutes": _MINUTES,
+    "match_day_before": _BOOL,
 }
 
 
@@ -385,3 +388,40 @@ class CaltrackParams(BaselineParams):
                 f"min_days ({self.min_days}) cannot exceed lookback_days ({self.lookback_days}).",
                 "min_days",
             )
+
+
+@dataclass(frozen=True)
+class MatchDayParams(BaselineParams):
+    """PJM's Match Day (3-day average): the 3 like days in 45 whose load over the event day's non-event hours is
+    closest to the event day's, the hour either side of the event left out; at least 3 such days.
+
+    - match_days: how many of the closest days are averaged; min_days: fewest to settle on.
+    - exclude_minutes: left out of the comparison before the event's start and after its end.
+    - match_day_before: also compare the day before each candidate with the day before the event (ERCOT).
+    - weekend_like_days: as for like-day methods.
+    """
+
+    method: ClassVar[str] = "pjm-match-day"
+    lookback_days: int = 45
+    match_days: int = 3
+    min_days: int = 3
+    exclude_minutes: int = 60
+    match_day_before: bool = False
+    weekend_like_days: str = "saturday_apart"
+
+    def _check_together(self) -> None:
+        if self.min_days > self.match_days:
+            raise BaselineError(
+                "invalid_param", f"min_days ({self.min_days}) cannot exceed match_days ({self.match_days}).", "min_days"
+            )
+
+
+@dataclass(frozen=True)
+class ErcotMatchingDayPairParams(MatchDayParams):
+    """ERCOT ERS matching day pair: the like day whose load, with the day before it, is closest to the event day's
+    outside the event and the day before it."""
+
+    method: ClassVar[str] = "ercot-matching-day-pair"
+    match_days: int = 1
+    min_days: int = 1
+    match_day_before: bool = True

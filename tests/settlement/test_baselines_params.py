@@ -8,8 +8,11 @@ from settlement.baselines import METHODS, BaselineError, get_method, make_params
 from settlement.baselines.params import (
     Caiso10in10Params,
     CaisoMgoParams,
+    CaltrackParams,
+    ErcotMatchingDayPairParams,
     ErcotMiddle8of10Params,
     IsoNeParams,
+    MatchDayParams,
     MeterBeforeMeterAfterParams,
     MeteredOutputParams,
     NyisoCblParams,
@@ -153,6 +156,9 @@ def test_every_method_code_builds_its_params_from_an_empty_dict():
         "isone-10-day": IsoNeParams,
         "ercot-middle-8-of-10": ErcotMiddle8of10Params,
         "caiso-mgo": CaisoMgoParams,
+        "pjm-match-day": MatchDayParams,
+        "ercot-matching-day-pair": ErcotMatchingDayPairParams,
+        "caltrack-hourly": CaltrackParams,
         "meter-before-meter-after": MeterBeforeMeterAfterParams,
         "metered-output": MeteredOutputParams,
     }
