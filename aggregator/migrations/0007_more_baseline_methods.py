@@ -1,9 +1,14 @@
-"""The seeded markets offer the baseline methods added since: ISO-NE's 10 like days, ERCOT's middle 8 of 10,
-CAISO's metered generator output."""
+"""The seeded markets offer the baseline methods added since: ISO-NE's 10 like days, ERCOT's middle 8 of 10 and
+matching day pair, PJM's Match Day, CAISO's metered generator output."""
 
 from django.db import migrations
 
-ADDED = {"ISO-NE": ["isone-10-day"], "ERCOT": ["ercot-middle-8-of-10"], "CAISO": ["caiso-mgo"]}
+ADDED = {
+    "ISO-NE": ["isone-10-day"],
+    "ERCOT": ["ercot-middle-8-of-10", "ercot-matching-day-pair"],
+    "CAISO": ["caiso-mgo"],
+    "PJM": ["pjm-match-day"],
+}
 
 
 def add(apps, schema_editor):
