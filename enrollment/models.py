@@ -100,7 +100,11 @@ class Site(models.Model):
     load_serving_entity = models.CharField(max_length=100, blank=True)
     retail_tariff = models.CharField(max_length=100, blank=True)
     weather_station = models.CharField(
-        max_length=32, blank=True, help_text="The weather station whose temperatures weather-driven baselines use."
+        max_length=32,
+        blank=True,
+        default="",
+        db_default="",  # the fleet importer's COPY names only the columns it fills
+        help_text="The weather station whose temperatures weather-driven baselines use.",
     )
     market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="sites")
     pricing_node = models.CharField(max_length=64, help_text="The market's pricing node (pnode) of the site.")
