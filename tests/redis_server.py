@@ -7,9 +7,14 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+from celery import Celery
+
+from aggregator.celery import app
 
 
 def free_port() -> int:
@@ -62,3 +67,18 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
+
+
+@contextmanager
+def tasks_sent_to(url: str) -> Iterator[Celery]:
+    """The project's Celery configuration on another broker (and result backend), as current_app meanwhile:
+    dispatch.jobs send through current_app."""
+    sender = Celery("aggregator", set_as_current=False)
+    sender.config_from_object("django.conf:settings", namespace="CELERY")
+    sender.conf.update(broker_url=url, result_backend=url)
+    sender.set_current()
+    try:
+        yield sender
+    finally:
+        app.set_current()
+        sender.close()

@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 import redis
-from celery import Celery
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
@@ -39,7 +38,7 @@ from dispatch.models import (
     EventTransition,
 )
 from tests.dispatch.conftest import commands_of
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, tasks_sent_to
 
 NEW_YORK = ZoneInfo("America/New_York")
 KW = 50  # each generator of make_resource
@@ -619,15 +618,10 @@ def private_broker(tmp_path):
     """A Redis server of this test's own, and the project's app sending this process's tasks to it (default queue)."""
     server = RedisServer(tmp_path)
     server.start()
-    sender = Celery("aggregator", set_as_current=False)
-    sender.config_from_object("django.conf:settings", namespace="CELERY")
-    sender.conf.update(broker_url=server.url, result_backend=server.url)
-    sender.set_current()  # dispatch.jobs sends through current_app
     try:
-        yield server
+        with tasks_sent_to(server.url):
+            yield server
     finally:
-        app.set_current()
-        sender.close()
         server.stop()
 
 

@@ -5,6 +5,7 @@ calling services.advance / services.issue_commands directly (no Celery); on-comm
 callbacks never run inside a test transaction, so nothing is queued.
 """
 
+import logging
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
@@ -30,6 +31,7 @@ from dispatch.models import (
 )
 from enrollment.models import DeviceStatus
 from tests.factories import ProgramFactory, market
+from tests.redis_server import free_port, tasks_sent_to
 
 pytestmark = pytest.mark.django_db
 
@@ -781,3 +783,50 @@ def test_issue_market_token_for_an_unknown_market_fails():
     with pytest.raises(CommandError, match="No market"):
         call_command("issue_market_token", "NOPE", stdout=StringIO())
     assert not MarketCredential.objects.exists()
+
+
+# --- 9. a broker that is down ------------------------------------------------------------
+
+
+@pytest.fixture
+def broker_down():
+    """Tasks sent to a port where no Redis listens: the broker is down (the database is not)."""
+    with tasks_sent_to(f"redis://127.0.0.1:{free_port()}/0"):
+        yield
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_event_created_while_the_broker_is_down_is_created_and_left_to_the_sweep(
+    api_as, make_resource, broker_down, caplog
+):
+    resource = make_resource(generators=4)
+    start = top_of_hour()
+    client = api_as("operator")
+    client.raise_request_exception = False  # a server error is answered, as it would be to a real client
+
+    with caplog.at_level(logging.WARNING, logger="dispatch.jobs"):
+        response = client.post(EVENTS, event_body(resource, start, start + 2 * HOUR, target_kw="120"), format="json")
+
+    assert response.status_code == 201, response.content
+    event = DispatchEvent.objects.get(pk=response.json()["id"])
+    assert (event.state, event.intervals.count()) == ("scheduled", 2)
+    assert [t.action for t in EventTransition.objects.filter(event=event)] == ["create"]
+    # Its steps were not queued: the beat's sweep takes each when its moment comes.
+    assert [r.getMessage() for r in caplog.records if "dispatch.tasks.advance_event" in r.getMessage()]
+    assert event.pk not in services.open_events_due(now=event.notify_at - timedelta(seconds=1))
+    assert event.pk in services.open_events_due(now=event.notify_at)
+    assert event.pk in services.open_events_due(now=event.start)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_instruction_received_while_the_broker_is_down_is_accepted_and_left_to_the_sweep(make_resource, broker_down):
+    resource = make_resource(generators=2)
+    client, _ = market_client()
+    client.raise_request_exception = False
+    start = top_of_hour()
+
+    response = client.post(INSTRUCTIONS, instruction(resource, start, start + HOUR), format="json")
+
+    assert response.status_code == 201, response.content
+    event = DispatchEvent.objects.get(pk=response.json()["id"])
+    assert event.pk in services.open_events_due(now=event.start)
