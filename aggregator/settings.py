@@ -242,6 +242,8 @@ DEVICE_READINGS_LOOK_BACK_DAYS = int(os.environ.get("DEVICE_READINGS_LOOK_BACK_D
 
 # --- Celery -----------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
+# kombu's Redis transport with a channel that survives a Redis restart (see aggregator.core.broker).
+CELERY_BROKER_TRANSPORT = "aggregator.core.broker:Transport"
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_SERIALIZER = "json"

@@ -38,6 +38,7 @@ from dispatch.models import (
     EventTransition,
 )
 from tests.dispatch.conftest import commands_of
+from tests.redis_server import RedisServer, tasks_sent_to
 
 NEW_YORK = ZoneInfo("America/New_York")
 KW = 50  # each generator of make_resource
@@ -210,13 +211,23 @@ def _test_database_url() -> str:
 
 
 class WorkerProcess:
-    """`celery worker` as a separate OS process on the test database and our queue."""
+    """`celery worker` as a separate OS process on the test database and our queue.
 
-    def __init__(self, queue: str, log_dir, label: str):
+    On a Redis server of the test's own (`redis_url`), it is the worker deploy/Procfile runs, every
+    part on (prefork pool, heartbeat, mingle, gossip, remote control), on the default queue.
+    """
+
+    def __init__(self, queue: str, log_dir, label: str, *, redis_url: str | None = None):
         self.log = log_dir / f"worker-{label}.log"
         env = {**os.environ, "DATABASE_URL": _test_database_url(), "PYTHONUNBUFFERED": "1"}
+        name = f"{label}-{uuid.uuid4().hex[:8]}@%h"
+        command = [sys.executable, "-c", WORKER, queue, name]
+        if redis_url:  # its broker, result backend and cache
+            env["REDIS_URL"] = redis_url
+            command = [sys.executable, "-m", "celery", "-A", "aggregator", "worker", "--loglevel", "INFO"]
+            command += ["--concurrency", "1", "--hostname", name]
         self.process = subprocess.Popen(
-            [sys.executable, "-c", WORKER, queue, f"{label}-{uuid.uuid4().hex[:8]}@%h"],
+            command,
             cwd=settings.BASE_DIR,
             env=env,
             stdout=self.log.open("wb"),
@@ -597,3 +608,77 @@ def test_an_event_given_in_local_time_on_a_dst_day_has_hourly_intervals(
 ):
     """Given as zone-aware local datetimes: an hour is still a real hour (wall-clock arithmetic would not be)."""
     _dst_event_runs(make_resource, django_capture_on_commit_callbacks, start, end, hours, dispatch_queue)
+
+
+# --- 6. a Redis restart under the worker -------------------------------------------------
+
+
+@pytest.fixture
+def private_broker(tmp_path):
+    """A Redis server of this test's own, and the project's app sending this process's tasks to it (default queue)."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        with tasks_sent_to(server.url):
+            yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_worker_survives_a_redis_restart_and_starts_the_next_event_on_time(
+    make_resource, dispatch_queue, private_broker, tmp_path
+):
+    worker = WorkerProcess(dispatch_queue, tmp_path, "restart", redis_url=private_broker.url)
+    try:
+        now = datetime.now(UTC)
+        # A scheduled event: its steps (notify, start, end) wait in the worker for their ETAs, unacknowledged,
+        # when Redis goes.
+        services.create_event(
+            resource=make_resource(generators=2, name="held"),
+            source="operator_test",
+            start=now + timedelta(hours=2),
+            end=now + timedelta(hours=3),
+            notify_at=now + timedelta(hours=1),
+            target_kw=KW,
+            by="tester",
+            over_commit_pct=0,
+        )
+        redis_client = private_broker.client()
+        wait_for(
+            lambda: redis_client.hlen("unacked") == 3 or worker.process.poll() is not None,
+            timeout=60,
+            what="the worker to hold the event's three ETA tasks",
+        )
+        # ... and waits on Redis for the next task, as an idle worker does.
+        wait_for(
+            lambda: any(c["cmd"] == "brpop" for c in redis_client.client_list()) or worker.process.poll() is not None,
+            timeout=30,
+            what="the worker to wait for its next task",
+        )
+        assert worker.process.poll() is None, worker.tail()
+
+        private_broker.restart()
+
+        start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+        event = services.create_event(
+            resource=make_resource(generators=4, name="next"),
+            source="operator_test",
+            start=start,
+            end=start + timedelta(hours=1),
+            notify_at=start,
+            target_kw=120,
+            by="tester",
+            over_commit_pct=0,
+        )
+        wait_for(
+            lambda: (fresh(event).state == "active" and fully_issued(event)) or worker.process.poll() is not None,
+            timeout=30,
+            what="the event created after the restart to start",
+        )
+        assert worker.process.poll() is None, f"the worker exited with {worker.process.returncode}:\n{worker.tail()}"
+        started = EventTransition.objects.get(event=event, action="start").at
+        assert start <= started < start + timedelta(seconds=5)
+        assert commands_of(event) == dict.fromkeys(needing_kw(event), 1)
+    finally:
+        worker.stop()

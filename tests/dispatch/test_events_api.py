@@ -5,13 +5,17 @@ calling services.advance / services.issue_commands directly (no Celery); on-comm
 callbacks never run inside a test transaction, so nothing is queued.
 """
 
+import logging
+import os
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import close_old_connections, connection
 from django.test import override_settings
 from rest_framework.test import APIClient
 
@@ -30,6 +34,7 @@ from dispatch.models import (
 )
 from enrollment.models import DeviceStatus
 from tests.factories import ProgramFactory, market
+from tests.redis_server import free_port, tasks_sent_to
 
 pytestmark = pytest.mark.django_db
 
@@ -781,3 +786,102 @@ def test_issue_market_token_for_an_unknown_market_fails():
     with pytest.raises(CommandError, match="No market"):
         call_command("issue_market_token", "NOPE", stdout=StringIO())
     assert not MarketCredential.objects.exists()
+
+
+# --- 9. a broker that is down ------------------------------------------------------------
+
+
+@pytest.fixture
+def broker_down():
+    """Tasks sent to a port where no Redis listens: the broker is down (the database is not)."""
+    with tasks_sent_to(f"redis://127.0.0.1:{free_port()}/0"):
+        yield
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_event_created_while_the_broker_is_down_is_created_and_left_to_the_sweep(
+    api_as, make_resource, broker_down, caplog
+):
+    resource = make_resource(generators=4)
+    start = top_of_hour()
+    client = api_as("operator")
+    client.raise_request_exception = False  # a server error is answered, as it would be to a real client
+
+    with caplog.at_level(logging.WARNING, logger="dispatch.jobs"):
+        response = client.post(EVENTS, event_body(resource, start, start + 2 * HOUR, target_kw="120"), format="json")
+
+    assert response.status_code == 201, response.content
+    event = DispatchEvent.objects.get(pk=response.json()["id"])
+    assert (event.state, event.intervals.count()) == ("scheduled", 2)
+    assert [t.action for t in EventTransition.objects.filter(event=event)] == ["create"]
+    # Its steps were not queued: the beat's sweep takes each when its moment comes.
+    assert [r.getMessage() for r in caplog.records if "dispatch.tasks.advance_event" in r.getMessage()]
+    assert event.pk not in services.open_events_due(now=event.notify_at - timedelta(seconds=1))
+    assert event.pk in services.open_events_due(now=event.notify_at)
+    assert event.pk in services.open_events_due(now=event.start)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_instruction_received_while_the_broker_is_down_is_accepted_and_left_to_the_sweep(make_resource, broker_down):
+    resource = make_resource(generators=2)
+    client, _ = market_client()
+    client.raise_request_exception = False
+    start = top_of_hour()
+
+    response = client.post(INSTRUCTIONS, instruction(resource, start, start + HOUR), format="json")
+
+    assert response.status_code == 201, response.content
+    event = DispatchEvent.objects.get(pk=response.json()["id"])
+    assert event.pk in services.open_events_due(now=event.start)
+
+
+# --- 10. PostgreSQL going away -----------------------------------------------------------
+
+
+@pytest.fixture
+def database_restarting():
+    """database_restarting() ends this process's PostgreSQL session, as a PostgreSQL restart ends every
+    session: the next statement on it fails."""
+
+    def terminate():
+        connection.ensure_connection()
+        pid = connection.connection.info.backend_pid
+        with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    yield terminate
+    connection.close()
+
+
+def assert_unavailable(response) -> None:
+    assert response.status_code == 503, response.content
+    assert int(response.headers["Retry-After"]) > 0
+    assert response.json()["type"] == "service_unavailable" and response.json()["status"] == 503
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_creating_an_event_while_postgresql_restarts_is_503_with_retry_after(
+    api_as, make_resource, database_restarting
+):
+    resource = make_resource(generators=2)
+    client = api_as("operator")
+    client.raise_request_exception = False
+    start = top_of_hour()
+    database_restarting()
+
+    assert_unavailable(client.post(EVENTS, event_body(resource, start, start + HOUR, target_kw="50"), format="json"))
+    close_old_connections()  # as the end of every request does (the test client skips it)
+    assert not DispatchEvent.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_instruction_while_postgresql_restarts_is_503_with_retry_after(make_resource, database_restarting):
+    resource = make_resource(generators=2)
+    client, _ = market_client()
+    client.raise_request_exception = False
+    start = top_of_hour()
+    database_restarting()
+
+    assert_unavailable(client.post(INSTRUCTIONS, instruction(resource, start, start + HOUR), format="json"))
+    close_old_connections()
+    assert not DispatchEvent.objects.exists()
