@@ -95,6 +95,17 @@ def clock() -> int:
     return redis_client.client().incr(cache.make_key("dispatch:poll:clock"))
 
 
+def fill_clock() -> int | None:
+    """The clock for a fill, taken before it reads PostgreSQL; None with Redis unreachable (nothing is stored)."""
+    if not enabled():
+        return None
+    try:
+        return clock()
+    except redis.RedisError:
+        log.warning("poll cache unavailable; answering from PostgreSQL", exc_info=True)
+        return None
+
+
 def answer(*, digest: str, rate_key: str, limit: int, window: int) -> tuple[bool, str | int] | None:
     """(True, commands JSON) or (False, seconds to wait: throttled) from a stored answer; None: a miss."""
     if not enabled():

@@ -142,7 +142,7 @@ def poll(request) -> HttpResponse:
             for name, value in headers.items():
                 response[name] = value
             return response
-        version = poll_cache.clock()  # before the read: see dispatch.poll_cache
+        version = poll_cache.fill_clock()  # before the read: see dispatch.poll_cache
     now = timezone.now()
     digest = tokens.digest(plaintext)
     connection.ensure_connection()
@@ -180,7 +180,7 @@ def poll(request) -> HttpResponse:
         )
     if raw and not devices:
         return _refuse(400, "unknown_device", "Name one of your devices.", "device")
-    if cacheable:
+    if cacheable and version is not None:
         until = now + timedelta(seconds=settings.DISPATCH_POLL_CACHE_SECONDS)
         poll_cache.store(
             digest=digest,

@@ -235,6 +235,18 @@ def test_with_the_cache_off_every_poll_reads_postgresql(live, settings):
     assert commands(client.get(COMMANDS))[0]["ramp_seconds"] == 777
 
 
+def test_with_redis_down_a_poll_is_answered_from_postgresql(live, redis_down, caplog):
+    _, command, client, _, token = live()
+    change_behind_the_cache(command)
+    assert commands(client.get(COMMANDS))[0]["ramp_seconds"] == 777
+    assert commands(client.get(COMMANDS))[0]["ramp_seconds"] == 777  # nothing stored, nothing served stale
+    assert "rate limit not applied" in caplog.text
+
+    from aggregator.wsgi import _cached_poll
+
+    assert _cached_poll(wsgi_environ(token)) is None  # the entry point leaves the poll to Django
+
+
 # --- the WSGI entry point serves a hit ahead of Django --------------------------------------
 
 
