@@ -1,10 +1,10 @@
 """The WSGI entry point: Django, with the device command poll's cached answers served first.
 
-A device's repeated poll is answered from Redis (`dispatch.poll_cache`) in about a tenth
-of the time Django's middleware alone takes, and it is the one request every device
-makes every few seconds during an event. Only a hit is served here, with the headers
-the middleware would add; everything else, a miss included, goes through Django
-(whose poll view stores the answer for next time).
+A device's repeated poll is answered from Redis (`dispatch.poll_cache`, with the token
+checked in PostgreSQL) in a fraction of the time Django's middleware alone takes, and it
+is the one request every device makes every few seconds during an event. Only a hit is
+served here, with the headers the middleware would add; everything else, a miss included,
+goes through Django (whose poll view stores the answer for next time).
 """
 
 import gc

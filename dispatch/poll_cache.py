@@ -3,8 +3,8 @@
 A device polls every few seconds while an event is on, and almost every poll returns
 what the previous one did. The first poll (a miss) runs the full statement in
 `dispatch.api.poll` and stores its commands here under the token's digest; the
-following polls are answered from Redis in one round trip, which also counts the
-request against the token's rate limit.
+following polls are answered from Redis in one round trip (which also counts the
+request against the token's rate limit) and a lookup of the token in PostgreSQL.
 
 Why a stored answer is never served after the data it came from changed:
 - one counter, the clock, orders fills and changes. A fill takes the clock *before*
@@ -18,8 +18,11 @@ Writers therefore call `changed()` for every device whose live commands they tou
 credential saves do, through a signal). It marks at once and again after commit: the
 second mark is the one the argument rests on; the first serves a reader on the writer's own
 connection, which sees the uncommitted change (tests run inside one transaction).
-If a mark is lost (the process dies between commit and mark), an answer lives at most
-DISPATCH_POLL_CACHE_SECONDS, and never past its first command's expiry or the credential's.
+If a mark is lost (the process dies between commit and mark, Redis restarts from an older
+snapshot), an answer lives at most DISPATCH_POLL_CACHE_SECONDS, and never past its first
+command's expiry or the credential's. Whether the token is still good is never taken from
+here: `dispatch.api.poll` asks PostgreSQL on every hit (a credential's mark only turns a
+revocation into a miss sooner).
 
 Gateway tokens are not cached: a gateway's answer covers a changing set of devices, and
 gateways are few beside their devices.
@@ -90,6 +93,17 @@ def _scripts():
 
 def clock() -> int:
     return redis_client.client().incr(cache.make_key("dispatch:poll:clock"))
+
+
+def fill_clock() -> int | None:
+    """The clock for a fill, taken before it reads PostgreSQL; None with Redis unreachable (nothing is stored)."""
+    if not enabled():
+        return None
+    try:
+        return clock()
+    except redis.RedisError:
+        log.warning("poll cache unavailable; answering from PostgreSQL", exc_info=True)
+        return None
 
 
 def answer(*, digest: str, rate_key: str, limit: int, window: int) -> tuple[bool, str | int] | None:

@@ -15,14 +15,19 @@ refuse a t more than five minutes from its clock (replays).
 
 Endpoints must be https and resolve to public addresses, checked at registration and
 again at each send (the platform must not be turned against its own network), unless DISPATCH_PUSH_ALLOW_HTTP / _ALLOW_PRIVATE say
-otherwise (development and tests).
+otherwise (development and tests). A redirect is never followed (its target was never
+checked, and following it would carry the signature there): a 3xx is a failed delivery.
+What went wrong is recorded as the status code or a fixed reason, never as text from the
+remote end, since the device reads it back (GET push) and the address may not be its own.
 """
 
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import logging
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -125,8 +130,16 @@ def post(endpoint: PushEndpoint, body: bytes) -> str | None:
     return send(endpoint.url, body, {"X-VPP-Endpoint": name, "X-VPP-Signature": signature(signing_key(name), body, at)})
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # urllib then raises HTTPError with the 3xx code
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def send(url: str, body: bytes, headers: dict[str, str]) -> str | None:
-    """POST a JSON body to a checked URL; None on a 2xx answer, else what went wrong."""
+    """POST a JSON body to a checked URL; None on a 2xx answer, else what went wrong (a fixed text)."""
     try:
         check_url(url)  # again at each send: a host name may resolve elsewhere since it was registered
     except PushRefused as refused:
@@ -138,13 +151,24 @@ def send(url: str, body: bytes, headers: dict[str, str]) -> str | None:
         headers={"Content-Type": "application/json", "User-Agent": "vpp-aggregator-push/1", **headers},
     )
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+        with _OPENER.open(request, timeout=TIMEOUT_SECONDS) as response:
             response.read(1024)
         return None
     except urllib.error.HTTPError as exc:
-        return f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
-        return f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"[:300]
+        exc.close()
+        return f"HTTP {exc.code}: redirects are not followed" if 300 <= exc.code < 400 else f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        log.info("push to %s failed: %r", url, reason)
+        if isinstance(reason, TimeoutError):
+            return "timed out"
+        if isinstance(reason, ssl.SSLError):
+            return "TLS handshake failed"
+        if isinstance(reason, http.client.HTTPException):
+            return "invalid HTTP response"
+        if isinstance(reason, socket.gaierror):
+            return "host name does not resolve"
+        return "connection failed"
 
 
 def deliver(bodies: dict[int, bytes]) -> dict[int, str]:

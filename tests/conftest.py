@@ -1,3 +1,5 @@
+import socket
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -127,3 +129,20 @@ def celery_worker():
 
     with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False, shutdown_timeout=10) as worker:
         yield worker
+
+
+@pytest.fixture
+def redis_down(settings):
+    """The cache's Redis (rate counters, the poll cache) is unreachable: its address is a port nothing listens on."""
+    from aggregator.core import redis_client
+    from dispatch import poll_cache
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # free once the socket closes: connections to it are refused
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{port}/0"}}
+    redis_client.client.cache_clear()  # the process's client was made for the reachable Redis
+    poll_cache._scripts.cache_clear()
+    yield
+    redis_client.client.cache_clear()
+    poll_cache._scripts.cache_clear()

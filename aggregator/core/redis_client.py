@@ -1,4 +1,8 @@
-"""The one Redis client a process shares for its hot paths (rate counters, the poll cache)."""
+"""The one Redis client a process shares for its hot paths (rate counters, the poll cache).
+
+Redis only makes the device API faster, so each of its uses there catches `redis.RedisError`
+and carries on without it: the rate limit is not applied, the poll reads PostgreSQL.
+"""
 
 import functools
 

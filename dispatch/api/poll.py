@@ -4,6 +4,10 @@ Every device polls every few seconds while an event is on, so the poll skips DRF
 request machinery. A device token's repeated poll is answered from its stored answer
 (`dispatch.poll_cache`), which also counts the request against the rate limit; the
 WSGI entry point (`aggregator.wsgi`) serves such a hit before Django's middleware.
+The stored answer holds the commands only: whether the token is still good is asked of
+PostgreSQL on every poll (one lookup by its unique key id), because a revocation's mark
+in Redis can be lost (a restart from an older snapshot, a process dying after the commit)
+and a cache may make a poll faster, never make a revoked token valid again.
 Otherwise one statement checks the token, resolves the devices, reads the live
 commands as JSON, stamps first deliveries and touches the token's last use; its answer
 is then stored for the next poll. Refusals use the API's error body, and anything
@@ -16,7 +20,7 @@ from datetime import timedelta
 
 import psycopg
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpResponse
 from django.utils import timezone
 
@@ -59,15 +63,36 @@ SELECT set_config('synchronous_commit', 'off', true), (SELECT count(*) FROM cred
 )
 
 
+_VALID = """
+SELECT 1 FROM enrollment_devicecredential
+WHERE key_id = %(key)s AND digest = %(digest)s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > %(now)s)
+"""
+
+
+def _still_valid(key_id: str, digest: str) -> bool | None:
+    """Whether PostgreSQL holds the token as usable now; None if it cannot be asked."""
+    try:
+        connection.ensure_connection()
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(_VALID, {"key": key_id, "digest": digest, "now": timezone.now()}, prepare=True)
+            return cursor.fetchone() is not None
+    except (DatabaseError, psycopg.Error):
+        # The full path meets the same failure and answers it; Django's request start then
+        # replaces this thread's broken connection.
+        connection.errors_occurred = True
+        return None
+
+
 def cached(plaintext: str) -> tuple[int, str, dict] | None:
     """(status, JSON body, headers) of a device token's poll from its stored answer; None: take the full path."""
     parsed = tokens.parse(plaintext)
     if parsed is None or parsed[0] != "dev":
         return None
     key, limit, window = rate_limit(kind="device", key_id=parsed[1])
-    found = poll_cache.answer(digest=tokens.digest(plaintext), rate_key=key, limit=limit, window=window)
-    if found is None:
-        return None
+    digest = tokens.digest(plaintext)
+    found = poll_cache.answer(digest=digest, rate_key=key, limit=limit, window=window)
+    if found is None or not _still_valid(parsed[1], digest):
+        return None  # the full path refuses a token that is no longer good, with its precise message
     ok, value = found
     if not ok:
         message = f"Request was throttled. Expected available in {value} seconds."
@@ -117,7 +142,7 @@ def poll(request) -> HttpResponse:
             for name, value in headers.items():
                 response[name] = value
             return response
-        version = poll_cache.clock()  # before the read: see dispatch.poll_cache
+        version = poll_cache.fill_clock()  # before the read: see dispatch.poll_cache
     now = timezone.now()
     digest = tokens.digest(plaintext)
     connection.ensure_connection()
@@ -155,7 +180,7 @@ def poll(request) -> HttpResponse:
         )
     if raw and not devices:
         return _refuse(400, "unknown_device", "Name one of your devices.", "device")
-    if cacheable:
+    if cacheable and version is not None:
         until = now + timedelta(seconds=settings.DISPATCH_POLL_CACHE_SECONDS)
         poll_cache.store(
             digest=digest,

@@ -4,6 +4,7 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 
 from aggregator.core import redis_client
@@ -122,6 +123,37 @@ def test_a_token_that_stops_being_valid_is_refused_at_once_despite_its_stored_an
     assert response.json()["errors"][0]["code"] in ("token_revoked", "invalid_token")
 
 
+def poll_cache_snapshot() -> dict[bytes, tuple[bytes, int]]:
+    """The poll cache's keys as a Redis snapshot holds them (value and time left)."""
+    client = redis_client.client()
+    keys = client.scan_iter(match=cache.make_key("dispatch:poll:") + "*")
+    return {key: (client.dump(key), max(client.pttl(key), 0)) for key in keys}
+
+
+def restart_from(snapshot: dict[bytes, tuple[bytes, int]]) -> None:
+    """The poll cache after Redis restarted from `snapshot`: what was written since is gone."""
+    client = redis_client.client()
+    for key in client.scan_iter(match=cache.make_key("dispatch:poll:") + "*"):
+        client.delete(key)
+    for key, (value, ttl) in snapshot.items():
+        client.restore(key, ttl, value)
+
+
+def test_a_revoked_token_is_refused_after_redis_restarts_from_a_snapshot_taken_before_the_revocation(live):
+    from aggregator.wsgi import _cached_poll
+
+    _, _, client, credential, token = live()
+    assert commands(client.get(COMMANDS))
+    snapshot = poll_cache_snapshot()
+    enrollment_services.revoke_credential(credential=credential)
+    restart_from(snapshot)  # the stored answer is back; the revocation's mark is not
+
+    assert _cached_poll(wsgi_environ(token)) is None  # the entry point leaves it to Django...
+    response = client.get(COMMANDS)  # ...which refuses it
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["code"] == "token_revoked"
+
+
 def test_the_rate_limit_counts_cached_and_full_polls_together(live, settings):
     settings.DEVICE_API_RATES = {**settings.DEVICE_API_RATES, "device": "3/min"}
     _, _, client, _, _ = live()
@@ -201,6 +233,18 @@ def test_with_the_cache_off_every_poll_reads_postgresql(live, settings):
     commands(client.get(COMMANDS))
     change_behind_the_cache(command)
     assert commands(client.get(COMMANDS))[0]["ramp_seconds"] == 777
+
+
+def test_with_redis_down_a_poll_is_answered_from_postgresql(live, redis_down, caplog):
+    _, command, client, _, token = live()
+    change_behind_the_cache(command)
+    assert commands(client.get(COMMANDS))[0]["ramp_seconds"] == 777
+    assert commands(client.get(COMMANDS))[0]["ramp_seconds"] == 777  # nothing stored, nothing served stale
+    assert "rate limit not applied" in caplog.text
+
+    from aggregator.wsgi import _cached_poll
+
+    assert _cached_poll(wsgi_environ(token)) is None  # the entry point leaves the poll to Django
 
 
 # --- the WSGI entry point serves a hit ahead of Django --------------------------------------

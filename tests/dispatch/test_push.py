@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 import json
+import socket
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,16 +22,21 @@ class Receiver:
     """An HTTP endpoint that records what it is posted and answers `status`."""
 
     def __init__(self):
-        self.received, self.status = [], 200
+        self.received, self.status, self.location, self.text = [], 200, None, b""
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.received.append((self.headers, body))  # case-insensitive, as HTTP headers are
                 self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
+                if receiver.location:
+                    self.send_header("Location", receiver.location)
+                self.send_header("Content-Length", str(len(receiver.text)))
                 self.end_headers()
+                self.wfile.write(receiver.text)
+
+            do_GET = do_POST  # a client that follows a redirect may turn the POST into a GET
 
             def log_message(self, *args):
                 pass
@@ -41,13 +47,25 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver(settings):
+def receivers(settings):
+    """receivers() -> a new Receiver, shut down after the test."""
     settings.DISPATCH_PUSH_ALLOW_HTTP = True
     settings.DISPATCH_PUSH_ALLOW_PRIVATE = True
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
+    made = []
+
+    def make():
+        made.append(Receiver())
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.server.shutdown()
+        r.server.server_close()
+
+
+@pytest.fixture
+def receiver(receivers):
+    return receivers()
 
 
 def verified(headers, body: bytes, key: str) -> bool:
@@ -209,3 +227,63 @@ def test_an_endpoint_that_turns_private_after_registration_is_not_posted_to(
 
     assert receiver.received == []
     assert PushEndpoint.objects.get(device=device).last_error.startswith("refused")
+
+
+def push_first_chunk(resource, capture) -> dict:
+    _, chunks, _ = start_event(resource, capture)
+    return push.deliver(
+        push.chunk_bodies(
+            event_id=chunks[0][0], round_number=chunks[0][1], first_device=chunks[0][2], last_device=chunks[0][3]
+        )
+    )
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_a_failed_push_and_is_never_followed(
+    make_resource, device_client, receivers, django_capture_on_commit_callbacks, status
+):
+    resource = make_resource(generators=3)
+    device = resource.memberships.order_by("device_id").first().device
+    client, _ = device_client(device=device)
+    checked, internal = receivers(), receivers()
+    internal.text = b"internal service: admin console at 10.0.0.5"
+    client.put(PUSH, {"url": checked.url}, format="json")
+    checked.status, checked.location = status, internal.url
+
+    failed = push_first_chunk(resource, django_capture_on_commit_callbacks)
+
+    assert len(checked.received) == 1
+    assert internal.received == []  # neither the body nor the signature went past the checked address
+    endpoint = PushEndpoint.objects.get(device=device)
+    assert failed == {endpoint.pk: f"HTTP {status}: redirects are not followed"}
+    seen = client.get(PUSH).json()
+    assert seen["last_success_at"] is None and seen["last_failure_at"] is not None
+    assert seen["last_error"] == f"HTTP {status}: redirects are not followed"
+
+
+def test_what_an_endpoint_answers_is_never_shown_back_to_the_device(
+    make_resource, device_client, receiver, django_capture_on_commit_callbacks
+):
+    resource = make_resource(generators=3)
+    device = resource.memberships.order_by("device_id").first().device
+    client, _ = device_client(device=device)
+    banner = b"SSH-2.0-OpenSSH_9.6 internal-bastion-7"
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_with_banner():
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(banner + b"\r\n")
+
+    threading.Thread(target=answer_with_banner, daemon=True).start()
+    client.put(PUSH, {"url": f"http://127.0.0.1:{listener.getsockname()[1]}/vpp"}, format="json")
+
+    try:
+        failed = push_first_chunk(resource, django_capture_on_commit_callbacks)
+    finally:
+        listener.close()
+
+    endpoint = PushEndpoint.objects.get(device=device)
+    assert failed == {endpoint.pk: "invalid HTTP response"}
+    assert client.get(PUSH).json()["last_error"] == "invalid HTTP response"

@@ -212,3 +212,10 @@ def test_an_offline_battery_gives_no_capability_now(program, device_client):
     assert online_kw > 0
     assert DeviceStatus.objects.get(device=battery).online is False
     assert offline_kw == 0
+
+
+def test_a_heartbeat_is_recorded_while_redis_is_down(device, client, redis_down):
+    response = client.post(URL, STATUS, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["online"] is True
+    assert DeviceStatus.objects.get(device=device).firmware == "24.12.1"

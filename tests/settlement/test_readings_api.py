@@ -790,3 +790,10 @@ def test_a_start_in_year_one_is_refused(device, client):
     assert response.status_code == 400
     assert [f for f, _ in problems(response)] == ["readings[1].start"]
     assert not Reading.objects.exists()
+
+
+def test_readings_are_stored_while_redis_is_down(device, client, redis_down):
+    response = post(client, batch(3))
+    assert response.status_code == 200, response.content
+    assert response.json()["inserted"] == 3
+    assert Reading.objects.filter(**device_meter(device)).count() == 3

@@ -6,6 +6,9 @@ one authentication without the base layer importing a domain app. The model prov
 queryset of devices its holder may see.
 """
 
+import logging
+
+import redis
 from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
@@ -15,6 +18,8 @@ from rest_framework.throttling import SimpleRateThrottle
 from aggregator.core import redis_client
 from aggregator.core.access import tokens
 from aggregator.core.access.authentication import bearer_token, resolve
+
+log = logging.getLogger(__name__)
 
 
 def credential_model():
@@ -94,16 +99,24 @@ def rate_limit(*, kind: str, key_id: str) -> tuple[str, int, int]:
 
 
 def count_request(*, kind: str, key_id: str) -> tuple[bool, int | None]:
-    """(allowed, seconds to wait) for one more request by this token."""
+    """(allowed, seconds to wait) for one more request by this token.
+
+    With Redis unreachable the request is allowed: the budget protects the platform from a
+    misbehaving device, and refusing every device while Redis is down would be the larger harm.
+    """
     key, limit, window = rate_limit(kind=kind, key_id=key_id)
     client = redis_client.client()
-    pipe = client.pipeline(transaction=False)
-    pipe.set(key, 0, ex=window, nx=True)
-    pipe.incr(key)
-    count = pipe.execute()[1]
-    if count <= limit:
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.set(key, 0, ex=window, nx=True)
+        pipe.incr(key)
+        count = pipe.execute()[1]
+        if count <= limit:
+            return True, None
+        return False, max(client.ttl(key), 1)
+    except redis.RedisError as exc:
+        log.warning("Redis unavailable (%s): rate limit not applied to %s token %s", exc, kind, key_id)
         return True, None
-    return False, max(client.ttl(key), 1)
 
 
 class DeviceAPIMixin:
