@@ -6,6 +6,7 @@
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Model, ProtectedError, RestrictedError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -40,7 +41,27 @@ def body(kind: str, title: str, http_status: int, errors: list[dict]) -> dict:
     return {"type": kind, "title": title, "status": http_status, "errors": errors}
 
 
+def still_referenced(exc: ProtectedError | RestrictedError, target: type[Model] | None) -> list[dict]:
+    """One problem per kind of object that still refers to what a DELETE asked to remove, with its count."""
+    referencing = exc.protected_objects if isinstance(exc, ProtectedError) else exc.restricted_objects
+    counts: dict[type[Model], int] = {}
+    for obj in referencing:
+        counts[type(obj)] = counts.get(type(obj), 0) + 1
+    what = f"this {target._meta.verbose_name}" if target is not None else "it"
+    problems = []
+    for model, count in sorted(counts.items(), key=lambda item: item[0]._meta.label):
+        name = model._meta.verbose_name if count == 1 else model._meta.verbose_name_plural
+        verb = "refers" if count == 1 else "refer"
+        problems.append({"field": None, "code": "protected", "message": f"{count} {name} {verb} to {what}."})
+    return problems
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, (ProtectedError, RestrictedError)):
+        set_rollback()
+        errors = still_referenced(exc, _model_of(context.get("view")))
+        title = "Still referenced; nothing was deleted."
+        return Response(body("protected", title, 409, errors), status=409)
     if isinstance(exc, DomainError):
         set_rollback()
         errors = [p.as_dict() for p in exc.problems]
@@ -72,3 +93,7 @@ def exception_handler(exc, context):
         errors = [] if not isinstance(exc.detail, (dict, list)) else flatten(exc.detail)
     http_status = exc.status_code or status.HTTP_400_BAD_REQUEST
     return Response(body(kind, title, http_status, errors), status=http_status, headers=headers)
+
+
+def _model_of(view) -> type[Model] | None:
+    return getattr(getattr(view, "queryset", None), "model", None)
