@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from aggregator.core.api.serializers import ModelSerializer
 from aggregator.reference.models import Program, validate_time_zone
 from enrollment.device_types import PARAMETERS, parameter_problems
 from enrollment.lifecycle import OPERATOR_ACTIONS, allowed_actions
@@ -16,13 +17,13 @@ from enrollment.models import (
 )
 
 
-class CustomerSerializer(serializers.ModelSerializer):
+class CustomerSerializer(ModelSerializer):
     class Meta:
         model = Customer
         fields = ["id", "external_ref", "name", "kind", "contact_name", "email", "phone", "created_at", "updated_at"]
 
 
-class ConsentSerializer(serializers.ModelSerializer):
+class ConsentSerializer(ModelSerializer):
     program = serializers.PrimaryKeyRelatedField(queryset=Program.objects.all(), required=False, allow_null=True)
     active = serializers.SerializerMethodField()
 
@@ -62,7 +63,7 @@ class ConsentSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class RetailProgramParticipationSerializer(serializers.ModelSerializer):
+class RetailProgramParticipationSerializer(ModelSerializer):
     class Meta:
         model = RetailProgramParticipation
         fields = ["id", "site", "kind", "name", "starts_on", "ends_on"]
@@ -74,7 +75,7 @@ class RetailProgramParticipationSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class SiteSerializer(serializers.ModelSerializer):
+class SiteSerializer(ModelSerializer):
     time_zone = serializers.CharField(
         required=False, validators=[validate_time_zone], help_text="IANA name; defaults to the market's time zone."
     )
@@ -128,7 +129,7 @@ class SiteSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class GatewaySerializer(serializers.ModelSerializer):
+class GatewaySerializer(ModelSerializer):
     class Meta:
         model = Gateway
         fields = ["id", "site", "manufacturer", "model", "serial", "created_at"]
@@ -146,7 +147,7 @@ class GatewaySerializer(serializers.ModelSerializer):
         return attrs
 
 
-class DeviceSerializer(serializers.ModelSerializer):
+class DeviceSerializer(ModelSerializer):
     class Meta:
         model = Device
         fields = [
@@ -197,7 +198,7 @@ class DeviceSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class DeviceSelfSerializer(serializers.ModelSerializer):
+class DeviceSelfSerializer(ModelSerializer):
     """What a device (or its gateway) sees of itself on the device API."""
 
     site = serializers.SerializerMethodField()
@@ -221,13 +222,13 @@ class DeviceSelfSerializer(serializers.ModelSerializer):
         return {"id": obj.site_id, "time_zone": obj.site.time_zone, "market": obj.site.market.code}
 
 
-class EnrollmentTransitionSerializer(serializers.ModelSerializer):
+class EnrollmentTransitionSerializer(ModelSerializer):
     class Meta:
         model = EnrollmentTransition
         fields = ["id", "action", "from_state", "to_state", "at", "actor", "actor_label", "reason"]
 
 
-class EnrollmentSerializer(serializers.ModelSerializer):
+class EnrollmentSerializer(ModelSerializer):
     allowed_actions = serializers.SerializerMethodField()
     reason = serializers.CharField(write_only=True, required=False, allow_blank=True)
 
@@ -298,7 +299,7 @@ class EligibilitySerializer(serializers.Serializer):
     problems = EligibilityProblemSerializer(many=True)
 
 
-class CredentialSerializer(serializers.ModelSerializer):
+class CredentialSerializer(ModelSerializer):
     usable = serializers.SerializerMethodField()
 
     class Meta:

@@ -1,11 +1,17 @@
 """Errors the database raises reach API clients as 4xx/503 bodies in the one error shape, never as a 500."""
 
 import pytest
+from django.db import transaction
+from django.urls import path
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.test import APIClient
 
 from aggregator.reference.models import Market, Program
 from enrollment import services
 from enrollment.models import Customer, Device, Site
-from tests.factories import CustomerFactory, DeviceFactory, ProgramFactory, SiteFactory, eligible_device
+from tests.factories import CustomerFactory, DeviceFactory, ProgramFactory, SiteFactory, eligible_device, market
 
 
 def messages_of(response) -> list[str]:
@@ -75,3 +81,98 @@ def test_deleting_a_market_with_programs_is_refused(api_as):
     assert response.status_code == 409, response.content
     assert messages_of(response) == ["2 programs refer to this market."]
     assert Market.objects.filter(pk=market.pk).exists()
+
+
+def errors_of(response) -> list[tuple[str | None, str]]:
+    return [(error["field"], error["code"]) for error in response.json()["errors"]]
+
+
+@pytest.mark.django_db
+def test_a_program_with_zero_event_hours_is_refused_naming_the_field(api_as):
+    payload = {
+        "market": market().pk,
+        "code": "zero-hours",
+        "name": "Zero hours",
+        "service": "capacity",
+        "terms_version": "1",
+    }
+
+    response = api_as("admin").post("/api/v1/programs/", {**payload, "typical_event_hours": "0"})
+
+    assert response.status_code == 400, response.content
+    assert response.json()["type"] == "validation_error"
+    assert errors_of(response) == [("typical_event_hours", "out_of_range")]
+    assert messages_of(response) == ["Must be greater than 0 and at most 24."]
+    assert not Program.objects.filter(code="zero-hours").exists()
+
+
+@pytest.mark.django_db
+def test_a_negative_market_minimum_is_refused_naming_the_field(api_as):
+    pjm = market()
+
+    response = api_as("admin").patch(f"/api/v1/markets/{pjm.pk}/", {"min_aggregation_kw": "-60"})
+
+    assert response.status_code == 400, response.content
+    assert errors_of(response) == [("min_aggregation_kw", "out_of_range")]
+    assert Market.objects.get(pk=pjm.pk).min_aggregation_kw == pjm.min_aggregation_kw
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("interval", [0, 3601])
+def test_a_device_telemetry_interval_outside_its_range_is_refused_naming_the_field(api_as, interval):
+    device = DeviceFactory()
+
+    response = api_as("operator").patch(f"/api/v1/devices/{device.pk}/", {"telemetry_interval_seconds": interval})
+
+    assert response.status_code == 400, response.content
+    assert errors_of(response) == [("telemetry_interval_seconds", "out_of_range")]
+    assert messages_of(response) == ["Must be at least 1 and at most 3600."]
+    device.refresh_from_db()
+    assert device.telemetry_interval_seconds == 300
+
+
+@pytest.mark.django_db
+def test_a_value_inside_the_constraint_is_still_accepted(api_as):
+    device = DeviceFactory()
+
+    response = api_as("operator").patch(f"/api/v1/devices/{device.pk}/", {"telemetry_interval_seconds": 60})
+
+    assert response.status_code == 200, response.content
+    device.refresh_from_db()
+    assert device.telemetry_interval_seconds == 60
+
+
+@api_view(["POST"])
+@permission_classes([AllowAny])
+def _write_computed_interval(request, pk):
+    """A write whose value no serializer saw, as a service's computed value would be."""
+    with transaction.atomic():
+        Device.objects.filter(pk=pk).update(telemetry_interval_seconds=request.data["seconds"])
+    return Response(status=204)
+
+
+urlpatterns = [path("computed-interval/<int:pk>/", _write_computed_interval)]
+
+
+@pytest.mark.django_db
+@pytest.mark.urls(__name__)
+def test_a_check_constraint_the_database_enforces_is_a_400_naming_the_field():
+    device = DeviceFactory()
+
+    response = APIClient().post(f"/computed-interval/{device.pk}/", {"seconds": 0})
+
+    assert response.status_code == 400, response.content
+    assert errors_of(response) == [("telemetry_interval_seconds", "out_of_range")]
+    device.refresh_from_db()
+    assert device.telemetry_interval_seconds == 300
+
+
+@pytest.mark.django_db
+def test_a_site_latitude_beyond_the_pole_is_refused_naming_the_field(api_as):
+    site = SiteFactory()
+
+    response = api_as("operator").patch(f"/api/v1/sites/{site.pk}/", {"latitude": "95", "longitude": "-75"})
+
+    assert response.status_code == 400, response.content
+    assert errors_of(response) == [("latitude", "out_of_range")]
+    assert messages_of(response) == ["Must be at least -90 and at most 90."]

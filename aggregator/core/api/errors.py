@@ -6,6 +6,7 @@
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
 from django.db.models import Model, ProtectedError, RestrictedError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -13,7 +14,10 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import set_rollback
 
+from aggregator.core.api import constraints
 from aggregator.core.errors import DomainError
+
+CHECK_VIOLATION = "23514"
 
 
 def flatten(detail, path: str | None = None) -> list[dict]:
@@ -66,6 +70,11 @@ def exception_handler(exc, context):
         set_rollback()
         errors = [p.as_dict() for p in exc.problems]
         return Response(body(exc.code, str(exc.problems[0].message), exc.status, errors), status=exc.status)
+    if isinstance(exc, IntegrityError):
+        refused = refused_by_database(exc)
+        if refused is None:
+            return None
+        exc = refused
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {api_settings.NON_FIELD_ERRORS_KEY: exc.messages}
@@ -93,6 +102,23 @@ def exception_handler(exc, context):
         errors = [] if not isinstance(exc.detail, (dict, list)) else flatten(exc.detail)
     http_status = exc.status_code or status.HTTP_400_BAD_REQUEST
     return Response(body(kind, title, http_status, errors), status=http_status, headers=headers)
+
+
+def refused_by_database(exc: IntegrityError) -> exceptions.APIException | None:
+    """The 4xx a constraint violation that got past validation stands for (input checks run first; the
+    database still decides, e.g. for a value a view or service computed)."""
+    cause = exc.__cause__
+    diag = getattr(cause, "diag", None)
+    if getattr(cause, "sqlstate", None) == CHECK_VIOLATION and diag is not None:
+        found = constraints.find(diag.constraint_name or "")
+        if found is not None:
+            _, constraint = found
+            field = constraints.fields_of(constraint.condition)[0]
+            return exceptions.ValidationError({field: [constraints.problem(constraint, field)]})
+        return exceptions.ValidationError(
+            exceptions.ErrorDetail(f"Not allowed by the rule {diag.constraint_name}.", "invalid")
+        )
+    return None
 
 
 def _model_of(view) -> type[Model] | None:
