@@ -176,3 +176,55 @@ def test_a_site_latitude_beyond_the_pole_is_refused_naming_the_field(api_as):
     assert response.status_code == 400, response.content
     assert errors_of(response) == [("latitude", "out_of_range")]
     assert messages_of(response) == ["Must be at least -90 and at most 90."]
+
+
+@api_view(["POST"])
+@permission_classes([AllowAny])
+def _create_customer_directly(request):
+    """A create that no serializer validated, as a service's would be."""
+    with transaction.atomic():
+        Customer.objects.create(external_ref=request.data["external_ref"], name="Direct")
+    return Response(status=201)
+
+
+@api_view(["POST"])
+@permission_classes([AllowAny])
+def _create_device_directly(request, pk):
+    device = Device.objects.get(pk=pk)
+    with transaction.atomic():
+        Device.objects.create(
+            site=device.site, device_type="battery", manufacturer=device.manufacturer.upper(), serial=device.serial,
+            rated_kw=5, charge_kw=5, energy_kwh=13.5, backup_reserve_pct=20,
+        )  # fmt: skip
+    return Response(status=201)
+
+
+urlpatterns += [
+    path("direct-customer/", _create_customer_directly),
+    path("direct-device/<int:pk>/", _create_device_directly),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.urls(__name__)
+def test_a_unique_column_the_database_enforces_is_a_400_naming_the_field():
+    CustomerFactory(external_ref="C-1")
+
+    response = APIClient().post("/direct-customer/", {"external_ref": "C-1"})
+
+    assert response.status_code == 400, response.content
+    assert errors_of(response) == [("external_ref", "unique")]
+    assert messages_of(response) == ["Customer with this External ref already exists."]
+    assert Customer.objects.filter(external_ref="C-1").count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.urls(__name__)
+def test_a_unique_constraint_on_an_expression_is_a_400_naming_its_last_field():
+    device = DeviceFactory()
+
+    response = APIClient().post(f"/direct-device/{device.pk}/")
+
+    assert response.status_code == 400, response.content
+    assert errors_of(response) == [("serial", "unique")]
+    assert Device.objects.filter(serial=device.serial).count() == 1

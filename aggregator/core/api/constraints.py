@@ -5,12 +5,13 @@ the database would refuse is a 400 naming the field, before anything is written.
 """
 
 import copy
+import re
 from collections.abc import Mapping
 
 from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.db import router
-from django.db.models import CheckConstraint, F, Model, Q
+from django.db.models import CheckConstraint, F, Model, Q, UniqueConstraint
 from django.db.models.constants import LOOKUP_SEP
 from rest_framework.exceptions import ErrorDetail
 
@@ -115,4 +116,33 @@ def find(name: str) -> tuple[type[Model], CheckConstraint] | None:
         for constraint in check_constraints(model):
             if constraint.name == name:
                 return model, constraint
+    return None
+
+
+def _unique_fields(model: type[Model], name: str, detail: str) -> list[str]:
+    """The fields of `model`'s unique constraint `name`, or of the unique column(s) PostgreSQL's detail
+    ("Key (external_ref)=(C-1) already exists.") names."""
+    for constraint in model._meta.constraints:
+        if isinstance(constraint, UniqueConstraint) and constraint.name == name:
+            if constraint.fields:
+                return list(constraint.fields)
+            nodes = [node for e in constraint.expressions for node in (e.flatten() if hasattr(e, "flatten") else [e])]
+            return [node.name for node in nodes if isinstance(node, F)]
+    key = re.match(r"Key \((.*?)\)=\(", detail)
+    columns = key.group(1).split(", ") if key else []
+    by_column = {field.column: field.name for field in model._meta.concrete_fields}
+    return [by_column[column] for column in columns if column in by_column]
+
+
+def duplicate(*, table: str, name: str, detail: str) -> tuple[str, str] | None:
+    """(field, message) for a unique violation of constraint `name` on `table`, the field being the last one
+    the constraint lists (the one a person picks: the serial, not the manufacturer), the message Django's."""
+    for model in apps.get_models():
+        if model._meta.db_table != table:
+            continue
+        fields = _unique_fields(model, name, detail)
+        if not fields:
+            return None
+        message = model().unique_error_message(model, tuple(fields)).messages[0]
+        return fields[-1], message
     return None

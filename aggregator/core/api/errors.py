@@ -18,6 +18,7 @@ from aggregator.core.api import constraints
 from aggregator.core.errors import DomainError
 
 CHECK_VIOLATION = "23514"
+UNIQUE_VIOLATION = "23505"
 
 
 def flatten(detail, path: str | None = None) -> list[dict]:
@@ -118,6 +119,14 @@ def refused_by_database(exc: IntegrityError) -> exceptions.APIException | None:
         return exceptions.ValidationError(
             exceptions.ErrorDetail(f"Not allowed by the rule {diag.constraint_name}.", "invalid")
         )
+    if getattr(cause, "sqlstate", None) == UNIQUE_VIOLATION and diag is not None:
+        duplicate = constraints.duplicate(
+            table=diag.table_name or "", name=diag.constraint_name or "", detail=diag.message_detail or ""
+        )
+        if duplicate is not None:
+            field, message = duplicate
+            return exceptions.ValidationError({field: [exceptions.ErrorDetail(message, "unique")]})
+        return exceptions.ValidationError(exceptions.ErrorDetail("This already exists.", "unique"))
     return None
 
 
