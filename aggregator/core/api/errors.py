@@ -4,9 +4,12 @@
  "errors": [{"field": "serial", "code": "unique", "message": "..."}]}
 """
 
+import logging
+
+import redis.exceptions
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, InterfaceError, OperationalError
 from django.db.models import Model, ProtectedError, RestrictedError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -16,6 +19,13 @@ from rest_framework.views import set_rollback
 
 from aggregator.core.api import constraints
 from aggregator.core.errors import DomainError
+
+logger = logging.getLogger(__name__)
+
+# PostgreSQL or Redis out of reach (down, restarting, refusing connections, timing out): the request may
+# succeed if sent again, so it is a 503 with Retry-After, not a 500.
+OUTAGES = (OperationalError, InterfaceError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+RETRY_AFTER_SECONDS = 5
 
 CHECK_VIOLATION = "23514"
 UNIQUE_VIOLATION = "23505"
@@ -62,6 +72,13 @@ def still_referenced(exc: ProtectedError | RestrictedError, target: type[Model] 
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, OUTAGES):
+        logger.warning("Answered 503: %s: %s", type(exc).__name__, exc)
+        set_rollback()
+        title = "A service the platform depends on is unavailable; try again shortly."
+        return Response(
+            body("service_unavailable", title, 503, []), status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+        )
     if isinstance(exc, (ProtectedError, RestrictedError)):
         set_rollback()
         errors = still_referenced(exc, _model_of(context.get("view")))
