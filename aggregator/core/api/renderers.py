@@ -1,8 +1,9 @@
-import csv
 import io
 import json
 
 from rest_framework.renderers import BaseRenderer
+
+from aggregator.core.csv_files import write_csv
 
 
 class CSVRenderer(BaseRenderer):
@@ -26,7 +27,6 @@ class CSVRenderer(BaseRenderer):
             return json.dumps(data, default=str).encode()
         out = io.StringIO()
         if rows:
-            writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+            header = list(rows[0])
+            write_csv(out, header, ([row.get(name, "") for name in header] for row in rows))
         return out.getvalue().encode()
