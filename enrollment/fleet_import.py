@@ -405,6 +405,11 @@ def import_fleet(*, source, dry_run: bool = False) -> ImportReport:
             parser.error(line, None, "wrong_field_count", f"Expected {width} fields, found {len(record)}.")
             continue
         raw = {name: (record[i].strip() if i is not None else "") for name, i in positions}
+        with_nul = [name for name, value in raw.items() if "\x00" in value]
+        for name in with_nul:  # PostgreSQL text cannot hold one
+            parser.error(line, name, "nul_character", f"{name} contains a NUL character.")
+        if with_nul:
+            continue
         parsed = parser.parse(line, raw)
         if parsed is not None:
             staged.append(parsed)
