@@ -228,3 +228,27 @@ def test_a_unique_constraint_on_an_expression_is_a_400_naming_its_last_field():
     assert response.status_code == 400, response.content
     assert errors_of(response) == [("serial", "unique")]
     assert Device.objects.filter(serial=device.serial).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_multipart_body_with_too_many_fields_is_a_json_400(api_as, settings):
+    fields = {f"field{i}": "x" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1)}
+
+    response = api_as("operator").post("/api/v1/customers/", fields, format="multipart")
+
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert (body["type"], body["status"]) == ("malformed_request", 400)
+    assert "fields" in body["title"]
+
+
+@pytest.mark.django_db
+def test_a_multipart_body_over_the_size_limit_is_a_json_413(api_as, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+
+    response = api_as("operator").post("/api/v1/customers/", {"name": "x" * 2000}, format="multipart")
+
+    assert response.status_code == 413, response.content
+    body = response.json()
+    assert (body["type"], body["status"], body["errors"]) == ("too_large", 413, [])

@@ -7,7 +7,14 @@
 import logging
 
 import redis.exceptions
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousMultipartForm,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, InterfaceError, OperationalError
 from django.db.models import Model, ProtectedError, RestrictedError
@@ -93,6 +100,8 @@ def exception_handler(exc, context):
         if refused is None:
             return None
         exc = refused
+    if isinstance(exc, (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent, SuspiciousMultipartForm)):
+        exc = refused_body(exc)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {api_settings.NON_FIELD_ERRORS_KEY: exc.messages}
@@ -120,6 +129,24 @@ def exception_handler(exc, context):
         errors = [] if not isinstance(exc.detail, (dict, list)) else flatten(exc.detail)
     http_status = exc.status_code or status.HTTP_400_BAD_REQUEST
     return Response(body(kind, title, http_status, errors), status=http_status, headers=headers)
+
+
+def refused_body(exc: Exception) -> exceptions.APIException:
+    """Django's refusal of a request body it would not parse (its limits are settings; the API names them)."""
+    if isinstance(exc, RequestDataTooBig):
+        refusal = exceptions.APIException(
+            f"The request body is larger than the API accepts ({settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes).",
+            "too_large",
+        )
+        refusal.status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+        return refusal
+    if isinstance(exc, TooManyFieldsSent):
+        message = f"The request has more fields than the API accepts ({settings.DATA_UPLOAD_MAX_NUMBER_FIELDS})."
+    elif isinstance(exc, TooManyFilesSent):
+        message = f"The request has more files than the API accepts ({settings.DATA_UPLOAD_MAX_NUMBER_FILES})."
+    else:
+        message = "The multipart body is malformed."
+    return exceptions.ParseError(message, "malformed_request")
 
 
 def refused_by_database(exc: IntegrityError) -> exceptions.APIException | None:
