@@ -228,8 +228,21 @@ class EnrollmentTransitionSerializer(ModelSerializer):
         fields = ["id", "action", "from_state", "to_state", "at", "actor", "actor_label", "reason"]
 
 
+class UndecidedAsNull(serializers.ChoiceField):
+    """A blank choice ("not decided yet") on the wire as null, so the value is always one of the enum or null."""
+
+    def to_representation(self, value):
+        return None if value == "" else super().to_representation(value)
+
+
 class EnrollmentSerializer(ModelSerializer):
     allowed_actions = serializers.SerializerMethodField()
+    review_outcome = UndecidedAsNull(
+        choices=Enrollment._meta.get_field("review_outcome").choices,
+        read_only=True,
+        allow_null=True,
+        help_text="The utility review's outcome; null until it is decided.",
+    )
     reason = serializers.CharField(write_only=True, required=False, allow_blank=True)
 
     class Meta:
