@@ -77,9 +77,10 @@ def _lines(header: list[str], rows: list[list]) -> list[dict]:
     return [{name: _exact(cell) for name, cell in zip(header, row)} for row in rows]
 
 
-def _csv_download(request, response: Response, filename: str) -> Response:
+def _csv_download(request, response: Response, filename: str, header: list[str]) -> Response:
     if getattr(request, "accepted_renderer", None) and request.accepted_renderer.format == "csv":
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        response.csv_header = header  # type: ignore[attr-defined]  # read by CSVRenderer when there are no lines
     return response
 
 
@@ -145,7 +146,7 @@ class SettlementRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         response = Response(
             {"run": run.pk, "event": run.event_id, "version": run.version, "lines": _lines(header, rows)}
         )
-        return _csv_download(request, response, f"settlement-event{run.event_id}-v{run.version}.csv")
+        return _csv_download(request, response, f"settlement-event{run.event_id}-v{run.version}.csv", header)
 
 
 def period(query) -> tuple[date, date]:
@@ -229,4 +230,4 @@ class PeriodStatementView(APIView):
                 f"customer{customer.pk}",
             )
         response = Response({**body, "lines": _lines(header, rows)})
-        return _csv_download(request, response, f"statement-{name}-{first}-{last}.csv")
+        return _csv_download(request, response, f"statement-{name}-{first}-{last}.csv", header)
