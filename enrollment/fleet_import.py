@@ -12,7 +12,6 @@ Customers are keyed by `customer_ref`, sites by (`utility`, `meter_id`), devices
 customer, or a serial already installed at another site, is an error, not a move.
 """
 
-import csv
 import io
 import time
 import zoneinfo
@@ -23,7 +22,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import connection, transaction
 
-from aggregator.core.csv_files import RowError, UnreadableFile, read_csv
+from aggregator.core.csv_files import RowError, UnreadableFile, read_csv, write_csv
 from aggregator.reference.models import Market
 from enrollment.device_types import MAX_KW, PARAMETERS, DeviceType, parameter_problems, parse_parameter
 from enrollment.models import Customer, Device, RetailProgramParticipation
@@ -406,6 +405,11 @@ def import_fleet(*, source, dry_run: bool = False) -> ImportReport:
             parser.error(line, None, "wrong_field_count", f"Expected {width} fields, found {len(record)}.")
             continue
         raw = {name: (record[i].strip() if i is not None else "") for name, i in positions}
+        with_nul = [name for name, value in raw.items() if "\x00" in value]
+        for name in with_nul:  # PostgreSQL text cannot hold one
+            parser.error(line, name, "nul_character", f"{name} contains a NUL character.")
+        if with_nul:
+            continue
         parsed = parser.parse(line, raw)
         if parsed is not None:
             staged.append(parsed)
@@ -603,7 +607,5 @@ def template_csv() -> str:
         "backup_reserve_pct": "20",
     }
     out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(COLUMNS)
-    writer.writerow([example.get(c, "") for c in COLUMNS])
+    write_csv(out, COLUMNS, [[example.get(c, "") for c in COLUMNS]])
     return out.getvalue()

@@ -1,6 +1,5 @@
 """Settlement pages' content, shared by the admin and the operator console: a run's statement and a period's."""
 
-import csv
 from zoneinfo import ZoneInfo
 
 from django import forms
@@ -8,6 +7,7 @@ from django.http import HttpResponse
 
 from aggregator.aggregation.models import VirtualResource
 from aggregator.core import charts
+from aggregator.core.csv_files import write_csv
 from enrollment.models import Customer
 from settlement import reconciliation, selectors
 from settlement.models import SettlementRun
@@ -16,9 +16,7 @@ from settlement.models import SettlementRun
 def csv_download(filename: str, header: list[str], rows: list[list]) -> HttpResponse:
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    writer = csv.writer(response)
-    writer.writerow(header)
-    writer.writerows(rows)
+    write_csv(response, header, rows)
     return response
 
 

@@ -1,8 +1,12 @@
-"""Reading operators' CSV files: decoding, a header, and each record with its file line."""
+"""Operators' CSV files: reading them (decoding, a header, each record with its file line) and writing the
+exports, whose text cells a spreadsheet must show as text, never run as formulas."""
 
 import csv
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from aggregator.core.errors import Problem
 
@@ -54,3 +58,29 @@ def read_csv(source, *, max_rows: int) -> tuple[list[str], list[tuple[int, list[
     except csv.Error as exc:
         raise UnreadableFile(reader.line_num, Problem("malformed_csv", f"Malformed CSV: {exc}.")) from exc
     return [h.strip().lstrip("\ufeff").lower() for h in header], rows
+
+
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP: CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return Decimal(text).is_finite()
+    except InvalidOperation:
+        return False
+
+
+def safe_cell(value: Any) -> Any:
+    """`value` as an export cell: text that a spreadsheet would run as a formula gets a leading single quote
+    (the OWASP escape); numbers, including negative ones written as text (-5.2), stay as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _is_number(value):
+        return "'" + value
+    return value
+
+
+def write_csv(out, header: Iterable[Any], rows: Iterable[Iterable[Any]], **fmtparams: Any) -> None:
+    """Write an export: the header, then each row, every cell through safe_cell."""
+    writer = csv.writer(out, **fmtparams)
+    writer.writerow([safe_cell(cell) for cell in header])
+    writer.writerows([safe_cell(cell) for cell in row] for row in rows)

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from aggregator.core.api.serializers import ModelSerializer
 from aggregator.reference.models import Program, validate_time_zone
 from enrollment.device_types import PARAMETERS, parameter_problems
 from enrollment.lifecycle import OPERATOR_ACTIONS, allowed_actions
@@ -16,13 +17,13 @@ from enrollment.models import (
 )
 
 
-class CustomerSerializer(serializers.ModelSerializer):
+class CustomerSerializer(ModelSerializer):
     class Meta:
         model = Customer
         fields = ["id", "external_ref", "name", "kind", "contact_name", "email", "phone", "created_at", "updated_at"]
 
 
-class ConsentSerializer(serializers.ModelSerializer):
+class ConsentSerializer(ModelSerializer):
     program = serializers.PrimaryKeyRelatedField(queryset=Program.objects.all(), required=False, allow_null=True)
     active = serializers.SerializerMethodField()
 
@@ -62,7 +63,7 @@ class ConsentSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class RetailProgramParticipationSerializer(serializers.ModelSerializer):
+class RetailProgramParticipationSerializer(ModelSerializer):
     class Meta:
         model = RetailProgramParticipation
         fields = ["id", "site", "kind", "name", "starts_on", "ends_on"]
@@ -74,7 +75,7 @@ class RetailProgramParticipationSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class SiteSerializer(serializers.ModelSerializer):
+class SiteSerializer(ModelSerializer):
     time_zone = serializers.CharField(
         required=False, validators=[validate_time_zone], help_text="IANA name; defaults to the market's time zone."
     )
@@ -129,7 +130,7 @@ class SiteSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class GatewaySerializer(serializers.ModelSerializer):
+class GatewaySerializer(ModelSerializer):
     class Meta:
         model = Gateway
         fields = ["id", "site", "manufacturer", "model", "serial", "created_at"]
@@ -147,7 +148,7 @@ class GatewaySerializer(serializers.ModelSerializer):
         return attrs
 
 
-class DeviceSerializer(serializers.ModelSerializer):
+class DeviceSerializer(ModelSerializer):
     class Meta:
         model = Device
         fields = [
@@ -198,7 +199,7 @@ class DeviceSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class DeviceSelfSerializer(serializers.ModelSerializer):
+class DeviceSelfSerializer(ModelSerializer):
     """What a device (or its gateway) sees of itself on the device API."""
 
     site = serializers.SerializerMethodField()
@@ -222,14 +223,27 @@ class DeviceSelfSerializer(serializers.ModelSerializer):
         return {"id": obj.site_id, "time_zone": obj.site.time_zone, "market": obj.site.market.code}
 
 
-class EnrollmentTransitionSerializer(serializers.ModelSerializer):
+class EnrollmentTransitionSerializer(ModelSerializer):
     class Meta:
         model = EnrollmentTransition
         fields = ["id", "action", "from_state", "to_state", "at", "actor", "actor_label", "reason"]
 
 
-class EnrollmentSerializer(serializers.ModelSerializer):
+class UndecidedAsNull(serializers.ChoiceField):
+    """A blank choice ("not decided yet") on the wire as null, so the value is always one of the enum or null."""
+
+    def to_representation(self, value):
+        return None if value == "" else super().to_representation(value)
+
+
+class EnrollmentSerializer(ModelSerializer):
     allowed_actions = serializers.SerializerMethodField()
+    review_outcome = UndecidedAsNull(
+        choices=Enrollment._meta.get_field("review_outcome").choices,
+        read_only=True,
+        allow_null=True,
+        help_text="The utility review's outcome; null until it is decided.",
+    )
     reason = serializers.CharField(write_only=True, required=False, allow_blank=True)
 
     class Meta:
@@ -299,7 +313,7 @@ class EligibilitySerializer(serializers.Serializer):
     problems = EligibilityProblemSerializer(many=True)
 
 
-class CredentialSerializer(serializers.ModelSerializer):
+class CredentialSerializer(ModelSerializer):
     usable = serializers.SerializerMethodField()
 
     class Meta:

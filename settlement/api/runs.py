@@ -79,9 +79,10 @@ def _lines(header: list[str], rows: list[list]) -> list[dict]:
     return [{name: _exact(cell) for name, cell in zip(header, row)} for row in rows]
 
 
-def _csv_download(request, response: Response, filename: str) -> Response:
+def _csv_download(request, response: Response, filename: str, header: list[str]) -> Response:
     if getattr(request, "accepted_renderer", None) and request.accepted_renderer.format == "csv":
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        response.csv_header = header  # type: ignore[attr-defined]  # read by CSVRenderer when there are no lines
     return response
 
 
@@ -149,7 +150,7 @@ class SettlementRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
             # The market's figures beside ours, once its statement is imported (manage.py import_market_statement).
             body["market"] = [_exact(reconciliation.line_dict(line)) for line in reconciliation.for_run(run)]
         response = Response(body)
-        return _csv_download(request, response, f"settlement-event{run.event_id}-v{run.version}.csv")
+        return _csv_download(request, response, f"settlement-event{run.event_id}-v{run.version}.csv", header)
 
 
 def period(query) -> tuple[date, date]:
@@ -233,4 +234,4 @@ class PeriodStatementView(APIView):
                 f"customer{customer.pk}",
             )
         response = Response({**body, "lines": _lines(header, rows)})
-        return _csv_download(request, response, f"statement-{name}-{first}-{last}.csv")
+        return _csv_download(request, response, f"statement-{name}-{first}-{last}.csv", header)

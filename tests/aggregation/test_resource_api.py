@@ -512,6 +512,32 @@ def test_the_registration_export_lists_each_member_with_meter_type_kw_and_locati
         assert (row["latitude"], row["longitude"]) == (39.952583, -75.165222)
 
 
+def test_the_registration_export_of_a_resource_without_members_is_a_csv_of_its_header(api_as, program):
+    client = api_as("operator")
+    resource_id = resource_with(client, program, [])
+
+    response = client.get(f"{RESOURCES}{resource_id}/registration/?format=csv")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    (header,) = list(csv.reader(io.StringIO(response.content.decode())))
+    assert {"device", "utility", "meter_id", "rated_kw"} <= set(header)
+
+
+def test_the_registration_export_writes_formula_like_text_as_text_and_numbers_as_numbers(api_as, program):
+    client = api_as("operator")
+    where = {"latitude": Decimal("39.952583"), "longitude": Decimal("-75.165222")}
+    device = generator(program, 50, utility="PECO", site_kwargs={**where, "meter_id": '=HYPERLINK("http://x.example")'})
+    resource_id = resource_with(client, program, [device])
+
+    response = client.get(f"{RESOURCES}{resource_id}/registration/?format=csv")
+
+    assert response.status_code == 200
+    (row,) = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert row["meter_id"] == '\'=HYPERLINK("http://x.example")'
+    assert (row["latitude"], row["longitude"]) == ("39.952583", "-75.165222")
+
+
 def test_the_registration_export_as_csv(api_as, program):
     client = api_as("operator")
     devices = located_members(program)

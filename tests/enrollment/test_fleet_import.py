@@ -375,6 +375,26 @@ def test_non_utf8_bytes_are_an_encoding_error(db):
     assert counts() == NOTHING
 
 
+@pytest.mark.parametrize("field", ["customer_name", "serial", "model"])
+def test_a_nul_character_is_reported_on_its_row_and_field(db, field):
+    text = csv_text([battery(), generator(**{field: "Acme\x00 Foundry"})])
+
+    report = import_fleet(source=text.encode())
+
+    assert where(report) == {(3, field, "nul_character")}
+    assert counts() == NOTHING
+
+
+def test_the_api_reports_a_nul_character_by_row_not_as_a_server_error(api_as):
+    text = csv_text([battery(), thermostat(model="Pre\x00mium")])
+
+    response = api_as("operator").post(IMPORT_URL, {"file": upload(text)}, format="multipart")
+
+    assert response.status_code == 400, response.content
+    assert [(e["row"], e["field"], e["code"]) for e in response.json()["errors"]] == [(3, "model", "nul_character")]
+    assert counts() == NOTHING
+
+
 def test_a_utf8_byte_order_mark_is_accepted(db):
     report = import_fleet(source=mixed_fleet().encode("utf-8-sig"))
 

@@ -572,3 +572,16 @@ def test_bulk_transition_moves_what_it_can_and_explains_the_rest(api_as, program
         .status_code
         == 403
     )
+
+
+def test_an_undecided_review_outcome_is_null_and_the_schema_says_so(api_as, program):
+    device = eligible_device(program)
+    client = api_as("operator")
+    enrollment = client.post("/api/v1/enrollments/", {"device": device.pk, "program": program.pk}).json()
+
+    assert enrollment["review_outcome"] is None
+    schema = api_as("analyst").get("/api/schema/", {"format": "json"}).json()
+    field = schema["components"]["schemas"]["Enrollment"]["properties"]["review_outcome"]
+    components = schema["components"]["schemas"]
+    allowed = [value for one in field["oneOf"] for value in components[one["$ref"].rsplit("/", 1)[1]]["enum"]]
+    assert allowed == ["approved", "rejected", "lapsed", None]

@@ -190,6 +190,41 @@ def test_a_period_is_counted_in_market_time_across_the_dst_change(settled_twice,
     assert events_on("2026-03-01", "2026-03-31") == [event.pk]
 
 
+def test_a_period_statement_without_events_is_a_csv_of_its_header(settled_twice, api_as):
+    event, *_ = settled_twice
+    next_day = (event.start.astimezone(NEW_YORK).date() + timedelta(days=1)).isoformat()
+
+    response = api_as("analyst").get(
+        "/api/v1/settlement-statements/",
+        {"resource": event.resource_id, "from": next_day, "to": next_day, "format": "csv"},
+    )
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    (header,) = list(csv.reader(io.StringIO(response.content.decode())))
+    assert header[:3] == ["event", "external_ref", "event_date"]
+
+
+def test_statement_csvs_write_a_formula_like_market_reference_as_text(settled_twice, api_as, browser):
+    event, *_ = settled_twice
+    event.external_ref = '=HYPERLINK("http://x.example")'  # the market's own id for the event
+    event.save(update_fields=["external_ref"])
+    day = local_day(event)
+
+    from_api = api_as("analyst").get(
+        "/api/v1/settlement-statements/", {"resource": event.resource_id, "from": day, "to": day, "format": "csv"}
+    )
+    from_pages = browser.get(
+        reverse("admin:settlement_settlementrun_period"),
+        {"resource": event.resource_id, "date_from": day, "date_to": day, "format": "csv"},
+    )
+
+    for response in (from_api, from_pages):
+        (row,) = list(csv.DictReader(io.StringIO(response.content.decode())))
+        assert row["external_ref"] == '\'=HYPERLINK("http://x.example")'
+        assert (row["net_usd"], row["penalty_usd"]) == ("38.60", "18.00")
+
+
 def test_the_operator_pages_show_the_chart_the_versions_and_period_statements(settled_twice, browser):
     event, first, second, a, _b = settled_twice
     page = browser.get(reverse("admin:settlement_settlementrun_statement", args=[second.pk]))

@@ -166,7 +166,7 @@ class VirtualResourceViewSet(
     def registration(self, request, pk=None):
         """The registration export a market needs: the resource and each member's site, meter, type, kW and location."""
         resource = self.get_object()
-        rows = registration_rows(resource)
+        columns, rows = registration_export(resource)
         head = {
             "resource": resource.name,
             "market": resource.market.code,
@@ -182,6 +182,7 @@ class VirtualResourceViewSet(
             response["Content-Disposition"] = (
                 f'attachment; filename="{resource.market.code}-{resource.name}-registration.csv"'
             )
+            response.csv_header = columns  # type: ignore[attr-defined]  # read by CSVRenderer when there are no members
         return response
 
     @extend_schema(responses={200: dict})
@@ -214,6 +215,11 @@ def pk_of(view) -> int:
 
 
 def registration_rows(resource) -> list[dict]:
+    return registration_export(resource)[1]
+
+
+def registration_export(resource) -> tuple[list[str], list[dict]]:
+    """(columns, a row per member) of a resource's registration export."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -230,7 +236,7 @@ def registration_rows(resource) -> list[dict]:
         )
         names = [c.name for c in cursor.description]
         names[0] = "device"
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return names, [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
 def _resource_action(name):

@@ -3,10 +3,11 @@ from rest_framework import serializers
 from aggregator.aggregation import services
 from aggregator.aggregation.models import ScopeKind
 from aggregator.core import state_machine
+from aggregator.core.api.serializers import ModelSerializer
 from aggregator.reference.models import Market, Program
 
 
-class MarketSerializer(serializers.ModelSerializer):
+class MarketSerializer(ModelSerializer):
     class Meta:
         model = Market
         fields = [
@@ -23,7 +24,7 @@ class MarketSerializer(serializers.ModelSerializer):
         ]
 
 
-class ProgramSerializer(serializers.ModelSerializer):
+class ProgramSerializer(ModelSerializer):
     review_days = serializers.IntegerField(read_only=True)
 
     class Meta:
@@ -43,7 +44,7 @@ class ProgramSerializer(serializers.ModelSerializer):
         ]
 
 
-class VirtualResourceSerializer(serializers.ModelSerializer):
+class VirtualResourceSerializer(ModelSerializer):
     allowed_actions = serializers.SerializerMethodField()
     member_count = serializers.IntegerField(read_only=True, required=False)
 
@@ -128,7 +129,7 @@ class ProposalRequestSerializer(serializers.Serializer):
     max_kw = serializers.DecimalField(max_digits=12, decimal_places=3, required=False, allow_null=True, min_value=0)
 
 
-class ProposalSerializer(serializers.ModelSerializer):
+class ProposalSerializer(ModelSerializer):
     resources = serializers.SerializerMethodField()
 
     class Meta:

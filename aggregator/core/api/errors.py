@@ -4,15 +4,38 @@
  "errors": [{"field": "serial", "code": "unique", "message": "..."}]}
 """
 
-from django.core.exceptions import PermissionDenied
+import logging
+
+import redis.exceptions
+from django.conf import settings
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousMultipartForm,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, InterfaceError, OperationalError
+from django.db.models import Model, ProtectedError, RestrictedError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import set_rollback
 
+from aggregator.core.api import constraints
 from aggregator.core.errors import DomainError
+
+logger = logging.getLogger(__name__)
+
+# PostgreSQL or Redis out of reach (down, restarting, refusing connections, timing out): the request may
+# succeed if sent again, so it is a 503 with Retry-After, not a 500.
+OUTAGES = (OperationalError, InterfaceError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+RETRY_AFTER_SECONDS = 5
+
+CHECK_VIOLATION = "23514"
+UNIQUE_VIOLATION = "23505"
 
 
 def flatten(detail, path: str | None = None) -> list[dict]:
@@ -40,11 +63,45 @@ def body(kind: str, title: str, http_status: int, errors: list[dict]) -> dict:
     return {"type": kind, "title": title, "status": http_status, "errors": errors}
 
 
+def still_referenced(exc: ProtectedError | RestrictedError, target: type[Model] | None) -> list[dict]:
+    """One problem per kind of object that still refers to what a DELETE asked to remove, with its count."""
+    referencing = exc.protected_objects if isinstance(exc, ProtectedError) else exc.restricted_objects
+    counts: dict[type[Model], int] = {}
+    for obj in referencing:
+        counts[type(obj)] = counts.get(type(obj), 0) + 1
+    what = f"this {target._meta.verbose_name}" if target is not None else "it"
+    problems = []
+    for model, count in sorted(counts.items(), key=lambda item: item[0]._meta.label):
+        name = model._meta.verbose_name if count == 1 else model._meta.verbose_name_plural
+        verb = "refers" if count == 1 else "refer"
+        problems.append({"field": None, "code": "protected", "message": f"{count} {name} {verb} to {what}."})
+    return problems
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, OUTAGES):
+        logger.warning("Answered 503: %s: %s", type(exc).__name__, exc)
+        set_rollback()
+        title = "A service the platform depends on is unavailable; try again shortly."
+        return Response(
+            body("service_unavailable", title, 503, []), status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+        )
+    if isinstance(exc, (ProtectedError, RestrictedError)):
+        set_rollback()
+        errors = still_referenced(exc, _model_of(context.get("view")))
+        title = "Still referenced; nothing was deleted."
+        return Response(body("protected", title, 409, errors), status=409)
     if isinstance(exc, DomainError):
         set_rollback()
         errors = [p.as_dict() for p in exc.problems]
         return Response(body(exc.code, str(exc.problems[0].message), exc.status, errors), status=exc.status)
+    if isinstance(exc, IntegrityError):
+        refused = refused_by_database(exc)
+        if refused is None:
+            return None
+        exc = refused
+    if isinstance(exc, (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent, SuspiciousMultipartForm)):
+        exc = refused_body(exc)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {api_settings.NON_FIELD_ERRORS_KEY: exc.messages}
@@ -72,3 +129,50 @@ def exception_handler(exc, context):
         errors = [] if not isinstance(exc.detail, (dict, list)) else flatten(exc.detail)
     http_status = exc.status_code or status.HTTP_400_BAD_REQUEST
     return Response(body(kind, title, http_status, errors), status=http_status, headers=headers)
+
+
+def refused_body(exc: Exception) -> exceptions.APIException:
+    """Django's refusal of a request body it would not parse (its limits are settings; the API names them)."""
+    if isinstance(exc, RequestDataTooBig):
+        refusal = exceptions.APIException(
+            f"The request body is larger than the API accepts ({settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes).",
+            "too_large",
+        )
+        refusal.status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+        return refusal
+    if isinstance(exc, TooManyFieldsSent):
+        message = f"The request has more fields than the API accepts ({settings.DATA_UPLOAD_MAX_NUMBER_FIELDS})."
+    elif isinstance(exc, TooManyFilesSent):
+        message = f"The request has more files than the API accepts ({settings.DATA_UPLOAD_MAX_NUMBER_FILES})."
+    else:
+        message = "The multipart body is malformed."
+    return exceptions.ParseError(message, "malformed_request")
+
+
+def refused_by_database(exc: IntegrityError) -> exceptions.APIException | None:
+    """The 4xx a constraint violation that got past validation stands for (input checks run first; the
+    database still decides, e.g. for a value a view or service computed)."""
+    cause = exc.__cause__
+    diag = getattr(cause, "diag", None)
+    if getattr(cause, "sqlstate", None) == CHECK_VIOLATION and diag is not None:
+        found = constraints.find(diag.constraint_name or "")
+        if found is not None:
+            _, constraint = found
+            field = constraints.fields_of(constraint.condition)[0]
+            return exceptions.ValidationError({field: [constraints.problem(constraint, field)]})
+        return exceptions.ValidationError(
+            exceptions.ErrorDetail(f"Not allowed by the rule {diag.constraint_name}.", "invalid")
+        )
+    if getattr(cause, "sqlstate", None) == UNIQUE_VIOLATION and diag is not None:
+        duplicate = constraints.duplicate(
+            table=diag.table_name or "", name=diag.constraint_name or "", detail=diag.message_detail or ""
+        )
+        if duplicate is not None:
+            field, message = duplicate
+            return exceptions.ValidationError({field: [exceptions.ErrorDetail(message, "unique")]})
+        return exceptions.ValidationError(exceptions.ErrorDetail("This already exists.", "unique"))
+    return None
+
+
+def _model_of(view) -> type[Model] | None:
+    return getattr(getattr(view, "queryset", None), "model", None)

@@ -1,8 +1,9 @@
-import csv
 import io
 import json
 
 from rest_framework.renderers import BaseRenderer
+
+from aggregator.core.csv_files import write_csv
 
 
 class CSVRenderer(BaseRenderer):
@@ -10,7 +11,9 @@ class CSVRenderer(BaseRenderer):
 
     A view with a header object returns its rows under "members" (or "lines"); the CSV
     is those rows. Anything else that is not a list of rows (error bodies) is written
-    as JSON so a client still learns what went wrong.
+    as JSON so a client still learns what went wrong. A view that knows its columns sets
+    them on the response (`csv_header`), so that an export without rows is still a CSV:
+    its header line, and a Content-Type (DRF drops it from an empty body).
     """
 
     media_type = "text/csv"
@@ -25,8 +28,7 @@ class CSVRenderer(BaseRenderer):
         if (response is not None and response.status_code >= 400) or not isinstance(rows, list):
             return json.dumps(data, default=str).encode()
         out = io.StringIO()
-        if rows:
-            writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        header = list(rows[0]) if rows else getattr(response, "csv_header", None)
+        if header:
+            write_csv(out, header, ([row.get(name, "") for name in header] for row in rows))
         return out.getvalue().encode()

@@ -1,4 +1,3 @@
-import csv
 import json
 from datetime import datetime
 from pathlib import Path
@@ -6,6 +5,7 @@ from zoneinfo import ZoneInfo
 
 from django.core.management.base import BaseCommand, CommandError
 
+from aggregator.core.csv_files import write_csv
 from aggregator.reference.holidays import MARKET_CALENDARS, MARKET_TIME_ZONES
 from settlement.baselines import METHODS, compute_baseline, get_method
 from settlement.baselines.csv_input import parse_event_days, parse_readings
@@ -122,15 +122,15 @@ class Command(BaseCommand):
     def _print(self, result, tz: ZoneInfo, form: str, market: str | None) -> None:
         intervals = result.intervals
         if form == "csv":
-            writer = csv.writer(self.stdout, lineterminator="\n")
-            writer.writerow(("start", "baseline_kw", "actual_kw", "reduction_kw"))
-            for i in intervals:
-                writer.writerow(
-                    (
-                        i.start.astimezone(tz).isoformat(),
-                        *("" if x is None else repr(round(x, 6)) for x in (i.baseline_kw, i.actual_kw, i.reduction_kw)),
-                    )
+            header = ("start", "baseline_kw", "actual_kw", "reduction_kw")
+            rows = (
+                (
+                    i.start.astimezone(tz).isoformat(),
+                    *("" if x is None else repr(round(x, 6)) for x in (i.baseline_kw, i.actual_kw, i.reduction_kw)),
                 )
+                for i in intervals
+            )
+            write_csv(self.stdout, header, rows, lineterminator="\n")
             out = self.stderr
         else:
             out = self.stdout

@@ -1,10 +1,10 @@
-import csv
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from django.core.management.base import BaseCommand, CommandError
 
 from aggregator.aggregation.models import VirtualResource
+from aggregator.core.csv_files import write_csv
 from settlement.reconciliation import DISPUTE_HEADER, FORMATS, dispute_rows, import_market_statement, reconcile
 
 
@@ -47,7 +47,5 @@ class Command(BaseCommand):
             self.stdout.write(f"  event {row[0]} {row[2]}: {row[4]} (ours ${row[13] or '-'}, market ${row[14] or '-'})")
         if dispute is not None:
             with dispute.open("w", newline="") as out:
-                writer = csv.writer(out)
-                writer.writerow(DISPUTE_HEADER)
-                writer.writerows(dispute_rows(result, zone))
+                write_csv(out, DISPUTE_HEADER, dispute_rows(result, zone))
             self.stdout.write(f"Dispute report: {dispute}")
