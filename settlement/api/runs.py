@@ -119,7 +119,9 @@ class SettlementRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
             raise ValidationError({"event": ["No such event."]}, code="does_not_exist")
         services.check_settleable(event, now=timezone.now())
 
-        transaction.on_commit(lambda: settle_event.delay(event.pk))
+        # Nothing reads the task's result: without ignore_result the result backend's subscription retries for
+        # seconds when Redis is away. A broker that is away is a 503 (the error handler's outages).
+        transaction.on_commit(lambda: settle_event.apply_async((event.pk,), ignore_result=True))
         return Response(
             {"event": event.pk, "queued": True, "runs": f"/api/v1/settlement-runs/?event={event.pk}"},
             status=status.HTTP_202_ACCEPTED,

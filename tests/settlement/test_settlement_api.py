@@ -18,6 +18,7 @@ from django.urls import reverse
 from settlement import services
 from settlement.models import SettlementRun
 from tests.dispatch.conftest import make_resource  # noqa: F401  (the fixture)
+from tests.dispatch.test_events_api import broker_down  # noqa: F401  (the fixture)
 from tests.settlement.test_settlement_runs import ended_event, post_site_readings, prices  # noqa: F401
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -286,3 +287,17 @@ def test_an_operator_queues_a_settlement_that_a_worker_runs(
     refused = operator.post("/api/v1/settlement-runs/", {"event": event.pk}, format="json")
     assert refused.status_code == 409
     assert (refused.json()["errors"][0]["field"], refused.json()["errors"][0]["code"]) == ("event", "not_ended")
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_queueing_a_settlement_while_the_broker_is_down_is_503_to_send_again(ended_event, api_as, broker_down):
+    """The run is a job for a worker: with the broker away nothing can take it, so the operator is told to try
+    again (503 with Retry-After in the one error shape), not a 500, and no run appears."""
+    operator = api_as("operator")
+    operator.raise_request_exception = False
+
+    response = operator.post("/api/v1/settlement-runs/", {"event": ended_event.pk}, format="json")
+
+    assert response.status_code == 503, response.content
+    assert response.json()["type"] == "service_unavailable" and int(response["Retry-After"]) > 0
+    assert not SettlementRun.objects.filter(event=ended_event).exists()

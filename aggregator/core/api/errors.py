@@ -6,7 +6,6 @@
 
 import logging
 
-import redis.exceptions
 from django.conf import settings
 from django.core.exceptions import (
     PermissionDenied,
@@ -16,7 +15,7 @@ from django.core.exceptions import (
     TooManyFilesSent,
 )
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, InterfaceError, OperationalError
+from django.db import IntegrityError
 from django.db.models import Model, ProtectedError, RestrictedError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -24,15 +23,15 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import set_rollback
 
-from aggregator.core.api import constraints
+from aggregator.core.api import constraints, outages
 from aggregator.core.errors import DomainError
 
 logger = logging.getLogger(__name__)
 
-# PostgreSQL or Redis out of reach (down, restarting, refusing connections, timing out): the request may
-# succeed if sent again, so it is a 503 with Retry-After, not a 500.
-OUTAGES = (OperationalError, InterfaceError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-RETRY_AFTER_SECONDS = 5
+# PostgreSQL, Redis or the broker out of reach (down, restarting, refusing connections, timing out): the request
+# may succeed if sent again, so it is a 503 with Retry-After, not a 500 (one list: aggregator.core.api.outages).
+OUTAGES = outages.OUTAGES
+RETRY_AFTER_SECONDS = outages.RETRY_AFTER_SECONDS
 
 CHECK_VIOLATION = "23514"
 UNIQUE_VIOLATION = "23505"
