@@ -4,7 +4,8 @@ A device's repeated poll is answered from Redis (`dispatch.poll_cache`, with the
 checked in PostgreSQL) in a fraction of the time Django's middleware alone takes, and it
 is the one request every device makes every few seconds during an event. Only a hit is
 served here, with the headers the middleware would add; everything else, a miss included,
-goes through Django (whose poll view stores the answer for next time).
+goes through Django (whose poll view stores the answer for next time). A chunked request body is read
+whole first (aggregator.core.api.chunked): Django reads only as far as a Content-Length.
 """
 
 import gc
@@ -18,6 +19,7 @@ django_application = get_wsgi_application()
 from django.conf import settings  # noqa: E402  (settings are configured by the line above)
 from django.http.request import split_domain_port, validate_host  # noqa: E402
 
+from aggregator.core.api import chunked  # noqa: E402
 from dispatch.api import poll  # noqa: E402
 
 POLL_PATH = "/api/device/v1/commands"
@@ -79,6 +81,12 @@ def _cached_poll(environ):
 
 
 def application(environ, start_response):
+    _, too_large = chunked.buffered(environ)  # a chunked body, read whole so that Django sees it
+    if too_large is not None:
+        start_response(
+            "413 Content Too Large", [("Content-Type", "application/json"), ("Content-Length", str(len(too_large)))]
+        )
+        return [too_large]
     if environ.get("PATH_INFO") == POLL_PATH and environ.get("REQUEST_METHOD") == "GET":
         found = _cached_poll(environ)
         if found is not None:
