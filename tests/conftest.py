@@ -146,3 +146,41 @@ def redis_down(settings):
     yield
     redis_client.client.cache_clear()
     poll_cache._scripts.cache_clear()
+
+
+@pytest.fixture
+def redis_silent(settings):
+    """The cache's Redis accepts connections and never answers (a hung server, a black-holed network path)."""
+    import threading
+
+    from aggregator.core import redis_client
+    from dispatch import poll_cache
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])  # kept open, never read or written
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{port}/0"}}
+    redis_client.client.cache_clear()
+    poll_cache._scripts.cache_clear()
+    yield
+    stop.set()
+    thread.join(timeout=2)
+    for conn in held:
+        conn.close()
+    listener.close()
+    redis_client.client.cache_clear()
+    poll_cache._scripts.cache_clear()

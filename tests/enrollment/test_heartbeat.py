@@ -1,5 +1,6 @@
 """Device heartbeats: POST /api/device/v1/status, going offline when they stop, and what that does to capability."""
 
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -219,3 +220,11 @@ def test_a_heartbeat_is_recorded_while_redis_is_down(device, client, redis_down)
     assert response.status_code == 200, response.content
     assert response.json()["online"] is True
     assert DeviceStatus.objects.get(device=device).firmware == "24.12.1"
+
+
+def test_a_heartbeat_is_answered_in_about_a_second_while_redis_hangs(device, client, redis_silent):
+    """A Redis that accepts and never answers costs the call its short timeouts, not redis-py's default retries."""
+    started = time.monotonic()
+    response = client.post(URL, STATUS, format="json")
+    assert response.status_code == 200, response.content
+    assert time.monotonic() - started < 3.0
