@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aggregator.core.access.devices import DeviceAPIMixin
+from aggregator.core.api.fields import DateTimeField
 from aggregator.core.api.parsers import ORJSONParser
 from enrollment import services
 from enrollment.api.serializers import DeviceSelfSerializer
@@ -28,7 +29,7 @@ class OwnDeviceViewSet(DeviceAPIMixin, viewsets.ReadOnlyModelViewSet):
 
 class HeartbeatSerializer(serializers.Serializer):
     device = serializers.IntegerField(required=False, help_text="Required for gateway tokens.")
-    at = serializers.DateTimeField(required=False, help_text="When the status was read; default: now.")
+    at = DateTimeField(required=False, help_text="When the status was read; default: now.")
     online = serializers.BooleanField(default=True)
     state_of_charge_pct = serializers.DecimalField(
         max_digits=5, decimal_places=2, min_value=0, max_value=100, required=False, allow_null=True

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from aggregator.core.api.fields import DateTimeField
 from aggregator.core.api.serializers import ModelSerializer
 from aggregator.reference.models import Program, validate_time_zone
 from enrollment.device_types import PARAMETERS, parameter_problems
@@ -346,7 +347,7 @@ class IssuedCredentialSerializer(CredentialSerializer):
 
 class IssueCredentialSerializer(serializers.Serializer):
     label = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
-    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    expires_at = DateTimeField(required=False, allow_null=True, default=None)
 
 
 class RotateCredentialSerializer(serializers.Serializer):

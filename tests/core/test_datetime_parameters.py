@@ -65,3 +65,17 @@ def test_a_body_date_and_time_with_an_offset_beyond_16_hours_is_400_naming_it(de
 
     assert response.status_code == 400
     assert fields(response) == [("until", "invalid_offset")]
+
+
+def test_a_device_status_time_with_an_offset_beyond_16_hours_is_400_naming_it(device_client):
+    client = device_client(device=DeviceFactory())[0]
+    response = client.post("/api/device/v1/status", {"at": FAR, "online": True}, format="json")
+    assert response.status_code == 400
+    assert ("at", "invalid_offset") in fields(response)
+
+
+def test_a_credentials_expiry_with_an_offset_beyond_16_hours_is_400_naming_it(api_as):
+    device = DeviceFactory()
+    response = api_as("admin").post(f"/api/v1/devices/{device.pk}/credentials/", {"expires_at": FAR}, format="json")
+    assert response.status_code == 400
+    assert fields(response) == [("expires_at", "invalid_offset")]

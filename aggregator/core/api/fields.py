@@ -16,6 +16,23 @@ def possible_offset(value: datetime) -> bool:
     return offset is None or abs(offset) < MAX_UTC_OFFSET
 
 
+class DateTimeField(serializers.DateTimeField):
+    """DRF's date and time, refusing (400, invalid_offset) a UTC offset PostgreSQL cannot store rather than
+    letting the INSERT fail with a 500. The model serializers' field for every DateTimeField."""
+
+    default_error_messages = {"invalid_offset": OFFSET_MESSAGE}
+
+    def to_internal_value(self, value):
+        if isinstance(value, str):
+            try:
+                parsed = parse_datetime(value.strip())
+            except ValueError:
+                parsed = None
+            if parsed is not None and not possible_offset(parsed):
+                self.fail("invalid_offset")
+        return super().to_internal_value(value)
+
+
 class AwareDateTimeField(serializers.DateTimeField):
     """An ISO 8601 date and time that must carry its UTC offset.
 

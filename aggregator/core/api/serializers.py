@@ -1,11 +1,12 @@
 """The base of the API's model serializers."""
 
-from django.db import IntegrityError, router, transaction
+from django.db import IntegrityError, models, router, transaction
 from django.db.models import Model
 from rest_framework import serializers
 from rest_framework.fields import empty
 
 from aggregator.core.api import constraints
+from aggregator.core.api.fields import DateTimeField
 
 UNIQUE_VIOLATION = "23505"
 
@@ -17,6 +18,11 @@ class ModelSerializer(serializers.ModelSerializer):
     Its save answers a unique violation as validation would: when an identical request won the race
     between this one's validation and its INSERT, validating again sees the winner's row and refuses with
     the serializer's own 400, the one a lone duplicate gets."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.DateTimeField: DateTimeField,
+    }
 
     def run_validation(self, data=empty):
         attrs = super().run_validation(data)
