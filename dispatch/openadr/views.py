@@ -85,7 +85,8 @@ def _targeted(request, queryset):
 
 
 def _id(value: str) -> int | None:
-    return int(value) if value.isdigit() and len(value) < 19 else None
+    # str.isdigit() also holds for digits int() does not read (superscripts such as "³").
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
 
 
 def _get(queryset, object_id: str, what: str):

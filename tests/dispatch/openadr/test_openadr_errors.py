@@ -335,3 +335,8 @@ def test_operators_issue_and_revoke_clients_in_the_admin(browser):
     browser.post("/admin/openadr/client/", {"action": "revoke", "_selected_action": [client.pk]})
     client.refresh_from_db()
     assert client.revoked_at is not None
+
+
+def test_an_id_of_non_ascii_digits_is_not_found(http, bl):
+    assert_problem(http.get(f"{BASE}/vens/\u00b3/resources", **bl), 404)
+    assert_problem(http.get(f"{BASE}/programs/\u00b2\u00b3", **bl), 404)
