@@ -43,6 +43,19 @@ class VtnView(APIView):
     def get_exception_handler(self):
         return rep.problem_handler
 
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # PostgreSQL stores no NUL character: a filter or a field holding one would fail its query.
+        problems = [
+            Problem("nul_character", "No NUL character.", name)
+            for name, values in request.query_params.lists()
+            if any("\x00" in value for value in values)
+        ]
+        if request.method in ("POST", "PUT"):
+            problems += [Problem("nul_character", "No NUL character.", path) for path in _nul_paths(request.data)]
+        if problems:
+            raise schema.Invalid(problems)
+
     @property
     def principal(self) -> Principal:
         return self.request.user
@@ -82,6 +95,21 @@ def _targeted(request, queryset):
     for value in values:
         match |= Q(targets__contains=[{"type": target_type, "values": [value]}])
     return queryset.filter(match)
+
+
+def _nul_paths(value, path: str = "") -> list[str]:
+    """Where a decoded JSON body holds a string with a NUL character, by its path (`intervals[0].id`)."""
+    if isinstance(value, str):
+        return [path] if "\x00" in value else []
+    if isinstance(value, dict):
+        return [
+            p
+            for key, item in value.items()
+            for p in ([path or None] if "\x00" in key else _nul_paths(item, f"{path}.{key}" if path else key))
+        ]
+    if isinstance(value, list):
+        return [p for index, item in enumerate(value) for p in _nul_paths(item, f"{path}[{index}]")]
+    return []
 
 
 def _id(value: str) -> int | None:
