@@ -67,7 +67,8 @@ class VtnView(APIView):
 def _page(request, queryset):
     problems = []
     bounds = {}
-    for name, default, maximum in (("skip", 0, None), ("limit", MAX_LIMIT, MAX_LIMIT)):
+    # skip is bounded too: PostgreSQL's OFFSET is a bigint, and a larger one fails the query.
+    for name, default, maximum in (("skip", 0, schema.INT32), ("limit", MAX_LIMIT, MAX_LIMIT)):
         raw = request.query_params.get(name)
         try:
             value = default if raw in (None, "") else int(raw)

@@ -349,3 +349,8 @@ def test_a_nul_character_in_a_filter_or_a_body_is_a_problem_naming_it(http, bl):
     body = {"programName": "p", "programLongName": "long\x00name"}
     assert_problem(http.post(f"{BASE}/programs", body, content_type="application/json", **bl), 400, "programLongName")
     assert not Program.objects.exists()
+
+
+def test_a_skip_beyond_an_integer_is_a_problem_naming_it(http, bl):
+    assert_problem(http.get(f"{BASE}/vens", {"skip": str(2**63)}, **bl), 400, "skip")
+    assert http.get(f"{BASE}/vens", {"skip": str(2**31 - 1)}, **bl).json() == []
