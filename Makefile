@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 WITH_SERVICES := $(PY) deploy/devservices.py exec --
 
-.PHONY: run test lint bench install manage services-up services-down check clean
+.PHONY: run test lint hardening bench install manage services-up services-down check clean
 
 $(VENV)/.installed: pyproject.toml deploy/bootstrap.sh
 	sh deploy/bootstrap.sh $(VENV)
@@ -25,6 +25,13 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy
+
+# The hardening suite (tests/hardening): schemathesis, every phase, over the operator API (admin, analyst), the
+# device API and the OpenADR 3 VTN, against the real web process; no 5xx, every answer as the schema documents.
+# HARDENING_EXAMPLES: requests the fuzzing phase generates per role (CI runs a smaller budget).
+HARDENING_EXAMPLES ?= 10000
+hardening: $(VENV)/.installed
+	HARDENING_EXAMPLES=$(HARDENING_EXAMPLES) $(WITH_SERVICES) $(PY) -m pytest tests/hardening $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
 	$(WITH_SERVICES) $(PY) tests/bench/run.py $(BENCH_ARGS)

@@ -231,6 +231,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "aggregator.core.api.schema.document_errors",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "EnrollmentStateEnum": "enrollment.lifecycle.State",
         "ServiceEnum": "aggregator.reference.models.Program.Service",

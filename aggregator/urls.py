@@ -21,3 +21,6 @@ urlpatterns = [
     path("openadr3/3.0.1/", include("dispatch.openadr.urls")),
     path("api/", include("aggregator.core.api.urls")),
 ]
+
+# A path under /api/ that matches no URL answers the API's error body, not an HTML page.
+handler404 = "aggregator.core.api.handlers.not_found"

@@ -43,6 +43,19 @@ class VtnView(APIView):
     def get_exception_handler(self):
         return rep.problem_handler
 
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # PostgreSQL stores no NUL character: a filter or a field holding one would fail its query.
+        problems = [
+            Problem("nul_character", "No NUL character.", name)
+            for name, values in request.query_params.lists()
+            if any("\x00" in value for value in values)
+        ]
+        if request.method in ("POST", "PUT"):
+            problems += [Problem("nul_character", "No NUL character.", path) for path in _nul_paths(request.data)]
+        if problems:
+            raise schema.Invalid(problems)
+
     @property
     def principal(self) -> Principal:
         return self.request.user
@@ -54,7 +67,8 @@ class VtnView(APIView):
 def _page(request, queryset):
     problems = []
     bounds = {}
-    for name, default, maximum in (("skip", 0, None), ("limit", MAX_LIMIT, MAX_LIMIT)):
+    # skip is bounded too: PostgreSQL's OFFSET is a bigint, and a larger one fails the query.
+    for name, default, maximum in (("skip", 0, schema.INT32), ("limit", MAX_LIMIT, MAX_LIMIT)):
         raw = request.query_params.get(name)
         try:
             value = default if raw in (None, "") else int(raw)
@@ -84,8 +98,24 @@ def _targeted(request, queryset):
     return queryset.filter(match)
 
 
+def _nul_paths(value, path: str = "") -> list[str]:
+    """Where a decoded JSON body holds a string with a NUL character, by its path (`intervals[0].id`)."""
+    if isinstance(value, str):
+        return [path] if "\x00" in value else []
+    if isinstance(value, dict):
+        return [
+            p
+            for key, item in value.items()
+            for p in ([path or None] if "\x00" in key else _nul_paths(item, f"{path}.{key}" if path else key))
+        ]
+    if isinstance(value, list):
+        return [p for index, item in enumerate(value) for p in _nul_paths(item, f"{path}[{index}]")]
+    return []
+
+
 def _id(value: str) -> int | None:
-    return int(value) if value.isdigit() and len(value) < 19 else None
+    # str.isdigit() also holds for digits int() does not read (superscripts such as "³").
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
 
 
 def _get(queryset, object_id: str, what: str):

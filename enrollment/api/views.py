@@ -305,7 +305,13 @@ class FleetImportViewSet(viewsets.ViewSet):
         responses={
             201: s.FleetImportReportSerializer,
             200: s.FleetImportReportSerializer,
-            400: s.FleetImportReportSerializer,
+            # Rows refused: the report; the request itself refused (no file, not a boolean dry_run): the error body.
+            400: {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/FleetImportReport"},
+                    {"$ref": "#/components/schemas/Error"},
+                ]
+            },
         },
     )
     def create(self, request):

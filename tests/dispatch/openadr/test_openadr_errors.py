@@ -335,3 +335,22 @@ def test_operators_issue_and_revoke_clients_in_the_admin(browser):
     browser.post("/admin/openadr/client/", {"action": "revoke", "_selected_action": [client.pk]})
     client.refresh_from_db()
     assert client.revoked_at is not None
+
+
+def test_an_id_of_non_ascii_digits_is_not_found(http, bl):
+    assert_problem(http.get(f"{BASE}/vens/\u00b3/resources", **bl), 404)
+    assert_problem(http.get(f"{BASE}/programs/\u00b2\u00b3", **bl), 404)
+
+
+def test_a_nul_character_in_a_filter_or_a_body_is_a_problem_naming_it(http, bl):
+    refused = assert_problem(http.get(f"{BASE}/events", {"targetType": "VEN_NAME", "targetValues": "a\x00"}, **bl), 400)
+    assert [e["field"] for e in refused["errors"]] == ["targetValues"]
+    assert_problem(http.get(f"{BASE}/vens", {"venName": "\x00"}, **bl), 400, "venName")
+    body = {"programName": "p", "programLongName": "long\x00name"}
+    assert_problem(http.post(f"{BASE}/programs", body, content_type="application/json", **bl), 400, "programLongName")
+    assert not Program.objects.exists()
+
+
+def test_a_skip_beyond_an_integer_is_a_problem_naming_it(http, bl):
+    assert_problem(http.get(f"{BASE}/vens", {"skip": str(2**63)}, **bl), 400, "skip")
+    assert http.get(f"{BASE}/vens", {"skip": str(2**31 - 1)}, **bl).json() == []
