@@ -37,3 +37,13 @@ def test_write_csv_escapes_every_text_cell_of_header_and_rows():
         ["1", "'=cmd|' /C calc'!A0"],
         ["2", "-5.2"],
     ]
+
+
+@pytest.mark.django_db
+def test_an_error_asked_for_as_csv_is_json_and_says_so(api_as):
+    """A refusal of a CSV export is the one error body, labelled application/json (not text/csv)."""
+    response = api_as("analyst").get("/api/v1/settlement-runs/999999/statement/", {"format": "csv"})
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/json") and response.json()["status"] == 404
+    period = api_as("analyst").get("/api/v1/settlement-statements/", {"format": "csv"})
+    assert period.status_code == 400 and period["Content-Type"].startswith("application/json")

@@ -26,6 +26,8 @@ class CSVRenderer(BaseRenderer):
         if isinstance(data, dict):
             rows = next((data[key] for key in ("members", "lines") if key in data), data)
         if (response is not None and response.status_code >= 400) or not isinstance(rows, list):
+            if response is not None:
+                response["Content-Type"] = "application/json"  # what the body is, whatever was asked for
             return json.dumps(data, default=str).encode()
         out = io.StringIO()
         header = list(rows[0]) if rows else getattr(response, "csv_header", None)
