@@ -6,29 +6,17 @@ importing the same list again changes nothing (an event is its site, program and
 end wins).
 """
 
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
 
-from aggregator.core.csv_files import RowError, UnreadableFile, read_csv
+from aggregator.core.csv_files import ImportReport, RowError, UnreadableFile, read_csv
 from enrollment.models import Site
 from settlement.models import RetailEvent
 
 COLUMNS = ("utility", "meter_id", "program", "start", "end")
 MAX_ROWS = 200_000
-
-
-@dataclass
-class RetailEventImport:
-    rows: int = 0
-    stored: int = 0
-    problems: list[RowError] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 def _moment(text: str) -> datetime | None:
@@ -39,8 +27,8 @@ def _moment(text: str) -> datetime | None:
     return value if value.tzinfo is not None else None
 
 
-def import_retail_events(source: bytes) -> RetailEventImport:
-    report = RetailEventImport()
+def import_retail_events(source: bytes) -> ImportReport:
+    report = ImportReport()
     try:
         header, records = read_csv(source, max_rows=MAX_ROWS)
     except UnreadableFile as bad:

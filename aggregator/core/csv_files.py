@@ -4,7 +4,7 @@ exports, whose text cells a spreadsheet must show as text, never run as formulas
 import csv
 import io
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -22,6 +22,20 @@ class RowError:
 
     def as_dict(self) -> dict:
         return {"row": self.row, "field": self.field, "code": self.code, "message": self.message}
+
+
+@dataclass
+class ImportReport:
+    """What an all-or-nothing import of an operator's file did: its rows, how many records it stored, and
+    (instead, when there are any) every problem by line and column."""
+
+    rows: int = 0
+    stored: int = 0
+    problems: list[RowError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
 
 
 class UnreadableFile(Exception):

@@ -288,6 +288,17 @@ class _Reader:
         return frozenset(value)
 
 
+def _uncovered(charges: tuple[Charge, ...]) -> list[tuple[int, bool, int]]:
+    """Every (month, weekend, hour) no charge's window holds: a tariff must price them all."""
+    return [
+        (m, w, h)
+        for m in range(1, 13)
+        for w in (False, True)
+        for h in range(24)
+        if not any(c.window.matches(m, w, h) for c in charges)
+    ]
+
+
 def parse(definition) -> TariffSpec:
     """The tariff of a JSON definition, or TariffInvalid naming every problem by its path."""
     r = _Reader()
@@ -416,13 +427,7 @@ def parse(definition) -> TariffSpec:
             elif "periods" in export:
                 export_periods = charges_of(export["periods"], "export.periods", "credit_per_kwh")
     if energy and not r.problems:
-        gaps = [
-            (m, w, h)
-            for m in range(1, 13)
-            for w in (False, True)
-            for h in range(24)
-            if not any(c.window.matches(m, w, h) for c in energy)
-        ]
+        gaps = _uncovered(energy)
         if gaps:
             month, weekend, hour = gaps[0]
             r.fail(
@@ -431,20 +436,12 @@ def parse(definition) -> TariffSpec:
                 f"{hour}:00 ({len(gaps)} such hours); end the list with a charge without a window.",
                 "uncovered",
             )
-    if export_periods and not r.problems:
-        uncovered = [
-            (m, w, h)
-            for m in range(1, 13)
-            for w in (False, True)
-            for h in range(24)
-            if not any(c.window.matches(m, w, h) for c in export_periods)
-        ]
-        if uncovered:
-            r.fail(
-                "export.periods",
-                "Every hour needs an export period; end the list with one without a window.",
-                "uncovered",
-            )
+    if export_periods and not r.problems and _uncovered(export_periods):
+        r.fail(
+            "export.periods",
+            "Every hour needs an export period; end the list with one without a window.",
+            "uncovered",
+        )
     tier_basis = definition.get("tier_basis", "month")
     if tier_basis not in ("month", "day"):
         r.fail("tier_basis", "One of month, day (tier sizes per bill month, or per day of it).")

@@ -4,32 +4,20 @@ All or nothing: any bad row is reported by line and column and nothing is writte
 the new value (stations correct their data). Starts are ISO 8601 with a UTC offset, on the hour.
 """
 
-from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
-from aggregator.core.csv_files import RowError, UnreadableFile, read_csv
+from aggregator.core.csv_files import ImportReport, RowError, UnreadableFile, read_csv
 from aggregator.reference.models import Temperature
 
 MAX_ROWS = 400_000
 
 
-@dataclass
-class TemperatureImport:
-    rows: int = 0
-    stored: int = 0
-    problems: list[RowError] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def import_temperatures(*, station: str, source: bytes) -> TemperatureImport:
-    report = TemperatureImport()
+def import_temperatures(*, station: str, source: bytes) -> ImportReport:
+    report = ImportReport()
     station = station.strip().upper()
     if not station or len(station) > 32:
         report.problems.append(RowError(0, "station", "invalid", "A station identifier of 1 to 32 characters."))

@@ -198,40 +198,21 @@ def compute_baseline(
     temperatures: tuple[Any, Any] | None = None,
 ) -> BaselineResult:
     """One site's baseline for one event (see the module docstring)."""
-    m = get_method(method)
-    p = make_params(m, params)
-    step = interval_seconds_of(readings, p.interval_minutes)
-    plan = _plan(
-        m,
-        p,
-        step,
+    results, errors = compute_baselines(
+        method=method,
+        sites={0: readings},
         event_start=event_start,
         event_end=event_end,
         time_zone=time_zone,
         market=market,
         event_days=event_days,
         holidays=holidays,
+        params=params,
+        temperatures=None if temperatures is None else {0: temperatures},
     )
-    result = _evaluate(m, plan, readings, temperatures)
-
-    def plan_fallback(fm: Method, fp: BaselineParams, step: int) -> Any:
-        return _plan(
-            fm,
-            fp,
-            step,
-            event_start=event_start,
-            event_end=event_end,
-            time_zone=time_zone,
-            market=market,
-            event_days=event_days,
-            holidays=holidays,
-        )
-
-    fallback = _fallback(p, result, step, plan_fallback)
-    if fallback is not None:
-        fm, _, fplan = fallback
-        result = _fell_back(result, fm.evaluate(fplan, readings))
-    return result
+    if errors:
+        raise errors[0]
+    return results[0]
 
 
 def compute_baselines(

@@ -301,17 +301,15 @@ def evaluate(p: LikeDayPlan, readings: IntervalReadings) -> r.BaselineResult:
             skipped[day] = why
     actual = v[p.ev_idx]
     if pool_size < p.min_days:
-        flags.update((r.BASELINE_UNAVAILABLE, r.INSUFFICIENT_HISTORY, r.BELOW_MIN_DAYS))
         adjustment = r.Adjustment(
             params.adjustment,
             window=p.adjustment_window,
             reason="disabled" if params.adjustment == "none" else "no_baseline",
         )
-        return r.kw_result(
+        return r.short_of_days(
             method=p.method,
             step=grid.step,
             starts=p.starts,
-            baseline_kwh=np.full(actual.size, np.nan),
             actual_kwh=actual,
             adjustment=adjustment,
             flags=flags,

@@ -160,12 +160,10 @@ def evaluate(p: MatchDayPlan, readings: IntervalReadings) -> r.BaselineResult:
     flags: set[str] = set()
     no_adjustment = r.Adjustment("none", reason="disabled")
     if not known.any() or len(used) < p.params.min_days:
-        flags.update((r.BASELINE_UNAVAILABLE, r.INSUFFICIENT_HISTORY, r.BELOW_MIN_DAYS))
-        return r.kw_result(
+        return r.short_of_days(
             method=p.method,
             step=grid.step,
             starts=p.starts,
-            baseline_kwh=np.full(actual.size, np.nan),
             actual_kwh=actual,
             adjustment=no_adjustment,
             flags=flags,

@@ -114,12 +114,10 @@ def evaluate(
     flags: set[str] = set()
     no_adjustment = r.Adjustment("none", reason="disabled")
     if len(days_used) < p.params.min_days:
-        flags.update((r.BASELINE_UNAVAILABLE, r.INSUFFICIENT_HISTORY, r.BELOW_MIN_DAYS))
-        return r.kw_result(
+        return r.short_of_days(
             method=p.method,
             step=p.step,
             starts=starts,
-            baseline_kwh=np.full(actual.size, np.nan),
             actual_kwh=actual,
             adjustment=no_adjustment,
             flags=flags,

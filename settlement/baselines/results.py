@@ -112,3 +112,29 @@ def kw_result(
         flags=frozenset(flags),
         reference_window=reference_window,
     )
+
+
+def short_of_days(
+    *,
+    method: str,
+    step: int,
+    starts: tuple[datetime, ...],
+    actual_kwh: np.ndarray,
+    adjustment: Adjustment,
+    flags: set[str],
+    days_used: Iterable[date] = (),
+    skipped: dict[date, str] | None = None,
+) -> BaselineResult:
+    """No baseline: fewer baseline days than the method's minimum (never paid silently: below_min_days)."""
+    flags.update((BASELINE_UNAVAILABLE, INSUFFICIENT_HISTORY, BELOW_MIN_DAYS))
+    return kw_result(
+        method=method,
+        step=step,
+        starts=starts,
+        baseline_kwh=np.full(actual_kwh.size, np.nan),
+        actual_kwh=actual_kwh,
+        adjustment=adjustment,
+        flags=flags,
+        days_used=days_used,
+        skipped=skipped,
+    )
