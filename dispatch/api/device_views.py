@@ -126,14 +126,16 @@ class OptOutView(DeviceAPIMixin, APIView):
 
     @extend_schema(
         request=StandingOptOutSerializer,
-        responses=inline_serializer(
-            "StandingOptOut",
-            {
-                "device": serializers.IntegerField(),
-                "start": serializers.DateTimeField(),
-                "end": serializers.DateTimeField(),
-            },
-        ),
+        responses={
+            201: inline_serializer(
+                "StandingOptOut",
+                {
+                    "device": serializers.IntegerField(),
+                    "start": serializers.DateTimeField(),
+                    "end": serializers.DateTimeField(),
+                },
+            )
+        },
     )
     def post(self, request):
         params = StandingOptOutSerializer(data=request.data)
