@@ -125,7 +125,7 @@ class SettlementRun(models.Model):
     created_by = models.CharField(max_length=150)
     method = models.CharField(max_length=40)
     fingerprint = models.CharField(
-        max_length=64, help_text="Of the readings used: a resettlement is due when it changes."
+        max_length=160, help_text="Of the readings and retail event days used: a resettlement is due when it changes."
     )
     sites = models.PositiveIntegerField()
     delivered_kwh = models.DecimalField(max_digits=16, decimal_places=6)

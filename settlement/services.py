@@ -96,20 +96,32 @@ WHERE meter_kind = %s AND meter_id = ANY(%s) AND start >= %s AND start < %s
 """
 
 
+_RETAIL_FINGERPRINT = """
+SELECT count(*), max(imported_at) FROM settlement_retailevent WHERE site_id = ANY(%s) AND start < %s AND "end" > %s
+"""
+
+
 def _units(event_id: int, meter: str) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(_UNITS[meter], [event_id])
         return cursor.fetchall()
 
 
-def _fingerprint(kind: MeterKind, meter_ids: list[int], start, end) -> str:
+def _fingerprint(kind: MeterKind, meter_ids: list[int], start, end, site_ids: list[int] | None = None) -> str:
+    """What a run stood on, in one string: its readings (count, revisions, latest arrival) and, when there are
+    any, the sites' retail event days (a utility's list imported later changes the baseline days)."""
     with connection.cursor() as cursor:
         cursor.execute(_FINGERPRINT, [int(kind), meter_ids, start, end])
         count, revisions, latest = cursor.fetchone()
-    return f"{count}:{revisions}:{latest.isoformat() if latest else ''}"
+        retail = ""
+        if site_ids:
+            cursor.execute(_RETAIL_FINGERPRINT, [site_ids, end, start])
+            events, imported = cursor.fetchone()
+            retail = f"|retail:{events}:{imported.isoformat()}" if events else ""
+    return f"{count}:{revisions}:{latest.isoformat() if latest else ''}{retail}"
 
 
-def _readings(kind: MeterKind, meter_ids: list[int], start, end) -> tuple[dict, str]:
+def _readings(kind: MeterKind, meter_ids: list[int], start, end, site_ids: list[int] | None = None) -> tuple[dict, str]:
     """Meter -> IntervalReadings, and a fingerprint of what was read: late data changes the count, a
     correction the revisions and the latest arrival.
 
@@ -125,7 +137,7 @@ def _readings(kind: MeterKind, meter_ids: list[int], start, end) -> tuple[dict, 
     with connection.connection.cursor() as cursor, cursor.copy(query) as copy:
         for chunk in copy:
             buffer += chunk
-    fingerprint = _fingerprint(kind, meter_ids, start, end)
+    fingerprint = _fingerprint(kind, meter_ids, start, end, site_ids)
     view, at, readings = memoryview(buffer), _COPY_HEADER, {}
     while buffer and int.from_bytes(view[at : at + 2], "big", signed=True) != -1:
         site = int.from_bytes(view[at + 6 : at + 14], "big")
@@ -331,7 +343,9 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None) 
         meter = baselines.get_method(terms.baseline_method).meter
         since = lookback(terms.baseline_method, terms.baseline_params)
         units = _units(event.pk, meter)
-        readings, fingerprint = _readings(_METER_KINDS[meter], [u[0] for u in units], event.start - since, event.end)
+        readings, fingerprint = _readings(
+            _METER_KINDS[meter], [u[0] for u in units], event.start - since, event.end, sorted({u[1] for u in units})
+        )
         outages = _outages({u[1] for u in units}, event.start - since, event.end)
         other_events = _other_event_days(event, zone, since)
         outage_days = (
@@ -638,12 +652,18 @@ def _difference(old: SettlementRun, new: SettlementRun) -> dict:
 
 
 def needs_resettlement(run: SettlementRun) -> bool:
-    """Whether the readings a run used have changed since (late or corrected data)."""
+    """Whether what a run used has changed since: late or corrected readings, or retail event days imported."""
     meter = baselines.get_method(run.method).meter
     units = _units(run.event_id, meter)
     # The fingerprint alone (one aggregate), not the readings: the hourly job asks this of every recent event.
     return (
-        _fingerprint(_METER_KINDS[meter], [u[0] for u in units], run.event.start - _run_lookback(run), run.event.end)
+        _fingerprint(
+            _METER_KINDS[meter],
+            [u[0] for u in units],
+            run.event.start - _run_lookback(run),
+            run.event.end,
+            sorted({u[1] for u in units}),
+        )
         != run.fingerprint
     )
 

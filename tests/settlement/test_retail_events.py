@@ -81,3 +81,23 @@ def test_the_list_is_checked_whole_names_each_problem_and_imports_once(tmp_path,
     stored = RetailEvent.objects.get()
     assert (stored.site, stored.program) == (site, "CPP")
     assert stored.end - stored.start == timedelta(hours=4)
+
+
+def test_a_retail_event_imported_after_a_run_makes_it_due_for_resettlement(ended_event, device_client, tmp_path):
+    """The utility's list often comes after the first settlement: importing it must make the run due again, as
+    late meter data does (before, only readings were in the run's fingerprint)."""
+    from settlement.services import needs_resettlement
+
+    event = ended_event
+    site_a, _ = sites(event)
+    post_site_readings(device_client, site_a, event.start - timedelta(hours=3), [10, 10, 10, 4, 5])
+    run = services.settle_event(event=event, by="analyst")
+    assert not needs_resettlement(run)
+    site = site_a.site
+    site.utility, site.meter_id = "PECO", "M-4242"
+    site.save(update_fields=["utility", "meter_id"])
+    day_before = event.start - timedelta(days=1)
+    load(tmp_path, f"PECO,M-4242,CPP,{day_before.isoformat()},{(day_before + timedelta(hours=2)).isoformat()}\n")
+    assert needs_resettlement(run)
+    again = services.settle_event(event=event, by="analyst")
+    assert not needs_resettlement(again)
