@@ -158,9 +158,13 @@ def capacity_statement(commitment: CapacityCommitment, month: date) -> CapacityS
         state__in=["active", "completed"],
     ).order_by("start")
     sites = {s.site_id: s for s in SiteCapacity.objects.filter(commitment=commitment)}
+    latest = {
+        run.event_id: run
+        for run in SettlementRun.objects.filter(event__in=events).order_by("event_id", "-version").distinct("event_id")
+    }
     performances, unsettled = [], []
     for event in events:
-        run = SettlementRun.objects.filter(event=event).order_by("-version").first()
+        run = latest.get(event.pk)
         if run is None:
             unsettled.append(event.pk)
             continue

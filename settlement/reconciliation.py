@@ -348,15 +348,17 @@ def reconcile(statement: MarketStatement) -> Reconciliation:
         .order_by("event_id", "start")
     ):
         market_rows[m.event_id].append(m)
+    latest = {
+        run.event_id: run
+        for run in SettlementRun.objects.filter(event_id__in=market_rows)
+        .select_related("event__resource__market")
+        .order_by("event_id", "-version")
+        .distinct("event_id")
+    }
     lines: list[Line] = []
     for event_id, rows in market_rows.items():
         event = rows[0].event
-        run = (
-            SettlementRun.objects.filter(event_id=event_id)
-            .select_related("event__resource__market")
-            .order_by("-version")
-            .first()
-        )
+        run = latest.get(event_id)
         ours, our_minutes = _our_intervals(run) if run else ({}, rows[0].minutes)
         minutes = max(our_minutes, max(m.minutes for m in rows))
         theirs: dict[datetime, list[MarketStatementInterval]] = defaultdict(list)

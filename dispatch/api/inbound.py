@@ -13,7 +13,6 @@ from rest_framework.views import APIView
 from aggregator.core.access import tokens
 from aggregator.core.access.authentication import bearer_token, resolve
 from aggregator.core.api.fields import AwareDateTimeField
-from aggregator.core.api.outages import AnswersOutages
 from aggregator.core.api.parsers import ORJSONParser
 from dispatch import services
 from dispatch.api.serializers import DispatchEventSerializer, IntervalInputSerializer
@@ -70,7 +69,7 @@ class InstructionSerializer(serializers.Serializer):
     replaces_instruction_id = serializers.CharField(max_length=100, required=False)
 
 
-class InstructionView(AnswersOutages, APIView):
+class InstructionView(APIView):
     """POST a dispatch instruction for one of the market's registered resources."""
 
     authentication_classes = [MarketTokenAuthentication]

@@ -7,7 +7,6 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from aggregator.aggregation.models import VirtualResource
-from aggregator.core.api.outages import AnswersOutages
 from aggregator.reference.models import Market
 from dispatch import resilience, services
 from dispatch.api import serializers as s
@@ -31,7 +30,7 @@ def _filtered(request, rows, names):
     return rows
 
 
-class DispatchEventViewSet(AnswersOutages, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class DispatchEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Dispatch events. Created here (operator tests and utility calls keyed in by hand) or by the market
     side on /api/inbound/v1/instructions; changed only through cancel and modify."""
 

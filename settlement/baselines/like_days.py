@@ -319,11 +319,7 @@ def evaluate(p: LikeDayPlan, readings: IntervalReadings) -> r.BaselineResult:
     used_rows = rows[np.array(used, dtype=np.int64)][:, None] * n
     baseline = m[used_rows + p.ev_cells].mean(axis=0)
     baseline, adjustment = _adjust(p, m, v, used_rows, baseline, flags)
-    if params.floor_at_zero:
-        below = baseline < 0
-        if below.any():
-            baseline[below] = 0.0
-            flags.add(r.BASELINE_FLOORED)
+    baseline = r.floored(baseline, flags, params.floor_at_zero)
     return r.kw_result(
         method=p.method,
         step=grid.step,

@@ -174,9 +174,7 @@ def evaluate(p: MatchDayPlan, readings: IntervalReadings) -> r.BaselineResult:
         flags.add(r.INSUFFICIENT_HISTORY)
     rows = p.candidate_rows[np.array(used, dtype=np.int64)][:, None] * n
     baseline = m[rows + p.ev_cells].mean(axis=0)
-    if p.params.floor_at_zero and (baseline < 0).any():
-        baseline = np.where(baseline < 0, 0.0, baseline)
-        flags.add(r.BASELINE_FLOORED)
+    baseline = r.floored(baseline, flags, p.params.floor_at_zero)
     return r.kw_result(
         method=p.method,
         step=grid.step,

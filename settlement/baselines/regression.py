@@ -152,9 +152,7 @@ def evaluate(
     baseline = np.array(
         [predicted.get(t - t % 3600, np.nan) * share for t in range(p.event_start, p.event_end, p.step)]
     )
-    if p.params.floor_at_zero and (baseline < 0).any():
-        baseline = np.where(baseline < 0, 0.0, baseline)
-        flags.add(r.BASELINE_FLOORED)
+    baseline = r.floored(baseline, flags, p.params.floor_at_zero)
     return r.kw_result(
         method=p.method,
         step=p.step,

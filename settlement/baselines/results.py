@@ -138,3 +138,11 @@ def short_of_days(
         days_used=days_used,
         skipped=skipped,
     )
+
+
+def floored(baseline: np.ndarray, flags: set[str], floor_at_zero: bool) -> np.ndarray:
+    """A negative baseline raised to 0 where the program's rules say so (flag baseline_floored)."""
+    if floor_at_zero and (baseline < 0).any():
+        flags.add(BASELINE_FLOORED)
+        return np.where(baseline < 0, 0.0, baseline)
+    return baseline
