@@ -13,11 +13,17 @@ from aggregator.aggregation.models import (
 from aggregator.core.access.models import OperatorToken
 from aggregator.core.admin_inlines import ReadOnlyInline
 from aggregator.core.errors import DomainError
-from aggregator.reference.models import Market, NetBenefitsPrice, Program
+from aggregator.reference.models import Market, NetBenefitsPrice, OfferDeadline, Program
+
+
+class OfferDeadlineInline(admin.TabularInline):
+    model = OfferDeadline
+    extra = 0
 
 
 @admin.register(Market)
 class MarketAdmin(admin.ModelAdmin):
+    inlines = [OfferDeadlineInline]
     list_display = [
         "code",
         "name",

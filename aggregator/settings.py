@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "dispatch",
     "dispatch.openadr",
     "settlement",
+    "aggregator.market",
     "aggregator.web",
     "aggregator.demo",
 ]

@@ -54,11 +54,50 @@ class Market(models.Model):
         default=5, choices=[(5, "5 minutes"), (15, "15 minutes"), (60, "60 minutes")]
     )
     baseline_methods = ArrayField(models.CharField(max_length=40), default=list, blank=True)
+    # The wholesale side (aggregator.market): how offers are made and telemetry is sent.
+    real_time_interval_minutes = models.PositiveSmallIntegerField(
+        default=5,
+        choices=[(5, "5 minutes"), (15, "15 minutes")],
+        help_text="The real-time market's interval: real-time offers and forecasts use it.",
+    )
+    offer_price_floor_per_mwh = models.DecimalField(
+        max_digits=10, decimal_places=2, default=-150, help_text="The lowest price an energy offer may name ($/MWh)."
+    )
+    offer_price_cap_per_mwh = models.DecimalField(
+        max_digits=10, decimal_places=2, default=1000, help_text="The highest price an energy offer may name ($/MWh)."
+    )
+    max_offer_segments = models.PositiveSmallIntegerField(
+        default=10, help_text="Price-quantity segments an offer curve may have."
+    )
+    telemetry_scan_seconds = models.PositiveSmallIntegerField(
+        default=60, help_text="How often the market takes a resource's real-time telemetry."
+    )
+    telemetry_min_reporting_pct = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=75,
+        help_text="Below this share of members reporting, a telemetry value is flagged as poor quality.",
+    )
 
     class Meta:
         ordering = ["code"]
         constraints = [
             models.CheckConstraint(condition=Q(min_aggregation_kw__gt=0), name="market_min_size_positive"),
+            models.CheckConstraint(
+                condition=Q(offer_price_cap_per_mwh__gt=models.F("offer_price_floor_per_mwh")),
+                name="market_offer_cap_above_floor",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_offer_segments__gte=1, max_offer_segments__lte=50), name="market_offer_segments_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(telemetry_scan_seconds__gte=2, telemetry_scan_seconds__lte=3600),
+                name="market_telemetry_scan_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(telemetry_min_reporting_pct__gte=0, telemetry_min_reporting_pct__lte=100),
+                name="market_telemetry_reporting_range",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -128,6 +167,22 @@ class Program(models.Model):
         decimal_places=2,
         default=10,
         help_text="kW allocated above an event's target, for devices that under-deliver (an event may override).",
+    )
+
+    class OfferQuantile(models.TextChoices):
+        P10 = "p10", "P10 (firm: delivered nine times in ten)"
+        P50 = "p50", "P50 (the median)"
+        P90 = "p90", "P90 (optimistic)"
+
+    offer_quantile = models.CharField(
+        max_length=3,
+        choices=OfferQuantile.choices,
+        default=OfferQuantile.P10,
+        help_text="The forecast quantile an energy offer may never exceed.",
+    )
+    auto_submit_offers = models.BooleanField(
+        default=False,
+        help_text="Submit offers built for this program's resources without an operator's approval.",
     )
 
     class Meta:
@@ -286,6 +341,49 @@ class Tariff(models.Model):
             raise ValidationError(
                 {"definition": f"{spec.utility}/{spec.code} already has a version from {spec.effective_from}."}
             )
+
+
+class OfferDeadline(models.Model):
+    """When a market stops taking offers: day-ahead at a local time some days before the operating day,
+    real-time some minutes before the interval (or hour) it covers. A day type's own row wins over `any`."""
+
+    class MarketKind(models.TextChoices):
+        DAY_AHEAD = "day_ahead", "Day-ahead"
+        REAL_TIME = "real_time", "Real-time"
+
+    class DayType(models.TextChoices):
+        ANY = "any", "Any day"
+        WEEKDAY = "weekday", "Weekday"
+        WEEKEND = "weekend", "Saturday or Sunday"
+        HOLIDAY = "holiday", "Market holiday"
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="offer_deadlines")
+    market_kind = models.CharField(max_length=10, choices=MarketKind.choices)
+    day_type = models.CharField(
+        max_length=10, choices=DayType.choices, default=DayType.ANY, help_text="Of the day the offer is submitted on."
+    )
+    local_time = models.TimeField(null=True, blank=True, help_text="Day-ahead: the market's local time it closes.")
+    days_before = models.PositiveSmallIntegerField(
+        default=1, help_text="Day-ahead: days before the operating day it closes."
+    )
+    minutes_before = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Real-time: minutes before the operating hour it closes."
+    )
+    source = models.CharField(max_length=200, blank=True, help_text="Where the rule is published.")
+
+    class Meta:
+        ordering = ["market__code", "market_kind", "day_type"]
+        constraints = [
+            models.UniqueConstraint(fields=["market", "market_kind", "day_type"], name="offer_deadline_unique"),
+            models.CheckConstraint(
+                condition=(Q(market_kind="day_ahead") & Q(local_time__isnull=False) & Q(minutes_before__isnull=True))
+                | (Q(market_kind="real_time") & Q(local_time__isnull=True) & Q(minutes_before__isnull=False)),
+                name="offer_deadline_kind_fields",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.market} {self.market_kind} ({self.day_type})"
 
 
 class NetBenefitsPrice(models.Model):

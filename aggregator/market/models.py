@@ -1,0 +1,219 @@
+"""The wholesale side of a virtual resource: what it can deliver (forecasts), what it offers, what the market
+awards it, and the telemetry it streams to the market.
+
+Flow: a forecast per resource (hourly for 48 h, and in the market's real-time interval for 2 h) -> an offer per
+resource and market (day-ahead or real-time), a price-quantity curve per interval that never exceeds the
+forecast's chosen quantile -> submitted through the market's adapter before its deadline -> an award per offer
+(what the market cleared, per interval) -> a dispatch event whose origin is the award -> delivery measured by
+settlement. Offers are versioned and immutable once submitted: an edit is a new version.
+"""
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from aggregator.reference.models import OfferDeadline
+
+MarketKind = OfferDeadline.MarketKind
+
+
+class Forecast(models.Model):
+    """What a resource can deliver per interval from `start`: expected kW and its P10/P50/P90 (kW reduction or
+    injection the resource can hold if dispatched in that interval)."""
+
+    class Kind(models.TextChoices):
+        HOURLY = "hourly", "Hourly, next 48 h"
+        REAL_TIME = "real_time", "Real-time intervals, next 2 h"
+
+    class Model(models.TextChoices):
+        LEARNED = "learned", "Learned from the fleet's data"
+        PERSISTENCE = "persistence", "Persistence"
+        NAMEPLATE = "nameplate", "Capability model (planning defaults)"
+
+    resource = models.ForeignKey("aggregator.VirtualResource", on_delete=models.CASCADE, related_name="forecasts")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    model = models.CharField(max_length=12, choices=Model.choices)
+    issued_at = models.DateTimeField(help_text="The instant the forecast was made; it uses nothing after it.")
+    start = models.DateTimeField(help_text="The first interval's start.")
+    interval_minutes = models.PositiveSmallIntegerField()
+    expected_kw = ArrayField(models.FloatField())
+    p10_kw = ArrayField(models.FloatField())
+    p50_kw = ArrayField(models.FloatField())
+    p90_kw = ArrayField(models.FloatField())
+    inputs = models.JSONField(default=dict, blank=True, help_text="What it learned from: history, members, weather.")
+
+    class Meta:
+        ordering = ["-issued_at", "resource_id"]
+        indexes = [models.Index(fields=["resource", "kind", "-issued_at"], name="forecast_latest")]
+        constraints = [
+            models.CheckConstraint(condition=Q(interval_minutes__in=[5, 15, 60]), name="forecast_interval_length"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} forecast of {self.resource_id} at {self.issued_at:%Y-%m-%d %H:%M}"
+
+
+class OfferState(models.TextChoices):
+    DRAFT = "draft", "Draft (awaiting review)"
+    APPROVED = "approved", "Approved (submitted at the deadline)"
+    SUBMITTED = "submitted", "Submitted"
+    ACCEPTED = "accepted", "Accepted by the market"
+    REJECTED = "rejected", "Rejected by the market"
+    SUPERSEDED = "superseded", "Superseded by a later version"
+    EXPIRED = "expired", "Deadline passed unsubmitted"
+
+
+class Offer(models.Model):
+    """One version of a resource's energy offer for a market window (day-ahead: an operating day; real-time: an
+    operating hour). Immutable once submitted; every change is a new version of the same window."""
+
+    resource = models.ForeignKey("aggregator.VirtualResource", on_delete=models.PROTECT, related_name="offers")
+    market_kind = models.CharField(max_length=10, choices=MarketKind.choices)
+    window_start = models.DateTimeField(help_text="The first interval it covers.")
+    window_end = models.DateTimeField()
+    interval_minutes = models.PositiveSmallIntegerField()
+    version = models.PositiveIntegerField(default=1)
+    state = models.CharField(max_length=12, choices=OfferState.choices, default=OfferState.DRAFT, editable=False)
+    forecast = models.ForeignKey(Forecast, on_delete=models.PROTECT, related_name="offers")
+    quantile = models.CharField(max_length=3, help_text="The forecast quantile no interval may exceed (p10/p50/p90).")
+    deadline = models.DateTimeField(help_text="When the market stops taking it.")
+    supersedes = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by"
+    )
+    built_at = models.DateTimeField(default=timezone.now, editable=False)
+    built_by_label = models.CharField(max_length=150, help_text="Who or what built this version.")
+    approved_at = models.DateTimeField(null=True, blank=True, editable=False)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    submitted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    submitted_via = models.CharField(max_length=20, blank=True, help_text="The adapter that carried it.")
+    submission_ref = models.CharField(max_length=100, blank=True, help_text="The market's receipt for it.")
+    warnings = models.JSONField(default=list, blank=True, editable=False)
+    notes = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-window_start", "resource_id", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["resource", "market_kind", "window_start", "version"], name="offer_version_unique"
+            ),
+            models.CheckConstraint(condition=Q(window_end__gt=F("window_start")), name="offer_window_order"),
+            models.CheckConstraint(condition=Q(interval_minutes__in=[5, 15, 60]), name="offer_interval_length"),
+        ]
+        indexes = [models.Index(fields=["state", "deadline"], name="offer_state_deadline")]
+
+    def __str__(self) -> str:
+        return f"{self.market_kind} offer of {self.resource_id} from {self.window_start:%Y-%m-%d %H:%M} v{self.version}"
+
+
+class OfferInterval(models.Model):
+    """An interval of an offer: its curve (incremental kW at non-decreasing prices) and operating limits."""
+
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="intervals")
+    start = models.DateTimeField()
+    min_kw = models.DecimalField(max_digits=12, decimal_places=3, default=0)
+    max_kw = models.DecimalField(max_digits=12, decimal_places=3)
+    segments = models.JSONField(
+        help_text="[[kw, price_per_mwh], ...]: each segment's incremental kW at its price, prices non-decreasing."
+    )
+    ramp_kw_per_minute = models.DecimalField(max_digits=12, decimal_places=3)
+    notification_minutes = models.PositiveIntegerField(default=0)
+    min_run_minutes = models.PositiveIntegerField(default=0)
+    max_run_minutes = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["offer_id", "start"]
+        constraints = [
+            models.UniqueConstraint(fields=["offer", "start"], name="offer_interval_unique"),
+            models.CheckConstraint(condition=Q(min_kw__gte=0) & Q(max_kw__gte=F("min_kw")), name="offer_kw_range"),
+        ]
+
+
+class Award(models.Model):
+    """What the market cleared of an offer (day-ahead schedule) or instructs now (real-time dispatch), per
+    interval; it becomes a dispatch event, kept as `event`."""
+
+    class Source(models.TextChoices):
+        API = "api", "Inbound API"
+        ADAPTER = "adapter", "Market adapter"
+
+    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="awards")
+    award_ref = models.CharField(max_length=100, help_text="The market's id of the award; a resend is the same award.")
+    market_kind = models.CharField(max_length=10, choices=MarketKind.choices)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    received_at = models.DateTimeField(default=timezone.now, editable=False)
+    event = models.OneToOneField(
+        "dispatch.DispatchEvent", null=True, blank=True, on_delete=models.PROTECT, related_name="award"
+    )
+    content = models.JSONField(help_text="The award as received.")
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [models.UniqueConstraint(fields=["offer", "award_ref"], name="award_ref_unique_per_offer")]
+
+    def __str__(self) -> str:
+        return f"award {self.award_ref} of offer {self.offer_id}"
+
+
+class AwardInterval(models.Model):
+    award = models.ForeignKey(Award, on_delete=models.CASCADE, related_name="intervals")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    kw = models.DecimalField(max_digits=12, decimal_places=3)
+    price_per_mwh = models.DecimalField(max_digits=12, decimal_places=4)
+
+    class Meta:
+        ordering = ["award_id", "start"]
+        constraints = [
+            models.UniqueConstraint(fields=["award", "start"], name="award_interval_unique"),
+            models.CheckConstraint(condition=Q(end__gt=F("start")) & Q(kw__gte=0), name="award_interval_valid"),
+        ]
+
+
+class TelemetryQuality(models.TextChoices):
+    GOOD = "good", "Good"
+    POOR = "poor", "Too few members reporting"
+    NONE = "none", "No member reporting"
+
+
+class TelemetrySample(models.Model):
+    """A resource's aggregated real-time kW at one scan, from its members' heartbeats."""
+
+    id = models.BigAutoField(primary_key=True)
+    resource = models.ForeignKey("aggregator.VirtualResource", on_delete=models.CASCADE, related_name="+")
+    at = models.DateTimeField()
+    kw = models.FloatField(help_text="Sum of reporting members' kW (positive: consumption).")
+    devices_reporting = models.PositiveIntegerField()
+    devices_expected = models.PositiveIntegerField()
+    quality = models.CharField(max_length=4, choices=TelemetryQuality.choices)
+
+    class Meta:
+        ordering = ["resource_id", "-at"]
+        constraints = [models.UniqueConstraint(fields=["resource", "at"], name="telemetry_sample_unique")]
+
+
+class MarketConnection(models.Model):
+    """How the platform reaches a market: the adapter that carries offers and awards, and where telemetry is
+    pushed. Secrets stay in the environment: this names the variable that holds them."""
+
+    class Adapter(models.TextChoices):
+        NONE = "none", "None (offers stay in the platform)"
+        FILE = "file", "Files in the market's documented layout"
+        HTTP = "http", "HTTP (the market simulator)"
+
+    market = models.OneToOneField("aggregator.Market", on_delete=models.CASCADE, related_name="connection")
+    adapter = models.CharField(max_length=10, choices=Adapter.choices, default=Adapter.NONE)
+    directory = models.CharField(max_length=500, blank=True, help_text="File adapter: where files are exchanged.")
+    base_url = models.URLField(blank=True, help_text="HTTP adapter: the market's offer endpoint base.")
+    token_env = models.CharField(
+        max_length=100, blank=True, help_text="Environment variable holding the HTTP adapter's bearer token."
+    )
+    telemetry_push_url = models.URLField(blank=True, help_text="Where each scan's telemetry is POSTed, if anywhere.")
+    telemetry_token_env = models.CharField(max_length=100, blank=True)
+    enabled = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return f"{self.market} via {self.adapter}"
