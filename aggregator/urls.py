@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/v1/", include("enrollment.api.urls")),
     path("api/v1/", include("dispatch.api.urls")),
     path("api/v1/", include("settlement.api.urls")),
+    path("api/v1/market/", include("aggregator.market.api.urls")),
     path("api/v1/", include("aggregator.core.api.root_urls")),
     # The device API: device or gateway token, each sees only its own devices.
     path("api/device/v1/", include("enrollment.api.device_urls")),
@@ -18,6 +19,8 @@ urlpatterns = [
     path("api/device/v1/", include("settlement.api.device_urls")),
     # The market and utility side: market tokens, and the OpenADR 3 VTN.
     path("api/inbound/v1/", include("dispatch.api.inbound_urls")),
+    path("api/inbound/v1/", include("aggregator.market.api.inbound_urls")),
+    path("api/outbound/v1/", include("aggregator.market.api.outbound_urls")),
     path("openadr3/3.0.1/", include("dispatch.openadr.urls")),
     path("api/", include("aggregator.core.api.urls")),
 ]

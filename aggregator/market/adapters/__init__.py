@@ -1,13 +1,17 @@
 """Market adapters: how offers reach a market and awards come back (see aggregator.market.wire for the forms).
 
-An adapter is chosen per market by its MarketConnection; `for_connection` returns it. Each one is data-driven
-(the file adapter's layouts are data, not code per market) and tested against files and a simulator, never a
-real ISO.
+An adapter is chosen per market by its MarketConnection (`for_connection`). Each adapter module registers its
+kind with `register`; MarketConfig.ready imports them. Adapters are data-driven (the file adapter's layouts are
+data, not code per market) and tested against files and the market simulator, never a real ISO.
 """
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from aggregator.market.wire import AwardWire, OfferWire
+
+if TYPE_CHECKING:
+    from aggregator.market.models import MarketConnection
 
 
 class SubmissionFailed(Exception):
@@ -22,5 +26,24 @@ class MarketAdapter(Protocol):
         ...
 
     def fetch_awards(self) -> list[AwardWire]:
-        """Awards the market has published since the last fetch."""
+        """Awards the market has published since the last fetch (each once; the receiver is idempotent anyway)."""
         ...
+
+
+AdapterFactory = Callable[["MarketConnection"], MarketAdapter]
+_FACTORIES: dict[str, AdapterFactory] = {}
+
+
+def register(kind: str) -> Callable[[AdapterFactory], AdapterFactory]:
+    def decorate(factory: AdapterFactory) -> AdapterFactory:
+        _FACTORIES[kind] = factory
+        return factory
+
+    return decorate
+
+
+def for_connection(connection: "MarketConnection") -> MarketAdapter | None:
+    """The adapter a market's connection names; None when it has none (offers stay in the platform)."""
+    if not connection.enabled or connection.adapter not in _FACTORIES:
+        return None
+    return _FACTORIES[connection.adapter](connection)

@@ -1,0 +1,3 @@
+"""What the market sends in (under /api/inbound/v1/, market tokens): awards."""
+
+urlpatterns: list = []

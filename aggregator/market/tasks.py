@@ -1,0 +1,1 @@
+"""The market side's Celery tasks: thin (load ids, call a service)."""
