@@ -21,9 +21,11 @@ For a set of sites and their local "tomorrow", in 15-minute intervals (STEP):
   API (`GET /api/device/v1/schedule`); a dispatch command overrides a schedule inside
   the command's window.
 
-A site without history or without a tariff is skipped and counted (with its reason).
+A site without history or without a tariff is skipped and counted (with its reason); so is a site whose day has
+no plan (site_plan.plan_each isolates it from its batch), named in `failed` with the solver's reason.
 """
 
+import logging
 import time
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -42,6 +44,8 @@ from dispatch import resilience, site_plan
 from dispatch.models import DeviceSchedule
 from enrollment.models import Device, DeviceStatus, Site
 
+logger = logging.getLogger(__name__)
+
 STEP = 900
 HISTORY_DAYS = 14
 MIN_DAYS = 3
@@ -50,12 +54,13 @@ CHUNK_SITES = 500
 
 # One pass over a site meter's readings since the earlier of the history window and the month's start: per
 # site, day type and slot of the day, the history's average kW and how many days it saw (a slot's count), and
-# the month-to-date peak import kW.
+# the month-to-date peak import kW, the month starting at the site's own local midnight (`month` is only the
+# earliest of them, bounding the scan).
 _SITE_SLOTS = """
 SELECT r.meter_id, (extract(isodow FROM l) >= 6 OR l::date = ANY(%(holidays)s)) AS weekend,
        ((extract(hour FROM l) * 3600 + extract(minute FROM l) * 60)::int / %(step)s) AS slot,
        avg(kw) FILTER (WHERE r.start >= %(since)s), count(*) FILTER (WHERE r.start >= %(since)s),
-       max(kw) FILTER (WHERE r.start >= %(month)s AND kw > 0)
+       max(kw) FILTER (WHERE r.start >= %(month_first)s::timestamp AT TIME ZONE s.time_zone AND kw > 0)
 FROM settlement_reading r JOIN enrollment_site s ON s.id = r.meter_id
 CROSS JOIN LATERAL (SELECT r.start AT TIME ZONE s.time_zone AS l, r.kwh * 3600 / r.interval_seconds AS kw) t
 WHERE r.meter_kind = %(kind)s AND r.meter_id = ANY(%(meters)s) AND r.start >= least(%(since)s, %(month)s)
@@ -187,7 +192,16 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
         slots = 86400 // STEP
         month_start = min(datetime(day.year, day.month, 1, tzinfo=ZoneInfo(sites[m].time_zone)) for m in members)
         with connection.cursor() as cursor:
-            cursor.execute(_SITE_SLOTS, {**params, "kind": MeterKind.SITE, "meters": members, "month": month_start})
+            cursor.execute(
+                _SITE_SLOTS,
+                {
+                    **params,
+                    "kind": MeterKind.SITE,
+                    "meters": members,
+                    "month": month_start,
+                    "month_first": day.replace(day=1),
+                },
+            )
             rows = cursor.fetchall()
             site_table = _slot_table([r[:5] for r in rows if r[3] is not None], slots)
             peaks = defaultdict(dict)
@@ -262,10 +276,16 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
             days.append((site_id, site_day, (batteries[site_id], evs[site_id]), starts))
     t2 = time.perf_counter()
     rows = []
+    failed = []
     for first in range(0, len(days), BATCH):
         batch = days[first : first + BATCH]
-        plans = site_plan.plan_batch([d for _, d, _, _ in batch])
-        for (_site, site_day, (devices, chargers), starts), plan in zip(batch, plans):
+        plans = site_plan.plan_each([d for _, d, _, _ in batch])
+        for (site_id, site_day, (devices, chargers), starts), plan in zip(batch, plans):
+            if isinstance(plan, site_plan.PlanFailed):
+                logger.warning("No plan for site %s on %s: %s", site_id, day, plan)
+                failed.append({"site": site_id, "reason": str(plan)})
+                skipped["plan failed"] += 1
+                continue
             # Without the platform: the batteries idle, each car charges at full power from the hour it may.
             idle = site_plan.day_cost(
                 site_day,
@@ -324,12 +344,14 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
             "created_at",
         ],
     )
-    chargers = sum(len(c) for _, _, (_, c), _ in days)
+    planned = [d for d in days if d[0] not in {f["site"] for f in failed}]
+    chargers = sum(len(c) for _, _, (_, c), _ in planned)
     return {
-        "sites": len(days),
+        "sites": len(planned),
         "batteries": len(rows) - chargers,
         "ev_chargers": chargers,
         "skipped": dict(skipped),
+        "failed": failed,
         "seconds": {
             "forecast": round(timings["forecast"], 3),
             "solve": round(t3 - t2, 3),

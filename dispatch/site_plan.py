@@ -9,18 +9,26 @@ For each site, over the next day's intervals t (length dt hours), with its batte
                0 <= c_bt <= charge_kw,  0 <= d_bt <= power_kw
                reserve_b <= e_bt <= energy_kwh,    e_b,T-1 >= end_b
                e_bt = energy_kwh where a storm watch holds it full (once it can be)
-               g_t, x_t >= 0
+               0 <= g_t <= G_t,  0 <= x_t <= X_t                             (what the site can draw / send)
+               g_t <= G_t u_t,  x_t <= X_t (1 - u_t),  u_t in {0, 1}        (where credit_t > price_t)
 
 `load` is the forecast site load net of solar (kW; negative when solar exports); the
 tariff gives import prices, export credits and demand charges (aggregator.reference.tariffs).
 Demand charges are monthly, so today's demand costs only what it adds above the
 month's peak so far: D_k's lower bound is that peak. eff is the square root of the
-round-trip efficiency. The backup reserve is a hard lower bound on the state of energy
+round-trip efficiency. G_t and X_t are the most the site can import (its load, every battery and car charging)
+and export (its solar, every battery discharging): with them and the meter's single net flow, the LP is bounded
+even where an export credit exceeds the import price. There, and only there, cost is no longer convex in the net
+flow (a free import-and-export loop would earn the difference), so a binary u_t says which way the meter turns;
+the mixed-integer program is solved first and then its LP with u fixed, for the energy rows' dual prices. The
+backup reserve is a hard lower bound on the state of energy
 (a battery found below it may only climb back, as fast as it can charge); the day must
 end no emptier than it began, so the plan does not sell tomorrow's energy. A few
 sites' programs are stacked block-diagonally into one LP (plan_batch): it pays the
 Python set-up once per batch, while HiGHS's time grows faster than the problem, so
-batches stay small (dispatch.schedules uses 20 sites): about 3 ms per 96-interval site.
+batches stay small (dispatch.schedules uses 20 sites): about 3 ms per 96-interval site. A batch that fails
+(a car owed more than its charger can give, say) is solved again site by site (plan_each), so one site's
+failure is that site's alone.
 """
 
 from dataclasses import dataclass, field
@@ -97,8 +105,11 @@ Triplets = tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[np.float64], np
 
 def _block(
     day: SiteDay,
-) -> tuple[Triplets, Triplets, npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], int]:
-    """The site's LP as sparse triplets: (eq rows, cols, vals, rhs), (ub ...), cost, lower, upper."""
+) -> tuple[
+    Triplets, Triplets, npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int8]
+]:
+    """The site's program as sparse triplets: (eq rows, cols, vals, rhs), (ub ...), cost, lower, upper, and which
+    columns are binary (the meter's direction where export pays more than import)."""
     T, B, K, V, dt = len(day.load_kw), len(day.batteries), len(day.demand), len(day.evs), day.step_hours
     t = np.arange(T)
     n = 3 * B * T + 2 * T + K + V * T
@@ -161,10 +172,29 @@ def _block(
         ub_v.append(np.full(len(cols), dt))
         ub_b.append(np.array([ev.evening_max_kwh]))
         ub_rows += 1
+    # The most the meter can see either way, and which way it turns where export pays more than import costs.
+    max_import = np.maximum(day.load_kw, 0) + sum((b.charge_kw for b in day.batteries), 0.0)
+    for ev in day.evs:
+        max_import = max_import + np.where(ev.morning | ev.evening, ev.power_kw, 0.0)
+    max_export = np.maximum(-day.load_kw, 0) + sum((b.power_kw for b in day.batteries), 0.0)
+    hi[col_g], hi[col_x] = max_import, max_export
+    turns = np.flatnonzero(day.export_credit > day.import_price)
+    col_u = n + np.arange(len(turns))
+    n += len(turns)
+    lo, hi = np.concatenate([lo, np.zeros(len(turns))]), np.concatenate([hi, np.ones(len(turns))])
+    if len(turns):
+        rows = ub_rows + np.arange(len(turns))
+        ub_r += [rows, rows, rows + len(turns), rows + len(turns)]
+        ub_c += [col_g[turns], col_u, col_x[turns], col_u]
+        ub_v += [np.ones(len(turns)), -max_import[turns], np.ones(len(turns)), max_export[turns]]
+        ub_b += [np.zeros(len(turns)), max_export[turns]]
+        ub_rows += 2 * len(turns)
     cost = np.zeros(n)
     cost[col_g] = dt * day.import_price
     cost[col_x] = -dt * day.export_credit
     cost[3 * B * T + 2 * T : 3 * B * T + 2 * T + K] = [d.price_per_kw for d in day.demand]
+    integer = np.zeros(n, dtype=np.int8)
+    integer[col_u] = 1
     cat = lambda parts, dtype=float: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
     return (
         (cat(eq_r, int), cat(eq_c, int), cat(eq_v), cat(eq_b), T + B * T),
@@ -172,7 +202,7 @@ def _block(
         cost,
         lo,
         hi,
-        n,
+        integer,
     )
 
 
@@ -186,7 +216,10 @@ def plan_batch(days: list[SiteDay]) -> list[SitePlan]:
     his: list[npt.NDArray[np.float64]] = []
     col_offsets: list[int] = []
     eq_rows, ub_rows, cols = 0, 0, 0
-    for (eq_r, eq_c, eq_v, eq_b, n_eq), (ub_r, ub_c, ub_v, ub_b, n_ub), cost, lo, hi, n in blocks:
+    integers: list[npt.NDArray[np.int8]] = []
+    for (eq_r, eq_c, eq_v, eq_b, n_eq), (ub_r, ub_c, ub_v, ub_b, n_ub), cost, lo, hi, integer in blocks:
+        n = len(cost)
+        integers.append(integer)
         for part, value in zip(eq, (eq_r + eq_rows, eq_c + cols, eq_v, eq_b)):
             part.append(value)
         for part, value in zip(ub, (ub_r + ub_rows, ub_c + cols, ub_v, ub_b)):
@@ -206,22 +239,29 @@ def plan_batch(days: list[SiteDay]) -> list[SitePlan]:
         if ub_rows
         else None
     )
-    result = linprog(
-        np.concatenate(costs),
-        A_ub=a_ub,
-        b_ub=np.concatenate(ub[3]) if ub_rows else None,
-        A_eq=a_eq,
-        b_eq=np.concatenate(eq[3]),
-        bounds=np.column_stack([np.concatenate(los), np.concatenate(his)]),
-        method="highs",
-    )
+    program: dict[str, Any] = {
+        "A_ub": a_ub,
+        "b_ub": np.concatenate(ub[3]) if ub_rows else None,
+        "A_eq": a_eq,
+        "b_eq": np.concatenate(eq[3]),
+        "method": "highs",
+    }
+    objective, lower, upper = np.concatenate(costs), np.concatenate(los), np.concatenate(his)
+    binary = np.concatenate(integers).astype(bool)
+    if binary.any():  # the meter's direction first, then the LP with it fixed, for the dual prices
+        result = linprog(objective, bounds=np.column_stack([lower, upper]), integrality=binary, **program)
+        if result.status != 0:
+            raise PlanFailed(result.message)
+        lower, upper = lower.copy(), upper.copy()
+        lower[binary] = upper[binary] = np.round(result.x[binary])
+    result = linprog(objective, bounds=np.column_stack([lower, upper]), **program)
     if result.status != 0:
         raise PlanFailed(result.message)
     plans = []
     duals = result.eqlin.marginals
     row = 0
-    for day, offset, ((_, _, _, _, n_eq), _, cost, _, _, n) in zip(days, col_offsets, blocks):
-        x = result.x[offset : offset + n]
+    for day, offset, ((_, _, _, _, n_eq), _, cost, _, _, _) in zip(days, col_offsets, blocks):
+        x = result.x[offset : offset + len(cost)]
         T, B = len(day.load_kw), len(day.batteries)
         # The energy rows' duals: d(cost)/d(one more kWh in store at t), negated into a value ($/kWh).
         energy_duals = -duals[row + T : row + T + B * T]
@@ -242,6 +282,22 @@ def plan_batch(days: list[SiteDay]) -> list[SitePlan]:
             )
         )
     return plans
+
+
+def plan_each(days: list[SiteDay]) -> list[SitePlan | PlanFailed]:
+    """plan_batch, except that a failed batch is solved again day by day: each day gets its plan, or the
+    PlanFailed that is its own."""
+    try:
+        return list(plan_batch(days))
+    except PlanFailed:
+        pass
+    out: list[SitePlan | PlanFailed] = []
+    for day in days:
+        try:
+            out.append(plan_batch([day])[0])
+        except PlanFailed as failed:
+            out.append(failed)
+    return out
 
 
 def day_cost(day: SiteDay, battery_kw: np.ndarray, ev_kw: np.ndarray | None = None) -> float:

@@ -11,7 +11,7 @@ from aggregator.reference import readings as meter
 from aggregator.reference import services as reference_services
 from dispatch import schedules, services
 from dispatch.models import DeviceSchedule
-from enrollment.models import DeviceStatus
+from enrollment.models import DeviceStatus, EvChargingNeed
 from tests.dispatch.conftest import online
 from tests.factories import DeviceFactory, SiteFactory, active_device
 
@@ -296,3 +296,83 @@ def test_an_ev_chargers_plan_charges_overnight_what_last_nights_plan_left(progra
     assert sum(kwh for kwh, hour in charged if hour < 6) == pytest.approx(20.0, abs=1e-3)
     assert plan.site_cost < plan.site_cost_without  # cheaper than charging at full power from plug-in
     assert schedules.due_sites(datetime(2026, 7, 14, 19, tzinfo=NY))[date(2026, 7, 15)] == [site.pk]
+
+
+CHICAGO = ZoneInfo("America/Chicago")
+FLAT_DEMAND = {
+    "utility": "PLANCO",
+    "code": "DEMAND",
+    "name": "Flat energy, monthly demand",
+    "effective_from": "2020-01-01",
+    "energy": [{"name": "all hours", "price_per_kwh": "0.10"}],
+    "demand": [{"name": "monthly demand", "price_per_kw": "8.00"}],
+}
+
+
+def hourly(site, first: datetime, last: datetime, kw) -> None:
+    """Hourly site readings from `first` to `last` (UTC instants), kW by instant."""
+    rows, at = [], first
+    while at < last:
+        rows.append({"site": site.pk, "start": at.isoformat(), "interval_seconds": 3600, "kwh": kw(at)})
+        at += timedelta(hours=1)
+    lines, _ = meter.parse(rows, meters=meter.Meters(devices={}, default_device=None), sites=frozenset({site.pk}))
+    meter.store(lines=lines, starts=lambda: enumerate(r["start"] for r in rows))
+
+
+def battery_at(program, zone: str, tariff: str = "DEMAND"):
+    device = active_device(
+        program,
+        device_type="battery",
+        rated_kw=Decimal("5"),
+        charge_kw=Decimal("5"),
+        energy_kwh=Decimal("13.5"),
+        backup_reserve_pct=Decimal("20"),
+    )
+    site = device.site
+    site.utility, site.retail_tariff, site.time_zone = "PLANCO", tariff, zone
+    site.save()
+    return device
+
+
+def test_each_sites_month_starts_at_its_own_local_midnight(program):
+    """A 9 kW spike in Chicago's last June evening hour (04:00-05:00 UTC on 1 July, already July in New York) is
+    June's peak, not July's: a Chicago site planned for 2 July beside a New York site costs what it costs alone."""
+    reference_services.save_tariffs([FLAT_DEMAND])
+    chicago, new_york = battery_at(program, "America/Chicago"), battery_at(program, "America/New_York")
+    now = datetime(2026, 7, 1, 23, 30, tzinfo=UTC)
+    spike = datetime(2026, 6, 30, 23, tzinfo=CHICAGO).astimezone(UTC)
+    for device in (chicago, new_york):
+        hourly(device.site, datetime(2026, 6, 17, tzinfo=UTC), now, lambda at: 9.0 if at == spike else 1.0)
+    day = date(2026, 7, 2)
+    schedules.plan_sites([chicago.site_id], day, now=now)
+    alone = DeviceSchedule.objects.get(device=chicago, day=day).site_cost
+    figures = schedules.plan_sites([chicago.site_id, new_york.site_id], day, now=now)
+    assert figures["sites"] == 2
+    assert DeviceSchedule.objects.get(device=chicago, day=day).site_cost == alone
+    # The July floor is the 1 kW of 1 July so far: the day's demand costs nothing above it.
+    assert alone < 9 * 8
+
+
+def test_a_site_that_cannot_be_planned_is_reported_and_its_batch_planned(program):
+    """One of 20 sites has a car owed 50 kWh in two one-hour windows of a 7 kW charger (its charger was replaced by
+    a smaller one after the need was set): no plan exists for it. The other 19 are planned; the figures name it
+    and why."""
+    reference_services.save_tariffs([TARIFF])
+    now = datetime(2026, 7, 14, 23, tzinfo=UTC)
+    batteries = [battery_at(program, "America/New_York", tariff="TOU") for _ in range(19)]
+    charger = DeviceFactory(
+        device_type="ev_charger", rated_kw=Decimal("7"), charge_kw=None, energy_kwh=None, backup_reserve_pct=None
+    )
+    site = charger.site
+    site.utility, site.retail_tariff, site.time_zone = "PLANCO", "TOU", "America/New_York"
+    site.save()
+    EvChargingNeed.objects.create(device=charger, plug_in_hour=23, ready_by_hour=1, energy_kwh=Decimal("50"))
+    for s in [b.site for b in batteries[:3]] + [site] + [b.site for b in batteries[3:]]:
+        history(s, now)
+    day = date(2026, 7, 15)
+    figures = schedules.plan_sites([b.site_id for b in batteries] + [site.pk], day, now=now)
+    assert (figures["sites"], figures["batteries"], figures["ev_chargers"]) == (19, 19, 0)
+    assert figures["skipped"] == {"plan failed": 1}
+    assert [f["site"] for f in figures["failed"]] == [site.pk] and "infeasible" in figures["failed"][0]["reason"]
+    assert DeviceSchedule.objects.filter(day=day).count() == 19
+    assert not DeviceSchedule.objects.filter(device=charger).exists()

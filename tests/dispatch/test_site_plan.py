@@ -151,3 +151,54 @@ def test_an_ev_charges_what_it_owes_in_its_windows_at_the_cheapest_hours():
     unmanaged = _unmanaged(ev, 0.25)
     assert plan.cost < day_cost(day, np.zeros(96), unmanaged)
     assert day_cost(day, np.zeros(96), kw) == pytest.approx(plan.cost, abs=1e-6)
+
+
+def test_an_export_credit_above_the_import_price_is_bounded_and_never_imports_and_exports_at_once():
+    """Where exporting pays more than importing costs, an LP with import and export as free variables imports and
+    exports without limit at once (unbounded). The meter sees one net flow: the plan either imports or exports in
+    each interval. Hand-checked: 1 kW load both hours, a 2 kW / 2 kWh battery starting full that must end full, a
+    0.5 kWh reserve, export credit 0.30 > import price 0.10 in hour 1. Discharging d kWh in hour 1 and putting it
+    back in hour 2 costs 0.20 for d <= 1 and 0.40 - 0.20 d beyond (the excess exported at 0.30): best at the
+    reserve, d = 1.5, for 0.10 (-0.15 credit for 0.5 kW exported, 0.25 for 2.5 kW imported)."""
+    battery = Battery(power_kw=2, charge_kw=2, energy_kwh=2, reserve_kwh=0.5, soc_kwh=2.0, round_trip=1.0)
+    day = SiteDay(
+        load_kw=np.array([1.0, 1.0]),
+        import_price=np.array([0.10, 0.10]),
+        export_credit=np.array([0.30, 0.05]),
+        step_hours=1.0,
+        batteries=[battery],
+    )
+    plan = plan_batch([day])[0]
+    assert plan.cost == pytest.approx(0.10, abs=1e-9)
+    assert np.all(np.minimum(plan.import_kw, plan.export_kw) <= 1e-9)
+    assert plan.cost == pytest.approx(day_cost(day, plan.battery_kw[0]), abs=1e-9)
+    # Brute force over the battery's output: the plan is the best net-metered day.
+    best = None
+    for actions in itertools.product(np.linspace(-2, 2, 41), repeat=2):
+        energies = simulate(battery, actions, 1.0)
+        if min(energies) < 0.5 - 1e-9 or max(energies) > 2 + 1e-9 or energies[-1] < 2.0 - 1e-9:
+            continue
+        cost = day_cost(day, np.array(actions))
+        best = cost if best is None else min(best, cost)
+    assert plan.cost == pytest.approx(best, abs=1e-6)
+
+
+def test_a_day_that_cannot_be_planned_fails_alone_not_its_batch():
+    """An EV owed more than its charger can give in its window has no plan; the sites solved beside it keep theirs."""
+    from dispatch.site_plan import Ev, PlanFailed, plan_each
+
+    good = realistic_day()[0]
+    hours = np.arange(96) / 4
+    impossible = SiteDay(
+        load_kw=np.ones(96),
+        import_price=np.full(96, 0.1),
+        export_credit=np.zeros(96),
+        step_hours=0.25,
+        batteries=[],
+        evs=[Ev(7.0, hours < 1, hours >= 23, morning_kwh=0.0, evening_kwh=43.0, evening_max_kwh=50.0)],
+    )
+    with pytest.raises(PlanFailed):
+        plan_batch([good, impossible])
+    plans = plan_each([good] * 3 + [impossible] + [good] * 16)
+    assert len(plans) == 20 and isinstance(plans[3], PlanFailed) and "infeasible" in str(plans[3]).lower()
+    assert all(p.cost == pytest.approx(plan_batch([good])[0].cost) for i, p in enumerate(plans) if i != 3)
