@@ -10,6 +10,17 @@ in that order: a device gives all it has until the interval's target plus the
 over-commit margin is met, the last one only what is still missing. The same order
 holds in every interval, so a device tends to serve the whole event or not at all,
 and the burden moves to other customers as a season goes on.
+
+Device limits (`Limits`, where the caller knows them) hold in every allocation: a device
+is either off or at least its minimum kW in an interval (the remainder below it goes to
+the next device); it serves at most its event hours (the least of its per-event maximum,
+what its day and its engine's year have left); once started it runs for at least its
+minimum run; and the devices that inject at one site (batteries, generators, V2G) give
+together no more than the site may export plus the load it has at least. A fill that
+breaks a limit in a device-interval takes that device-interval out and fills again, so
+the need passes down the ranking (a few passes: each takes out every breach it finds).
+Notice and ramp rates are limits on what a device has available in each interval and are
+applied by the caller (dispatch.selectors.candidates).
 """
 
 from dataclasses import dataclass
@@ -26,7 +37,34 @@ ALLOCATED, NOT_NEEDED, OFFLINE, OPTED_OUT, NOT_ENROLLED, NO_HEADROOM, OFF_GRID =
     "no_headroom",
     "off_grid",
 )
+SHORT_NOTICE, RUN_TOO_LONG = "short_notice", "run_too_long"
 MIN_KW = 0.01  # below this a share is not worth a command
+EPS = 1e-9
+MAX_PASSES = 60
+
+
+@dataclass
+class Limits:
+    """Per device; 0 (min kW, min run) or inf (hours) where it has none."""
+
+    min_kw: np.ndarray
+    max_hours: np.ndarray  # event hours it may serve in this event
+    min_run: np.ndarray  # int: once started, at least this many consecutive intervals
+    interval_hours: np.ndarray  # per interval
+    site: np.ndarray | None = None  # int per device: index of its site in `site_cap` (-1: not capped)
+    site_cap: np.ndarray | None = None  # (sites, intervals): kW the site's injecting devices may give together
+
+    @classmethod
+    def none(cls, n: int, interval_hours: np.ndarray) -> "Limits":
+        return cls(np.zeros(n), np.full(n, np.inf), np.zeros(n, dtype=np.int64), np.asarray(interval_hours, float))
+
+    def active(self) -> bool:
+        return bool(
+            (self.min_kw > MIN_KW).any()
+            or np.isfinite(self.max_hours).any()
+            or (self.min_run > 1).any()
+            or (self.site is not None and (self.site >= 0).any())
+        )
 
 
 @dataclass
@@ -39,6 +77,7 @@ class Candidates:
     customer_hours: np.ndarray
     customer_events: np.ndarray
     customer_cost: np.ndarray | None = None  # $/kWh a kWh costs the customer's bill (battery plans); NaN unknown
+    limits: Limits | None = None
 
     @property
     def usable(self) -> np.ndarray:
@@ -72,6 +111,93 @@ def fill(headroom: np.ndarray, need: np.ndarray, ranks: np.ndarray) -> np.ndarra
     return out
 
 
+def _short_runs(given: np.ndarray, min_run: np.ndarray) -> np.ndarray:
+    """Device-intervals in a run of consecutive given intervals shorter than the device's minimum run."""
+    out = np.zeros_like(given)
+    for i in np.flatnonzero((min_run > 1) & given.any(axis=1)):
+        row = np.concatenate([[False], given[i], [False]])
+        edges = np.flatnonzero(row[1:] != row[:-1])
+        for a, b in zip(edges[::2], edges[1::2]):
+            if b - a < min_run[i]:
+                out[i, a:b] = True
+    return out
+
+
+def _over_site_cap(kw: np.ndarray, limits: Limits, ranks: np.ndarray) -> np.ndarray:
+    """kW to take off each device so that no site's injecting devices give more than the site's cap: from the
+    worst-ranked device of the site up."""
+    cut = np.zeros_like(kw)
+    if limits.site is None or limits.site_cap is None:
+        return cut
+    capped = np.flatnonzero(limits.site >= 0)
+    if not len(capped):
+        return cut
+    totals = np.zeros_like(limits.site_cap)
+    np.add.at(totals, limits.site[capped], kw[capped])
+    excess = np.clip(totals - limits.site_cap, 0.0, None)
+    for site, t in zip(*np.nonzero(excess > EPS)):
+        left = excess[site, t]
+        for i in sorted(capped[limits.site[capped] == site], key=lambda d: -ranks[d]):
+            take = min(left, kw[i, t])
+            cut[i, t] += take
+            left -= take
+            if left <= EPS:
+                break
+    return cut
+
+
+def _round_up(kw: np.ndarray, headroom: np.ndarray, need: np.ndarray, ranks: np.ndarray, limits: Limits) -> np.ndarray:
+    """Where a remainder is left that only devices with a larger minimum could give, the best-ranked of them gives
+    its minimum (over the target, rather than short of it); only devices whose other limits the interval keeps."""
+    short = need - kw.sum(axis=0)
+    wanting = np.flatnonzero(short > MIN_KW)
+    if not len(wanting):
+        return kw
+    kw = kw.copy()
+    order = np.argsort(ranks, kind="stable")
+    minimum = limits.min_kw[order]
+    for t in wanting:
+        served = np.cumsum(np.where(kw[order] > 0, limits.interval_hours[None, :], 0.0), axis=1)[:, -1]
+        fits = (
+            (minimum > short[t])
+            & (headroom[order, t] >= minimum)
+            & (kw[order, t] == 0)
+            & (served + limits.interval_hours[t] <= limits.max_hours[order] + EPS)
+            & (limits.min_run[order] <= 1)
+            & ((limits.site[order] < 0) if limits.site is not None else True)
+        )
+        pick = np.flatnonzero(fits)
+        if len(pick):
+            kw[order[pick[0]], t] = minimum[pick[0]]
+    return kw
+
+
+def fill_within_limits(headroom: np.ndarray, need: np.ndarray, ranks: np.ndarray, limits: Limits | None) -> np.ndarray:
+    """fill, then every device-interval that breaks a device's limits is taken out and the need filled again."""
+    kw = fill(headroom, need, ranks)
+    if limits is None or not limits.active() or not kw.size:
+        return kw
+    original, headroom = headroom, headroom.copy()
+    for _ in range(MAX_PASSES):
+        given = kw > 0
+        cum = np.cumsum(np.where(given, limits.interval_hours[None, :], 0.0), axis=1)
+        breach = given & (kw < limits.min_kw[:, None] - EPS)
+        breach |= given & (cum > limits.max_hours[:, None] + EPS)
+        breach |= _short_runs(given & ~breach, limits.min_run)
+        cut = _over_site_cap(np.where(breach, 0.0, kw), limits, ranks)
+        if not breach.any() and not (cut > EPS).any():
+            return _round_up(kw, original, need, ranks, limits)
+        headroom[breach] = 0.0
+        headroom = np.where(cut > EPS, np.clip(kw - cut, 0.0, None), headroom)
+        kw = fill(headroom, need, ranks)
+    # Out of passes: whatever still breaks a limit is dropped (a shortfall, never a device asked beyond its limits).
+    given = kw > 0
+    cum = np.cumsum(np.where(given, limits.interval_hours[None, :], 0.0), axis=1)
+    kw[given & ((kw < limits.min_kw[:, None] - EPS) | (cum > limits.max_hours[:, None] + EPS))] = 0.0
+    kw[_short_runs(kw > 0, limits.min_run)] = 0.0
+    return np.clip(kw - _over_site_cap(kw, limits, ranks), 0.0, None)
+
+
 def allocate(
     c: Candidates, *, targets: np.ndarray, over_commit_pct: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -79,7 +205,7 @@ def allocate(
     ranks = rank(c)
     usable = c.usable
     headroom = np.where(usable[:, None], c.available, 0.0)
-    kw = fill(headroom, np.asarray(targets, dtype=float) * (1 + over_commit_pct / 100.0), ranks)
+    kw = fill_within_limits(headroom, np.asarray(targets, dtype=float) * (1 + over_commit_pct / 100.0), ranks, c.limits)
     return kw, ranks, reasons(c, kw)
 
 
@@ -109,7 +235,16 @@ def top_up(
     headroom[:, :from_interval] = 0.0
     need = np.clip(shortfall, 0.0, None).astype(float)
     need[:from_interval] = 0.0
-    return kw + fill(headroom, need, ranks)
+    added = fill(headroom, need, ranks)
+    if c.limits is None or not c.limits.active():
+        return kw + added
+    # Within limits: the whole allocation is filled again with the devices' present kW kept as a floor.
+    total = np.where(usable[:, None], c.available, 0.0)
+    total[:, :from_interval] = kw[:, :from_interval]
+    need_all = kw.sum(axis=0) + need
+    again = fill_within_limits(total, need_all, ranks, c.limits)
+    again[:, :from_interval] = kw[:, :from_interval]
+    return again
 
 
 def explain(
@@ -140,5 +275,7 @@ def explain(
         OFFLINE: "Offline: not reporting, so not asked.",
         OPTED_OUT: "Opted out for this window (customer or storm watch).",
         NOT_ENROLLED: "Not active in the resource's program.",
+        SHORT_NOTICE: "Needs more notice than the event gave: not asked.",
+        RUN_TOO_LONG: "Its minimum run is longer than the event: not started.",
         OFF_GRID: "Off the grid (islanded or in an outage): serving its own site, so not asked.",
     }[reason]

@@ -181,6 +181,8 @@ class Allocation(models.Model):
         OPTED_OUT = "opted_out", "Opted out by the customer (or a storm watch)"
         NOT_ENROLLED = "not_enrolled", "Not active in the program"
         NO_HEADROOM = "no_headroom", "No kW available for this window"
+        SHORT_NOTICE = "short_notice", "The event starts sooner than the device's notice"
+        RUN_TOO_LONG = "run_too_long", "Its minimum run is longer than the event"
 
     event = models.ForeignKey(
         DispatchEvent, on_delete=models.CASCADE, related_name="allocations", db_index=False

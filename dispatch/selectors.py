@@ -9,7 +9,7 @@ from django.db import connection
 from aggregator.aggregation import capability
 from aggregator.aggregation.selectors import load_fleet
 from dispatch import allocation
-from dispatch.models import DeviceOptOut, DeviceSchedule, DispatchEvent
+from dispatch.models import DeviceOptOut, DeviceSchedule, DeviceSeasonBurden, DispatchEvent
 
 # Current members of the resource, with what allocation needs beside the capability model.
 _JOINS = """
@@ -30,7 +30,42 @@ _EXTRA = (
     "EXISTS (SELECT 1 FROM dispatch_deviceoptout o WHERE o.device_id = d.id AND o.start < %s AND o.end > %s)",
     "coalesce(burden.hours, 0)::float8",
     "coalesce(burden.events, 0)",
+    # The device's own limits (dispatch.allocation.Limits), its output now, its site and the site's export limit.
+    "coalesce(d.min_kw, 0)::float8",
+    "coalesce(d.min_run_minutes, 0)",
+    "coalesce(d.notice_minutes, 0)",
+    "d.ramp_kw_per_minute::float8",
+    "d.max_event_hours_per_day::float8",
+    "d.max_run_hours_per_year::float8",
+    "d.site_id",
+    "s.export_limit_kw::float8",
 )
+_INJECTING = {capability.TYPE_CODE[t] for t in ("battery", "generator", "chp")}
+# Hours each device is already asked for in other live events of the local day (devices with a daily limit).
+_HOURS_TODAY = """
+SELECT a.device_id, sum(extract(epoch FROM least(i."end", day."end") - greatest(i.start, day.start)) / 3600.0)
+FROM dispatch_allocation a
+JOIN dispatch_dispatchevent ev ON ev.id = a.event_id AND ev.state NOT IN ('cancelled', 'failed')
+JOIN enrollment_device d ON d.id = a.device_id JOIN enrollment_site s ON s.id = d.site_id
+CROSS JOIN LATERAL (
+    SELECT date_trunc('day', %(start)s AT TIME ZONE s.time_zone) AT TIME ZONE s.time_zone AS start,
+           (date_trunc('day', %(start)s AT TIME ZONE s.time_zone) + interval '1 day') AT TIME ZONE s.time_zone AS "end"
+) day
+CROSS JOIN LATERAL (
+    SELECT start, "end", row_number() OVER (ORDER BY start) AS n FROM dispatch_eventinterval WHERE event_id = a.event_id
+) i
+WHERE a.device_id = ANY(%(devices)s) AND a.event_id <> %(event)s AND a.kw[i.n] > 0
+  AND i.start < day."end" AND i."end" > day.start
+GROUP BY a.device_id
+"""
+# The site meter's lowest kW by local hour over two weeks: the load a capped site has at least (none: 0).
+_LEAST_LOAD = """
+SELECT r.meter_id, extract(hour FROM r.start AT TIME ZONE s.time_zone)::int, min(r.kwh * 3600 / r.interval_seconds)
+FROM settlement_reading r JOIN enrollment_site s ON s.id = r.meter_id
+WHERE r.meter_kind = 1 AND r.meter_id = ANY(%(sites)s) AND r.start >= %(since)s AND r.start < %(until)s
+  AND r.kwh IS NOT NULL
+GROUP BY 1, 2
+"""
 
 
 def season_of(event: DispatchEvent) -> int:
@@ -46,15 +81,21 @@ def candidates(
     the device. Returns (candidates, fleet, customer ids).
     """
     # The extra columns come before the WHERE in the statement, so their parameters go first.
-    fleet, (customer, enrolled, opted_out, hours, events) = load_fleet(
+    season = season_of(event)
+    fleet, columns = load_fleet(
         where="m.resource_id = %s",
-        params=[window[1], window[0], event.resource.program_id, season_of(event), event.resource_id],
+        params=[window[1], window[0], event.resource.program_id, season, event.resource_id],
         joins=_JOINS,
         extra=_EXTRA,
     )
+    customer, enrolled, opted_out, hours, events = columns[:5]
     available = capability.available_kw(fleet, now=now, instants=instants, event_hours=event.hours)
     limit_by_plans(fleet, instants=instants, event_hours=event.hours, out=available)
     excluded = np.full(len(fleet), None, dtype=object)
+    limits = _device_limits(fleet, columns[5:], event=event, instants=instants, now=now, season=season)
+    excluded[(limits.min_run > 0) & (limits.min_run > len(instants))] = allocation.RUN_TOO_LONG
+    too_soon = _notice_and_ramp(fleet, columns[5:], event=event, instants=instants, now=now, available=available)
+    excluded[too_soon] = allocation.SHORT_NOTICE
     excluded[fleet.online == 0] = allocation.OFFLINE
     excluded[fleet.islanded] = allocation.OFF_GRID
     excluded[opted_out.astype(bool)] = allocation.OPTED_OUT
@@ -66,8 +107,124 @@ def candidates(
         customer_hours=hours.astype(float),
         customer_events=events.astype(np.int64),
         customer_cost=plan_costs(fleet.device_id, window),
+        limits=limits,
     )
     return c, fleet, customer.astype(np.int64)
+
+
+def _floats(values: np.ndarray) -> np.ndarray:
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+
+
+def _interval_hours(event: DispatchEvent, instants: list[datetime]) -> np.ndarray:
+    ends = [*instants[1:], event.end]
+    return np.array([(b - a).total_seconds() / 3600 for a, b in zip(instants, ends)])
+
+
+def _notice_and_ramp(
+    fleet: capability.Fleet,
+    columns: list[np.ndarray],
+    *,
+    event: DispatchEvent,
+    instants: list[datetime],
+    now: datetime,
+    available: np.ndarray,
+) -> np.ndarray:
+    """Lower `available` in place: nothing in intervals that start before a device's notice has run (from when it
+    hears, the later of now and the event's notice), and never more than a device ramps to in an interval (or in
+    the event's ramp time, if longer). Returns which devices' notice leaves them no interval at all."""
+    _, _, notice, ramp = columns[:4]
+    if not len(instants) or not len(fleet):
+        return np.zeros(len(fleet), dtype=bool)
+    heard = max(now, event.notify_at).timestamp()
+    starts = np.array([at.timestamp() for at in instants])
+    notice = notice.astype(float) * 60
+    short = (notice[:, None] > 0) & (starts[None, :] < heard + notice[:, None])
+    available[short] = 0.0
+    ramp = _floats(ramp)
+    minutes = np.maximum(_interval_hours(event, instants) * 60, event.ramp_seconds / 60)
+    ramped = ~np.isnan(ramp)
+    available[ramped] = np.minimum(available[ramped], ramp[ramped, None] * minutes[None, :])
+    return short.all(axis=1)
+
+
+def _device_limits(
+    fleet: capability.Fleet,
+    columns: list[np.ndarray],
+    *,
+    event: DispatchEvent,
+    instants: list[datetime],
+    now: datetime,
+    season: int,
+) -> allocation.Limits:
+    """Each device's limits for this event (dispatch.allocation.Limits): its minimum kW, its minimum run in the
+    event's intervals, the event hours left to it (per event, per local day, per engine year), and its site's cap
+    on what its injecting devices give (export limit + the site's least load at that hour)."""
+    min_kw, min_run, _, _, per_day, per_year, site, export_limit = columns
+    n = len(fleet)
+    hours = _interval_hours(event, instants)
+    limits = allocation.Limits.none(n, hours)
+    if not n:
+        return limits
+    limits.min_kw = min_kw.astype(float)
+    if len(hours):
+        run_minutes = min_run.astype(float)
+        # The fewest intervals covering the run from any start: the whole event when it is longer than the event.
+        lengths = hours * 60
+        need = np.zeros(n, dtype=np.int64)
+        for i in np.flatnonzero(run_minutes > 0):
+            covered = np.cumsum(lengths)
+            need[i] = int(np.searchsorted(covered, run_minutes[i] - 1e-9) + 1)
+        limits.min_run = need
+    per_event = np.where(np.isnan(fleet.max_event_hours), np.inf, fleet.max_event_hours)
+    left = per_event.copy()
+    per_day = _floats(per_day)
+    daily = np.flatnonzero(~np.isnan(per_day))
+    if len(daily):
+        used = dict(
+            _rows(_HOURS_TODAY, {"start": event.start, "devices": fleet.device_id[daily].tolist(), "event": event.pk})
+        )
+        for i in daily:
+            left[i] = min(left[i], max(per_day[i] - float(used.get(int(fleet.device_id[i]), 0.0)), 0.0))
+    per_year = _floats(per_year)
+    yearly = np.flatnonzero(~np.isnan(per_year))
+    if len(yearly):
+        used = dict(
+            DeviceSeasonBurden.objects.filter(
+                device_id__in=fleet.device_id[yearly].tolist(), season=season
+            ).values_list("device_id", "hours")
+        )
+        for i in yearly:
+            left[i] = min(left[i], max(per_year[i] - float(used.get(int(fleet.device_id[i]), 0.0)), 0.0))
+    limits.max_hours = left
+    if fleet.power_kw is not None:  # an engine already running is above its minimum: what it adds has none
+        engines = np.isin(fleet.type_code, [capability.TYPE_CODE["generator"], capability.TYPE_CODE["chp"]])
+        limits.min_kw[engines & (np.nan_to_num(fleet.power_kw) < 0)] = 0.0
+    export_limit = _floats(export_limit)
+    injecting = np.isin(fleet.type_code, list(_INJECTING)) | (
+        (fleet.type_code == capability.TYPE_CODE["ev_charger"]) & fleet.bidirectional
+    )
+    capped = injecting & ~np.isnan(export_limit)
+    if capped.any() and len(instants):
+        sites = np.unique(site[capped].astype(np.int64))
+        index = {int(s): k for k, s in enumerate(sites)}
+        least = _rows(_LEAST_LOAD, {"sites": sites.tolist(), "since": now - timedelta(days=14), "until": now})
+        floor: dict[tuple[int, int], float] = {(int(m), int(h)): max(float(kw), 0.0) for m, h, kw in least}
+        cap = np.zeros((len(sites), len(instants)))
+        zones = {int(s): ZoneInfo(tz) for s, tz in zip(site[capped].astype(np.int64), fleet.time_zone[capped])}
+        limit_of = {int(s): float(x) for s, x in zip(site[capped].astype(np.int64), export_limit[capped])}
+        for s, k in index.items():
+            for t, at in enumerate(instants):
+                cap[k, t] = limit_of[s] + floor.get((s, at.astimezone(zones[s]).hour), 0.0)
+        limits.site = np.where(capped, [index.get(int(x), -1) for x in site.astype(np.int64)], -1).astype(np.int64)
+        limits.site_cap = cap
+    return limits
+
+
+def _rows(sql: str, params: dict) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def plan_costs(device_ids: np.ndarray, window: tuple[datetime, datetime]) -> np.ndarray:

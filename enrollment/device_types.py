@@ -67,6 +67,9 @@ PARAMETERS: dict[str, ParameterSpec] = {
         ParameterSpec("max_event_hours", "decimal", strictly_positive=True, maximum=Decimal(24)),
         ParameterSpec("min_run_minutes", "int", minimum=Decimal(0), maximum=MAX_MINUTES),
         ParameterSpec("notice_minutes", "int", minimum=Decimal(0), maximum=MAX_MINUTES),
+        ParameterSpec("ramp_kw_per_minute", "decimal", strictly_positive=True, maximum=MAX_KW),
+        ParameterSpec("max_event_hours_per_day", "decimal", strictly_positive=True, maximum=Decimal(24)),
+        ParameterSpec("max_run_hours_per_year", "decimal", minimum=Decimal(0), maximum=Decimal(8784)),
         ParameterSpec("fuel", "choice", choices=tuple(Fuel.values)),
     )
 }
@@ -85,16 +88,30 @@ class TypeSpec:
 TYPE_SPECS: dict[str, TypeSpec] = {
     DeviceType.BATTERY: TypeSpec(
         required=frozenset({"charge_kw", "energy_kwh", "backup_reserve_pct"}),
-        optional=frozenset({"round_trip_efficiency_pct"}),
+        optional=frozenset({"round_trip_efficiency_pct", "ramp_kw_per_minute", "notice_minutes"}),
     ),
     DeviceType.SOLAR_PV: TypeSpec(required=frozenset(), optional=frozenset({"array_kw_dc"})),
-    DeviceType.EV_CHARGER: TypeSpec(required=frozenset(), optional=frozenset({"min_kw"})),
-    DeviceType.THERMOSTAT: TypeSpec(required=frozenset({"max_setpoint_offset_f", "max_event_hours"})),
-    DeviceType.WATER_HEATER: TypeSpec(required=frozenset(), optional=frozenset({"max_event_hours"})),
-    DeviceType.GENERATOR: TypeSpec(required=frozenset({"min_run_minutes", "fuel"})),
-    DeviceType.CHP: TypeSpec(required=frozenset({"min_run_minutes", "fuel"})),
+    DeviceType.EV_CHARGER: TypeSpec(
+        required=frozenset(), optional=frozenset({"min_kw", "notice_minutes", "max_event_hours_per_day"})
+    ),
+    DeviceType.THERMOSTAT: TypeSpec(
+        required=frozenset({"max_setpoint_offset_f", "max_event_hours"}),
+        optional=frozenset({"max_event_hours_per_day", "notice_minutes"}),
+    ),
+    DeviceType.WATER_HEATER: TypeSpec(
+        required=frozenset(), optional=frozenset({"max_event_hours", "max_event_hours_per_day", "notice_minutes"})
+    ),
+    DeviceType.GENERATOR: TypeSpec(
+        required=frozenset({"min_run_minutes", "fuel"}),
+        optional=frozenset({"min_kw", "notice_minutes", "ramp_kw_per_minute", "max_run_hours_per_year"}),
+    ),
+    DeviceType.CHP: TypeSpec(
+        required=frozenset({"min_run_minutes", "fuel"}),
+        optional=frozenset({"min_kw", "notice_minutes", "ramp_kw_per_minute", "max_run_hours_per_year"}),
+    ),
     DeviceType.CONTROLLABLE_LOAD: TypeSpec(
-        required=frozenset({"max_event_hours"}), optional=frozenset({"notice_minutes"})
+        required=frozenset({"max_event_hours"}),
+        optional=frozenset({"notice_minutes", "min_kw", "max_event_hours_per_day", "ramp_kw_per_minute"}),
     ),
 }
 

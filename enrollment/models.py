@@ -117,6 +117,13 @@ class Site(models.Model):
     country = models.CharField(max_length=2, default="US")
     latitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
     longitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
+    export_limit_kw = models.DecimalField(
+        max_digits=10,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        help_text="The most the site may export (its interconnection agreement); empty: no limit known.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -132,6 +139,9 @@ class Site(models.Model):
             models.CheckConstraint(
                 condition=Q(longitude__isnull=True) | Q(longitude__gte=-180, longitude__lte=180),
                 name="site_longitude_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(export_limit_kw__isnull=True) | Q(export_limit_kw__gte=0), name="site_export_limit_range"
             ),
         ]
         indexes = [models.Index(fields=["market", "pricing_node"], name="site_market_pnode")]
@@ -212,7 +222,22 @@ class Device(models.Model):
     max_setpoint_offset_f = models.DecimalField(max_digits=4, decimal_places=1, null=True, blank=True)
     max_event_hours = models.DecimalField(max_digits=4, decimal_places=2, null=True, blank=True)
     min_run_minutes = models.PositiveIntegerField(null=True, blank=True)
-    notice_minutes = models.PositiveIntegerField(null=True, blank=True)
+    notice_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Notice it needs: never allocated to an event starting sooner."
+    )
+    ramp_kw_per_minute = models.DecimalField(
+        max_digits=10, decimal_places=3, null=True, blank=True, help_text="How fast it can change its output."
+    )
+    max_event_hours_per_day = models.DecimalField(
+        max_digits=4, decimal_places=2, null=True, blank=True, help_text="Event hours it may serve in a local day."
+    )
+    max_run_hours_per_year = models.DecimalField(
+        max_digits=6,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        help_text="An engine's permitted hours of non-emergency operation a calendar year (its air permit).",
+    )
     fuel = models.CharField(max_length=20, choices=Fuel.choices, null=True, blank=True)
     telemetry_interval_seconds = models.PositiveIntegerField(default=300)
     communication_path = models.CharField(

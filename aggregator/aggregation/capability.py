@@ -14,7 +14,8 @@ assumed to be available:
   local hour (bidirectional: plugged in, since it can discharge); the reported plug state
   replaces the profile for the current hour;
 - water heater: element kW x the share of time the element is on at that local hour;
-- generator / CHP: nameplate; controllable load: its block, limited by max event hours;
+- generator / CHP: nameplate, less the output it already runs at for its site (that output is in the baseline,
+  so it counts nothing extra); controllable load: its block, limited by max event hours;
 - solar PV: 0 (not dispatched for reduction).
 Every device is then derated by its observed delivery ratio in past events, where known.
 
@@ -76,6 +77,7 @@ class Fleet:
     ev_plugged_in: np.ndarray  # float: 1, 0 or NaN
     delivered_ratio: np.ndarray
     islanded: np.ndarray | None = None  # bool: reports it is islanded or in an outage (serving its own site)
+    power_kw: np.ndarray | None = None  # kW it reports now (+ import, - output), NaN unknown
 
     FIELDS = (
         "device_id",
@@ -176,7 +178,8 @@ def available_kw(fleet: Fleet, *, now: datetime, instants: list[datetime], event
     out = np.where(t == TYPE_CODE["thermostat"], rated * HVAC_MONTH[months] * HVAC_HOUR[hours] * duration_share, out)
     out = np.where(t == TYPE_CODE["water_heater"], rated * WATER_HEATER_HOUR[hours] * duration_share, out)
     out = np.where(t == TYPE_CODE["controllable_load"], rated * duration_share, out)
-    out = np.where((t == TYPE_CODE["generator"]) | (t == TYPE_CODE["chp"]), rated, out)
+    engine = (t == TYPE_CODE["generator"]) | (t == TYPE_CODE["chp"])
+    out = np.where(engine, rated, out)
 
     ev_profile = np.where(fleet.bidirectional[:, None], EV_PLUGGED_HOUR[hours], EV_CHARGING_HOUR[hours])
     out = np.where(t == TYPE_CODE["ev_charger"], rated * ev_profile, out)
@@ -193,6 +196,10 @@ def available_kw(fleet: Fleet, *, now: datetime, instants: list[datetime], event
             out[fleet.online == 0, k] = 0.0
             if fleet.islanded is not None:
                 out[fleet.islanded, k] = 0.0  # off the grid, it serves its own site: never dispatched
+    if fleet.power_kw is not None:
+        # An engine already running for its site (its output is in the baseline) adds only what it has left.
+        running = np.clip(-np.nan_to_num(fleet.power_kw), 0.0, None)[:, None]
+        out = np.where(engine, np.clip(out - running, 0.0, None), out)
     stale = ~np.isnan(fleet.last_seen_epoch) & (fleet.last_seen_epoch < (now - STALE_AFTER).timestamp())
     out[stale, :] = 0.0
 

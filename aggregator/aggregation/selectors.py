@@ -17,7 +17,8 @@ SELECT d.id, d.device_type, d.rated_kw::float8, d.energy_kwh::float8, d.backup_r
        CASE WHEN st.device_id IS NULL THEN NULL WHEN st.online THEN 1.0 ELSE 0.0 END,
        extract(epoch FROM st.last_seen_at)::float8, st.state_of_charge_pct::float8,
        CASE WHEN st.ev_plugged_in IS NULL THEN NULL WHEN st.ev_plugged_in THEN 1.0 ELSE 0.0 END,
-       p.delivered_ratio::float8, coalesce(st.grid_status IN ('islanded', 'outage'), false) {extra}
+       p.delivered_ratio::float8, coalesce(st.grid_status IN ('islanded', 'outage'), false),
+       st.power_kw::float8 {extra}
 FROM enrollment_device d
 JOIN enrollment_site s ON s.id = d.site_id
 LEFT JOIN enrollment_devicestatus st ON st.device_id = d.id
@@ -36,7 +37,7 @@ def load_fleet(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    n = len(capability.Fleet.FIELDS) + 1  # and islanded
+    n = len(capability.Fleet.FIELDS) + 2  # and islanded, power now
     columns = list(zip(*rows)) if rows else [()] * (n + len(extra))
     fleet = capability.Fleet(
         device_id=np.array(columns[0], dtype=np.int64),
@@ -54,6 +55,7 @@ def load_fleet(
         ev_plugged_in=np.array(columns[12], dtype=float),
         delivered_ratio=np.array(columns[13], dtype=float),
         islanded=np.array(columns[14], dtype=bool),
+        power_kw=np.array(columns[15], dtype=float),
     )
     return fleet, [np.array(columns[n + i], dtype=object) for i in range(len(extra))]
 
