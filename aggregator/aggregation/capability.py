@@ -12,7 +12,9 @@ assumed to be available:
   device's maximum event hours;
 - EV charger: rated kW x the share of the time a car is plugged in and charging at that
   local hour (bidirectional: plugged in, since it can discharge); the reported plug state
-  replaces the profile for the current hour;
+  replaces the profile for the current hour. A bidirectional charger whose car has a nightly
+  need (EvChargingNeed) gives only what leaves the car its kWh by its ready-by hour, and
+  nothing outside its session: a car that must leave full is not discharged;
 - water heater: element kW x the share of time the element is on at that local hour;
 - generator / CHP: nameplate, less the output it already runs at for its site (that output is in the baseline,
   so it counts nothing extra); controllable load: its block, limited by max event hours;
@@ -78,6 +80,10 @@ class Fleet:
     delivered_ratio: np.ndarray
     islanded: np.ndarray | None = None  # bool: reports it is islanded or in an outage (serving its own site)
     power_kw: np.ndarray | None = None  # kW it reports now (+ import, - output), NaN unknown
+    # An EV charger's nightly need (enrollment.EvChargingNeed): plugged from one local hour, kWh by another; NaN none.
+    ev_plug_in_hour: np.ndarray | None = None
+    ev_ready_by_hour: np.ndarray | None = None
+    ev_need_kwh: np.ndarray | None = None
 
     FIELDS = (
         "device_id",
@@ -183,6 +189,10 @@ def available_kw(fleet: Fleet, *, now: datetime, instants: list[datetime], event
 
     ev_profile = np.where(fleet.bidirectional[:, None], EV_PLUGGED_HOUR[hours], EV_CHARGING_HOUR[hours])
     out = np.where(t == TYPE_CODE["ev_charger"], rated * ev_profile, out)
+    v2g_kw = _v2g_within_need(fleet, hours, instants, duration)
+    if v2g_kw is not None and fleet.ev_need_kwh is not None:
+        has_need = ~np.isnan(fleet.ev_need_kwh)[:, None] & fleet.bidirectional[:, None] & (t == TYPE_CODE["ev_charger"])
+        out = np.where(has_need, v2g_kw, out)
 
     # State now applies to the instants whose hour contains `now` (the first of an hourly
     # forecast; the current interval of an event being re-allocated mid-way).
@@ -191,8 +201,13 @@ def available_kw(fleet: Fleet, *, now: datetime, instants: list[datetime], event
         plugged = fleet.ev_plugged_in
         ev_known = (fleet.type_code == TYPE_CODE["ev_charger"]) & ~np.isnan(plugged)
         ev_now_kw = np.nan_to_num(fleet.rated_kw) * np.where(plugged > 0, np.where(fleet.bidirectional, 1.0, 0.5), 0.0)
+        needed = np.zeros(len(fleet), dtype=bool)
+        if v2g_kw is not None and fleet.ev_need_kwh is not None:
+            needed = ~np.isnan(fleet.ev_need_kwh) & fleet.bidirectional
         for k in current:
-            out[ev_known, k] = ev_now_kw[ev_known]
+            # Plugged in: what the plug state gives, or within its car's need where it has one; unplugged: nothing.
+            now_kw = np.where(needed & (plugged > 0), out[:, k], ev_now_kw)
+            out[ev_known, k] = now_kw[ev_known]
             out[fleet.online == 0, k] = 0.0
             if fleet.islanded is not None:
                 out[fleet.islanded, k] = 0.0  # off the grid, it serves its own site: never dispatched
@@ -205,6 +220,34 @@ def available_kw(fleet: Fleet, *, now: datetime, instants: list[datetime], event
 
     derate = np.where(np.isnan(fleet.delivered_ratio), 1.0, np.clip(fleet.delivered_ratio, 0.0, 1.0))[:, None]
     return out * derate
+
+
+def _v2g_within_need(
+    fleet: Fleet, hours: np.ndarray, instants: list[datetime], duration: float
+) -> npt.NDArray[np.float64] | None:
+    """kW a bidirectional charger's car can give over an event of `duration` hours from each instant and still get
+    its night's kWh by its ready-by hour: (rated kW x the hours left after the event - the kWh it needs) / the
+    event's hours, at most rated kW; nothing outside its session (the car is away) nor when the need takes every
+    hour left (a car that must leave full). Conservative: the need counts in full, as if nothing had charged yet.
+    None when no device has a need."""
+    if fleet.ev_need_kwh is None or fleet.ev_plug_in_hour is None or fleet.ev_ready_by_hour is None:
+        return None
+    if not (~np.isnan(fleet.ev_need_kwh)).any() or not instants:
+        return None
+    plug_in = np.nan_to_num(fleet.ev_plug_in_hour, nan=0.0)[:, None]
+    ready_by = np.nan_to_num(fleet.ev_ready_by_hour, nan=0.0)[:, None]
+    minutes = np.zeros((len(fleet), len(instants)))
+    for name in np.unique(fleet.time_zone):
+        zone = ZoneInfo(name)
+        mask = fleet.time_zone == name
+        minutes[mask] = np.array([t.astimezone(zone).minute / 60.0 for t in instants])
+    clock = hours + minutes  # local hour of day, fractional
+    in_session = (clock >= plug_in) | (clock < ready_by)  # an overnight session: plug-in > ready-by
+    left = np.where(clock >= plug_in, 24.0 - clock + ready_by, ready_by - clock) - duration
+    rated = np.nan_to_num(fleet.rated_kw)[:, None]
+    need = np.nan_to_num(fleet.ev_need_kwh)[:, None]
+    slack = rated * np.clip(left, 0.0, None) - need
+    return np.where(in_session, np.clip(slack / duration, 0.0, rated), 0.0)
 
 
 def explain(fleet: Fleet, kw: np.ndarray, index: int) -> str:

@@ -18,11 +18,12 @@ SELECT d.id, d.device_type, d.rated_kw::float8, d.energy_kwh::float8, d.backup_r
        extract(epoch FROM st.last_seen_at)::float8, st.state_of_charge_pct::float8,
        CASE WHEN st.ev_plugged_in IS NULL THEN NULL WHEN st.ev_plugged_in THEN 1.0 ELSE 0.0 END,
        p.delivered_ratio::float8, coalesce(st.grid_status IN ('islanded', 'outage'), false),
-       st.power_kw::float8 {extra}
+       st.power_kw::float8, need.plug_in_hour::float8, need.ready_by_hour::float8, need.energy_kwh::float8 {extra}
 FROM enrollment_device d
 JOIN enrollment_site s ON s.id = d.site_id
 LEFT JOIN enrollment_devicestatus st ON st.device_id = d.id
 LEFT JOIN aggregator_deviceperformance p ON p.device_id = d.id
+LEFT JOIN enrollment_evchargingneed need ON need.device_id = d.id
 {joins}
 WHERE {where}
 ORDER BY d.id
@@ -37,7 +38,7 @@ def load_fleet(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    n = len(capability.Fleet.FIELDS) + 2  # and islanded, power now
+    n = len(capability.Fleet.FIELDS) + 5  # and islanded, power now, the EV need's three
     columns = list(zip(*rows)) if rows else [()] * (n + len(extra))
     fleet = capability.Fleet(
         device_id=np.array(columns[0], dtype=np.int64),
@@ -56,6 +57,9 @@ def load_fleet(
         delivered_ratio=np.array(columns[13], dtype=float),
         islanded=np.array(columns[14], dtype=bool),
         power_kw=np.array(columns[15], dtype=float),
+        ev_plug_in_hour=np.array(columns[16], dtype=float),
+        ev_ready_by_hour=np.array(columns[17], dtype=float),
+        ev_need_kwh=np.array(columns[18], dtype=float),
     )
     return fleet, [np.array(columns[n + i], dtype=object) for i in range(len(extra))]
 

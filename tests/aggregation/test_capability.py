@@ -197,3 +197,34 @@ def test_explanation_names_the_figures_behind_a_battery():
     assert "state of charge 60%" in text and "20% reserve" in text and "90%" in text
     assert text.endswith(f"{kw[0]:.2f} kW")
     assert math.isclose(kw[0], 13.5 * 0.4 * 0.95 / 4 * 0.9)
+
+
+def v2g_car(need_kwh: float, *, plugged=None):
+    """A 7 kW bidirectional charger whose car is plugged from 18:00 and needs `need_kwh` by 07:00 (New York)."""
+    f = fleet(device("ev_charger", rated_kw=7.0, energy_kwh=None, reserve=None, bidirectional=True, plugged=plugged))
+    f.ev_plug_in_hour, f.ev_ready_by_hour, f.ev_need_kwh = np.array([18.0]), np.array([7.0]), np.array([need_kwh])
+    return f
+
+
+EVENING = datetime(2026, 7, 15, 20, 0, tzinfo=NEW_YORK)  # one hour's event, ten hours left to 07:00 after it
+
+
+@pytest.mark.parametrize(
+    ("need_kwh", "kw"),
+    [
+        (20.0, 7.0),  # 10 h x 7 kW = 70 kWh after the event: 50 to spare, rated 7 kW at most
+        (66.5, 3.5),  # 3.5 kWh to spare over a one-hour event
+        (70.0, 0.0),  # a car that must leave full: every hour left is needed for it
+    ],
+)
+def test_a_v2g_car_gives_only_what_still_lets_it_leave_with_its_need(need_kwh, kw):
+    later = capability.available_kw(v2g_car(need_kwh), now=NOW, instants=[EVENING], event_hours=1.0)
+    assert later[0, 0] == pytest.approx(kw)
+    # Now, plugged in, the same rule holds (not the plug state's rated kW).
+    now = capability.available_kw(v2g_car(need_kwh, plugged=1.0), now=EVENING, instants=[EVENING], event_hours=1.0)
+    assert now[0, 0] == pytest.approx(kw)
+
+
+def test_a_v2g_car_away_from_its_session_gives_nothing():
+    noon = datetime(2026, 7, 15, 12, 0, tzinfo=NEW_YORK)
+    assert capability.available_kw(v2g_car(10.0), now=NOW, instants=[noon], event_hours=1.0)[0, 0] == 0.0
