@@ -114,12 +114,18 @@ def fill(headroom: np.ndarray, need: np.ndarray, ranks: np.ndarray) -> np.ndarra
 def _short_runs(given: np.ndarray, min_run: np.ndarray) -> np.ndarray:
     """Device-intervals in a run of consecutive given intervals shorter than the device's minimum run."""
     out = np.zeros_like(given)
-    for i in np.flatnonzero((min_run > 1) & given.any(axis=1)):
-        row = np.concatenate([[False], given[i], [False]])
-        edges = np.flatnonzero(row[1:] != row[:-1])
-        for a, b in zip(edges[::2], edges[1::2]):
-            if b - a < min_run[i]:
-                out[i, a:b] = True
+    rows = np.flatnonzero((min_run > 1) & given.any(axis=1))
+    if not len(rows):
+        return out
+    g = given[rows]
+    padded = np.pad(g, ((0, 0), (1, 1)))
+    starts = np.nonzero(g & ~padded[:, :-2])  # row-major: each row's runs in order, starts and ends paired
+    ends = np.nonzero(g & ~padded[:, 2:])
+    short = (ends[1] - starts[1] + 1) < min_run[rows][starts[0]]
+    marks = np.zeros((len(rows), g.shape[1] + 1), dtype=np.int64)
+    np.add.at(marks, (starts[0][short], starts[1][short]), 1)
+    np.add.at(marks, (ends[0][short], ends[1][short] + 1), -1)
+    out[rows] = np.cumsum(marks, axis=1)[:, :-1] > 0
     return out
 
 
@@ -153,22 +159,27 @@ def _round_up(kw: np.ndarray, headroom: np.ndarray, need: np.ndarray, ranks: np.
     wanting = np.flatnonzero(short > MIN_KW)
     if not len(wanting):
         return kw
-    kw = kw.copy()
     order = np.argsort(ranks, kind="stable")
-    minimum = limits.min_kw[order]
+    free = (limits.min_kw[order] > MIN_KW) & (limits.min_run[order] <= 1)
+    if limits.site is not None:
+        free &= limits.site[order] < 0
+    devices = order[free]  # in rank order: devices with a minimum and no other limit a single interval could break
+    if not len(devices):
+        return kw
+    kw = kw.copy()
+    minimum = limits.min_kw[devices]
+    served = (kw[devices] > 0) @ limits.interval_hours
     for t in wanting:
-        served = np.cumsum(np.where(kw[order] > 0, limits.interval_hours[None, :], 0.0), axis=1)[:, -1]
         fits = (
             (minimum > short[t])
-            & (headroom[order, t] >= minimum)
-            & (kw[order, t] == 0)
-            & (served + limits.interval_hours[t] <= limits.max_hours[order] + EPS)
-            & (limits.min_run[order] <= 1)
-            & ((limits.site[order] < 0) if limits.site is not None else True)
+            & (headroom[devices, t] >= minimum)
+            & (kw[devices, t] == 0)
+            & (served + limits.interval_hours[t] <= limits.max_hours[devices] + EPS)
         )
         pick = np.flatnonzero(fits)
         if len(pick):
-            kw[order[pick[0]], t] = minimum[pick[0]]
+            kw[devices[pick[0]], t] = minimum[pick[0]]
+            served[pick[0]] += limits.interval_hours[t]
     return kw
 
 
