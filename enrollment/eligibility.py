@@ -23,6 +23,12 @@ class EligibilityFacts:
     retail_programs: frozenset[str]
     excluded_retail_programs: frozenset[str]
     other_open_enrollment: str | None  # the program code of another open enrollment
+    site_der_kw: float = 0.0  # the site's devices' rated kW together (its DER facility)
+    min_der_kw: float = 0.0  # the market's smallest facility
+    utility: str = ""
+    small_utility_without_opt_in: bool = False
+    retail_dr_opted_out: bool = False
+    program_is_demand_response: bool = False
 
 
 def problems(facts: EligibilityFacts) -> list[Problem]:
@@ -73,6 +79,33 @@ def problems(facts: EligibilityFacts) -> list[Problem]:
                 "already_enrolled",
                 f"The device is already enrolled in program {facts.other_open_enrollment}.",
                 "device",
+            )
+        )
+    if facts.min_der_kw > 0 and facts.site_der_kw < facts.min_der_kw:
+        out.append(
+            Problem(
+                "below_minimum_der_size",
+                f"The site's DER facility is {facts.site_der_kw:g} kW; {facts.program_market} takes facilities of "
+                f"at least {facts.min_der_kw:g} kW in an aggregation.",
+                "device.rated_kw",
+            )
+        )
+    if facts.small_utility_without_opt_in:
+        out.append(
+            Problem(
+                "small_utility_not_opted_in",
+                f"{facts.utility} is a small utility (4 million MWh a year or less) whose regulator has not permitted "
+                "its customers' resources in wholesale aggregations (FERC Order 2222).",
+                "site.utility",
+            )
+        )
+    if facts.retail_dr_opted_out and facts.program_is_demand_response:
+        out.append(
+            Problem(
+                "retail_dr_opted_out",
+                f"{facts.utility}'s regulator bars its retail customers' demand response from the wholesale markets "
+                f"(FERC Order 719 opt-out); program {facts.program_code} is demand response.",
+                "site.utility",
             )
         )
     return out

@@ -2,10 +2,10 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
-from aggregator.reference.models import Program
+from aggregator.reference.models import Program, Utility
 from enrollment.eligibility import EligibilityFacts
 from enrollment.lifecycle import OPEN, State
 from enrollment.models import Consent, Device, Enrollment, RetailProgramParticipation, Site
@@ -32,7 +32,7 @@ def eligibility_facts_many(
     devices = list(
         Device.objects.filter(pk__in=list(device_ids))
         .select_related("site__market")
-        .only("pk", "site__customer_id", "site__meter_id", "site__time_zone", "site__market__code")
+        .only("pk", "site__customer_id", "site__meter_id", "site__time_zone", "site__utility", "site__market__code")
     )
     customer_ids = {d.site.customer_id for d in devices}
     consents: dict[int, list[tuple[str, int | None, str]]] = {}
@@ -55,11 +55,22 @@ def eligibility_facts_many(
         .exclude(pk__in=list(ignore_enrollment_ids))
         .values_list("device_id", "program__market__code", "program__code")
     }
+    site_ids = {d.site_id for d in devices}
+    der_kw = {
+        site_id: float(total or 0)
+        for site_id, total in Device.objects.filter(site_id__in=site_ids)
+        .values("site_id")
+        .annotate(total=Sum("rated_kw"))
+        .values_list("site_id", "total")
+    }
+    utilities = {u.name: u for u in Utility.objects.filter(name__in={d.site.utility for d in devices})}
+    is_dr = program.service == Program.Service.DEMAND_RESPONSE
     facts = {}
     for device in devices:
         site = device.site
         held = consents.get(site.customer_id, [])
         today = at.astimezone(site_tz(site)).date()
+        utility = utilities.get(site.utility)
         facts[device.pk] = EligibilityFacts(
             program_code=str(program),
             program_open=program.is_open,
@@ -80,6 +91,12 @@ def eligibility_facts_many(
             ),
             excluded_retail_programs=frozenset(program.excluded_retail_programs),
             other_open_enrollment=other.get(device.pk),
+            site_der_kw=der_kw.get(site.pk, 0.0),
+            min_der_kw=float(program.market.min_der_kw),
+            utility=site.utility,
+            small_utility_without_opt_in=utility is not None and utility.is_small and not utility.small_utility_opt_in,
+            retail_dr_opted_out=utility is not None and utility.retail_dr_opt_out,
+            program_is_demand_response=is_dr,
         )
     return facts
 

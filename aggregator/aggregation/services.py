@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from aggregator.aggregation import capability
@@ -296,6 +297,18 @@ def remove_member(
     return membership
 
 
+INJECTING_TYPES = ("battery", "solar_pv", "generator", "chp")
+
+
+def injection_kw(*, resource: VirtualResource) -> float:
+    """What the resource's current members could inject together: the rated kW of its batteries, solar, engines and
+    bidirectional chargers."""
+    members = Device.objects.filter(memberships__resource=resource, memberships__left_at__isnull=True).filter(
+        Q(device_type__in=INJECTING_TYPES) | Q(device_type="ev_charger", bidirectional=True)
+    )
+    return float(members.aggregate(total=Sum("rated_kw"))["total"] or 0)
+
+
 @transaction.atomic
 def transition(
     *,
@@ -322,6 +335,18 @@ def transition(
                     "capability",
                 )
             )
+        limit = resource.market.max_aggregation_injection_kw
+        if limit is not None:
+            injecting = injection_kw(resource=resource)
+            if injecting > float(limit):
+                raise NotEligible(
+                    Problem(
+                        "above_maximum_injection",
+                        f"Members could inject {injecting:,.1f} kW together, above {resource.market.code}'s maximum "
+                        f"of {float(limit):,.0f} kW for an aggregation.",
+                        "members",
+                    )
+                )
         resource.registered_capability_kw = _kw(kw)
         resource.submitted_at = now
     elif action == "register":

@@ -54,6 +54,19 @@ class Market(models.Model):
         default=5, choices=[(5, "5 minutes"), (15, "15 minutes"), (60, "60 minutes")]
     )
     baseline_methods = ArrayField(models.CharField(max_length=40), default=list, blank=True)
+    min_der_kw = models.DecimalField(
+        max_digits=10,
+        decimal_places=3,
+        default=0,
+        help_text="The smallest DER facility (a site's devices together, kW) an aggregation may include; 0: none.",
+    )
+    max_aggregation_injection_kw = models.DecimalField(
+        max_digits=12,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        help_text="The most an aggregation may inject (its members' injecting kW together); empty: no limit.",
+    )
     # The wholesale side (aggregator.market): how offers are made and telemetry is sent.
     real_time_interval_minutes = models.PositiveSmallIntegerField(
         default=5,
@@ -384,6 +397,42 @@ class OfferDeadline(models.Model):
 
     def __str__(self) -> str:
         return f"{self.market} {self.market_kind} ({self.day_type})"
+
+
+SMALL_UTILITY_MWH = 4_000_000  # FERC Order 2222 (after Order 719): a utility selling at most this a year is small
+
+
+class Utility(models.Model):
+    """A distribution utility as Order 2222 sees it: whether its customers' DERs may join wholesale aggregations.
+
+    A small utility (at most 4 million MWh sold in the preceding fiscal year) needs its retail regulator's
+    permission (opt-in) before its customers' resources may be aggregated; a regulator may also forbid its
+    retail customers' demand response in the wholesale markets (the opt-out Order 719 allows). Sites name their
+    utility in `utility`; a utility with no row here has no known restriction."""
+
+    name = models.CharField(max_length=100, unique=True, help_text="As sites name it in their `utility`.")
+    state = models.CharField(max_length=2, blank=True, help_text="Its retail regulator's state.")
+    annual_sales_mwh = models.DecimalField(
+        max_digits=14, decimal_places=1, null=True, blank=True, help_text="MWh sold in its preceding fiscal year."
+    )
+    small_utility_opt_in = models.BooleanField(
+        default=False, help_text="A small utility's regulator permits its customers' DERs in aggregations."
+    )
+    retail_dr_opt_out = models.BooleanField(
+        default=False, help_text="Its regulator bars its retail customers' demand response from wholesale markets."
+    )
+    source = models.CharField(max_length=200, blank=True, help_text="Where the figures and decisions come from.")
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "utilities"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_small(self) -> bool:
+        return self.annual_sales_mwh is not None and self.annual_sales_mwh <= SMALL_UTILITY_MWH
 
 
 class NetBenefitsPrice(models.Model):
