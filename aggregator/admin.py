@@ -13,7 +13,7 @@ from aggregator.aggregation.models import (
 from aggregator.core.access.models import OperatorToken
 from aggregator.core.admin_inlines import ReadOnlyInline
 from aggregator.core.errors import DomainError
-from aggregator.reference.models import Market, NetBenefitsPrice, OfferDeadline, Program
+from aggregator.reference.models import Market, NetBenefitsPrice, OfferDeadline, Program, Utility
 
 
 class OfferDeadlineInline(admin.TabularInline):
@@ -47,6 +47,14 @@ class NetBenefitsPriceAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         obj.imported_at = timezone.now()
         super().save_model(request, obj, form, change)
+
+
+@admin.register(Utility)
+class UtilityAdmin(admin.ModelAdmin):
+    """Distribution utilities' Order 2222 standing: a small utility's opt-in, a regulator's opt-out of retail DR."""
+
+    list_display = ["name", "state", "annual_sales_mwh", "small_utility_opt_in", "retail_dr_opt_out"]
+    search_fields = ["name"]
 
 
 @admin.register(Program)

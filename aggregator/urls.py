@@ -21,6 +21,8 @@ urlpatterns = [
     path("api/inbound/v1/", include("dispatch.api.inbound_urls")),
     path("api/inbound/v1/", include("aggregator.market.api.inbound_urls")),
     path("api/outbound/v1/", include("aggregator.market.api.outbound_urls")),
+    # The distribution utility's side: utility tokens, its overrides of dispatch in its areas.
+    path("api/utility/v1/", include("dispatch.api.utility_urls")),
     path("openadr3/3.0.1/", include("dispatch.openadr.urls")),
     path("api/", include("aggregator.core.api.urls")),
 ]

@@ -7,7 +7,7 @@ from django.utils import timezone
 from aggregator.aggregation.models import VirtualResource
 from aggregator.core.admin_inlines import ReadOnlyInline
 from aggregator.core.errors import DomainError
-from dispatch import resilience, selectors, services
+from dispatch import overrides, resilience, selectors, services
 from dispatch.models import (
     AllocationRound,
     CustomerNotification,
@@ -18,6 +18,7 @@ from dispatch.models import (
     MarketCredential,
     PushEndpoint,
     StormWatch,
+    UtilityOverride,
 )
 
 
@@ -305,3 +306,25 @@ class StormWatchAdmin(admin.ModelAdmin):
         for watch in queryset:
             resilience.cancel(watch=watch)
         messages.success(request, f"Cancelled {queryset.count()} storm watch(es).")
+
+
+@admin.register(UtilityOverride)
+class UtilityOverrideAdmin(admin.ModelAdmin):
+    """Distribution utilities' blocks and caps (made on /api/utility/v1/overrides); operators see and may cancel
+    them on the utility's word."""
+
+    list_display = ["__str__", "utility", "market", "start", "end", "cap_kw", "created_by_label", "cancelled_at"]
+    list_filter = ["market", "utility"]
+    actions = ["cancel_overrides"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Cancel the selected overrides now")
+    def cancel_overrides(self, request, queryset):
+        for override in queryset:
+            overrides.cancel(override=override)
+        messages.success(request, f"Cancelled {queryset.count()} override(s).")

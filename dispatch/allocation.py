@@ -15,8 +15,9 @@ Device limits (`Limits`, where the caller knows them) hold in every allocation: 
 is either off or at least its minimum kW in an interval (the remainder below it goes to
 the next device); it serves at most its event hours (the least of its per-event maximum,
 what its day and its engine's year have left); once started it runs for at least its
-minimum run; and the devices that inject at one site (batteries, generators, V2G) give
-together no more than the site may export plus the load it has at least. A fill that
+minimum run; the devices that inject at one site (batteries, generators, V2G) give
+together no more than the site may export plus the load it has at least; and the devices
+of an area its distribution utility has capped give together no more than the cap. A fill that
 breaks a limit in a device-interval takes that device-interval out and fills again, so
 the need passes down the ranking (a few passes: each takes out every breach it finds).
 Notice and ramp rates are limits on what a device has available in each interval and are
@@ -37,7 +38,7 @@ ALLOCATED, NOT_NEEDED, OFFLINE, OPTED_OUT, NOT_ENROLLED, NO_HEADROOM, OFF_GRID =
     "no_headroom",
     "off_grid",
 )
-SHORT_NOTICE, RUN_TOO_LONG = "short_notice", "run_too_long"
+SHORT_NOTICE, RUN_TOO_LONG, UTILITY_OVERRIDE = "short_notice", "run_too_long", "utility_override"
 MIN_KW = 0.01  # below this a share is not worth a command
 EPS = 1e-9
 MAX_PASSES = 60
@@ -53,6 +54,8 @@ class Limits:
     interval_hours: np.ndarray  # per interval
     site: np.ndarray | None = None  # int per device: index of its site in `site_cap` (-1: not capped)
     site_cap: np.ndarray | None = None  # (sites, intervals): kW the site's injecting devices may give together
+    area: np.ndarray | None = None  # int per device: index of its utility-capped area in `area_cap` (-1: none)
+    area_cap: np.ndarray | None = None  # (areas, intervals): kW the area's devices may give together
 
     @classmethod
     def none(cls, n: int, interval_hours: np.ndarray) -> "Limits":
@@ -64,6 +67,7 @@ class Limits:
             or np.isfinite(self.max_hours).any()
             or (self.min_run > 1).any()
             or (self.site is not None and (self.site >= 0).any())
+            or (self.area is not None and (self.area >= 0).any())
         )
 
 
@@ -129,27 +133,33 @@ def _short_runs(given: np.ndarray, min_run: np.ndarray) -> np.ndarray:
     return out
 
 
-def _over_site_cap(kw: np.ndarray, limits: Limits, ranks: np.ndarray) -> np.ndarray:
-    """kW to take off each device so that no site's injecting devices give more than the site's cap: from the
-    worst-ranked device of the site up."""
+def _over_cap(kw: np.ndarray, group: np.ndarray | None, cap: np.ndarray | None, ranks: np.ndarray) -> np.ndarray:
+    """kW to take off each device so that no group's devices give more than the group's cap: from the worst-ranked
+    device of the group up."""
     cut = np.zeros_like(kw)
-    if limits.site is None or limits.site_cap is None:
+    if group is None or cap is None:
         return cut
-    capped = np.flatnonzero(limits.site >= 0)
+    capped = np.flatnonzero(group >= 0)
     if not len(capped):
         return cut
-    totals = np.zeros_like(limits.site_cap)
-    np.add.at(totals, limits.site[capped], kw[capped])
-    excess = np.clip(totals - limits.site_cap, 0.0, None)
-    for site, t in zip(*np.nonzero(excess > EPS)):
-        left = excess[site, t]
-        for i in sorted(capped[limits.site[capped] == site], key=lambda d: -ranks[d]):
-            take = min(left, kw[i, t])
+    totals = np.zeros_like(cap)
+    np.add.at(totals, group[capped], kw[capped])
+    excess = np.clip(totals - cap, 0.0, None)
+    for g, t in zip(*np.nonzero(excess > EPS)):
+        left = excess[g, t]
+        for i in sorted(capped[group[capped] == g], key=lambda d: -ranks[d]):
+            take = min(left, kw[i, t] - cut[i, t])
             cut[i, t] += take
             left -= take
             if left <= EPS:
                 break
     return cut
+
+
+def _over_caps(kw: np.ndarray, limits: Limits, ranks: np.ndarray) -> np.ndarray:
+    """What the site caps (injecting devices) and then the area caps (utility overrides) take off."""
+    cut = _over_cap(kw, limits.site, limits.site_cap, ranks)
+    return cut + _over_cap(np.clip(kw - cut, 0.0, None), limits.area, limits.area_cap, ranks)
 
 
 def _round_up(kw: np.ndarray, headroom: np.ndarray, need: np.ndarray, ranks: np.ndarray, limits: Limits) -> np.ndarray:
@@ -161,8 +171,9 @@ def _round_up(kw: np.ndarray, headroom: np.ndarray, need: np.ndarray, ranks: np.
         return kw
     order = np.argsort(ranks, kind="stable")
     free = (limits.min_kw[order] > MIN_KW) & (limits.min_run[order] <= 1)
-    if limits.site is not None:
-        free &= limits.site[order] < 0
+    for group in (limits.site, limits.area):
+        if group is not None:
+            free &= group[order] < 0
     devices = order[free]  # in rank order: devices with a minimum and no other limit a single interval could break
     if not len(devices):
         return kw
@@ -195,7 +206,7 @@ def fill_within_limits(headroom: np.ndarray, need: np.ndarray, ranks: np.ndarray
         breach = given & (kw < limits.min_kw[:, None] - EPS)
         breach |= given & (cum > limits.max_hours[:, None] + EPS)
         breach |= _short_runs(given & ~breach, limits.min_run)
-        cut = _over_site_cap(np.where(breach, 0.0, kw), limits, ranks)
+        cut = _over_caps(np.where(breach, 0.0, kw), limits, ranks)
         if not breach.any() and not (cut > EPS).any():
             return _round_up(kw, original, need, ranks, limits)
         headroom[breach] = 0.0
@@ -206,7 +217,7 @@ def fill_within_limits(headroom: np.ndarray, need: np.ndarray, ranks: np.ndarray
     cum = np.cumsum(np.where(given, limits.interval_hours[None, :], 0.0), axis=1)
     kw[given & ((kw < limits.min_kw[:, None] - EPS) | (cum > limits.max_hours[:, None] + EPS))] = 0.0
     kw[_short_runs(kw > 0, limits.min_run)] = 0.0
-    return np.clip(kw - _over_site_cap(kw, limits, ranks), 0.0, None)
+    return np.clip(kw - _over_caps(kw, limits, ranks), 0.0, None)
 
 
 def allocate(
@@ -288,5 +299,6 @@ def explain(
         NOT_ENROLLED: "Not active in the resource's program.",
         SHORT_NOTICE: "Needs more notice than the event gave: not asked.",
         RUN_TOO_LONG: "Its minimum run is longer than the event: not started.",
+        UTILITY_OVERRIDE: "Its distribution utility blocked dispatch in its area for this window.",
         OFF_GRID: "Off the grid (islanded or in an outage): serving its own site, so not asked.",
     }[reason]

@@ -183,6 +183,7 @@ class Allocation(models.Model):
         NO_HEADROOM = "no_headroom", "No kW available for this window"
         SHORT_NOTICE = "short_notice", "The event starts sooner than the device's notice"
         RUN_TOO_LONG = "run_too_long", "Its minimum run is longer than the event"
+        UTILITY_OVERRIDE = "utility_override", "Its distribution utility blocked dispatch in its area"
 
     event = models.ForeignKey(
         DispatchEvent, on_delete=models.CASCADE, related_name="allocations", db_index=False
@@ -470,3 +471,50 @@ class StormWatch(models.Model):
 
     def __str__(self) -> str:
         return f"storm watch {self.pk}: {self.zone or ', '.join(self.pricing_nodes)} {self.start:%Y-%m-%d %H:%M}"
+
+
+class UtilityCredential(HashedToken):
+    """A distribution utility's token for its overrides API (`utl_...`, /api/utility/v1/)."""
+
+    utility = models.ForeignKey("aggregator.Utility", on_delete=models.CASCADE, related_name="+")
+
+    def __str__(self) -> str:
+        return f"{self.utility_id} {self.key_id}"
+
+
+class UtilityOverride(models.Model):
+    """A distribution utility blocks (cap empty) or caps dispatch of its customers' devices in an area for a window
+    (a feeder outage, a switching order, a loaded substation). Allocation respects it (dispatch.selectors) and the
+    event page says which kW it took."""
+
+    utility = models.ForeignKey("aggregator.Utility", on_delete=models.PROTECT, related_name="overrides")
+    market = models.ForeignKey("aggregator.Market", on_delete=models.PROTECT, related_name="+")
+    zone = models.CharField(max_length=64, blank=True, help_text="The market zone of the area, or…")
+    pricing_nodes = ArrayField(models.CharField(max_length=64), default=list, blank=True, help_text="…its nodes.")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    cap_kw = models.DecimalField(
+        max_digits=12,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        help_text="kW the area's devices may give together; empty: none (blocked).",
+    )
+    reason = models.CharField(max_length=200)
+    created_by_label = models.CharField(max_length=150)
+    created_at = models.DateTimeField(default=timezone.now)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-start"]
+        constraints = [
+            models.CheckConstraint(condition=Q(end__gt=F("start")), name="utility_override_window"),
+            models.CheckConstraint(
+                condition=Q(cap_kw__isnull=True) | Q(cap_kw__gte=0), name="utility_override_cap_range"
+            ),
+        ]
+        indexes = [models.Index(fields=["market", "end"], name="utility_override_market_end")]
+
+    def __str__(self) -> str:
+        what = "blocks" if self.cap_kw is None else f"caps at {self.cap_kw} kW"
+        return f"{self.utility} {what} {self.zone or ', '.join(self.pricing_nodes)} {self.start:%Y-%m-%d %H:%M}"

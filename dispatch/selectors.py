@@ -8,7 +8,7 @@ from django.db import connection
 
 from aggregator.aggregation import capability
 from aggregator.aggregation.selectors import load_fleet
-from dispatch import allocation
+from dispatch import allocation, overrides
 from dispatch.models import DeviceOptOut, DeviceSchedule, DeviceSeasonBurden, DispatchEvent
 
 # Current members of the resource, with what allocation needs beside the capability model.
@@ -96,6 +96,9 @@ def candidates(
     excluded[(limits.min_run > 0) & (limits.min_run > len(instants))] = allocation.RUN_TOO_LONG
     too_soon = _notice_and_ramp(fleet, columns[5:], event=event, instants=instants, now=now, available=available)
     excluded[too_soon] = allocation.SHORT_NOTICE
+    excluded[_utility_overrides(fleet, event=event, instants=instants, available=available, limits=limits)] = (
+        allocation.UTILITY_OVERRIDE
+    )
     excluded[fleet.online == 0] = allocation.OFFLINE
     excluded[fleet.islanded] = allocation.OFF_GRID
     excluded[opted_out.astype(bool)] = allocation.OPTED_OUT
@@ -219,6 +222,40 @@ def _device_limits(
         limits.site = np.where(capped, [index.get(int(x), -1) for x in site.astype(np.int64)], -1).astype(np.int64)
         limits.site_cap = cap
     return limits
+
+
+def _utility_overrides(
+    fleet: capability.Fleet,
+    *,
+    event: DispatchEvent,
+    instants: list[datetime],
+    available: np.ndarray,
+    limits: allocation.Limits,
+) -> np.ndarray:
+    """Apply the distribution utilities' overrides over the event (dispatch.overrides): a blocked device has nothing
+    in the intervals the window covers; a capped area's devices share its cap (limits.area). Returns which devices
+    a block leaves no interval at all."""
+    blocked = np.zeros(available.shape, dtype=bool)
+    if not len(fleet) or not instants:
+        return np.zeros(len(fleet), dtype=bool)
+    starts = np.array([at.timestamp() for at in instants])
+    ends = np.array([*starts[1:], event.end.timestamp()])
+    area = np.full(len(fleet), -1, dtype=np.int64)
+    caps = []
+    for override in overrides.in_effect(market_id=event.resource.market_id, start=event.start, end=event.end):
+        covered = (starts < override.end.timestamp()) & (ends > override.start.timestamp())
+        if not covered.any():
+            continue
+        members = np.isin(fleet.device_id, overrides.area_devices(override))
+        if override.cap_kw is None:
+            blocked[np.ix_(members, covered)] = True
+        else:
+            area[members] = len(caps)
+            caps.append(np.where(covered, float(override.cap_kw), np.inf))
+    available[blocked] = 0.0
+    if caps:
+        limits.area, limits.area_cap = area, np.array(caps)
+    return blocked.all(axis=1) & blocked.any(axis=1)
 
 
 def _rows(sql: str, params: dict) -> list[tuple]:

@@ -20,6 +20,7 @@ KINDS = {
     "dev": "device",
     "gw": "gateway",
     "mkt": "market",
+    "utl": "distribution utility",
     "oac": "OpenADR client secret",
     "oat": "OpenADR access token",
 }

@@ -28,7 +28,7 @@ from aggregator.core.redis_client import client
 from aggregator.core.workers import live_workers
 from aggregator.reference.models import Market
 from aggregator.web import health as probes
-from dispatch import resilience, selectors, services
+from dispatch import overrides, resilience, selectors, services
 from dispatch.models import DispatchEvent, StormWatch
 from settlement import pages
 from settlement.models import SettlementRun
@@ -269,6 +269,7 @@ def _event_context(item, selectors) -> dict:
         "trouble": trouble,
         "zone": zone,
         "runs": runs,
+        "overrides": overrides.for_event(item),
         "section": "events",
         "live": item.state in ("scheduled", "notified", "active"),
         "now": datetime.now(UTC),
