@@ -184,7 +184,10 @@ class TelemetrySample(models.Model):
     """A resource's aggregated real-time kW at one scan, from its members' heartbeats."""
 
     id = models.BigAutoField(primary_key=True)
-    resource = models.ForeignKey("aggregator.VirtualResource", on_delete=models.CASCADE, related_name="+")
+    # No index of its own: the unique (resource, at) index leads with it.
+    resource = models.ForeignKey(
+        "aggregator.VirtualResource", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     at = models.DateTimeField()
     kw = models.FloatField(help_text="Sum of reporting members' kW (positive: consumption).")
     devices_reporting = models.PositiveIntegerField()

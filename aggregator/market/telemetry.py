@@ -205,7 +205,8 @@ def push(*, market: Market, at: datetime) -> PushOutcome:
 
     The outcome is recorded on each scan (push_state, push_attempts, pushed_at, push_error): a failed scan's
     samples go again with the next push while inside the window, then the scan is marked expired; the market
-    has moved on, and a value that old is not worth sending."""
+    has moved on, and a value that old is not worth sending. Not one transaction on purpose: the claim (state
+    sending) commits before the request goes, so a second pusher of the market takes none of them meanwhile."""
     window_start = at - timedelta(seconds=settings.MARKET_TELEMETRY_PUSH_WINDOW_SECONDS)
     open_states = [PUSH.PENDING, PUSH.FAILED]
     TelemetryScan.objects.filter(
@@ -229,6 +230,7 @@ def push(*, market: Market, at: datetime) -> PushOutcome:
         return PushOutcome(scans=0, samples=0, error=None)
     rows = (
         TelemetrySample.objects.filter(resource__market=market, at__in=list(claimed.values()))
+        .exclude(resource__market_resource_id="")  # the market could not tell whose it was
         .order_by("at", "resource_id")
         .values_list(*WIRE_FIELDS)
     )
