@@ -284,11 +284,18 @@ CELERY_BEAT_SCHEDULE = {
     "dispatch-closed-loop": {"task": "dispatch.tasks.closed_loop", "schedule": 30},
     "settlement-runs-due": {"task": "settlement.tasks.settle_due", "schedule": 3600},
     "battery-schedules-due": {"task": "dispatch.tasks.plan_due_schedules", "schedule": 15 * 60},
+    "market-telemetry-prune": {"task": "aggregator.market.tasks.prune_telemetry", "schedule": 3600},
 }
 # Settlement: the initial run waits this long after an event for the meter data to arrive;
 # events this recent are re-checked for late or corrected data, and resettled when it changed.
 SETTLEMENT_METER_DATA_DAYS = int(os.environ.get("SETTLEMENT_METER_DATA_DAYS", "2"))
 SETTLEMENT_RESETTLE_DAYS = int(os.environ.get("SETTLEMENT_RESETTLE_DAYS", "60"))
+
+# Telemetry to the market (aggregator.market.telemetry): how long samples are kept, and a push's timeout and
+# how long a failed push's samples are sent again with later ones.
+MARKET_TELEMETRY_KEEP_DAYS = int(os.environ.get("MARKET_TELEMETRY_KEEP_DAYS", "35"))
+MARKET_TELEMETRY_PUSH_TIMEOUT_SECONDS = float(os.environ.get("MARKET_TELEMETRY_PUSH_TIMEOUT_SECONDS", "3"))
+MARKET_TELEMETRY_PUSH_WINDOW_SECONDS = int(os.environ.get("MARKET_TELEMETRY_PUSH_WINDOW_SECONDS", "60"))
 
 # Customer notification channels (dispatch.notifications); in-app is always recorded. The
 # email channel sends through Django's default mailer (configure MAILERS per deployment).

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Started by `make run` inside deploy/devservices.py's environment: prepare the
-# database, seed the demo fleet once, then run web, worker, beat and the simulated
-# device fleet (deploy/Procfile.local; production runs deploy/Procfile, without it).
+# database, seed the demo fleet once, then run web, worker, beat, the market telemetry
+# stream and the simulated device fleet (deploy/Procfile.local; production runs deploy/Procfile, without it).
 set -eu
 PY="${VENV:-.venv}/bin/python"
 export PATH="$(dirname "$PY"):$PATH"

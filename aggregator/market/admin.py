@@ -3,7 +3,7 @@ records, changed only through the market's services (the console's Market page a
 
 from django.contrib import admin
 
-from aggregator.market.models import Award, Forecast, MarketConnection, Offer, TelemetrySample
+from aggregator.market.models import Award, Forecast, MarketConnection, Offer, TelemetrySample, TelemetryScan
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -43,3 +43,11 @@ class AwardAdmin(ReadOnly):
 class TelemetrySampleAdmin(ReadOnly):
     list_display = ["resource", "at", "kw", "devices_reporting", "devices_expected", "quality"]
     list_filter = ["quality"]
+
+
+@admin.register(TelemetryScan)
+class TelemetryScanAdmin(ReadOnly):
+    """Each scan of a market and what became of its push (a failed push's error is here)."""
+
+    list_display = ["market", "at", "samples", "push_state", "push_attempts", "pushed_at", "push_error"]
+    list_filter = ["market", "push_state"]

@@ -10,6 +10,7 @@ settlement. Offers are versioned and immutable once submitted: an edit is a new 
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -183,7 +184,10 @@ class TelemetrySample(models.Model):
     """A resource's aggregated real-time kW at one scan, from its members' heartbeats."""
 
     id = models.BigAutoField(primary_key=True)
-    resource = models.ForeignKey("aggregator.VirtualResource", on_delete=models.CASCADE, related_name="+")
+    # No index of its own: the unique (resource, at) index leads with it.
+    resource = models.ForeignKey(
+        "aggregator.VirtualResource", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     at = models.DateTimeField()
     kw = models.FloatField(help_text="Sum of reporting members' kW (positive: consumption).")
     devices_reporting = models.PositiveIntegerField()
@@ -193,6 +197,43 @@ class TelemetrySample(models.Model):
     class Meta:
         ordering = ["resource_id", "-at"]
         constraints = [models.UniqueConstraint(fields=["resource", "at"], name="telemetry_sample_unique")]
+        # Samples arrive in time order, so a block range index on `at` is a few pages for millions of rows: what
+        # the retention prune needs to find the oldest rows (the unique index serves reads by resource and time).
+        indexes = [BrinIndex(fields=["at"], name="telemetry_sample_at_brin", pages_per_range=32)]
+
+
+class TelemetryScan(models.Model):
+    """One scan of a market's resources at an instant of its scan grid, and what became of its push.
+
+    The row is the scan's claim: it is inserted in the same statement as the scan's samples, once per market and
+    instant, so a repeated or concurrent scan of that instant writes nothing. An instant with no row was missed
+    (the scanner was down or late past it); it is never filled in afterwards.
+    """
+
+    class Push(models.TextChoices):
+        NOT_CONFIGURED = "none", "No push configured"
+        PENDING = "pending", "Waiting to be pushed"
+        SENDING = "sending", "Being pushed"
+        SENT = "sent", "Pushed"
+        FAILED = "failed", "Push failed (sent again with the next push while recent)"
+        EXPIRED = "expired", "Never pushed: too old to send"
+
+    id = models.BigAutoField(primary_key=True)
+    market = models.ForeignKey("aggregator.Market", on_delete=models.CASCADE, related_name="+")
+    at = models.DateTimeField(help_text="The grid instant the samples stand for.")
+    scanned_at = models.DateTimeField(help_text="When the scan ran (a little after `at`).")
+    samples = models.PositiveIntegerField(default=0)
+    push_state = models.CharField(max_length=8, choices=Push.choices)
+    push_attempts = models.PositiveSmallIntegerField(default=0)
+    pushed_at = models.DateTimeField(null=True, blank=True)
+    push_error = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["market_id", "-at"]
+        constraints = [models.UniqueConstraint(fields=["market", "at"], name="telemetry_scan_unique")]
+
+    def __str__(self) -> str:
+        return f"telemetry scan of {self.market_id} at {self.at:%Y-%m-%d %H:%M:%S}"
 
 
 class MarketConnection(models.Model):

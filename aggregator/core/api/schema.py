@@ -38,7 +38,10 @@ class MarketTokenScheme(OpenApiAuthenticationExtension):
             "type": "http",
             "scheme": "bearer",
             "bearerFormat": "mkt_<key id>_<secret>",
-            "description": "Market or utility token (`manage.py issue_market_token`): sends dispatch instructions.",
+            "description": (
+                "Market or utility token (`manage.py issue_market_token`): sends dispatch instructions; a market's "
+                "own token also reads its resources' telemetry."
+            ),
         }
 
 

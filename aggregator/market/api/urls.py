@@ -1,7 +1,13 @@
 """The market side's operator API (under /api/v1/market/)."""
 
+from django.urls import path
 from rest_framework.routers import SimpleRouter
+
+from aggregator.market.api import telemetry_views
 
 router = SimpleRouter()
 
 urlpatterns = router.urls
+urlpatterns += [
+    path("telemetry", telemetry_views.OperatorTelemetryView.as_view(), name="market-telemetry"),
+]
