@@ -45,6 +45,22 @@ class MarketTokenScheme(OpenApiAuthenticationExtension):
         }
 
 
+class UtilityTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "dispatch.api.utility.UtilityTokenAuthentication"
+    name = "utilityToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "utl_<key id>_<secret>",
+            "description": (
+                "A distribution utility's token (`manage.py issue_utility_token`): blocks or caps dispatch of its "
+                "own customers' devices in an area for a window."
+            ),
+        }
+
+
 # Every refusal is the one error body (aggregator.core.api.errors); these are the statuses any operation can
 # answer through the shared plumbing (authentication, permissions, validation, lookups, domain rules, outages),
 # documented once here rather than on each view. An operation's own description of a status wins.
