@@ -284,6 +284,7 @@ CELERY_BEAT_SCHEDULE = {
     "dispatch-closed-loop": {"task": "dispatch.tasks.closed_loop", "schedule": 30},
     "settlement-runs-due": {"task": "settlement.tasks.settle_due", "schedule": 3600},
     "battery-schedules-due": {"task": "dispatch.tasks.plan_due_schedules", "schedule": 15 * 60},
+    "market-awards-poll": {"task": "aggregator.market.tasks.poll_awards", "schedule": 30},
 }
 # Settlement: the initial run waits this long after an event for the meter data to arrive;
 # events this recent are re-checked for late or corrected data, and resettled when it changed.

@@ -3,7 +3,7 @@ records, changed only through the market's services (the console's Market page a
 
 from django.contrib import admin
 
-from aggregator.market.models import Award, Forecast, MarketConnection, Offer, TelemetrySample
+from aggregator.market.models import Award, Forecast, MarketConnection, Offer, RefusedAward, TelemetrySample
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -43,3 +43,9 @@ class AwardAdmin(ReadOnly):
 class TelemetrySampleAdmin(ReadOnly):
     list_display = ["resource", "at", "kw", "devices_reporting", "devices_expected", "quality"]
     list_filter = ["quality"]
+
+
+@admin.register(RefusedAward)
+class RefusedAwardAdmin(ReadOnly):
+    list_display = ["award_ref", "offer_ref", "market", "times_seen", "last_seen_at"]
+    list_filter = ["market"]

@@ -1,1 +1,15 @@
 """The market side's Celery tasks: thin (load ids, call a service)."""
+
+from celery import shared_task
+
+from aggregator.market import awards
+
+
+@shared_task(acks_late=True)
+def poll_awards() -> dict[str, int]:
+    """Beat: take in the awards every connected market's adapter has published since the last poll."""
+    taken = {}
+    for connection in awards.pollable_connections().select_related("market"):
+        result = awards.poll_awards(connection=connection)
+        taken[connection.market.code] = result.new
+    return taken

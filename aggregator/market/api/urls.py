@@ -2,6 +2,10 @@
 
 from rest_framework.routers import SimpleRouter
 
+from aggregator.market.api.award_views import AwardViewSet, RefusedAwardViewSet
+
 router = SimpleRouter()
+router.register("awards", AwardViewSet, basename="market-award")
+router.register("refused-awards", RefusedAwardViewSet, basename="market-refused-award")
 
 urlpatterns = router.urls
