@@ -39,7 +39,9 @@ def make_resource(energy_program):
             by="test",
         )
         ResourceMembership.objects.bulk_create(ResourceMembership(resource=resource, device=d) for d in devices)
-        VirtualResource.objects.filter(pk=resource.pk).update(state="registered", market_resource_id=f"PJM-{resource.pk}")
+        VirtualResource.objects.filter(pk=resource.pk).update(
+            state="registered", market_resource_id=f"PJM-{resource.pk}"
+        )
         resource.refresh_from_db()
         return resource
 

@@ -191,9 +191,7 @@ def test_the_same_award_again_is_the_same_award_and_other_content_under_its_id_i
     assert DispatchEvent.objects.get().intervals.get().target_kw == D("120.000")
 
 
-def test_an_award_must_name_one_of_our_submitted_offers_of_this_market_and_resource(
-    offer, make_resource, make_offer
-):
+def test_an_award_must_name_one_of_our_submitted_offers_of_this_market_and_resource(offer, make_resource, make_offer):
     start = offer.window_start
     client = market_client()
     interval = [(start + 17 * HOUR, 100, 95)]
@@ -265,7 +263,9 @@ def test_a_refused_event_refuses_the_award(make_resource, make_offer):
     resource.program.save()
     offer = make_offer(resource, tomorrow_at(0), hours=24, max_kw=300, segments=((300, 40),))
 
-    response = market_client().post(AWARDS, award_body(offer, [(offer.window_start + 17 * HOUR, 250, 95)]), format="json")
+    response = market_client().post(
+        AWARDS, award_body(offer, [(offer.window_start + 17 * HOUR, 250, 95)]), format="json"
+    )
 
     assert response.status_code == 422
     assert fields_of(response) == [("intervals[0].target_kw", "above_capability")]
@@ -284,7 +284,9 @@ def test_an_operator_test_in_the_awarded_window_yields_to_the_award_and_a_utilit
     )
     client = market_client()
 
-    taken = client.post(AWARDS, award_body(offer, [(start + 17 * HOUR, 100, 95), (start + 18 * HOUR, 100, 95)]), format="json")
+    taken = client.post(
+        AWARDS, award_body(offer, [(start + 17 * HOUR, 100, 95), (start + 18 * HOUR, 100, 95)]), format="json"
+    )
 
     assert taken.status_code == 201, taken.content
     test_event.refresh_from_db()
@@ -292,7 +294,12 @@ def test_an_operator_test_in_the_awarded_window_yields_to_the_award_and_a_utilit
     assert "DA-1" in test_event.transitions.get(action="cancel").reason
 
     utility = dispatch.create_event(
-        resource=offer.resource, source="utility_call", start=start + 21 * HOUR, end=start + 22 * HOUR, target_kw=50, by="utility"
+        resource=offer.resource,
+        source="utility_call",
+        start=start + 21 * HOUR,
+        end=start + 22 * HOUR,
+        target_kw=50,
+        by="utility",
     )
     refused = client.post(AWARDS, award_body(offer, [(start + 21 * HOUR, 100, 95)], award_id="DA-2"), format="json")
 
@@ -302,9 +309,7 @@ def test_an_operator_test_in_the_awarded_window_yields_to_the_award_and_a_utilit
     assert utility.state == "scheduled" and Award.objects.count() == 1
 
 
-def test_a_real_time_award_inside_a_day_ahead_award_replaces_its_event_with_the_rest_of_its_schedule(
-    offer, make_offer
-):
+def test_a_real_time_award_inside_a_day_ahead_award_replaces_its_event_with_the_rest_of_its_schedule(offer, make_offer):
     start = offer.window_start
     client = market_client()
     day_ahead = client.post(
@@ -355,9 +360,7 @@ def test_a_real_time_award_while_the_day_ahead_event_runs_takes_over_from_now(of
 
     with time_machine.travel(now, tick=False):
         dispatch.advance(event_id=Award.objects.get().event_id, now=now)
-        real_time = client.post(
-            AWARDS, award_body(rt_offer, [(rt_start, 140, 130)], award_id="RT-4"), format="json"
-        )
+        real_time = client.post(AWARDS, award_body(rt_offer, [(rt_start, 140, 130)], award_id="RT-4"), format="json")
 
     assert real_time.status_code == 201, real_time.content
     second = Award.objects.get(award_ref="RT-4").event
