@@ -242,6 +242,8 @@ SPECTACULAR_SETTINGS = {
         "ScopeKindEnum": "aggregator.aggregation.models.ScopeKind",
         "EventStateEnum": "dispatch.models.EventState",
         "SettlementRunKindEnum": "settlement.models.SettlementRun.Kind",
+        "EventSourceEnum": "dispatch.models.DispatchEvent.Source",
+        "AwardSourceEnum": "aggregator.market.models.Award.Source",
     },
 }
 
