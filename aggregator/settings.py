@@ -242,6 +242,8 @@ SPECTACULAR_SETTINGS = {
         "ScopeKindEnum": "aggregator.aggregation.models.ScopeKind",
         "EventStateEnum": "dispatch.models.EventState",
         "SettlementRunKindEnum": "settlement.models.SettlementRun.Kind",
+        "EventSourceEnum": "dispatch.models.DispatchEvent.Source",
+        "AwardSourceEnum": "aggregator.market.models.Award.Source",
     },
 }
 
@@ -285,6 +287,7 @@ CELERY_BEAT_SCHEDULE = {
     "settlement-runs-due": {"task": "settlement.tasks.settle_due", "schedule": 3600},
     "battery-schedules-due": {"task": "dispatch.tasks.plan_due_schedules", "schedule": 15 * 60},
     "market-telemetry-prune": {"task": "aggregator.market.tasks.prune_telemetry", "schedule": 3600},
+    "market-awards-poll": {"task": "aggregator.market.tasks.poll_awards", "schedule": 30},
 }
 # Settlement: the initial run waits this long after an event for the meter data to arrive;
 # events this recent are re-checked for late or corrected data, and resettled when it changed.

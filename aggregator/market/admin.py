@@ -3,7 +3,15 @@ records, changed only through the market's services (the console's Market page a
 
 from django.contrib import admin
 
-from aggregator.market.models import Award, Forecast, MarketConnection, Offer, TelemetrySample, TelemetryScan
+from aggregator.market.models import (
+    Award,
+    Forecast,
+    MarketConnection,
+    Offer,
+    RefusedAward,
+    TelemetrySample,
+    TelemetryScan,
+)
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -51,3 +59,9 @@ class TelemetryScanAdmin(ReadOnly):
 
     list_display = ["market", "at", "samples", "push_state", "push_attempts", "pushed_at", "push_error"]
     list_filter = ["market", "push_state"]
+
+
+@admin.register(RefusedAward)
+class RefusedAwardAdmin(ReadOnly):
+    list_display = ["award_ref", "offer_ref", "market", "times_seen", "last_seen_at"]
+    list_filter = ["market"]

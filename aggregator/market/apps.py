@@ -7,3 +7,8 @@ class MarketConfig(AppConfig):
     name = "aggregator.market"
     label = "market"
     verbose_name = "Wholesale market"
+
+    def ready(self):
+        # Imported here, once the app registry is ready: an adapter module registers its kind with
+        # aggregator.market.adapters when it loads, and it imports the market's models.
+        from aggregator.market.adapters import http  # noqa: F401

@@ -252,9 +252,40 @@ class MarketConnection(models.Model):
     token_env = models.CharField(
         max_length=100, blank=True, help_text="Environment variable holding the HTTP adapter's bearer token."
     )
+    awards_cursor = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="HTTP adapter: the market's position after the last awards taken in (cleared: fetch them all again).",
+    )
     telemetry_push_url = models.URLField(blank=True, help_text="Where each scan's telemetry is POSTed, if anywhere.")
     telemetry_token_env = models.CharField(max_length=100, blank=True)
     enabled = models.BooleanField(default=True)
 
     def __str__(self) -> str:
         return f"{self.market} via {self.adapter}"
+
+
+class RefusedAward(models.Model):
+    """An award an adapter brought in that the checks refused (over the offer, priced below it, ...): kept for an
+    operator to take up with the market. The poll moves past it, so it is not retried by itself; the same award
+    seen again only counts up `times_seen`. An award refused on the inbound API is not kept: its sender got the
+    refusal in the answer."""
+
+    market = models.ForeignKey("aggregator.Market", on_delete=models.CASCADE, related_name="+")
+    award_ref = models.CharField(max_length=100)
+    offer_ref = models.CharField(max_length=100, blank=True)
+    resource_ref = models.CharField(max_length=64, blank=True)
+    first_seen_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_seen_at = models.DateTimeField(default=timezone.now, editable=False)
+    times_seen = models.PositiveIntegerField(default=1)
+    content = models.JSONField(help_text="The award as received.")
+    problems = models.JSONField(help_text="Why it was refused: [{field, code, message}, ...].")
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["market", "award_ref", "offer_ref"], name="refused_award_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"refused award {self.award_ref} of offer {self.offer_ref}"

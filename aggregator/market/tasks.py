@@ -2,10 +2,20 @@
 
 from celery import shared_task
 
-from aggregator.market import telemetry
+from aggregator.market import awards, telemetry
 
 
 @shared_task(acks_late=True)
 def prune_telemetry() -> int:
     """Beat, hourly: samples older than MARKET_TELEMETRY_KEEP_DAYS go, in batches."""
     return telemetry.prune()
+
+
+@shared_task(acks_late=True)
+def poll_awards() -> dict[str, int]:
+    """Beat: take in the awards every connected market's adapter has published since the last poll."""
+    taken = {}
+    for connection in awards.pollable_connections().select_related("market"):
+        result = awards.poll_awards(connection=connection)
+        taken[connection.market.code] = result.new
+    return taken

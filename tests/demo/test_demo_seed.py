@@ -11,7 +11,8 @@ def test_demo_seed_builds_virtual_resources_of_at_least_100_kw_in_two_markets(db
     settings.VPP_DATA_DIR = tmp_path
     with time_machine.travel(datetime(2026, 7, 15, 15, 0, tzinfo=ZoneInfo("America/New_York")), tick=False):
         call_command("seed_demo", customers=300)
-    submitted = VirtualResource.objects.filter(state=ResourceState.SUBMITTED)
+    # CAISO's are registered with the demo's market (the market simulator): see aggregator.demo.market.
+    submitted = VirtualResource.objects.filter(state__in=[ResourceState.SUBMITTED, ResourceState.REGISTERED])
     assert submitted.count() >= 2
     assert set(submitted.values_list("market__code", flat=True)) == {"CAISO", "PJM"}
     assert all(r.registered_capability_kw >= r.market.min_aggregation_kw for r in submitted)
@@ -62,3 +63,34 @@ def test_demo_seed_tells_the_story_history_a_settled_past_event_an_upcoming_one_
     # A login is a request: the login throttle counts it against the caller's address.
     request = RequestFactory().post("/portal/login/")
     assert authenticate(request, username="customer", password=password) == login.user
+
+
+def test_demo_seed_connects_caiso_to_the_market_simulator_with_registered_resources_and_a_token(
+    db, settings, tmp_path, monkeypatch
+):
+    import json
+
+    from aggregator.core.access import tokens
+    from aggregator.market.models import MarketConnection
+    from dispatch.models import MarketCredential
+
+    settings.VPP_DATA_DIR = tmp_path
+    monkeypatch.delenv("MARKET_SIMULATOR_URL", raising=False)
+    monkeypatch.delenv("MARKET_SIMULATOR_PORT", raising=False)
+    with time_machine.travel(datetime(2026, 7, 15, 15, 0, tzinfo=ZoneInfo("America/New_York")), tick=False):
+        call_command("seed_demo", customers=120)
+        call_command("seed_demo", customers=120)  # again: the same connection and token
+    connection = MarketConnection.objects.get(market__code="CAISO")
+    assert (connection.adapter, connection.base_url, connection.token_env) == (
+        "http",
+        "http://127.0.0.1:8100",
+        "VPP_MARKET_SIM_TOKEN",
+    )
+    credentials = json.loads((tmp_path / "demo-market-simulator.json").read_text())
+    registered = VirtualResource.objects.filter(market__code="CAISO", state=ResourceState.REGISTERED)
+    assert registered.exists()
+    assert credentials["resources"] == sorted(r.market_resource_id for r in registered)
+    credential = MarketCredential.objects.get()
+    assert (credential.market.code, credential.source) == ("CAISO", "market_instruction")
+    assert tokens.parse(credentials["token"])[1] == credential.key_id
+    assert oct((tmp_path / "demo-market-simulator.json").stat().st_mode & 0o777) == "0o600"

@@ -18,6 +18,10 @@ class SubmissionFailed(Exception):
     """The market did not take the offer (unreachable, refused); the offer stays unsubmitted."""
 
 
+class FetchFailed(Exception):
+    """The market's awards could not be fetched this time (unreachable, refused); the next poll tries again."""
+
+
 class MarketAdapter(Protocol):
     name: str
 

@@ -4,8 +4,11 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from aggregator.market.api import telemetry_views
+from aggregator.market.api.award_views import AwardViewSet, RefusedAwardViewSet
 
 router = SimpleRouter()
+router.register("awards", AwardViewSet, basename="market-award")
+router.register("refused-awards", RefusedAwardViewSet, basename="market-refused-award")
 
 urlpatterns = router.urls
 urlpatterns += [

@@ -9,7 +9,7 @@ from django.utils import timezone
 from aggregator.aggregation import services as aggregation
 from aggregator.core.access.roles import ensure_role_groups, grant
 from aggregator.core.errors import DomainError
-from aggregator.demo import story
+from aggregator.demo import market, story
 from aggregator.demo.fleet import fleet_csv
 from aggregator.demo.management.commands.demo_login import (
     DEMO_CUSTOMER,
@@ -40,6 +40,7 @@ class Command(BaseCommand):
         operator = self._operator()
         if Customer.objects.filter(external_ref__startswith="DEMO-").exists():
             self.stdout.write("Demo fleet already seeded.")
+            self._market(operator)
             return
         with transaction.atomic():
             programs = self._programs()
@@ -60,6 +61,14 @@ class Command(BaseCommand):
             f"upcoming event {made.get('upcoming_event')}; device tokens in {made['tokens']}."
         )
         self._customer_login()
+        self._market(operator)
+
+    def _market(self, operator) -> None:
+        made = market.seed(by=operator)
+        self.stdout.write(
+            f"Seeded the market: {made['market']} through the market simulator at {market.simulator_url()}, "
+            f"{len(made['resources'])} registered resource(s); its credentials in {made['credentials']}."
+        )
 
     def _customer_login(self) -> None:
         """A portal login for a demo customer with a battery, one of the settled event's if there is one."""
