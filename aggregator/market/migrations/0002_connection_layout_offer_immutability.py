@@ -36,18 +36,21 @@ CREATE TRIGGER market_offer_immutable BEFORE UPDATE OR DELETE ON market_offer
 
 CREATE FUNCTION market_offerinterval_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    -- Statement-level with transition tables: one check per bulk write, not one per row.
-    IF TG_OP IN ('UPDATE', 'DELETE') AND EXISTS (
-        SELECT 1 FROM old_rows r JOIN market_offer o ON o.id = r.offer_id WHERE o.submitted_at IS NOT NULL
-    ) THEN
-        RAISE EXCEPTION 'an interval of a submitted offer was written: its intervals are kept as sent'
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'offer_submitted_immutable';
+    -- Statement-level with transition tables: one check per bulk write, not one per row. (Nested IFs: a
+    -- transition table a trigger does not have must not even be planned.)
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        IF EXISTS (SELECT 1 FROM old_rows r JOIN market_offer o ON o.id = r.offer_id WHERE o.submitted_at IS NOT NULL)
+        THEN
+            RAISE EXCEPTION 'an interval of a submitted offer was written: its intervals are kept as sent'
+                USING ERRCODE = 'check_violation', CONSTRAINT = 'offer_submitted_immutable';
+        END IF;
     END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') AND EXISTS (
-        SELECT 1 FROM new_rows r JOIN market_offer o ON o.id = r.offer_id WHERE o.submitted_at IS NOT NULL
-    ) THEN
-        RAISE EXCEPTION 'an interval of a submitted offer was written: its intervals are kept as sent'
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'offer_submitted_immutable';
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        IF EXISTS (SELECT 1 FROM new_rows r JOIN market_offer o ON o.id = r.offer_id WHERE o.submitted_at IS NOT NULL)
+        THEN
+            RAISE EXCEPTION 'an interval of a submitted offer was written: its intervals are kept as sent'
+                USING ERRCODE = 'check_violation', CONSTRAINT = 'offer_submitted_immutable';
+        END IF;
     END IF;
     RETURN NULL;
 END
