@@ -2,6 +2,9 @@
 
 from rest_framework.routers import SimpleRouter
 
+from aggregator.market.api.offer_views import OfferViewSet
+
 router = SimpleRouter()
+router.register("offers", OfferViewSet, basename="offer")
 
 urlpatterns = router.urls
