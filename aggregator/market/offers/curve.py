@@ -110,37 +110,30 @@ def build_curve(
     kw: Sequence[float] | FloatArray, cost: Sequence[float] | FloatArray, *, limit_kw: float, rules: PriceRules
 ) -> list[list[float]]:
     """One interval's segments from cost blocks (kW, $/MWh), capped at `limit_kw` (the forecast quantile)."""
-    quantities = np.asarray(kw, dtype=float)
-    costs = np.asarray(cost, dtype=float)
-    keep = (quantities > 0) & np.isfinite(costs) & np.isfinite(quantities)
-    quantities, costs = quantities[keep], costs[keep]
-    if not quantities.size or not limit_kw > 0:
-        return []
-    order = np.argsort(costs, kind="stable")
-    quantities, costs = quantities[order], costs[order]
-    before = np.concatenate(([0.0], np.cumsum(quantities)[:-1]))
-    quantities = np.clip(limit_kw - before, 0.0, quantities)
-    used = quantities > 0
-    quantities, costs = quantities[used], costs[used]
-    price = costs if rules.nbt is None else np.maximum(costs, rules.nbt)
-    price = np.maximum(np.minimum(price, rules.cap), rules.floor)
-    price = np.round(price, PRICE_DECIMALS)
-    # Coalesce equal prices.
-    starts = np.concatenate(([True], price[1:] != price[:-1]))
-    groups = np.cumsum(starts) - 1
-    merged_kw = np.bincount(groups, weights=quantities)
-    merged_price = price[starts]
-    kws = merged_kw.tolist()
-    prices = merged_price.tolist()
-    limit = max(int(rules.max_segments), 1)
-    while len(kws) > limit:
-        gaps = [prices[i + 1] - prices[i] for i in range(len(prices) - 1)]
+    costs = np.asarray(cost, dtype=float).reshape(-1, 1)
+    return build_curves(np.asarray(kw, dtype=float), costs, limit_kw=np.array([limit_kw]), rules=[rules])[0]
+
+
+def _merged(kws: list[float], prices: list[float], limit: int) -> list[list[float]]:
+    """Coalesce equal prices, then merge the closest adjacent pair (kW-weighted) until at most `limit` remain."""
+    out_kw: list[float] = []
+    out_price: list[float] = []
+    for q, p in zip(kws, prices, strict=True):
+        if q <= 0:
+            continue
+        if out_price and out_price[-1] == p:
+            out_kw[-1] += q
+        else:
+            out_kw.append(q)
+            out_price.append(p)
+    while len(out_kw) > limit:
+        gaps = [out_price[i + 1] - out_price[i] for i in range(len(out_price) - 1)]
         i = gaps.index(min(gaps))
-        total = kws[i] + kws[i + 1]
-        prices[i] = (kws[i] * prices[i] + kws[i + 1] * prices[i + 1]) / total
-        kws[i] = total
-        del kws[i + 1], prices[i + 1]
-    curve = [[round(q, KW_DECIMALS), round(p, PRICE_DECIMALS)] for q, p in zip(kws, prices, strict=True)]
+        total = out_kw[i] + out_kw[i + 1]
+        out_price[i] = (out_kw[i] * out_price[i] + out_kw[i + 1] * out_price[i + 1]) / total
+        out_kw[i] = total
+        del out_kw[i + 1], out_price[i + 1]
+    curve = [[round(q, KW_DECIMALS), round(p, PRICE_DECIMALS)] for q, p in zip(out_kw, out_price, strict=True)]
     return [segment for segment in curve if segment[0] > 0]
 
 
@@ -148,15 +141,29 @@ def build_curves(
     kw: FloatArray, cost: FloatArray, *, limit_kw: FloatArray, rules: Sequence[PriceRules]
 ) -> list[list[list[float]]]:
     """Curves for every interval: `kw` is (devices,) or (devices, intervals), `cost` (devices, intervals),
-    `limit_kw` and `rules` one per interval."""
+    `limit_kw` and `rules` one per interval. Sorting, capping and pricing run over all intervals at once."""
     costs = np.asarray(cost, dtype=float)
+    if costs.ndim != 2:
+        raise ValueError("cost must be (devices, intervals)")
     quantities = np.asarray(kw, dtype=float)
-    if quantities.ndim == 1:
-        quantities = np.broadcast_to(quantities[:, None], costs.shape)
-    return [
-        build_curve(quantities[:, t], costs[:, t], limit_kw=float(limit_kw[t]), rules=rules[t])
-        for t in range(costs.shape[1])
-    ]
+    quantities = np.array(np.broadcast_to(quantities[:, None] if quantities.ndim == 1 else quantities, costs.shape))
+    usable = (quantities > 0) & np.isfinite(costs) & np.isfinite(quantities)
+    quantities = np.where(usable, quantities, 0.0)
+    order = np.argsort(np.where(usable, costs, np.inf), axis=0, kind="stable")
+    quantities = np.take_along_axis(quantities, order, axis=0)
+    costs = np.take_along_axis(np.where(usable, costs, 0.0), order, axis=0)
+    limits = np.maximum(np.nan_to_num(np.asarray(limit_kw, dtype=float), nan=0.0), 0.0)
+    before = np.cumsum(quantities, axis=0) - quantities
+    quantities = np.clip(limits[None, :] - before, 0.0, quantities)
+    nbt = np.array([-np.inf if r.nbt is None else r.nbt for r in rules])
+    cap = np.array([r.cap for r in rules])
+    floor = np.array([r.floor for r in rules])
+    prices = np.round(
+        np.maximum(np.minimum(np.maximum(costs, nbt[None, :]), cap[None, :]), floor[None, :]), PRICE_DECIMALS
+    )
+    kw_columns = quantities.T.tolist()
+    price_columns = prices.T.tolist()
+    return [_merged(kw_columns[t], price_columns[t], max(int(rules[t].max_segments), 1)) for t in range(costs.shape[1])]
 
 
 def curve_kw(segments: Sequence[Sequence[float]]) -> float:

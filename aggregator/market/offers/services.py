@@ -24,6 +24,7 @@ event length, shortened to the longest any member can run when every member has 
 """
 
 import hashlib
+import json
 import math
 import time
 from collections import defaultdict
@@ -213,6 +214,12 @@ def build_offers(
     return result
 
 
+_COPY_INTERVALS = (
+    "COPY market_offerinterval (offer_id, start, min_kw, max_kw, segments, ramp_kw_per_minute, notification_minutes,"
+    " min_run_minutes, max_run_minutes) FROM STDIN"
+)
+
+
 def _build_window(
     market: Market, window: Window, group: list[VirtualResource], *, now: datetime, label: str, result: BuildResult
 ) -> None:
@@ -260,9 +267,9 @@ def _build_window(
     started = time.perf_counter()
     starts = window.starts
     offers: list[Offer] = []
-    rows: list[list[OfferInterval]] = []
+    rows: list[list[tuple]] = []
     superseded: list[int] = []
-    ramp_minutes = Decimal(settings.MARKET_OFFER_RAMP_MINUTES)
+    ramp_minutes = float(settings.MARKET_OFFER_RAMP_MINUTES)
     for resource in group:
         forecast = chosen.get(resource.pk)
         if forecast is None:
@@ -316,33 +323,25 @@ def _build_window(
                 warnings=warnings,
             )
         )
-        intervals = []
-        for start, segments in zip(starts, curves, strict=True):
-            total = Decimal(str(curve.curve_kw(segments)))
-            intervals.append(
-                OfferInterval(
-                    start=start,
-                    min_kw=Decimal(0),
-                    max_kw=total,
-                    segments=segments,
-                    ramp_kw_per_minute=(total / ramp_minutes).quantize(Decimal("0.001")),
-                    notification_minutes=data.notification_minutes,
-                    min_run_minutes=min(data.min_run_minutes, max_run),
-                    max_run_minutes=max_run,
-                )
-            )
+        max_kw = [curve.curve_kw(segments) for segments in curves]
+        ramp = [round(total / ramp_minutes, 3) for total in max_kw]
+        min_run = min(data.min_run_minutes, max_run)
+        intervals = [
+            (start, 0, total, json.dumps(segments), r, data.notification_minutes, min_run, max_run)
+            for start, segments, total, r in zip(starts, curves, max_kw, ramp, strict=True)
+        ]
         rows.append(intervals)
     result.seconds["curves"] = result.seconds.get("curves", 0.0) + time.perf_counter() - started
     started = time.perf_counter()
     if superseded:
         Offer.objects.filter(pk__in=superseded, state=S.DRAFT).update(state=S.SUPERSEDED)
     Offer.objects.bulk_create(offers)
-    flat = []
-    for offer, intervals in zip(offers, rows, strict=True):
-        for interval in intervals:
-            interval.offer = offer
-            flat.append(interval)
-    OfferInterval.objects.bulk_create(flat, batch_size=5000)
+    # COPY, not bulk_create: 24,000 intervals a day-ahead run at a tenth of the ORM's cost (the immutability
+    # trigger still sees every row, as a statement's transition table).
+    with connection.cursor() as cursor, cursor.copy(_COPY_INTERVALS) as copy:
+        for offer, intervals in zip(offers, rows, strict=True):
+            for row in intervals:
+                copy.write_row((offer.pk, *row))
     result.built += offers
     result.seconds["store"] = result.seconds.get("store", 0.0) + time.perf_counter() - started
 
