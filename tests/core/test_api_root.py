@@ -5,7 +5,7 @@ from rest_framework.test import APIClient
 COLLECTIONS = {
     "aggregation-proposals", "consents", "credentials", "customers", "devices", "dispatch-events", "enrollments",
     "fleet-imports", "gateways", "markets", "programs", "retail-programs", "settlement-runs", "sites",
-    "storm-watches", "virtual-resources",
+    "storm-watches", "virtual-resources", "market/offers",
 }  # fmt: skip
 
 

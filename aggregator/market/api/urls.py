@@ -4,7 +4,7 @@ from rest_framework.routers import SimpleRouter
 
 from aggregator.market.api.offer_views import OfferViewSet
 
-router = SimpleRouter()
+router = SimpleRouter(use_regex_path=False)  # path routes: the root lists them as market/<name>
 router.register("offers", OfferViewSet, basename="offer")
 
 urlpatterns = router.urls
