@@ -242,6 +242,8 @@ SPECTACULAR_SETTINGS = {
         "ScopeKindEnum": "aggregator.aggregation.models.ScopeKind",
         "EventStateEnum": "dispatch.models.EventState",
         "SettlementRunKindEnum": "settlement.models.SettlementRun.Kind",
+        "OfferStateEnum": "aggregator.market.models.OfferState",
+        "MarketKindEnum": "aggregator.reference.models.OfferDeadline.MarketKind",
     },
 }
 
