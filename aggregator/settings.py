@@ -244,6 +244,8 @@ SPECTACULAR_SETTINGS = {
         "SettlementRunKindEnum": "settlement.models.SettlementRun.Kind",
         "EventSourceEnum": "dispatch.models.DispatchEvent.Source",
         "AwardSourceEnum": "aggregator.market.models.Award.Source",
+        "OfferStateEnum": "aggregator.market.models.OfferState",
+        "MarketKindEnum": "aggregator.reference.models.OfferDeadline.MarketKind",
     },
 }
 
@@ -288,11 +290,26 @@ CELERY_BEAT_SCHEDULE = {
     "battery-schedules-due": {"task": "dispatch.tasks.plan_due_schedules", "schedule": 15 * 60},
     "market-telemetry-prune": {"task": "aggregator.market.tasks.prune_telemetry", "schedule": 3600},
     "market-awards-poll": {"task": "aggregator.market.tasks.poll_awards", "schedule": 30},
+    "market-offer-cycle": {"task": "aggregator.market.tasks.offer_cycle", "schedule": 60},
 }
 # Settlement: the initial run waits this long after an event for the meter data to arrive;
 # events this recent are re-checked for late or corrected data, and resettled when it changed.
 SETTLEMENT_METER_DATA_DAYS = int(os.environ.get("SETTLEMENT_METER_DATA_DAYS", "2"))
 SETTLEMENT_RESETTLE_DAYS = int(os.environ.get("SETTLEMENT_RESETTLE_DAYS", "60"))
+# Energy offers (aggregator.market.offers): beat builds day-ahead offers this many hours before the market's
+# deadline (real-time: minutes before) and submits approved ones (and auto-submit programs') within the last
+# minutes; a forecast older than its kind's age is not offered from; an offer's ramp takes the full output over
+# MARKET_OFFER_RAMP_MINUTES; opt-out rates look back this many days.
+MARKET_OFFER_BUILD_HOURS_BEFORE = int(os.environ.get("MARKET_OFFER_BUILD_HOURS_BEFORE", "6"))
+MARKET_OFFER_SUBMIT_MINUTES_BEFORE = int(os.environ.get("MARKET_OFFER_SUBMIT_MINUTES_BEFORE", "30"))
+MARKET_OFFER_RT_BUILD_MINUTES_BEFORE = int(os.environ.get("MARKET_OFFER_RT_BUILD_MINUTES_BEFORE", "30"))
+MARKET_OFFER_RT_SUBMIT_MINUTES_BEFORE = int(os.environ.get("MARKET_OFFER_RT_SUBMIT_MINUTES_BEFORE", "5"))
+MARKET_OFFER_FORECAST_MAX_AGE_MINUTES = {
+    "hourly": int(os.environ.get("MARKET_OFFER_HOURLY_FORECAST_MAX_AGE_MINUTES", "720")),
+    "real_time": int(os.environ.get("MARKET_OFFER_RT_FORECAST_MAX_AGE_MINUTES", "30")),
+}
+MARKET_OFFER_RAMP_MINUTES = int(os.environ.get("MARKET_OFFER_RAMP_MINUTES", "5"))
+MARKET_OFFER_OPT_OUT_LOOKBACK_DAYS = int(os.environ.get("MARKET_OFFER_OPT_OUT_LOOKBACK_DAYS", "90"))
 
 # Telemetry to the market (aggregator.market.telemetry): how long samples are kept, and a push's timeout and
 # how long a failed push's samples are sent again with later ones.

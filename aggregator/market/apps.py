@@ -11,4 +11,4 @@ class MarketConfig(AppConfig):
     def ready(self):
         # Imported here, once the app registry is ready: an adapter module registers its kind with
         # aggregator.market.adapters when it loads, and it imports the market's models.
-        from aggregator.market.adapters import http  # noqa: F401
+        from aggregator.market.adapters import file, http  # noqa: F401

@@ -248,6 +248,12 @@ class MarketConnection(models.Model):
     market = models.OneToOneField("aggregator.Market", on_delete=models.CASCADE, related_name="connection")
     adapter = models.CharField(max_length=10, choices=Adapter.choices, default=Adapter.NONE)
     directory = models.CharField(max_length=500, blank=True, help_text="File adapter: where files are exchanged.")
+    layout = models.CharField(
+        max_length=60,
+        blank=True,
+        help_text="File adapter: the layout its files follow, a name in aggregator/market/adapters/layouts/ "
+        "(e.g. spp-offer-curve-csv, ercot-ews-offer-xml).",
+    )
     base_url = models.URLField(blank=True, help_text="HTTP adapter: the market's offer endpoint base.")
     token_env = models.CharField(
         max_length=100, blank=True, help_text="Environment variable holding the HTTP adapter's bearer token."

@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from aggregator.market import awards, telemetry
+from aggregator.market.offers import services as offer_services
 
 
 @shared_task(acks_late=True)
@@ -19,3 +20,9 @@ def poll_awards() -> dict[str, int]:
         result = awards.poll_awards(connection=connection)
         taken[connection.market.code] = result.new
     return taken
+
+
+@shared_task(name="aggregator.market.tasks.offer_cycle", ignore_result=True)
+def offer_cycle() -> dict:
+    """Beat, every minute: build, submit and expire energy offers before each market's deadlines."""
+    return offer_services.run_offer_cycle()

@@ -382,6 +382,13 @@ class OfferDeadline(models.Model):
     minutes_before = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text="Real-time: minutes before the operating hour it closes."
     )
+    time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[validate_time_zone],
+        help_text="The clock `local_time` is stated in, when not the market's (MISO's day runs on Eastern Standard "
+        "Time, its day-ahead market closes at 10:30 Eastern prevailing time).",
+    )
     source = models.CharField(max_length=200, blank=True, help_text="Where the rule is published.")
 
     class Meta:

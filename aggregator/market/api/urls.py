@@ -5,8 +5,10 @@ from rest_framework.routers import SimpleRouter
 
 from aggregator.market.api import telemetry_views
 from aggregator.market.api.award_views import AwardViewSet, RefusedAwardViewSet
+from aggregator.market.api.offer_views import OfferViewSet
 
-router = SimpleRouter()
+router = SimpleRouter(use_regex_path=False)  # path routes: the root lists them as market/<name>
+router.register("offers", OfferViewSet, basename="offer")
 router.register("awards", AwardViewSet, basename="market-award")
 router.register("refused-awards", RefusedAwardViewSet, basename="market-refused-award")
 

@@ -1,0 +1,1 @@
+"""Energy offers: curves (curve), deadlines and windows (deadlines), reads (selectors), writes (services)."""
