@@ -143,6 +143,7 @@ class _TariffDay:
         else:
             self.export_credit = np.full(len(starts), float(spec.export_credit or 0))
         self.demand = [(float(c.price), np.array([c.window.matches(*i) for i in info]), c.window) for c in spec.demand]
+        self.storage_may_export = spec.storage_may_export
 
 
 def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -> dict:
@@ -259,6 +260,7 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
                         reserve_kwh=reserve,
                         soc_kwh=energy * float(start_pct) / 100 if start_pct is not None else reserve,
                         round_trip=float(device.round_trip_efficiency_pct or 90) / 100,
+                        solar_only=device.charge_from_solar_only,
                         hold_full=np.array([any(a <= at < b for a, b in storm.get(device.pk, ())) for at in starts]),
                     )
                 )
@@ -272,6 +274,7 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
                 batteries=units,
                 demand=demand,
                 evs=sessions,
+                storage_may_export=tariff_day[0].storage_may_export,
             )
             days.append((site_id, site_day, (batteries[site_id], evs[site_id]), starts))
     t2 = time.perf_counter()

@@ -9,10 +9,12 @@ For each site, over the next day's intervals t (length dt hours), with its batte
                0 <= c_bt <= charge_kw,  0 <= d_bt <= power_kw
                reserve_b <= e_bt <= energy_kwh,    e_b,T-1 >= end_b
                e_bt = energy_kwh where a storm watch holds it full (once it can be)
+               sum_b c_bt <= surplus_t over batteries that charge from solar only
+               x_t <= surplus_t where the tariff lets no stored energy be exported
                0 <= g_t <= G_t,  0 <= x_t <= X_t                             (what the site can draw / send)
                g_t <= G_t u_t,  x_t <= X_t (1 - u_t),  u_t in {0, 1}        (where credit_t > price_t)
 
-`load` is the forecast site load net of solar (kW; negative when solar exports); the
+`load` is the forecast site load net of solar (kW; negative when solar exports; surplus_t = max(-load_t, 0)); the
 tariff gives import prices, export credits and demand charges (aggregator.reference.tariffs).
 Demand charges are monthly, so today's demand costs only what it adds above the
 month's peak so far: D_k's lower bound is that peak. eff is the square root of the
@@ -49,6 +51,7 @@ class Battery:
     soc_kwh: float
     round_trip: float = 0.9
     hold_full: np.ndarray | None = None  # bool per interval: keep it full (a storm watch), as far as it can charge
+    solar_only: bool = False  # it charges only from the site's solar surplus, never from the grid
 
 
 @dataclass
@@ -82,6 +85,7 @@ class SiteDay:
     batteries: list[Battery]
     demand: list[Demand] = field(default_factory=list)
     evs: list[Ev] = field(default_factory=list)
+    storage_may_export: bool = True  # False (the tariff's storage integrity rule): only solar surplus is exported
 
 
 @dataclass
@@ -178,6 +182,18 @@ def _block(
         max_import = max_import + np.where(ev.morning | ev.evening, ev.power_kw, 0.0)
     max_export = np.maximum(-day.load_kw, 0) + sum((b.power_kw for b in day.batteries), 0.0)
     hi[col_g], hi[col_x] = max_import, max_export
+    surplus = np.maximum(-day.load_kw, 0)
+    if not day.storage_may_export:  # batteries serve the site's load; only its solar surplus goes out
+        hi[col_x] = np.minimum(hi[col_x], surplus)
+    solar_only = [b for b, battery in enumerate(day.batteries) if battery.solar_only]
+    if solar_only:  # what they charge together is at most the solar surplus
+        rows = ub_rows + t
+        for b in solar_only:
+            ub_r.append(rows)
+            ub_c.append(col_c(b))
+            ub_v.append(np.ones(T))
+        ub_b.append(surplus.astype(float))
+        ub_rows += T
     turns = np.flatnonzero(day.export_credit > day.import_price)
     col_u = n + np.arange(len(turns))
     n += len(turns)

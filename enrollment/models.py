@@ -219,6 +219,11 @@ class Device(models.Model):
     array_kw_dc = models.DecimalField(max_digits=10, decimal_places=3, null=True, blank=True)
     min_kw = models.DecimalField(max_digits=10, decimal_places=3, null=True, blank=True)
     bidirectional = models.BooleanField(default=False, help_text="EV charger or battery that can export (V2G).")
+    charge_from_solar_only = models.BooleanField(
+        default=False,
+        db_default=False,  # the fleet importer's COPY names only the columns it fills
+        help_text="A battery that charges only from its site's solar surplus, never from the grid.",
+    )
     max_setpoint_offset_f = models.DecimalField(max_digits=4, decimal_places=1, null=True, blank=True)
     max_event_hours = models.DecimalField(max_digits=4, decimal_places=2, null=True, blank=True)
     min_run_minutes = models.PositiveIntegerField(null=True, blank=True)
@@ -258,6 +263,10 @@ class Device(models.Model):
             models.CheckConstraint(
                 condition=Q(bidirectional=False) | Q(device_type__in=[DeviceType.EV_CHARGER, DeviceType.BATTERY]),
                 name="device_bidirectional_only_ev_or_battery",
+            ),
+            models.CheckConstraint(
+                condition=Q(charge_from_solar_only=False) | Q(device_type=DeviceType.BATTERY),
+                name="device_solar_only_charging_only_battery",
             ),
             *type_constraints(),
         ]

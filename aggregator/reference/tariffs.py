@@ -29,7 +29,9 @@ imported kWh; every month, day type and hour must be priced by some charge. Dema
 each charge bills the month's highest interval kW (average over the interval, import
 only) among the intervals in its window. Fixed charges are per month. Export: exported
 kWh are credited at `credit_per_kwh`, or at the interval's energy price with
-`{"net_metering": true}`. Prices are decimal strings.
+`{"net_metering": true}`. `"storage_may_export": false` in export says a battery's energy may not be
+exported for retail credit (a net-metering storage integrity rule: grid-charged energy must not earn export
+credit); battery plans then discharge only into the site's own load. Prices are decimal strings.
 
 Beyond that:
 - tiers: an energy or demand charge may have `"tiers": [{"up_to": "500", "price_per_kwh": ...}, ...,
@@ -83,6 +85,7 @@ TOP_KEYS = (
 )
 WINDOW_KEYS = ("name", "season", "months", "days", "hours")
 EXPORT_KEYS = (
+    "storage_may_export",
     "credit_per_kwh",
     "periods",
     "net_metering",
@@ -160,6 +163,7 @@ class TariffSpec:
     export_credit: Decimal | None = None
     export_periods: tuple[Charge, ...] = ()  # export credit by time-of-use period (price = credit per kWh)
     net_metering: NetMetering | None = None
+    storage_may_export: bool = True  # False: a battery's energy earns no export credit (storage integrity)
     tier_basis: str = "month"  # tier sizes are per bill month, or per day of it ("day")
     demand_interval_minutes: int | None = None  # None: the meter's interval
     demand_averaging: str = "fixed"  # "fixed" clock blocks, or a "rolling" window stepping by the meter interval
@@ -394,7 +398,12 @@ def parse(definition) -> TariffSpec:
     export_periods: tuple[Charge, ...] = ()
     if not isinstance(export, dict):
         r.fail("export", 'An object: {"credit_per_kwh": "0.04"} or {"net_metering": true}.')
-    else:
+    storage_may_export = True
+    if isinstance(export, dict):
+        storage_may_export = export.get("storage_may_export", True)
+        if type(storage_may_export) is not bool:
+            r.fail("export.storage_may_export", f"true or false (JSON), not {storage_may_export!r}.")
+            storage_may_export = True
         r.keys(export, EXPORT_KEYS, "export")
         metering = export.get("net_metering", False)
         if type(metering) is not bool:
@@ -486,6 +495,7 @@ def parse(definition) -> TariffSpec:
         export_credit=export_credit,
         export_periods=export_periods,
         net_metering=net_metering,
+        storage_may_export=storage_may_export,
         tier_basis=tier_basis,
         demand_interval_minutes=minutes,
         demand_averaging=averaging,

@@ -163,6 +163,7 @@ class DeviceSerializer(ModelSerializer):
             "rated_kw",
             *PARAMETERS,
             "bidirectional",
+            "charge_from_solar_only",
             "telemetry_interval_seconds",
             "communication_path",
             "created_at",

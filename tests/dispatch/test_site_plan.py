@@ -202,3 +202,42 @@ def test_a_day_that_cannot_be_planned_fails_alone_not_its_batch():
     plans = plan_each([good] * 3 + [impossible] + [good] * 16)
     assert len(plans) == 20 and isinstance(plans[3], PlanFailed) and "infeasible" in str(plans[3]).lower()
     assert all(p.cost == pytest.approx(plan_batch([good])[0].cost) for i, p in enumerate(plans) if i != 3)
+
+
+def test_a_tariff_that_lets_no_stored_energy_be_exported_keeps_the_battery_behind_the_meter():
+    """The same day as the export-credit case above, under a storage integrity rule: discharging only offsets the
+    site's own 1 kW, so nothing is gained by cycling (0.20 either way) and nothing is exported."""
+    battery = Battery(power_kw=2, charge_kw=2, energy_kwh=2, reserve_kwh=0.5, soc_kwh=2.0, round_trip=1.0)
+    day = SiteDay(
+        load_kw=np.array([1.0, 1.0]),
+        import_price=np.array([0.10, 0.10]),
+        export_credit=np.array([0.30, 0.05]),
+        step_hours=1.0,
+        batteries=[battery],
+        storage_may_export=False,
+    )
+    plan = plan_batch([day])[0]
+    assert plan.cost == pytest.approx(0.20, abs=1e-9) and np.all(plan.export_kw <= 1e-9)
+
+
+def test_a_battery_that_charges_from_solar_only_takes_no_grid_energy():
+    """2 kW of solar surplus in hour 1 (import 0.10, export 0.05), 3 kW of load at 0.40 in hour 2. From solar only,
+    the battery stores the 2 kWh (forgoing 0.10 of credit) and the site imports 1 kW in hour 2: 0.40. Allowed the
+    grid, it would also import the 1 kWh more at 0.10 in hour 1 and cover hour 2 entirely: 0.10."""
+
+    def day(solar_only: bool) -> SiteDay:
+        battery = Battery(
+            power_kw=5, charge_kw=5, energy_kwh=10, reserve_kwh=0, soc_kwh=0, round_trip=1.0, solar_only=solar_only
+        )
+        return SiteDay(
+            load_kw=np.array([-2.0, 3.0]),
+            import_price=np.array([0.10, 0.40]),
+            export_credit=np.array([0.05, 0.05]),
+            step_hours=1.0,
+            batteries=[battery],
+        )
+
+    solar, grid = plan_batch([day(True)])[0], plan_batch([day(False)])[0]
+    assert solar.cost == pytest.approx(0.40, abs=1e-9) and -solar.battery_kw[0][0] <= 2.0 + 1e-9
+    assert solar.import_kw[0] == pytest.approx(0.0, abs=1e-9)
+    assert grid.cost == pytest.approx(0.10, abs=1e-9)

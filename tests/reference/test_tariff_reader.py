@@ -105,6 +105,7 @@ def test_an_unknown_key_is_refused_by_its_path(changes, field):
         ({"export": {"net_metering": True, "carry_forward": "euros"}}, "export.carry_forward"),
         ({"export": {"credit_per_kwh": "0.04", "true_up_month": 4}}, "export.true_up_month"),
         ({"holidays": ["2026-13-01"]}, "holidays[0]"),
+        ({"export": {"net_metering": True, "storage_may_export": "no"}}, "export.storage_may_export"),
     ],
 )
 def test_a_value_of_the_wrong_type_is_refused_by_its_path(changes, field):
@@ -120,3 +121,9 @@ def test_the_command_stores_nothing_and_names_the_key(tmp_path):
     with pytest.raises(CommandError, match=r"energy\[0\]\.max_kwh"):
         call_command("import_tariffs", str(path))
     assert not Tariff.objects.exists()
+
+
+def test_a_storage_integrity_rule_reads_and_defaults_to_exporting():
+    assert tariffs.parse(tariff()).storage_may_export is True
+    strict = tariffs.parse(tariff(export={"net_metering": True, "storage_may_export": False}))
+    assert strict.storage_may_export is False and strict.net_metering is not None
