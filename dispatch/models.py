@@ -159,6 +159,10 @@ class AllocationRound(models.Model):
         help_text="First and last device id of each fan-out chunk, flattened.",
     )
     seconds = models.FloatField(default=0)
+    rebound_kw = ArrayField(
+        models.FloatField(), default=list, blank=True, help_text="Expected rebound per minute from the event's end."
+    )
+    rebound_within_limit = models.BooleanField(default=True)
 
     class Meta:
         ordering = ["event_id", "number"]
@@ -205,6 +209,9 @@ class Allocation(models.Model):
         blank=True,
         help_text="What a kWh from it costs its customer's bill over the event "
         "(its battery plan's value of stored energy); empty without a plan.",
+    )
+    restore_offset_seconds = models.PositiveIntegerField(
+        default=0, help_text="How long after the event's end it is restored (staggered to hold the rebound down)."
     )
 
     class Meta:

@@ -95,6 +95,7 @@ def sweep() -> int:
             advance_event.delay(event.pk)
         elif event.pk in stalled_rounds:
             fan_out.delay(event.pk)
+    services.expire_lapsed_commands(now=now)
     return len(due)
 
 

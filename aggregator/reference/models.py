@@ -182,6 +182,23 @@ class Program(models.Model):
         help_text="kW allocated above an event's target, for devices that under-deliver (an event may override).",
     )
 
+    rebound_pct = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=80,
+        help_text="Share of the energy thermostats and water heaters shed that they draw back after an event.",
+    )
+    rebound_minutes = models.PositiveSmallIntegerField(
+        default=60, help_text="Minutes over which the rebound comes back (highest at once, falling to nothing)."
+    )
+    rebound_limit_kw = models.DecimalField(
+        max_digits=12,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        help_text="The most a resource's rebound may peak at: restores are staggered to keep within it.",
+    )
+
     class OfferQuantile(models.TextChoices):
         P10 = "p10", "P10 (firm: delivered nine times in ten)"
         P50 = "p50", "P50 (the median)"
@@ -204,6 +221,10 @@ class Program(models.Model):
             models.UniqueConstraint(fields=["market", "code"], name="program_code_unique_per_market"),
             models.CheckConstraint(
                 condition=Q(typical_event_hours__gt=0, typical_event_hours__lte=24), name="program_event_hours_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(rebound_pct__gte=0, rebound_pct__lte=200, rebound_minutes__gte=1, rebound_minutes__lte=720),
+                name="program_rebound_range",
             ),
         ]
 

@@ -23,7 +23,7 @@ from dispatch.services.events import (
     modify,
     receive_instruction,
 )
-from dispatch.services.lifecycle import advance
+from dispatch.services.lifecycle import advance, expire_lapsed_commands
 from dispatch.services.replies import acknowledge, leave_events_off_grid, opt_out, report_delivery
 from dispatch.services.rounds import FAN_OUT_CHUNK, allocate, current_index, issue_commands, pending_chunks
 from dispatch.services.states import TRANSITIONS, EventRefused, IntervalSpec, S
@@ -47,6 +47,7 @@ __all__ = [
     "cancel",
     "create_event",
     "current_index",
+    "expire_lapsed_commands",
     "hourly_intervals",
     "issue_commands",
     "leave_events_off_grid",

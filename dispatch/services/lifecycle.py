@@ -44,9 +44,10 @@ def _complete(event: DispatchEvent, *, now: datetime) -> None:
     transition(event, action="complete", by="dispatch", at=now)
     with connection.cursor() as cursor:
         cursor.execute(
+            # A staggered restore's command runs on past the end (dispatch.rebound): it lapses at its own expiry.
             "UPDATE dispatch_devicecommand SET status = 'expired' WHERE event_id = %s AND status IN ('pending', 'accepted') "
-            "RETURNING device_id",
-            [event.pk],
+            "AND expires_at <= %s RETURNING device_id",
+            [event.pk, now],
         )
         poll_cache.changed(devices=[row[0] for row in cursor.fetchall()])
         cursor.execute(_BURDEN, {"event": event.pk, "season": selectors.season_of(event)})
@@ -87,3 +88,18 @@ ON CONFLICT (device_id) DO UPDATE SET
     delivered_ratio = round((p.delivered_ratio * p.events + EXCLUDED.delivered_ratio) / (p.events + 1), 4),
     events = p.events + 1, updated_at = now()
 """
+
+
+def expire_lapsed_commands(*, now: datetime) -> int:
+    """Commands of completed events still live past their expiry (a staggered restore's) are marked expired."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE dispatch_devicecommand c SET status = 'expired' FROM dispatch_dispatchevent e "
+            "WHERE e.id = c.event_id AND e.state = 'completed' AND c.status IN ('pending', 'accepted') "
+            "AND c.expires_at <= %s RETURNING c.device_id",
+            [now],
+        )
+        devices = [row[0] for row in cursor.fetchall()]
+    if devices:
+        poll_cache.changed(devices=devices)
+    return len(devices)

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from aggregator.aggregation import capability
 from aggregator.core.state_machine import Actor
-from dispatch import allocation, channels, notifications, poll_cache, selectors
+from dispatch import allocation, channels, notifications, poll_cache, rebound, selectors
 from dispatch.models import (
     Allocation,
     AllocationRound,
@@ -118,6 +118,10 @@ def write_round(
                 .first()
                 or ""
             )
+    staggered = _rebound(event=event, fleet=fleet, kw=kw, intervals=intervals)
+    restore = staggered.offset_seconds
+    if number > 1:  # a device whose restore moved needs its command again
+        changed |= restore != _current_restore(event, c.device_id)
     needs = changed & (wants_kw | has_live)
     rows = np.flatnonzero(changed)
     _store_allocations(
@@ -137,6 +141,7 @@ def write_round(
                 for x in (c.customer_cost[rows] if c.customer_cost is not None else [np.nan] * len(rows))
             ],
             "needs": needs[rows].tolist(),
+            "restore": restore[rows].tolist(),
             "k": k,
         },
     )
@@ -154,7 +159,50 @@ def write_round(
         notify=notify,
         chunk_bounds=_chunk_bounds(c.device_id[needs]),
         seconds=round(time.perf_counter() - t0, 4),
+        rebound_kw=[round(float(x), 3) for x in staggered.kw],
+        rebound_within_limit=staggered.within_limit,
     )
+
+
+class _Staggered:
+    def __init__(self, offset_seconds: np.ndarray, kw: np.ndarray, within_limit: bool):
+        self.offset_seconds, self.kw, self.within_limit = offset_seconds, kw, within_limit
+
+
+REBOUND_TYPES = (capability.TYPE_CODE["thermostat"], capability.TYPE_CODE["water_heater"])
+
+
+def _rebound(*, event: DispatchEvent, fleet: capability.Fleet, kw: np.ndarray, intervals: list) -> _Staggered:
+    """The resource's expected rebound after the event and each device's restore offset (dispatch.rebound), from
+    what its thermostats and water heaters shed."""
+    n = len(fleet)
+    offsets = np.zeros(n, dtype=np.int64)
+    program = event.resource.program
+    sheds = np.isin(fleet.type_code, REBOUND_TYPES) & (kw.max(axis=1, initial=0) > 0 if kw.size else False)
+    if not sheds.any() or not intervals or program.rebound_pct <= 0:
+        return _Staggered(offsets, np.zeros(0), True)
+    hours = np.array([(i.end - i.start).total_seconds() / 3600 for i in intervals])
+    result = rebound.expected(
+        (kw[sheds] * hours[None, :]).sum(axis=1),
+        share=float(program.rebound_pct) / 100,
+        minutes=program.rebound_minutes,
+        limit_kw=None if program.rebound_limit_kw is None else float(program.rebound_limit_kw),
+    )
+    offsets[sheds] = result.offset_minutes * 60
+    return _Staggered(
+        offsets, result.kw[: int(np.flatnonzero(result.kw > 1e-6).max(initial=-1)) + 1], result.within_limit
+    )
+
+
+def _current_restore(event: DispatchEvent, device_ids: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(device_ids), dtype=np.int64)
+    index = {int(d): i for i, d in enumerate(device_ids)}
+    for device_id, seconds in Allocation.objects.filter(event=event, restore_offset_seconds__gt=0).values_list(
+        "device_id", "restore_offset_seconds"
+    ):
+        if device_id in index:
+            out[index[device_id]] = seconds
+    return out
 
 
 def _chunk_bounds(device_ids: np.ndarray) -> list[int]:
@@ -190,19 +238,21 @@ def _devices_with_live_commands(event: DispatchEvent) -> set[int]:
 # statement, no per-row Python. A first round inserts; a later one updates in place.
 _ALLOCATIONS = """
 INSERT INTO dispatch_allocation AS a (event_id, round, device_id, customer_id, kw, available_kw, reason, rank,
-                                      customer_events, customer_hours, customer_cost_per_kwh, needs_command)
+                                      customer_events, customer_hours, customer_cost_per_kwh, needs_command,
+                                      restore_offset_seconds)
 SELECT %(event)s, %(round)s, t.device, t.customer, p.kw[(t.i - 1) * %(k)s + 1 : t.i * %(k)s],
-       p.available[(t.i - 1) * %(k)s + 1 : t.i * %(k)s], t.reason, t.rank, t.events, t.hours, t.cost, t.needs
+       p.available[(t.i - 1) * %(k)s + 1 : t.i * %(k)s], t.reason, t.rank, t.events, t.hours, t.cost, t.needs,
+       t.restore
 FROM (SELECT %(kw)s::float8[] AS kw, %(available)s::float8[] AS available) p, unnest(%(devices)s::bigint[], %(customers)s::bigint[], %(reasons)s::varchar[], %(ranks)s::integer[],
-            %(events)s::integer[], %(hours)s::float8[], %(costs)s::float8[], %(needs)s::boolean[])
-     WITH ORDINALITY AS t(device, customer, reason, rank, events, hours, cost, needs, i)
+            %(events)s::integer[], %(hours)s::float8[], %(costs)s::float8[], %(needs)s::boolean[], %(restore)s::integer[])
+     WITH ORDINALITY AS t(device, customer, reason, rank, events, hours, cost, needs, restore, i)
 """
 
 _UPDATE_ON_CONFLICT = """
 ON CONFLICT (event_id, device_id) DO UPDATE SET round = EXCLUDED.round, kw = EXCLUDED.kw, available_kw = EXCLUDED.available_kw,
     reason = EXCLUDED.reason, rank = EXCLUDED.rank, customer_events = EXCLUDED.customer_events,
     customer_hours = EXCLUDED.customer_hours, customer_cost_per_kwh = EXCLUDED.customer_cost_per_kwh,
-    needs_command = EXCLUDED.needs_command
+    needs_command = EXCLUDED.needs_command, restore_offset_seconds = EXCLUDED.restore_offset_seconds
 """
 
 
@@ -295,7 +345,7 @@ SELECT gen_random_uuid(), a.event_id, a.device_id, coalesce(prev.sequence, 0) + 
        CASE WHEN %(cancel)s OR opted.out OR NOT coalesce(0 < ANY (a.kw[%(first)s + 1:]), false) THEN 'cancel'
             WHEN prev.sequence IS NULL THEN 'dispatch' ELSE 'update' END,
        CASE WHEN %(cancel)s OR opted.out THEN '[]'::jsonb ELSE {schedule} END,
-       %(ramp)s, %(not_before)s, %(expires)s, 'pending', %(now)s, ''
+       %(ramp)s, %(not_before)s, %(expires)s + make_interval(secs => a.restore_offset_seconds), 'pending', %(now)s, ''
 FROM dispatch_allocation a
 LEFT JOIN LATERAL (SELECT max(sequence) AS sequence FROM dispatch_devicecommand c
                    WHERE %(round)s > 1 AND c.event_id = a.event_id AND c.device_id = a.device_id) prev ON true
@@ -316,12 +366,20 @@ def _schedule_sql(intervals: list[EventInterval], first: int) -> tuple[str, dict
     formatted and aggregated again for each of a chunk's thousands of rows.
     """
     items, params = [], {}
+    last = len(intervals)
     for n, interval in enumerate(intervals[first:], start=first + 1):
         params[f"s{n}"], params[f"e{n}"] = (
             interval.start.astimezone(UTC).isoformat(),
             interval.end.astimezone(UTC).isoformat(),
         )
-        items.append(f"jsonb_build_object('start', %(s{n})s::text, 'end', %(e{n})s::text, 'kw', a.kw[{n}])")
+        end = f"%(e{n})s::text"
+        if n == last:  # a staggered restore holds the last interval's kW that much longer
+            end = (
+                f"CASE WHEN a.restore_offset_seconds = 0 THEN {end} ELSE to_char((%(e{n})s::timestamptz + "
+                "make_interval(secs => a.restore_offset_seconds)) AT TIME ZONE 'UTC', "
+                '\'YYYY-MM-DD"T"HH24:MI:SS"+00:00"\') END'
+            )
+        items.append(f"jsonb_build_object('start', %(s{n})s::text, 'end', {end}, 'kw', a.kw[{n}])")
     return f"jsonb_build_array({', '.join(items)})", params
 
 

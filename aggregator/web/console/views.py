@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Max
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -270,9 +270,30 @@ def _event_context(item, selectors) -> dict:
         "zone": zone,
         "runs": runs,
         "overrides": overrides.for_event(item),
+        "rebound": _rebound_summary(item),
         "section": "events",
         "live": item.state in ("scheduled", "notified", "active"),
         "now": datetime.now(UTC),
+    }
+
+
+def _rebound_summary(item) -> dict | None:
+    """The latest round's expected rebound after the event: its peak, when, its energy and the stagger."""
+    latest = item.rounds.order_by("-number").first()
+    if latest is None or not latest.rebound_kw:
+        return None
+    kw = latest.rebound_kw
+    peak = max(kw)
+    stagger = item.allocations.aggregate(longest=Max("restore_offset_seconds"))["longest"] or 0
+    limit = item.resource.program.rebound_limit_kw
+    return {
+        "peak_kw": round(peak, 1),
+        "peak_minute": kw.index(peak),
+        "kwh": round(sum(kw) / 60, 1),
+        "minutes": len(kw),
+        "stagger_minutes": stagger // 60,
+        "limit_kw": limit,
+        "within_limit": latest.rebound_within_limit,
     }
 
 
