@@ -204,3 +204,20 @@ class StormWatchCreateSerializer(serializers.Serializer):
     start = AwareDateTimeField()
     end = AwareDateTimeField()
     reason = serializers.CharField(max_length=200)
+
+
+class CustomerCostSerializer(serializers.Serializer):
+    site = serializers.IntegerField()
+    device = serializers.IntegerField()
+    kwh = serializers.FloatField()
+    cost_per_kwh = serializers.FloatField(help_text="What a kWh taken costs the site's bill (its battery plan).")
+    cost = serializers.FloatField()
+
+
+class EventPreviewSerializer(serializers.Serializer):
+    target_kw = serializers.ListField(child=serializers.FloatField(), help_text="Per interval, with the margin.")
+    allocated_kw = serializers.ListField(child=serializers.FloatField())
+    devices = serializers.IntegerField()
+    warnings = serializers.ListField(child=serializers.DictField())
+    customer_costs = CustomerCostSerializer(many=True)
+    customer_cost_total = serializers.FloatField()

@@ -42,8 +42,7 @@ class DispatchEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     def get_serializer_class(self):
         return s.DispatchEventDetailSerializer if self.action == "retrieve" else s.DispatchEventSerializer
 
-    @extend_schema(request=s.EventCreateSerializer, responses={201: s.DispatchEventSerializer})
-    def create(self, request):
+    def _event_arguments(self, request) -> dict:
         params = s.EventCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
@@ -53,22 +52,33 @@ class DispatchEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         replaces = DispatchEvent.objects.filter(pk=data["replaces"]).first() if data.get("replaces") else None
         if data.get("replaces") and replaces is None:
             raise ValidationError({"replaces": ["No such event."]}, code="does_not_exist")
-        event = services.create_event(
-            resource=resource,
-            source=data["source"],
-            start=data["start"],
-            end=data["end"],
-            by=request.user,
-            intervals=interval_specs(data),
-            target_kw=data.get("target_kw"),
-            notify_at=data.get("notify_at"),
-            target_kind=data["target_kind"],
-            ramp_seconds=data["ramp_seconds"],
-            over_commit_pct=data.get("over_commit_pct"),
-            external_ref=data["external_ref"],
-            replaces=replaces,
-        )
+        return {
+            "resource": resource,
+            "source": data["source"],
+            "start": data["start"],
+            "end": data["end"],
+            "by": request.user,
+            "intervals": interval_specs(data),
+            "target_kw": data.get("target_kw"),
+            "notify_at": data.get("notify_at"),
+            "target_kind": data["target_kind"],
+            "ramp_seconds": data["ramp_seconds"],
+            "over_commit_pct": data.get("over_commit_pct"),
+            "external_ref": data["external_ref"],
+            "replaces": replaces,
+        }
+
+    @extend_schema(request=s.EventCreateSerializer, responses={201: s.DispatchEventSerializer})
+    def create(self, request):
+        event = services.create_event(**self._event_arguments(request))
         return Response(s.DispatchEventSerializer(event).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.EventCreateSerializer, responses=s.EventPreviewSerializer)
+    @action(detail=False, methods=["post"])
+    def preview(self, request):
+        """What the event would do, creating nothing: its allocation, and what it costs customers whose battery
+        plans wanted the energy it takes (before anyone accepts it)."""
+        return Response(s.EventPreviewSerializer(services.preview_event(**self._event_arguments(request))).data)
 
     @extend_schema(request=s.ReasonSerializer, responses=s.DispatchEventSerializer)
     @action(detail=True, methods=["post"])

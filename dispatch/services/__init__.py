@@ -21,6 +21,7 @@ from dispatch.services.events import (
     create_event,
     hourly_intervals,
     modify,
+    preview_event,
     receive_instruction,
 )
 from dispatch.services.lifecycle import advance, expire_lapsed_commands
@@ -55,6 +56,7 @@ __all__ = [
     "open_events_due",
     "opt_out",
     "pending_chunks",
+    "preview_event",
     "rebalance",
     "receive_instruction",
     "report_delivery",

@@ -15,6 +15,7 @@ from aggregator.reference.models import Market
 from dispatch import jobs, selectors
 from dispatch.models import (
     OPEN_STATES,
+    Allocation,
     DispatchEvent,
     EventInterval,
 )
@@ -435,3 +436,50 @@ def _resize_allocations(event: DispatchEvent, k: int) -> None:
                WHERE event_id = %s""",
             [k, k, event.pk],
         )
+
+
+class _Preview(Exception):
+    def __init__(self, result: dict):
+        self.result = result
+
+
+def preview_event(
+    *, resource: VirtualResource, source: str, start: datetime, end: datetime, by: Actor, **kwargs
+) -> dict:
+    """What an event would do if it were created now, created nothing: the allocation it would get and, where a
+    battery's own plan wanted the energy the event takes, what the dispatch costs that customer's bill. The event
+    is created and allocated inside a transaction that is then rolled back, so the answer is the real rule's."""
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            event = create_event(resource=resource, source=source, start=start, end=end, by=by, now=now, **kwargs)
+            round_ = allocate(event=event, reason="preview", now=now)
+            hours = [(i.end - i.start).total_seconds() / 3600 for i in event.intervals.order_by("start")]
+            costs = []
+            for allocation in Allocation.objects.filter(event=event, customer_cost_per_kwh__gt=0).select_related(
+                "device"
+            ):
+                kwh = sum(kw * h for kw, h in zip(allocation.kw, hours))
+                if kwh > 0:
+                    costs.append(
+                        {
+                            "site": allocation.device.site_id,
+                            "device": allocation.device_id,
+                            "kwh": round(kwh, 3),
+                            "cost_per_kwh": round(allocation.customer_cost_per_kwh, 4),
+                            "cost": round(kwh * allocation.customer_cost_per_kwh, 2),
+                        }
+                    )
+            raise _Preview(
+                {
+                    "target_kw": round_.target_kw,
+                    "allocated_kw": round_.allocated_kw,
+                    "devices": round_.devices,
+                    "warnings": event.warnings,
+                    "customer_costs": costs,
+                    "customer_cost_total": round(sum(c["cost"] for c in costs), 2),
+                }
+            )
+    except _Preview as preview:
+        return preview.result
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -376,3 +376,56 @@ def test_a_site_that_cannot_be_planned_is_reported_and_its_batch_planned(program
     assert [f["site"] for f in figures["failed"]] == [site.pk] and "infeasible" in figures["failed"][0]["reason"]
     assert DeviceSchedule.objects.filter(day=day).count() == 19
     assert not DeviceSchedule.objects.filter(device=charger).exists()
+
+
+def test_a_preview_shows_what_a_dispatch_costs_customers_whose_plans_disagree_and_creates_nothing(
+    program, make_resource, api_as
+):
+    """A battery whose plan values its stored energy at $0.30/kWh over the hour: taking 4 kWh of it costs its
+    customer $1.20, shown before the event exists; the preview leaves no event, allocation or command behind."""
+    from dispatch.models import Allocation, DispatchEvent
+
+    now = datetime.now(UTC)
+    battery = active_device(
+        program,
+        device_type="battery",
+        rated_kw=Decimal("5"),
+        charge_kw=Decimal("5"),
+        energy_kwh=Decimal("13.5"),
+        backup_reserve_pct=Decimal("10"),
+    )
+    resource = make_resource(devices=[battery])
+    online(battery, soc=Decimal("90"))
+    start = (now + timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+    DeviceSchedule.objects.create(
+        device=battery,
+        day=start.date(),
+        start=start - timedelta(hours=4),
+        step_seconds=900,
+        kw=[0.0] * 48,
+        energy_kwh=[10.0] * 48,
+        reserve_kwh=1.35,
+        value_per_kwh=[0.30] * 48,
+        site_cost=0,
+        site_cost_without=0,
+    )
+    body = {
+        "resource": resource.pk,
+        "source": "operator_test",
+        "start": start.isoformat(),
+        "end": (start + timedelta(hours=1)).isoformat(),
+        "target_kw": "4",
+        "over_commit_pct": "0",
+    }
+    answer = api_as("operator").post("/api/v1/dispatch-events/preview/", body, format="json")
+    assert answer.status_code == 200, answer.content
+    preview = answer.json()
+    assert preview["allocated_kw"] == [4.0] and preview["devices"] == 1
+    assert preview["customer_costs"] == [
+        {"site": battery.site_id, "device": battery.pk, "kwh": 4.0, "cost_per_kwh": 0.3, "cost": 1.2}
+    ]
+    assert preview["customer_cost_total"] == 1.2
+    assert not DispatchEvent.objects.exists() and not Allocation.objects.exists()
+    # A bad request names its field, as creating would.
+    bad = api_as("operator").post("/api/v1/dispatch-events/preview/", {**body, "resource": 999999}, format="json")
+    assert bad.status_code == 400 and "resource" in str(bad.json())
