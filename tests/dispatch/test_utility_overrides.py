@@ -166,3 +166,24 @@ def test_a_token_is_issued_for_a_known_utility_only(db, capsys):
     assert capsys.readouterr().out.startswith("utl_")
     with pytest.raises(Exception, match="No utility"):
         call_command("issue_utility_token", "Nowhere Power")
+
+
+def test_the_console_lists_overrides_and_an_operator_cancels_one(area, client, make_operator):
+    peco, *_ = area
+    start = soon()
+    override = overrides.make(
+        utility=peco,
+        market=market("PJM"),
+        zone="PECO",
+        start=start,
+        end=start + timedelta(hours=1),
+        reason="Transformer swap",
+        by="PECO",
+    )
+    client.force_login(make_operator("analyst"))
+    page = client.get("/console/storm-watches/").content.decode()
+    assert "Transformer swap" in page and "in force" in page and 'name="cancel_override"' not in page
+    client.force_login(make_operator("operator"))
+    assert client.post("/console/storm-watches/", {"cancel_override": override.pk}).status_code == 302
+    override.refresh_from_db()
+    assert override.cancelled_at is not None

@@ -29,7 +29,7 @@ from aggregator.core.workers import live_workers
 from aggregator.reference.models import Market
 from aggregator.web import health as probes
 from dispatch import overrides, resilience, selectors, services
-from dispatch.models import DispatchEvent, StormWatch
+from dispatch.models import DispatchEvent, StormWatch, UtilityOverride
 from settlement import pages
 from settlement.models import SettlementRun
 
@@ -384,6 +384,12 @@ def storm_watches(request):
     """Storm watches: declare one for a zone or pricing nodes and a window (market time), see and cancel them."""
 
     form, problems = {}, []
+    if request.method == "POST" and request.POST.get("cancel_override", "").isdigit():
+        override = UtilityOverride.objects.filter(pk=int(request.POST["cancel_override"])).first()
+        if override is None:
+            raise Http404
+        overrides.cancel(override=override)
+        return redirect("console:storm-watches")
     if request.method == "POST" and request.POST.get("cancel", "").isdigit():
         watch = StormWatch.objects.filter(pk=int(request.POST["cancel"])).first()
         if watch is None:
@@ -419,6 +425,7 @@ def storm_watches(request):
         "console/storm_watches.html",
         {
             "watches": watches,
+            "overrides": UtilityOverride.objects.select_related("utility", "market").order_by("-start")[:50],
             "markets": Market.objects.order_by("code"),
             "form": form,
             "problems": problems,
