@@ -284,6 +284,9 @@ CELERY_BEAT_SCHEDULE = {
     "dispatch-closed-loop": {"task": "dispatch.tasks.closed_loop", "schedule": 30},
     "settlement-runs-due": {"task": "settlement.tasks.settle_due", "schedule": 3600},
     "battery-schedules-due": {"task": "dispatch.tasks.plan_due_schedules", "schedule": 15 * 60},
+    "market-forecast-rollup": {"task": "aggregator.market.tasks.roll_up_forecast_history", "schedule": 10 * 60},
+    "market-forecast-hourly": {"task": "aggregator.market.tasks.forecast_hourly", "schedule": 3600},
+    "market-forecast-real-time": {"task": "aggregator.market.tasks.forecast_real_time", "schedule": 5 * 60},
 }
 # Settlement: the initial run waits this long after an event for the meter data to arrive;
 # events this recent are re-checked for late or corrected data, and resettled when it changed.
