@@ -242,6 +242,8 @@ SPECTACULAR_SETTINGS = {
         "ScopeKindEnum": "aggregator.aggregation.models.ScopeKind",
         "EventStateEnum": "dispatch.models.EventState",
         "SettlementRunKindEnum": "settlement.models.SettlementRun.Kind",
+        "ForecastKindEnum": "aggregator.market.models.Forecast.Kind",
+        "ForecastModelEnum": "aggregator.market.models.Forecast.Model",
     },
 }
 

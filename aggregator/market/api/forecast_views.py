@@ -11,7 +11,8 @@ from aggregator.market.models import Forecast
 
 
 class ForecastFilter(FilterSet):
-    latest = django_filters.BooleanFilter(
+    latest = django_filters.ChoiceFilter(
+        choices=[("true", "true"), ("false", "false")],
         method="filter_latest",
         label="Only the latest forecast per resource, kind and model (default true; false: every one, newest first).",
     )
@@ -26,7 +27,7 @@ class ForecastFilter(FilterSet):
     @property
     def qs(self):
         rows = super().qs
-        if self.form.cleaned_data.get("latest") is False:
+        if self.form.cleaned_data.get("latest") == "false":
             return rows.order_by("-issued_at", "resource_id", "kind", "model")
         latest = (
             rows.order_by("resource_id", "kind", "model", "-issued_at", "-id")

@@ -34,7 +34,7 @@ BALANCE_F = 65.0
 BLOCK_HOURS = 6
 BLOCKS = 24 // BLOCK_HOURS
 CELLS = 48  # local hour x day type
-RIDGE = 0.5
+RIDGE = 0.1
 MIN_MONTH_HOURS = 14 * 24
 MIN_TEMPERATURE_SHARE = 0.5
 MIN_BLOCK_RESIDUALS = 24
@@ -159,7 +159,7 @@ def fit_load(y: Floats, cal: Calendar, temperature: Floats | None, history: int)
     fitted = x_all @ beta + mean
     residual = np.full(n_axis, np.nan)
     residual[seen] = target - fitted[seen]
-    return GroupFit(fitted, residual, x.shape[1], int(seen.sum()), use_temperature, months)
+    return GroupFit(fitted, residual, x.shape[1], int(seen.sum()), bool(use_temperature), months)
 
 
 def fit_profile(y: Floats, predicted: Floats, history: int) -> GroupFit:
@@ -226,7 +226,7 @@ def real_time_spread(minutes_ahead: Floats) -> Floats:
 
 
 def plan_headroom_kw(
-    energy_kwh: Floats, reserve_kwh: Floats, rated_kw: Floats, round_trip_pct: Floats, event_hours: float
+    energy_kwh: Floats, reserve_kwh: Floats, rated_kw: Floats, round_trip_pct: Floats, event_hours: Floats | float
 ) -> Floats:
     """What a battery can discharge over an event starting when its plan holds `energy_kwh`: the energy above its
     reserve, through the discharge efficiency, over the event's hours, capped at its rated kW."""
@@ -234,7 +234,7 @@ def plan_headroom_kw(
         np.isfinite(round_trip_pct), np.sqrt(np.clip(round_trip_pct, 1, 100) / 100.0), DEFAULT_DISCHARGE_EFFICIENCY
     )
     usable = np.clip(energy_kwh - reserve_kwh, 0, None) * efficiency
-    return np.minimum(np.nan_to_num(rated_kw), usable / float(event_hours))
+    return np.minimum(np.nan_to_num(rated_kw), usable / np.asarray(event_hours, dtype=np.float64))
 
 
 @dataclass(frozen=True)
