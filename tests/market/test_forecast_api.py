@@ -15,7 +15,6 @@ URL = "/api/v1/market/forecasts/"
 
 
 def forecast(resource, *, issued_at=NOW, kind="hourly", model="learned", values=(2.0, 3.0)):
-    n = len(values)
     return Forecast.objects.create(
         resource=resource,
         kind=kind,

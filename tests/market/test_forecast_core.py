@@ -45,8 +45,10 @@ def test_a_ridge_fit_recovers_a_known_hour_and_temperature_formula():
     rng = np.random.default_rng(3)
     temperature = 72 + 12 * np.sin((cal.hour - 9) / 24 * 2 * np.pi) + rng.normal(0, 3, len(cal))
     # The truth: 0.1 at night, 0.4 on weekday afternoons, +0.01 per cooling degree hour.
-    truth = 0.1 + 0.3 * ((cal.day_type == 0) & (cal.hour >= 12) & (cal.hour < 20)) + 0.01 * np.clip(
-        temperature - 65, 0, None
+    truth = (
+        0.1
+        + 0.3 * ((cal.day_type == 0) & (cal.hour >= 12) & (cal.hour < 20))
+        + 0.01 * np.clip(temperature - 65, 0, None)
     )
     y = truth.copy()
     y[history:] = np.nan
