@@ -1,5 +1,6 @@
 """Reads for dispatch: the candidates of an event (one query), live commands, target against delivered."""
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -143,9 +144,12 @@ def without_opted_out(
         return
     span = timedelta(hours=event_hours)
     horizon = (instants[-1] if instants else now) + span
-    windows = DeviceOptOut.objects.filter(device_id__in=fleet.device_id.tolist(), end__gt=now, start__lt=horizon)
+    # Every opt-out in the horizon, kept for the fleet's devices here: a fleet of 100,000 would not fit an IN list.
+    windows = DeviceOptOut.objects.filter(end__gt=now, start__lt=horizon)
     for device_id, start, end in windows.values_list("device_id", "start", "end"):
         i = int(np.searchsorted(fleet.device_id, device_id))
+        if i >= len(fleet) or fleet.device_id[i] != device_id:
+            continue
         if start < now + span and end > now:
             now_kw[i] = 0.0
         for k, at in enumerate(instants):
@@ -153,15 +157,61 @@ def without_opted_out(
                 forecast[i, k] = 0.0
 
 
-# Plans as rows of plain values, each array packed into one bytea: a fleet's plans (two days of 15-minute steps for
-# every battery) read in one query without parsing a Python float per step.
+# Plans as rows of plain values, their arrays in PostgreSQL's binary form: a fleet's plans (days of 15-minute steps
+# for every battery) read in one query without parsing a Python float per step.
 _PLAN_ARRAYS = """
-SELECT p.device_id, extract(epoch FROM p.start)::float8, p.step_seconds, p.reserve_kwh,
-       (SELECT string_agg(float8send(x), ''::bytea ORDER BY o) FROM unnest(p.kw) WITH ORDINALITY u(x, o)),
-       (SELECT string_agg(float8send(x), ''::bytea ORDER BY o) FROM unnest(p.energy_kwh) WITH ORDINALITY u(x, o))
-FROM dispatch_deviceschedule p
-WHERE p.device_id = ANY(%s) AND p.start <= %s AND p.start > %s
+SELECT p.device_id, extract(epoch FROM p.start)::float8, p.step_seconds, p.reserve_kwh, array_send(p.kw),
+       array_send(p.energy_kwh)
+FROM dispatch_deviceschedule p JOIN unnest(%s::int8[]) AS battery(id) ON battery.id = p.device_id
+WHERE p.start <= %s AND p.start > %s
 """
+
+
+def _floats(data) -> np.ndarray:
+    """A one-dimensional float8[] without NULLs from its binary form (array_send): header, then (length, value)s."""
+    raw = bytes(data or b"")
+    if len(raw) < 12 or int.from_bytes(raw[:4], "big") == 0:
+        return np.zeros(0)
+    dims = int.from_bytes(raw[:4], "big")
+    return np.frombuffer(raw[12 + 8 * dims :], dtype=[("length", ">i4"), ("value", ">f8")])["value"].astype(float)
+
+
+@dataclass
+class PlanShape:
+    """Battery plans of one step and length, stacked: a row per plan."""
+
+    step: int
+    length: int
+    device_id: np.ndarray
+    start: np.ndarray  # epoch seconds
+    reserve: np.ndarray
+    kw: np.ndarray  # (plans, length)
+    energy: np.ndarray  # (plans, length): planned kWh at each step's end
+
+
+def plans_by_shape(device_ids: np.ndarray, *, first: datetime, last: datetime) -> list[PlanShape]:
+    """The plans of these batteries that may cover an instant from `first` to `last` (starting at most 26 hours
+    before `first`), grouped by step and length; one query."""
+    with connection.cursor() as cursor:
+        cursor.execute(_PLAN_ARRAYS, [np.asarray(device_ids).tolist(), last, first - timedelta(hours=26)])
+        rows = cursor.fetchall()
+    shapes: dict[tuple[int, int], list[tuple]] = {}
+    for device_id, start, step, reserve, kw, energy in rows:
+        kw, energy = _floats(kw), _floats(energy)
+        if len(kw) and len(energy) == len(kw):
+            shapes.setdefault((step, len(kw)), []).append((device_id, start, reserve, kw, energy))
+    return [
+        PlanShape(
+            step=step,
+            length=length,
+            device_id=np.array([p[0] for p in plans], dtype=np.int64),
+            start=np.array([p[1] for p in plans]),
+            reserve=np.array([p[2] for p in plans]),
+            kw=np.stack([p[3] for p in plans]),
+            energy=np.stack([p[4] for p in plans]),
+        )
+        for (step, length), plans in shapes.items()
+    ]
 
 
 def limit_by_plans(fleet: capability.Fleet, *, instants: list[datetime], event_hours: float, out: np.ndarray) -> None:
@@ -172,22 +222,11 @@ def limit_by_plans(fleet: capability.Fleet, *, instants: list[datetime], event_h
     batteries = fleet.device_id[fleet.type_code == capability.TYPE_CODE["battery"]]
     if not len(batteries) or not instants:
         return
-    with connection.cursor() as cursor:
-        cursor.execute(_PLAN_ARRAYS, [batteries.tolist(), max(instants), min(instants) - timedelta(hours=26)])
-        rows = cursor.fetchall()
     epochs = np.array([at.timestamp() for at in instants])
-    shapes: dict[tuple[int, int], list[tuple]] = {}
-    for device_id, start, step, reserve, kw, energy in rows:
-        kw = np.frombuffer(bytes(kw or b""), dtype=">f8")
-        energy = np.frombuffer(bytes(energy or b""), dtype=">f8")
-        if len(kw) and len(energy) == len(kw):
-            shapes.setdefault((step, len(kw)), []).append((device_id, start, reserve, kw, energy))
-    for (step, length), plans in shapes.items():
-        i = np.searchsorted(fleet.device_id, np.array([p[0] for p in plans]))
-        start = np.array([p[1] for p in plans])
-        reserve = np.array([p[2] for p in plans])
-        kw = np.stack([p[3] for p in plans])
-        energy = np.stack([p[4] for p in plans])
+    for plans in plans_by_shape(batteries, first=min(instants), last=max(instants)):
+        step, length, start, reserve = plans.step, plans.length, plans.start, plans.reserve
+        kw, energy = plans.kw, plans.energy
+        i = np.searchsorted(fleet.device_id, plans.device_id)
         n = np.floor((epochs[None, :] - start[:, None]) / step).astype(int)
         inside = (n >= 0) & (n < length)
         if not inside.any():
@@ -196,7 +235,7 @@ def limit_by_plans(fleet: capability.Fleet, *, instants: list[datetime], event_h
         eff = np.sqrt(np.where(np.isnan(rte), 90.0, rte) / 100.0)
         discharge = np.clip(kw, 0, None) * step / 3600 / eff[:, None]
         # kWh the plan discharges from interval j on
-        later = np.concatenate([np.cumsum(discharge[:, ::-1], axis=1)[:, ::-1], np.zeros((len(plans), 1))], axis=1)
+        later = np.concatenate([np.cumsum(discharge[:, ::-1], axis=1)[:, ::-1], np.zeros((len(start), 1))], axis=1)
         after = np.minimum(n + int(np.ceil(event_hours * 3600 / step)), length)
         p, k = np.nonzero(inside)
         usable = energy[p, np.maximum(n[p, k] - 1, 0)] - reserve[p] - later[p, after[p, k]]
@@ -213,5 +252,7 @@ def plans_limit_capability(
     forecast: np.ndarray,
 ) -> None:
     """Capability's view of battery plans: now and each forecast hour keep only what the plans leave."""
-    limit_by_plans(fleet, instants=[now], event_hours=event_hours, out=now_kw[:, None])
-    limit_by_plans(fleet, instants=instants, event_hours=event_hours, out=forecast)
+    both = np.concatenate([now_kw[:, None], forecast], axis=1)  # one read of the plans for now and every hour
+    limit_by_plans(fleet, instants=[now, *instants], event_hours=event_hours, out=both)
+    now_kw[:] = both[:, 0]
+    forecast[:] = both[:, 1:]

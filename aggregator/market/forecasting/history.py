@@ -6,44 +6,57 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
-from django.db import connection
+from django.db import connection, transaction
 
 from aggregator.aggregation import capability
 from aggregator.market.forecasting.rollup import CHARGING_SHARE, MIN_COVERED_HOURS
 from aggregator.reference.models import Temperature
+from dispatch.selectors import plans_by_shape
 
+WORK_MEM = "256MB"
 TYPE_ARRAY = "ARRAY[" + ", ".join(f"'{t}'" for t in capability.TYPES) + "]::text[]"
 
 
-def grouped_columns(sql: str, params: Sequence | dict, keys: int, dtypes: Sequence[str]) -> list[np.ndarray]:
-    """Run `sql`, whose rows are `keys` key columns then one bytea per value column, each the values of the group
-    packed by `int4send`/`float8send`... (string_agg); return the columns expanded to one entry per value.
+def unpack(data: bytes | memoryview | None, kind: str) -> np.ndarray:
+    """The values of a one-dimensional array without NULLs in PostgreSQL's binary form (`array_send`): a header
+    (dimensions, flags, element type, then size and lower bound per dimension), then each value after its length."""
+    raw = bytes(data or b"")
+    if len(raw) < 12 or int.from_bytes(raw[:4], "big") == 0:
+        return np.zeros(0, dtype=kind)
+    dims = int.from_bytes(raw[:4], "big")
+    return np.frombuffer(raw[12 + 8 * dims :], dtype=[("length", ">i4"), ("value", ">" + kind)])["value"].astype(kind)
 
-    Packing a group's values into one bytea in SQL makes a few thousand rows of a few million values: numpy reads
-    each bytea in one call, where fetching a row per value costs Python objects and a round of the driver each.
+
+def grouped_columns(sql: str, params: Sequence | dict, keys: int, dtypes: Sequence[str]) -> list[np.ndarray]:
+    """Run `sql`, whose rows are `keys` key columns then one `array_send(array_agg(...))` per value column (the
+    group's values); return the columns expanded to one entry per value.
+
+    Packing a group's values into one array in SQL makes a few thousand rows of a few million values: numpy reads
+    each in one call, where fetching a row per value costs Python objects and a round of the driver each.
     """
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")  # a hash of a few thousand groups' arrays in memory
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     key_columns: list[list] = [[] for _ in range(keys)]
     values: list[list[np.ndarray]] = [[] for _ in dtypes]
     for row in rows:
-        unpacked = [np.frombuffer(bytes(row[keys + i] or b""), dtype=">" + kind) for i, kind in enumerate(dtypes)]
+        unpacked = [unpack(row[keys + i], kind) for i, kind in enumerate(dtypes)]
         for i in range(keys):
             key_columns[i].append(np.full(len(unpacked[0]), row[i]))
         for i, column in enumerate(unpacked):
-            values[i].append(column.astype(dtypes[i]))
+            values[i].append(column)
     out = [np.concatenate(c) if c else np.zeros(0, dtype=np.int64) for c in key_columns]
     return out + [np.concatenate(v) if v else np.zeros(0, dtype=kind) for v, kind in zip(values, dtypes, strict=True)]
 
 
 _ROLLUP = f"""
-SELECT f.resource_id, array_position({TYPE_ARRAY}, f.device_type::text) - 1,
-       string_agg(int4send(((extract(epoch FROM f.hour) - %(origin)s) / 3600)::int4), ''::bytea),
-       string_agg(float8send(f.kwh / f.rated_kwh), ''::bytea), string_agg(float8send(f.device_hours), ''::bytea)
-FROM market_forecastrolluphour f
-WHERE f.resource_id = ANY(%(resources)s) AND f.hour >= %(start)s AND f.hour < %(end)s AND f.rated_kwh > 0
-GROUP BY 1, 2
+SELECT f.resource_id, array_position({TYPE_ARRAY}, min(f.device_type)::text) - 1,
+       array_send(array_agg(((extract(epoch FROM f.hour)::int8 - %(origin)s) / 3600)::int4)),
+       array_send(array_agg(f.kwh / f.rated_kwh)), array_send(array_agg(f.device_hours))
+FROM market_forecastrolluphour f JOIN unnest(%(resources)s::int8[]) AS wanted(id) ON wanted.id = f.resource_id
+WHERE f.hour >= %(start)s AND f.hour < %(end)s AND f.rated_kwh > 0
+GROUP BY f.resource_id, f.device_type
 """
 
 
@@ -81,13 +94,14 @@ GROUP BY 1, 2
 _PROFILES = """
 SELECT m.resource_id, s.time_zone, d.rated_kw::float8,
        sum(p.charging_kwh) / nullif(sum(p.charging_covered_hours), 0),
-       string_agg(int4send(p.how::int4), ''::bytea), string_agg(int4send(p.observed_hours::int4), ''::bytea),
-       string_agg(int4send(p.charging_hours::int4), ''::bytea)
+       array_send(array_agg(p.how::int4)), array_send(array_agg(p.observed_hours::int4)),
+       array_send(array_agg(p.charging_hours::int4))
 FROM aggregator_resourcemembership m
 JOIN enrollment_device d ON d.id = m.device_id AND d.device_type = 'ev_charger'
 JOIN enrollment_site s ON s.id = d.site_id
 JOIN ({source}) p ON p.device_id = d.id
-WHERE m.resource_id = ANY(%(resources)s) AND m.left_at IS NULL
+JOIN unnest(%(resources)s::int8[]) AS wanted(id) ON wanted.id = m.resource_id
+WHERE m.left_at IS NULL
 GROUP BY m.resource_id, s.time_zone, d.id, d.rated_kw
 HAVING sum(p.observed_hours) >= %(min_observed)s
 """
@@ -110,7 +124,8 @@ def charger_profiles(*, resource_ids: list[int], as_of: datetime | None = None) 
         "min_covered": MIN_COVERED_HOURS,
         "share": CHARGING_SHARE,
     }
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
         cursor.execute(_PROFILES.format(source=_PROFILE_TABLE if as_of is None else _PROFILE_AS_OF), params)
         rows = cursor.fetchall()
     if not rows:
@@ -118,9 +133,9 @@ def charger_profiles(*, resource_ids: list[int], as_of: datetime | None = None) 
     observed = np.zeros((len(rows), 168))
     charging = np.zeros((len(rows), 168))
     for i, (_, _, _, _, how, obs, ch) in enumerate(rows):
-        index = np.frombuffer(bytes(how), dtype=">i4")
-        observed[i, index] = np.frombuffer(bytes(obs), dtype=">i4")
-        charging[i, index] = np.frombuffer(bytes(ch), dtype=">i4")
+        index = unpack(how, "i4")
+        observed[i, index] = unpack(obs, "i4")
+        charging[i, index] = unpack(ch, "i4")
     alike_observed = np.zeros((len(rows), 48))
     alike_charging = np.zeros((len(rows), 48))
     for cls in range(48):
@@ -139,34 +154,28 @@ def charger_profiles(*, resource_ids: list[int], as_of: datetime | None = None) 
     return out
 
 
-_PLANS = """
-SELECT p.device_id, string_agg(int4send(i.k::int4), ''::bytea),
-       string_agg(float8send(CASE WHEN n = 0 THEN p.energy_kwh[1] + greatest(p.kw[1], 0) * p.step_seconds / 3600.0
-                                  ELSE p.energy_kwh[n] END), ''::bytea),
-       string_agg(float8send(p.reserve_kwh), ''::bytea)
-FROM unnest(%(instants)s::timestamptz[]) WITH ORDINALITY AS i(at, k)
-JOIN dispatch_deviceschedule p ON p.device_id = ANY(%(devices)s)
-     AND p.day >= (%(first)s::timestamptz - interval '2 days')::date AND p.day <= (%(last)s::timestamptz + interval '2 days')::date
-     AND p.start <= i.at AND i.at < p.start + p.step_seconds * cardinality(p.kw) * interval '1 second'
-CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM i.at - p.start) / p.step_seconds)::int AS n) step
-GROUP BY 1
-"""
-
-
 def planned_energy(
     *, device_ids: np.ndarray, instants: list[datetime]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(device id, instant index, kWh the plan holds at the instant, the plan's reserve kWh) where a battery's
-    plan (dispatch.DeviceSchedule) covers the instant."""
+    """(device id, instant index, kWh the plan holds at the instant's start, the plan's reserve kWh) wherever a
+    battery's plan (dispatch.DeviceSchedule) covers an instant; read as dispatch reads plans for capability."""
+    empty = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
     if not len(device_ids) or not instants:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
-    device, k, energy, reserve = grouped_columns(
-        _PLANS,
-        {"instants": instants, "devices": device_ids.tolist(), "first": instants[0], "last": instants[-1]},
-        1,
-        ["i4", "f8", "f8"],
-    )
-    return device.astype(np.int64), k.astype(np.int64) - 1, energy, reserve
+        return empty
+    epochs = np.array([at.timestamp() for at in instants])
+    parts = []
+    for plans in plans_by_shape(device_ids, first=min(instants), last=max(instants)):
+        n = np.floor((epochs[None, :] - plans.start[:, None]) / plans.step).astype(int)
+        p, k = np.nonzero((n >= 0) & (n < plans.length))
+        step = n[p, k]
+        # The energy an interval starts with is the one the step before ends with; the first step's, from its own.
+        first = plans.energy[p, 0] + np.clip(plans.kw[p, 0], 0, None) * plans.step / 3600
+        energy = np.where(step == 0, first, plans.energy[p, np.maximum(step - 1, 0)])
+        parts.append((plans.device_id[p], k, energy, plans.reserve[p]))
+    if not parts:
+        return empty
+    device, k, energy, reserve = (np.concatenate([part[i] for part in parts]) for i in range(4))
+    return device, k, energy, reserve
 
 
 def station_temperatures(*, stations: set[str], start: datetime, end: datetime) -> dict[str, dict[int, float]]:
@@ -182,8 +191,8 @@ def station_temperatures(*, stations: set[str], start: datetime, end: datetime) 
 
 
 _INTERVAL_LOADS = """
-SELECT resource_id, type_code, string_agg(int4send(slot), ''::bytea), string_agg(float8send(kwh), ''::bytea),
-       string_agg(float8send(rated_kwh), ''::bytea)
+SELECT resource_id, type_code, array_send(array_agg(slot)), array_send(array_agg(kwh)),
+       array_send(array_agg(rated_kwh))
 FROM (
 SELECT m.resource_id, array_position({types}, d.device_type::text) - 1 AS type_code,
        floor((extract(epoch FROM r.start) - %(origin)s) / %(seconds)s)::int4 AS slot,

@@ -14,6 +14,7 @@ from aggregator.market.forecasting import core, history
 from aggregator.market.forecasting.rollup import LOAD_TYPES, zone_station
 from aggregator.market.models import Forecast
 from aggregator.reference.holidays import UnknownCalendar, holidays_between
+from dispatch.models import DeviceOptOut
 from dispatch.selectors import without_opted_out
 
 HOURS = 48
@@ -125,13 +126,18 @@ def load_run(
         joins=_MEMBERS,
         extra=("m.resource_id", "s.weather_station", "s.zone", "mk.code", "st.power_kw::float8"),
     )
-    index = {rid: i for i, rid in enumerate(ids)}
-    slot = np.array([index[r] for r in owner], dtype=np.int64)
+    slot = np.searchsorted(np.array(ids, dtype=np.int64), np.array(owner, dtype=np.int64))
     n = len(fleet)
 
     # The capability model per device (nameplate; and the fallback), and where each device may be dispatched.
     capability_kw = np.zeros((n, HOURS))
     mask = np.ones((n, HOURS))
+    opted_out = np.array(
+        DeviceOptOut.objects.filter(end__gt=now, start__lt=instants[-1] + timedelta(days=1))
+        .values_list("device_id", flat=True)
+        .distinct(),
+        dtype=np.int64,
+    )
     event_hours = np.array([float(r.program.typical_event_hours) for r in resources])
     for hours in np.unique(event_hours) if n else []:
         rows = np.flatnonzero(event_hours[slot] == hours)
@@ -141,11 +147,19 @@ def load_run(
         apply_capability_limits(sub, now=now, instants=instants, event_hours=float(hours), now_kw=now_kw, forecast=kw)
         capability_kw[rows] = kw
         if not backtest:
-            ones = np.ones((len(rows), HOURS))
-            without_opted_out(
-                sub, now=now, instants=instants, event_hours=float(hours), now_kw=np.ones(len(rows)), forecast=ones
-            )
-            mask[rows] = ones
+            # Opt-outs (customer overrides, storm watches): only the devices that have one in the horizon are asked.
+            opted = np.flatnonzero(np.isin(fleet.device_id[rows], opted_out))
+            if len(opted):
+                ones = np.ones((len(opted), HOURS))
+                without_opted_out(
+                    _take(sub, opted),
+                    now=now,
+                    instants=instants,
+                    event_hours=float(hours),
+                    now_kw=np.ones(len(opted)),
+                    forecast=ones,
+                )
+                mask[rows[opted]] = ones
     if not backtest and n:
         stale = ~np.isnan(fleet.last_seen_epoch) & (fleet.last_seen_epoch < (now - capability.STALE_AFTER).timestamp())
         mask[stale] = 0.0
@@ -174,11 +188,13 @@ def load_run(
     )
     if len(r_id):
         known = LOAD_INDEX[type_code] >= 0
-        group = np.array([index[r] for r in r_id.tolist()]) * len(LOAD_TYPES) + LOAD_INDEX[type_code]
+        group = np.searchsorted(np.array(ids), r_id) * len(LOAD_TYPES) + LOAD_INDEX[type_code]
         group, hour, load_factor, device_hours = group[known], hour[known], load_factor[known], device_hours[known]
+        order = np.argsort(group, kind="stable")
+        groups, first = np.unique(group[order], return_index=True)
         usual = np.zeros(len(y))
-        for g in np.unique(group):
-            usual[g] = np.median(device_hours[group == g])
+        for g, segment in zip(groups, np.split(device_hours[order], first[1:]), strict=True):
+            usual[g] = np.median(segment)
         keep = device_hours >= MIN_COVERAGE * usual[group]
         y[group[keep], hour[keep]] = load_factor[keep]
 
@@ -190,11 +206,15 @@ def load_run(
     station = np.where((own != "") & np.isin(own, list(series)), own, zones)
     temperature: dict[int, np.ndarray | None] = {}
     notes: dict[int, dict] = {}
+    series_arrays = {
+        s: (np.array(list(by_hour), dtype=np.int64), np.array(list(by_hour.values()))) for s, by_hour in series.items()
+    }
     load_rows = np.isin(fleet.type_code, LOAD_CODES)
+    station_names, station_code = np.unique(station.astype(str), return_inverse=True) if n else ([], np.zeros(0, int))
+    station_counts = np.zeros((len(ids), len(station_names)), dtype=np.int64)
+    np.add.at(station_counts, (slot[load_rows], station_code[load_rows]), 1)
     for i, rid in enumerate(ids):
-        counts: dict[str, int] = {}
-        for s in station[(slot == i) & load_rows]:
-            counts[s] = counts.get(s, 0) + 1
+        counts = {str(station_names[j]): int(station_counts[i, j]) for j in np.flatnonzero(station_counts[i])}
         used = {s: c for s, c in counts.items() if s in series}
         if not used:
             temperature[rid] = None
@@ -203,8 +223,7 @@ def load_run(
         total = np.zeros(n_hist + HOURS)
         weight = np.zeros(n_hist + HOURS)
         for s, c in used.items():
-            hours_known = np.array(list(series[s]), dtype=np.int64)
-            values = np.array(list(series[s].values()))
+            hours_known, values = series_arrays[s]
             inside = hours_known < n_hist + HOURS
             total[hours_known[inside]] += c * values[inside]
             weight[hours_known[inside]] += c
