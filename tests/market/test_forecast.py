@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 7, 20, 4, 0, tzinfo=UTC)  # Monday 20 July 2026, 00:00 in New York
 
 
-def build(now=NOW, *, days=35, thermostats=6, chargers=0, noise=0.3, seed=11, name="Forecast fleet"):
+def build(now=NOW, *, days=35, thermostats=6, chargers=0, noise=0.3, seed=11, name="Forecast fleet", minutes=60):
     """A resource whose thermostats follow ff.thermostat_kw (and chargers ff.charging, 9 times in 10) plus noise;
     the station's temperatures are stored for the history and, as an imported forecast, the next 48 hours."""
     rng = np.random.default_rng(seed)
@@ -35,7 +35,10 @@ def build(now=NOW, *, days=35, thermostats=6, chargers=0, noise=0.3, seed=11, na
         if at >= now:
             continue
         for d in stats:
-            rows.append((d.pk, at, 3600, max(ff.thermostat_kw(at, t) + rng.normal(0, noise), 0.0)))
+            for q in range(60 // minutes):
+                start = at + timedelta(minutes=minutes * q)
+                kw = max(ff.thermostat_kw(start, t) + rng.normal(0, noise), 0.0)
+                rows.append((d.pk, start, minutes * 60, kw * minutes / 60))
         for d in evs:
             rows.append((d.pk, at, 3600, 7.0 if ff.charging(at) and rng.random() < 0.9 else 0.0))
     Temperature.objects.bulk_create(temperatures, ignore_conflicts=True)  # a second fleet shares the station
@@ -239,3 +242,18 @@ def test_stored_forecasts_past_retention_go_unless_an_offer_uses_them():
 
     assert not Forecast.objects.filter(pk=old.pk).exists()
     assert Forecast.objects.filter(resource=resource, issued_at=NOW).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_reads_run_on_their_own_connections_with_the_same_result():
+    from django.db import connection, transaction
+
+    resource = build(noise=0.1, days=14)
+    with transaction.atomic():  # one connection, reads in turn
+        in_turn = services.forecast_resources(resource_ids=[resource.pk], now=NOW, kinds=("hourly",))
+    assert not connection.in_atomic_block
+
+    concurrent = services.forecast_resources(resource_ids=[resource.pk], now=NOW, kinds=("hourly",))
+
+    assert [f.expected_kw for f in concurrent] == [f.expected_kw for f in in_turn]
+    assert stored(concurrent, "hourly", "learned").inputs["groups"]["thermostat"]["observed_hours"] == 14 * 24

@@ -5,6 +5,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from aggregator.market.forecasting.backtest import run_backtest
+from aggregator.reference.models import Market
 from tests.market.test_forecast import build
 
 pytestmark = pytest.mark.django_db
@@ -34,3 +36,18 @@ def test_the_backtest_prints_scores_per_horizon_for_each_model():
 def test_without_history_the_backtest_says_so_and_fails():
     with pytest.raises(CommandError, match="No rolled-up readings to backtest on"):
         call_command("backtest_forecast", "--days", "3", stdout=StringIO())
+
+
+def test_the_real_time_backtest_scores_each_step_from_readings_at_the_markets_interval():
+    Market.objects.filter(code="PJM").update(real_time_interval_minutes=15)
+    resource = build(days=14, minutes=15, noise=0.1)
+
+    report = run_backtest(resource_ids=[resource.pk], days=2)
+
+    assert list(report.real_time) == [f"+{15 * step} min" for step in range(1, 9)]
+    for step, by_model in report.real_time.items():
+        assert by_model["learned"].intervals == 8, step  # two days x issues at 00, 06, 12 and 18 local
+        assert set(by_model) == {"learned", "persistence"}
+    # Two hours on, the last reading held misses what the hour brings (the afternoon's start at noon); the model
+    # does not.
+    assert report.real_time["+120 min"]["learned"].pinball_kw < report.real_time["+120 min"]["persistence"].pinball_kw

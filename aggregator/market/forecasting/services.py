@@ -1,11 +1,12 @@
 """Forecasting every resource at once: load the inputs set-based, fit per resource and device-type group, store
 the Forecast rows in one bulk insert. See aggregator.market.forecasting for what is forecast and how."""
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
-from django.db import transaction
+from django.db import connection, connections, transaction
 
 from aggregator.aggregation import capability
 from aggregator.aggregation.models import ResourceState, VirtualResource
@@ -107,6 +108,34 @@ def _holidays(code: str, first: date, last: date) -> frozenset[date]:
         return frozenset()
 
 
+class _Done:
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+def _own_connection(read):
+    try:
+        return read()
+    finally:
+        connections.close_all()  # this thread's connections: the pool's threads end with the run
+
+
+def _concurrently(*reads):
+    """Start the reads on connections of their own (threads: the database works while Python waits), or run them
+    here in turn inside a transaction, whose uncommitted rows other connections could not see (tests; a caller's
+    atomic block). Returns objects with `result()`."""
+    if connection.in_atomic_block:
+        return [_Done(read()) for read in reads]
+    pool = ThreadPoolExecutor(max_workers=len(reads))
+    try:
+        return [pool.submit(_own_connection, read) for read in reads]
+    finally:
+        pool.shutdown(wait=False)
+
+
 def load_run(
     *, resource_ids: list[int], now: datetime, history_days: int = HISTORY_DAYS, backtest: bool = False
 ) -> Run:
@@ -128,6 +157,14 @@ def load_run(
     )
     slot = np.searchsorted(np.array(ids, dtype=np.int64), np.array(owner, dtype=np.int64))
     n = len(fleet)
+
+    # The big reads run on their own connections while this one works out capability (see `_concurrently`).
+    batteries = np.flatnonzero(fleet.type_code == BATTERY)
+    reads = _concurrently(
+        lambda: history.rollup_history(resource_ids=ids, start=axis_start, end=start),
+        lambda: history.charger_profiles(resource_ids=ids, as_of=start if backtest else None),
+        lambda: history.planned_energy(device_ids=fleet.device_id[batteries], instants=instants),
+    )
 
     # The capability model per device (nameplate; and the fallback), and where each device may be dispatched.
     capability_kw = np.zeros((n, HOURS))
@@ -168,9 +205,8 @@ def load_run(
 
     # Batteries: the energy their own plan holds at each hour.
     plan_kw = np.full((n, HOURS), np.nan)
-    batteries = np.flatnonzero(fleet.type_code == BATTERY)
     if len(batteries):
-        device, k, energy, reserve = history.planned_energy(device_ids=fleet.device_id[batteries], instants=instants)
+        device, k, energy, reserve = reads[2].result()
         if len(device):
             rows = np.searchsorted(fleet.device_id, device)
             plan_kw[rows, k] = core.plan_headroom_kw(
@@ -183,9 +219,7 @@ def load_run(
 
     # History: the load factor of each resource's load groups by hour.
     y = np.full((len(ids) * len(LOAD_TYPES), n_hist + HOURS), np.nan)
-    r_id, type_code, hour, load_factor, device_hours = history.rollup_history(
-        resource_ids=ids, start=axis_start, end=start
-    )
+    r_id, type_code, hour, load_factor, device_hours = reads[0].result()
     if len(r_id):
         known = LOAD_INDEX[type_code] >= 0
         group = np.searchsorted(np.array(ids), r_id) * len(LOAD_TYPES) + LOAD_INDEX[type_code]
@@ -246,7 +280,7 @@ def load_run(
         key = (r.market.code, r.market.time_zone)
         if key not in calendars:
             calendars[key] = core.calendar(axis, r.market.time_zone, _holidays(r.market.code, first, last))
-    profiles = history.charger_profiles(resource_ids=ids, as_of=start if backtest else None)
+    profiles = reads[1].result()
     for _, zone_name in profiles:
         if ("", zone_name) not in calendars:
             calendars[("", zone_name)] = core.calendar(axis, zone_name)
