@@ -4,7 +4,7 @@ from rest_framework.test import APIClient
 
 COLLECTIONS = {
     "aggregation-proposals", "consents", "credentials", "customers", "devices", "dispatch-events", "enrollments",
-    "fleet-imports", "gateways", "markets", "programs", "retail-programs", "settlement-runs", "sites",
+    "fleet-imports", "gateways", "market/forecasts", "markets", "programs", "retail-programs", "settlement-runs", "sites",
     "storm-watches", "virtual-resources",
 }  # fmt: skip
 

@@ -244,7 +244,7 @@ def test_stored_forecasts_past_retention_go_unless_an_offer_uses_them():
     assert Forecast.objects.filter(resource=resource, issued_at=NOW).count() == 3
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the seeded markets stay
 def test_outside_a_transaction_the_reads_run_on_their_own_connections_with_the_same_result():
     from django.db import connection, transaction
 

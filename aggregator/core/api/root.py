@@ -18,7 +18,8 @@ def _collections(patterns, prefix: str = ""):
         elif isinstance(pattern, URLPattern) and pattern.name and pattern.name.endswith("-list"):
             route = prefix + str(pattern.pattern)
             if route.startswith("api/v1/"):
-                yield route.removeprefix("api/v1/").strip("^$/"), pattern.name
+                # a router included under a prefix (api/v1/market/) leaves its anchors inside the route
+                yield route.removeprefix("api/v1/").replace("^", "").replace("$", "").strip("/"), pattern.name
 
 
 class APIRootView(APIView):
