@@ -35,7 +35,9 @@ def grouped_columns(sql: str, params: Sequence | dict, keys: int, dtypes: Sequen
     each in one call, where fetching a row per value costs Python objects and a round of the driver each.
     """
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")  # a hash of a few thousand groups' arrays in memory
+        # A hash of a few thousand groups' arrays in memory; no JIT: compiling costs more than these simple sums.
+        cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+        cursor.execute("SET LOCAL jit = off")
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     key_columns: list[list] = [[] for _ in range(keys)]
@@ -126,6 +128,7 @@ def charger_profiles(*, resource_ids: list[int], as_of: datetime | None = None) 
     }
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+        cursor.execute("SET LOCAL jit = off")
         cursor.execute(_PROFILES.format(source=_PROFILE_TABLE if as_of is None else _PROFILE_AS_OF), params)
         rows = cursor.fetchall()
     if not rows:
