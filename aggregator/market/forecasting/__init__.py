@@ -37,7 +37,7 @@ generators add to every quantile alike.
 
 Real-time: the hourly learned model at each interval, moved by the departure of what fresh heartbeats
 (DeviceStatus.power_kw, at most 15 minutes old) measure now from what the model says for now; members not
-reporting count at the model's value. The departure's weight fades as exp(-minutes ahead / 30) (0.85 at the first
+reporting count at the model's value. The departure's weight fades as exp(-minutes ahead / 30) (0.92 at the first
 5-minute interval's middle, 0.14 an hour out, 0.02 at two hours), and the band widens from half the hourly band to
 all of it as it fades.
 

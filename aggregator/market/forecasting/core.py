@@ -213,7 +213,7 @@ def first_available(values: Floats, candidates: Ints) -> Floats:
 
 def blend_real_time(model_kw: Floats, minutes_ahead: Floats, measured_now_kw: float, model_now_kw: float) -> Floats:
     """The hourly model at each real-time interval, moved by what the members measure now against what the model
-    says for now; the measured departure fades as exp(-minutes ahead / 30): 0.8 of it 5 minutes out, 0.14 at one
+    says for now; the measured departure fades as exp(-minutes ahead / 30): 0.85 of it 5 minutes out, 0.14 at one
     hour, 0.02 at two."""
     weight = np.exp(-np.asarray(minutes_ahead, dtype=np.float64) / REAL_TIME_TAU_MINUTES)
     return np.clip(model_kw + weight * (measured_now_kw - model_now_kw), 0, None)
