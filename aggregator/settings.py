@@ -246,6 +246,8 @@ SPECTACULAR_SETTINGS = {
         "AwardSourceEnum": "aggregator.market.models.Award.Source",
         "OfferStateEnum": "aggregator.market.models.OfferState",
         "MarketKindEnum": "aggregator.reference.models.OfferDeadline.MarketKind",
+        "ForecastKindEnum": "aggregator.market.models.Forecast.Kind",
+        "ForecastModelEnum": "aggregator.market.models.Forecast.Model",
     },
 }
 
@@ -291,6 +293,9 @@ CELERY_BEAT_SCHEDULE = {
     "market-telemetry-prune": {"task": "aggregator.market.tasks.prune_telemetry", "schedule": 3600},
     "market-awards-poll": {"task": "aggregator.market.tasks.poll_awards", "schedule": 30},
     "market-offer-cycle": {"task": "aggregator.market.tasks.offer_cycle", "schedule": 60},
+    "market-forecast-rollup": {"task": "aggregator.market.tasks.roll_up_forecast_history", "schedule": 10 * 60},
+    "market-forecast-hourly": {"task": "aggregator.market.tasks.forecast_hourly", "schedule": 3600},
+    "market-forecast-real-time": {"task": "aggregator.market.tasks.forecast_real_time", "schedule": 5 * 60},
 }
 # Settlement: the initial run waits this long after an event for the meter data to arrive;
 # events this recent are re-checked for late or corrected data, and resettled when it changed.

@@ -1,5 +1,6 @@
 """Reads for dispatch: the candidates of an event (one query), live commands, target against delivered."""
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -337,9 +338,12 @@ def without_opted_out(
         return
     span = timedelta(hours=event_hours)
     horizon = (instants[-1] if instants else now) + span
-    windows = DeviceOptOut.objects.filter(device_id__in=fleet.device_id.tolist(), end__gt=now, start__lt=horizon)
+    # Every opt-out in the horizon, kept for the fleet's devices here: a fleet of 100,000 would not fit an IN list.
+    windows = DeviceOptOut.objects.filter(end__gt=now, start__lt=horizon)
     for device_id, start, end in windows.values_list("device_id", "start", "end"):
         i = int(np.searchsorted(fleet.device_id, device_id))
+        if i >= len(fleet) or fleet.device_id[i] != device_id:
+            continue
         if start < now + span and end > now:
             now_kw[i] = 0.0
         for k, at in enumerate(instants):
@@ -347,32 +351,89 @@ def without_opted_out(
                 forecast[i, k] = 0.0
 
 
+# Plans as rows of plain values, their arrays in PostgreSQL's binary form: a fleet's plans (days of 15-minute steps
+# for every battery) read in one query without parsing a Python float per step.
+_PLAN_ARRAYS = """
+SELECT p.device_id, extract(epoch FROM p.start)::float8, p.step_seconds, p.reserve_kwh, array_send(p.kw),
+       array_send(p.energy_kwh)
+FROM dispatch_deviceschedule p JOIN unnest(%s::int8[]) AS battery(id) ON battery.id = p.device_id
+WHERE p.start <= %s AND p.start > %s
+"""
+
+
+def _floats(data) -> np.ndarray:
+    """A one-dimensional float8[] without NULLs from its binary form (array_send): header, then (length, value)s."""
+    raw = bytes(data or b"")
+    if len(raw) < 12 or int.from_bytes(raw[:4], "big") == 0:
+        return np.zeros(0)
+    dims = int.from_bytes(raw[:4], "big")
+    return np.frombuffer(raw[12 + 8 * dims :], dtype=[("length", ">i4"), ("value", ">f8")])["value"].astype(float)
+
+
+@dataclass
+class PlanShape:
+    """Battery plans of one step and length, stacked: a row per plan."""
+
+    step: int
+    length: int
+    device_id: np.ndarray
+    start: np.ndarray  # epoch seconds
+    reserve: np.ndarray
+    kw: np.ndarray  # (plans, length)
+    energy: np.ndarray  # (plans, length): planned kWh at each step's end
+
+
+def plans_by_shape(device_ids: np.ndarray, *, first: datetime, last: datetime) -> list[PlanShape]:
+    """The plans of these batteries that may cover an instant from `first` to `last` (starting at most 26 hours
+    before `first`), grouped by step and length; one query."""
+    with connection.cursor() as cursor:
+        cursor.execute(_PLAN_ARRAYS, [np.asarray(device_ids).tolist(), last, first - timedelta(hours=26)])
+        rows = cursor.fetchall()
+    shapes: dict[tuple[int, int], list[tuple]] = {}
+    for device_id, start, step, reserve, kw, energy in rows:
+        kw, energy = _floats(kw), _floats(energy)
+        if len(kw) and len(energy) == len(kw):
+            shapes.setdefault((step, len(kw)), []).append((device_id, start, reserve, kw, energy))
+    return [
+        PlanShape(
+            step=step,
+            length=length,
+            device_id=np.array([p[0] for p in plans], dtype=np.int64),
+            start=np.array([p[1] for p in plans]),
+            reserve=np.array([p[2] for p in plans]),
+            kw=np.stack([p[3] for p in plans]),
+            energy=np.stack([p[4] for p in plans]),
+        )
+        for (step, length), plans in shapes.items()
+    ]
+
+
 def limit_by_plans(fleet: capability.Fleet, *, instants: list[datetime], event_hours: float, out: np.ndarray) -> None:
     """A battery with a standing plan (dispatch.schedules) offers at an instant only the energy its plan does not need:
     its planned energy then, less its reserve and what the plan still discharges for the site after the event, over
-    the event's hours. `out` (devices x instants, kW) is lowered in place; instants outside any plan keep theirs."""
+    the event's hours. `out` (devices x instants, kW) is lowered in place; instants outside any plan keep theirs.
+    Vectorised over the plans of one step and length at a time."""
     batteries = fleet.device_id[fleet.type_code == capability.TYPE_CODE["battery"]]
     if not len(batteries) or not instants:
         return
-    plans = DeviceSchedule.objects.filter(
-        device_id__in=batteries.tolist(), start__lte=max(instants), start__gt=min(instants) - timedelta(hours=26)
-    ).values_list("device_id", "start", "step_seconds", "kw", "energy_kwh", "reserve_kwh")
     epochs = np.array([at.timestamp() for at in instants])
-    for device_id, start, step, kw, energy, reserve in plans:
-        i = int(np.searchsorted(fleet.device_id, device_id))
-        kw, energy = np.asarray(kw), np.asarray(energy)
-        n = np.floor((epochs - start.timestamp()) / step).astype(int)
-        inside = (n >= 0) & (n < len(kw))
+    for plans in plans_by_shape(batteries, first=min(instants), last=max(instants)):
+        step, length, start, reserve = plans.step, plans.length, plans.start, plans.reserve
+        kw, energy = plans.kw, plans.energy
+        i = np.searchsorted(fleet.device_id, plans.device_id)
+        n = np.floor((epochs[None, :] - start[:, None]) / step).astype(int)
+        inside = (n >= 0) & (n < length)
         if not inside.any():
             continue
         rte = fleet.round_trip_efficiency_pct[i]
-        eff = float(np.sqrt((rte if not np.isnan(rte) else 90.0) / 100.0))
-        discharge = np.clip(kw, 0, None) * step / 3600 / eff
-        later = np.concatenate([np.cumsum(discharge[::-1])[::-1], [0.0]])  # kWh the plan discharges from interval j on
-        after = np.minimum(n + int(np.ceil(event_hours * 3600 / step)), len(kw))
-        k = np.flatnonzero(inside)
-        usable = energy[np.maximum(n[k] - 1, 0)] - reserve - later[after[k]]
-        out[i, k] = np.minimum(out[i, k], np.clip(usable, 0, None) * eff / event_hours)
+        eff = np.sqrt(np.where(np.isnan(rte), 90.0, rte) / 100.0)
+        discharge = np.clip(kw, 0, None) * step / 3600 / eff[:, None]
+        # kWh the plan discharges from interval j on
+        later = np.concatenate([np.cumsum(discharge[:, ::-1], axis=1)[:, ::-1], np.zeros((len(start), 1))], axis=1)
+        after = np.minimum(n + int(np.ceil(event_hours * 3600 / step)), length)
+        p, k = np.nonzero(inside)
+        usable = energy[p, np.maximum(n[p, k] - 1, 0)] - reserve[p] - later[p, after[p, k]]
+        np.minimum.at(out, (i[p], k), np.clip(usable, 0, None) * eff[p] / event_hours)
 
 
 def plans_limit_capability(
@@ -385,5 +446,7 @@ def plans_limit_capability(
     forecast: np.ndarray,
 ) -> None:
     """Capability's view of battery plans: now and each forecast hour keep only what the plans leave."""
-    limit_by_plans(fleet, instants=[now], event_hours=event_hours, out=now_kw[:, None])
-    limit_by_plans(fleet, instants=instants, event_hours=event_hours, out=forecast)
+    both = np.concatenate([now_kw[:, None], forecast], axis=1)  # one read of the plans for now and every hour
+    limit_by_plans(fleet, instants=[now, *instants], event_hours=event_hours, out=both)
+    now_kw[:] = both[:, 0]
+    forecast[:] = both[:, 1:]

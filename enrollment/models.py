@@ -374,6 +374,9 @@ class DeviceStatus(models.Model):
     last_seen_at = models.DateTimeField()
     state_of_charge_pct = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
     ev_plugged_in = models.BooleanField(null=True, blank=True)
+    outdoor_temperature_f = models.FloatField(
+        null=True, blank=True, help_text="Outdoor temperature the device reported (°F); averaged per zone and hour."
+    )
     power_kw = models.DecimalField(
         max_digits=10,
         decimal_places=3,

@@ -361,6 +361,7 @@ def record_heartbeat(
     state_of_charge_pct: Decimal | float | None = None,  # a float from OpenADR reports
     power_kw: Decimal | None = None,
     ev_plugged_in: bool | None = None,
+    outdoor_temperature_f: float | None = None,
     mode: str = "",
     firmware: str = "",
     grid_status: str = "",
@@ -378,6 +379,7 @@ def record_heartbeat(
         "state_of_charge_pct": state_of_charge_pct,
         "power_kw": power_kw,
         "ev_plugged_in": ev_plugged_in,
+        "outdoor_temperature_f": outdoor_temperature_f,
         "mode": mode,
         "firmware": firmware,
         "grid_status": grid_status,

@@ -92,14 +92,29 @@ def register_capability_limit(limit: CapabilityLimit) -> None:
         _LIMITS.append(limit)
 
 
+def apply_capability_limits(
+    fleet: capability.Fleet,
+    *,
+    now: datetime,
+    instants: list[datetime],
+    event_hours: float,
+    now_kw: np.ndarray,
+    forecast: np.ndarray,
+) -> None:
+    """Lower `now_kw` and `forecast` in place by every registered limit (what capability_of applies)."""
+    for limit in _LIMITS:
+        limit(fleet, now=now, instants=instants, event_hours=event_hours, now_kw=now_kw, forecast=forecast)
+
+
 def capability_of(*, resource_ids: list[int], now: datetime, hours: int, event_hours: float) -> dict[int, dict]:
     """Per resource: kW now, kW by hour for `hours` hours, and members; one query for all."""
     fleet, owner = member_fleet(resource_ids=resource_ids)
     instants = capability.hour_starts(now, hours)
     now_kw = capability.available_kw(fleet, now=now, instants=[now], event_hours=event_hours)[:, 0].copy()
     forecast = capability.available_kw(fleet, now=now, instants=instants, event_hours=event_hours)
-    for limit in _LIMITS:
-        limit(fleet, now=now, instants=instants, event_hours=event_hours, now_kw=now_kw, forecast=forecast)
+    apply_capability_limits(
+        fleet, now=now, instants=instants, event_hours=event_hours, now_kw=now_kw, forecast=forecast
+    )
     result = {}
     index = {rid: i for i, rid in enumerate(resource_ids)}
     slot = np.array([index[r] for r in owner], dtype=np.int64) if len(owner) else np.zeros(0, dtype=np.int64)

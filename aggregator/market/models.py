@@ -295,3 +295,57 @@ class RefusedAward(models.Model):
 
     def __str__(self) -> str:
         return f"refused award {self.award_ref} of offer {self.offer_ref}"
+
+
+# --- what the flexibility forecast learns from (aggregator.market.forecasting.rollup maintains these) ---
+
+
+class ForecastRollupHour(models.Model):
+    """A resource's members of one device type over one UTC hour, summed from their device readings: the history
+    the learned forecast fits on. `kwh / rated_kwh` is the group's load factor, which stays comparable when members
+    join, leave or miss readings. A device counts in the resource it was a member of when its reading started."""
+
+    pk = models.CompositePrimaryKey("resource_id", "device_type", "hour")
+    resource = models.ForeignKey(
+        "aggregator.VirtualResource", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    device_type = models.CharField(max_length=20)
+    hour = models.DateTimeField()
+    kwh = models.FloatField(help_text="Energy the members read over the hour.")
+    device_hours = models.FloatField(help_text="Hours of readings summed over the members (coverage).")
+    rated_kwh = models.FloatField(help_text="Members' rated kW x the hours their readings cover.")
+    devices = models.PositiveIntegerField()
+    rolled_at = models.DateTimeField()
+
+
+class ChargerHour(models.Model):
+    """An EV charger's energy over one UTC hour (what its hour-of-week profile was built from, kept so that a late
+    reading re-rolls the hour and the profile takes the difference)."""
+
+    pk = models.CompositePrimaryKey("device_id", "hour")
+    device = models.ForeignKey("enrollment.Device", on_delete=models.CASCADE, related_name="+", db_index=False)
+    hour = models.DateTimeField()
+    kwh = models.FloatField()
+    covered_hours = models.FloatField()
+    how = models.PositiveSmallIntegerField(help_text="Hour of the week in the site's time zone, Monday 00:00 = 0.")
+
+
+class ChargerProfile(models.Model):
+    """An EV charger's plug-in pattern by hour of the week (site time): of the hours observed, how many it was
+    charging, and the energy and hours of those: probability of charging x mean charging kW."""
+
+    pk = models.CompositePrimaryKey("device_id", "how")
+    device = models.ForeignKey("enrollment.Device", on_delete=models.CASCADE, related_name="+", db_index=False)
+    how = models.PositiveSmallIntegerField()
+    observed_hours = models.IntegerField(default=0)
+    charging_hours = models.IntegerField(default=0)
+    charging_kwh = models.FloatField(default=0)
+    charging_covered_hours = models.FloatField(default=0)
+
+
+class RollupWatermark(models.Model):
+    """How far the forecast's rollup has read the readings (by received_at)."""
+
+    name = models.CharField(max_length=40, primary_key=True)
+    received_through = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)

@@ -1,5 +1,7 @@
 """The device API (`/api/device/v1/`): a device or gateway token sees only its own devices."""
 
+import math
+
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, viewsets
@@ -42,6 +44,13 @@ class HeartbeatSerializer(serializers.Serializer):
         help_text="Positive: import from the grid / consumption; negative: export / generation.",
     )
     ev_plugged_in = serializers.BooleanField(required=False, allow_null=True)
+    outdoor_temperature_f = serializers.FloatField(
+        min_value=-80,
+        max_value=140,
+        required=False,
+        allow_null=True,
+        help_text="Outdoor temperature at the site (°F), if the device measures it; averaged per zone and hour.",
+    )
     mode = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
     firmware = serializers.CharField(max_length=60, required=False, allow_blank=True, default="")
     grid_status = serializers.ChoiceField(
@@ -52,6 +61,11 @@ class HeartbeatSerializer(serializers.Serializer):
         help_text="islanded or outage: the device serves its site and leaves "
         "any event it is in; it is not dispatched until it reports grid_connected.",
     )
+
+    def validate_outdoor_temperature_f(self, value):
+        if value is not None and not math.isfinite(value):
+            raise serializers.ValidationError("A temperature, -80 to 140 °F.", code="invalid")
+        return value
 
     def validate_at(self, value):
         if value > timezone.now() + timezone.timedelta(minutes=5):

@@ -4,8 +4,8 @@ from rest_framework.test import APIClient
 
 COLLECTIONS = {
     "aggregation-proposals", "consents", "credentials", "customers", "devices", "dispatch-events", "enrollments",
-    "fleet-imports", "gateways", "market/awards", "market/offers", "market/refused-awards", "markets", "programs",
-    "retail-programs", "settlement-runs", "sites", "storm-watches", "virtual-resources",
+    "fleet-imports", "gateways", "market/awards", "market/forecasts", "market/offers", "market/refused-awards",
+    "markets", "programs", "retail-programs", "settlement-runs", "sites", "storm-watches", "virtual-resources",
 }  # fmt: skip
 
 
