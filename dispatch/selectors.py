@@ -116,7 +116,7 @@ def candidates(
     return c, fleet, customer.astype(np.int64)
 
 
-def _floats(values: np.ndarray) -> np.ndarray:
+def _nullable_floats(values: np.ndarray) -> np.ndarray:
     return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
 
 
@@ -145,7 +145,7 @@ def _notice_and_ramp(
     notice = notice.astype(float) * 60
     short = (notice[:, None] > 0) & (starts[None, :] < heard + notice[:, None])
     available[short] = 0.0
-    ramp = _floats(ramp)
+    ramp = _nullable_floats(ramp)
     minutes = np.maximum(_interval_hours(event, instants) * 60, event.ramp_seconds / 60)
     ramped = ~np.isnan(ramp)
     available[ramped] = np.minimum(available[ramped], ramp[ramped, None] * minutes[None, :])
@@ -182,7 +182,7 @@ def _device_limits(
         limits.min_run = need
     per_event = np.where(np.isnan(fleet.max_event_hours), np.inf, fleet.max_event_hours)
     left = per_event.copy()
-    per_day = _floats(per_day)
+    per_day = _nullable_floats(per_day)
     daily = np.flatnonzero(~np.isnan(per_day))
     if len(daily):
         used = dict(
@@ -190,7 +190,7 @@ def _device_limits(
         )
         for i in daily:
             left[i] = min(left[i], max(per_day[i] - float(used.get(int(fleet.device_id[i]), 0.0)), 0.0))
-    per_year = _floats(per_year)
+    per_year = _nullable_floats(per_year)
     yearly = np.flatnonzero(~np.isnan(per_year))
     if len(yearly):
         used = dict(
@@ -204,7 +204,7 @@ def _device_limits(
     if fleet.power_kw is not None:  # an engine already running is above its minimum: what it adds has none
         engines = np.isin(fleet.type_code, [capability.TYPE_CODE["generator"], capability.TYPE_CODE["chp"]])
         limits.min_kw[engines & (np.nan_to_num(fleet.power_kw) < 0)] = 0.0
-    export_limit = _floats(export_limit)
+    export_limit = _nullable_floats(export_limit)
     injecting = np.isin(fleet.type_code, list(_INJECTING)) | (
         (fleet.type_code == capability.TYPE_CODE["ev_charger"]) & fleet.bidirectional
     )
