@@ -265,30 +265,33 @@ def _rows(sql: str, params: dict) -> list[tuple]:
         return cursor.fetchall()
 
 
+# Each device's mean value of stored energy over a window, over the intervals of its plans there (1-based slices).
+_PLAN_COSTS = """
+SELECT p.device_id, avg(v)
+FROM dispatch_deviceschedule p
+CROSS JOIN LATERAL unnest(p.value_per_kwh[
+    greatest(0, floor(extract(epoch FROM %(start)s - p.start) / p.step_seconds))::int + 1 :
+    least(cardinality(p.value_per_kwh), ceil(extract(epoch FROM %(end)s - p.start) / p.step_seconds)::int)
+]) v
+WHERE p.device_id = ANY(%(devices)s) AND p.start < %(end)s AND p.start >= %(since)s AND cardinality(p.value_per_kwh) > 0
+GROUP BY p.device_id
+"""
+
+
 def plan_costs(device_ids: np.ndarray, window: tuple[datetime, datetime]) -> np.ndarray:
     """Per device, what a kWh taken over `window` costs its customer's bill: the mean over the window's intervals of
-    its battery plan's value of stored energy (dispatch.schedules); NaN for a device without a plan there."""
-    from math import ceil, floor
-
+    its battery plan's value of stored energy (dispatch.schedules); NaN for a device without a plan there. One
+    statement, the ids as one array parameter."""
     out = np.full(len(device_ids), np.nan)
     if not len(device_ids):
         return out
     start, end = window
-    plans = (
-        DeviceSchedule.objects.filter(
-            device_id__in=device_ids.tolist(), start__lt=end, start__gte=start - timedelta(hours=26)
-        )
-        .exclude(value_per_kwh=[])
-        .values_list("device_id", "start", "step_seconds", "value_per_kwh")
+    rows = _rows(
+        _PLAN_COSTS,
+        {"start": start, "end": end, "since": start - timedelta(hours=26), "devices": device_ids.tolist()},
     )
-    totals: dict[int, list[float]] = {}
-    for device_id, first, step, values in plans:
-        a = max(0, floor((start - first).total_seconds() / step))
-        b = min(len(values), ceil((end - first).total_seconds() / step))
-        if b > a:
-            totals.setdefault(device_id, []).extend(values[a:b])
-    for device_id, values in totals.items():
-        out[int(np.searchsorted(device_ids, device_id))] = float(np.mean(values))
+    for device_id, value in rows:
+        out[int(np.searchsorted(device_ids, device_id))] = float(value)
     return out
 
 
