@@ -10,7 +10,7 @@ from django.db import connection
 from aggregator.aggregation import capability
 from aggregator.aggregation.selectors import load_fleet
 from dispatch import allocation, overrides
-from dispatch.models import DeviceOptOut, DeviceSchedule, DeviceSeasonBurden, DispatchEvent
+from dispatch.models import DeviceOptOut, DeviceSeasonBurden, DispatchEvent
 
 # Current members of the resource, with what allocation needs beside the capability model.
 _JOINS = """
