@@ -9,7 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from aggregator.market import awards
@@ -245,14 +247,14 @@ def test_awards_beside_the_offer_todays_telemetry_against_them_and_revenue_by_da
 
     awarded = section(html, "awards-heading")
     rows = {r[0]: r for r in cells(awarded)[1:]}
-    assert rows["08:00 EDT"] == ["08:00 EDT", "0.000–150.000", "120.000", "95.0000", "DA-2026-07-15-0001"]
-    assert rows["09:00 EDT"][2:4] == ["100.000", "45.0000"]
-    assert rows["17:00 EDT"][2:4] == ["150.000", "120.0000"]
+    assert rows["08:00 EDT"] == ["08:00 EDT", "0.000–150.000", "120.000", "95.00", "DA-2026-07-15-0001"]
+    assert rows["09:00 EDT"][2:4] == ["100.000", "45.00"]
+    assert rows["17:00 EDT"][2:4] == ["150.000", "120.00"]
     assert rows["12:00 EDT"][2:] == ["-", "-", "-"]
     assert f'href="{reverse("console:event", args=[award.event_id])}"' in awarded
     # The curve is drawn for the first awarded interval, with the award marked on it.
     offer = section(html, "offer-heading")
-    assert "Offer curve, 2026-07-15 08:00 EDT" in offer and "awarded 120.000 kW at $95.0000/MWh" in offer
+    assert "Offer curve, 2026-07-15 08:00 EDT" in offer and "awarded 120.000 kW at $95.00/MWh" in offer
     assert 'class="series-awarded"' in offer
 
     telemetry = {r[0]: r for r in cells(section(html, "telemetry-heading"))[1:]}
@@ -362,3 +364,42 @@ def test_a_25_hour_tomorrow_has_25_forecast_hours_and_25_offer_intervals(make_re
     intervals = cells(section(html, "offer-heading"))[1:]
     assert [r[0] for r in intervals[:3]] == ["00:00 EDT", "01:00 EDT", "01:00 EST"] and len(intervals) == 25
     assert "2026-11-01 00:00–2026-11-02 00:00 EST" in html
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_page_costs_the_same_queries_for_one_resource_or_many(make_resource, make_offer, as_role):
+    def market_of(n: int) -> None:
+        for _ in range(n):
+            resource = make_resource(generators=1)
+            make_offer(
+                resource, TOMORROW, hours=24, state="draft", deadline=datetime(2026, 7, 15, 10, 30, tzinfo=NEW_YORK)
+            )
+            forecast_row(resource, issued_at=NOW - HOUR, start=NOW)
+
+    client = as_role("operator")
+    market_of(1)
+    page(client)  # the session and the content types are loaded once
+    with CaptureQueriesContext(connection) as one:
+        page(client)
+    market_of(6)
+    with CaptureQueriesContext(connection) as seven:
+        html = page(client)
+    assert len(cells(section(html, "offers-heading"))) == 1 + 7
+    assert len(seven) == len(one), [q["sql"][:120] for q in seven.captured_queries]
+
+
+@time_machine.travel(NOW, tick=False)
+def test_only_the_latest_version_of_each_window_is_listed(make_resource, make_offer, as_role):
+    resource = make_resource()
+    deadline = datetime(2026, 7, 15, 10, 30, tzinfo=NEW_YORK)
+    make_offer(resource, TOMORROW, hours=24, state="superseded", deadline=deadline)
+    latest = make_offer(resource, TOMORROW, hours=24, state="draft", version=2, deadline=deadline)
+    make_offer(
+        resource, TOMORROW - timedelta(days=2), hours=24, state="accepted", deadline=deadline - timedelta(days=2)
+    )
+
+    html = page(as_role("operator"))
+
+    rows = cells(section(html, "offers-heading"))[1:]
+    assert [(r[3], r[4]) for r in rows] == [("2", "draft")]  # the 14th's window ended before today began
+    assert f"offer {latest.pk} version 2" in section(html, "offer-heading")

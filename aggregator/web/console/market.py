@@ -239,7 +239,7 @@ def _offer_context(request: HttpRequest, picked: selectors.OfferVersion, zone, *
             [[float(kw), float(price)] for kw, price in chosen_interval.segments],
             title=f"Offer curve, {interval.start.astimezone(zone):%Y-%m-%d %H:%M %Z}",
             description=f"{len(chosen_interval.segments)} segments, {chosen_interval.max_kw} kW in all"
-            + (f"; awarded {interval.awarded_kw} kW at ${interval.price_per_mwh}/MWh" if marker else ""),
+            + (f"; awarded {interval.awarded_kw} kW at ${interval.price_per_mwh:.2f}/MWh" if marker else ""),
             marker=marker,
             chart_id="curve-chart",
         )
@@ -251,15 +251,16 @@ def _offer_context(request: HttpRequest, picked: selectors.OfferVersion, zone, *
             zone=zone,
             title="Awarded vs offered kW",
             description="Offered maximum and awarded kW per interval of the offer",
+            # The offered maximum is drawn dashed over the award, so it shows where the award took all of it.
             steps=[
+                Steps("awarded", "Awarded", "#c2410c", "", [(a.start, a.end, _number(a.awarded_kw)) for a in awarded]),
                 Steps(
                     "offered",
                     "Offered max",
-                    "#6b7280",
+                    "#1f2328",
                     "6 4",
                     [(a.start, a.end, float(a.offered_max_kw)) for a in awarded],
                 ),
-                Steps("awarded", "Awarded", "#c2410c", "", [(a.start, a.end, _number(a.awarded_kw)) for a in awarded]),
             ],
             chart_id="awards-chart",
         )
