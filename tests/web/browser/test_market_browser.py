@@ -17,6 +17,7 @@ from aggregator.market import simulator
 from aggregator.market.models import Award, Forecast, MarketConnection, Offer
 from aggregator.market.offers import deadlines
 from aggregator.market.offers import services as offers
+from aggregator.web.console.market import closes_in
 from dispatch.models import MarketCredential
 from tests.market.conftest import energy_program, make_resource  # noqa: F401  (the fixtures)
 from tests.web.browser.test_console_browser import CHROMIUM, browser_page, shot  # noqa: F401  (the fixture)
@@ -103,12 +104,18 @@ def test_forecast_offer_award_and_dispatch_on_the_market_page(
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("heading", name="Fleet", exact=True).wait_for()
+    page.clock.install()  # the countdown's ticks run on the page's clock, which the test moves on below
     page.get_by_role("navigation", name="Console").get_by_role("link", name="Market", exact=True).click()
     page.get_by_role("heading", name="Market: PJM").wait_for()
     page.get_by_role("img", name=f"{resource.name}: tomorrow's forecast").wait_for()
     page.get_by_role("img", name="Offer curve").wait_for()
     countdown = page.locator("#offer-heading + p time.countdown")
-    assert countdown.inner_text().startswith("closes in ")
+    seconds = int(countdown.get_attribute("data-seconds-left"))
+    assert countdown.inner_text() == closes_in(seconds)
+    # Twenty minutes on (and the few real seconds the test took), the script has ticked it down.
+    page.clock.fast_forward("20:00")
+    assert countdown.inner_text() in {closes_in(seconds - 20 * 60 - lag) for lag in range(30)}
+    assert countdown.inner_text() != closes_in(seconds)
     shot(page, "market-draft")
 
     # Approve the draft, then submit it now: through the HTTP adapter to the simulator.
