@@ -15,6 +15,7 @@ PAGES = [
     "console:resources",
     "console:events",
     "console:settlement",
+    "console:market",
     "console:storm-watches",
     "console:health",
 ]

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth
 from django.urls import path
 
-from aggregator.web.console import views
+from aggregator.web.console import market, views
 
 app_name = "console"
 urlpatterns = [
@@ -19,6 +19,7 @@ urlpatterns = [
     path("settlement/", views.settlement, name="settlement"),
     path("settlement/statements/", views.period, name="period"),
     path("settlement/runs/<int:pk>/", views.statement, name="statement"),
+    path("market/", market.market, name="market"),
     path("storm-watches/", views.storm_watches, name="storm-watches"),
     path("health/", views.health, name="health"),
 ]
