@@ -18,10 +18,8 @@ from django.utils import timezone
 
 from aggregator.core.errors import DomainError, Problem
 from aggregator.reference.models import Market, Utility
-from dispatch import jobs, poll_cache
+from dispatch import jobs, poll_cache, resilience
 from dispatch.models import DispatchEvent, UtilityOverride
-
-MAX_WINDOW = timedelta(days=7)
 
 
 class OverrideRefused(DomainError):
@@ -49,21 +47,18 @@ RETURNING c.device_id
 
 
 def problems(*, zone: str, pricing_nodes, start: datetime, end: datetime, cap_kw, reason: str, now: datetime):
-    out = []
-    if not zone and not pricing_nodes:
-        out.append(Problem("required", "Name a zone or pricing nodes.", "zone"))
-    if zone and pricing_nodes:
-        out.append(Problem("ambiguous", "A zone or pricing nodes, not both.", "pricing_nodes"))
-    if end <= start:
-        out.append(Problem("out_of_range", "end must be after start.", "end"))
-    elif end <= now:
-        out.append(Problem("in_the_past", "The window has already ended.", "end"))
-    elif end - start > MAX_WINDOW:
-        out.append(Problem("too_long", f"At most {MAX_WINDOW.days} days; make another when it ends.", "end"))
+    out = resilience.problems(
+        zone=zone,
+        pricing_nodes=pricing_nodes,
+        start=start,
+        end=end,
+        reason=reason,
+        now=now,
+        why="the work or constraint it is for",
+        again="make another",
+    )
     if cap_kw is not None and cap_kw < 0:
         out.append(Problem("out_of_range", "cap_kw cannot be negative (leave it empty to block).", "cap_kw"))
-    if not reason.strip():
-        out.append(Problem("required", "Say why (the work or constraint it is for).", "reason"))
     return out
 
 

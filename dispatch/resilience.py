@@ -41,8 +41,19 @@ RETURNING c.device_id, c.event_id
 """
 
 
-def problems(*, zone: str, pricing_nodes, start: datetime, end: datetime, reason: str, now: datetime) -> list[Problem]:
-    """What is wrong with a storm watch's scope and window (nothing: an empty list)."""
+def problems(
+    *,
+    zone: str,
+    pricing_nodes,
+    start: datetime,
+    end: datetime,
+    reason: str,
+    now: datetime,
+    why: str = "the weather it is for",
+    again: str = "declare another",
+) -> list[Problem]:
+    """What is wrong with an area-and-window rule's scope and window (a storm watch's; a utility override's too,
+    with its own wording): nothing is an empty list."""
     problems = []
     if not zone and not pricing_nodes:
         problems.append(Problem("required", "Name a zone or pricing nodes.", "zone"))
@@ -53,9 +64,9 @@ def problems(*, zone: str, pricing_nodes, start: datetime, end: datetime, reason
     elif end <= now:
         problems.append(Problem("in_the_past", "The window has already ended.", "end"))
     elif end - start > MAX_WINDOW:
-        problems.append(Problem("too_long", f"At most {MAX_WINDOW.days} days; declare another when it ends.", "end"))
+        problems.append(Problem("too_long", f"At most {MAX_WINDOW.days} days; {again} when it ends.", "end"))
     if not reason.strip():
-        problems.append(Problem("required", "Say why (the weather it is for).", "reason"))
+        problems.append(Problem("required", f"Say why ({why}).", "reason"))
     return problems
 
 
