@@ -168,10 +168,24 @@ def _event_form(request) -> tuple[dict, list]:
 @operator_page(write=True)
 def events(request):
 
-    form, problems = {}, []
+    form, problems, preview = {}, [], None
     if request.method == "POST":
         form, problems = _event_form(request)
-        if not problems:
+        if not problems and "preview" in request.POST:
+            try:
+                preview = services.preview_event(
+                    resource=form["resource"],
+                    source="operator_test",
+                    start=form["start"],
+                    end=form["end"],
+                    target_kw=form["target_kw"],
+                    by=request.user,
+                )
+                preview["peak_kw"] = max(preview["allocated_kw"], default=0)
+                preview["target_peak_kw"] = max(preview["target_kw"], default=0)
+            except DomainError as exc:
+                problems = [(p.field or "form", p.message) for p in exc.problems]
+        elif not problems:
             try:
                 with transaction.atomic():
                     event = services.create_event(
@@ -198,6 +212,7 @@ def events(request):
             "problems": problems,
             "section": "events",
             "problem_fields": {f for f, _ in problems},
+            "preview": preview,
             "default_start": soon,
             "default_end": soon + timedelta(hours=1),
         },
