@@ -9,7 +9,7 @@ from django.db import connection
 
 from aggregator.aggregation import capability
 from aggregator.aggregation.selectors import load_fleet
-from dispatch import allocation, overrides
+from dispatch import allocation, overrides, rebound
 from dispatch.models import DeviceOptOut, DeviceSeasonBurden, DispatchEvent
 
 # Current members of the resource, with what allocation needs beside the capability model.
@@ -152,6 +152,10 @@ def _notice_and_ramp(
     return short.all(axis=1)
 
 
+# Device types whose shed load comes back after an event (dispatch.rebound).
+REBOUND_TYPES = (capability.TYPE_CODE["thermostat"], capability.TYPE_CODE["water_heater"])
+
+
 def _device_limits(
     fleet: capability.Fleet,
     columns: list[np.ndarray],
@@ -222,6 +226,14 @@ def _device_limits(
                 cap[k, t] = limit_of[s] + floor.get((s, at.astimezone(zones[s]).hour), 0.0)
         limits.site = np.where(capped, [index.get(int(x), -1) for x in site.astype(np.int64)], -1).astype(np.int64)
         limits.site_cap = cap
+    program = event.resource.program
+    if program.rebound_limit_kw is not None and program.rebound_pct > 0:
+        limits.rebound = np.isin(fleet.type_code, REBOUND_TYPES)
+        limits.rebound_kwh = rebound.max_shed_kwh(
+            limit_kw=float(program.rebound_limit_kw),
+            share=float(program.rebound_pct) / 100,
+            minutes=program.rebound_minutes,
+        )
     return limits
 
 
