@@ -10,7 +10,7 @@ from django.db import connection
 from aggregator.aggregation import capability
 from aggregator.aggregation.selectors import load_fleet
 from dispatch import allocation, overrides, rebound
-from dispatch.models import DeviceOptOut, DeviceSeasonBurden, DispatchEvent
+from dispatch.models import DeviceOptOut, DeviceSeasonBurden, DispatchEvent, EventState, EventTransition
 
 # Current members of the resource, with what allocation needs beside the capability model.
 _JOINS = """
@@ -67,6 +67,25 @@ WHERE r.meter_kind = 1 AND r.meter_id = ANY(%(sites)s) AND r.start >= %(since)s 
   AND r.kwh IS NOT NULL
 GROUP BY 1, 2
 """
+
+
+def served_end(event: DispatchEvent) -> datetime | None:
+    """Until when the event asked its devices for kW: its end once it ran (completed, or active); the moment it was
+    cancelled when that came after it started (an event stopped early, or replaced by a later instruction, still
+    asked for what it asked until then); None for one that never started."""
+    if event.state in (EventState.COMPLETED, EventState.ACTIVE):
+        return event.end
+    if event.state != EventState.CANCELLED:
+        return None
+    cancelled = (
+        EventTransition.objects.filter(event=event, to_state=EventState.CANCELLED)
+        .order_by("-at")
+        .values_list("at", flat=True)
+        .first()
+    )
+    if cancelled is None or cancelled <= event.start:
+        return None
+    return min(cancelled, event.end)
 
 
 def season_of(event: DispatchEvent) -> int:
