@@ -6,6 +6,13 @@ optional `scope`; it answers a bearer token that expires after OPENADR_TOKEN_SEC
 dies at once when its client is revoked. A business-logic client may hold read_all,
 write_programs, write_events, write_subscriptions and write_vens; a VEN client read_all,
 write_reports, write_subscriptions and write_vens (the specification's scopes).
+
+Scopes follow the client's role, not the request: a token carries every scope of its
+client's role, whatever `scope` asked for, and the answer's `scope` says which (RFC 6749
+3.3 lets the server grant other scopes than requested, provided it says so). VEN libraries
+ask for `read_all` alone and then register their VEN, which needs write_vens; the role, set
+when the operator issued the credentials, is what decides what a client may do. A request
+naming a scope outside the role is still refused (invalid_scope): it is a misconfigured client.
 """
 
 import base64
@@ -89,7 +96,7 @@ def token(request):
     requested = set((request.POST.get("scope") or "").split())
     if requested - set(client.scopes):
         return _auth_error("invalid_scope", f"This client may ask for: {' '.join(client.scopes)}.")
-    scopes = sorted(requested or client.scopes)
+    scopes = sorted(client.scopes)
     issued = tokens.issue("oat")
     lifetime = settings.OPENADR_TOKEN_SECONDS
     AccessToken.objects.create(

@@ -195,12 +195,23 @@ class Event(Stamped):
 class Report(Stamped):
     """A report a VEN posted for an event; its readings land in the platform's telemetry (openadr.mapping)."""
 
+    class PeriodFrom(models.TextChoices):
+        REPORT = "report", "The report's own intervalPeriods"
+        EVENT = "event", "The event's intervalPeriods, the report giving none for some intervals"
+        RECEIPT = "receipt", "The time the report was received, neither the report nor its event giving one"
+
     program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="reports")
     event = models.ForeignKey(Event, on_delete=models.PROTECT, related_name="reports")
     client_name = models.CharField(max_length=128)
     report_name = models.CharField(max_length=256, null=True, blank=True)
     ven = models.ForeignKey(Ven, null=True, blank=True, on_delete=models.SET_NULL, related_name="reports")
     client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="+")
+    period_from = models.CharField(
+        max_length=8,
+        choices=PeriodFrom.choices,
+        default=PeriodFrom.REPORT,
+        help_text="Where the times of its readings came from (intervalPeriod is optional in a report).",
+    )
 
     class Meta:
         verbose_name = "OpenADR report"
@@ -212,8 +223,13 @@ class Subscription(Stamped):
     program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="subscriptions")
     client_name = models.CharField(max_length=128)
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="subscriptions")
-    object_operations = models.JSONField()
+    object_operations = models.JSONField(help_text="As written, with operations in the definition's words (CREATE…).")
     targets = models.JSONField(null=True, blank=True)
+    version = models.CharField(
+        max_length=8,
+        default="3.0.1",
+        help_text="The OpenADR version it was written through: its notifications speak that version.",
+    )
 
     class Meta:
         verbose_name = "OpenADR subscription"

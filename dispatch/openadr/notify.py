@@ -1,7 +1,10 @@
 """Subscription webhooks: a notification to each callbackUrl whose subscription asked for the operation.
 
 After the write commits, the notification `{"objectType", "operation", "object", "targets"}`
-is queued once per matching subscription and posted by a worker with the subscription's
+is queued once per matching subscription, in the words of the version the subscription was
+written through (3.0.1 names the operation by its HTTP verb, POST, PUT, DELETE, where its
+subscriptions and 3.1 say CREATE, UPDATE, DELETE); optional members with no value are left out;
+it is and posted by a worker with the subscription's
 bearerToken (if it gave one); a failed post is retried three times with growing delays.
 A subscription only hears of what its client may read: a VEN's subscription gets the
 events targeted at its VEN, its own reports, VEN and resources, never another client's.
@@ -75,10 +78,14 @@ def _owner(object_type: str, obj) -> int | None:
     return None
 
 
+# How 3.0.1's notifications name an operation (its definition's notification schema).
+NOTIFICATION_VERBS_301 = {"READ": "GET", "CREATE": "POST", "UPDATE": "PUT", "DELETE": "DELETE"}
+
+
 def _recipients(
     object_type: str, operation: str, obj, program_id: int | None, targets, readers: set[int] | None = None
-) -> list[tuple[str, str | None]]:
-    """(callback URL, bearer token) of each subscription to hear of the operation. `readers` (VEN client ids)
+) -> list[tuple[str, str | None, str]]:
+    """(callback URL, bearer token, version) of each subscription to hear of the operation. `readers` (VEN client ids)
     narrows them when the object is gone; otherwise they are narrowed by who may read the object."""
     subscriptions = Subscription.objects.select_related("client").filter(
         object_operations__contains=[{"objects": [object_type], "operations": [operation]}]
@@ -99,21 +106,33 @@ def _recipients(
         if obj is not None and not _readable_by(subscription.client, object_type, obj):
             continue
         out += [
-            (op["callbackUrl"], op.get("bearerToken"))
+            (op["callbackUrl"], op.get("bearerToken"), subscription.version)
             for op in subscription.object_operations
             if object_type in op["objects"] and operation in op["operations"]
         ]
     return out
 
 
+def notification(object_type: str, operation: str, body: dict, targets) -> dict:
+    """The 3.0.1 notification of an operation (CREATE, UPDATE, DELETE) on an object of that JSON body."""
+    return rep.without_nulls(
+        {
+            "objectType": object_type,
+            "operation": NOTIFICATION_VERBS_301[operation],
+            "object": body,
+            "targets": targets,
+        }
+    )
+
+
 def _queue(object_type: str, operation: str, body: dict, recipients, targets) -> None:
-    text = json.dumps({"objectType": object_type, "operation": operation, "object": body, "targets": targets})
-    for url, token in dict.fromkeys(recipients):
+    text = json.dumps(notification(object_type, operation, body, targets))
+    for url, token, _version in dict.fromkeys(recipients):
         jobs.deliver_notification(url, token, text)
 
 
 def changed(object_type: str, operation: str, obj) -> None:
-    """Notify the subscribers of a create (POST) or update (PUT), once the write commits."""
+    """Notify the subscribers of a CREATE or an UPDATE, once the write commits."""
 
     def send():
         body, program_id, targets = _describe(object_type, obj)
@@ -123,7 +142,7 @@ def changed(object_type: str, operation: str, obj) -> None:
 
 
 def deleted(object_type: str, body: dict, *, program_id: int | None, targets, readers: set[int] | None = None) -> None:
-    """Notify the subscribers of a delete; the object is gone, so `readers` (client ids) says who may hear of it,
+    """Notify the subscribers of a DELETE; the object is gone, so `readers` (client ids) says who may hear of it,
     None meaning every subscriber of the program."""
 
     def send():

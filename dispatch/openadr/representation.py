@@ -1,12 +1,25 @@
-"""The specification's JSON form of each VTN object, and the problem objects of its errors."""
+"""The specification's JSON form of each VTN object, and the problem objects of its errors.
+
+An optional field the VTN holds no value for is left out, not sent as null: the definitions
+mark most of them not nullable, and leaving one out is valid wherever it is optional.
+"""
 
 from http import HTTPStatus
 
-from rest_framework.response import Response
+from django.http import JsonResponse
 
 from aggregator.core.api.errors import exception_handler as platform_handler
 from dispatch.openadr.models import Event, Program, Report, Resource, Subscription, Ven
 from dispatch.openadr.schema import format_datetime
+
+
+def without_nulls(value):
+    """The JSON value with every object member whose value is null left out, at any depth."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
 
 
 def _stamp(obj, object_type: str) -> dict:
@@ -19,73 +32,86 @@ def _stamp(obj, object_type: str) -> dict:
 
 
 def program(p: Program) -> dict:
-    return {**_stamp(p, "PROGRAM"), **p.body, "programName": p.program_name, "targets": p.targets}
+    return without_nulls({**_stamp(p, "PROGRAM"), **p.body, "programName": p.program_name, "targets": p.targets})
 
 
 def event(e: Event) -> dict:
-    return {
-        **_stamp(e, "EVENT"),
-        "programID": str(e.program_id),
-        "eventName": e.event_name,
-        "priority": e.priority,
-        "targets": e.targets,
-        **e.body,
-    }
+    return without_nulls(
+        {
+            **_stamp(e, "EVENT"),
+            "programID": str(e.program_id),
+            "eventName": e.event_name,
+            "priority": e.priority,
+            "targets": e.targets,
+            **e.body,
+        }
+    )
 
 
 def report(r: Report) -> dict:
-    return {
-        **_stamp(r, "REPORT"),
-        "programID": str(r.program_id),
-        "eventID": str(r.event_id),
-        "clientName": r.client_name,
-        "reportName": r.report_name,
-        **r.body,
-    }
+    return without_nulls(
+        {
+            **_stamp(r, "REPORT"),
+            "programID": str(r.program_id),
+            "eventID": str(r.event_id),
+            "clientName": r.client_name,
+            "reportName": r.report_name,
+            **r.body,
+        }
+    )
 
 
 def subscription(s: Subscription, *, reader_client_id: int | None = None) -> dict:
     operations = s.object_operations
     if reader_client_id is not None and reader_client_id != s.client_id:  # a callback's token is its owner's secret
-        operations = [{**op, "bearerToken": None} for op in operations]
-    return {
-        **_stamp(s, "SUBSCRIPTION"),
-        "clientName": s.client_name,
-        "programID": str(s.program_id),
-        "objectOperations": operations,
-        "targets": s.targets,
-    }
+        operations = [{k: v for k, v in op.items() if k != "bearerToken"} for op in operations]
+    return without_nulls(
+        {
+            **_stamp(s, "SUBSCRIPTION"),
+            "clientName": s.client_name,
+            "programID": str(s.program_id),
+            "objectOperations": operations,
+            "targets": s.targets,
+        }
+    )
 
 
 def resource(r: Resource) -> dict:
-    return {
-        **_stamp(r, "RESOURCE"),
-        "resourceName": r.resource_name,
-        "venID": str(r.ven_id),
-        "attributes": r.attributes,
-        "targets": r.targets,
-    }
+    return without_nulls(
+        {
+            **_stamp(r, "RESOURCE"),
+            "resourceName": r.resource_name,
+            "venID": str(r.ven_id),
+            "attributes": r.attributes,
+            "targets": r.targets,
+        }
+    )
 
 
 def ven(v: Ven) -> dict:
-    return {
-        **_stamp(v, "VEN"),
-        "venName": v.ven_name,
-        "attributes": v.attributes,
-        "targets": v.targets,
-        "resources": [resource(r) for r in v.resources.all()],
-    }
+    return without_nulls(
+        {
+            **_stamp(v, "VEN"),
+            "venName": v.ven_name,
+            "attributes": v.attributes,
+            "targets": v.targets,
+            "resources": [resource(r) for r in v.resources.all()],
+        }
+    )
 
 
 def problem_handler(exc, context):
     """The platform's error handling, answered as the specification's problem object.
 
     `type` names the kind of problem (a URN), `title` is the HTTP status phrase, `detail`
-    the first message, `instance` the request path; `errors` lists every problem by field.
+    the first message, `instance` the request's absolute URI (the definitions ask for a URI);
+    `errors` lists every problem by field.
     """
     response = platform_handler(exc, context)
     if response is None:
         return None
+    if response.status_code == 415:  # undocumented by the definitions: the body is what is wrong, a 400
+        response.status_code = 400
     data = response.data
     errors = data.get("errors") or []
     detail = errors[0]["message"] if errors else data.get("title", "")
@@ -97,20 +123,21 @@ def problem_handler(exc, context):
         "title": HTTPStatus(response.status_code).phrase,
         "status": response.status_code,
         "detail": detail,
-        "instance": request.path if request else None,
+        "instance": request.build_absolute_uri(request.path) if request else "about:blank",
         "errors": errors,
     }
     return response
 
 
-def problem(status: int, code: str, detail: str, *, field: str | None = None, path: str | None = None) -> Response:
-    return Response(
+def problem(status: int, code: str, detail: str, *, field: str | None = None, request=None) -> JsonResponse:
+    """A problem object answered outside DRF (a path that names no operation)."""
+    return JsonResponse(
         {
             "type": f"urn:vpp:problem:{code}",
             "title": HTTPStatus(status).phrase,
             "status": status,
             "detail": detail,
-            "instance": path,
+            "instance": request.build_absolute_uri(request.path) if request else "about:blank",
             "errors": [{"field": field, "code": code, "message": detail}],
         },
         status=status,

@@ -20,8 +20,13 @@ DURATION = re.compile(
     r"(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$"
 )
 OBJECT_TYPES = ("PROGRAM", "EVENT", "REPORT", "SUBSCRIPTION", "VEN", "RESOURCE")
-OPERATIONS = ("GET", "POST", "PUT", "DELETE")
+# A subscription's operations in the definitions' words (3.0.1 and 3.1), and the HTTP verbs that 3.0.0 and
+# widely used client libraries still send for them: both are accepted, the definitions' words are stored.
+OPERATIONS = ("READ", "CREATE", "UPDATE", "DELETE")
+VERB_OPERATIONS = {"GET": "READ", "POST": "CREATE", "PUT": "UPDATE", "DELETE": "DELETE"}
 INT32 = 2**31 - 1
+# The longest duration the VTN takes (a century): longer ones would overflow the date arithmetic of intervals.
+MAX_DURATION = timedelta(days=36525)
 
 
 class Invalid(DomainError):
@@ -104,7 +109,7 @@ class _Checker:
         if value is None:
             return None
         if not isinstance(value, str) or parse_duration(value) is None:
-            self.fail(path, "invalid_duration", "An ISO 8601 duration, e.g. PT1H.")
+            self.fail(path, "invalid_duration", "An ISO 8601 duration of at most a century, e.g. PT1H.")
             return None
         return value
 
@@ -227,12 +232,17 @@ def parse_duration(text: str) -> timedelta | None:
     sign, years, months, days, unit, hours, minutes, seconds = match.groups()
     if years or months:
         return None  # calendar lengths have no fixed duration; no interval here needs them
-    total = timedelta(
-        days=int(days or 0) * (7 if unit == "W" else 1),
-        hours=int(hours or 0),
-        minutes=int(minutes or 0),
-        seconds=float(seconds or 0),
-    )
+    try:
+        total = timedelta(
+            days=int(days or 0) * (7 if unit == "W" else 1),
+            hours=int(hours or 0),
+            minutes=int(minutes or 0),
+            seconds=float(seconds or 0),
+        )
+    except OverflowError:
+        return None
+    if total > MAX_DURATION:
+        return None
     return -total if sign else total
 
 
@@ -336,8 +346,9 @@ def clean_subscription(data) -> dict:
             c.array(value, "operations", f"{path}.operations", lambda v, p: v, required=True, min_items=1) or []
         )
         for i, o in enumerate(operations):
-            if o not in OPERATIONS:
+            if o not in OPERATIONS and o not in VERB_OPERATIONS:
                 c.fail(f"{path}.operations[{i}]", "invalid_choice", f"One of {', '.join(OPERATIONS)}.")
+        operations = list(dict.fromkeys(VERB_OPERATIONS.get(o, o) for o in operations))
         url = c.string(value, "callbackUrl", f"{path}.callbackUrl", required=True, min_length=1)
         return {
             "objects": objects,

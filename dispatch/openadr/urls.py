@@ -1,6 +1,6 @@
 """The VTN at /openadr3/3.0.1/ (the specification's base path), without trailing slashes as its clients call it."""
 
-from django.urls import path
+from django.urls import path, re_path
 
 from dispatch.openadr import auth, views
 
@@ -21,4 +21,5 @@ urlpatterns = [
     path("vens/<str:object_id>", views.VenView.as_view(), name="ven"),
     path("vens/<str:ven_id>/resources", views.ResourcesView.as_view(), name="resources"),
     path("vens/<str:ven_id>/resources/<str:object_id>", views.ResourceView.as_view(), name="resource"),
+    re_path(r"^.*$", views.not_found),  # last: any other path under the base path
 ]

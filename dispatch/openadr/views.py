@@ -33,6 +33,11 @@ class Conflict(DomainError):
 
 
 @extend_schema(exclude=True)  # described by the OpenADR Alliance's own OpenAPI definition, not ours
+def not_found(request, *args, **kwargs):
+    """A path under the VTN's base path that names no operation: the problem object, not an HTML page."""
+    return rep.problem(404, "not_found", f"No operation at {request.path}.", request=request)
+
+
 class VtnView(APIView):
     authentication_classes = [BearerAuthentication]
     permission_classes = [HasScope]
@@ -45,14 +50,18 @@ class VtnView(APIView):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        # PostgreSQL stores no NUL character: a filter or a field holding one would fail its query.
+        # PostgreSQL stores no NUL character and no lone surrogate (it is not UTF-8): a filter or a field
+        # holding one would fail its query.
         problems = [
             Problem("nul_character", "No NUL character.", name)
             for name, values in request.query_params.lists()
-            if any("\x00" in value for value in values)
+            if any(not _storable(value) for value in values)
         ]
         if request.method in ("POST", "PUT"):
-            problems += [Problem("nul_character", "No NUL character.", path) for path in _nul_paths(request.data)]
+            problems += [
+                Problem("unstorable_character", "No NUL character and no lone UTF-16 surrogate.", path)
+                for path in _unstorable_paths(request.data)
+            ]
         if problems:
             raise schema.Invalid(problems)
 
@@ -83,33 +92,44 @@ def _page(request, queryset):
 
 
 def _targeted(request, queryset):
-    """targetType with targetValues: objects with a target of that type holding any of the values."""
+    """Objects with a target holding any of targetValues, of type targetType where it is given (the
+    definition makes neither parameter depend on the other); targetType alone: a target of that type."""
     target_type = request.query_params.get("targetType")
     values = request.query_params.getlist("targetValues")
     if not target_type and not values:
         return queryset
-    if not target_type:
-        raise schema.Invalid(Problem("required", "targetType is required with targetValues.", "targetType"))
     if not values:
         return queryset.filter(targets__contains=[{"type": target_type}])
     match = Q()
     for value in values:
-        match |= Q(targets__contains=[{"type": target_type, "values": [value]}])
+        match |= Q(targets__contains=[{"type": target_type, "values": [value]} if target_type else {"values": [value]}])
     return queryset.filter(match)
 
 
-def _nul_paths(value, path: str = "") -> list[str]:
-    """Where a decoded JSON body holds a string with a NUL character, by its path (`intervals[0].id`)."""
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate, which JSON's \ud800 escapes can carry
+        return False
+    return True
+
+
+def _unstorable_paths(value, path: str = "") -> list[str]:
+    """Where a decoded JSON body holds a string PostgreSQL cannot store, by its path (`intervals[0].id`)."""
     if isinstance(value, str):
-        return [path] if "\x00" in value else []
+        return [path] if not _storable(value) else []
     if isinstance(value, dict):
         return [
             p
             for key, item in value.items()
-            for p in ([path or None] if "\x00" in key else _nul_paths(item, f"{path}.{key}" if path else key))
+            for p in (
+                [path or None] if not _storable(key) else _unstorable_paths(item, f"{path}.{key}" if path else key)
+            )
         ]
     if isinstance(value, list):
-        return [p for index, item in enumerate(value) for p in _nul_paths(item, f"{path}[{index}]")]
+        return [p for index, item in enumerate(value) for p in _unstorable_paths(item, f"{path}[{index}]")]
     return []
 
 
@@ -151,7 +171,8 @@ def _delete(obj, what: str):
         with transaction.atomic():
             obj.delete()
     except ProtectedError:
-        raise Conflict(Problem("in_use", f"This {what} still has objects that refer to it.", None)) from None
+        # 400, not 409: the definitions document 409 for creates and updates only.
+        raise schema.Invalid(Problem("in_use", f"This {what} still has objects that refer to it.", None)) from None
 
 
 # --- programs ---------------------------------------------------------------------------------
@@ -176,7 +197,7 @@ class ProgramsView(VtnView):
             f"A program named {data['programName']} exists.",
             "programName",
         )
-        notify.changed("PROGRAM", "POST", program)
+        notify.changed("PROGRAM", "CREATE", program)
         return Response(rep.program(program), status=201)
 
 
@@ -193,7 +214,7 @@ class ProgramView(VtnView):
             setattr(program, key, value)
         program.modified_at = timezone.now()
         _unique(program.save, f"A program named {data['programName']} exists.", "programName")
-        notify.changed("PROGRAM", "PUT", program)
+        notify.changed("PROGRAM", "UPDATE", program)
         return Response(rep.program(program))
 
     def delete(self, request, object_id):
@@ -233,7 +254,7 @@ class EventsView(VtnView):
     def post(self, request):
         data = schema.clean_event(request.data)
         event = Event.objects.create(**_event_fields(data))
-        notify.changed("EVENT", "POST", event)
+        notify.changed("EVENT", "CREATE", event)
         return Response(rep.event(event), status=201)
 
 
@@ -246,7 +267,9 @@ class EventView(VtnView):
     def _writable(self, object_id) -> Event:
         event = self._event(object_id)
         if event.dispatch_event_id is not None:
-            raise Conflict(
+            # 409 on an update, 400 on a delete: the statuses the definitions document for each.
+            refusal = Conflict if self.request.method == "PUT" else schema.Invalid
+            raise refusal(
                 Problem(
                     "managed_by_dispatch",
                     "This event carries a dispatch event's allocation; change the "
@@ -268,7 +291,7 @@ class EventView(VtnView):
             setattr(event, key, value)
         event.modified_at = timezone.now()
         event.save()
-        notify.changed("EVENT", "PUT", event)
+        notify.changed("EVENT", "UPDATE", event)
         return Response(rep.event(event))
 
     def delete(self, request, object_id):
@@ -324,7 +347,7 @@ class ReportsView(VtnView):
                 **_report_fields(self.principal, data), client=self.principal.client, ven=self.principal.ven
             )
             mapping.ingest_report(report)
-        notify.changed("REPORT", "POST", report)
+        notify.changed("REPORT", "CREATE", report)
         return Response(rep.report(report), status=201)
 
 
@@ -346,7 +369,7 @@ class ReportView(VtnView):
             report.modified_at = timezone.now()
             report.save()
             mapping.ingest_report(report)
-        notify.changed("REPORT", "PUT", report)
+        notify.changed("REPORT", "UPDATE", report)
         return Response(rep.report(report))
 
     def delete(self, request, object_id):
@@ -388,7 +411,7 @@ class SubscriptionsView(VtnView):
     def post(self, request):
         data = schema.clean_subscription(request.data)
         subscription = Subscription.objects.create(**_subscription_fields(data), client=self.principal.client)
-        notify.changed("SUBSCRIPTION", "POST", subscription)
+        notify.changed("SUBSCRIPTION", "CREATE", subscription)
         return Response(rep.subscription(subscription), status=201)
 
 
@@ -408,7 +431,7 @@ class SubscriptionView(VtnView):
             setattr(subscription, key, value)
         subscription.modified_at = timezone.now()
         subscription.save()
-        notify.changed("SUBSCRIPTION", "PUT", subscription)
+        notify.changed("SUBSCRIPTION", "UPDATE", subscription)
         return Response(rep.subscription(subscription))
 
     def delete(self, request, object_id):
@@ -470,7 +493,7 @@ class VensView(VtnView):
             )
             for resource in data["resources"] or []:
                 _save_resource(ven, resource)
-        notify.changed("VEN", "POST", ven)
+        notify.changed("VEN", "CREATE", ven)
         return Response(rep.ven(ven), status=201)
 
 
@@ -486,7 +509,7 @@ class VenView(VtnView):
         ven.ven_name, ven.attributes, ven.targets = data["venName"], data["attributes"], data["targets"]
         ven.modified_at = timezone.now()
         _unique(ven.save, f"A VEN named {data['venName']} exists.", "venName")
-        notify.changed("VEN", "PUT", ven)
+        notify.changed("VEN", "UPDATE", ven)
         return Response(rep.ven(ven))
 
     def delete(self, request, object_id):
@@ -509,7 +532,7 @@ class ResourcesView(VtnView):
     def post(self, request, ven_id):
         ven = _get(_own_vens(self.principal), ven_id, "VEN")
         resource = _save_resource(ven, schema.clean_resource(request.data))
-        notify.changed("RESOURCE", "POST", resource)
+        notify.changed("RESOURCE", "CREATE", resource)
         return Response(rep.resource(resource), status=201)
 
 
@@ -526,7 +549,7 @@ class ResourceView(VtnView):
     def put(self, request, ven_id, object_id):
         resource = self._resource(ven_id, object_id)
         resource = _save_resource(resource.ven, schema.clean_resource(request.data), resource)
-        notify.changed("RESOURCE", "PUT", resource)
+        notify.changed("RESOURCE", "UPDATE", resource)
         return Response(rep.resource(resource))
 
     def delete(self, request, ven_id, object_id):
