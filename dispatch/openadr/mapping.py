@@ -174,10 +174,14 @@ def sync_commands(*, event_id: int, first_device: int, last_device: int) -> int:
             )
             if not serving:
                 if current is not None and current.deleted_at is None:
-                    body = rep.event(current)
+                    bodies = rep.in_each_version(rep.event, current)
                     current.remove()
                     notify.deleted(
-                        "EVENT", body, program_id=program.pk, targets=current.targets, readers={resource.ven.client_id}
+                        "EVENT",
+                        bodies,
+                        program_id=program.pk,
+                        targets=current.targets,
+                        readers={resource.ven.client_id},
                     )
                     changes += 1
                 continue

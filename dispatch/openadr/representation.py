@@ -9,8 +9,8 @@ from http import HTTPStatus
 from django.http import JsonResponse
 
 from aggregator.core.api.errors import exception_handler as platform_handler
-from dispatch.openadr.models import Event, Program, Report, Resource, Subscription, Ven
-from dispatch.openadr.schema import format_datetime
+from dispatch.openadr.models import V301, VERSIONS, Event, Program, Report, Resource, Subscription, Ven
+from dispatch.openadr.schema import format_datetime, targets_as_strings
 
 
 def without_nulls(value):
@@ -31,28 +31,48 @@ def _stamp(obj, object_type: str) -> dict:
     }
 
 
-def program(p: Program) -> dict:
-    return without_nulls({**_stamp(p, "PROGRAM"), **p.body, "programName": p.program_name, "targets": p.targets})
+def _targets(targets, version: str):
+    return targets if version == V301 else targets_as_strings(targets)
 
 
-def event(e: Event) -> dict:
+def _descriptors(body: dict, version: str) -> dict:
+    """An event's body with its report descriptors' targets in the version's form."""
+    if version == V301 or not body.get("reportDescriptors"):
+        return body
+    return {
+        **body,
+        "reportDescriptors": [
+            {**d, "targets": _targets(d.get("targets"), version)} if isinstance(d, dict) else d
+            for d in body["reportDescriptors"]
+        ],
+    }
+
+
+def program(p: Program, *, version: str = V301) -> dict:
+    return without_nulls(
+        {**_stamp(p, "PROGRAM"), **p.body, "programName": p.program_name, "targets": _targets(p.targets, version)}
+    )
+
+
+def event(e: Event, *, version: str = V301) -> dict:
     return without_nulls(
         {
             **_stamp(e, "EVENT"),
             "programID": str(e.program_id),
             "eventName": e.event_name,
             "priority": e.priority,
-            "targets": e.targets,
-            **e.body,
+            **_descriptors(e.body, version),
+            "targets": _targets(e.targets, version),
         }
     )
 
 
-def report(r: Report) -> dict:
+def report(r: Report, *, version: str = V301) -> dict:
+    ids = {"programID": str(r.program_id)} if version == V301 else {"clientID": r.client.client_id}
     return without_nulls(
         {
             **_stamp(r, "REPORT"),
-            "programID": str(r.program_id),
+            **ids,
             "eventID": str(r.event_id),
             "clientName": r.client_name,
             "reportName": r.report_name,
@@ -61,7 +81,7 @@ def report(r: Report) -> dict:
     )
 
 
-def subscription(s: Subscription, *, reader_client_id: int | None = None) -> dict:
+def subscription(s: Subscription, *, version: str = V301, reader_client_id: int | None = None) -> dict:
     operations = s.object_operations
     if reader_client_id is not None and reader_client_id != s.client_id:  # a callback's token is its owner's secret
         operations = [{k: v for k, v in op.items() if k != "bearerToken"} for op in operations]
@@ -69,35 +89,54 @@ def subscription(s: Subscription, *, reader_client_id: int | None = None) -> dic
         {
             **_stamp(s, "SUBSCRIPTION"),
             "clientName": s.client_name,
-            "programID": str(s.program_id),
+            "clientID": s.client.client_id if version != V301 else None,
+            "programID": str(s.program_id) if s.program_id is not None else None,
             "objectOperations": operations,
-            "targets": s.targets,
+            "targets": _targets(s.targets, version),
         }
     )
 
 
-def resource(r: Resource) -> dict:
+def _client_id(v: Ven) -> str | None:
+    """3.1's clientID of a VEN: the client that acts as it (a VEN business logic made unbound has none)."""
+    return v.client.client_id if v.client_id is not None else None
+
+
+def resource(r: Resource, *, version: str = V301) -> dict:
     return without_nulls(
         {
             **_stamp(r, "RESOURCE"),
             "resourceName": r.resource_name,
             "venID": str(r.ven_id),
+            "clientID": _client_id(r.ven) if version != V301 else None,
             "attributes": r.attributes,
-            "targets": r.targets,
+            "targets": _targets(r.targets, version),
         }
     )
 
 
-def ven(v: Ven) -> dict:
+def ven(v: Ven, *, version: str = V301) -> dict:
     return without_nulls(
         {
             **_stamp(v, "VEN"),
             "venName": v.ven_name,
+            "clientID": _client_id(v) if version != V301 else None,
             "attributes": v.attributes,
-            "targets": v.targets,
-            "resources": [resource(r) for r in v.resources.all()],
+            "targets": _targets(v.targets, version),
+            # 3.0.1 embeds a VEN's resources; 3.1 has them at /resources only.
+            "resources": [resource(r) for r in v.resources.all()] if version == V301 else None,
         }
     )
+
+
+def in_each_version(describe, obj) -> dict[str, dict]:
+    """The object's JSON in each version (for a notification of an object about to be deleted)."""
+    return {version: describe(obj, version=version) for version in VERSIONS}
+
+
+def notifiers() -> dict:
+    """3.1's notifier bindings: webhooks only (MQTT is not offered)."""
+    return {"WEBHOOK": True}
 
 
 def problem_handler(exc, context):
