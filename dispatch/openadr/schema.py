@@ -401,8 +401,10 @@ def clean_subscription(data, version: str = V301) -> dict:
             c.array(value, "operations", f"{path}.operations", lambda v, p: v, required=True, min_items=1) or []
         )
         for i, o in enumerate(operations):
-            if o not in OPERATIONS and o not in VERB_OPERATIONS:
+            if not isinstance(o, str) or (o not in OPERATIONS and o not in VERB_OPERATIONS):
                 c.fail(f"{path}.operations[{i}]", "invalid_choice", f"One of {', '.join(OPERATIONS)}.")
+        if c.problems:
+            return None
         operations = list(dict.fromkeys(VERB_OPERATIONS.get(o, o) for o in operations))
         url = c.string(value, "callbackUrl", f"{path}.callbackUrl", required=True, min_length=1)
         return {

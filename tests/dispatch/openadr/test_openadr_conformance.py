@@ -116,6 +116,8 @@ def test_subscription_operations_are_the_definitions_words_and_http_verbs_are_ac
     assert words["objectOperations"][0]["operations"] == ["CREATE", "UPDATE"]
     assert Subscription.objects.get(pk=words["id"]).object_operations[0]["operations"] == ["CREATE", "UPDATE"]
     assert_problem(subscribe(["PATCH"]), 400, "objectOperations[0].operations[0]")
+    assert_problem(subscribe(["CREATE", {"not": "a word"}]), 400, "objectOperations[0].operations[1]")
+    assert_problem(subscribe([["CREATE"]]), 400, "objectOperations[0].operations[0]")
     # Another client reads the subscription without its callback's secret: left out, not null.
     seen_by_bl = http.get(f"{BASE}/subscriptions/{words['id']}", **bl).json()
     assert "bearerToken" not in seen_by_bl["objectOperations"][0]
