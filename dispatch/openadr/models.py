@@ -107,6 +107,11 @@ class Program(Stamped):
         "aggregator.Program", null=True, blank=True, on_delete=models.SET_NULL, related_name="openadr_program"
     )
     targets = models.JSONField(null=True, blank=True)
+    profile = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="A field profile its objects are checked against (openadr.profiles; advisory).",
+    )
 
     class Meta:
         verbose_name = "OpenADR program"
