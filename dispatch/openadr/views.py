@@ -503,11 +503,13 @@ def _save_resource(principal: Principal, ven: Ven, data: dict, resource: Resourc
     return resource
 
 
-def _ven_client(principal: Principal, data: dict) -> Client | None:
+def _ven_client(principal: Principal, data: dict, version: str) -> Client | None:
     """The VEN client a new VEN is: the caller if it is one; for business logic, 3.1's clientID if given."""
     if principal.is_ven:
         return principal.client
     client_id = data.get("clientID")
+    if client_id is None and version != V301:  # 3.1's VEN names its client, and business logic gives it
+        raise schema.Invalid(Problem("required", "The VEN client this VEN is (its client_id).", "clientID"))
     if client_id is None:
         return None
     client = Client.objects.filter(client_id=client_id, role=Client.Role.VEN, ven__isnull=True).first()
@@ -532,7 +534,7 @@ class VensView(VtnView):
         refusal = Conflict if self.version == V301 else schema.Invalid
         if principal.is_ven and principal.ven is not None:
             raise refusal(Problem("already_registered", f"This client is VEN {principal.ven.ven_name}.", "venName"))
-        client = _ven_client(principal, data)
+        client = _ven_client(principal, data, self.version)
         with transaction.atomic():
             ven = _unique(
                 lambda: Ven.objects.create(

@@ -84,6 +84,7 @@ def test_business_logic_registers_a_ven_for_a_client_by_its_client_id(http, bl, 
     assert Ven.objects.get(pk=ven.json()["id"]).client.client_id == "ven-a"
     assert [v["venName"] for v in http.get(f"{V31}/vens", **a).json()] == ["a"]
     assert_problem(post(http, f"{V31}/vens", {"venName": "b", "clientID": "nobody"}, bl), 400, "clientID")
+    assert_problem(post(http, f"{V31}/vens", {"venName": "b"}, bl), 400, "clientID")  # 3.1's VEN has a client
 
 
 def test_targets_are_strings_in_31_and_value_maps_in_301_over_the_same_events(http, bl, ven_31):
