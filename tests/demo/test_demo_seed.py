@@ -117,3 +117,14 @@ def test_the_demo_market_has_forecasts_from_the_seed_so_the_first_offers_need_no
     assert summary["built"] == registered.count() == built.count()
     assert {o.window_start for o in built} == {datetime(2026, 7, 15, 14, 0, tzinfo=ZoneInfo("America/Los_Angeles"))}
     assert all(o.forecast.issued_at == seeded for o in built)
+    # Priced from what the customers are paid, the offers clear in the market simulator's hours of higher prices
+    # (its synthetic summer day's late afternoon and evening): a demo run sees awards, not only offers that clear
+    # nothing.
+    from aggregator.market.simulator import SyntheticPrices
+
+    prices = SyntheticPrices(time_zone="America/Los_Angeles", need_kw=1e9)
+    evening = datetime(2026, 7, 15, 19, 0, tzinfo=ZoneInfo("America/Los_Angeles"))
+    for offer in built:
+        highest = max(price for i in offer.intervals.all() for _, price in i.segments)
+        assert highest <= prices.lmp(evening, offer.resource.market_resource_id)
+        assert sum(prices.lmp(evening.replace(hour=h), "") >= highest for h in range(24)) >= 6  # 16:00 to 22:00
