@@ -5,8 +5,9 @@ Charger → platform
 - Status: a connector whose status says a car is there (1.6 Preparing, Charging, SuspendedEV,
   SuspendedEVSE, Finishing; 2.0.1 Occupied) makes the charger plugged in; Available or Reserved,
   unplugged; Unavailable and Faulted say nothing of the car. Several connectors: plugged in if
-  any is; connector (EVSE) 0 is the station, never a plug. Any message means online; a closed
-  connection, offline.
+  any is; connector (EVSE) 0 is the station, never a plug. Connecting and any message mean
+  online; a closed connection leaves the device to the platform's rule (offline after three
+  missed telemetry intervals: the BootNotification answer's heartbeat interval is the device's).
 - Meter values: the energy register (Energy.Active.Import.Register, Wh or kWh, no phase, at the
   outlet) becomes the device meter's interval readings: between two clock-aligned samples
   (Sample.Clock, or any sample on a boundary) exactly one metered interval apart (1, 5, 15, 30 or

@@ -167,11 +167,15 @@ def connected(*, charger_id: int, protocol: str, node: str, at: datetime | None 
 
 
 def disconnected(*, charger_id: int, node: str, at: datetime | None = None) -> None:
-    """The connection closed; nothing changes if the charger has meanwhile connected to another process."""
-    at = at or timezone.now()
-    with transaction.atomic():
-        if Charger.objects.filter(pk=charger_id, node=node).update(connected=False, node="", disconnected_at=at):
-            _status(Charger.objects.get(pk=charger_id), at=at, online=False)
+    """The connection closed; nothing changes if the charger has meanwhile connected to another process.
+
+    The device stays online as the platform's rule has it (offline after three missed telemetry
+    intervals): a charger that drops its connection usually comes back within seconds, and a
+    command issued meanwhile reaches it when it does.
+    """
+    Charger.objects.filter(pk=charger_id, node=node).update(
+        connected=False, node="", disconnected_at=at or timezone.now()
+    )
 
 
 def seen(*, actions: dict[int, str], at: datetime | None = None) -> None:

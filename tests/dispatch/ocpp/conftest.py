@@ -8,6 +8,7 @@ loop, driven from the test through `ClientLoop.run`.
 import asyncio
 import base64
 import threading
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -45,24 +46,40 @@ class ClientLoop:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def close(self):
+        async def cancel_all():
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self.run(cancel_all())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
+        self.loop.close()
 
 
 class Recorder:
-    """What the central system asked of a simulated charger, and how it answers (Accepted unless told otherwise)."""
+    """What the central system asked of a simulated charger (with when), and how it answers: `answer` is a status,
+    or a callable given the charger that returns one (Accepted unless told otherwise)."""
 
     answer = "Accepted"
 
     def recorder_setup(self):
-        self.profiles, self.cleared = [], []
+        self.profiles, self.cleared, self.received_at = [], [], []
+
+    def reply(self) -> str:
+        return self.answer(self) if callable(self.answer) else self.answer
+
+    def record(self, profile: dict) -> None:
+        self.profiles.append(profile)
+        self.received_at.append(datetime.now(UTC))
 
 
 class Charger16(Recorder, ChargePoint16):
     @on("SetChargingProfile")
     def on_set_profile(self, connector_id, cs_charging_profiles, **kwargs):
-        self.profiles.append({"connector_id": connector_id, **cs_charging_profiles})
-        return result16.SetChargingProfile(status=self.answer)
+        self.record({"connector_id": connector_id, **cs_charging_profiles})
+        return result16.SetChargingProfile(status=self.reply())
 
     @on("ClearChargingProfile")
     def on_clear_profile(self, **kwargs):
@@ -73,8 +90,8 @@ class Charger16(Recorder, ChargePoint16):
 class Charger201(Recorder, ChargePoint201):
     @on("SetChargingProfile")
     def on_set_profile(self, evse_id, charging_profile, **kwargs):
-        self.profiles.append({"evse_id": evse_id, **charging_profile})
-        return result201.SetChargingProfile(status=self.answer)
+        self.record({"evse_id": evse_id, **charging_profile})
+        return result201.SetChargingProfile(status=self.reply())
 
     @on("ClearChargingProfile")
     def on_clear_profile(self, **kwargs):
