@@ -402,7 +402,10 @@ class Node:
         self.wanted: set[int] = set()  # devices with new commands, fetched together
         self.wanted_event = asyncio.Event()
         self.answered = 0
-        self.redis = aioredis.from_url(settings.REDIS_URL)
+        # A bounded pool that waits for a free connection: thousands of chargers connecting at once share it.
+        self.redis = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(settings.REDIS_URL, max_connections=32, timeout=30)
+        )
         self.server = None
         self.ready = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()

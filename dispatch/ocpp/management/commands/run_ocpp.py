@@ -1,4 +1,5 @@
 import asyncio
+import logging
 import os
 import signal
 import ssl
@@ -22,7 +23,9 @@ class Command(BaseCommand):
         parser.add_argument("--certificate", help="A PEM certificate chain (with --key) to serve wss:// itself.")
         parser.add_argument("--key", help="The certificate's private key (PEM).")
 
-    def handle(self, *args, host, port, db_threads, certificate, key, **options):
+    def handle(self, *args, host, port, db_threads, certificate, key, verbosity, **options):
+        if verbosity < 2:  # the ocpp package logs every frame at INFO; -v 2 shows them
+            logging.getLogger("ocpp").setLevel(logging.WARNING)
         context = None
         if certificate:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
