@@ -29,6 +29,9 @@ Platform → charger
 - The nightly charging plan (kW per 15 minutes, negative = charging) becomes the charger's
   TxDefaultProfile (connector / EVSE 0, id PLAN_PROFILE_ID) from now to the plan's end: each
   period's limit is the planned charging kW. A dispatch profile caps the station above it.
+- Verification: after an Accepted dispatch profile the charger is asked its composite schedule
+  (GetCompositeSchedule, in W, over the command's window); it applies the profile when the
+  composite's limit at the command's first instant (or now) is at or below the profile's.
 - Answers: SetChargingProfile Accepted is the command's acknowledgement `accepted`; Rejected (or
   2.0.1's other refusals) is `rejected`, handled as any device refusing (it leaves the event and
   others replace it); ClearChargingProfile Accepted or Unknown (nothing to clear) accepts a cancel.
@@ -301,6 +304,26 @@ def profile_201(
     if valid_to is not None:
         profile["validTo"] = iso(valid_to)
     return profile
+
+
+def limit_at(start: datetime, periods, at: datetime) -> float | None:
+    """The limit (W) a schedule from `start` sets at `at` (None before it starts)."""
+    offset = (at - start).total_seconds()
+    current = None
+    for period in periods:
+        if period["start_period"] <= offset:
+            current = float(period["limit"])
+    return current
+
+
+def applies(
+    *, start: datetime, periods: list[Period], composite_start: datetime, composite_periods: list[dict], at: datetime
+) -> bool:
+    """Whether a charger's composite schedule holds the profile's limit at `at` (at or below it: other limits,
+    its own or the car's, may hold it lower)."""
+    wanted = limit_at(start, [{"start_period": p.start_period, "limit": p.limit_w} for p in periods], at)
+    actual = limit_at(composite_start, composite_periods, at)
+    return wanted is not None and actual is not None and actual <= wanted + 1
 
 
 DISPATCH_PURPOSE = {"ocpp1.6": "ChargePointMaxProfile", "ocpp2.0.1": "ChargingStationMaxProfile"}

@@ -38,6 +38,13 @@ class Charger(models.Model):
         null=True, blank=True, help_text="Its energy register at the last clock-aligned meter value (Wh)."
     )
     register_at = models.DateTimeField(null=True, blank=True)
+    applies_profile = models.BooleanField(
+        null=True,
+        blank=True,
+        help_text="Whether its composite schedule (GetCompositeSchedule) holds its last accepted dispatch profile's "
+        "limit; empty: not known (not asked, or it did not answer).",
+    )
+    composite_checked_at = models.DateTimeField(null=True, blank=True)
     plan_answer = models.CharField(max_length=20, blank=True, help_text="Its answer to the nightly plan's profile.")
     plan_sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)

@@ -33,7 +33,7 @@ import socket
 import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from urllib.parse import unquote, urlsplit
 
@@ -169,6 +169,8 @@ class _CentralSide:
                     continue
                 await self.db(services.answer, command_id=command.id, accepted=accepted, reason=reason)
                 self.node.answered += 1
+                if accepted and command.kind != "cancel" and command.schedule:
+                    await self.verify(command)
 
     async def send_command(self, command: services.Command) -> tuple[bool, str]:
         profile_id = mapping.dispatch_profile_id(command.event_id)
@@ -186,6 +188,28 @@ class _CentralSide:
             valid_to=command.expires_at,
         )
         return mapping.accepted(status), f"SetChargingProfile {status}{': ' + info if info else ''}"
+
+    async def verify(self, command: services.Command) -> bool | None:
+        """Ask the charger's composite schedule and record whether it holds the command's limit."""
+        start, duration, periods = mapping.dispatch_periods(command.schedule, self.ident.rated_kw)
+        at = max(start, _now())
+        try:
+            composite = await self.composite_schedule(int((start + timedelta(seconds=duration) - at).total_seconds()))
+        except (TimeoutError, OCPPError, ConnectionClosed) as exc:
+            log.info("OCPP %s: composite schedule not read: %r", self.ident.identity, exc)
+            composite = None
+        applies = None
+        if composite is not None:
+            composite_start, composite_periods = composite
+            applies = mapping.applies(
+                start=start,
+                periods=periods,
+                composite_start=composite_start,
+                composite_periods=composite_periods,
+                at=at,
+            )
+        await self.db(services.composite_checked, charger_id=self.ident.charger_id, applies=applies)
+        return applies
 
     async def send_plan(self) -> str | None:
         plans = await self.db(services.plan, device_id=self.ident.device_id)
@@ -241,6 +265,17 @@ class Central16(_CentralSide, ChargePoint16):
     async def clear_profile(self, profile_id: int) -> tuple[str, str]:
         answer = await self.call(call16.ClearChargingProfile(id=profile_id), suppress=False)
         return answer.status, ""
+
+    async def composite_schedule(self, duration: int):
+        answer = await self.call(
+            call16.GetCompositeSchedule(connector_id=0, duration=max(duration, 1), charging_rate_unit="W"),
+            suppress=False,
+        )
+        schedule = answer.charging_schedule
+        if answer.status != "Accepted" or not schedule:
+            return None
+        start = answer.schedule_start or schedule.get("start_schedule")
+        return mapping.parse_time(start), schedule["charging_schedule_period"]
 
     @on("BootNotification", skip_schema_validation=True)
     async def on_boot(self, charge_point_vendor, charge_point_model, **extra):
@@ -317,6 +352,15 @@ class Central201(_CentralSide, ChargePoint201):
     async def clear_profile(self, profile_id: int) -> tuple[str, str]:
         answer = await self.call(call201.ClearChargingProfile(charging_profile_id=profile_id), suppress=False)
         return answer.status, ""
+
+    async def composite_schedule(self, duration: int):
+        answer = await self.call(
+            call201.GetCompositeSchedule(duration=max(duration, 1), evse_id=0, charging_rate_unit="W"), suppress=False
+        )
+        schedule = answer.schedule
+        if answer.status != "Accepted" or not schedule:
+            return None
+        return mapping.parse_time(schedule["schedule_start"]), schedule["charging_schedule_period"]
 
     @on("BootNotification", skip_schema_validation=True)
     async def on_boot(self, charging_station, reason, **extra):

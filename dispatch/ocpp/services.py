@@ -407,6 +407,10 @@ def plan_answered(*, charger_id: int, answer: str, at: datetime | None = None) -
     Charger.objects.filter(pk=charger_id).update(plan_answer=answer[:20], plan_sent_at=at or timezone.now())
 
 
+def composite_checked(*, charger_id: int, applies: bool | None, at: datetime | None = None) -> None:
+    Charger.objects.filter(pk=charger_id).update(applies_profile=applies, composite_checked_at=at or timezone.now())
+
+
 def chargers_of(*, device_ids: list[int]) -> list[int]:
     """Of these devices, the OCPP chargers."""
     return list(Charger.objects.filter(device_id__in=device_ids).values_list("device_id", flat=True))

@@ -86,6 +86,17 @@ class Charger16(Recorder, ChargePoint16):
         self.cleared.append(kwargs)
         return result16.ClearChargingProfile(status="Accepted")
 
+    @on("GetCompositeSchedule")
+    def on_composite(self, connector_id, duration, **kwargs):
+        """The last profile's schedule, as a charger with no other limit composes it."""
+        schedule = self.profiles[-1]["charging_schedule"]
+        return result16.GetCompositeSchedule(
+            status="Accepted",
+            connector_id=connector_id,
+            schedule_start=schedule["start_schedule"],
+            charging_schedule=schedule,
+        )
+
 
 class Charger201(Recorder, ChargePoint201):
     @on("SetChargingProfile")
@@ -97,6 +108,20 @@ class Charger201(Recorder, ChargePoint201):
     def on_clear_profile(self, **kwargs):
         self.cleared.append(kwargs)
         return result201.ClearChargingProfile(status="Accepted")
+
+    @on("GetCompositeSchedule")
+    def on_composite(self, duration, evse_id, **kwargs):
+        schedule = self.profiles[-1]["charging_schedule"][0]
+        return result201.GetCompositeSchedule(
+            status="Accepted",
+            schedule={
+                "evse_id": evse_id,
+                "duration": schedule["duration"],
+                "schedule_start": schedule["start_schedule"],
+                "charging_rate_unit": "W",
+                "charging_schedule_period": schedule["charging_schedule_period"],
+            },
+        )
 
 
 def basic(identity: str, password: str) -> str:

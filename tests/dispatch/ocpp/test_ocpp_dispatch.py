@@ -103,6 +103,8 @@ def test_a_dispatch_command_arrives_within_a_second_as_a_station_profile_and_acc
 
     wait_for(lambda: status_of(event, device) == "accepted", timeout=5, what="the acknowledgement")
     assert command_of(event, device).acknowledged_at is not None
+    # What it applies is checked against its composite schedule.
+    wait_for(lambda: Charger.objects.get(device=device).applies_profile, timeout=5, what="the composite schedule")
 
     # The cancellation clears it.
     services.cancel(event=event, by="tester", reason="not needed")
