@@ -393,6 +393,11 @@ def answer(*, command_id: str, accepted: bool, reason: str = "") -> str:
         return refused.code
 
 
+def accepted(*, command_ids: list[str]) -> int:
+    """Many chargers' Accepted answers at once (the server batches them)."""
+    return dispatch.accept_many(command_ids=command_ids)
+
+
 def plan(*, device_id: int, now: datetime | None = None) -> list[tuple[datetime, int, list[float]]]:
     """The device's charging plans that have not ended: (start, step seconds, kW per step)."""
     now = now or timezone.now()
