@@ -170,7 +170,7 @@ def ocpp_server():
     class Server:
         url = f"ws://127.0.0.1:{node.port}"
 
-    Server.node = node
+    Server.node, Server.loop = node, loop
     yield Server
     loop.call_soon_threadsafe(node_box["stop"].set)
     thread.join(timeout=15)
