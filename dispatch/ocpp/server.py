@@ -63,6 +63,8 @@ FLUSH_SECONDS = 1.0
 AUTHORISATION_CHECK_SECONDS = 60
 FIRST_MESSAGE_WAIT = 2.0
 ACCEPT_FLUSH_SECONDS = 0.05
+VERIFY_DELAY_SECONDS = 0.5
+VERIFY_CONCURRENCY = 200
 # SetChargingProfile: the profiles are built here (and checked against the schemas by the tests, whose charge
 # points validate what they receive); validating each one again, and its answer, costs the server about as
 # much CPU as the rest of a dispatch. An answer is still read strictly: an unknown status counts as none.
@@ -99,7 +101,8 @@ _CODES = {
 
 
 def frame_error(raw: str | bytes, version: str) -> tuple[Call | None, CallError | None]:
-    """(the Call, None) for a frame to handle, (None, None) for a response, or (None, the CALLERROR to answer)."""
+    """(the message, None) for a frame to handle (a Call, or a response to one of ours), or (None, the CALLERROR
+    to answer)."""
     codes = _CODES[version]
     try:
         message = messages.unpack(raw)
@@ -111,7 +114,7 @@ def frame_error(raw: str | bytes, version: str) -> tuple[Call | None, CallError 
                 unique_id = frame[1]
         return None, CallError(unique_id, codes["frame"], "The frame is not an OCPP message.", {"cause": str(error)})
     if message.message_type_id != MessageType.Call:
-        return None, None
+        return message, None
     if not isinstance(message.payload, dict) or not isinstance(message.action, str):
         return None, CallError(message.unique_id, codes["frame"], "The call's payload is not an object.", {})
     try:
@@ -148,9 +151,8 @@ class _CentralSide:
         if error is not None:
             await self._send(error.to_json())
             return
-        if message is None:  # a CALLRESULT or CALLERROR to one of our calls
-            with contextlib.suppress(OCPPError):
-                self._response_queue.put_nowait(messages.unpack(raw_msg))
+        if message.message_type_id != MessageType.Call:  # a CALLRESULT or CALLERROR to one of our calls
+            self._response_queue.put_nowait(message)
             return
         self.node.seen[self.ident.charger_id] = message.action[:40]
         try:
@@ -183,7 +185,7 @@ class _CentralSide:
                     await self.db(services.answer, command_id=command.id, accepted=False, reason=reason)
                 self.node.answered += 1
                 if accepted and command.kind != "cancel" and command.schedule:
-                    self.node.spawn(self.verify(command))
+                    self.node.to_verify.put_nowait((self, command))
 
     async def send_command(self, command: services.Command) -> tuple[bool, str]:
         profile_id = mapping.dispatch_profile_id(command.event_id)
@@ -212,7 +214,7 @@ class _CentralSide:
         at = max(start, _now())
         try:
             composite = await self.composite_schedule(int((start + timedelta(seconds=duration) - at).total_seconds()))
-        except (TimeoutError, OCPPError, ConnectionClosed) as exc:
+        except (TimeoutError, OCPPError, ConnectionClosed, TypeError, KeyError, ValueError) as exc:
             log.info("OCPP %s: composite schedule not read: %r", self.ident.identity, exc)
             composite = None
         applies = None
@@ -225,7 +227,7 @@ class _CentralSide:
                 composite_periods=composite_periods,
                 at=at,
             )
-        await self.db(services.composite_checked, charger_id=self.ident.charger_id, applies=applies)
+        self.node.checked[self.ident.charger_id] = applies
         return applies
 
     async def send_plan(self) -> str | None:
@@ -289,6 +291,7 @@ class Central16(_CentralSide, ChargePoint16):
         answer = await self.call(
             call16.GetCompositeSchedule(connector_id=0, duration=max(duration, 1), charging_rate_unit="W"),
             suppress=False,
+            skip_schema_validation=not VALIDATE_OWN_CALLS,
         )
         schedule = answer.charging_schedule
         if answer.status != "Accepted" or not schedule:
@@ -376,7 +379,9 @@ class Central201(_CentralSide, ChargePoint201):
 
     async def composite_schedule(self, duration: int):
         answer = await self.call(
-            call201.GetCompositeSchedule(duration=max(duration, 1), evse_id=0, charging_rate_unit="W"), suppress=False
+            call201.GetCompositeSchedule(duration=max(duration, 1), evse_id=0, charging_rate_unit="W"),
+            suppress=False,
+            skip_schema_validation=not VALIDATE_OWN_CALLS,
         )
         schedule = answer.schedule
         if answer.status != "Accepted" or not schedule:
@@ -468,6 +473,8 @@ class Node:
         self.wanted_event = asyncio.Event()
         self.answered = 0
         self.accepts: list[str] = []  # command ids answered Accepted, recorded at the next flush
+        self.to_verify: asyncio.Queue = asyncio.Queue()  # (station, command) whose composite schedule to ask
+        self.checked: dict[int, bool | None] = {}  # charger id -> whether it applies its profile, at the next flush
         self.accepts_event = asyncio.Event()
         # A bounded pool that waits for a free connection: thousands of chargers connecting at once share it.
         self.redis = aioredis.Redis(
@@ -608,15 +615,29 @@ class Node:
                     self.spawn(station.deliver(mine))
 
     async def flush(self) -> None:
-        """Once a second: the chargers that sent anything are online, with their last message."""
+        """Once a second: the chargers that sent anything are online, with their last message; what the
+        composite schedules said."""
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
             actions, self.seen = self.seen, {}
-            if actions:
-                try:
+            checked, self.checked = self.checked, {}
+            try:
+                if actions:
                     await self.db(services.seen, actions=actions)
-                except Exception:
-                    log.exception("OCPP node %s: liveness not written", self.name)
+                if checked:
+                    await self.db(services.composites_checked, applies=checked)
+            except Exception:
+                log.exception("OCPP node %s: liveness not written", self.name)
+
+    async def verify(self) -> None:
+        """Composite schedules are asked after a dispatch's profiles are out, a few chargers at a time."""
+        while True:
+            await asyncio.sleep(VERIFY_DELAY_SECONDS)
+            batch = []
+            while not self.to_verify.empty() and len(batch) < VERIFY_CONCURRENCY:
+                batch.append(self.to_verify.get_nowait())
+            if batch:
+                await asyncio.gather(*(station.verify(command) for station, command in batch), return_exceptions=True)
 
     async def check_authorisation(self) -> None:
         """A revoked password ends its charger's connection (checked each minute)."""
@@ -640,6 +661,7 @@ class Node:
             asyncio.create_task(self.flush()),
             asyncio.create_task(self.check_authorisation()),
             asyncio.create_task(self.record_accepts()),
+            asyncio.create_task(self.verify()),
         ]
         try:
             async with serve(

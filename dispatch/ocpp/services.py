@@ -412,8 +412,14 @@ def plan_answered(*, charger_id: int, answer: str, at: datetime | None = None) -
     Charger.objects.filter(pk=charger_id).update(plan_answer=answer[:20], plan_sent_at=at or timezone.now())
 
 
-def composite_checked(*, charger_id: int, applies: bool | None, at: datetime | None = None) -> None:
-    Charger.objects.filter(pk=charger_id).update(applies_profile=applies, composite_checked_at=at or timezone.now())
+def composites_checked(*, applies: dict[int, bool | None], at: datetime | None = None) -> None:
+    """Whether each charger's composite schedule holds its dispatch profile (the server batches them)."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        for value in (True, False, None):
+            ids = [charger for charger, result in applies.items() if result is value]
+            if ids:
+                Charger.objects.filter(pk__in=ids).update(applies_profile=value, composite_checked_at=at)
 
 
 def chargers_of(*, device_ids: list[int]) -> list[int]:

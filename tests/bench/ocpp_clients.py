@@ -15,20 +15,44 @@ from websockets.asyncio.client import connect
 
 def client(url: str, chargers: list[tuple[str, str, str]], connected, go, out) -> None:
     """One client process: connect its chargers, answer every profile Accepted, report (identity, received at)."""
-    logging.getLogger("ocpp").setLevel(logging.WARNING)
+    logging.getLogger("ocpp").setLevel(logging.CRITICAL)
     received: dict[str, float] = {}
 
     class Charger16(ChargePoint16):
         @on("SetChargingProfile")
-        def on_profile(self, **kwargs):
+        def on_profile(self, connector_id, cs_charging_profiles, **kwargs):
             received.setdefault(self.id, time.time())
+            self.schedule = cs_charging_profiles["charging_schedule"]
             return result16.SetChargingProfile(status="Accepted")
+
+        @on("GetCompositeSchedule")
+        def on_composite(self, connector_id, duration, **kwargs):
+            return result16.GetCompositeSchedule(
+                status="Accepted",
+                connector_id=connector_id,
+                schedule_start=self.schedule["start_schedule"],
+                charging_schedule=self.schedule,
+            )
 
     class Charger201(ChargePoint201):
         @on("SetChargingProfile")
-        def on_profile(self, **kwargs):
+        def on_profile(self, evse_id, charging_profile, **kwargs):
             received.setdefault(self.id, time.time())
+            self.schedule = charging_profile["charging_schedule"][0]
             return result201.SetChargingProfile(status="Accepted")
+
+        @on("GetCompositeSchedule")
+        def on_composite(self, duration, evse_id, **kwargs):
+            return result201.GetCompositeSchedule(
+                status="Accepted",
+                schedule={
+                    "evse_id": evse_id,
+                    "duration": self.schedule["duration"],
+                    "schedule_start": self.schedule["start_schedule"],
+                    "charging_rate_unit": "W",
+                    "charging_schedule_period": self.schedule["charging_schedule_period"],
+                },
+            )
 
     async def main():
         gate = asyncio.Semaphore(100)
