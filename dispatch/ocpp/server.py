@@ -690,6 +690,9 @@ class Node:
             batch, self.accepts = self.accepts, []
             if batch:
                 await self.db(services.accepted, command_ids=batch)
+            checked, self.checked = self.checked, {}
+            if checked:
+                await self.db(services.composites_checked, applies=checked)
             held = list(self.stations.values())
             for station in held:
                 await self.db(services.disconnected, charger_id=station.ident.charger_id, node=self.name)
