@@ -71,6 +71,9 @@ class ChargerAdmin(admin.ModelAdmin):
             kwargs["form"] = ChargerForm
         return super().get_form(request, obj, **kwargs)
 
+    def get_inline_instances(self, request, obj=None):
+        return [] if obj is None else super().get_inline_instances(request, obj)  # adding is choosing the device
+
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
