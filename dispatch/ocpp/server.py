@@ -143,8 +143,6 @@ class _CentralSide:
         self.sent: set[str] = set()  # command ids this connection has sent
         self.first_message = asyncio.Event()
         self.delivering = asyncio.Lock()
-        self.register = ident.register
-        self.connectors = dict(ident.connectors)
 
     async def route_message(self, raw_msg):
         message, error = frame_error(raw_msg, self.version)

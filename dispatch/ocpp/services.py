@@ -93,8 +93,6 @@ class Identity:
     identity: str
     rated_kw: float
     heartbeat_seconds: int
-    register: tuple[datetime, float] | None
-    connectors: dict
 
 
 def authenticate(*, identity: str, password: str | None) -> Identity | None:
@@ -123,8 +121,6 @@ def authenticate(*, identity: str, password: str | None) -> Identity | None:
         identity=charger.identity,
         rated_kw=float(charger.device.rated_kw),
         heartbeat_seconds=charger.device.telemetry_interval_seconds,
-        register=(charger.register_at, charger.register_wh) if charger.register_at else None,
-        connectors=dict(charger.connectors),
     )
 
 
