@@ -57,3 +57,18 @@ def test_only_ev_chargers_get_an_ocpp_password(program):
     with pytest.raises(ocpp.ChargerRefused) as refused:
         ocpp.issue_password(device=generator, by="test")
     assert refused.value.problems[0].code == "not_a_charger"
+
+
+def test_the_management_command_issues_a_password_once_and_revokes_them(program):
+    import io
+
+    from django.core.management import call_command
+
+    device = active_device(program, **EV)
+    out = io.StringIO()
+    call_command("ocpp_password", str(device.pk), stdout=out)
+    lines = dict(line.split("=", 1) for line in out.getvalue().split())
+    assert lines["identity"] == device.serial
+    assert ocpp.authenticate(identity=device.serial, password=lines["password"]) is not None
+    call_command("ocpp_password", device.serial, "--revoke", stdout=io.StringIO())
+    assert ocpp.authenticate(identity=device.serial, password=lines["password"]) is None
