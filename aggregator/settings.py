@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "enrollment",
     "dispatch",
     "dispatch.openadr",
+    "dispatch.ocpp",
     "settlement",
     "aggregator.market",
     "aggregator.web",

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Started by `make run` inside deploy/devservices.py's environment: prepare the
 # database, seed the demo fleet once, then run web, worker, beat, the market telemetry
-# stream, the simulated device fleet and the market simulator (deploy/Procfile.local; production runs
+# stream, the OCPP central system, the simulated device fleet and the market simulator (deploy/Procfile.local; production runs
 # deploy/Procfile, without the two simulators).
 set -eu
 PY="${VENV:-.venv}/bin/python"
@@ -17,7 +17,9 @@ VPP_DATA_DIR="${VPP_DATA_DIR:-.data}"
 # The demo submits a real-time offer as soon as it is built (30 minutes before CAISO's close), not in the last
 # five minutes as production does, so a new run sees its first award within the hour.
 MARKET_OFFER_RT_SUBMIT_MINUTES_BEFORE="${MARKET_OFFER_RT_SUBMIT_MINUTES_BEFORE:-30}"
-export MARKET_SIMULATOR_PORT VPP_MARKET_SIM_TOKEN VPP_DATA_DIR MARKET_OFFER_RT_SUBMIT_MINUTES_BEFORE
+# EV chargers speak OCPP to the central system (manage.py run_ocpp) on its own port.
+OCPP_PORT="${OCPP_PORT:-$((PORT + 200))}"
+export MARKET_SIMULATOR_PORT VPP_MARKET_SIM_TOKEN VPP_DATA_DIR MARKET_OFFER_RT_SUBMIT_MINUTES_BEFORE OCPP_PORT
 "$PY" manage.py seed_demo
 # honcho gives each process its own PORT (web keeps this one); the simulator is told the web's URL.
 VPP_URL="http://127.0.0.1:${PORT}"
@@ -27,6 +29,7 @@ echo "  VPP aggregator: http://127.0.0.1:${PORT}/ (the operator console)"
 echo "    admin:        http://127.0.0.1:${PORT}/admin/"
 echo "    API docs:     http://127.0.0.1:${PORT}/api/docs/"
 echo "    market:       http://127.0.0.1:${MARKET_SIMULATOR_PORT}/awards (the market simulator, playing CAISO)"
+echo "    OCPP:         ws://127.0.0.1:${OCPP_PORT}/ocpp/<charger serial> (EV chargers, OCPP 1.6J / 2.0.1)"
 "$PY" manage.py demo_login
 echo ""
 exec honcho --procfile deploy/Procfile.local --app-root . start

@@ -52,6 +52,15 @@ MIN_DAYS = 3
 BATCH = 20
 CHUNK_SITES = 500
 
+# Called with the ids of the EV chargers whose plans were just stored (an OCPP charger's default profile).
+_PLANNED: list = []
+
+
+def on_planned(listener) -> None:
+    """Register a callable told the EV chargers' device ids once their new plans are stored."""
+    _PLANNED.append(listener)
+
+
 # One pass over a site meter's readings since the earlier of the history window and the month's start: per
 # site, day type and slot of the day, the history's average kW and how many days it saw (a slot's count), and
 # the month-to-date peak import kW, the month starting at the site's own local midnight (`month` is only the
@@ -349,6 +358,9 @@ def plan_sites(site_ids: list[int], day: date, *, now: datetime | None = None) -
     )
     planned = [d for d in days if d[0] not in {f["site"] for f in failed}]
     chargers = sum(len(c) for _, _, (_, c), _ in planned)
+    charger_ids = [device.pk for _, _, (_, c), _ in planned for device in c]
+    for listener in _PLANNED if charger_ids else ():
+        listener(charger_ids)
     return {
         "sites": len(planned),
         "batteries": len(rows) - chargers,

@@ -1,7 +1,8 @@
 """The demo's story, seeded once after the fleet: history, a past settled event, an upcoming one, and device tokens.
 
 - Device tokens for every demo device, written to a file in the data folder (0600) for
-  the simulator, which then works through the device API only.
+  the simulator, which then works through the device API only; every other EV charger also
+  gets an OCPP password there and speaks OCPP to the central system instead.
 - 45 days of hourly site-meter history from the simulator's own load models, so every
   baseline method has its look-back.
 - A past event on the largest PJM resource, run through the dispatch services at the
@@ -28,6 +29,7 @@ from aggregator.reference.models import Program
 from aggregator.reference.prices import import_prices
 from dispatch import services as dispatch
 from dispatch.models import DeviceCommand
+from dispatch.ocpp import services as ocpp
 from enrollment import services
 from enrollment.models import Device, Site
 from settlement import services as settlement
@@ -52,6 +54,9 @@ TERMS = {  # program code -> settlement terms of the demo programs
         "fee_pct": Decimal(0),
     },
 }
+
+
+OCPP_SHARE = 2  # one EV charger in two connects over OCPP
 
 
 def tokens_file() -> Path:
@@ -79,7 +84,16 @@ def issue_tokens(devices, *, by) -> Path:
     path = tokens_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     tokens = [services.issue_credential(device=d, label="demo simulator", by=by)[1] for d in devices]
-    path.write_text(json.dumps({"tokens": tokens}))
+    # Every other EV charger speaks OCPP to the central system instead (alternately 1.6J and 2.0.1).
+    chargers = [d for d in devices if d.device_type == "ev_charger"][::OCPP_SHARE]
+    ocpp_chargers = []
+    for n, device in enumerate(chargers):
+        credential, password = ocpp.issue_password(device=device, by=by, label="demo simulator")
+        version = "ocpp1.6" if n % 2 == 0 else "ocpp2.0.1"
+        ocpp_chargers.append(
+            {"device": device.pk, "identity": credential.charger.identity, "password": password, "version": version}
+        )
+    path.write_text(json.dumps({"tokens": tokens, "ocpp": ocpp_chargers}))
     path.chmod(0o600)
     return path
 

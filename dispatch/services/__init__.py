@@ -25,7 +25,7 @@ from dispatch.services.events import (
     receive_instruction,
 )
 from dispatch.services.lifecycle import advance, expire_lapsed_commands
-from dispatch.services.replies import acknowledge, leave_events_off_grid, opt_out, report_delivery
+from dispatch.services.replies import accept_many, acknowledge, leave_events_off_grid, opt_out, report_delivery
 from dispatch.services.rounds import FAN_OUT_CHUNK, allocate, current_index, issue_commands, pending_chunks
 from dispatch.services.states import TRANSITIONS, EventRefused, IntervalSpec, S
 
@@ -41,6 +41,7 @@ __all__ = [
     "EventRefused",
     "IntervalSpec",
     "S",
+    "accept_many",
     "acknowledge",
     "active_event_ids",
     "advance",

@@ -1,5 +1,6 @@
 """Device replies: acknowledgements, opt-outs (the customer's override, leaving events off-grid) and delivery reports."""
 
+import contextlib
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -58,6 +59,30 @@ def acknowledge(*, command: DeviceCommand, status: str, reason: str = "", now: d
     if expired:  # raised after the block, so the expiry is kept
         raise DomainError(Problem("expired", "This command expired before it was acknowledged.", "status"))
     return command
+
+
+def accept_many(*, command_ids: list[str], now: datetime | None = None) -> int:
+    """Accept many commands at once (an OCPP server records its chargers' answers by the thousand): pending,
+    unexpired ones in one statement; any other goes through `acknowledge` (an expired one is recorded as such,
+    one already answered otherwise keeps its answer). Returns how many were accepted here."""
+    now = now or timezone.now()
+    if not command_ids:
+        return 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE dispatch_devicecommand SET status = 'accepted', acknowledged_at = %s, reason = '',
+                      delivered_at = coalesce(delivered_at, %s)
+               WHERE id = ANY(%s::uuid[]) AND status = 'pending' AND expires_at > %s RETURNING id, device_id""",
+            [now, now, list(command_ids), now],
+        )
+        done = cursor.fetchall()
+        poll_cache.changed(devices=sorted({device for _, device in done}))
+    accepted = {str(command_id) for command_id, _ in done}
+    for command in DeviceCommand.objects.filter(pk__in=[c for c in command_ids if str(c) not in accepted]):
+        # Expired (now recorded as such), or answered otherwise before: it keeps that answer.
+        with contextlib.suppress(DomainError):
+            acknowledge(command=command, status=DeviceCommand.Status.ACCEPTED, now=now)
+    return len(done)
 
 
 def opt_out(

@@ -4,7 +4,9 @@ Every tick (TICK_SECONDS) each online device does what is due: a heartbeat with 
 a poll for commands at the interval the platform recommends, an acknowledgement (or, for
 about one customer in twenty, an override) of each new command, execution of the kW its
 schedule asks for at that moment as its model can deliver it, and delivery reports for the
-intervals it worked in. One device per site also posts the site meter's hourly reading.
+intervals it worked in. One device per site also posts the site meter's hourly reading. EV
+chargers the seed gave an OCPP password speak OCPP instead (ocpp_chargers): status, meter
+values and the profiles they follow go over their websocket.
 Requests go out from a small thread pool over kept-alive connections. The simulator never
 reads the database: what it knows of a device, the device API told it.
 """
@@ -21,7 +23,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from aggregator.demo.simulator import behaviour, device_models
+from aggregator.demo.simulator import behaviour, device_models, ocpp_chargers
 
 log = logging.getLogger("vpp.simulator")
 
@@ -85,6 +87,8 @@ class SimulatedDevice:
     delivered_now: float = 0.0
     work: dict = field(default_factory=lambda: defaultdict(lambda: [0.0, 0.0]))  # (command, interval) -> [kW*s, s]
     unreported: set = field(default_factory=set)
+    ocpp: bool = False  # an EV charger that speaks OCPP (ocpp_chargers) rather than the device API
+    register_wh: float = 0.0
 
 
 @dataclass
@@ -110,8 +114,11 @@ def _parse_time(text: str) -> datetime:
 
 
 class Fleet:
-    def __init__(self, *, api: DeviceAPI, tokens: list[str], threads: int = 8):
+    def __init__(
+        self, *, api: DeviceAPI, tokens: list[str], threads: int = 8, ocpp: list[dict] | None = None, ocpp_url: str = ""
+    ):
         self.api, self.tokens = api, tokens
+        self.ocpp_entries, self.ocpp_url, self.ocpp = ocpp or [], ocpp_url, None
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sim")
         self.devices: list[SimulatedDevice] = []
         self.sites: dict[int, list[SimulatedDevice]] = defaultdict(list)
@@ -161,6 +168,12 @@ class Fleet:
             commercial = any(d.commercial for d in devices)
             for d in devices:
                 d.commercial = commercial
+        if self.ocpp_entries and self.ocpp_url:
+            by_id = {d.device_id: d for d in self.devices}
+            self.ocpp = ocpp_chargers.OcppChargers(self.ocpp_url, self.ocpp_entries, by_id)
+            for entry in self.ocpp.entries:
+                by_id[entry["device"]].ocpp = True
+            self.ocpp.start()
         return len(self.devices)
 
     # --- each tick -----------------------------------------------------------------------
@@ -175,6 +188,18 @@ class Fleet:
         jobs = []
         for device in self.devices:
             if not device.model.online(now):
+                continue
+            if device.ocpp:
+                load = max(0.0, device.model.load_kw(now, device.delivered_now))
+                device.register_wh += load * seconds / 3.6
+                device.unreported = set()  # delivery shows in its meter values; OCPP has no delivery report
+                self.ocpp.update(
+                    device.device_id,
+                    now,
+                    plugged=device.model.plugged_in(now),
+                    power_kw=load,
+                    register_wh=device.register_wh,
+                )
                 continue
             if clock >= device.next_heartbeat:
                 device.next_heartbeat = clock + HEARTBEAT_SECONDS
@@ -347,6 +372,8 @@ class Fleet:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+        if self.ocpp is not None:
+            self.ocpp.close()
 
 
 def wait_until_up(api: DeviceAPI, *, seconds: float) -> bool:
@@ -366,3 +393,8 @@ def wait_until_up(api: DeviceAPI, *, seconds: float) -> bool:
 
 def load_tokens(path) -> list[str]:
     return json.loads(open(path).read())["tokens"]
+
+
+def load_ocpp(path) -> list[dict]:
+    """The chargers that speak OCPP: [{"device", "identity", "password", "version"}] (none in older files)."""
+    return json.loads(open(path).read()).get("ocpp", [])
