@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "django_celery_beat",
+    "simple_history",
     "aggregator",
     "enrollment",
     "dispatch",
@@ -79,11 +80,16 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",  # a change's history row names the logged-in user
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last: it turns a locked-out login into the lock-out page
 ]
 
 ROOT_URLCONF = "aggregator.urls"
+# The console's fleet map: a base layer's tile URL ({z}/{x}/{y}) and its attribution. Empty by default: the map
+# then has no base layer, works offline and asks no third party for tiles.
+CONSOLE_MAP_TILE_URL = os.environ.get("CONSOLE_MAP_TILE_URL", "")
+CONSOLE_MAP_ATTRIBUTION = os.environ.get("CONSOLE_MAP_ATTRIBUTION", "")
 # The device API's credentials (aggregator.core.access.devices looks them up, as Django does AUTH_USER_MODEL).
 DEVICE_CREDENTIAL_MODEL = "enrollment.DeviceCredential"
 WSGI_APPLICATION = "aggregator.wsgi.application"

@@ -7,11 +7,8 @@ write role. Each page is a handful of set-based queries, so it stays fast with a
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from functools import wraps
 from zoneinfo import ZoneInfo
 
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 from django.db.models import Count, Max
 from django.http import Http404
@@ -21,13 +18,13 @@ from django.utils import timezone
 
 from aggregator.aggregation.models import VirtualResource
 from aggregator.aggregation.selectors import capability_of
-from aggregator.core.access.roles import WRITE_ROLES, roles_of
 from aggregator.core.charts import step_chart
 from aggregator.core.errors import DomainError
 from aggregator.core.redis_client import client
 from aggregator.core.workers import live_workers
 from aggregator.reference.models import Market
 from aggregator.web import health as probes
+from aggregator.web.console.access import operator_page
 from dispatch import overrides, resilience, selectors, services
 from dispatch.models import DispatchEvent, StormWatch, UtilityOverride
 from settlement import pages
@@ -39,23 +36,6 @@ EVENT_SERIES = [
     ("allocated_kw", "Allocated", "#1f6feb", "2 3"),
     ("delivered_kw", "Delivered", "#c2410c", ""),
 ]
-
-
-def operator_page(*, write: bool = False):
-    def decorate(view):
-        @wraps(view)
-        def wrapped(request, *args, **kwargs):
-            if not request.user.is_authenticated:
-                return redirect_to_login(request.get_full_path())
-            roles = roles_of(request.user)
-            if not roles or (write and request.method == "POST" and not roles & WRITE_ROLES):
-                raise PermissionDenied
-            request.can_write = bool(roles & WRITE_ROLES)
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorate
 
 
 def _rows(sql: str, params=()) -> list[tuple]:
