@@ -5,7 +5,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     var holder = document.getElementById("fleet-map");
     if (!holder || typeof L === "undefined") { return; }
-    var map = L.map(holder, { preferCanvas: true }).setView([39.5, -98.35], 4);
+    var map = L.map(holder, { preferCanvas: true, maxZoom: 18 }).setView([39.5, -98.35], 4);
     if (holder.dataset.tiles) {
       L.tileLayer(holder.dataset.tiles, { maxZoom: 19, attribution: holder.dataset.attribution || "" }).addTo(map);
     }
