@@ -144,3 +144,27 @@ def test_history_of_an_unknown_kind_or_object_is_404(as_role):
     client = as_role("analyst")
     assert client.get(reverse("console:history", args=["auth.user", 1])).status_code == 404
     assert client.get(reverse("console:history", args=["enrollment.device", 999999])).status_code == 404
+
+
+def test_the_map_sums_sites_per_cell_zoomed_out_and_shows_each_site_zoomed_in(as_role):
+    from django.core.cache import cache
+
+    cache.clear()
+    near = [SiteFactory(latitude=Decimal("39.9500"), longitude=Decimal("-75.1600")) for _ in range(3)]
+    DeviceStatus.objects.create(device=DeviceFactory(site=near[0]), online=True, last_seen_at=timezone.now())
+    DeviceFactory(site=near[1])
+    SiteFactory(latitude=None, longitude=None)  # not on the map
+    client = as_role("analyst")
+    assert client.get(reverse("console:map")).status_code == 200
+    far = client.get(reverse("console:map"), {"format": "json", "zoom": "4"}).json()
+    assert sorted((p[3], p[4]) for p in far["points"]) == [("empty", 1), ("offline", 1), ("online", 1)]
+    only_online = client.get(reverse("console:map"), {"format": "json", "zoom": "5", "state": "online"}).json()
+    assert [(p[3], p[4], p[5], p[6]) for p in only_online["points"]] == [("online", 1, 1, 1)]
+    SiteFactory.create_batch(2, latitude=Decimal("39.9501"), longitude=Decimal("-75.1601"))
+    cache.clear()
+    summed = client.get(reverse("console:map"), {"format": "json", "zoom": "4", "state": "empty"}).json()
+    assert [p[4] for p in summed["points"]] == [3]  # three sites without devices in one cell: one point
+    close = client.get(
+        reverse("console:map"), {"format": "json", "zoom": "14", "bbox": "39.9,-75.2,40.0,-75.1", "state": "empty"}
+    ).json()
+    assert close["detail"] and [p[4] for p in close["points"]] == [1, 1, 1]

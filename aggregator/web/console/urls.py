@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth
 from django.urls import path
 
-from aggregator.web.console import fleet_map, history, imports, lists, market, views
+from aggregator.web.console import fleet_map, history, imports, lists, market, performance, views
 
 app_name = "console"
 urlpatterns = [
@@ -22,6 +22,8 @@ urlpatterns = [
     path("market/", market.market, name="market"),
     path("storm-watches/", views.storm_watches, name="storm-watches"),
     path("health/", views.health, name="health"),
+    path("events/<int:pk>/performance/", performance.event_performance, name="event-performance"),
+    path("season/", performance.season, name="season"),
     path("map/", fleet_map.fleet_map, name="map"),
     path("fleet-imports/", imports.fleet_imports, name="fleet-imports"),
     path("fleet-imports/<int:pk>/", imports.fleet_import_page, name="fleet-import"),

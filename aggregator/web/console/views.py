@@ -280,7 +280,7 @@ def _rebound_summary(item) -> dict | None:
 @operator_page()
 def settlement(request):
 
-    runs = SettlementRun.objects.select_related("event__resource").order_by("-created_at")[:50]
+    runs = SettlementRun.objects.select_related("event__resource__market").order_by("-created_at")[:50]
     return render(
         request,
         "console/settlement.html",
