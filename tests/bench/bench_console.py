@@ -87,6 +87,8 @@ def _pages() -> list[tuple[str, str]]:
             _uncached_map({}, 12, (39.5, -75.8, 40.3, -74.6)),
         ),
         ("fleet imports", "/console/fleet-imports/"),
+        ("event performance", f"/console/events/{past.pk}/performance/"),
+        ("season", "/console/season/"),
     ]
 
 
