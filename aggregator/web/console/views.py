@@ -24,6 +24,7 @@ from aggregator.core.redis_client import client
 from aggregator.core.workers import live_workers
 from aggregator.reference.models import Market
 from aggregator.web import health as probes
+from aggregator.web.console import charts
 from aggregator.web.console.access import operator_page
 from dispatch import overrides, resilience, selectors, services
 from dispatch.models import DispatchEvent, StormWatch, UtilityOverride
@@ -92,13 +93,11 @@ def resource(request, pk: int):
     figures = capability_of(resource_ids=[pk], now=now, hours=48, event_hours=2)[pk]
     rows = [{"start": f["start"], "kw": f["kw"]} for f in figures["forecast"]]
     zone = ZoneInfo(item.market.time_zone)
+    title = f"{item}: available kW, next 48 hours"
     chart = step_chart(
-        rows,
-        CAPABILITY_SERIES,
-        zone=zone,
-        title=f"{item}: available kW, next 48 hours",
-        description="Available kW of the resource's members per hour",
+        rows, CAPABILITY_SERIES, zone=zone, title=title, description="Available kW of the resource's members per hour"
     )
+    chart = charts.interactive(chart, rows, CAPABILITY_SERIES, zone=zone, title=title)
     members = _rows(
         """
         SELECT d.id, d.device_type, d.manufacturer, d.rated_kw, site.pricing_node, c.external_ref, s.online, s.last_seen_at
@@ -220,13 +219,11 @@ def _event_context(item, selectors) -> dict:
         }
         for r in intervals
     ]
+    title = f"Event {item.pk}: target, allocated and delivered kW"
     chart = step_chart(
-        rows,
-        EVENT_SERIES,
-        zone=zone,
-        title=f"Event {item.pk}: target, allocated and delivered kW",
-        description="Target, allocated and delivered kW per interval",
+        rows, EVENT_SERIES, zone=zone, title=title, description="Target, allocated and delivered kW per interval"
     )
+    chart = charts.interactive(chart, rows, EVENT_SERIES, zone=zone, title=title)
     statuses = dict(
         _rows("SELECT status, count(*) FROM dispatch_devicecommand WHERE event_id = %s GROUP BY status", [item.pk])
     )
