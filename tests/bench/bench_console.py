@@ -82,9 +82,19 @@ def _pages() -> list[tuple[str, str]]:
         ("map", "/console/map/"),
         ("map, whole fleet", "/console/map/?format=json&zoom=4", _uncached_map({}, 4, None)),
         (
+            "map, a region",
+            "/console/map/?format=json&zoom=9&bbox=38.5,-77.5,41.5,-73.5",
+            _uncached_map({}, 9, (38.5, -77.5, 41.5, -73.5)),
+        ),
+        (
             "map, a city",
-            "/console/map/?format=json&zoom=12&bbox=39.5,-75.8,40.3,-74.6",
-            _uncached_map({}, 12, (39.5, -75.8, 40.3, -74.6)),
+            "/console/map/?format=json&zoom=12&bbox=39.8,-75.4,40.1,-74.9",
+            _uncached_map({}, 12, (39.8, -75.4, 40.1, -74.9)),
+        ),
+        (
+            "map, streets",
+            "/console/map/?format=json&zoom=15&bbox=39.94,-75.2,39.98,-75.12",
+            _uncached_map({}, 14, (39.94, -75.2, 39.98, -75.12)),
         ),
         ("fleet imports", "/console/fleet-imports/"),
         ("event performance", f"/console/events/{past.pk}/performance/"),

@@ -165,6 +165,6 @@ def test_the_map_sums_sites_per_cell_zoomed_out_and_shows_each_site_zoomed_in(as
     summed = client.get(reverse("console:map"), {"format": "json", "zoom": "4", "state": "empty"}).json()
     assert [p[4] for p in summed["points"]] == [3]  # three sites without devices in one cell: one point
     close = client.get(
-        reverse("console:map"), {"format": "json", "zoom": "14", "bbox": "39.9,-75.2,40.0,-75.1", "state": "empty"}
+        reverse("console:map"), {"format": "json", "zoom": "15", "bbox": "39.9,-75.2,40.0,-75.1", "state": "empty"}
     ).json()
     assert close["detail"] and [p[4] for p in close["points"]] == [1, 1, 1]

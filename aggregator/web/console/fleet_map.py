@@ -21,7 +21,7 @@ STATES = {
 }
 # Zoomed out, sites are summed per grid cell, pricing node and state (the cell's size follows the zoom), so that
 # a fleet of 100,000 sites arrives as a few hundred points; from DETAIL_ZOOM on, each site is its own point.
-DETAIL_ZOOM = 12
+DETAIL_ZOOM = 14
 CACHE_SECONDS = 30  # the map may be this far behind the fleet; the lists are not
 
 _POINTS = """

@@ -48,18 +48,28 @@ def _rows(sql: str, params=()) -> list[tuple]:
 @operator_page()
 def fleet(request):
     """Devices by type and status, enrollment states, and the fleet per pricing node."""
-    by_type = _rows("""
-        SELECT d.device_type, count(*) FILTER (WHERE s.online), count(*) FILTER (WHERE s.online IS NOT TRUE), count(*),
+    # One pass over the devices by node and type (both tables below come from it) and one over the sites: with
+    # 100,000 devices, two scans with a count(DISTINCT) took most of the page's time.
+    groups = _rows("""
+        SELECT m.code, site.pricing_node, d.device_type, count(*), count(*) FILTER (WHERE s.online),
                coalesce(sum(d.rated_kw), 0)
-        FROM enrollment_device d LEFT JOIN enrollment_devicestatus s ON s.device_id = d.id
-        GROUP BY d.device_type ORDER BY d.device_type""")
+        FROM enrollment_device d JOIN enrollment_site site ON site.id = d.site_id
+        JOIN aggregator_market m ON m.id = site.market_id
+        LEFT JOIN enrollment_devicestatus s ON s.device_id = d.id
+        GROUP BY m.code, site.pricing_node, d.device_type""")
+    sites = _rows("""
+        SELECT m.code, site.pricing_node, count(*) FROM enrollment_site site
+        JOIN aggregator_market m ON m.id = site.market_id GROUP BY m.code, site.pricing_node""")
+    types: dict[str, list] = {}
+    per_node: dict[tuple[str, str], list] = {(code, node): [n, 0, 0, 0] for code, node, n in sites}
+    for code, node, device_type, n, up, kw in groups:
+        t = types.setdefault(device_type, [0, 0, 0, 0])
+        t[0], t[1], t[2], t[3] = t[0] + up, t[1] + n - up, t[2] + n, t[3] + kw
+        row = per_node.setdefault((code, node), [0, 0, 0, 0])
+        row[1], row[2], row[3] = row[1] + n, row[2] + up, row[3] + kw
+    by_type = [(t, *figures) for t, figures in sorted(types.items())]
+    nodes = [(code, node, *figures) for (code, node), figures in sorted(per_node.items())]
     enrollment = _rows("SELECT state, count(*) FROM enrollment_enrollment GROUP BY state ORDER BY count(*) DESC")
-    nodes = _rows("""
-        SELECT m.code, site.pricing_node, count(DISTINCT site.id), count(d.id), count(d.id) FILTER (WHERE s.online),
-               coalesce(sum(d.rated_kw), 0)
-        FROM enrollment_site site JOIN aggregator_market m ON m.id = site.market_id
-        LEFT JOIN enrollment_device d ON d.site_id = site.id LEFT JOIN enrollment_devicestatus s ON s.device_id = d.id
-        GROUP BY m.code, site.pricing_node ORDER BY m.code, site.pricing_node""")
     totals = [sum(r[i] for r in by_type) for i in (1, 2, 3, 4)]
     return render(
         request,
