@@ -24,6 +24,7 @@ urlpatterns = [
     # The distribution utility's side: utility tokens, its overrides of dispatch in its areas.
     path("api/utility/v1/", include("dispatch.api.utility_urls")),
     path("openadr3/3.0.1/", include("dispatch.openadr.urls")),
+    path("openadr3/3.1.0/", include("dispatch.openadr.urls_310")),
     path("api/", include("aggregator.core.api.urls")),
 ]
 

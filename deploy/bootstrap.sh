@@ -31,7 +31,7 @@ if [ ! -x "$VENV/bin/python" ] || ! is_suitable "$VENV/bin/python"; then
 fi
 
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e ".[dev,embedded,mv]"
+"$VENV/bin/python" -m pip install --quiet -e ".[dev,embedded,mv,profiles]"
 # Packages pinned in pyproject's [tool.vpp] install-without-deps (see the comment there).
 "$VENV/bin/python" - <<'PY' | xargs -r "$VENV/bin/python" -m pip install --quiet --no-deps
 import tomllib

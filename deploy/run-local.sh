@@ -14,7 +14,10 @@ PORT="${PORT:-8000}"
 MARKET_SIMULATOR_PORT="${MARKET_SIMULATOR_PORT:-$((PORT + 100))}"
 VPP_MARKET_SIM_TOKEN="${VPP_MARKET_SIM_TOKEN:-$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')}"
 VPP_DATA_DIR="${VPP_DATA_DIR:-.data}"
-export MARKET_SIMULATOR_PORT VPP_MARKET_SIM_TOKEN VPP_DATA_DIR
+# The demo submits a real-time offer as soon as it is built (30 minutes before CAISO's close), not in the last
+# five minutes as production does, so a new run sees its first award within the hour.
+MARKET_OFFER_RT_SUBMIT_MINUTES_BEFORE="${MARKET_OFFER_RT_SUBMIT_MINUTES_BEFORE:-30}"
+export MARKET_SIMULATOR_PORT VPP_MARKET_SIM_TOKEN VPP_DATA_DIR MARKET_OFFER_RT_SUBMIT_MINUTES_BEFORE
 "$PY" manage.py seed_demo
 # honcho gives each process its own PORT (web keeps this one); the simulator is told the web's URL.
 VPP_URL="http://127.0.0.1:${PORT}"

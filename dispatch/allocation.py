@@ -17,7 +17,9 @@ the next device); it serves at most its event hours (the least of its per-event 
 what its day and its engine's year have left); once started it runs for at least its
 minimum run; the devices that inject at one site (batteries, generators, V2G) give
 together no more than the site may export plus the load it has at least; and the devices
-of an area its distribution utility has capped give together no more than the cap. A fill that
+of an area its distribution utility has capped give together no more than the cap; and the thermostats and
+water heaters of a program with a rebound limit shed together no more energy than the limit's payback allows
+(dispatch.rebound.max_shed_kwh), the worst-ranked giving way first. A fill that
 breaks a limit in a device-interval takes that device-interval out and fills again, so
 the need passes down the ranking (a few passes: each takes out every breach it finds).
 Notice and ramp rates are limits on what a device has available in each interval and are
@@ -38,7 +40,12 @@ ALLOCATED, NOT_NEEDED, OFFLINE, OPTED_OUT, NOT_ENROLLED, NO_HEADROOM, OFF_GRID =
     "no_headroom",
     "off_grid",
 )
-SHORT_NOTICE, RUN_TOO_LONG, UTILITY_OVERRIDE = "short_notice", "run_too_long", "utility_override"
+SHORT_NOTICE, RUN_TOO_LONG, UTILITY_OVERRIDE, REBOUND_LIMIT = (
+    "short_notice",
+    "run_too_long",
+    "utility_override",
+    "rebound_limit",
+)
 MIN_KW = 0.01  # below this a share is not worth a command
 EPS = 1e-9
 MAX_PASSES = 60
@@ -56,6 +63,8 @@ class Limits:
     site_cap: np.ndarray | None = None  # (sites, intervals): kW the site's injecting devices may give together
     area: np.ndarray | None = None  # int per device: index of its utility-capped area in `area_cap` (-1: none)
     area_cap: np.ndarray | None = None  # (areas, intervals): kW the area's devices may give together
+    rebound: np.ndarray | None = None  # bool per device: its shed load comes back after the event
+    rebound_kwh: float | None = None  # energy the rebounding devices may shed together over the event
 
     @classmethod
     def none(cls, n: int, interval_hours: np.ndarray) -> "Limits":
@@ -68,7 +77,11 @@ class Limits:
             or (self.min_run > 1).any()
             or (self.site is not None and (self.site >= 0).any())
             or (self.area is not None and (self.area >= 0).any())
+            or self._rebound_capped()
         )
+
+    def _rebound_capped(self) -> bool:
+        return self.rebound is not None and self.rebound_kwh is not None and bool(self.rebound.any())
 
 
 @dataclass
@@ -162,6 +175,32 @@ def _over_caps(kw: np.ndarray, limits: Limits, ranks: np.ndarray) -> np.ndarray:
     return cut + _over_cap(np.clip(kw - cut, 0.0, None), limits.area, limits.area_cap, ranks)
 
 
+def _over_rebound(kw: np.ndarray, limits: Limits, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(kW to take off, devices to leave out): the rebounding devices keep, best-ranked first, what fits in
+    `rebound_kwh`; the one at the edge is scaled to fit, every worse-ranked one is left out (so the need passes to
+    devices that do not rebound, not down the ranking to the next thermostat)."""
+    cut, out = np.zeros_like(kw), np.zeros(len(kw), dtype=bool)
+    if not limits._rebound_capped():
+        return cut, out
+    assert limits.rebound is not None and limits.rebound_kwh is not None
+    devices = np.flatnonzero(limits.rebound)
+    devices = devices[np.argsort(ranks[devices], kind="stable")]
+    kwh = kw[devices] @ limits.interval_hours
+    before = np.cumsum(kwh) - kwh
+    over = before + kwh > limits.rebound_kwh + EPS
+    if not over.any():
+        return cut, out
+    edge = int(np.flatnonzero(over)[0])
+    keep = max(limits.rebound_kwh - before[edge], 0.0)
+    share = keep / kwh[edge] if kwh[edge] > EPS else 0.0
+    cut[devices[edge]] = kw[devices[edge]] * (1 - share)
+    out[devices[edge + 1 :]] = True
+    cut[devices[edge + 1 :]] = kw[devices[edge + 1 :]]
+    if share <= EPS:
+        out[devices[edge]] = True
+    return cut, out
+
+
 def _round_up(kw: np.ndarray, headroom: np.ndarray, need: np.ndarray, ranks: np.ndarray, limits: Limits) -> np.ndarray:
     """Where a remainder is left that only devices with a larger minimum could give, the best-ranked of them gives
     its minimum (over the target, rather than short of it); only devices whose other limits the interval keeps."""
@@ -174,6 +213,9 @@ def _round_up(kw: np.ndarray, headroom: np.ndarray, need: np.ndarray, ranks: np.
     for group in (limits.site, limits.area):
         if group is not None:
             free &= group[order] < 0
+    if limits._rebound_capped():
+        assert limits.rebound is not None
+        free &= ~limits.rebound[order]
     devices = order[free]  # in rank order: devices with a minimum and no other limit a single interval could break
     if not len(devices):
         return kw
@@ -207,9 +249,12 @@ def fill_within_limits(headroom: np.ndarray, need: np.ndarray, ranks: np.ndarray
         breach |= given & (cum > limits.max_hours[:, None] + EPS)
         breach |= _short_runs(given & ~breach, limits.min_run)
         cut = _over_caps(np.where(breach, 0.0, kw), limits, ranks)
+        rebound_cut, left_out = _over_rebound(np.clip(np.where(breach, 0.0, kw) - cut, 0.0, None), limits, ranks)
+        cut += rebound_cut
         if not breach.any() and not (cut > EPS).any():
             return _round_up(kw, original, need, ranks, limits)
         headroom[breach] = 0.0
+        headroom[left_out] = 0.0
         headroom = np.where(cut > EPS, np.clip(kw - cut, 0.0, None), headroom)
         kw = fill(headroom, need, ranks)
     # Out of passes: whatever still breaks a limit is dropped (a shortfall, never a device asked beyond its limits).
@@ -217,7 +262,8 @@ def fill_within_limits(headroom: np.ndarray, need: np.ndarray, ranks: np.ndarray
     cum = np.cumsum(np.where(given, limits.interval_hours[None, :], 0.0), axis=1)
     kw[given & ((kw < limits.min_kw[:, None] - EPS) | (cum > limits.max_hours[:, None] + EPS))] = 0.0
     kw[_short_runs(kw > 0, limits.min_run)] = 0.0
-    return np.clip(kw - _over_caps(kw, limits, ranks), 0.0, None)
+    kw = np.clip(kw - _over_caps(kw, limits, ranks), 0.0, None)
+    return np.clip(kw - _over_rebound(kw, limits, ranks)[0], 0.0, None)
 
 
 def allocate(
@@ -239,6 +285,12 @@ def reasons(c: Candidates, kw: np.ndarray) -> np.ndarray:
     out[usable & given] = ALLOCATED
     out[usable & ~given & none_available] = NO_HEADROOM
     out[usable & ~given & ~none_available] = NOT_NEEDED
+    limits = c.limits
+    if limits is not None and limits._rebound_capped() and kw.size:
+        assert limits.rebound is not None and limits.rebound_kwh is not None
+        shed = kw[limits.rebound] @ limits.interval_hours
+        if shed.sum() >= limits.rebound_kwh * (1 - 1e-6):  # the limit held the rebounding devices back
+            out[usable & ~given & ~none_available & limits.rebound] = REBOUND_LIMIT
     return out
 
 
@@ -300,5 +352,6 @@ def explain(
         SHORT_NOTICE: "Needs more notice than the event gave: not asked.",
         RUN_TOO_LONG: "Its minimum run is longer than the event: not started.",
         UTILITY_OVERRIDE: "Its distribution utility blocked dispatch in its area for this window.",
+        REBOUND_LIMIT: "Held back: more shed load here would come back above the program's rebound limit.",
         OFF_GRID: "Off the grid (islanded or in an outage): serving its own site, so not asked.",
     }[reason]

@@ -188,6 +188,7 @@ class Allocation(models.Model):
         SHORT_NOTICE = "short_notice", "The event starts sooner than the device's notice"
         RUN_TOO_LONG = "run_too_long", "Its minimum run is longer than the event"
         UTILITY_OVERRIDE = "utility_override", "Its distribution utility blocked dispatch in its area"
+        REBOUND_LIMIT = "rebound_limit", "Held back by the program's rebound limit"
 
     event = models.ForeignKey(
         DispatchEvent, on_delete=models.CASCADE, related_name="allocations", db_index=False

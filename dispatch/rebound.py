@@ -6,8 +6,10 @@ the payback energy). Released all at once, a resource's rebound peaks at the sum
 can limit that peak (`rebound_limit_kw`), and then restores are staggered: devices are spread over groups
 released STEP_MINUTES apart (holding their shed that much longer), as few groups as keep the peak within the
 limit, at most `MAX_STAGGER_MINUTES` of delay; devices are dealt to groups largest first, back and forth, so the
-groups weigh about the same. If even the widest stagger exceeds the limit, the
-widest is used and the event page says so.
+groups weigh about the same. The limit also bounds what allocation gives the resource's thermostats and water
+heaters (`max_shed_kwh`: the most shed energy whose payback the widest stagger keeps within it), so the need
+passes to devices that do not rebound; should uneven devices still leave a peak above the limit, the widest
+stagger is used and the event page says so.
 """
 
 from dataclasses import dataclass
@@ -62,6 +64,17 @@ def expected(
         unstaggered_peak_kw=unstaggered,
         within_limit=limit_kw is None or peak <= limit_kw + 1e-9,
     )
+
+
+def max_shed_kwh(*, limit_kw: float, share: float, minutes: int) -> float:
+    """The most energy a resource's rebounding devices may shed for the widest stagger to keep their payback's peak
+    within `limit_kw` (the payback spread evenly over its groups)."""
+    if share <= 0:
+        return float("inf")
+    groups = MAX_STAGGER_MINUTES // STEP_MINUTES + 1
+    minutes = max(int(minutes), 1)
+    per_kwh = _peak(np.full(groups, 1.0 / groups), triangle(minutes), MAX_STAGGER_MINUTES + minutes)
+    return max(limit_kw, 0.0) / (per_kwh * share)
 
 
 def _deal(payback: npt.NDArray[np.float64], groups: int) -> npt.NDArray[np.int64]:

@@ -9,8 +9,8 @@ from django.db import connection
 
 from aggregator.aggregation import capability
 from aggregator.aggregation.selectors import load_fleet
-from dispatch import allocation, overrides
-from dispatch.models import DeviceOptOut, DeviceSeasonBurden, DispatchEvent
+from dispatch import allocation, overrides, rebound
+from dispatch.models import DeviceOptOut, DeviceSeasonBurden, DispatchEvent, EventState, EventTransition
 
 # Current members of the resource, with what allocation needs beside the capability model.
 _JOINS = """
@@ -67,6 +67,25 @@ WHERE r.meter_kind = 1 AND r.meter_id = ANY(%(sites)s) AND r.start >= %(since)s 
   AND r.kwh IS NOT NULL
 GROUP BY 1, 2
 """
+
+
+def served_end(event: DispatchEvent) -> datetime | None:
+    """Until when the event asked its devices for kW: its end once it ran (completed, or active); the moment it was
+    cancelled when that came after it started (an event stopped early, or replaced by a later instruction, still
+    asked for what it asked until then); None for one that never started."""
+    if event.state in (EventState.COMPLETED, EventState.ACTIVE):
+        return event.end
+    if event.state != EventState.CANCELLED:
+        return None
+    cancelled = (
+        EventTransition.objects.filter(event=event, to_state=EventState.CANCELLED)
+        .order_by("-at")
+        .values_list("at", flat=True)
+        .first()
+    )
+    if cancelled is None or cancelled <= event.start:
+        return None
+    return min(cancelled, event.end)
 
 
 def season_of(event: DispatchEvent) -> int:
@@ -152,6 +171,10 @@ def _notice_and_ramp(
     return short.all(axis=1)
 
 
+# Device types whose shed load comes back after an event (dispatch.rebound).
+REBOUND_TYPES = (capability.TYPE_CODE["thermostat"], capability.TYPE_CODE["water_heater"])
+
+
 def _device_limits(
     fleet: capability.Fleet,
     columns: list[np.ndarray],
@@ -222,6 +245,14 @@ def _device_limits(
                 cap[k, t] = limit_of[s] + floor.get((s, at.astimezone(zones[s]).hour), 0.0)
         limits.site = np.where(capped, [index.get(int(x), -1) for x in site.astype(np.int64)], -1).astype(np.int64)
         limits.site_cap = cap
+    program = event.resource.program
+    if program.rebound_limit_kw is not None and program.rebound_pct > 0:
+        limits.rebound = np.isin(fleet.type_code, REBOUND_TYPES)
+        limits.rebound_kwh = rebound.max_shed_kwh(
+            limit_kw=float(program.rebound_limit_kw),
+            share=float(program.rebound_pct) / 100,
+            minutes=program.rebound_minutes,
+        )
     return limits
 
 

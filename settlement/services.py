@@ -17,13 +17,14 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from aggregator.core.errors import DomainError, Problem
 from aggregator.reference import weather
 from aggregator.reference.models import MeterKind, NetBenefitsPrice
-from dispatch.models import Allocation, DispatchEvent
+from dispatch import selectors as dispatch_selectors
+from dispatch.models import Allocation, DispatchEvent, EventState, EventTransition
 from enrollment.models import Site, SiteOutage
 from settlement import baselines, payments
 from settlement.models import CustomerPayout, RetailEvent, SettlementRun, SettlementTerms, SiteSettlement
@@ -153,13 +154,20 @@ def _readings(kind: MeterKind, meter_ids: list[int], start, end, site_ids: list[
     return readings, fingerprint
 
 
+# Events that asked devices for kW: running or done, or cancelled after they started.
+_RAN = Q(state__in=[EventState.ACTIVE, EventState.COMPLETED]) | Q(
+    state=EventState.CANCELLED,
+    pk__in=EventTransition.objects.filter(to_state=EventState.CANCELLED, at__gt=F("event__start")).values("event_id"),
+)
+
+
 def _other_event_days(event: DispatchEvent, zone: ZoneInfo, since: timedelta) -> frozenset:
     """Local days of the resource's other events in the lookback: never baseline days."""
     others = DispatchEvent.objects.filter(
+        _RAN,
         resource=event.resource,
         start__gte=event.start - since,
         start__lt=event.start,
-        state__in=["active", "completed"],
     ).exclude(pk=event.pk)
     return frozenset(e.start.astimezone(zone).date() for e in others)
 
@@ -170,7 +178,9 @@ SELECT DISTINCT d.site_id, e.start, e."end"
 FROM dispatch_allocation a
 JOIN dispatch_dispatchevent e ON e.id = a.event_id
 JOIN enrollment_device d ON d.id = a.device_id
-WHERE d.site_id = ANY(%s) AND e.id <> %s AND e.state IN ('active', 'completed')
+WHERE d.site_id = ANY(%s) AND e.id <> %s
+  AND (e.state IN ('active', 'completed') OR e.state = 'cancelled' AND EXISTS (
+       SELECT 1 FROM dispatch_eventtransition t WHERE t.event_id = e.id AND t.to_state = 'cancelled' AND t.at > e.start))
   AND e.start >= %s AND e.start < %s AND EXISTS (SELECT 1 FROM unnest(a.kw) k WHERE k > 0)
 """
 
@@ -317,16 +327,22 @@ def _net_benefits(market_id: int, months: list[date]) -> dict[date, Decimal]:
     )
 
 
-def check_settleable(event: DispatchEvent, *, now: datetime) -> SettlementTerms:
-    """The event's program terms, or SettlementRefused: only an ended event of a program with terms is settled."""
-    if event.state not in ("completed", "active") or event.end > now:
+def check_settleable(event: DispatchEvent, *, now: datetime) -> tuple[SettlementTerms, datetime]:
+    """(The event's program terms, the end of what it asked), or SettlementRefused: only an ended event of a program
+    with terms is settled. An event cancelled after it started ended then (dispatch.selectors.served_end)."""
+    end = dispatch_selectors.served_end(event)
+    if end is None and event.state == EventState.CANCELLED:
+        raise SettlementRefused(
+            Problem("not_started", "The event was cancelled before it started: there is nothing to settle.", "event")
+        )
+    if end is None or end > now:
         raise SettlementRefused(Problem("not_ended", "Only an event that has ended can be settled.", "event"))
     terms = SettlementTerms.objects.filter(program_id=event.resource.program_id).first()
     if terms is None:
         raise SettlementRefused(
             Problem("no_terms", f"Program {event.resource.program} has no settlement terms.", "event")
         )
-    return terms
+    return terms, end
 
 
 PROGRESS_EVERY = 500  # sites between two progress reports
@@ -341,16 +357,17 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None, 
             .select_related("resource__market", "resource__program")
             .get(pk=event.pk)
         )
-        terms = check_settleable(event, now=now)
+        terms, end = check_settleable(event, now=now)
+        ended_early = end if end < event.end else None
         market = event.resource.market
         zone = ZoneInfo(market.time_zone)
         meter = baselines.get_method(terms.baseline_method).meter
         since = lookback(terms.baseline_method, terms.baseline_params)
         units = _units(event.pk, meter)
         readings, fingerprint = _readings(
-            _METER_KINDS[meter], [u[0] for u in units], event.start - since, event.end, sorted({u[1] for u in units})
+            _METER_KINDS[meter], [u[0] for u in units], event.start - since, end, sorted({u[1] for u in units})
         )
-        outages = _outages({u[1] for u in units}, event.start - since, event.end)
+        outages = _outages({u[1] for u in units}, event.start - since, end)
         other_events = _other_event_days(event, zone, since)
         outage_days = (
             {site: _local_days(periods, zone) for site, periods in outages.items()} if terms.exclude_outage_days else {}
@@ -368,17 +385,17 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None, 
             method=terms.baseline_method,
             sites=readings,
             event_start=event.start,
-            event_end=event.end,
+            event_end=end,
             time_zone=market.time_zone,
             market=market.code,
             event_days=event_days,
             params=terms.baseline_params,
-            temperatures=_unit_temperatures(units, event.start - since, event.end)
+            temperatures=_unit_temperatures(units, event.start - since, end)
             if baselines.get_method(terms.baseline_method).uses_weather
             else None,
         )
-        prices = _prices(market.pk, {u[3] for u in units}, event.start, event.end)
-        months = _months(zone, event.start, event.end)
+        prices = _prices(market.pk, {u[3] for u in units}, event.start, end)
+        months = _months(zone, event.start, end)
         thresholds = _net_benefits(market.pk, months) if terms.net_benefits_test else {}
         # Export beyond the site's own load is delivery only where the program's participation model allows
         # injection with its own metering; a device's own meter measures its output either way.
@@ -479,10 +496,12 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None, 
                 )
             )
 
-        intervals = list(event.intervals.order_by("start"))
+        # What it asked, until it ended (an event cancelled while it ran asked nothing after that).
+        intervals = [i for i in event.intervals.order_by("start") if i.start < end]
         committed_kw = max((i.target_kw for i in intervals), default=Decimal(0))
         committed_kwh = sum(
-            (i.target_kw * Decimal((i.end - i.start).total_seconds()) / 3600 for i in intervals), Decimal(0)
+            (i.target_kw * Decimal((min(i.end, end) - i.start).total_seconds()) / 3600 for i in intervals),
+            Decimal(0),
         )
         delivered = sum(delivered_by_customer.values(), Decimal(0))
         excused = _excused_kwh(event, intervals, outages) if terms.excuse_outage_intervals and outages else Decimal(0)
@@ -525,6 +544,7 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None, 
                 months=months,
                 below_threshold=below_threshold,
                 short_sites=sum(1 for row in rows if "below_min_days" in row.flags),
+                ended_early=ended_early,
             ),
         )
         for row in rows:
@@ -563,6 +583,7 @@ def _rules(
     months: list[date],
     below_threshold: int,
     short_sites: int,
+    ended_early: datetime | None = None,
 ) -> list[dict]:
     """The rules a run applied, in the words its statement shows (code, text)."""
     days = getattr(method_params, "lookback_days", None)
@@ -617,6 +638,14 @@ def _rules(
                     ),
                 }
             )
+    if ended_early is not None:
+        rules.append(
+            {
+                "code": "ended_early",
+                "text": f"The event was cancelled while it ran, at {ended_early.isoformat()}: it is settled for what "
+                "it asked until then (delivery, committed kWh and the intervals paid stop there).",
+            }
+        )
     if not terms.net_benefits_test:
         rules.append({"code": "net_benefits", "text": "No net-benefits test in this program's terms."})
         return rules
@@ -680,9 +709,18 @@ def due(*, now: datetime) -> tuple[list[int], list[int]]:
     from django.db.models import Exists, OuterRef
 
     deadline = now - timedelta(days=settings.SETTLEMENT_METER_DATA_DAYS)
-    with_terms = DispatchEvent.objects.filter(state="completed", resource__program__settlement_terms__isnull=False)
+    # Completed events, and those cancelled while they ran (settled for what they asked until then).
+    stopped = EventTransition.objects.filter(
+        event=OuterRef("pk"), to_state=EventState.CANCELLED, at__gt=OuterRef("start"), at__lte=deadline
+    )
+    ran = Q(state=EventState.COMPLETED) | Q(state=EventState.CANCELLED, start__lte=deadline) & Exists(stopped)
+    with_terms = DispatchEvent.objects.filter(ran, resource__program__settlement_terms__isnull=False)
     runs = SettlementRun.objects.filter(event=OuterRef("pk"))
-    initial = list(with_terms.filter(end__lte=deadline).exclude(Exists(runs)).values_list("pk", flat=True))
+    initial = list(
+        with_terms.filter(Q(end__lte=deadline) | Q(state=EventState.CANCELLED))
+        .exclude(Exists(runs))
+        .values_list("pk", flat=True)
+    )
     recent = with_terms.filter(end__gt=now - timedelta(days=settings.SETTLEMENT_RESETTLE_DAYS)).filter(Exists(runs))
     changed = [
         event_id

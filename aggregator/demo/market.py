@@ -3,6 +3,11 @@ CAISO. The seed registers CAISO's demo resources with it (a market resource id e
 the HTTP adapter to the simulator's address, and issues the simulator a market token, written with the resource ids
 to a file in the data folder (0600) that only the simulator reads. Run on every seed, so a data folder seeded
 before this existed gets it too, and a changed simulator address is picked up.
+
+It also forecasts the registered resources at once (beat's hourly forecast would first run an hour after start,
+its real-time one five minutes after), so the first minute's offer cycle has a forecast to build offers from. The
+demo's CAISO program submits its offers itself (`auto_submit_offers`, set when the programs are made), so the
+whole chain runs on its own: forecast, offer, the simulator's award, the award's event, delivery, settlement.
 """
 
 import json
@@ -11,10 +16,12 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from aggregator.aggregation import services as aggregation
 from aggregator.aggregation.models import ResourceState, VirtualResource
 from aggregator.core.access import tokens
+from aggregator.market.forecasting import services as forecasting
 from aggregator.market.models import MarketConnection
 from aggregator.reference.models import Market
 from dispatch.models import DispatchEvent, MarketCredential
@@ -46,13 +53,14 @@ def seed(*, by) -> dict:
             market=market,
             defaults={"adapter": MarketConnection.Adapter.HTTP, "base_url": simulator_url(), "token_env": TOKEN_ENV},
         )
-        resources = sorted(
+        registered = (
             VirtualResource.objects.filter(
                 market=market, state__in=[ResourceState.REGISTERED, ResourceState.ACTIVE], program__code="caiso-pdr"
             )
             .exclude(market_resource_id="")
-            .values_list("market_resource_id", flat=True)
+            .order_by("market_resource_id")
         )
+        resources = list(registered.values_list("market_resource_id", flat=True))
         path = credentials_file()
         saved = json.loads(path.read_text()) if path.exists() else {}
         token = saved.get("token")
@@ -70,4 +78,7 @@ def seed(*, by) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"market": market.code, "token": token, "resources": resources}))
     path.chmod(0o600)
-    return {"market": market.code, "resources": resources, "credentials": str(path)}
+    forecasts = forecasting.forecast_resources(
+        resource_ids=list(registered.values_list("pk", flat=True)), now=timezone.now()
+    )
+    return {"market": market.code, "resources": resources, "credentials": str(path), "forecasts": len(forecasts)}

@@ -43,10 +43,12 @@ TERMS = {  # program code -> settlement terms of the demo programs
         "sharing_value": Decimal(60),
         "fee_pct": Decimal(5),
     },
+    # Customers get $0.05/kWh (a $50/MWh share of LMP): the demo's energy offers are priced from it, so the
+    # market simulator's prices clear them for most of a day's hours (at $0.50 they would never clear).
     "caiso-pdr": {
         "baseline_method": "caiso-10-in-10",
         "sharing_rule": "per_kwh",
-        "sharing_value": Decimal("0.50"),
+        "sharing_value": Decimal("0.05"),
         "fee_pct": Decimal(0),
     },
 }

@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
 from aggregator.core.errors import DomainError
-from dispatch.openadr import auth
+from dispatch.openadr import auth, profiles
 from dispatch.openadr.models import Client, Event, Program, Report, Resource, Subscription, Ven
 
 
@@ -76,10 +76,44 @@ class VenAdmin(admin.ModelAdmin):
     inlines = [ResourceInline]
 
 
+class ProgramForm(forms.ModelForm):
+    profile = forms.ChoiceField(choices=[("", "None"), *profiles.CHOICES], required=False)
+
+    class Meta:
+        model = Program
+        fields = ["platform_program", "profile"]
+
+
 @admin.register(Program)
 class ProgramAdmin(admin.ModelAdmin):
-    list_display = ["program_name", "platform_program", "created_at"]
+    """Operators map an OpenADR program onto a platform program, optionally checking it against a field profile."""
+
+    form = ProgramForm
+    list_display = ["program_name", "platform_program", "profile", "created_at"]
     readonly_fields = ["program_name", "targets", "body", "created_at", "modified_at"]
+    actions = ["check_profile"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if obj.profile:
+            self._report_profile(request, obj)
+
+    def _report_profile(self, request, program):
+        found = profiles.check(program=program, profile=program.profile)
+        label = profiles.PROFILES[program.profile].label
+        if not found:
+            self.message_user(request, f"{program}: complies with {label}.", messages.SUCCESS)
+            return
+        listed = "; ".join(f"{p.field}: {p.message}" if p.field else p.message for p in found)
+        self.message_user(request, f"{program}: {len(found)} finding(s) for {label}: {listed}", messages.WARNING)
+
+    @admin.action(description="Check against their field profile")
+    def check_profile(self, request, queryset):
+        for program in queryset:
+            if program.profile:
+                self._report_profile(request, program)
+            else:
+                self.message_user(request, f"{program}: no profile chosen.", messages.INFO)
 
 
 class ReadOnly(admin.ModelAdmin):

@@ -6,6 +6,13 @@ optional `scope`; it answers a bearer token that expires after OPENADR_TOKEN_SEC
 dies at once when its client is revoked. A business-logic client may hold read_all,
 write_programs, write_events, write_subscriptions and write_vens; a VEN client read_all,
 write_reports, write_subscriptions and write_vens (the specification's scopes).
+
+Scopes follow the client's role, not the request: a token carries every scope of its
+client's role, whatever `scope` asked for, and the answer's `scope` says which (RFC 6749
+3.3 lets the server grant other scopes than requested, provided it says so). VEN libraries
+ask for `read_all` alone and then register their VEN, which needs write_vens; the role, set
+when the operator issued the credentials, is what decides what a client may do. A request
+naming a scope outside the role is still refused (invalid_scope): it is a misconfigured client.
 """
 
 import base64
@@ -27,7 +34,7 @@ from rest_framework.permissions import BasePermission
 
 from aggregator.core.access import tokens
 from aggregator.core.errors import DomainError, Problem
-from dispatch.openadr.models import AccessToken, Client, Ven
+from dispatch.openadr.models import V301, AccessToken, Client, Ven
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,7 @@ def _credentials(request) -> tuple[str | None, str | None]:
 @csrf_exempt
 @never_cache
 @require_POST
-def token(request):
+def token(request, version: str = V301):
     if request.POST.get("grant_type") != "client_credentials":
         if not request.POST.get("grant_type"):
             return _auth_error("invalid_request", "grant_type is required.")
@@ -87,9 +94,9 @@ def token(request):
     if client is None or not client.matches(secret) or not client.is_usable():
         return _auth_error("invalid_client", "Unknown client, wrong secret, or revoked.", status=401)
     requested = set((request.POST.get("scope") or "").split())
-    if requested - set(client.scopes):
-        return _auth_error("invalid_scope", f"This client may ask for: {' '.join(client.scopes)}.")
-    scopes = sorted(requested or client.scopes)
+    if requested - client.may_ask_for():
+        return _auth_error("invalid_scope", f"This client may ask for: {' '.join(client.scopes(version))}.")
+    scopes = sorted(client.scopes(version))
     issued = tokens.issue("oat")
     lifetime = settings.OPENADR_TOKEN_SECONDS
     AccessToken.objects.create(
@@ -130,21 +137,34 @@ class BearerAuthentication(BaseAuthentication):
         return self.keyword
 
 
+# 3.1's narrower read scopes, which read_all (3.0.1's one read scope, and business logic's in 3.1) covers.
+READ_ALL_COVERS = {"read_targets", "read_ven_objects"}
+
+
 class HasScope(BasePermission):
-    """The view's `scopes` maps each method to the scope it needs (read_all for reads)."""
+    """The view's `scopes` maps each method to the scope it needs; a read needs the view's `read_scope`
+    (read_all in 3.0.1; read_targets or read_ven_objects in 3.1, which read_all covers). A token from either
+    version's token endpoint works on both base paths."""
 
     def has_permission(self, request, view):
         principal = request.user
         if not isinstance(principal, Principal):
             return False
-        needed = view.scopes.get(request.method, "read_all")
-        if needed not in principal.scopes:
+        needed = view.scopes.get(request.method) or (view.read_scope if view.version != V301 else "read_all")
+        if needed is None:
+            return True
+        held = set(principal.scopes)
+        if "read_all" in held:
+            held |= READ_ALL_COVERS
+        elif held >= READ_ALL_COVERS:  # a 3.1 VEN's token reads through 3.0.1 what it reads through 3.1
+            held.add("read_all")
+        if needed not in held:
             self.message = f"This operation needs the {needed} scope, which this token does not carry."
             return False
         return True
 
 
-def discovery(request):
+def discovery(request, version: str = V301):
     """OpenADR 3.1's discovery: where to get a token."""
     return JsonResponse({"tokenURL": request.build_absolute_uri("token")})
 

@@ -18,7 +18,11 @@ same store, checks and revisions as the device API's); DELTA_USAGE (kWh, negativ
 reduced) on a dispatch event's report becomes the device's delivered kW for the closed
 loop and the control room; STORAGE_CHARGE_LEVEL (%) and OPERATING_STATE the device's
 status. An interval's time is its own intervalPeriod, else its resource's (the n-th
-interval starting n durations later). A report that cannot be mapped is refused whole.
+interval starting n durations later), else (intervalPeriod being optional in both places)
+its event's: the event's interval of the same id, or the event's own period n durations on;
+else the time the report was received, with no duration (a status such as OPERATING_STATE
+needs no more; a metered USAGE does, and is refused without one). The report records which
+of these its readings took (`period_from`). A report that cannot be mapped is refused whole.
 """
 
 import math
@@ -170,19 +174,25 @@ def sync_commands(*, event_id: int, first_device: int, last_device: int) -> int:
             )
             if not serving:
                 if current is not None and current.deleted_at is None:
-                    body = rep.event(current)
+                    bodies = rep.in_each_version(rep.event, current)
                     current.remove()
                     notify.deleted(
-                        "EVENT", body, program_id=program.pk, targets=current.targets, readers={resource.ven.client_id}
+                        "EVENT",
+                        bodies,
+                        program_id=program.pk,
+                        targets=current.targets,
+                        readers={resource.ven.client_id},
                     )
                     changes += 1
                 continue
             fields = _event_fields(event, resource, command.schedule)
             if current is None:
                 current = Event.objects.create(program=program, dispatch_event=event, resource=resource, **fields)
-                notify.changed("EVENT", "POST", current)
+                notify.changed("EVENT", "CREATE", current)
             elif current.deleted_at is not None or any(getattr(current, k) != v for k, v in fields.items()):
-                operation = "POST" if current.deleted_at is not None else "PUT"  # a removed event comes back as new
+                operation = (
+                    "CREATE" if current.deleted_at is not None else "UPDATE"
+                )  # a removed event comes back as new
                 for key, value in fields.items():
                     setattr(current, key, value)
                 current.deleted_at, current.modified_at = None, timezone.now()
@@ -224,6 +234,22 @@ def _number(values: list, path: str, problems: list[Problem]) -> float | None:
 def ingest_report(report: Report) -> None:
     """Map a report's intervals onto the platform's readings, delivery reports and device status (see above)."""
 
+    period_from = Report.PeriodFrom.REPORT
+    received = format_datetime(report.modified_at)
+    event_body = report.event.body
+    event_periods = {i.get("id"): i.get("intervalPeriod") for i in event_body.get("intervals") or []}
+    for entry in report.body.get("resources") or []:
+        default = entry.get("intervalPeriod")
+        for interval in entry["intervals"]:
+            if interval.get("intervalPeriod") is not None or default is not None:
+                continue
+            if event_periods.get(interval.get("id")) is not None or event_body.get("intervalPeriod") is not None:
+                period_from = period_from if period_from == Report.PeriodFrom.RECEIPT else Report.PeriodFrom.EVENT
+            else:
+                period_from = Report.PeriodFrom.RECEIPT
+    if report.period_from != period_from:
+        report.period_from = period_from
+        report.save(update_fields=["period_from"])
     if report.ven is None:
         return
     resources = {r.resource_name: r for r in report.ven.resources.select_related("device").filter(device__isnull=False)}
@@ -238,17 +264,21 @@ def ingest_report(report: Report) -> None:
         for j, interval in enumerate(entry["intervals"]):
             path = f"resources[{i}].intervals[{j}]"
             period, offset = interval.get("intervalPeriod"), 0
-            if period is None:
+            if period is None and default is not None:
                 period, offset = default, j
             if period is None:
-                problems.append(
-                    Problem(
-                        "required", "An intervalPeriod, on the interval or on its resource.", f"{path}.intervalPeriod"
-                    )
-                )
-                continue
+                period = event_periods.get(interval.get("id"))
+            if period is None and event_body.get("intervalPeriod") is not None:
+                period, offset = event_body["intervalPeriod"], j
+            if period is None:
+                period = {"start": received}
             duration = parse_duration(period.get("duration") or "PT0S")
-            start = parse_datetime(period["start"]) + offset * duration
+            try:
+                start = parse_datetime(period["start"]) + offset * duration
+                start + duration
+            except OverflowError:
+                problems.append(Problem("out_of_range", "Its interval ends beyond the year 9999.", path))
+                continue
             seconds = int(duration.total_seconds())
             for k, payload in enumerate(interval["payloads"]):
                 kind, where = payload["type"], f"{path}.payloads[{k}]"

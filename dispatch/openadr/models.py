@@ -13,8 +13,28 @@ from django.utils import timezone
 
 from aggregator.core.access.tokens import HashedToken
 
-BL_SCOPES = ("read_all", "write_programs", "write_events", "write_subscriptions", "write_vens")
-VEN_SCOPES = ("read_all", "write_reports", "write_subscriptions", "write_vens")
+# The OpenADR versions the VTN speaks, each at its own base path (/openadr3/<version>/) over the same objects.
+V301, V310 = "3.0.1", "3.1.0"
+VERSIONS = (V301, V310)
+# Each role's scopes in each version's words: 3.1 splits a VEN's reading into read_targets (programs, events)
+# and read_ven_objects (its VEN, resources, reports, subscriptions), and names business logic's read_bl.
+BL_SCOPES = {
+    V301: ("read_all", "write_programs", "write_events", "write_subscriptions", "write_vens"),
+    V310: (
+        "read_all",
+        "read_bl",
+        "read_targets",
+        "read_ven_objects",
+        "write_programs",
+        "write_events",
+        "write_subscriptions",
+        "write_vens",
+    ),
+}
+VEN_SCOPES = {
+    V301: ("read_all", "write_reports", "write_subscriptions", "write_vens"),
+    V310: ("read_targets", "read_ven_objects", "write_reports", "write_subscriptions", "write_vens"),
+}
 
 
 class Client(HashedToken):
@@ -54,9 +74,13 @@ class Client(HashedToken):
     def __str__(self) -> str:
         return f"{self.client_id} ({self.get_role_display()})"
 
-    @property
-    def scopes(self) -> tuple[str, ...]:
-        return BL_SCOPES if self.role == self.Role.BUSINESS_LOGIC else VEN_SCOPES
+    def scopes(self, version: str = V301) -> tuple[str, ...]:
+        """The scopes of its role in that version's words."""
+        return (BL_SCOPES if self.role == self.Role.BUSINESS_LOGIC else VEN_SCOPES)[version]
+
+    def may_ask_for(self) -> set[str]:
+        """The scopes a token request of this client may name: its role's, in any version's words."""
+        return {scope for version in VERSIONS for scope in self.scopes(version)}
 
 
 class AccessToken(HashedToken):
@@ -83,6 +107,11 @@ class Program(Stamped):
         "aggregator.Program", null=True, blank=True, on_delete=models.SET_NULL, related_name="openadr_program"
     )
     targets = models.JSONField(null=True, blank=True)
+    profile = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="A field profile its objects are checked against (openadr.profiles; advisory).",
+    )
 
     class Meta:
         verbose_name = "OpenADR program"
@@ -195,12 +224,23 @@ class Event(Stamped):
 class Report(Stamped):
     """A report a VEN posted for an event; its readings land in the platform's telemetry (openadr.mapping)."""
 
+    class PeriodFrom(models.TextChoices):
+        REPORT = "report", "The report's own intervalPeriods"
+        EVENT = "event", "The event's intervalPeriods, the report giving none for some intervals"
+        RECEIPT = "receipt", "The time the report was received, neither the report nor its event giving one"
+
     program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="reports")
     event = models.ForeignKey(Event, on_delete=models.PROTECT, related_name="reports")
     client_name = models.CharField(max_length=128)
     report_name = models.CharField(max_length=256, null=True, blank=True)
     ven = models.ForeignKey(Ven, null=True, blank=True, on_delete=models.SET_NULL, related_name="reports")
     client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="+")
+    period_from = models.CharField(
+        max_length=8,
+        choices=PeriodFrom.choices,
+        default=PeriodFrom.REPORT,
+        help_text="Where the times of its readings came from (intervalPeriod is optional in a report).",
+    )
 
     class Meta:
         verbose_name = "OpenADR report"
@@ -209,11 +249,23 @@ class Report(Stamped):
 class Subscription(Stamped):
     """A client's webhook for operations on a program's objects."""
 
-    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="subscriptions")
+    program = models.ForeignKey(
+        Program,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="subscriptions",
+        help_text="None: every program's objects (3.1 makes programID optional).",
+    )
     client_name = models.CharField(max_length=128)
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="subscriptions")
-    object_operations = models.JSONField()
+    object_operations = models.JSONField(help_text="As written, with operations in the definition's words (CREATE…).")
     targets = models.JSONField(null=True, blank=True)
+    version = models.CharField(
+        max_length=8,
+        default="3.0.1",
+        help_text="The OpenADR version it was written through: its notifications speak that version.",
+    )
 
     class Meta:
         verbose_name = "OpenADR subscription"

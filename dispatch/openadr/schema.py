@@ -1,17 +1,24 @@
-"""Validation of the OpenADR 3.0.1 objects a client writes, by the specification's schemas.
+"""Validation of the OpenADR 3.0.1 and 3.1 objects a client writes, by the specification's schemas.
 
 Each `clean_*` takes the decoded JSON body and returns the object's writable fields (the
 VTN-provisioned ones, `id`, `createdDateTime`, `modificationDateTime` and `objectType`,
 are ignored as the specification says) or raises Invalid with a Problem per bad field,
 named by its path in the body (`intervals[0].payloads[0].values`).
+
+Objects are stored in 3.0.1's form whichever version wrote them. 3.1's targets are plain
+strings where 3.0.1's are value maps: a 3.1 target "TYPE:value" is the 3.0.1 target of that
+type and value, any other string s the target {"type": "TARGET", "values": [s]}, and back (so
+a 3.0.1 event for VEN_NAME ven-1 reads as "VEN_NAME:ven-1" in 3.1, and the other way round).
 """
 
+import json
 import re
 from datetime import datetime, timedelta
 
 from django.utils.dateparse import parse_datetime
 
 from aggregator.core.errors import DomainError, Problem
+from dispatch.openadr.models import V301, V310
 
 OBJECT_ID = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 # The specification's duration pattern (ISO 8601), read into its parts.
@@ -20,17 +27,48 @@ DURATION = re.compile(
     r"(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$"
 )
 OBJECT_TYPES = ("PROGRAM", "EVENT", "REPORT", "SUBSCRIPTION", "VEN", "RESOURCE")
-OPERATIONS = ("GET", "POST", "PUT", "DELETE")
+# A subscription's operations in the definitions' words (3.0.1 and 3.1), and the HTTP verbs that 3.0.0 and
+# widely used client libraries still send for them: both are accepted, the definitions' words are stored.
+OPERATIONS = ("READ", "CREATE", "UPDATE", "DELETE")
+VERB_OPERATIONS = {"GET": "READ", "POST": "CREATE", "PUT": "UPDATE", "DELETE": "DELETE"}
 INT32 = 2**31 - 1
+# The longest duration the VTN takes (a century): longer ones would overflow the date arithmetic of intervals.
+MAX_DURATION = timedelta(days=36525)
 
 
 class Invalid(DomainError):
     status = 400
 
 
+PLAIN_TARGET = "TARGET"
+
+
+def targets_from_strings(strings: list[str]) -> list[dict]:
+    """3.1's targets in the stored (3.0.1) form."""
+    out = []
+    for text in strings:
+        type_, sep, value = text.partition(":")
+        out.append(
+            {"type": type_, "values": [value]} if sep and type_ and value else {"type": PLAIN_TARGET, "values": [text]}
+        )
+    return out
+
+
+def targets_as_strings(targets: list[dict] | None) -> list[str] | None:
+    """Stored (3.0.1) targets in 3.1's form: one string per value."""
+    if targets is None:
+        return None
+    return [
+        value if target["type"] == PLAIN_TARGET else f"{target['type']}:{value}"
+        for target in targets
+        for value in (v if isinstance(v, str) else json.dumps(v) for v in target["values"] if not isinstance(v, dict))
+    ]
+
+
 class _Checker:
-    def __init__(self):
+    def __init__(self, version: str = V301):
         self.problems: list[Problem] = []
+        self.version = version
 
     def fail(self, field: str, code: str, message: str) -> None:
         self.problems.append(Problem(code, message, field))
@@ -104,7 +142,7 @@ class _Checker:
         if value is None:
             return None
         if not isinstance(value, str) or parse_duration(value) is None:
-            self.fail(path, "invalid_duration", "An ISO 8601 duration, e.g. PT1H.")
+            self.fail(path, "invalid_duration", "An ISO 8601 duration of at most a century, e.g. PT1H.")
             return None
         return value
 
@@ -130,6 +168,22 @@ class _Checker:
 
     def values_maps(self, obj: dict, key: str, path: str):
         return self.array(obj, key, path, self.values_map)
+
+    def targets(self, obj: dict, key: str, path: str):
+        """Value maps in 3.0.1; strings in 3.1, read into the stored form."""
+        if self.version == V301:
+            return self.values_maps(obj, key, path)
+
+        def target(value, where):
+            if not isinstance(value, str) or not 1 <= len(value) <= 128:
+                self.fail(where, "invalid", "A string of 1 to 128 characters.")
+                return None
+            return value
+
+        strings = self.array(obj, key, path, target)
+        if strings is None or None in strings:
+            return None
+        return targets_from_strings(strings)
 
     def interval_period(self, obj: dict, key: str, path: str, *, required=False):
         value = obj.get(key)
@@ -193,8 +247,10 @@ class _Checker:
             ),
             "readingType": self.string(value, "readingType", f"{path}.readingType"),
             "units": self.string(value, "units", f"{path}.units"),
-            "targets": self.values_maps(value, "targets", f"{path}.targets"),
+            "targets": self.targets(value, "targets", f"{path}.targets"),
         }
+        if self.version == V310:
+            out["reportIntervals"] = self.string(value, "reportIntervals", f"{path}.reportIntervals")
         for key, default in (("aggregate", False), ("historical", True)):
             flag = self.boolean(value, key, f"{path}.{key}")
             out[key] = default if flag is None else flag
@@ -227,12 +283,17 @@ def parse_duration(text: str) -> timedelta | None:
     sign, years, months, days, unit, hours, minutes, seconds = match.groups()
     if years or months:
         return None  # calendar lengths have no fixed duration; no interval here needs them
-    total = timedelta(
-        days=int(days or 0) * (7 if unit == "W" else 1),
-        hours=int(hours or 0),
-        minutes=int(minutes or 0),
-        seconds=float(seconds or 0),
-    )
+    try:
+        total = timedelta(
+            days=int(days or 0) * (7 if unit == "W" else 1),
+            hours=int(hours or 0),
+            minutes=int(minutes or 0),
+            seconds=float(seconds or 0),
+        )
+    except OverflowError:
+        return None
+    if total > MAX_DURATION:
+        return None
     return -total if sign else total
 
 
@@ -248,14 +309,14 @@ def format_datetime(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
 
-def _body(data) -> _Checker:
+def _body(data, version: str) -> _Checker:
     if not isinstance(data, dict):
         raise Invalid(Problem("invalid", "The body is a JSON object.", None))
-    return _Checker()
+    return _Checker(version)
 
 
-def clean_program(data) -> dict:
-    c = _body(data)
+def clean_program(data, version: str = V301) -> dict:
+    c = _body(data, version)
     out = {"programName": c.string(data, "programName", "programName", required=True, min_length=1, max_length=128)}
     for key in ("programLongName", "retailerName", "retailerLongName", "programType", "principalSubdivision"):
         out[key] = c.string(data, key, key)
@@ -278,27 +339,31 @@ def clean_program(data) -> dict:
         return c.event_payload_descriptor(value, path)
 
     out["payloadDescriptors"] = c.array(data, "payloadDescriptors", "payloadDescriptors", descriptor)
-    out["targets"] = c.values_maps(data, "targets", "targets")
+    if version == V310:
+        out["attributes"] = c.values_maps(data, "attributes", "attributes")
+    out["targets"] = c.targets(data, "targets", "targets")
     return c.done(out)
 
 
-def clean_event(data) -> dict:
-    c = _body(data)
+def clean_event(data, version: str = V301) -> dict:
+    c = _body(data, version)
     out = {
         "programID": c.object_id(data, "programID", "programID"),
         "eventName": c.string(data, "eventName", "eventName"),
         "priority": c.integer(data, "priority", "priority", minimum=0),
-        "targets": c.values_maps(data, "targets", "targets"),
+        "targets": c.targets(data, "targets", "targets"),
         "reportDescriptors": c.array(data, "reportDescriptors", "reportDescriptors", c.report_descriptor),
         "payloadDescriptors": c.array(data, "payloadDescriptors", "payloadDescriptors", c.event_payload_descriptor),
         "intervalPeriod": c.interval_period(data, "intervalPeriod", "intervalPeriod"),
         "intervals": c.array(data, "intervals", "intervals", c.interval, required=True),
     }
+    if version == V310:
+        out["duration"] = c.duration(data, "duration", "duration")
     return c.done(out)
 
 
-def clean_report(data) -> dict:
-    c = _body(data)
+def clean_report(data, version: str = V301) -> dict:
+    c = _body(data, version)
 
     def resource(value, path):
         if not c.object(value, path):
@@ -312,7 +377,7 @@ def clean_report(data) -> dict:
         }
 
     out = {
-        "programID": c.object_id(data, "programID", "programID"),
+        "programID": c.object_id(data, "programID", "programID", required=version == V301),
         "eventID": c.object_id(data, "eventID", "eventID"),
         "clientName": c.string(data, "clientName", "clientName", required=True, min_length=1, max_length=128),
         "reportName": c.string(data, "reportName", "reportName"),
@@ -322,8 +387,8 @@ def clean_report(data) -> dict:
     return c.done(out)
 
 
-def clean_subscription(data) -> dict:
-    c = _body(data)
+def clean_subscription(data, version: str = V301) -> dict:
+    c = _body(data, version)
 
     def operation(value, path):
         if not c.object(value, path):
@@ -336,8 +401,11 @@ def clean_subscription(data) -> dict:
             c.array(value, "operations", f"{path}.operations", lambda v, p: v, required=True, min_items=1) or []
         )
         for i, o in enumerate(operations):
-            if o not in OPERATIONS:
+            if not isinstance(o, str) or (o not in OPERATIONS and o not in VERB_OPERATIONS):
                 c.fail(f"{path}.operations[{i}]", "invalid_choice", f"One of {', '.join(OPERATIONS)}.")
+        if c.problems:
+            return None
+        operations = list(dict.fromkeys(VERB_OPERATIONS.get(o, o) for o in operations))
         url = c.string(value, "callbackUrl", f"{path}.callbackUrl", required=True, min_length=1)
         return {
             "objects": objects,
@@ -348,11 +416,11 @@ def clean_subscription(data) -> dict:
 
     out = {
         "clientName": c.string(data, "clientName", "clientName", required=True, min_length=1, max_length=128),
-        "programID": c.object_id(data, "programID", "programID"),
+        "programID": c.object_id(data, "programID", "programID", required=version == V301),
         "objectOperations": c.array(
             data, "objectOperations", "objectOperations", operation, required=True, min_items=1
         ),
-        "targets": c.values_maps(data, "targets", "targets"),
+        "targets": c.targets(data, "targets", "targets"),
     }
     return c.done(out)
 
@@ -361,17 +429,31 @@ def _resource_fields(c: _Checker, data: dict) -> dict:
     return {
         "resourceName": c.string(data, "resourceName", "resourceName", required=True, min_length=1, max_length=128),
         "attributes": c.values_maps(data, "attributes", "attributes"),
-        "targets": c.values_maps(data, "targets", "targets"),
+        "targets": c.targets(data, "targets", "targets"),
     }
 
 
-def clean_resource(data) -> dict:
-    c = _body(data)
-    return c.done(_resource_fields(c, data))
+def _request_kind(c: _Checker, data: dict, kinds: tuple[str, ...]) -> None:
+    """3.1's objectType of a VEN or resource request, which says who writes it (optional here)."""
+    kind = data.get("objectType")
+    if c.version == V310 and kind is not None and kind not in kinds:
+        c.fail("objectType", "invalid_choice", f"One of {', '.join(kinds)}.")
 
 
-def clean_ven(data) -> dict:
-    c = _body(data)
+def clean_resource(data, version: str = V301) -> dict:
+    """A resource's fields; in 3.1 also venID (the VEN it belongs to, in the body) and clientID."""
+    c = _body(data, version)
+    out = _resource_fields(c, data)
+    if version == V310:
+        _request_kind(c, data, ("BL_RESOURCE_REQUEST", "VEN_RESOURCE_REQUEST"))
+        out["venID"] = c.object_id(data, "venID", "venID", required=False)
+        out["clientID"] = c.string(data, "clientID", "clientID", min_length=1, max_length=128)
+    return c.done(out)
+
+
+def clean_ven(data, version: str = V301) -> dict:
+    """A VEN's fields; in 3.1 also clientID (the VEN client it is, named by business logic)."""
+    c = _body(data, version)
 
     def resource(value, path):
         if not c.object(value, path):
@@ -384,9 +466,12 @@ def clean_ven(data) -> dict:
     out = {
         "venName": c.string(data, "venName", "venName", required=True, min_length=1, max_length=128),
         "attributes": c.values_maps(data, "attributes", "attributes"),
-        "targets": c.values_maps(data, "targets", "targets"),
-        "resources": c.array(data, "resources", "resources", resource),
+        "targets": c.targets(data, "targets", "targets"),
+        "resources": c.array(data, "resources", "resources", resource) if version == V301 else None,
     }
+    if version == V310:
+        _request_kind(c, data, ("BL_VEN_REQUEST", "VEN_VEN_REQUEST"))
+        out["clientID"] = c.string(data, "clientID", "clientID", min_length=1, max_length=128)
     return c.done(out)
 
 

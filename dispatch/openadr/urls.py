@@ -1,24 +1,48 @@
-"""The VTN at /openadr3/3.0.1/ (the specification's base path), without trailing slashes as its clients call it."""
+"""The VTN at /openadr3/<version>/ (the specification's base paths), without trailing slashes as its clients call it.
 
-from django.urls import path
+`patterns(version)` is each version's URLs over the same views: 3.0.1 here, 3.1 in urls_310.
+"""
+
+from django.urls import path, re_path
 
 from dispatch.openadr import auth, views
+from dispatch.openadr.models import V301
 
 app_name = "openadr"
 
-urlpatterns = [
-    path("auth/token", auth.token, name="token"),
-    path("auth/server", auth.discovery, name="discovery"),
-    path("programs", views.ProgramsView.as_view(), name="programs"),
-    path("programs/<str:object_id>", views.ProgramView.as_view(), name="program"),
-    path("events", views.EventsView.as_view(), name="events"),
-    path("events/<str:object_id>", views.EventView.as_view(), name="event"),
-    path("reports", views.ReportsView.as_view(), name="reports"),
-    path("reports/<str:object_id>", views.ReportView.as_view(), name="report"),
-    path("subscriptions", views.SubscriptionsView.as_view(), name="subscriptions"),
-    path("subscriptions/<str:object_id>", views.SubscriptionView.as_view(), name="subscription"),
-    path("vens", views.VensView.as_view(), name="vens"),
-    path("vens/<str:object_id>", views.VenView.as_view(), name="ven"),
-    path("vens/<str:ven_id>/resources", views.ResourcesView.as_view(), name="resources"),
-    path("vens/<str:ven_id>/resources/<str:object_id>", views.ResourceView.as_view(), name="resource"),
-]
+
+def patterns(version: str) -> list:
+    def view(cls):
+        return cls.as_view(version=version)
+
+    resources = (
+        [
+            path("vens/<str:ven_id>/resources", view(views.ResourcesView), name="resources"),
+            path("vens/<str:ven_id>/resources/<str:object_id>", view(views.ResourceView), name="resource"),
+        ]
+        if version == V301
+        else [
+            path("resources", view(views.TopResourcesView), name="resources"),
+            path("resources/<str:object_id>", view(views.TopResourceView), name="resource"),
+            path("notifiers", view(views.NotifiersView), name="notifiers"),
+        ]
+    )
+    return [
+        path("auth/token", auth.token, {"version": version}, name="token"),
+        path("auth/server", auth.discovery, {"version": version}, name="discovery"),
+        path("programs", view(views.ProgramsView), name="programs"),
+        path("programs/<str:object_id>", view(views.ProgramView), name="program"),
+        path("events", view(views.EventsView), name="events"),
+        path("events/<str:object_id>", view(views.EventView), name="event"),
+        path("reports", view(views.ReportsView), name="reports"),
+        path("reports/<str:object_id>", view(views.ReportView), name="report"),
+        path("subscriptions", view(views.SubscriptionsView), name="subscriptions"),
+        path("subscriptions/<str:object_id>", view(views.SubscriptionView), name="subscription"),
+        path("vens", view(views.VensView), name="vens"),
+        path("vens/<str:object_id>", view(views.VenView), name="ven"),
+        *resources,
+        re_path(r"^.*$", views.not_found),  # last: any other path under the base path
+    ]
+
+
+urlpatterns = patterns(V301)

@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from django.db import IntegrityError, connection, transaction
@@ -22,7 +23,17 @@ from dispatch.models import (
 from dispatch.services.rounds import allocate, cancel_round, current_index, intervals_of
 from dispatch.services.states import TRANSITIONS, EventRefused, IntervalSpec, S, record
 
+# An event lasts at most a day on the market's clock: 24 hours, and a whole fall-back day's 25 real ones.
 MAX_EVENT = timedelta(hours=24)
+MAX_EVENT_REAL = timedelta(hours=25)
+
+
+def too_long(start: datetime, end: datetime, time_zone: str) -> bool:
+    """Longer than MAX_EVENT on the market's local clock (or than MAX_EVENT_REAL in real time)."""
+    zone = ZoneInfo(time_zone)
+    wall = end.astimezone(zone).replace(tzinfo=None) - start.astimezone(zone).replace(tzinfo=None)
+    return wall > MAX_EVENT or end - start > MAX_EVENT_REAL
+
 
 MAX_INTERVALS = 288
 
@@ -87,7 +98,7 @@ def _interval_problems(*, start: datetime, end: datetime, intervals: list[Interv
     return problems
 
 
-def _window_problems(*, start, end, notify_at, now) -> list[Problem]:
+def _window_problems(*, start, end, notify_at, now, time_zone: str) -> list[Problem]:
     problems = []
     for name, value in (("start", start), ("end", end), ("notify_at", notify_at)):
         if value.tzinfo is None:
@@ -98,9 +109,14 @@ def _window_problems(*, start, end, notify_at, now) -> list[Problem]:
         problems.append(Problem("in_the_past", "start is in the past (use now for a real-time event).", "start"))
     if not end > start:
         problems.append(Problem("out_of_range", "end must be after start.", "end"))
-    elif end - start > MAX_EVENT:
+    elif too_long(start, end, time_zone):
         problems.append(
-            Problem("out_of_range", f"An event lasts at most {MAX_EVENT.total_seconds() / 3600:g} hours.", "end")
+            Problem(
+                "out_of_range",
+                f"An event lasts at most {MAX_EVENT.total_seconds() / 3600:g} hours on the market's clock "
+                "(a whole fall-back day is 25).",
+                "end",
+            )
         )
     if notify_at > start:
         problems.append(Problem("out_of_range", "notify_at cannot be after start.", "notify_at"))
@@ -145,7 +161,7 @@ def create_event(
     now = now or timezone.now()
     resource = VirtualResource.objects.select_for_update().select_related("market", "program").get(pk=resource.pk)
     notify_at = notify_at or (min(now, start) if start.tzinfo else now)
-    problems = _window_problems(start=start, end=end, notify_at=notify_at, now=now)
+    problems = _window_problems(start=start, end=end, notify_at=notify_at, now=now, time_zone=resource.market.time_zone)
     if problems:
         raise EventRefused(problems)
     start, end, notify_at = start.astimezone(UTC), end.astimezone(UTC), notify_at.astimezone(UTC)
@@ -369,11 +385,16 @@ def modify(
             intervals = [
                 IntervalSpec(spec.start.astimezone(UTC), spec.end.astimezone(UTC), spec.target_kw) for spec in intervals
             ]
-        if end.tzinfo is None or not end > max(event.start, now) or end - event.start > MAX_EVENT:
+        if (
+            end.tzinfo is None
+            or not end > max(event.start, now)
+            or too_long(event.start, end, event.resource.market.time_zone)
+        ):
             raise EventRefused(
                 Problem(
                     "out_of_range",
-                    f"end must be in the future, after start, within {MAX_EVENT.total_seconds() / 3600:g} hours of it.",
+                    f"end must be in the future, after start, within {MAX_EVENT.total_seconds() / 3600:g} hours of it "
+                    "on the market's clock.",
                     "end",
                 )
             )

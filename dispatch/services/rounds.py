@@ -48,6 +48,17 @@ def allocate(
     previous = current_kw(event, c.device_id, len(intervals))
     kw, ranks, why = allocation.allocate(c, targets=targets, over_commit_pct=float(event.over_commit_pct))
     kw[:, :first] = previous[:, :first]  # the past stays as it was
+    limits = c.limits
+    for _ in range(3):  # uneven devices can stagger above the limit the even split allows: hold back a little more
+        if limits is None or limits.rebound_kwh is None or event.resource.program.rebound_limit_kw is None:
+            break
+        peak = _rebound(event=event, fleet=fleet, kw=kw, intervals=intervals).kw.max(initial=0.0)
+        limit_kw = float(event.resource.program.rebound_limit_kw)
+        if peak <= limit_kw + 1e-9:
+            break
+        limits.rebound_kwh = float((kw[limits.rebound] @ limits.interval_hours).sum()) * limit_kw / peak * 0.999
+        kw, ranks, why = allocation.allocate(c, targets=targets, over_commit_pct=float(event.over_commit_pct))
+        kw[:, :first] = previous[:, :first]
     return write_round(
         event=event,
         c=c,
@@ -169,16 +180,13 @@ class _Staggered:
         self.offset_seconds, self.kw, self.within_limit = offset_seconds, kw, within_limit
 
 
-REBOUND_TYPES = (capability.TYPE_CODE["thermostat"], capability.TYPE_CODE["water_heater"])
-
-
 def _rebound(*, event: DispatchEvent, fleet: capability.Fleet, kw: np.ndarray, intervals: list) -> _Staggered:
     """The resource's expected rebound after the event and each device's restore offset (dispatch.rebound), from
     what its thermostats and water heaters shed."""
     n = len(fleet)
     offsets = np.zeros(n, dtype=np.int64)
     program = event.resource.program
-    sheds = np.isin(fleet.type_code, REBOUND_TYPES) & (kw.max(axis=1, initial=0) > 0 if kw.size else False)
+    sheds = np.isin(fleet.type_code, selectors.REBOUND_TYPES) & (kw.max(axis=1, initial=0) > 0 if kw.size else False)
     if not sheds.any() or not intervals or program.rebound_pct <= 0:
         return _Staggered(offsets, np.zeros(0), True)
     hours = np.array([(i.end - i.start).total_seconds() / 3600 for i in intervals])

@@ -115,7 +115,7 @@ def plan(
             "market",
         )
     tz = zone(time_zone)
-    s, e = event_epochs(event_start, event_end)
+    s, e = event_epochs(event_start, event_end, tz)
     for name in ("adjustment_window_minutes", "adjustment_gap_minutes"):
         if getattr(params, name) * 60 % step:
             raise BaselineError(

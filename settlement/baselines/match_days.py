@@ -59,7 +59,7 @@ def plan(
     if holidays is None and market is None:
         raise BaselineError("unknown_market", "A match-day baseline needs the market (for its holidays).", "market")
     tz = zone(time_zone)
-    s, e = event_epochs(event_start, event_end)
+    s, e = event_epochs(event_start, event_end, tz)
     if params.exclude_minutes * 60 % step:
         raise BaselineError(
             "invalid_param",

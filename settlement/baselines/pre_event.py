@@ -56,7 +56,7 @@ def plan(
     **_calendar: object,
 ) -> PreEventPlan:
     tz = zone(time_zone)
-    s, e = event_epochs(event_start, event_end)
+    s, e = event_epochs(event_start, event_end, tz)
     by_rule = isinstance(params, MeteredOutputParams) and params.baseline_rule == "zero"
     window = step if params.window_minutes is None else params.window_minutes * 60
     _multiple("window_minutes", window, step)

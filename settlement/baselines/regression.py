@@ -54,7 +54,7 @@ def plan(
     **_calendar: object,
 ) -> RegressionPlan:
     tz = zone(time_zone)
-    s, e = event_epochs(event_start, event_end)
+    s, e = event_epochs(event_start, event_end, tz)
     if s % step or e % step:
         raise BaselineError("off_grid", f"The event must start and end on the {step // 60}-minute grid.", "event_start")
     day = local_date(s, tz)

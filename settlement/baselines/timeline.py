@@ -262,15 +262,25 @@ def day_grid(zone_name: str, first: date, days: int, step: int) -> DayGrid:
     )
 
 
-def event_epochs(event_start: datetime, event_end: datetime) -> tuple[int, int]:
+def wall_clock_span(start: datetime, end: datetime, tz: ZoneInfo) -> timedelta:
+    """How long [start, end) is on the local clock: a whole fall-back day is 24 hours (25 real ones)."""
+    return end.astimezone(tz).replace(tzinfo=None) - start.astimezone(tz).replace(tzinfo=None)
+
+
+def event_epochs(event_start: datetime, event_end: datetime, tz: ZoneInfo | None = None) -> tuple[int, int]:
+    """The event's [start, end) in epoch seconds. At most 24 hours on the local clock (a whole fall-back day, 25 real
+    hours, is one event; without the zone, 24 real hours)."""
     for name, at in (("event_start", event_start), ("event_end", event_end)):
         if not isinstance(at, datetime) or at.utcoffset() is None:
             raise BaselineError("naive_timestamp", f"{name} needs its UTC offset (an aware datetime).", name)
     if event_end <= event_start:
         raise BaselineError("invalid_event", "The event must end after it starts.", "event_end")
-    if event_end - event_start > timedelta(hours=24):
+    span = event_end - event_start if tz is None else max(wall_clock_span(event_start, event_end, tz), timedelta(0))
+    if span > timedelta(hours=24) or event_end - event_start > timedelta(hours=25):
         raise BaselineError(
-            "invalid_event", "An event longer than 24 hours is not baselined as one event.", "event_end"
+            "invalid_event",
+            "An event longer than 24 hours on the local clock is not baselined as one event.",
+            "event_end",
         )
     return math.floor(event_start.timestamp()), math.floor(event_end.timestamp())
 

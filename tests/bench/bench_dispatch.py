@@ -3,7 +3,8 @@
 Setup (not timed): 100,000 devices at one pricing node through the fleet import, active
 in a program, online, all members of one registered resource.
 
-Timed, event: a real-time event (start = now) is created through the service; its
+Timed, event: a real-time event (start = now) is created through the service (its program limits the rebound,
+so the fleet's thermostats and water heaters are held back); its
 start task runs on real Celery workers (separate processes on the real Redis):
 lock, load the 100,000 candidates, allocate, write the allocations in one statement, then the fan-out
 chunks of 5,000 devices run in parallel, each one set-based statement. The clock
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from django.db import connection
@@ -56,8 +58,16 @@ def _setup() -> VirtualResource:
     )
     assert report.ok, report.errors[:3]
     market = Market.objects.get(code="PJM")
+    # A rebound limit the fleet's thermostats and water heaters reach: allocation holds them back (dispatch.rebound).
     program = Program.objects.create(
-        market=market, code="bench-dispatch", name="Bench dispatch", service="capacity", terms_version="1"
+        market=market,
+        code="bench-dispatch",
+        name="Bench dispatch",
+        service="capacity",
+        terms_version="1",
+        rebound_pct=Decimal("50"),
+        rebound_minutes=60,
+        rebound_limit_kw=Decimal("20000"),
     )
     resource = VirtualResource.objects.create(
         name="bench-dispatch",
@@ -155,11 +165,20 @@ def _event(resource: VirtualResource, lines: list[str]) -> list[int]:
                 "SELECT count(*) FROM dispatch_allocation WHERE event_id = %s AND reason = 'allocated'", [event.pk]
             )
             expected = cursor.fetchone()[0]
+            cursor.execute(
+                "SELECT count(*) FROM dispatch_allocation WHERE event_id = %s AND reason = 'rebound_limit'", [event.pk]
+            )
+            held_back = cursor.fetchone()[0]
         rnd = AllocationRound.objects.get(event=event, number=1)
         seconds = (done_at - event.start).total_seconds() if done_at else float("inf")
         lines.append(
             f"event on {DEVICES:,} devices: {commands:,} commands for {expected:,} allocated devices "
             f"(duplicates: {commands - len(set(DeviceCommand.objects.filter(event=event).values_list('device_id', flat=True))):,})"
+        )
+        lines.append(
+            f"  rebound limit {rnd.event.resource.program.rebound_limit_kw} kW: {held_back:,} thermostats and water "
+            f"heaters held back, expected peak {max(rnd.rebound_kw, default=0):,.0f} kW "
+            f"({'within' if rnd.rebound_within_limit else 'ABOVE'} the limit)"
         )
         lines.append(
             f"  start -> last command committed {seconds:.2f} s (allocation round: {rnd.seconds:.2f} s loading "

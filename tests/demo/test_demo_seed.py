@@ -1,4 +1,4 @@
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import time_machine
@@ -94,3 +94,37 @@ def test_demo_seed_connects_caiso_to_the_market_simulator_with_registered_resour
     assert (credential.market.code, credential.source) == ("CAISO", "market_instruction")
     assert tokens.parse(credentials["token"])[1] == credential.key_id
     assert oct((tmp_path / "demo-market-simulator.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_demo_market_has_forecasts_from_the_seed_so_the_first_offers_need_no_wait(db, settings, tmp_path):
+    """Beat's hourly forecast first runs an hour after start: the seed forecasts the demo market's resources itself,
+    so the offer cycle a quarter of an hour later builds the next real-time window's offers (CAISO closes 75
+    minutes before the hour: at 12:16 PT the 14:00 hour's deadline, 12:45, is inside the 30-minute build lead)."""
+    from aggregator.market.models import Forecast, Offer
+    from aggregator.market.offers import services as offers
+
+    settings.VPP_DATA_DIR = tmp_path
+    seeded = datetime(2026, 7, 15, 12, 0, tzinfo=ZoneInfo("America/Los_Angeles"))
+    with time_machine.travel(seeded, tick=False):
+        call_command("seed_demo", customers=120)
+    registered = VirtualResource.objects.filter(market__code="CAISO", state=ResourceState.REGISTERED)
+    assert registered.exists() and registered.first().program.auto_submit_offers
+    for resource in registered:
+        kinds = set(Forecast.objects.filter(resource=resource, issued_at=seeded).values_list("kind", flat=True))
+        assert kinds == {"hourly", "real_time"}, resource
+    summary = offers.run_offer_cycle(now=seeded + timedelta(minutes=16))
+    built = Offer.objects.filter(resource__in=registered, market_kind="real_time")
+    assert summary["built"] == registered.count() == built.count()
+    assert {o.window_start for o in built} == {datetime(2026, 7, 15, 14, 0, tzinfo=ZoneInfo("America/Los_Angeles"))}
+    assert all(o.forecast.issued_at == seeded for o in built)
+    # Priced from what the customers are paid, the offers clear in the market simulator's hours of higher prices
+    # (its synthetic summer day's late afternoon and evening): a demo run sees awards, not only offers that clear
+    # nothing.
+    from aggregator.market.simulator import SyntheticPrices
+
+    prices = SyntheticPrices(time_zone="America/Los_Angeles", need_kw=1e9)
+    evening = datetime(2026, 7, 15, 19, 0, tzinfo=ZoneInfo("America/Los_Angeles"))
+    for offer in built:
+        highest = max(price for i in offer.intervals.all() for _, price in i.segments)
+        assert highest <= prices.lmp(evening, offer.resource.market_resource_id)
+        assert sum(prices.lmp(evening.replace(hour=h), "") >= highest for h in range(24)) >= 6  # 16:00 to 22:00

@@ -378,13 +378,9 @@ def test_a_site_that_cannot_be_planned_is_reported_and_its_batch_planned(program
     assert not DeviceSchedule.objects.filter(device=charger).exists()
 
 
-def test_a_preview_shows_what_a_dispatch_costs_customers_whose_plans_disagree_and_creates_nothing(
-    program, make_resource, api_as
-):
-    """A battery whose plan values its stored energy at $0.30/kWh over the hour: taking 4 kWh of it costs its
-    customer $1.20, shown before the event exists; the preview leaves no event, allocation or command behind."""
-    from dispatch.models import Allocation, DispatchEvent
-
+@pytest.fixture
+def disagreeing_battery(program, make_resource):
+    """A battery whose plan values its stored energy at $0.30/kWh over the hour two hours from now."""
     now = datetime.now(UTC)
     battery = active_device(
         program,
@@ -409,6 +405,17 @@ def test_a_preview_shows_what_a_dispatch_costs_customers_whose_plans_disagree_an
         site_cost=0,
         site_cost_without=0,
     )
+    return resource, battery, start
+
+
+def test_a_preview_shows_what_a_dispatch_costs_customers_whose_plans_disagree_and_creates_nothing(
+    disagreeing_battery, api_as
+):
+    """Taking 4 kWh of the battery's planned energy costs its customer $1.20, shown before the event exists; the
+    preview leaves no event, allocation or command behind."""
+    from dispatch.models import Allocation, DispatchEvent
+
+    resource, battery, start = disagreeing_battery
     body = {
         "resource": resource.pk,
         "source": "operator_test",
@@ -429,3 +436,31 @@ def test_a_preview_shows_what_a_dispatch_costs_customers_whose_plans_disagree_an
     # A bad request names its field, as creating would.
     bad = api_as("operator").post("/api/v1/dispatch-events/preview/", {**body, "resource": 999999}, format="json")
     assert bad.status_code == 400 and "resource" in str(bad.json())
+
+
+def test_the_console_previews_the_customers_cost_before_the_operator_creates_the_event(
+    disagreeing_battery, client, make_operator
+):
+    from dispatch.models import Allocation, DispatchEvent
+
+    resource, _, start = disagreeing_battery
+    client.force_login(make_operator("operator"))
+    form = {
+        "resource": resource.pk,
+        "start": start.isoformat(),
+        "end": (start + timedelta(hours=1)).isoformat(),
+        "target_kw": "4",
+        "preview": "1",
+    }
+    page = client.post("/console/events/", form)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Preview: nothing has been created" in html and "1 device would be allocated" in html
+    # The console allocates with the program's 10% over-commit: 4.4 kW for the hour, 4.4 kWh at $0.30 = $1.32.
+    assert "up to 4.4 kW" in html and "the event's 4 kW" in html
+    assert "<strong>$1.32</strong>" in html and "4.400 kWh" in html and "$0.3000/kWh" in html
+    assert not DispatchEvent.objects.exists() and not Allocation.objects.exists()
+    # The form keeps what was typed, so Create makes the event just previewed.
+    assert f'value="{form["target_kw"]}"' in html
+    bad = client.post("/console/events/", {**form, "target_kw": "ten"})
+    assert bad.status_code == 400 and b"<strong>target_kw</strong>" in bad.content and b"Preview:" not in bad.content

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from aggregator.core.access import tokens
 from aggregator.reference.models import Utility
 from dispatch import overrides, services
-from dispatch.models import Allocation, DeviceCommand, UtilityCredential
+from dispatch.models import Allocation, DeviceCommand, UtilityCredential, UtilityOverride
 from tests.dispatch.conftest import online
 from tests.factories import SiteFactory, active_device, market
 
@@ -187,3 +187,48 @@ def test_the_console_lists_overrides_and_an_operator_cancels_one(area, client, m
     assert client.post("/console/storm-watches/", {"cancel_override": override.pk}).status_code == 302
     override.refresh_from_db()
     assert override.cancelled_at is not None
+
+
+def test_an_operator_keys_in_an_override_on_the_utilitys_word(area, client, make_operator):
+    peco, devices, other, resource = area
+    start = soon()
+    form = {
+        "kind": "override",
+        "utility": "PECO",
+        "market": "PJM",
+        "zone": "PECO",
+        "pricing_nodes": "",
+        "start": start.isoformat(),
+        "end": (start + timedelta(hours=1)).isoformat(),
+        "cap_kw": "",
+        "reason": "Feeder fault, called in by PECO's control room",
+    }
+    client.force_login(make_operator("analyst"))
+    assert client.post("/console/storm-watches/", form).status_code == 403
+    client.force_login(make_operator("operator"))
+    for field, value in (("cap_kw", "lots"), ("cap_kw", "NaN"), ("utility", "Nowhere Power"), ("end", "soon")):
+        bad = client.post("/console/storm-watches/", {**form, field: value})
+        assert bad.status_code == 400 and f"<strong>{field}</strong>".encode() in bad.content, field
+    backwards = client.post("/console/storm-watches/", {**form, "end": (start - timedelta(hours=1)).isoformat()})
+    assert backwards.status_code == 400 and b"<strong>end</strong>" in backwards.content
+    assert not UtilityOverride.objects.exists()
+
+    assert client.post("/console/storm-watches/", form).status_code == 302
+    override = UtilityOverride.objects.get()
+    assert override.utility == peco and override.cap_kw is None and override.zone == "PECO"
+    assert override.created_by_label.endswith("for PECO")
+    # The override keyed in from the console is the same rule allocation follows: PECO's devices get nothing.
+    _, allocations = allocate(resource, start)
+    assert {allocations[d.pk].reason for d in devices} == {"utility_override"}
+    assert allocations[other.pk].kw and max(allocations[other.pk].kw) > 0
+    capped = client.post(
+        "/console/storm-watches/",
+        {
+            **form,
+            "cap_kw": "7.5",
+            "start": (start + timedelta(hours=2)).isoformat(),
+            "end": (start + timedelta(hours=3)).isoformat(),
+        },
+    )
+    assert capped.status_code == 302
+    assert UtilityOverride.objects.order_by("pk").last().cap_kw == Decimal("7.5")

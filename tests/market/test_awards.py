@@ -417,6 +417,36 @@ def test_a_fall_back_day_offer_of_25_hours_is_awarded_on_its_own_grid(make_resou
     assert date(2026, 11, 1) == event.start.astimezone(NEW_YORK).date()
 
 
+def test_a_whole_fall_back_day_is_awarded_as_one_25_hour_event(make_resource, make_offer):
+    """Every one of the 25 hours of 1 November 2026 in New York awarded: one event of 25 hourly intervals (it was
+    refused as longer than 24 hours). A day and an hour on the clock is still refused, as two operating days."""
+    day_start = datetime(2026, 11, 1, tzinfo=NEW_YORK)
+    with time_machine.travel(datetime(2026, 10, 31, 12, tzinfo=NEW_YORK), tick=False):
+        offer = make_offer(make_resource(), day_start, end=datetime(2026, 11, 2, tzinfo=NEW_YORK))
+        rows = list(offer.intervals.order_by("start"))
+        taken = market_client().post(
+            AWARDS, award_body(offer, [(r.start, 50, 95) for r in rows], award_id="DA-FULL"), format="json"
+        )
+    assert len(rows) == 25 and taken.status_code == 201, taken.content
+    event = Award.objects.get(award_ref="DA-FULL").event
+    assert (event.start, event.end) == (datetime(2026, 11, 1, 4, tzinfo=UTC), datetime(2026, 11, 2, 5, tzinfo=UTC))
+    assert event.intervals.count() == 25
+
+    from dispatch import services as dispatch
+
+    with pytest.raises(dispatch.EventRefused) as refused:
+        dispatch.create_event(
+            resource=event.resource,
+            source="operator_test",
+            start=datetime(2026, 11, 3, 14, tzinfo=NEW_YORK),
+            end=datetime(2026, 11, 4, 15, tzinfo=NEW_YORK),
+            target_kw=10,
+            by="tester",
+            now=datetime(2026, 11, 3, 12, tzinfo=NEW_YORK),
+        )
+    assert [(p.field, p.code) for p in refused.value.problems] == [("end", "out_of_range")]
+
+
 def test_operators_read_awards_with_their_intervals_offer_and_event(offer, api_as):
     start = offer.window_start
     market_client().post(AWARDS, award_body(offer, [(start + 17 * HOUR, 120, 95)], award_id="DA-9"), format="json")

@@ -4,9 +4,11 @@ Loads are kWh per hour, so a value is also its kW. July 2025: Fri 4 is a NERC ho
 the weekdays before Tue 15 July, most recent first: 14, 11, 10, 9, 8, 7, 3, 2, 1, 30 June.
 """
 
-from datetime import date
+from datetime import date, timedelta
 
-from settlement.baselines import compute_baseline
+import pytest
+
+from settlement.baselines import BaselineError, compute_baseline
 from settlement.baselines.results import (
     ADJUSTMENT_NOT_APPLIED,
     BASELINE_FLOORED,
@@ -400,3 +402,21 @@ def test_the_result_intervals_pair_each_start_with_its_values():
         0.0,
     )
     assert first.start.tzinfo is not None and first.start.utcoffset().total_seconds() == 0
+
+
+def test_a_whole_fall_back_day_is_one_event_of_25_hours_both_one_oclocks_on_the_like_days_one_oclock():
+    """1 November 2026 (a Sunday) in New York, midnight to midnight: 25 hours, 24 on the clock. Every like day uses
+    its wall-clock hour + 1 kWh; the baseline of each event hour is its clock hour's, the two 01:00s (EDT, EST) both
+    2 kW. It was refused as longer than 24 hours; a day and an hour on the clock still is."""
+    readings = series(
+        lambda local: 0.5 if local.date() == date(2026, 11, 1) else local.hour + 1.0,
+        first=date(2026, 9, 1),
+        last=date(2026, 11, 1),
+    )
+    result = pjm(readings, at(2026, 11, 1), at(2026, 11, 2), params=NO_ADJUSTMENT)
+    assert len(result.starts) == 25 and result.starts[2] - result.starts[1] == timedelta(hours=1)
+    assert values(result.baseline_kw) == [1.0, 2.0, 2.0] + [float(h + 1) for h in range(2, 24)]
+    assert values(result.reduction_kw) == [b - 0.5 for b in values(result.baseline_kw)]
+    with pytest.raises(BaselineError) as refused:
+        pjm(readings, at(2026, 10, 28, 14), at(2026, 10, 29, 15), params=NO_ADJUSTMENT)
+    assert refused.value.problems[0].code == "invalid_event"

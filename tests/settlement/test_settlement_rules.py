@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from aggregator.reference.models import NetBenefitsPrice
-from dispatch.models import Allocation, DispatchEvent
+from dispatch.models import Allocation, DispatchEvent, EventTransition
 from settlement import services
 from settlement.models import SettlementTerms, SiteSettlement
 from tests.dispatch.conftest import make_resource  # noqa: F401  (the fixture)
@@ -227,6 +227,18 @@ def test_a_sites_days_dispatched_by_any_resource_are_not_its_baseline_days(ended
     assert day not in a.days_used and a.days_skipped[day.isoformat()] == "event_day"
     assert a.baseline_kw == [10.0, 10.0] and a.reduction_kwh == [D(6), D(5)]
     assert day in b.days_used and b.baseline_kw == [12.5, 12.5] and b.reduction_kwh == [D("6.5"), D("10.5")]
+    # Cancelled an hour after it started, the other event still dispatched site A's device that day.
+    DispatchEvent.objects.filter(pk=other_event.pk).update(state="cancelled")
+    EventTransition.objects.create(
+        event=other_event,
+        action="cancel",
+        from_state="active",
+        to_state="cancelled",
+        at=other_event.start + timedelta(hours=1),
+        actor_label="tester",
+    )
+    again = services.settle_event(event=event, by="analyst")
+    assert day not in SiteSettlement.objects.get(run=again, site=site_a.site).days_used
 
 
 def test_a_site_short_of_baseline_days_is_not_paid_and_the_statement_asks_for_review(ended_event, device_client):
@@ -259,3 +271,50 @@ def test_a_site_short_of_baseline_days_is_not_paid_and_the_statement_asks_for_re
     assert b.reduction_kwh == [D(0), D(0)] and run.delivered_kwh == D(11)
     assert "at least 5 weekdays" in next(r["text"] for r in run.rules if r["code"] == "min_days")
     assert "1 site(s)" in next(r["text"] for r in run.rules if r["code"] == "review")
+
+
+def test_an_event_cancelled_while_it_ran_is_settled_for_what_it_asked_until_then(
+    ended_event, device_client, tmp_path, django_capture_on_commit_callbacks
+):
+    """Cancelled one hour into its two (say a real-time award replaced it): the first hour was asked and served.
+    A delivered 10 - 4 = 6 kWh, B 6 - 6 = 0; committed 10 kW x 1 h = 10 kWh; factor 0.6; energy 6 kWh x $100/MWh =
+    $0.60, capacity 10 kW x $10 x 0.6 = $60, penalty 10 kW x $4 x 0.4 = $16: net $44.60. It was not settled at all
+    (refused as not ended), so its customers were never paid for the hour they served."""
+    from dispatch import services as dispatch
+
+    event = ended_event
+    site_a, site_b = sites(event)
+    before = event.start - timedelta(hours=3)
+    post_site_readings(device_client, site_a, before, [10, 10, 10, 4, 5])
+    post_site_readings(device_client, site_b, before, [6, 6, 6, 6, 2])
+    prices(tmp_path, event)
+    DispatchEvent.objects.filter(pk=event.pk).update(state="active")
+    event.refresh_from_db()
+    stopped = event.start + timedelta(hours=1)
+    with django_capture_on_commit_callbacks(execute=False):
+        dispatch.cancel(event=event, by="tester", reason="Replaced by a real-time award.", now=stopped)
+    event.refresh_from_db()
+    assert event.state == "cancelled"
+    assert services.due(now=datetime.now(UTC) + timedelta(hours=2)) == ([event.pk], [])
+
+    run = services.settle_event(event=event, by="analyst")
+
+    a = SiteSettlement.objects.get(run=run, site=site_a.site)
+    assert a.actual_kw == [4.0] and a.reduction_kwh == [D(6)] and a.price_per_mwh == [D(100)]
+    assert (run.delivered_kwh, run.committed_kwh, run.performance_factor) == (D(6), D(10), D("0.6000"))
+    assert (run.energy, run.capacity, run.penalty, run.net) == (D("0.60"), D("60.00"), D("16.00"), D("44.60"))
+    assert stopped.isoformat() in next(r["text"] for r in run.rules if r["code"] == "ended_early")
+
+
+def test_an_event_cancelled_before_it_started_is_not_settled(ended_event, django_capture_on_commit_callbacks):
+    from dispatch import services as dispatch
+
+    event = ended_event
+    DispatchEvent.objects.filter(pk=event.pk).update(state="scheduled")
+    event.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=False):
+        dispatch.cancel(event=event, by="tester", reason="Called off.", now=event.start - timedelta(hours=1))
+    assert services.due(now=datetime.now(UTC) + timedelta(hours=2)) == ([], [])
+    with pytest.raises(services.SettlementRefused) as refused:
+        services.settle_event(event=event, by="analyst")
+    assert refused.value.problems[0].code == "not_started"

@@ -22,7 +22,7 @@ from aggregator.core.charts import step_chart
 from aggregator.core.errors import DomainError
 from aggregator.core.redis_client import client
 from aggregator.core.workers import live_workers
-from aggregator.reference.models import Market
+from aggregator.reference.models import Market, Utility
 from aggregator.web import health as probes
 from aggregator.web.console import charts
 from aggregator.web.console.access import operator_page
@@ -157,10 +157,24 @@ def _event_form(request) -> tuple[dict, list]:
 @operator_page(write=True)
 def events(request):
 
-    form, problems = {}, []
+    form, problems, preview = {}, [], None
     if request.method == "POST":
         form, problems = _event_form(request)
-        if not problems:
+        if not problems and "preview" in request.POST:
+            try:
+                preview = services.preview_event(
+                    resource=form["resource"],
+                    source="operator_test",
+                    start=form["start"],
+                    end=form["end"],
+                    target_kw=form["target_kw"],
+                    by=request.user,
+                )
+                preview["peak_kw"] = max(preview["allocated_kw"], default=0)
+                preview["target_peak_kw"] = max(preview["target_kw"], default=0)
+            except DomainError as exc:
+                problems = [(p.field or "form", p.message) for p in exc.problems]
+        elif not problems:
             try:
                 with transaction.atomic():
                     event = services.create_event(
@@ -187,6 +201,7 @@ def events(request):
             "problems": problems,
             "section": "events",
             "problem_fields": {f for f, _ in problems},
+            "preview": preview,
             "default_start": soon,
             "default_end": soon + timedelta(hours=1),
         },
@@ -370,7 +385,7 @@ def health(request):
 def storm_watches(request):
     """Storm watches: declare one for a zone or pricing nodes and a window (market time), see and cancel them."""
 
-    form, problems = {}, []
+    form, problems, override_form, override_problems = {}, [], {}, []
     if request.method == "POST" and request.POST.get("cancel_override", "").isdigit():
         override = UtilityOverride.objects.filter(pk=int(request.POST["cancel_override"])).first()
         if override is None:
@@ -383,7 +398,11 @@ def storm_watches(request):
             raise Http404
         resilience.cancel(watch=watch)
         return redirect("console:storm-watches")
-    if request.method == "POST":
+    if request.method == "POST" and request.POST.get("kind") == "override":
+        override_form, override_problems = _utility_override(request)
+        if not override_problems:
+            return redirect("console:storm-watches")
+    elif request.method == "POST":
         form = {
             k: request.POST.get(k, "").strip() for k in ("market", "zone", "pricing_nodes", "start", "end", "reason")
         }
@@ -417,10 +436,52 @@ def storm_watches(request):
             "form": form,
             "problems": problems,
             "problem_fields": {f for f, _ in problems},
+            "utilities": Utility.objects.order_by("name"),
+            "override_form": override_form,
+            "override_problems": override_problems,
+            "override_problem_fields": {f for f, _ in override_problems},
             "section": "storm",
             "default_start": soon,
             "default_end": soon + timedelta(hours=12),
             "now": timezone.now(),
         },
-        status=400 if problems else 200,
+        status=400 if problems or override_problems else 200,
     )
+
+
+def _utility_override(request) -> tuple[dict, list]:
+    """Key in a utility's override on its word (by phone, say): the same rules as the utility's own API."""
+    names = ("utility", "market", "zone", "pricing_nodes", "start", "end", "cap_kw", "reason")
+    form, problems = {k: request.POST.get(k, "").strip() for k in names}, []
+    utility = Utility.objects.filter(name=form["utility"]).first()
+    if utility is None:
+        problems.append(("utility", "Choose a utility."))
+    market = Market.objects.filter(code=form["market"]).first()
+    if market is None:
+        problems.append(("market", "Choose a market."))
+    moments = _moments(form, ("start", "end"), market.time_zone if market else None, problems)
+    cap_kw = None
+    if form["cap_kw"]:
+        try:
+            cap_kw = Decimal(form["cap_kw"])
+        except InvalidOperation:
+            cap_kw = None
+        if cap_kw is None or not cap_kw.is_finite():
+            problems.append(("cap_kw", "A number of kW, or empty to block."))
+    if problems:
+        return form, problems
+    try:
+        overrides.make(
+            utility=utility,
+            market=market,
+            zone=form["zone"],
+            pricing_nodes=[n.strip() for n in form["pricing_nodes"].split(",") if n.strip()],
+            start=moments["start"],
+            end=moments["end"],
+            cap_kw=cap_kw,
+            reason=form["reason"],
+            by=f"{request.user.get_username()} for {utility.name}",
+        )
+    except DomainError as exc:
+        problems = [(p.field or "form", p.message) for p in exc.problems]
+    return form, problems

@@ -27,6 +27,7 @@ from dispatch.models import Allocation, DeliveryReport, DeviceCommand
 from dispatch.openadr import auth
 from dispatch.openadr.models import Client, Program
 from tests.dispatch.conftest import online
+from tests.dispatch.openadr.test_openadr_conformance import nulls
 from tests.dispatch.openadr.test_openadr_vtn import bl_client
 from tests.dispatch.test_dispatch_worker import celery_worker, dispatch_queue, wait_for  # noqa: F401  (fixtures)
 
@@ -163,6 +164,7 @@ def test_a_dispatch_event_reaches_its_ven_which_reports_delivery_and_hears_the_c
     authorization, notification = next((a, n) for a, n in received if n["operation"] == "POST")
     assert authorization == "Bearer callback-secret"
     assert notification["objectType"] == "EVENT" and notification["object"]["id"] == oadr_event.id
+    assert nulls(notification) == []  # optional members with no value are left out, not null
 
     # Once the interval has begun, the VEN reports its reduction; it becomes the device's delivered kW.
     wait_for(lambda: datetime.now(UTC) > start, timeout=5, what="the event to start")

@@ -67,7 +67,8 @@ class Command(BaseCommand):
         made = market.seed(by=operator)
         self.stdout.write(
             f"Seeded the market: {made['market']} through the market simulator at {market.simulator_url()}, "
-            f"{len(made['resources'])} registered resource(s); its credentials in {made['credentials']}."
+            f"{len(made['resources'])} registered resource(s), {made['forecasts']} forecast(s) made; its credentials in "
+            f"{made['credentials']}."
         )
 
     def _customer_login(self) -> None:
@@ -135,6 +136,8 @@ class Command(BaseCommand):
                     "service": service,
                     "terms_version": "2026.1",
                     "excluded_retail_programs": ["utility_dr"],
+                    # The demo market's offers go in on their own, so the market chain runs without a hand on it.
+                    "auto_submit_offers": market_code == market.DEMO_MARKET,
                 },
             )
             programs.append(program)

@@ -39,4 +39,4 @@ class Command(BaseCommand):
             client, secret = auth.issue_client(client_id=client_id, role=role, site=site_row, label=label)
         except DomainError as refused:
             raise CommandError("; ".join(f"{p.field}: {p.message}" for p in refused.problems)) from None
-        self.stdout.write(f"client_id={client.client_id}\nclient_secret={secret}\nscopes={' '.join(client.scopes)}")
+        self.stdout.write(f"client_id={client.client_id}\nclient_secret={secret}\nscopes={' '.join(client.scopes())}")
