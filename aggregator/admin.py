@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
+from simple_history.admin import SimpleHistoryAdmin
 
 from aggregator.aggregation import services
 from aggregator.aggregation.models import (
@@ -58,7 +59,7 @@ class UtilityAdmin(admin.ModelAdmin):
 
 
 @admin.register(Program)
-class ProgramAdmin(admin.ModelAdmin):
+class ProgramAdmin(SimpleHistoryAdmin):
     list_display = ["code", "name", "market", "service", "terms_version", "is_open"]
     list_filter = ["market", "service", "is_open"]
     search_fields = ["code", "name"]
@@ -122,7 +123,7 @@ class VirtualResourceForm(forms.ModelForm):
 
 
 @admin.register(VirtualResource)
-class VirtualResourceAdmin(admin.ModelAdmin):
+class VirtualResourceAdmin(SimpleHistoryAdmin):
     form = VirtualResourceForm
     list_display = ["name", "market", "program", "scope_kind", "scope", "state", "registered_capability_kw"]
     list_filter = ["market", "state", "scope_kind", "program"]

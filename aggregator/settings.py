@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "django_celery_beat",
+    "simple_history",
     "aggregator",
     "enrollment",
     "dispatch",
@@ -80,11 +81,16 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",  # a change's history row names the logged-in user
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last: it turns a locked-out login into the lock-out page
 ]
 
 ROOT_URLCONF = "aggregator.urls"
+# The console's fleet map: a base layer's tile URL ({z}/{x}/{y}) and its attribution. Empty by default: the map
+# then has no base layer, works offline and asks no third party for tiles.
+CONSOLE_MAP_TILE_URL = os.environ.get("CONSOLE_MAP_TILE_URL", "")
+CONSOLE_MAP_ATTRIBUTION = os.environ.get("CONSOLE_MAP_ATTRIBUTION", "")
 # The device API's credentials (aggregator.core.access.devices looks them up, as Django does AUTH_USER_MODEL).
 DEVICE_CREDENTIAL_MODEL = "enrollment.DeviceCredential"
 WSGI_APPLICATION = "aggregator.wsgi.application"
@@ -324,11 +330,19 @@ MARKET_TELEMETRY_PUSH_TIMEOUT_SECONDS = float(os.environ.get("MARKET_TELEMETRY_P
 MARKET_TELEMETRY_PUSH_WINDOW_SECONDS = int(os.environ.get("MARKET_TELEMETRY_PUSH_WINDOW_SECONDS", "60"))
 
 # Customer notification channels (dispatch.notifications); in-app is always recorded. The
-# email channel sends through Django's default mailer (configure MAILERS per deployment).
+# email channel sends through Django's mailer (EMAIL_* below, per deployment).
 DISPATCH_NOTIFIERS = ["dispatch.notifications.InAppNotifier"] + [
     path.strip() for path in os.environ.get("DISPATCH_NOTIFIERS", "").split(",") if path.strip()
 ]
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "vpp@localhost")
+# Django's mailer, set per deployment (events' e-mails to customers go through it when DISPATCH_NOTIFIERS names
+# dispatch.notifications.EmailNotifier). Unset, Django's defaults apply (SMTP on localhost:25).
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = os.environ.get("EMAIL_USE_TLS", "").lower() in ("1", "true", "yes")
 # How often a device should poll for commands: while it has a live command, and otherwise.
 DISPATCH_POLL_SECONDS = {
     "live": int(os.environ.get("DISPATCH_POLL_LIVE_SECONDS", "10")),

@@ -4,6 +4,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from simple_history.admin import SimpleHistoryAdmin
 
 from aggregator.core.access.roles import WRITE_ROLES, roles_of
 from aggregator.core.admin_inlines import ReadOnlyInline
@@ -44,7 +45,7 @@ class CustomerAdmin(admin.ModelAdmin):
 
 
 @admin.register(Consent)
-class ConsentAdmin(admin.ModelAdmin):
+class ConsentAdmin(SimpleHistoryAdmin):
     list_display = ["customer", "kind", "program", "terms_version", "granted_at", "method", "revoked_at"]
     list_filter = ["kind", "method", "program"]
     search_fields = ["customer__external_ref", "customer__name", "granted_by"]
@@ -75,7 +76,7 @@ class RetailProgramInline(admin.TabularInline):
 
 
 @admin.register(Site)
-class SiteAdmin(admin.ModelAdmin):
+class SiteAdmin(SimpleHistoryAdmin):
     list_display = ["__str__", "customer", "market", "pricing_node", "zone", "time_zone"]
     list_filter = ["market", "utility", "zone"]
     search_fields = ["meter_id", "customer__external_ref", "customer__name", "address", "city", "pricing_node"]
@@ -106,7 +107,7 @@ def _can_write(request) -> bool:
 
 
 @admin.register(Device)
-class DeviceAdmin(admin.ModelAdmin):
+class DeviceAdmin(SimpleHistoryAdmin):
     list_display = ["id", "device_type", "manufacturer", "model", "serial", "rated_kw", "site", "online", "last_seen"]
     list_filter = ["device_type", "communication_path", "site__market", "status__online"]
     search_fields = ["serial", "manufacturer", "model", "site__meter_id", "site__customer__external_ref"]
@@ -288,7 +289,7 @@ class EnrollmentForm(forms.ModelForm):
 
 
 @admin.register(Enrollment)
-class EnrollmentAdmin(admin.ModelAdmin):
+class EnrollmentAdmin(SimpleHistoryAdmin):
     form = EnrollmentForm
     list_display = [
         "id",

@@ -24,8 +24,9 @@ from django.db import connection, transaction
 
 from aggregator.core.csv_files import RowError, UnreadableFile, read_csv, write_csv
 from aggregator.reference.models import Market
+from enrollment import jobs
 from enrollment.device_types import MAX_KW, PARAMETERS, DeviceType, parameter_problems, parse_parameter
-from enrollment.models import Customer, Device, RetailProgramParticipation
+from enrollment.models import Customer, Device, FleetImport, RetailProgramParticipation
 
 MAX_ROWS = 1_000_000
 
@@ -373,8 +374,14 @@ def _read(source) -> tuple[list[str], list[tuple[int, list[str]]]] | RowError:
         return RowError(exc.line, None, exc.problem.code, exc.problem.message)
 
 
-def import_fleet(*, source, dry_run: bool = False) -> ImportReport:
-    """Import a fleet CSV (text, bytes or a text file). See the module docstring."""
+PROGRESS_EVERY = 5000  # rows between two progress reports while checking
+
+
+def import_fleet(*, source, dry_run: bool = False, progress=None) -> ImportReport:
+    """Import a fleet CSV (text, bytes or a text file). See the module docstring.
+
+    `progress(done_rows, total_rows, stage)` is called as rows are checked ("checking") and before the set-based
+    write ("writing"), whose rows all land at once."""
     report = ImportReport(dry_run=dry_run)
     started = time.perf_counter()
     read = _read(source)
@@ -400,7 +407,9 @@ def import_fleet(*, source, dry_run: bool = False) -> ImportReport:
     positions = [(name, header.index(name) if name in header else None) for name in COLUMNS]
     width = len(header)
     staged = []
-    for line, record in records:
+    for n, (line, record) in enumerate(records, 1):
+        if progress and n % PROGRESS_EVERY == 0:
+            progress(n, report.rows, "checking")
         if len(record) != width:
             parser.error(line, None, "wrong_field_count", f"Expected {width} fields, found {len(record)}.")
             continue
@@ -421,6 +430,8 @@ def import_fleet(*, source, dry_run: bool = False) -> ImportReport:
         report.errors.append(RowError(2, None, "empty", "The file has a header but no rows."))
         return report
 
+    if progress:
+        progress(report.rows, report.rows, "writing")
     try:
         with transaction.atomic():
             _write(staged, report)
@@ -609,3 +620,10 @@ def template_csv() -> str:
     out = io.StringIO()
     write_csv(out, COLUMNS, [[example.get(c, "") for c in COLUMNS]])
     return out.getvalue()
+
+
+def queue_import(*, file, by) -> FleetImport:
+    """Store an uploaded fleet file and queue its import; the row shows its progress and then its report."""
+    job = FleetImport.objects.create(file=file, created_by=None if isinstance(by, str) else by)
+    jobs.import_fleet(job.pk)
+    return job

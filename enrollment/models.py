@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 from aggregator.core.access.tokens import HashedToken
 from aggregator.core.history import TransitionRecord
@@ -69,6 +70,9 @@ class Consent(models.Model):
     )
     recorded_at = models.DateTimeField(default=timezone.now, editable=False)
 
+    # Operators' edits, who and when (the console's and the admin's history); set-based writes (the fleet import's SQL, plain bulk_create) leave none; see README, Console.
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ["-granted_at"]
         constraints = [
@@ -126,6 +130,9 @@ class Site(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Operators' edits, who and when (the console's and the admin's history); set-based writes (the fleet import's SQL, plain bulk_create) leave none; see README, Console.
+    history = HistoricalRecords(excluded_fields=["updated_at"])
 
     class Meta:
         ordering = ["utility", "meter_id"]
@@ -251,6 +258,9 @@ class Device(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Operators' edits, who and when (the console's and the admin's history); set-based writes (the fleet import's SQL, plain bulk_create) leave none; see README, Console.
+    history = HistoricalRecords(excluded_fields=["updated_at"])
+
     class Meta:
         ordering = ["id"]
         constraints = [
@@ -296,6 +306,9 @@ class Enrollment(models.Model):
     activated_at = models.DateTimeField(null=True, blank=True, editable=False)
     ended_at = models.DateTimeField(null=True, blank=True, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Operators' edits, who and when (the console's and the admin's history); set-based writes (the fleet import's SQL, plain bulk_create) leave none; see README, Console.
+    history = HistoricalRecords(excluded_fields=["updated_at"])
 
     class Meta:
         ordering = ["-applied_at", "-id"]
@@ -460,3 +473,38 @@ class EvChargingNeed(models.Model):
             ),
             models.CheckConstraint(condition=Q(energy_kwh__gt=0), name="ev_need_energy_positive"),
         ]
+
+
+class FleetImport(models.Model):
+    """An operator's upload of a fleet file, imported by a Celery task (enrollment.jobs.import_fleet)."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        REJECTED = "rejected", "Rejected (nothing written)"
+        FAILED = "failed", "Failed"
+
+    file = models.FileField(upload_to="fleet-imports/%Y/%m/")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    rows = models.PositiveIntegerField(default=0)
+    report = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"fleet import {self.pk} ({self.state})"
+
+    @property
+    def progress_key(self) -> str:
+        return f"fleet-import:{self.pk}:progress"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (self.State.DONE, self.State.REJECTED, self.State.FAILED)

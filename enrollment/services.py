@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
 from aggregator.core import state_machine
 from aggregator.core.access import tokens
@@ -32,6 +33,15 @@ from enrollment.models import (
     SiteOutage,
 )
 from enrollment.selectors import eligibility_facts, eligibility_facts_many, overdue_reviews
+
+
+def _user(by: Actor):
+    """The user for a change's history row; a job's name (a string) has none."""
+    return None if isinstance(by, str) else by
+
+
+def _reason(action: str, reason: str) -> str:
+    return f"{action}: {reason}"[:100] if reason else action
 
 
 def _record_many(enrollments, *, action, from_states, by, reason, at):
@@ -89,8 +99,11 @@ def bulk_apply(*, device_ids: Iterable[int], program: Program, by: Actor, reason
     now = timezone.now()
     try:
         with transaction.atomic():
-            result.done = Enrollment.objects.bulk_create(
-                [Enrollment(device_id=d, program=program, state=State.APPLIED, applied_at=now) for d in eligible]
+            result.done = bulk_create_with_history(
+                [Enrollment(device_id=d, program=program, state=State.APPLIED, applied_at=now) for d in eligible],
+                Enrollment,
+                default_user=_user(by),
+                default_change_reason=_reason("apply", reason),
             )
     except IntegrityError:  # only when something bypassed the device lock; the index still holds
         raise NotEligible(
@@ -183,8 +196,9 @@ def bulk_transition(
     from_states = [e.state for e in movable]
     for enrollment in movable:
         _apply_effects(enrollment, action=action, target=rule.target, utility_reference=utility_reference, now=now)
-    Enrollment.objects.bulk_update(
+    bulk_update_with_history(
         movable,
+        Enrollment,
         [
             "state",
             "review_started_at",
@@ -196,6 +210,8 @@ def bulk_transition(
             "ended_at",
             "updated_at",
         ],
+        default_user=_user(by),
+        default_change_reason=_reason(action, reason),
     )
     _record_many(movable, action=action, from_states=from_states, by=by, reason=reason, at=now)
     result.done = movable
@@ -272,8 +288,11 @@ def grant_consent(
     granted_at = granted_at or timezone.now()
     if granted_at > timezone.now() + timedelta(minutes=5):
         raise NotEligible(Problem("future_timestamp", "granted_at cannot be in the future.", "granted_at"), status=400)
-    Consent.objects.filter(customer=customer, kind=kind, program=program, revoked_at__isnull=True).update(
-        revoked_at=granted_at
+    superseded = list(Consent.objects.filter(customer=customer, kind=kind, program=program, revoked_at__isnull=True))
+    for earlier in superseded:
+        earlier.revoked_at = granted_at
+    bulk_update_with_history(
+        superseded, Consent, ["revoked_at"], default_user=_user(by), default_change_reason="superseded"
     )
     return Consent.objects.create(
         customer=customer,

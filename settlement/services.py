@@ -345,7 +345,11 @@ def check_settleable(event: DispatchEvent, *, now: datetime) -> tuple[Settlement
     return terms, end
 
 
-def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None) -> SettlementRun:
+PROGRESS_EVERY = 500  # sites between two progress reports
+
+
+def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None, progress=None) -> SettlementRun:
+    """Settle an event: a new run. `progress(sites_done, sites, stage)` is told as the sites are settled."""
     now = now or timezone.now()
     with transaction.atomic():
         event = (
@@ -402,7 +406,9 @@ def settle_event(*, event: DispatchEvent, by: str, now: datetime | None = None) 
         interval_prices: dict[tuple[str, int, int], Decimal | None] = {}
 
         rows, delivered_by_customer, energy = [], defaultdict(Decimal), Decimal(0)
-        for meter_id, site_id, customer_id, node, device_id in units:
+        for done, (meter_id, site_id, customer_id, node, device_id) in enumerate(units):
+            if progress and done % PROGRESS_EVERY == 0:
+                progress(done, len(units), "settling sites")
             result = results.get(meter_id)
             if result is None:
                 flags = (

@@ -1,6 +1,8 @@
 from celery import shared_task
+from django.core.cache import cache
 from django.utils import timezone
 
+from aggregator.core.errors import DomainError
 from aggregator.reference import partitions
 from dispatch.models import DispatchEvent
 from settlement import services
@@ -58,3 +60,28 @@ def settle_due() -> dict:
 def settle_event(event_id: int) -> int:
 
     return services.settle_event(event=DispatchEvent.objects.get(pk=event_id), by="settlement job").version
+
+
+@shared_task(acks_late=True)
+def settle_event_tracked(event_id: int, progress_key: str, by: str) -> int | None:
+    """Settle an event for an operator who watches: its progress and then its outcome go to the cache under the key
+    (the console's progress bar reads them)."""
+
+    def progress(done: int, total: int, stage: str) -> None:
+        cache.set(progress_key, {"state": "running", "done": done, "total": total, "stage": stage}, 86400)
+
+    progress(0, 0, "reading meter data")
+    try:
+        run = services.settle_event(event=DispatchEvent.objects.get(pk=event_id), by=by, progress=progress)
+    except DomainError as exc:
+        cache.set(progress_key, {"state": "refused", "message": exc.problems[0].message}, 86400)
+        return None
+    except Exception as exc:
+        cache.set(progress_key, {"state": "failed", "message": f"{type(exc).__name__}: {exc}"[:300]}, 86400)
+        raise
+    cache.set(
+        progress_key,
+        {"state": "done", "run": run.pk, "version": run.version, "sites": run.sites, "net": str(run.net)},
+        86400,
+    )
+    return run.version

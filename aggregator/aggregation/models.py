@@ -6,6 +6,7 @@ from django.contrib.postgres.fields import RangeOperators
 from django.db import models
 from django.db.models import F, Func, Q
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 from aggregator.core.history import TransitionRecord
 from aggregator.reference.models import Market, Program
@@ -56,6 +57,9 @@ class VirtualResource(models.Model):
     retired_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Operators' edits, who and when (the console's and the admin's history); set-based writes (the fleet import's SQL, plain bulk_create) leave none; see README, Console.
+    history = HistoricalRecords(excluded_fields=["updated_at"])
 
     class Meta:
         ordering = ["market__code", "name"]

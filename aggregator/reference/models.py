@@ -20,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 from aggregator.reference import tariffs
 
@@ -214,6 +215,9 @@ class Program(models.Model):
         default=False,
         help_text="Submit offers built for this program's resources without an operator's approval.",
     )
+
+    # Operators' edits, who and when (the console's and the admin's history); set-based writes (the fleet import's SQL, plain bulk_create) leave none; see README, Console.
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["market__code", "code"]

@@ -10,6 +10,7 @@ from aggregator.aggregation.models import VirtualResource
 from aggregator.reference.models import Market
 from dispatch import resilience, services
 from dispatch.api import serializers as s
+from dispatch.filtersets import DispatchEventFilter
 from dispatch.models import Allocation, DeviceCommand, DispatchEvent, StormWatch
 
 
@@ -36,7 +37,7 @@ class DispatchEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
 
     queryset = DispatchEvent.objects.prefetch_related("intervals")
     serializer_class = s.DispatchEventSerializer
-    filterset_fields = ["resource", "state", "source"]
+    filterset_class = DispatchEventFilter
     search_fields = ["external_ref"]
 
     def get_serializer_class(self):

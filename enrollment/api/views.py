@@ -1,6 +1,5 @@
 from datetime import timedelta
 
-import django_filters
 from django.db.models import Count
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
@@ -10,12 +9,12 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from aggregator.core.api.filters import FilterSet
 from aggregator.core.errors import Problem
 from aggregator.reference.models import Program
 from enrollment import fleet_import, services
 from enrollment.api import serializers as s
-from enrollment.lifecycle import OPERATOR_ACTIONS, State
+from enrollment.filtersets import CustomerFilter, DeviceFilter, EnrollmentFilter, SiteFilter
+from enrollment.lifecycle import OPERATOR_ACTIONS
 from enrollment.models import (
     Consent,
     Customer,
@@ -26,12 +25,6 @@ from enrollment.models import (
     RetailProgramParticipation,
     Site,
 )
-
-
-class CustomerFilter(FilterSet):
-    class Meta:
-        model = Customer
-        fields = {"kind": ["exact"], "external_ref": ["exact"], "created_at": ["gte", "lt"]}
 
 
 class CustomerViewSet(viewsets.ModelViewSet):
@@ -73,14 +66,6 @@ class ConsentViewSet(
         return Response(s.ConsentSerializer(consent).data)
 
 
-class SiteFilter(FilterSet):
-    market = django_filters.CharFilter(field_name="market__code", lookup_expr="iexact")
-
-    class Meta:
-        model = Site
-        fields = ["customer", "utility", "meter_id", "pricing_node", "zone", "market"]
-
-
 class SiteViewSet(viewsets.ModelViewSet):
     queryset = Site.objects.select_related("market").annotate(device_count=Count("devices"))
     serializer_class = s.SiteSerializer
@@ -105,21 +90,6 @@ class GatewayViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def credentials(self, request, pk=None):
         return _issue(request, gateway=self.get_object())
-
-
-class DeviceFilter(FilterSet):
-    market = django_filters.CharFilter(field_name="site__market__code", lookup_expr="iexact")
-    pricing_node = django_filters.CharFilter(field_name="site__pricing_node")
-    customer = django_filters.NumberFilter(field_name="site__customer")
-    rated_kw_min = django_filters.NumberFilter(field_name="rated_kw", lookup_expr="gte")
-    rated_kw_max = django_filters.NumberFilter(field_name="rated_kw", lookup_expr="lte")
-    enrollment_state = django_filters.ChoiceFilter(
-        field_name="enrollments__state", choices=State.choices, distinct=True
-    )
-
-    class Meta:
-        model = Device
-        fields = ["site", "gateway", "device_type", "manufacturer", "communication_path"]
 
 
 class DeviceViewSet(viewsets.ModelViewSet):
@@ -193,20 +163,6 @@ class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         )
         credential.token = token
         return Response(s.IssuedCredentialSerializer(credential).data, status=status.HTTP_201_CREATED)
-
-
-class EnrollmentFilter(FilterSet):
-    review_overdue = django_filters.BooleanFilter(method="filter_overdue")
-
-    class Meta:
-        model = Enrollment
-        fields = {"device": ["exact"], "program": ["exact"], "state": ["exact", "in"], "review_deadline": ["lt", "gte"]}
-
-    def filter_overdue(self, queryset, name, value):
-        from django.utils import timezone
-
-        overdue = {"state": State.UTILITY_REVIEW, "review_deadline__lte": timezone.now()}
-        return queryset.filter(**overdue) if value else queryset.exclude(**overdue)
 
 
 class EnrollmentViewSet(

@@ -18,6 +18,7 @@ from aggregator.core.api.renderers import CSVRenderer
 from dispatch.models import DispatchEvent
 from enrollment.models import Customer
 from settlement import reconciliation, selectors, services
+from settlement.filtersets import SettlementRunFilter
 from settlement.models import CustomerPayout, SettlementRun
 from settlement.tasks import settle_event
 
@@ -91,12 +92,7 @@ class SettlementRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
 
     queryset = SettlementRun.objects.select_related("event").order_by("-created_at", "-id")
     serializer_class = SettlementRunSerializer
-    filterset_fields = {
-        "event": ["exact"],
-        "event__resource": ["exact"],
-        "kind": ["exact"],
-        "created_at": ["gte", "lt"],
-    }
+    filterset_class = SettlementRunFilter
     ordering_fields = ["created_at", "version", "net"]
 
     def get_queryset(self):

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from aggregator.aggregation import capability, services
 from aggregator.aggregation.api import serializers as s
+from aggregator.aggregation.filtersets import VirtualResourceFilter
 from aggregator.aggregation.models import AggregationProposal, VirtualResource
 from aggregator.aggregation.selectors import capability_of, load_fleet
 from aggregator.core.api.renderers import CSVRenderer
@@ -42,7 +43,7 @@ class VirtualResourceViewSet(
         member_count=Count("memberships", filter=Q(memberships__left_at__isnull=True))
     )
     serializer_class = s.VirtualResourceSerializer
-    filterset_fields = ["market", "program", "state", "scope_kind", "scope"]
+    filterset_class = VirtualResourceFilter
     search_fields = ["name", "scope", "market_resource_id"]
 
     def perform_create(self, serializer):

@@ -7,11 +7,8 @@ write role. Each page is a handful of set-based queries, so it stays fast with a
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from functools import wraps
 from zoneinfo import ZoneInfo
 
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 from django.db.models import Count, Max
 from django.http import Http404
@@ -21,13 +18,14 @@ from django.utils import timezone
 
 from aggregator.aggregation.models import VirtualResource
 from aggregator.aggregation.selectors import capability_of
-from aggregator.core.access.roles import WRITE_ROLES, roles_of
 from aggregator.core.charts import step_chart
 from aggregator.core.errors import DomainError
 from aggregator.core.redis_client import client
 from aggregator.core.workers import live_workers
 from aggregator.reference.models import Market, Utility
 from aggregator.web import health as probes
+from aggregator.web.console import charts
+from aggregator.web.console.access import operator_page
 from dispatch import overrides, resilience, selectors, services
 from dispatch.models import DispatchEvent, StormWatch, UtilityOverride
 from settlement import pages
@@ -41,23 +39,6 @@ EVENT_SERIES = [
 ]
 
 
-def operator_page(*, write: bool = False):
-    def decorate(view):
-        @wraps(view)
-        def wrapped(request, *args, **kwargs):
-            if not request.user.is_authenticated:
-                return redirect_to_login(request.get_full_path())
-            roles = roles_of(request.user)
-            if not roles or (write and request.method == "POST" and not roles & WRITE_ROLES):
-                raise PermissionDenied
-            request.can_write = bool(roles & WRITE_ROLES)
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorate
-
-
 def _rows(sql: str, params=()) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -67,18 +48,28 @@ def _rows(sql: str, params=()) -> list[tuple]:
 @operator_page()
 def fleet(request):
     """Devices by type and status, enrollment states, and the fleet per pricing node."""
-    by_type = _rows("""
-        SELECT d.device_type, count(*) FILTER (WHERE s.online), count(*) FILTER (WHERE s.online IS NOT TRUE), count(*),
+    # One pass over the devices by node and type (both tables below come from it) and one over the sites: with
+    # 100,000 devices, two scans with a count(DISTINCT) took most of the page's time.
+    groups = _rows("""
+        SELECT m.code, site.pricing_node, d.device_type, count(*), count(*) FILTER (WHERE s.online),
                coalesce(sum(d.rated_kw), 0)
-        FROM enrollment_device d LEFT JOIN enrollment_devicestatus s ON s.device_id = d.id
-        GROUP BY d.device_type ORDER BY d.device_type""")
+        FROM enrollment_device d JOIN enrollment_site site ON site.id = d.site_id
+        JOIN aggregator_market m ON m.id = site.market_id
+        LEFT JOIN enrollment_devicestatus s ON s.device_id = d.id
+        GROUP BY m.code, site.pricing_node, d.device_type""")
+    sites = _rows("""
+        SELECT m.code, site.pricing_node, count(*) FROM enrollment_site site
+        JOIN aggregator_market m ON m.id = site.market_id GROUP BY m.code, site.pricing_node""")
+    types: dict[str, list] = {}
+    per_node: dict[tuple[str, str], list] = {(code, node): [n, 0, 0, 0] for code, node, n in sites}
+    for code, node, device_type, n, up, kw in groups:
+        t = types.setdefault(device_type, [0, 0, 0, 0])
+        t[0], t[1], t[2], t[3] = t[0] + up, t[1] + n - up, t[2] + n, t[3] + kw
+        row = per_node.setdefault((code, node), [0, 0, 0, 0])
+        row[1], row[2], row[3] = row[1] + n, row[2] + up, row[3] + kw
+    by_type = [(t, *figures) for t, figures in sorted(types.items())]
+    nodes = [(code, node, *figures) for (code, node), figures in sorted(per_node.items())]
     enrollment = _rows("SELECT state, count(*) FROM enrollment_enrollment GROUP BY state ORDER BY count(*) DESC")
-    nodes = _rows("""
-        SELECT m.code, site.pricing_node, count(DISTINCT site.id), count(d.id), count(d.id) FILTER (WHERE s.online),
-               coalesce(sum(d.rated_kw), 0)
-        FROM enrollment_site site JOIN aggregator_market m ON m.id = site.market_id
-        LEFT JOIN enrollment_device d ON d.site_id = site.id LEFT JOIN enrollment_devicestatus s ON s.device_id = d.id
-        GROUP BY m.code, site.pricing_node ORDER BY m.code, site.pricing_node""")
     totals = [sum(r[i] for r in by_type) for i in (1, 2, 3, 4)]
     return render(
         request,
@@ -112,13 +103,11 @@ def resource(request, pk: int):
     figures = capability_of(resource_ids=[pk], now=now, hours=48, event_hours=2)[pk]
     rows = [{"start": f["start"], "kw": f["kw"]} for f in figures["forecast"]]
     zone = ZoneInfo(item.market.time_zone)
+    title = f"{item}: available kW, next 48 hours"
     chart = step_chart(
-        rows,
-        CAPABILITY_SERIES,
-        zone=zone,
-        title=f"{item}: available kW, next 48 hours",
-        description="Available kW of the resource's members per hour",
+        rows, CAPABILITY_SERIES, zone=zone, title=title, description="Available kW of the resource's members per hour"
     )
+    chart = charts.interactive(chart, rows, CAPABILITY_SERIES, zone=zone, title=title)
     members = _rows(
         """
         SELECT d.id, d.device_type, d.manufacturer, d.rated_kw, site.pricing_node, c.external_ref, s.online, s.last_seen_at
@@ -255,13 +244,11 @@ def _event_context(item, selectors) -> dict:
         }
         for r in intervals
     ]
+    title = f"Event {item.pk}: target, allocated and delivered kW"
     chart = step_chart(
-        rows,
-        EVENT_SERIES,
-        zone=zone,
-        title=f"Event {item.pk}: target, allocated and delivered kW",
-        description="Target, allocated and delivered kW per interval",
+        rows, EVENT_SERIES, zone=zone, title=title, description="Target, allocated and delivered kW per interval"
     )
+    chart = charts.interactive(chart, rows, EVENT_SERIES, zone=zone, title=title)
     statuses = dict(
         _rows("SELECT status, count(*) FROM dispatch_devicecommand WHERE event_id = %s GROUP BY status", [item.pk])
     )
@@ -315,7 +302,7 @@ def _rebound_summary(item) -> dict | None:
 @operator_page()
 def settlement(request):
 
-    runs = SettlementRun.objects.select_related("event__resource").order_by("-created_at")[:50]
+    runs = SettlementRun.objects.select_related("event__resource__market").order_by("-created_at")[:50]
     return render(
         request,
         "console/settlement.html",

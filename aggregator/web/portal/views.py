@@ -120,6 +120,7 @@ def _context(request, *, now: datetime) -> dict:
     )
     return {
         "customer": customer,
+        "zone": zone,  # the customer's own clock: their first site's
         "sites": sites,
         "limits": limits,
         "upcoming": upcoming,

@@ -89,6 +89,10 @@ def test_an_operator_runs_an_event_and_reads_a_statement_in_the_browser(
     page.get_by_role("link", name="Resources", exact=True).click()
     page.get_by_role("link", name=event.resource.name).click()
     page.get_by_role("img", name="available kW, next 48 hours").wait_for()
+    # The interactive chart (uPlot, served locally): hovering shows the value at that hour, in kW.
+    page.locator(".chart-live .uplot").wait_for()
+    page.locator(".chart-live .u-over").hover()
+    assert page.locator(".chart-live .u-legend .u-value").nth(1).inner_text().endswith(" kW")
     shot(page, "resource")
 
     # Dispatch an event a few seconds from now: the worker starts it at its start and issues the commands.

@@ -13,6 +13,7 @@
         holder.innerHTML = html;
         var fresh = holder.firstElementChild;
         element.replaceWith(fresh);
+        fresh.dispatchEvent(new CustomEvent("console:refreshed", { bubbles: true }));
         if (fresh.dataset && fresh.dataset.refresh) { schedule(fresh); }
       })
       .catch(function () { schedule(element); });

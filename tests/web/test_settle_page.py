@@ -1,0 +1,43 @@
+"""Settling an event from the console: a real worker settles it, the progress bar reaches done, then the statement."""
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from settlement.models import SettlementRun
+from tests.dispatch.conftest import make_resource  # noqa: F401  (the fixture)
+from tests.settlement.test_settlement_runs import ended_event, post_site_readings, prices  # noqa: F401
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_operator_settles_an_event_and_the_bar_reaches_done(
+    ended_event, device_client, tmp_path, make_operator, celery_worker
+):
+    event = ended_event
+    site_a, site_b = [m.device for m in event.resource.memberships.order_by("device_id")]
+    post_site_readings(device_client, site_a, event.start - timedelta(hours=3), [10, 10, 10, 4, 5])
+    post_site_readings(device_client, site_b, event.start - timedelta(hours=3), [6, 6, 6, 6, 2])
+    prices(tmp_path, event)
+    client = Client()
+    client.force_login(make_operator("operator"))
+    assert "Settle now" in client.get(reverse("console:event", args=[event.pk])).content.decode()
+    response = client.post(reverse("console:settle", args=[event.pk]))
+    assert response.status_code == 302
+    for _ in range(200):
+        bar = client.get(response.url, {"part": "progress"}).content.decode()
+        if "data-refresh" not in bar:
+            break
+        time.sleep(0.1)
+    run = SettlementRun.objects.get(event=event)
+    assert 'value="100"' in bar and "Done" in bar
+    assert reverse("console:statement", args=[run.pk]) in bar and f"settled {run.sites} sites" in bar
+
+
+def test_an_analyst_cannot_settle(ended_event, make_operator):
+    client = Client()
+    client.force_login(make_operator("analyst"))
+    assert "Settle now" not in client.get(reverse("console:event", args=[ended_event.pk])).content.decode()
+    assert client.post(reverse("console:settle", args=[ended_event.pk])).status_code == 403
