@@ -41,3 +41,25 @@ def test_an_analyst_cannot_settle(ended_event, make_operator):
     client.force_login(make_operator("analyst"))
     assert "Settle now" not in client.get(reverse("console:event", args=[ended_event.pk])).content.decode()
     assert client.post(reverse("console:settle", args=[ended_event.pk])).status_code == 403
+
+
+def test_an_event_cancelled_while_it_ran_can_be_settled_one_cancelled_before_it_started_cannot(
+    ended_event, make_operator
+):
+    from dispatch.models import DispatchEvent, EventTransition
+
+    client = Client()
+    client.force_login(make_operator("operator"))
+    page = reverse("console:event", args=[ended_event.pk])
+    DispatchEvent.objects.filter(pk=ended_event.pk).update(state="cancelled")
+    stop = EventTransition.objects.create(
+        event=ended_event,
+        action="cancel",
+        from_state="active",
+        to_state="cancelled",
+        at=ended_event.start + timedelta(hours=1),
+        actor_label="tester",
+    )
+    assert "Settle now" in client.get(page).content.decode()
+    EventTransition.objects.filter(pk=stop.pk).update(from_state="scheduled", at=ended_event.start - timedelta(hours=1))
+    assert "Settle now" not in client.get(page).content.decode()

@@ -275,8 +275,15 @@ def _event_context(item, selectors) -> dict:
         "rebound": _rebound_summary(item),
         "section": "events",
         "live": item.state in ("scheduled", "notified", "active"),
+        "settleable": _settleable(item),
         "now": datetime.now(UTC),
     }
+
+
+def _settleable(item: DispatchEvent) -> bool:
+    """Ended, or cancelled after it started (settled for what it asked until then)."""
+    served = selectors.served_end(item)
+    return item.state != "active" and served is not None and served <= datetime.now(UTC)
 
 
 def _rebound_summary(item) -> dict | None:
