@@ -154,6 +154,7 @@ def test_the_control_room_shows_target_allocated_and_delivered_live_and_cancels(
     assert event.state == "cancelled" and event.transitions.filter(reason="Grid is fine").exists()
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_health_page_lists_the_workers_by_their_heartbeat_and_drops_a_stopped_one(as_role):
     """A real worker's heartbeats put it on the page; once it stops it is gone, and the page never waits on a ping."""
