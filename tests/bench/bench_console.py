@@ -5,6 +5,9 @@ a settled past event, an upcoming event), every device with a heartbeat, and an 
 logged in (a session cookie). Timed: each console page fetched REPEATS times over HTTP
 from the real web process (deploy/web.py), one request at a time: the whole server-side
 path (middleware, session, role check, queries, template) plus the loopback round trip.
+Bare limit, on the same server in the same run: Django's bare view returning a static string
+(tests/bench/bare_urls.py, the platform's settings and URLs plus that one), fetched the same way with
+the same session cookie: what the server, Django's request cycle and the middleware cost alone.
 """
 
 import http.client
@@ -21,10 +24,12 @@ from django.core.management import call_command
 from django.db import connection
 
 from tests.bench import web_server
+from tests.bench.ratios import Ratio
 
 TARGET_MS = 300.0
 REPEATS = int(os.environ.get("BENCH_CONSOLE_REPEATS", "20"))
 TARGET_FAILED = False
+RATIOS: list[Ratio] = []
 
 
 def _session_cookie() -> str:
@@ -83,11 +88,12 @@ def run() -> list[str]:
     cookie = _session_cookie()
     lines = [f"setup: the demo seed and a logged-in operator in {time.perf_counter() - t0:.1f} s (not timed)"]
     port = web_server.free_port()
-    server = web_server.start(port, WEB_CONCURRENCY="1")
+    server = web_server.start(port, WEB_CONCURRENCY="1", DJANGO_SETTINGS_MODULE="tests.bench.bare_settings")
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         worst = 0.0
-        for name, path in _pages():
+        medians = []
+        for name, path in [("bare Django view", "/bench/bare/"), *_pages()]:
             times = []
             for _ in range(REPEATS + 1):
                 started = time.perf_counter()
@@ -99,11 +105,20 @@ def run() -> list[str]:
                     raise SystemExit(f"{path} answered {response.status}: {body[:300]!r}")
             times = times[1:]  # the first request of a page warms the worker's caches
             p95 = statistics.quantiles(times, n=20)[-1] if len(times) >= 2 else times[0]
-            worst = max(worst, max(times))
+            medians.append(statistics.median(times))
+            if path != "/bench/bare/":
+                worst = max(worst, max(times))
             lines.append(
                 f"  {name:<18} median {statistics.median(times):6.1f} ms, p95 {p95:6.1f} ms, max {max(times):6.1f} ms "
                 f"({len(body) // 1024} KiB)"
             )
+        bare, pages = medians[0], medians[1:]
+        lines.append(
+            f"  bare limit: Django's bare view {bare:.1f} ms median; the pages' median of medians "
+            f"{statistics.median(pages):.1f} ms (slowest page {max(pages):.1f} ms)"
+        )
+        RATIOS.append(Ratio("console pages (median page) vs bare view", statistics.median(pages), bare, "ms", False))
+        RATIOS.append(Ratio("  the slowest page vs the same", max(pages), bare, "ms", False))
         ok = worst < TARGET_MS
         TARGET_FAILED = not ok
         lines.append(
