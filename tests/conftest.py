@@ -134,8 +134,10 @@ def celery_worker():
     from celery.contrib.testing.worker import start_worker
 
     from aggregator.celery import app
+    from tests.rabbitmq import wake_often
 
     with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False, shutdown_timeout=10) as worker:
+        wake_often(worker)
         yield worker
 
 

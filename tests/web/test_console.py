@@ -163,6 +163,7 @@ def test_the_health_page_lists_the_workers_by_their_heartbeat_and_drops_a_stoppe
     from celery.contrib.testing.worker import start_worker
 
     from aggregator.celery import app
+    from tests.rabbitmq import wake_often
 
     client = as_role("analyst")
     with start_worker(
@@ -173,7 +174,8 @@ def test_the_health_page_lists_the_workers_by_their_heartbeat_and_drops_a_stoppe
         shutdown_timeout=10,
         without_heartbeat=False,
         hostname="health-test@console",
-    ) as _worker:
+    ) as worker:
+        wake_often(worker)
         deadline = time.monotonic() + 10
         while b"health-test@console" not in (page := client.get(reverse("console:health")).content):
             assert time.monotonic() < deadline, "the worker's heartbeat never reached the health page"
