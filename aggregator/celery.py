@@ -9,6 +9,9 @@ app = Celery("aggregator")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+# On RabbitMQ, the first task sent with an ETA declares the delay queues (see aggregator.core.broker).
+import aggregator.core.broker  # noqa: E402, F401
+
 
 @heartbeat_sent.connect
 def record_heartbeat(sender, **kwargs):

@@ -268,9 +268,25 @@ DEVICE_API_MAX_BODY_BYTES = int(os.environ.get("DEVICE_API_MAX_BODY_BYTES", str(
 DEVICE_READINGS_LOOK_BACK_DAYS = int(os.environ.get("DEVICE_READINGS_LOOK_BACK_DAYS", "400"))
 
 # --- Celery -----------------------------------------------------------------------
-CELERY_BROKER_URL = REDIS_URL
-# kombu's Redis transport with a channel that survives a Redis restart (see aggregator.core.broker).
-CELERY_BROKER_TRANSPORT = "aggregator.core.broker:Transport"
+# The broker: Redis (REDIS_URL) unless CELERY_BROKER_URL names another; RabbitMQ (amqp://) is the production
+# choice for several hosts (deploy/README.md). Results stay in Redis either way.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL
+BROKER_IS_RABBITMQ = CELERY_BROKER_URL.split("://", 1)[0] in ("amqp", "amqps", "pyamqp")
+if BROKER_IS_RABBITMQ:
+    # Quorum queues (replicated, and the broker puts back what a lost connection held: no visibility timeout) on
+    # topic exchanges, so that a task with an ETA waits in RabbitMQ's delay queues (Celery's native delayed
+    # delivery) rather than unacknowledged in a worker, where RabbitMQ's consumer timeout would cut it off.
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+    CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = "quorum"
+    CELERY_TASK_CREATE_MISSING_QUEUE_EXCHANGE_TYPE = "topic"
+    # Publisher confirms: a send returns once RabbitMQ has the message, so a job queued after commit is not lost
+    # in a socket buffer; a send the broker refuses raises like one it never got.
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"confirm_publish": True}
+else:
+    # kombu's Redis transport with a channel that survives a Redis restart (see aggregator.core.broker).
+    CELERY_BROKER_TRANSPORT = "aggregator.core.broker:Transport"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_SERIALIZER = "json"
@@ -282,7 +298,6 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Beat's own schedule; django-celery-beat copies it into the database on start, where
 # operators can see and pause entries in the admin.

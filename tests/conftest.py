@@ -15,6 +15,13 @@ from tests.factories import ProgramFactory
 # their flush empties the tables, and the rollback restores the markets the migrations seed.
 
 
+def pytest_collection_modifyitems(items):
+    """The worker tests (`-m worker`): those that start a real Celery worker, to be run on each broker."""
+    for item in items:
+        if "celery_worker" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.worker)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _static_files_without_manifest():
     """Pages render without `collectstatic` having run (production uses the manifest)."""
@@ -122,12 +129,15 @@ def device_client():
 
 @pytest.fixture
 def celery_worker():
-    """A real Celery worker on the real Redis broker, in this process (use with a transactional test)."""
+    """A real Celery worker on the real broker (Redis, or CELERY_BROKER_URL's), in this process (use with a
+    transactional test)."""
     from celery.contrib.testing.worker import start_worker
 
     from aggregator.celery import app
+    from tests.rabbitmq import wake_often
 
     with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False, shutdown_timeout=10) as worker:
+        wake_often(worker)
         yield worker
 
 

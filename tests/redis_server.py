@@ -3,6 +3,7 @@
 The shared Redis serves every other test run; a test that takes Redis away does it to this one.
 """
 
+import os
 import shutil
 import socket
 import subprocess
@@ -70,15 +71,21 @@ class RedisServer:
 
 
 @contextmanager
-def tasks_sent_to(url: str) -> Iterator[Celery]:
-    """The project's Celery configuration on another broker (and result backend), as current_app meanwhile:
-    dispatch.jobs send through current_app."""
+def tasks_sent_to(url: str, *, result_backend: str | None = None) -> Iterator[Celery]:
+    """The project's Celery configuration on another broker (and result backend: the same Redis unless given), as
+    current_app meanwhile: dispatch.jobs send through current_app."""
     sender = Celery("aggregator", set_as_current=False)
     sender.config_from_object("django.conf:settings", namespace="CELERY")
-    sender.conf.update(broker_url=url, result_backend=url)
+    sender.conf.update(broker_url=url, result_backend=result_backend or url)
+    # Celery reads the broker from the CELERY_BROKER_URL variable, when set, before its configuration.
+    saved = os.environ.get("CELERY_BROKER_URL")
+    if saved is not None:
+        os.environ["CELERY_BROKER_URL"] = url
     sender.set_current()
     try:
         yield sender
     finally:
+        if saved is not None:
+            os.environ["CELERY_BROKER_URL"] = saved
         app.set_current()
         sender.close()

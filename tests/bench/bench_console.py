@@ -8,6 +8,9 @@ from the real web process (deploy/web.py), one request at a time: the whole serv
 path (middleware, session, role check, queries, template) plus the loopback round trip.
 Then 100,000 more devices (as many customers and sites, CAISO and PJM, through the fleet
 import, nearly all online) are added (not timed) and every page is timed again.
+Bare limit, on the same server in the same run: Django's bare view returning a static string
+(tests/bench/bare_urls.py, the platform's settings and URLs plus that one), fetched the same way with
+the same session cookie: what the server, Django's request cycle and the middleware cost alone.
 """
 
 import http.client
@@ -24,10 +27,12 @@ from django.core.management import call_command
 from django.db import connection
 
 from tests.bench import web_server
+from tests.bench.ratios import Ratio
 
 TARGET_MS = 300.0
 REPEATS = int(os.environ.get("BENCH_CONSOLE_REPEATS", "20"))
 TARGET_FAILED = False
+RATIOS: list[Ratio] = []
 
 
 def _session_cookie() -> str:
@@ -128,15 +133,23 @@ def run() -> list[str]:
     cookie = _session_cookie()
     lines = [f"setup: the demo seed and a logged-in operator in {time.perf_counter() - t0:.1f} s (not timed)"]
     port = web_server.free_port()
-    server = web_server.start(port, WEB_CONCURRENCY="1")
+    server = web_server.start(port, WEB_CONCURRENCY="1", DJANGO_SETTINGS_MODULE="tests.bench.bare_settings")
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        bare = statistics.median(_timed(conn, cookie, "/bench/bare/"))
+        lines.append(f"bare limit: Django's bare view returning a static string, median {bare:.1f} ms")
         lines.append("demo fleet:")
-        worst = _time_pages(conn, cookie, lines)
+        worst, medians = _time_pages(conn, cookie, lines)
+        RATIOS.append(Ratio("console pages (median page) vs bare view", statistics.median(medians), bare, "ms", False))
+        RATIOS.append(Ratio("  the slowest page vs the same", max(medians), bare, "ms", False))
         t1 = time.perf_counter()
         _add_large_fleet()
         lines.append(f"{LARGE_FLEET:,} more devices (setup {time.perf_counter() - t1:.1f} s, not timed):")
-        worst = max(worst, _time_pages(conn, cookie, lines))
+        large, medians = _time_pages(conn, cookie, lines)
+        worst = max(worst, large)
+        RATIOS.append(
+            Ratio(f"  with {LARGE_FLEET:,} more devices: median page", statistics.median(medians), bare, "ms", False)
+        )
         ok = worst < TARGET_MS
         TARGET_FAILED = not ok
         lines.append(
@@ -168,25 +181,29 @@ def _add_large_fleet() -> None:
         cursor.execute("ANALYZE")
 
 
-def _time_pages(conn, cookie: str, lines: list[str]) -> float:
-    worst = 0.0
+def _timed(conn, cookie: str, path: str, before=()) -> list[float]:
+    """REPEATS fetches of `path` (ms), after one that warms the worker's caches."""
+    times = []
+    for _ in range(REPEATS + 1):
+        for step in before:
+            step()
+        started = time.perf_counter()
+        conn.request("GET", path, headers={"Cookie": cookie, "Host": "127.0.0.1"})
+        response = conn.getresponse()
+        body = response.read()
+        times.append((time.perf_counter() - started) * 1000)
+        if response.status != 200:
+            raise SystemExit(f"{path} answered {response.status}: {body[:300]!r}")
+    return times[1:]
+
+
+def _time_pages(conn, cookie: str, lines: list[str]) -> tuple[float, list[float]]:
+    """(The slowest request, each page's median), each page's figures added to `lines`."""
+    worst, medians = 0.0, []
     for name, path, *before in _pages():
-        times = []
-        for _ in range(REPEATS + 1):
-            for step in before:
-                step()
-            started = time.perf_counter()
-            conn.request("GET", path, headers={"Cookie": cookie, "Host": "127.0.0.1"})
-            response = conn.getresponse()
-            body = response.read()
-            times.append((time.perf_counter() - started) * 1000)
-            if response.status != 200:
-                raise SystemExit(f"{path} answered {response.status}: {body[:300]!r}")
-        times = times[1:]  # the first request of a page warms the worker's caches
+        times = _timed(conn, cookie, path, before)
         p95 = statistics.quantiles(times, n=20)[-1] if len(times) >= 2 else times[0]
         worst = max(worst, max(times))
-        lines.append(
-            f"  {name:<18} median {statistics.median(times):6.1f} ms, p95 {p95:6.1f} ms, max {max(times):6.1f} ms "
-            f"({len(body) // 1024} KiB)"
-        )
-    return worst
+        medians.append(statistics.median(times))
+        lines.append(f"  {name:<18} median {medians[-1]:6.1f} ms, p95 {p95:6.1f} ms, max {max(times):6.1f} ms")
+    return worst, medians

@@ -1,10 +1,12 @@
-"""Readings through the HTTP API: sustained ingestion (target 100,000 readings/s) and one site's 45 days back (target 50 ms).
+"""Readings through the HTTP API: sustained ingestion (target 100,000 readings/s, and >= 50% of raw COPY) and one site's 45 days back (target 50 ms).
 
 The production web process (deploy/web.py) serves the device API against PostgreSQL; CLIENTS processes on
 this same machine each post batches of 5,000 readings with their own gateway
 token over a kept-alive connection, for SECONDS. Every batch is new data (inserts).
 Then 45 days of 5-minute site readings (12,960 intervals) are read back through
-the operator API and through the selector alone.
+the operator API and through the selector alone. Last, the bare limit: the table emptied, the same
+number of clients COPY the very rows the HTTP clients stored straight into the same partitioned
+table (tests/bench/copy_clients.py); ingestion's ratio is its rate over theirs.
 """
 
 import http.client
@@ -22,7 +24,8 @@ from aggregator.reference import readings as ingest
 from aggregator.reference.models import MeterKind
 from enrollment import services
 from settlement.selectors import readings
-from tests.bench import http_clients, web_server
+from tests.bench import copy_clients, http_clients, web_server
+from tests.bench.ratios import Ratio
 from tests.factories import DeviceFactory, GatewayFactory, SiteFactory
 
 CLIENTS = int(os.environ.get("BENCH_INGEST_CLIENTS", "4"))
@@ -32,6 +35,8 @@ DEVICES_PER_GATEWAY = 50
 TARGET_RATE = 100_000
 TARGET_READ_MS = 50.0
 TARGET_FAILED = False
+TARGET_RATIO = 0.5
+RATIOS: list[Ratio] = []
 EPOCH = http_clients.EPOCH  # where the clients' readings start
 
 
@@ -158,4 +163,60 @@ def run() -> list[str]:
         errors_logged = web_server.errors(server)
         if errors_logged:
             lines.append(f"server errors: {errors_logged[-3:]}")
+    lines.append(_profile(tokens[0][1], skip=max(r[1] for r in results)))
+    raw = _raw_copy(tokens, {r[4]: r[1] - r[2] for r in results})
+    lines.append(
+        f"bare limit: raw COPY of the same {inserted:,} rows into settlement_reading from {CLIENTS} clients "
+        f"= {raw:,.0f} rows/s; ingestion is {rate / raw:.0%} of it"
+    )
+    RATIOS.append(Ratio("ingestion vs raw COPY", rate, raw, "rows/s", target=TARGET_RATIO))
     return lines
+
+
+def _profile(device_ids: list[int], *, skip: int, batches: int = 20) -> str:
+    """Where a batch's server time goes: fresh batches (after the ones the clients sent) through the ingest
+    service in this process, JSON decoding included; the HTTP server's own share is the rest."""
+    import orjson
+
+    from enrollment.models import Device
+
+    devices = {d.pk: (d.site_id, d.device_type, d.bidirectional) for d in Device.objects.filter(pk__in=device_ids)}
+    meters = ingest.Meters(devices=devices, default_device=None)
+    totals: dict[str, float] = {}
+    for body in http_clients.payloads(device_ids, skip + batches)[skip:]:
+        started = time.perf_counter()
+        readings_in = orjson.loads(body)["readings"]
+        totals["JSON"] = totals.get("JSON", 0.0) + time.perf_counter() - started
+        for stage, seconds in ingest.ingest(readings=readings_in, meters=meters).seconds.items():
+            totals[stage] = totals.get(stage, 0.0) + seconds
+    whole = sum(totals.values())
+    shares = ", ".join(
+        f"{stage} {seconds / batches * 1000:.1f} ms ({seconds / whole:.0%})" for stage, seconds in totals.items()
+    )
+    return f"profile of a {BATCH:,}-reading batch in the ingest service ({batches} batches, one thread): {whole / batches * 1000:.1f} ms: {shares}"
+
+
+def _raw_copy(tokens: list[tuple[str, list[int]]], batches_by_client: dict[int, int]) -> float:
+    """Rows/s of CLIENTS processes COPYing the rows each HTTP client stored, into the emptied table."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE settlement_reading")  # the same partitions, empty again as the HTTP run found them
+    context = multiprocessing.get_context("spawn")
+    go, ready, out = context.Event(), context.Queue(), context.Queue()
+    dsn = os.environ["DATABASE_URL"]
+    procs = [
+        context.Process(target=copy_clients.copier, args=(dsn, devices, batches_by_client.get(i, 0), ready, go, out))
+        for i, (_, devices) in enumerate(tokens)
+    ]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.get(timeout=600)
+    started = time.perf_counter()
+    go.set()
+    copied = [out.get() for _ in procs]
+    elapsed = time.perf_counter() - started
+    for p in procs:
+        p.join()
+    return sum(c[0] for c in copied) / elapsed

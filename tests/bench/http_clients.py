@@ -58,7 +58,7 @@ def ingester(port: int, token: str, device_ids: list[int], offset: int, ready, g
         else:
             sent += json.loads(payload)["inserted"]
         batches += 1
-    out.put((sent, batches, errors, latencies))
+    out.put((sent, batches, errors, latencies, offset))
 
 
 def poller(port: int, device_tokens: list[str], go, seconds: float, out) -> None:

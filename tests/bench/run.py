@@ -1,10 +1,15 @@
 """Run the benchmarks under tests/bench/ (`make bench`) and print their figures.
 
 Each `bench_*.py` module has `run() -> list[str]` (lines of figures) and may set
-TARGET_FAILED. They run against a fresh database `<name>_bench` on the same
+TARGET_FAILED, and a RATIOS list of its figures against their bare limits (tests/bench/ratios.py),
+printed together in a closing table. They run against a fresh database `<name>_bench` on the same
 PostgreSQL server as DATABASE_URL, so the development data is left alone.
 
     python tests/bench/run.py [name-substring ...]
+
+Sizes come from the environment (BENCH_INGEST_SECONDS, BENCH_DISPATCH_DEVICES, BENCH_SETTLEMENT_SITES,
+BENCH_CONSOLE_REPEATS, ...: see each module); e.g. a quick check of one:
+    BENCH_DISPATCH_DEVICES=10000 BENCH_POLL_SECONDS=5 python tests/bench/run.py dispatch
 """
 
 import importlib
@@ -43,6 +48,8 @@ def bench_redis_url() -> str:
 
 
 def main(selected: list[str]) -> int:
+    from tests.bench.ratios import table
+
     os.environ["DATABASE_URL"] = bench_database_url()
     os.environ["REDIS_URL"] = bench_redis_url()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aggregator.settings")
@@ -56,6 +63,7 @@ def main(selected: list[str]) -> int:
     modules = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
     modules = [m for m in modules if not selected or any(s in m for s in selected)]
     failed = []
+    ratios = []
     for name in modules:
         module = importlib.import_module(f"tests.bench.{name}")
         print(f"== {name}: {module.__doc__.strip().splitlines()[0]}", flush=True)
@@ -63,8 +71,14 @@ def main(selected: list[str]) -> int:
         for line in module.run():
             print(f"   {line}", flush=True)
         print(f"   ({time.perf_counter() - started:.1f} s in all)", flush=True)
-        if getattr(module, "TARGET_FAILED", False):
+        module_ratios = getattr(module, "RATIOS", [])
+        ratios += module_ratios
+        if getattr(module, "TARGET_FAILED", False) or any(r.met is False for r in module_ratios):
             failed.append(name)
+    if ratios:
+        print("== each figure against its bare limit, measured in the same run", flush=True)
+        for line in table(ratios):
+            print(f"   {line}", flush=True)
     if failed:
         print(f"Targets missed: {', '.join(failed)}")
         return 1

@@ -18,8 +18,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(port: int, **env) -> subprocess.Popen:
-    """The web process on `port` (BENCH_WEB_WORKERS workers, BENCH_WEB_THREADS threads each), once /healthz answers."""
+# deploy/web.py's granian command with another WSGI application in place of the platform's.
+_OTHER_APPLICATION = (
+    "import os, sys; sys.path.insert(0, os.getcwd()); from deploy.web import command; "
+    "c = command()[:-1] + [sys.argv[1]]; os.execv(c[0], c)"
+)
+
+
+def start(port: int, application: str | None = None, **env) -> subprocess.Popen:
+    """The web process on `port` (BENCH_WEB_WORKERS workers, BENCH_WEB_THREADS threads each), once /healthz answers.
+
+    `application` ("module:callable"): the same server and shape serving that WSGI application instead.
+    """
     env = {
         **os.environ,
         "PORT": str(port),
@@ -30,9 +40,10 @@ def start(port: int, **env) -> subprocess.Popen:
         **env,
     }
     log = tempfile.TemporaryFile()  # noqa: SIM115  (kept open for the server's life) not a pipe: a full pipe would block the server's logging
-    process = subprocess.Popen(
-        [sys.executable, "deploy/web.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log
+    command = (
+        [sys.executable, "-c", _OTHER_APPLICATION, application] if application else [sys.executable, "deploy/web.py"]
     )
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
     process.log = log
     process.shape = f"{env['WEB_CONCURRENCY']} worker processes x {env['WEB_THREADS']} threads"
     for _ in range(200):

@@ -154,6 +154,7 @@ def test_the_control_room_shows_target_allocated_and_delivered_live_and_cancels(
     assert event.state == "cancelled" and event.transitions.filter(reason="Grid is fine").exists()
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_health_page_lists_the_workers_by_their_heartbeat_and_drops_a_stopped_one(as_role):
     """A real worker's heartbeats put it on the page; once it stops it is gone, and the page never waits on a ping."""
@@ -162,6 +163,7 @@ def test_the_health_page_lists_the_workers_by_their_heartbeat_and_drops_a_stoppe
     from celery.contrib.testing.worker import start_worker
 
     from aggregator.celery import app
+    from tests.rabbitmq import wake_often
 
     client = as_role("analyst")
     with start_worker(
@@ -172,7 +174,8 @@ def test_the_health_page_lists_the_workers_by_their_heartbeat_and_drops_a_stoppe
         shutdown_timeout=10,
         without_heartbeat=False,
         hostname="health-test@console",
-    ) as _worker:
+    ) as worker:
+        wake_often(worker)
         deadline = time.monotonic() + 10
         while b"health-test@console" not in (page := client.get(reverse("console:health")).content):
             assert time.monotonic() < deadline, "the worker's heartbeat never reached the health page"
