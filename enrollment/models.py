@@ -9,6 +9,7 @@ from simple_history.models import HistoricalRecords
 
 from aggregator.core.access.tokens import HashedToken
 from aggregator.core.history import TransitionRecord
+from aggregator.core.uploads import UploadJob
 from aggregator.reference.models import Market, Program, validate_time_zone
 from enrollment.device_types import DeviceType, Fuel, type_constraints
 from enrollment.lifecycle import TERMINAL, State
@@ -475,36 +476,15 @@ class EvChargingNeed(models.Model):
         ]
 
 
-class FleetImport(models.Model):
+class FleetImport(UploadJob):
     """An operator's upload of a fleet file, imported by a Celery task (enrollment.jobs.import_fleet)."""
 
-    class State(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        REJECTED = "rejected", "Rejected (nothing written)"
-        FAILED = "failed", "Failed"
+    progress_prefix = "fleet-import"
 
     file = models.FileField(upload_to="fleet-imports/%Y/%m/")
-    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
-    rows = models.PositiveIntegerField(default=0)
-    report = models.JSONField(default=dict, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(UploadJob.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"fleet import {self.pk} ({self.state})"
-
-    @property
-    def progress_key(self) -> str:
-        return f"fleet-import:{self.pk}:progress"
-
-    @property
-    def finished(self) -> bool:
-        return self.state in (self.State.DONE, self.State.REJECTED, self.State.FAILED)

@@ -3,42 +3,25 @@ customer payouts, and utility meter-data uploads. The interval data they stand o
 (aggregator.reference.models).
 """
 
-from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
+from aggregator.core.uploads import UploadJob
 from settlement import baselines
 
 
-class MeterDataImport(models.Model):
+class MeterDataImport(UploadJob):
     """An operator's upload of a utility meter-data file, imported by a Celery task."""
 
-    class State(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        REJECTED = "rejected", "Rejected (nothing written)"
-        FAILED = "failed", "Failed"
+    progress_prefix = "meter-import"
 
     file = models.FileField(upload_to="meter-imports/%Y/%m/")
-    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
-    rows = models.PositiveIntegerField(default=0)
-    report = models.JSONField(default=dict, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(UploadJob.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"meter data import {self.pk} ({self.state})"
-
-    @property
-    def progress_key(self) -> str:
-        return f"meter-import:{self.pk}:progress"
 
 
 class SettlementTerms(models.Model):
