@@ -13,7 +13,7 @@ from enrollment import services as enrollment
 from enrollment.models import DeviceStatus
 from tests.factories import DeviceFactory, ProgramFactory, SiteFactory, eligible_device, market
 
-LISTS = ["customers", "sites", "devices", "enrollments", "resources", "events", "settlement-runs"]
+LISTS = ["customers", "sites", "devices", "enrollments", "resources", "events", "settlement-runs", "ocpp-chargers"]
 
 
 @pytest.fixture
@@ -168,3 +168,41 @@ def test_the_map_sums_sites_per_cell_zoomed_out_and_shows_each_site_zoomed_in(as
         reverse("console:map"), {"format": "json", "zoom": "15", "bbox": "39.9,-75.2,40.0,-75.1", "state": "empty"}
     ).json()
     assert close["detail"] and [p[4] for p in close["points"]] == [1, 1, 1]
+
+
+def test_ocpp_chargers_show_their_connection_last_message_and_sessions(as_role):
+    from datetime import timedelta
+
+    from dispatch.ocpp import services as ocpp
+    from dispatch.ocpp.models import ChargingSession
+    from tests.dispatch.ocpp.conftest import EV
+
+    site = SiteFactory(market=market("PJM"), pricing_node="PECO_N001")
+    here = DeviceFactory(site=site, serial="EVSE-ON-1", **EV)
+    away = DeviceFactory(site=site, serial="EVSE-OFF-2", **EV)
+    charger = ocpp.issue_password(device=here)[0].charger
+    ocpp.issue_password(device=away)
+    now = timezone.now()
+    type(charger).objects.filter(pk=charger.pk).update(
+        connected=True,
+        protocol="ocpp2.0.1",
+        node="ocpp@host-a",
+        connected_at=now - timedelta(minutes=5),
+        last_message_at=now,
+        last_action="MeterValues",
+        vendor="Acme",
+        model="Wallbox 11",
+    )
+    ChargingSession.objects.create(charger=charger, device=here, transaction_id="T-1", started_at=now)
+    client = as_role("analyst")
+
+    page = client.get(_url("ocpp-chargers")).content.decode()
+    assert "EVSE-ON-1" in page and "OCPP 2.0.1 on ocpp@host-a since" in page and "MeterValues at" in page
+    assert "EVSE-OFF-2" in page and "never connected" in page and "Acme Wallbox 11" in page
+    connected = client.get(_url("ocpp-chargers", connected="true")).content.decode()
+    assert "EVSE-ON-1" in connected and "EVSE-OFF-2" not in connected
+    exported = list(
+        csv.reader(io.StringIO(b"".join(client.get(_url("ocpp-chargers", format="csv")).streaming_content).decode()))
+    )
+    sessions = exported[0].index("Sessions")
+    assert {row[0]: row[sessions] for row in exported[1:]} == {"EVSE-OFF-2": "0", "EVSE-ON-1": "1"}

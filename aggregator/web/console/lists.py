@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.core.paginator import EmptyPage, Paginator
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -29,6 +29,8 @@ from aggregator.web.console.access import operator_page
 from aggregator.web.templatetags.market_time import human_time, with_unit
 from dispatch.filtersets import DispatchEventFilter
 from dispatch.models import DispatchEvent
+from dispatch.ocpp.filtersets import ChargerFilter
+from dispatch.ocpp.models import Charger
 from enrollment.filtersets import CustomerFilter, DeviceFilter, EnrollmentFilter, SiteFilter
 from enrollment.models import Customer, Device, Enrollment, Site
 from settlement.filtersets import SettlementRunFilter
@@ -253,6 +255,57 @@ LISTINGS = {
         ),
     )
 }
+
+
+def _connection(charger: Charger) -> str:
+    if not charger.connected:
+        since = human_time(charger.disconnected_at, charger.device.site.market.time_zone)
+        return f"disconnected since {since}" if since else "never connected"
+    since = human_time(charger.connected_at, charger.device.site.market.time_zone)
+    return f"{charger.get_protocol_display()} on {charger.node or '?'} since {since}"
+
+
+def _last_message(charger: Charger) -> str:
+    at = human_time(charger.last_message_at, charger.device.site.market.time_zone)
+    return f"{charger.last_action} at {at}" if at else "none yet"
+
+
+LISTINGS["ocpp-chargers"] = Listing(
+    name="ocpp-chargers",
+    title="OCPP chargers",
+    queryset=lambda: Charger.objects.select_related("device__site__market").annotate(session_count=Count("sessions")),
+    filterset=ChargerFilter,
+    filters=("market", "connected", "protocol"),
+    search=("identity", "vendor", "model", "firmware"),
+    columns=(
+        Column(
+            "Identity",
+            lambda c: c.identity,
+            "identity",
+            link=lambda c: reverse("admin:ocpp_charger_change", args=[c.pk]),
+        ),
+        Column("Device", lambda c: c.device_id, "device_id"),
+        Column("Market", lambda c: c.device.site.market.code, "device__site__market__code"),
+        Column("Connection", _connection, "connected_at"),
+        Column("Last message", _last_message, "last_message_at"),
+        Column("Boot", lambda c: f"{c.vendor} {c.model} {c.firmware}".strip() or "–"),
+        Column(
+            "Applies its profile",
+            lambda c: {True: "yes", False: "no"}.get(c.applies_profile, "not known"),
+            "applies_profile",
+        ),
+        Column(
+            "Sessions",
+            lambda c: c.session_count,
+            "session_count",
+            link=lambda c: f"{reverse('admin:ocpp_chargingsession_changelist')}?{urlencode({'q': c.identity})}",
+        ),
+    ),
+    ordering="identity",
+    empty="No OCPP chargers yet: issue an EV charger its password (manage.py ocpp_password <device>, or the admin) "
+    "and point it at the OCPP server.",
+    choices={"market": _market_codes},
+)
 
 
 def _url(name: str, **query) -> str:
