@@ -7,6 +7,7 @@ loop, driven from the test through `ClientLoop.run`.
 
 import asyncio
 import base64
+import contextlib
 import threading
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -144,9 +145,10 @@ async def close_charger(charger) -> None:
     charger.task.cancel()
 
 
-@pytest.fixture
-def ocpp_server():
-    """A running Node on a free port of loopback: `.url` (ws://...), `.node`; stopped (connections closed) after."""
+@contextlib.contextmanager
+def running_node():
+    """A running Node on a free port of loopback, on its own thread and event loop: `.url` (ws://...), `.node`;
+    stopped (connections closed) on exit."""
     loop = asyncio.new_event_loop()
     node_box: dict = {}
     started = threading.Event()
@@ -171,9 +173,24 @@ def ocpp_server():
         url = f"ws://127.0.0.1:{node.port}"
 
     Server.node, Server.loop = node, loop
-    yield Server
-    loop.call_soon_threadsafe(node_box["stop"].set)
-    thread.join(timeout=15)
+    try:
+        yield Server
+    finally:
+        loop.call_soon_threadsafe(node_box["stop"].set)
+        thread.join(timeout=15)
+
+
+@pytest.fixture
+def ocpp_server():
+    with running_node() as server:
+        yield server
+
+
+@pytest.fixture
+def second_ocpp_server():
+    """Another server process's Node (as behind a load balancer): it holds its own chargers."""
+    with running_node() as server:
+        yield server
 
 
 @pytest.fixture

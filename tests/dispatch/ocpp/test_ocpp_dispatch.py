@@ -116,6 +116,28 @@ def test_a_dispatch_command_arrives_within_a_second_as_a_station_profile_and_acc
     clients.run(close_charger(charger))
 
 
+def test_behind_a_load_balancer_each_command_reaches_the_server_process_holding_its_charger(
+    ocpp_server, second_ocpp_server, clients, ev_charger, make_resource, celery_worker
+):
+    """Two server processes, a charger on each (one 1.6J, one 2.0.1): one event's commands are published to the
+    process that holds each charger, and each arrives within a second of being written, over its own connection."""
+    first, first_password = ev_charger()
+    second, second_password = ev_charger()
+    on_first = connect_plugged(clients, ocpp_server, first, first_password, "ocpp1.6")
+    on_second = connect_plugged(clients, second_ocpp_server, second, second_password, "ocpp2.0.1")
+    held = dict(Charger.objects.filter(device__in=[first, second]).values_list("device_id", "node"))
+    assert held == {first.pk: ocpp_server.node.name, second.pk: second_ocpp_server.node.name}
+
+    event = start_event(make_resource(devices=[first, second]), target_kw=8)
+    wait_for(lambda: on_first.profiles and on_second.profiles, timeout=20, what="both charging profiles")
+    for charger, device in ((on_first, first), (on_second, second)):
+        assert len(charger.profiles) == 1
+        assert charger.received_at[0] - command_of(event, device).created_at < timedelta(seconds=1)
+    wait_for(lambda: status_of(event, first) == status_of(event, second) == "accepted", timeout=5, what="both answers")
+    clients.run(close_charger(on_first))
+    clients.run(close_charger(on_second))
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_a_rejected_profile_takes_the_charger_out_and_another_charger_replaces_it(
     ocpp_server, clients, ev_charger, make_resource, celery_worker, version
