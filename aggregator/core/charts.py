@@ -23,13 +23,9 @@ def _nice_ceiling(value: float) -> float:
     return float(((int(value) // step) + 1) * step)
 
 
-def baseline_vs_actual(intervals: list[dict], *, zone: tzinfo, title: str) -> SafeString:
-    """A step chart of the resource's summed baseline and actual kW per interval (and where the target put the load).
-
-    `intervals` are `settlement.selectors.interval_totals` rows. The chart carries a text
-    title and description for screen readers; the table under it on the page has the figures.
-    """
-    rows = [
+def baseline_vs_actual_rows(intervals: list[dict]) -> list[dict]:
+    """`settlement.selectors.interval_totals` rows with where the target put the load (baseline - target)."""
+    return [
         {
             **r,
             "target_load_kw": (r["baseline_kw"] - r["target_kw"])
@@ -38,8 +34,16 @@ def baseline_vs_actual(intervals: list[dict], *, zone: tzinfo, title: str) -> Sa
         }
         for r in intervals
     ]
+
+
+def baseline_vs_actual(intervals: list[dict], *, zone: tzinfo, title: str) -> SafeString:
+    """A step chart of the resource's summed baseline and actual kW per interval (and where the target put the load).
+
+    `intervals` are `settlement.selectors.interval_totals` rows. The chart carries a text
+    title and description for screen readers; the table under it on the page has the figures.
+    """
     return step_chart(
-        rows,
+        baseline_vs_actual_rows(intervals),
         SERIES,
         zone=zone,
         title=title,

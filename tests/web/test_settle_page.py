@@ -63,3 +63,29 @@ def test_an_event_cancelled_while_it_ran_can_be_settled_one_cancelled_before_it_
     assert "Settle now" in client.get(page).content.decode()
     EventTransition.objects.filter(pk=stop.pk).update(from_state="scheduled", at=ended_event.start - timedelta(hours=1))
     assert "Settle now" not in client.get(page).content.decode()
+
+
+def test_the_statement_chart_carries_its_series_for_hover_and_zoom(ended_event, device_client, tmp_path, make_operator):
+    import html
+    import json
+
+    from settlement import services
+
+    event = ended_event
+    site_a, site_b = [m.device for m in event.resource.memberships.order_by("device_id")]
+    post_site_readings(device_client, site_a, event.start - timedelta(hours=3), [10, 10, 10, 4, 5])
+    post_site_readings(device_client, site_b, event.start - timedelta(hours=3), [6, 6, 6, 6, 2])
+    prices(tmp_path, event)
+    run = services.settle_event(event=event, by="analyst")
+    client = Client()
+    client.force_login(make_operator("analyst"))
+    page = client.get(reverse("console:statement", args=[run.pk])).content.decode()
+    assert "uPlot.iife.min.js" in page and "<svg" in page  # the SVG stays for readers without scripts
+    spec = json.loads(html.unescape(page.split('data-chart="', 1)[1].split('"', 1)[0]))
+    series = {s["label"]: s["values"] for s in spec["series"]}
+    # A + B: baselines 10 + 6, actuals 4 + 6 then 5 + 2 (meter before, meter after); the target 10 kW under it.
+    assert series["Baseline"] == [16.0, 16.0] and series["Actual"] == [10.0, 7.0]
+    assert series["Baseline − target"] == [6.0, 6.0] and spec["t"] == [
+        int(event.start.timestamp()),
+        int(event.start.timestamp()) + 3600,
+    ]

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from aggregator.aggregation.models import VirtualResource
 from aggregator.aggregation.selectors import capability_of
+from aggregator.core import charts as core_charts
 from aggregator.core.charts import step_chart
 from aggregator.core.errors import DomainError
 from aggregator.core.redis_client import client
@@ -332,7 +333,15 @@ def statement(request, pk: int):
         raise Http404
     if request.GET.get("format") == "csv":
         return pages.statement_csv(run)
-    return render(request, "console/statement.html", {**pages.statement_context(run), "section": "settlement"})
+    context = pages.statement_context(run)
+    context["chart"] = charts.interactive(
+        context["chart"],
+        core_charts.baseline_vs_actual_rows(context["totals"]),
+        core_charts.SERIES,
+        zone=context["zone"],
+        title=f"Event {run.event_id}: baseline vs actual, version {run.version}",
+    )
+    return render(request, "console/statement.html", {**context, "section": "settlement"})
 
 
 @operator_page()
