@@ -1,8 +1,6 @@
 """How an event's devices and sites performed: delivered against allocated energy, set-based in SQL, and a season's
 summary per program. Read by the console's performance report (and its CSV)."""
 
-from datetime import datetime
-
 from django.db import connection
 
 from dispatch.models import DispatchEvent
@@ -93,8 +91,12 @@ def site_performance(devices: list[dict]) -> list[dict]:
 
 _SEASON = """
 WITH ev AS (
+    -- the season is the market's calendar year, on its own clock
     SELECT e.id, r.program_id FROM dispatch_dispatchevent e JOIN aggregator_virtualresource r ON r.id = e.resource_id
-    WHERE e.start >= %(since)s AND e.start < %(until)s AND e.state NOT IN ('cancelled')
+    JOIN aggregator_market mk ON mk.id = r.market_id
+    WHERE e.start >= make_timestamp(%(year)s, 1, 1, 0, 0, 0) AT TIME ZONE mk.time_zone
+      AND e.start < make_timestamp(%(year)s + 1, 1, 1, 0, 0, 0) AT TIME ZONE mk.time_zone
+      AND e.state NOT IN ('cancelled')
 ), iv AS (
     SELECT i.event_id, row_number() OVER (PARTITION BY i.event_id ORDER BY i.start) AS n, i.start, i.target_kw,
            extract(epoch FROM i."end" - i.start) / 3600.0 AS hours
@@ -119,11 +121,11 @@ ORDER BY m.code, p.code
 """
 
 
-def season_summary(*, since: datetime, until: datetime) -> list[dict]:
-    """Per program, over events starting in [since, until): events, target, allocated and delivered kWh, the share
-    of the target delivered, and the customers dispatched."""
+def season_summary(*, year: int) -> list[dict]:
+    """Per program, over events starting in `year` on its market's clock: events, target, allocated and delivered
+    kWh, the share of the target delivered, and the customers dispatched."""
     with connection.cursor() as cursor:
-        cursor.execute(_SEASON, {"since": since, "until": until})
+        cursor.execute(_SEASON, {"year": year})
         rows = cursor.fetchall()
     return [
         {

@@ -64,3 +64,33 @@ def test_an_event_without_allocations_says_what_comes_next(make_resource, make_o
     )
     page = _analyst(make_operator).get(reverse("console:event-performance", args=[event.pk])).content.decode()
     assert 'class="empty"' in page and "fills in once the event is allocated" in page
+
+
+def test_the_season_is_the_markets_calendar_year_on_its_own_clock(ended_event, make_operator):
+    """An event at 20:00 on New Year's Eve in New York starts at 01:00 UTC on 1 January: it is in the PJM program's
+    season of the year it ends, not the next (it was counted by the UTC year)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from django.db import connection
+
+    event = ended_event
+    shift = event.start - datetime(2026, 12, 31, 20, tzinfo=ZoneInfo("America/New_York"))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            'UPDATE dispatch_dispatchevent SET start = start - %s, "end" = "end" - %s, notify_at = notify_at - %s '
+            "WHERE id = %s",
+            [shift, shift, shift, event.pk],
+        )
+        cursor.execute(
+            'UPDATE dispatch_eventinterval SET start = start - %s, "end" = "end" - %s WHERE event_id = %s',
+            [shift, shift, event.pk],
+        )
+    client = _analyst(make_operator)
+    code = f'<th scope="row">{event.resource.program.code}</th>'
+
+    def events_in(year: int) -> str:
+        page = client.get(reverse("console:season"), {"year": year}).content.decode()
+        return page[page.index(code) :].split("</tr>")[0].split("<td>")[1].split("</td>")[0]
+
+    assert (events_in(2026), events_in(2027)) == ("1", "0")

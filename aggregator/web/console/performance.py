@@ -2,7 +2,6 @@
 customers affected (and every device as CSV); a season's summary per program."""
 
 import csv
-from datetime import UTC, datetime
 
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
@@ -80,10 +79,10 @@ def event_performance(request, pk: int):
 
 @operator_page()
 def season(request):
-    """Per program, events starting in a calendar year (UTC; this year unless ?year=)."""
-    year = int(request.GET["year"]) if request.GET.get("year", "").isdigit() else timezone.now().year
-    since, until = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
-    rows = performance.season_summary(since=since, until=until)
+    """Per program, events starting in a calendar year on its market's clock (this year unless ?year=)."""
+    given = request.GET.get("year", "")
+    year = int(given) if given.isdigit() and 1900 <= int(given) <= 9999 else timezone.now().year
+    rows = performance.season_summary(year=year)
     return render(
         request,
         "console/season.html",
