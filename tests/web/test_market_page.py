@@ -264,6 +264,14 @@ def test_awards_beside_the_offer_todays_telemetry_against_them_and_revenue_by_da
     assert telemetry["09:00 EDT"] == ["09:00 EDT", "100.000", "-", "0", "-", "-"]
     assert telemetry["17:00 EDT"][1] == "150.000" and telemetry["12:00 EDT"][1] == "-"
     assert 'class="mark-poor"' in html and 'class="series-telemetry"' in html
+    # The same series for the interactive chart (hover values, zoom): 5-minute bins, the award on the same grid.
+    import html as markup
+    import json
+
+    spec = json.loads(markup.unescape(section(html, "telemetry-heading").split('data-chart="', 1)[1].split('"', 1)[0]))
+    series = {s["label"]: s["values"] for s in spec["series"]}
+    eight = spec["t"].index(int(datetime(2026, 7, 15, 8, tzinfo=NEW_YORK).timestamp()))
+    assert len(spec["t"]) == 288 and series["Awarded kW"][eight] == 120.0 and series["Telemetry kW"][eight] is not None
 
     # The 13th: the latest run (15.00, net 12.00) and the later statement (7.50 + 8.25); today's award, unsettled;
     # the operator test's 99.00 is no award's.

@@ -25,6 +25,7 @@ from aggregator.market import selectors
 from aggregator.market.models import Offer, OfferInterval, OfferState
 from aggregator.market.offers import services as offers
 from aggregator.reference.models import Market
+from aggregator.web.console import charts
 from aggregator.web.console.views import operator_page
 
 REVENUE_DAYS = 31
@@ -277,6 +278,10 @@ def _offer_context(request: HttpRequest, picked: selectors.OfferVersion, zone, *
     }
 
 
+# The telemetry chart's series as charts.js draws them with hover values and zoom (key, label, colour, dash).
+TELEMETRY_SERIES = [("kw", "Telemetry kW", "#1f6feb", ""), ("awarded", "Awarded kW", "#c2410c", "6 4")]
+
+
 def _resource_context(request, chosen: Market, resource: VirtualResource, now, zone, start, end) -> dict:
     bins = selectors.telemetry_vs_award(
         resource=resource, start=start, end=end, bin_minutes=int(chosen.real_time_interval_minutes)
@@ -308,6 +313,13 @@ def _resource_context(request, chosen: Market, resource: VirtualResource, now, z
                 ),
             ],
             chart_id="telemetry-chart",
+        )
+        chart = charts.interactive(
+            chart,
+            [{"start": b.start, "kw": b.kw, "awarded": _number(b.awarded_kw)} for b in bins],
+            TELEMETRY_SERIES,
+            zone=zone,
+            title=f"{resource.name}: today's telemetry vs award",
         )
     return {
         "telemetry_chart": chart,

@@ -13,7 +13,7 @@
       height: 280,
       tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), spec.zone); },
       cursor: { drag: { x: true, y: false } },
-      scales: { y: { range: function (u, min, max) { return [0, Math.max(max, 1) * 1.05]; } } },
+      scales: { y: { range: function (u, min, max) { return [Math.min(min, 0) * 1.05, Math.max(max, 1) * 1.05]; } } },
       axes: [{}, { label: spec.unit, size: 60 }],
       series: [{ label: "Interval (" + spec.zone + ")" }].concat(spec.series.map(function (s) {
         return {
