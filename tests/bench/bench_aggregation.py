@@ -1,4 +1,4 @@
-"""Aggregation builder and capability: 100,000 active devices over 500 pricing nodes (targets: each under 10 s).
+"""Aggregation builder and capability: 100,000 active devices over 1,000 pricing nodes (targets: each under 10 s; at a million devices over 10,000 nodes, the builder under 20 s and capability under 30 s).
 
 Setup (not timed): a 100,000-device PJM fleet through the fleet import, active
 enrollments and heartbeat statuses written set-based. Timed: the builder
@@ -7,6 +7,7 @@ balance into resources), accepting its proposal (memberships written), and the
 capability of every resource now and by hour for 48 hours.
 """
 
+import os
 import time
 
 from django.contrib.auth import get_user_model
@@ -20,9 +21,11 @@ from aggregator.demo.fleet import fleet_csv
 from aggregator.reference.models import Market, Program
 from enrollment.fleet_import import import_fleet
 
-DEVICES = 100_000
-NODES = 500
-TARGET_SECONDS = 10.0
+DEVICES = int(os.environ.get("BENCH_AGG_DEVICES", "100000"))
+NODES = max(DEVICES // 100, 1)
+# Issue targets: each under 10 s at 100,000 devices; at a million, the builder under 20 s and capability under 30 s.
+BUILDER_TARGET_SECONDS = 10.0 if DEVICES <= 100_000 else 20.0
+CAPABILITY_TARGET_SECONDS = 10.0 if DEVICES <= 100_000 else 30.0
 TARGET_FAILED = False
 
 
@@ -109,8 +112,9 @@ def run() -> list[str]:
         f"capability of one resource ({one['members']} members): {(time.perf_counter() - started) * 1000:.0f} ms"
     )
 
-    TARGET_FAILED = build > TARGET_SECONDS or capability_seconds > TARGET_SECONDS
+    TARGET_FAILED = build > BUILDER_TARGET_SECONDS or capability_seconds > CAPABILITY_TARGET_SECONDS
     lines.append(
-        f"target: builder and capability each under {TARGET_SECONDS:.0f} s -> {'MISSED' if TARGET_FAILED else 'MET'}"
+        f"target: builder under {BUILDER_TARGET_SECONDS:.0f} s, capability under {CAPABILITY_TARGET_SECONDS:.0f} s "
+        f"-> {'MISSED' if TARGET_FAILED else 'MET'}"
     )
     return lines

@@ -1,4 +1,4 @@
-"""Dispatch: a real-time event on a 100,000-device resource (target: commands ready for every device within 10 s of start) and device polls (target: 2,000/s with commands pending), each against its bare limit.
+"""Dispatch: a real-time event on a 100,000-device resource (target: commands ready for every device within 10 s of start; 60 s at a million) and device polls (target: 2,000/s with commands pending), each against its bare limit.
 
 Setup (not timed): 100,000 devices at one pricing node through the fleet import, active
 in a program, online, all members of one registered resource.
@@ -50,7 +50,8 @@ WORKER_CONCURRENCY = int(os.environ.get("BENCH_DISPATCH_WORKERS", "2"))
 POLL_CLIENTS = int(os.environ.get("BENCH_POLL_CLIENTS", "16"))
 POLL_SECONDS = float(os.environ.get("BENCH_POLL_SECONDS", "15"))
 POLL_DEVICES = 2_000
-TARGET_SECONDS = 10.0
+# Issue targets: commands ready within 10 s at 100,000 devices; every command committed within 60 s at a million.
+TARGET_SECONDS = 10.0 if DEVICES <= 100_000 else 60.0
 TARGET_POLLS = 2_000
 TARGET_FAILED = False
 TARGET_RATIO = 0.5
@@ -158,7 +159,7 @@ def _event(resource: VirtualResource, lines: list[str]) -> list[int]:
             over_commit_pct=0,
             by="bench",
         )
-        deadline = time.time() + 120
+        deadline = time.time() + max(120, 4 * TARGET_SECONDS)
         done_at = None
         while time.time() < deadline:
             event.refresh_from_db()

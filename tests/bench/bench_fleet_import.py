@@ -1,10 +1,11 @@
-"""Fleet CSV import: 100,000 devices over 500 pricing nodes (target: under 60 s on PostgreSQL).
+"""Fleet CSV import: 100,000 devices over 1,000 pricing nodes (target: under 60 s on PostgreSQL; a million over 10,000 under 5 minutes).
 
 Times the whole import path an operator's upload takes (decode, parse and validate
 every row, COPY into staging, conflict checks, set-based upserts, commit), then a
 re-import of the same file (every row checked, nothing changes).
 """
 
+import os
 import time
 
 from django.db import connection
@@ -13,9 +14,10 @@ from aggregator.demo.fleet import fleet_csv
 from enrollment.fleet_import import import_fleet
 from enrollment.models import Customer, Device, Site
 
-DEVICES = 100_000
-NODES_PER_MARKET = 250  # two markets: 500 pricing nodes
-TARGET_SECONDS = 60.0
+DEVICES = int(os.environ.get("BENCH_FLEET_DEVICES", "100000"))
+NODES_PER_MARKET = max(DEVICES // 200, 1)  # two markets: a pricing node per 100 devices
+# Issue targets: 100,000 devices in under a minute, a million (10,000 nodes) in under five.
+TARGET_SECONDS = 60.0 if DEVICES <= 100_000 else 300.0
 TARGET_FAILED = False
 
 

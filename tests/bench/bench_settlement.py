@@ -32,7 +32,8 @@ from settlement.models import SettlementTerms, SiteSettlement
 from tests.bench.ratios import Ratio
 
 SITES = int(os.environ.get("BENCH_SETTLEMENT_SITES", "10000"))
-TARGET_SECONDS = 60.0
+# Issue targets: 10,000 sites x 45 days under 60 s; 100,000 sites under 5 minutes.
+TARGET_SECONDS = 60.0 if SITES <= 10_000 else 300.0
 TARGET_FAILED = False
 RATIOS: list[Ratio] = []
 
