@@ -282,6 +282,18 @@ def _finished_chunks(log: str) -> set[str]:
     return _chunks(log, "succeeded")
 
 
+def _finished_at(log: str, ids: set[str]) -> datetime | None:
+    """When the last of these chunks finished, from the worker's log (its times are the machine's local time)."""
+    stamps = [
+        datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").astimezone(UTC)
+        for stamp, task in re.findall(
+            r"\[(\S+ \S+): INFO/[^\]]+\] Task dispatch\.tasks\.issue_command_chunk\[([0-9a-f-]+)\] succeeded", log
+        )
+        if task in ids
+    ]
+    return max(stamps, default=None)
+
+
 def _unfinished_chunks(log: str) -> set[str]:
     """The fan-out chunks a worker received and did not finish, from its log."""
     return _chunks(log, "received") - _finished_chunks(log)
@@ -497,7 +509,10 @@ def test_scale_out_survives_a_worker_host_and_a_web_host(deployment):
     after_web_kill = [f for f in failures if f[0] >= web_killed_at.timestamp()]
     down = [e for e in proxy_figures["events"] if e["event"] == "down" and e["backend"].startswith(ADDRESS["web1"])]
     held = _unfinished_chunks(d.log("worker1").read_text(errors="replace"))
-    redelivered = len(held & _finished_chunks(d.log("worker2").read_text(errors="replace")))
+    worker2_log = d.log("worker2").read_text(errors="replace")
+    redelivered = len(held & _finished_chunks(worker2_log))
+    rerun_at = _finished_at(worker2_log, held)
+    rerun = (rerun_at - worker_killed_at).total_seconds() if rerun_at else float("nan")
 
     gone = (down[0]["at"] - web_killed_at.timestamp()) if down else float("nan")
     last_failure = (after_web_kill[-1][0] - web_killed_at.timestamp()) if after_web_kill else 0.0
@@ -515,7 +530,7 @@ def test_scale_out_survives_a_worker_host_and_a_web_host(deployment):
         (
             f"worker1 killed {(worker_killed_at - notify_at).total_seconds():.2f} s after notify with "
             f"{issued_at_kill:,} of {needed:,} commands committed; it had {len(held)} chunks unfinished, "
-            f"{redelivered} of them then run by worker2; fan-out complete "
+            f"{redelivered} of them then run by worker2, the last done {rerun:.2f} s after the kill; fan-out complete "
             f"{(fan_out_done_at - worker_killed_at).total_seconds():.2f} s after the kill, the last command "
             f"committed {before_start:.1f} s before the start"
         ),
