@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 WITH_SERVICES := $(PY) deploy/devservices.py exec --
 
-.PHONY: run test lint hardening bench bench-million install manage services-up services-down check clean
+.PHONY: run test lint hardening bench bench-million scale-test install manage services-up services-down check clean
 
 $(VENV)/.installed: pyproject.toml deploy/bootstrap.sh
 	sh deploy/bootstrap.sh $(VENV)
@@ -45,6 +45,15 @@ MILLION_BENCHES ?= fleet_import aggregation dispatch console settlement readback
 bench-million: $(VENV)/.installed
 	status=0; for name in $(MILLION_BENCHES); do \
 		env $(MILLION) $(WITH_SERVICES) $(PY) tests/bench/run.py bench_$$name || status=1; done; exit $$status
+
+# The multi-host scale-out test (tests/scale): network namespaces as hosts (PostgreSQL, RabbitMQ + Redis, two web
+# hosts behind a proxy, two worker hosts, beat, the device fleet), a worker host and a web host killed mid-event.
+# Needs root and `ip netns`; starts its own servers in the namespaces, so no DATABASE_URL / REDIS_URL is used.
+# Not Django's test runner: -p no:django and --confcutdir keep the suite's settings and fixtures out of it.
+scale-test: $(VENV)/.installed
+	@if [ "$$(id -u)" != 0 ] || ! ip netns list >/dev/null 2>&1; then \
+		echo "scale-test: skipped: it needs root and 'ip netns' (network namespaces) to build its hosts"; exit 0; fi
+	$(PY) -m pytest -p no:django -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir tests/scale -s tests/scale $(PYTEST_ARGS)
 
 # Any management command with the same environment, e.g. make manage CMD="createsuperuser"
 manage: $(VENV)/.installed

@@ -363,6 +363,9 @@ DISPATCH_POLL_SECONDS = {
     "live": int(os.environ.get("DISPATCH_POLL_LIVE_SECONDS", "10")),
     "idle": int(os.environ.get("DISPATCH_POLL_IDLE_SECONDS", "30")),
 }
+# Devices per fan-out chunk (one task, one set-based statement each); smaller chunks spread a fan-out over more
+# worker processes, larger ones cost fewer tasks.
+DISPATCH_FAN_OUT_CHUNK = max(1, int(os.environ.get("DISPATCH_FAN_OUT_CHUNK", "5000")))
 # How long a device token's poll answer may be served from Redis at most (0: never);
 # see dispatch.poll_cache for why a change is never hidden by it.
 DISPATCH_POLL_CACHE_SECONDS = int(os.environ.get("DISPATCH_POLL_CACHE_SECONDS", "60"))

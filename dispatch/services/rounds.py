@@ -4,6 +4,7 @@ import time
 from datetime import UTC, datetime
 
 import numpy as np
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -19,7 +20,7 @@ from dispatch.models import (
 )
 from dispatch.services.states import S, transition
 
-FAN_OUT_CHUNK = 5_000
+FAN_OUT_CHUNK = settings.DISPATCH_FAN_OUT_CHUNK  # 5,000 unless DISPATCH_FAN_OUT_CHUNK says otherwise
 
 
 def intervals_of(event: DispatchEvent) -> list[EventInterval]:
