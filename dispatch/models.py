@@ -190,11 +190,16 @@ class Allocation(models.Model):
         UTILITY_OVERRIDE = "utility_override", "Its distribution utility blocked dispatch in its area"
         REBOUND_LIMIT = "rebound_limit", "Held back by the program's rebound limit"
 
+    # No database foreign keys (db_constraint=False) on this table and the commands': a round writes a row for
+    # every member device in one statement, from the members it read with the event locked, and PostgreSQL's check
+    # of each key (a KEY SHARE lock on the device's and the event's row) cost as much as the insert itself, 41 us a
+    # row (tests/bench/bench_dispatch.py at a million devices). Devices and events are never deleted while they have
+    # rows here (PROTECT; Django applies on_delete itself).
     event = models.ForeignKey(
-        DispatchEvent, on_delete=models.CASCADE, related_name="allocations", db_index=False
+        DispatchEvent, on_delete=models.CASCADE, related_name="allocations", db_index=False, db_constraint=False
     )  # the unique (event, device) index leads with it
     round = models.PositiveIntegerField()
-    device = models.ForeignKey("enrollment.Device", on_delete=models.PROTECT, related_name="+")
+    device = models.ForeignKey("enrollment.Device", on_delete=models.PROTECT, related_name="+", db_constraint=False)
     customer_id = models.BigIntegerField()
     kw = ArrayField(models.FloatField())
     available_kw = ArrayField(models.FloatField())
@@ -218,7 +223,9 @@ class Allocation(models.Model):
     class Meta:
         ordering = ["event_id", "device_id"]
         constraints = [models.UniqueConstraint(fields=["event", "device"], name="allocation_unique")]
-        indexes = [models.Index(fields=["event", "round"], name="allocation_event_round")]
+        # (event, round, device): a fan-out chunk reads its devices' range of the round, not the whole event's
+        # allocations (which it did through (event, round) alone: every chunk scanned all of them).
+        indexes = [models.Index(fields=["event", "round", "device"], name="allocation_event_round_device")]
 
     @property
     def explanation(self) -> str:
@@ -257,10 +264,11 @@ class DeviceCommand(models.Model):
         EXPIRED = "expired", "Expired unacknowledged"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # No database foreign keys: see Allocation (a fan-out chunk writes thousands of commands in one statement).
     event = models.ForeignKey(
-        DispatchEvent, on_delete=models.CASCADE, related_name="commands", db_index=False
+        DispatchEvent, on_delete=models.CASCADE, related_name="commands", db_index=False, db_constraint=False
     )  # the unique (event, device, ...) indexes lead with it
-    device = models.ForeignKey("enrollment.Device", on_delete=models.PROTECT, related_name="+")
+    device = models.ForeignKey("enrollment.Device", on_delete=models.PROTECT, related_name="+", db_constraint=False)
     sequence = models.PositiveIntegerField(help_text="1 for the first command of the event to this device, then 2, ...")
     round = models.PositiveIntegerField()
     kind = models.CharField(max_length=10, choices=Kind.choices)
