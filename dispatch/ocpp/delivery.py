@@ -16,7 +16,7 @@ import logging
 import redis
 from django.db import transaction
 
-from aggregator.core import redis_client
+from aggregator.core import queries, redis_client
 from dispatch.models import DeviceCommand
 from dispatch.ocpp.models import Charger
 
@@ -37,7 +37,7 @@ def channel(node: str) -> str:
 
 def serves(device_ids: list[int]) -> bool:
     """Whether any of these devices is an OCPP charger."""
-    return Charger.objects.filter(device_id__in=device_ids).exists()
+    return queries.any_with(Charger, "device", device_ids)
 
 
 def publish(device_ids: list[int], kind: str) -> int:

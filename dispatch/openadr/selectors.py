@@ -2,6 +2,7 @@
 
 from django.db.models import Q, QuerySet
 
+from aggregator.core import queries
 from dispatch.openadr import schema
 from dispatch.openadr.models import Client, Event, Resource, Ven
 
@@ -40,4 +41,4 @@ def event_readers(event: Event) -> set[int] | None:
 
 def serves_devices(device_ids: list[int]) -> bool:
     """Whether any of these devices is a VEN's resource (the OpenADR delivery channel serves it)."""
-    return Resource.objects.filter(device_id__in=device_ids).exists()
+    return queries.any_with(Resource, "device", device_ids)

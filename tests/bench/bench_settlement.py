@@ -104,14 +104,17 @@ def _setup() -> DispatchEvent:
                WHERE d.serial LIKE 'STLS%%' AND d.site_id IN (SELECT id FROM bench_sites)""",
             [event.pk],
         )
-        # A daily shape per site, a little lower during the event hours (the sites responded).
+        # A daily shape per site, a little lower during the event hours (the sites responded). Written in key
+        # order (each site's hours, then the next site: the LATERAL keeps the sites outside), which fills the
+        # partitions' keys from their right edge: at 100,000 sites (110 million rows) an order of the planner's
+        # choosing took over an hour.
         cursor.execute(
             """INSERT INTO settlement_reading (meter_kind, meter_id, start, interval_seconds, kwh, quality, received_at, revision)
                SELECT 1, s.id, t, 3600,
                       round((1 + (s.id %% 7) * 0.1 + 0.5 * sin(extract(hour FROM t) / 24 * 2 * pi())
                              - CASE WHEN t >= %(start)s THEN 0.4 ELSE 0 END)::numeric, 6), 1, now(), 1
-               FROM bench_sites s,
-                    generate_series(%(first)s, %(last)s, interval '1 hour') t""",
+               FROM (SELECT id FROM bench_sites ORDER BY id) s
+                    CROSS JOIN LATERAL generate_series(%(first)s, %(last)s, interval '1 hour') t""",
             {
                 "start": start,
                 "first": start - services.lookback("pjm-high-4-of-5", None),
