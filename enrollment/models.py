@@ -152,7 +152,11 @@ class Site(models.Model):
                 condition=Q(export_limit_kw__isnull=True) | Q(export_limit_kw__gte=0), name="site_export_limit_range"
             ),
         ]
-        indexes = [models.Index(fields=["market", "pricing_node"], name="site_market_pnode")]
+        indexes = [
+            models.Index(fields=["market", "pricing_node"], name="site_market_pnode"),
+            # The console's sites list is ordered by meter: without it every page sorted every site (~1 s at 750,000).
+            models.Index(fields=["meter_id", "id"], name="site_meter_order"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.utility} {self.meter_id or '(no meter)'}"
