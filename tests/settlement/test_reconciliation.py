@@ -84,15 +84,19 @@ def test_baseline_meter_data_and_missing_intervals_are_told_apart_in_pjms_layout
     baseline. Hour 2: its load is 8 kWh (ours 7): meter data. The hour after: only the market has it."""
     event = settled
     zone = ZoneInfo(event.resource.market.time_zone)
-    local = event.start.astimezone(zone)
-    midnight = local.replace(hour=0).astimezone(UTC)
-    he = int((event.start - midnight).total_seconds() // 3600) + 1
-    day = local.date().isoformat()
+
+    def day_and_hour_ending(hour: int) -> str:
+        """The market's date and hour ending of the event's hour `hour`: the third can fall on the next day."""
+        local = (event.start + timedelta(hours=hour)).astimezone(zone)
+        midnight = local.replace(hour=0).astimezone(UTC)
+        he = int((local - midnight).total_seconds() // 3600) + 1
+        return f"{local.date().isoformat()},{he}"
+
     text = (
         PJM
-        + f"{event.pk},{day},{he},0.020,0.010,0.010,100,1.00\n"
-        + f"{event.pk},{day},{he + 1},0.018,0.008,0.010,200,2.00\n"
-        + f"{event.pk},{day},{he + 2},0.018,0.018,0,300,0\n"
+        + f"{event.pk},{day_and_hour_ending(0)},0.020,0.010,0.010,100,1.00\n"
+        + f"{event.pk},{day_and_hour_ending(1)},0.018,0.008,0.010,200,2.00\n"
+        + f"{event.pk},{day_and_hour_ending(2)},0.018,0.018,0,300,0\n"
     )
     result = imported(tmp_path, event, text, form="pjm")
     assert [line.causes for line in result.lines] == [("baseline",), ("meter_data",), ("missing_ours",)]
