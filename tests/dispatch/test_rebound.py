@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
+import time_machine
 
 from dispatch import rebound, services
 from dispatch.models import Allocation, AllocationRound, DeviceCommand
@@ -58,6 +59,15 @@ THERMOSTAT = {
 }
 
 
+def _afternoon() -> datetime:
+    """The coming 17:00 UTC (midday on the resources' clocks): thermostats and water heaters offer kW by the hour
+    of their day, so these tests fix the hour instead of taking whatever hour the suite runs at."""
+    now = datetime.now(UTC)
+    at = now.replace(hour=17, minute=0, second=0, microsecond=0)
+    return at if at > now else at + timedelta(days=1)
+
+
+@time_machine.travel(_afternoon(), tick=True)
 def test_a_programs_rebound_limit_staggers_the_devices_restores(program, make_resource, client, make_operator):
     program.rebound_pct, program.rebound_minutes, program.rebound_limit_kw = Decimal("100"), 60, Decimal("12")
     program.save()
@@ -88,6 +98,7 @@ def test_a_programs_rebound_limit_staggers_the_devices_restores(program, make_re
     assert "Expected rebound" in page and "staggered" in page and "Within" in page
 
 
+@time_machine.travel(_afternoon(), tick=True)
 def test_a_limit_no_stagger_can_meet_holds_thermostats_back_and_the_need_passes_to_devices_that_do_not_rebound(
     program, make_resource
 ):

@@ -245,7 +245,8 @@ def test_simulate_market_once_posts_its_awards_to_the_platform_and_sends_a_real_
     make_resource, make_offer, live_server, tmp_path, settings
 ):
     resource = make_resource()
-    offer = make_offer(resource, tomorrow_at(0), hours=24)
+    # Its deadline has passed, so `--once` (on the real clock) clears it at any hour of the day.
+    offer = make_offer(resource, tomorrow_at(0), hours=24, deadline=datetime.now(UTC) - timedelta(minutes=1))
     client = market_client()
     token = client._credentials["HTTP_AUTHORIZATION"].removeprefix("Bearer ")
     state = tmp_path / "market.json"
