@@ -10,7 +10,7 @@ from settlement import services
 from settlement.models import RetailEvent, SettlementTerms, SiteSettlement
 from tests.dispatch.conftest import make_resource  # noqa: F401  (the fixture)
 from tests.factories import SiteFactory
-from tests.settlement.test_settlement_rules import ANY_DAY, NEW_YORK, sites
+from tests.settlement.test_settlement_rules import ANY_DAY, NEW_YORK, at_local_noon, sites
 from tests.settlement.test_settlement_runs import ended_event, post_site_readings  # noqa: F401
 
 HEADER = "utility,meter_id,program,start,end\n"
@@ -26,7 +26,7 @@ def test_a_retail_event_day_is_not_a_baseline_day(ended_event, device_client, tm
     """PJM High 4 of 5 without adjustment, 10 kWh an hour for three weeks, except the most recent baseline day D
     at 20 kWh an hour. The utility's list says site A had a peak-time rebate event on D: A leaves D out
     (baseline 10 kW: reductions 6, 5), B, not in the list, keeps it ((20 + 3 x 10) / 4 = 12.5 kW)."""
-    event = ended_event
+    event = at_local_noon(ended_event)
     site_a, site_b = sites(event)
     SettlementTerms.objects.filter(program=event.resource.program).update(
         baseline_method="pjm-high-4-of-5", baseline_params={"adjustment": "none"} | ANY_DAY

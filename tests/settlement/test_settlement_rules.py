@@ -17,7 +17,7 @@ from settlement import services
 from settlement.models import SettlementTerms, SiteSettlement
 from tests.dispatch.conftest import make_resource  # noqa: F401  (the fixture)
 from tests.factories import GENERATOR, DeviceFactory
-from tests.settlement.test_settlement_runs import ended_event, post_site_readings, prices  # noqa: F401
+from tests.settlement.test_settlement_runs import ended_event, move_event, post_site_readings, prices  # noqa: F401
 
 NEW_YORK = ZoneInfo("America/New_York")
 # The events of these tests are two days before today, a weekday or not: weekend and holiday events use the
@@ -32,6 +32,13 @@ ANY_DAY = {
 
 def sites(event):
     return [m.device for m in event.resource.memberships.order_by("device_id")]
+
+
+def at_local_noon(event):
+    """The event moved to noon, New York time, of its own day: its hours then share one local date
+    whatever the hour the test runs at (an event that crosses midnight takes its second hour's
+    baseline from the day after each baseline day)."""
+    return move_event(event, datetime.combine(event.start.astimezone(NEW_YORK).date(), time(12), NEW_YORK))
 
 
 def rule_codes(run) -> list[str]:
@@ -194,7 +201,7 @@ def test_a_sites_days_dispatched_by_any_resource_are_not_its_baseline_days(ended
     turns out to have been 20 kWh an hour, and site A had another device dispatched that day by another
     resource. A leaves D out (baseline 10 kW: reductions 6, 5); B keeps it ((20 + 3 x 10) / 4 = 12.5 kW:
     reductions 6.5, 10.5). Before, only the same resource's events were left out."""
-    event = ended_event
+    event = at_local_noon(ended_event)
     site_a, site_b = sites(event)
     SettlementTerms.objects.filter(program=event.resource.program).update(
         baseline_method="pjm-high-4-of-5", baseline_params={"adjustment": "none"} | ANY_DAY

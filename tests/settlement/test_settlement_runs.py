@@ -45,7 +45,24 @@ def ended_event(make_resource, django_capture_on_commit_callbacks):
             by="tester",
         )
         dispatch.allocate(event=event, reason="test", now=datetime.now(UTC))
-    shift = timedelta(days=2, hours=1)
+    move_event(event, start - timedelta(days=2, hours=1))
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE dispatch_allocation SET kw = ARRAY[5, 5]::float8[] WHERE event_id = %s", [event.pk])
+    SettlementTerms.objects.create(
+        program=resource.program,
+        baseline_method="meter-before-meter-after",
+        capacity_rate_per_kw=10,
+        penalty_per_kw=4,
+        sharing_rule="revenue_share",
+        sharing_value=50,
+        fee_pct=10,
+    )
+    return event
+
+
+def move_event(event, start):
+    """Moves an event, its intervals and its notice to begin at `start`, and marks it completed."""
+    shift = event.start - start
     with connection.cursor() as cursor:
         cursor.execute(
             'UPDATE dispatch_dispatchevent SET start = start - %s, "end" = "end" - %s, notify_at = notify_at - %s, '
@@ -56,17 +73,7 @@ def ended_event(make_resource, django_capture_on_commit_callbacks):
             'UPDATE dispatch_eventinterval SET start = start - %s, "end" = "end" - %s WHERE event_id = %s',
             [shift, shift, event.pk],
         )
-        cursor.execute("UPDATE dispatch_allocation SET kw = ARRAY[5, 5]::float8[] WHERE event_id = %s", [event.pk])
     event.refresh_from_db()
-    SettlementTerms.objects.create(
-        program=resource.program,
-        baseline_method="meter-before-meter-after",
-        capacity_rate_per_kw=10,
-        penalty_per_kw=4,
-        sharing_rule="revenue_share",
-        sharing_value=50,
-        fee_pct=10,
-    )
     return event
 
 
