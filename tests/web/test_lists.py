@@ -71,6 +71,27 @@ def test_devices_are_searched_filtered_by_market_and_online_sorted_and_paged(as_
     assert "51–63 of 63 devices" in second and 'rel="prev"' in second
 
 
+def test_a_long_list_is_counted_only_as_far_as_it_is_paged(as_role, monkeypatch):
+    """Past COUNT_UP_TO rows (10,000; 60 here) a list says "more than" and keeps a next page, the way to every
+    page stays open, and the last page, once reached, is counted exactly."""
+    from aggregator.web.console import lists
+
+    monkeypatch.setattr(lists, "COUNT_UP_TO", 60)
+    site = SiteFactory()
+    DeviceFactory.create_batch(163, site=site)
+    client = as_role("analyst")
+    first = client.get(_url("devices", ordering="-rated_kw")).content.decode()
+    assert "1–50 of more than 60 devices" in first and 'rel="next"' in first and "Page 1</span>" in first
+    third = client.get(_url("devices", page=3)).content.decode()
+    assert "101–150 of more than 150 devices" in third and 'rel="next"' in third
+    last = client.get(_url("devices", page=4)).content.decode()
+    assert "151–163 of 163 devices" in last and 'rel="next"' not in last and "Page 4 of 4" in last
+    beyond = client.get(_url("devices", page=9)).content.decode()  # past the end: the last page
+    assert "151–163 of 163 devices" in beyond
+    few = client.get(_url("devices", search="no-such-serial")).content.decode()
+    assert "Nothing matches" in few
+
+
 def test_the_same_filter_means_the_same_on_the_api_and_in_the_console(as_role, api_as):
     site = SiteFactory(pricing_node="NODE_A")
     DeviceFactory(site=site, serial="ON-NODE-A")
