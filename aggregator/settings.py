@@ -299,11 +299,16 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The console's fleet page shows the fleet as beat last counted it (every FLEET_COUNT_SECONDS); a page that finds
+# no count younger than FLEET_COUNT_MAX_AGE_SECONDS (beat stopped) counts it itself.
+FLEET_COUNT_SECONDS = int(os.environ.get("FLEET_COUNT_SECONDS", "60"))
+FLEET_COUNT_MAX_AGE_SECONDS = int(os.environ.get("FLEET_COUNT_MAX_AGE_SECONDS", "300"))
 # Beat's own schedule; django-celery-beat copies it into the database on start, where
 # operators can see and pause entries in the admin.
 CELERY_BEAT_SCHEDULE = {
     "lapse-overdue-utility-reviews": {"task": "enrollment.tasks.lapse_overdue_utility_reviews", "schedule": 15 * 60},
     "mark-silent-devices-offline": {"task": "enrollment.tasks.mark_silent_devices_offline", "schedule": 60},
+    "count-fleet": {"task": "enrollment.tasks.count_fleet", "schedule": FLEET_COUNT_SECONDS},
     "create-reading-partitions-ahead": {
         "task": "settlement.tasks.create_reading_partitions_ahead",
         "schedule": 6 * 3600,

@@ -492,3 +492,21 @@ class FleetImport(UploadJob):
 
     def __str__(self) -> str:
         return f"fleet import {self.pk} ({self.state})"
+
+
+class FleetCount(models.Model):
+    """The fleet counted: devices by type and status, sites and devices per pricing node, enrollments by state.
+    Beat counts it every minute (enrollment.services.count_fleet); the console's fleet page shows the latest
+    count with its time, because counting a million devices takes seconds, too long for a page."""
+
+    counted_at = models.DateTimeField()
+    seconds = models.FloatField()  # how long the count took
+    by_type = models.JSONField()  # [[device type, online, offline or never seen, devices, rated kW]]
+    nodes = models.JSONField()  # [[market, pricing node, sites, devices, online, rated kW]]
+    enrollment = models.JSONField()  # [[state, enrollments]], the most first
+
+    class Meta:
+        indexes = [models.Index(fields=["-counted_at"], name="fleet_count_latest")]
+
+    def __str__(self) -> str:
+        return f"fleet count at {self.counted_at:%Y-%m-%d %H:%M:%S}"

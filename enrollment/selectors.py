@@ -8,7 +8,7 @@ from django.utils import timezone
 from aggregator.reference.models import Program, Utility
 from enrollment.eligibility import EligibilityFacts
 from enrollment.lifecycle import OPEN, State
-from enrollment.models import Consent, Device, Enrollment, RetailProgramParticipation, Site
+from enrollment.models import Consent, Device, Enrollment, FleetCount, RetailProgramParticipation, Site
 
 
 def eligibility_facts(
@@ -110,3 +110,8 @@ def site_tz(site: Site) -> ZoneInfo:
 def overdue_reviews(*, now: datetime | None = None) -> QuerySet[Enrollment]:
     now = now or timezone.now()
     return Enrollment.objects.filter(state=State.UTILITY_REVIEW, review_deadline__lte=now)
+
+
+def latest_fleet_count() -> FleetCount | None:
+    """The fleet's latest count (enrollment.services.count_fleet), or none before the first."""
+    return FleetCount.objects.order_by("-counted_at").first()

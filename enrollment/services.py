@@ -4,13 +4,14 @@ Every function takes keyword arguments, runs in one transaction and raises a
 DomainError (never half-writes) when the domain refuses.
 """
 
+import time
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
@@ -29,6 +30,7 @@ from enrollment.models import (
     DeviceStatus,
     Enrollment,
     EnrollmentTransition,
+    FleetCount,
     Gateway,
     SiteOutage,
 )
@@ -453,3 +455,42 @@ def mark_silent_devices_offline(*, now: datetime | None = None, missed_heartbeat
             [now, now, missed_heartbeats],
         )
         return cursor.rowcount
+
+
+def count_fleet(*, now: datetime | None = None) -> FleetCount:
+    """Counts the fleet (three set-based queries: devices by node and type, with their status; sites by node;
+    enrollments by state) and keeps this count as the latest, deleting the ones before it."""
+    now = now or timezone.now()
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("""
+            SELECT m.code, site.pricing_node, d.device_type, count(*), count(*) FILTER (WHERE s.online),
+                   coalesce(sum(d.rated_kw), 0)::float8
+            FROM enrollment_device d JOIN enrollment_site site ON site.id = d.site_id
+            JOIN aggregator_market m ON m.id = site.market_id
+            LEFT JOIN enrollment_devicestatus s ON s.device_id = d.id
+            GROUP BY m.code, site.pricing_node, d.device_type""")
+        groups = cursor.fetchall()
+        cursor.execute("""
+            SELECT m.code, site.pricing_node, count(*) FROM enrollment_site site
+            JOIN aggregator_market m ON m.id = site.market_id GROUP BY m.code, site.pricing_node""")
+        sites = cursor.fetchall()
+        cursor.execute("SELECT state, count(*) FROM enrollment_enrollment GROUP BY state ORDER BY count(*) DESC, state")
+        enrollment = [list(row) for row in cursor.fetchall()]
+    types: dict[str, list] = {}
+    per_node: dict[tuple[str, str], list] = {(code, node): [n, 0, 0, 0.0] for code, node, n in sites}
+    for code, node, device_type, n, up, kw in groups:
+        t = types.setdefault(device_type, [0, 0, 0, 0.0])
+        t[0], t[1], t[2], t[3] = t[0] + up, t[1] + n - up, t[2] + n, t[3] + kw
+        row = per_node.setdefault((code, node), [0, 0, 0, 0.0])
+        row[1], row[2], row[3] = row[1] + n, row[2] + up, row[3] + kw
+    with transaction.atomic():
+        count = FleetCount.objects.create(
+            counted_at=now,
+            seconds=round(time.perf_counter() - started, 3),
+            by_type=[[t, *figures] for t, figures in sorted(types.items())],
+            nodes=[[code, node, *figures] for (code, node), figures in sorted(per_node.items())],
+            enrollment=enrollment,
+        )
+        FleetCount.objects.filter(counted_at__lt=now).delete()  # a count made at the same time as this one stays
+    return count

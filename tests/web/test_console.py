@@ -53,6 +53,39 @@ def test_the_fleet_and_resource_pages_show_the_fleet(make_resource, as_role):
     assert "<svg" in page and 'class="series-kw"' in page and page.count("<tr><td>") >= 2 + 48
 
 
+def test_the_fleet_page_shows_the_latest_count_and_counts_again_on_request(make_resource, as_role, settings):
+    """The page shows beat's latest count with its time (a million devices take seconds to count), so a device that
+    came online since is not in it; "Count now" counts again; a count older than FLEET_COUNT_MAX_AGE_SECONDS (beat
+    stopped) is counted again by the page itself."""
+    from enrollment import services as enrollment
+    from enrollment.models import DeviceStatus, FleetCount
+
+    assert settings.CELERY_BEAT_SCHEDULE["count-fleet"]["task"] == "enrollment.tasks.count_fleet"
+    resource = make_resource(generators=2)
+    first, second = [m.device for m in resource.memberships.order_by("device_id")]
+    online(first)
+    counted = enrollment.count_fleet()
+    online(second)
+    client = as_role("analyst")
+    page = client.get(reverse("console:fleet")).content.decode()
+    assert '<th scope="row">generator</th><td>1</td><td>1</td><td>2</td>' in page
+    assert f"Counted {counted.counted_at.astimezone(UTC):%a %-d %b %Y, %H:%M} UTC" in page
+
+    assert client.post(reverse("console:fleet")).status_code == 302
+    FleetCount.objects.update(counted_at=datetime.now(UTC) - timedelta(seconds=30))
+    assert client.post(reverse("console:fleet")).status_code == 302
+    page = client.get(reverse("console:fleet")).content.decode()
+    assert '<th scope="row">generator</th><td>2</td><td>0</td><td>2</td>' in page
+    assert FleetCount.objects.count() == 1  # the counts before the latest are gone
+
+    DeviceStatus.objects.filter(device=first).update(online=False)
+    FleetCount.objects.update(
+        counted_at=datetime.now(UTC) - timedelta(seconds=settings.FLEET_COUNT_MAX_AGE_SECONDS + 1)
+    )
+    page = client.get(reverse("console:fleet")).content.decode()
+    assert '<th scope="row">generator</th><td>1</td><td>1</td><td>2</td>' in page
+
+
 def test_an_operator_creates_an_event_bad_input_is_named_and_an_analyst_cannot(
     make_resource, as_role, django_capture_on_commit_callbacks
 ):

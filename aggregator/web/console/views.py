@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Max
 from django.http import Http404
@@ -29,8 +30,12 @@ from aggregator.web.console import charts
 from aggregator.web.console.access import operator_page
 from dispatch import overrides, resilience, selectors, services
 from dispatch.models import DispatchEvent, StormWatch, UtilityOverride
+from enrollment import selectors as fleet_selectors
+from enrollment import services as enrollment_services
 from settlement import pages
 from settlement.models import SettlementRun
+
+RECOUNT_SECONDS = 10  # "Count now" counts again only when the latest count is older than this
 
 CAPABILITY_SERIES = [("kw", "Available kW", "#1f6feb", "")]
 EVENT_SERIES = [
@@ -48,34 +53,28 @@ def _rows(sql: str, params=()) -> list[tuple]:
 
 @operator_page()
 def fleet(request):
-    """Devices by type and status, enrollment states, and the fleet per pricing node."""
-    # One pass over the devices by node and type (both tables below come from it) and one over the sites: with
-    # 100,000 devices, two scans with a count(DISTINCT) took most of the page's time.
-    groups = _rows("""
-        SELECT m.code, site.pricing_node, d.device_type, count(*), count(*) FILTER (WHERE s.online),
-               coalesce(sum(d.rated_kw), 0)
-        FROM enrollment_device d JOIN enrollment_site site ON site.id = d.site_id
-        JOIN aggregator_market m ON m.id = site.market_id
-        LEFT JOIN enrollment_devicestatus s ON s.device_id = d.id
-        GROUP BY m.code, site.pricing_node, d.device_type""")
-    sites = _rows("""
-        SELECT m.code, site.pricing_node, count(*) FROM enrollment_site site
-        JOIN aggregator_market m ON m.id = site.market_id GROUP BY m.code, site.pricing_node""")
-    types: dict[str, list] = {}
-    per_node: dict[tuple[str, str], list] = {(code, node): [n, 0, 0, 0] for code, node, n in sites}
-    for code, node, device_type, n, up, kw in groups:
-        t = types.setdefault(device_type, [0, 0, 0, 0])
-        t[0], t[1], t[2], t[3] = t[0] + up, t[1] + n - up, t[2] + n, t[3] + kw
-        row = per_node.setdefault((code, node), [0, 0, 0, 0])
-        row[1], row[2], row[3] = row[1] + n, row[2] + up, row[3] + kw
-    by_type = [(t, *figures) for t, figures in sorted(types.items())]
-    nodes = [(code, node, *figures) for (code, node), figures in sorted(per_node.items())]
-    enrollment = _rows("SELECT state, count(*) FROM enrollment_enrollment GROUP BY state ORDER BY count(*) DESC")
-    totals = [sum(r[i] for r in by_type) for i in (1, 2, 3, 4)]
+    """Devices by type and status, enrollment states, and the fleet per pricing node, as last counted (beat counts
+    every minute; a million devices take seconds to count). "Count now" counts again, at most every few seconds."""
+    latest = fleet_selectors.latest_fleet_count()
+    now = timezone.now()
+    stale = latest is None or latest.counted_at < now - timedelta(seconds=settings.FLEET_COUNT_MAX_AGE_SECONDS)
+    if request.method == "POST":
+        if latest is None or latest.counted_at < now - timedelta(seconds=RECOUNT_SECONDS):
+            enrollment_services.count_fleet(now=now)
+        return redirect("console:fleet")
+    count = enrollment_services.count_fleet(now=now) if stale else latest
+    totals = [sum(row[i] for row in count.by_type) for i in (1, 2, 3, 4)]
     return render(
         request,
         "console/fleet.html",
-        {"by_type": by_type, "totals": totals, "enrollment": enrollment, "nodes": nodes, "section": "fleet"},
+        {
+            "by_type": count.by_type,
+            "totals": totals,
+            "enrollment": count.enrollment,
+            "nodes": count.nodes,
+            "count": count,
+            "section": "fleet",
+        },
     )
 
 
