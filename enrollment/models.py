@@ -285,7 +285,12 @@ class Device(models.Model):
             ),
             *type_constraints(),
         ]
-        indexes = [models.Index(fields=["device_type"], name="device_type_idx")]
+        indexes = [
+            models.Index(fields=["device_type"], name="device_type_idx"),
+            # The console's devices sorted by rating, biggest first: walked in order, the page stops at its 50th match
+            # instead of sorting every match (0.7 s for a search matching 170,000 of a million devices).
+            models.Index(fields=["rated_kw", "id"], name="device_rated_order"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_device_type_display()} {self.manufacturer} {self.serial}"
@@ -510,3 +515,50 @@ class FleetCount(models.Model):
 
     def __str__(self) -> str:
         return f"fleet count at {self.counted_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SiteState(models.Model):
+    """A site's devices, devices online and state from them, for the console's fleet map: beat keeps it with the
+    fleet's count (enrollment.services.refresh_site_states, writing only the sites whose figures changed), because
+    grouping a million devices per site on each map request took seconds. Only sites with coordinates are here."""
+
+    class State(models.TextChoices):
+        ONLINE = "online", "All devices online"
+        PARTIAL = "partial", "Some devices online"
+        OFFLINE = "offline", "No device online"
+        EMPTY = "empty", "No devices"
+
+    site = models.OneToOneField(Site, on_delete=models.CASCADE, primary_key=True, db_constraint=False, related_name="+")
+    market_id = models.BigIntegerField()
+    pricing_node = models.CharField(max_length=64)
+    latitude = models.FloatField()
+    longitude = models.FloatField()
+    devices = models.IntegerField()
+    online = models.IntegerField()
+    state = models.CharField(max_length=8, choices=State.choices)
+
+    class Meta:
+        indexes = [models.Index(fields=["latitude", "longitude"], name="site_state_position")]
+
+
+class SiteCell(models.Model):
+    """The sites of one grid cell (SiteCell.SIZE degrees a side), pricing node and state, summed from SiteState at
+    each refresh: the zoomed-out map sums these few tens of thousands of rows instead of every site (a coarser
+    zoom's cell is 2, 4, 8... of these a side)."""
+
+    ZOOM = 11  # the map zoom whose cells these are: 360 / 2 ** (ZOOM + 3) degrees
+    SIZE = 360.0 / 2 ** (ZOOM + 3)
+
+    row = models.IntegerField()  # floor(latitude / SIZE)
+    col = models.IntegerField()  # floor(longitude / SIZE)
+    market_id = models.BigIntegerField()
+    pricing_node = models.CharField(max_length=64)
+    state = models.CharField(max_length=8, choices=SiteState.State.choices)
+    sites = models.IntegerField()
+    devices = models.IntegerField()
+    online = models.IntegerField()
+    latitude_sum = models.FloatField()  # the sites' mean position is latitude_sum / sites
+    longitude_sum = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["row", "col"], name="site_cell_position")]

@@ -32,6 +32,7 @@ from enrollment.models import (
     EnrollmentTransition,
     FleetCount,
     Gateway,
+    SiteCell,
     SiteOutage,
 )
 from enrollment.selectors import eligibility_facts, eligibility_facts_many, overdue_reviews
@@ -494,3 +495,52 @@ def count_fleet(*, now: datetime | None = None) -> FleetCount:
         )
         FleetCount.objects.filter(counted_at__lt=now).delete()  # a count made at the same time as this one stays
     return count
+
+
+def refresh_site_states() -> int:
+    """Each site's devices, devices online and state again, for the fleet map (SiteState): one pass over the
+    devices, and only the sites whose figures changed (or that are new) written, those without coordinates or gone
+    deleted; then the grid cells' sums (SiteCell) from them. Returns the sites written."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL work_mem = '128MB'")  # the grouping and the comparison stay in memory at 1M devices
+        cursor.execute("""
+            WITH counted AS (
+                SELECT s.id AS site_id, s.market_id, s.pricing_node, s.latitude::float8 AS latitude,
+                       s.longitude::float8 AS longitude, coalesce(n.devices, 0) AS devices, coalesce(n.online, 0) AS online
+                FROM enrollment_site s LEFT JOIN (
+                    SELECT d.site_id, count(*)::int AS devices, (count(*) FILTER (WHERE st.online))::int AS online
+                    FROM enrollment_device d LEFT JOIN enrollment_devicestatus st ON st.device_id = d.id
+                    GROUP BY d.site_id
+                ) n ON n.site_id = s.id
+                WHERE s.latitude IS NOT NULL AND s.longitude IS NOT NULL
+            ), fresh AS (
+                SELECT *, CASE WHEN devices = 0 THEN 'empty' WHEN online = devices THEN 'online'
+                               WHEN online > 0 THEN 'partial' ELSE 'offline' END AS state
+                FROM counted
+            )
+            INSERT INTO enrollment_sitestate
+                (site_id, market_id, pricing_node, latitude, longitude, devices, online, state)
+            SELECT f.* FROM fresh f LEFT JOIN enrollment_sitestate old ON old.site_id = f.site_id
+            WHERE old.site_id IS NULL
+               OR (old.market_id, old.pricing_node, old.latitude, old.longitude, old.devices, old.online)
+                  IS DISTINCT FROM (f.market_id, f.pricing_node, f.latitude, f.longitude, f.devices, f.online)
+            ON CONFLICT (site_id) DO UPDATE SET market_id = EXCLUDED.market_id, pricing_node = EXCLUDED.pricing_node,
+                latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude, devices = EXCLUDED.devices,
+                online = EXCLUDED.online, state = EXCLUDED.state""")
+        written = cursor.rowcount
+        cursor.execute("""
+            DELETE FROM enrollment_sitestate old WHERE NOT EXISTS (
+                SELECT 1 FROM enrollment_site s
+                WHERE s.id = old.site_id AND s.latitude IS NOT NULL AND s.longitude IS NOT NULL)""")
+        written += cursor.rowcount
+        cursor.execute("DELETE FROM enrollment_sitecell")  # the map reads the cells before this until the commit
+        cursor.execute(
+            """
+            INSERT INTO enrollment_sitecell
+                (row, col, market_id, pricing_node, state, sites, devices, online, latitude_sum, longitude_sum)
+            SELECT floor(latitude / %(size)s)::int, floor(longitude / %(size)s)::int, market_id, pricing_node, state,
+                   count(*), sum(devices), sum(online), sum(latitude), sum(longitude)
+            FROM enrollment_sitestate GROUP BY 1, 2, 3, 4, 5""",
+            {"size": SiteCell.SIZE},
+        )
+        return written

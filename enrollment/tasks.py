@@ -18,8 +18,10 @@ def mark_silent_devices_offline() -> int:
 
 @shared_task(acks_late=True)
 def count_fleet() -> float:
-    """The fleet page's figures, counted again; returns how long the count took (s)."""
-    return services.count_fleet().seconds
+    """The fleet page's figures counted again, and the map's site states with them; returns the count's seconds."""
+    seconds = services.count_fleet().seconds
+    services.refresh_site_states()
+    return seconds
 
 
 @shared_task(acks_late=True)
@@ -47,4 +49,7 @@ def import_fleet(import_id: int) -> str:
         report=report.as_dict(),
         finished_at=timezone.now(),
     )
+    if report.ok:  # the new sites on the map and the fleet page now, not at beat's next count
+        services.count_fleet()
+        services.refresh_site_states()
     return report.summary()

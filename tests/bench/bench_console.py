@@ -7,7 +7,8 @@ logged in (a session cookie). Timed: each console page fetched REPEATS times ove
 from the real web process (deploy/web.py), one request at a time: the whole server-side
 path (middleware, session, role check, queries, template) plus the loopback round trip.
 Then 100,000 more devices (as many customers and sites, CAISO and PJM, through the fleet
-import, nearly all online) are added (not timed) and every page is timed again.
+import, nearly all online) are added (not timed) and every page is timed again. After each setup, what beat
+does every minute for the fleet page and the map (count the fleet, refresh the sites' states) is run and timed.
 Bare limit, on the same server in the same run: Django's bare view returning a static string
 (tests/bench/bare_urls.py, the platform's settings and URLs plus that one), fetched the same way with
 the same session cookie: what the server, Django's request cycle and the middleware cost alone.
@@ -132,6 +133,7 @@ def run() -> list[str]:
         cursor.execute("ANALYZE")
     cookie = _session_cookie()
     lines = [f"setup: the demo seed and a logged-in operator in {time.perf_counter() - t0:.1f} s (not timed)"]
+    lines.extend(_beat_counts())
     port = web_server.free_port()
     server = web_server.start(port, WEB_CONCURRENCY="1", DJANGO_SETTINGS_MODULE="tests.bench.bare_settings")
     try:
@@ -145,6 +147,7 @@ def run() -> list[str]:
         t1 = time.perf_counter()
         _add_large_fleet()
         lines.append(f"{LARGE_FLEET:,} more devices (setup {time.perf_counter() - t1:.1f} s, not timed):")
+        lines.extend(_beat_counts())
         # A new connection: the server closes one left idle through a long import (keep-alive timeout).
         conn.close()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -182,6 +185,30 @@ def _add_large_fleet() -> None:
             "ON CONFLICT (device_id) DO NOTHING"
         )
         cursor.execute("ANALYZE")
+
+
+def _beat_counts() -> list[str]:
+    """What beat does every minute for the fleet page and the map (enrollment.tasks.count_fleet), timed: the first
+    refresh after the import writes every site; the next, with nothing changed, is the steady cost per minute."""
+    from enrollment import services
+
+    counted = services.count_fleet()
+    t0 = time.perf_counter()
+    written = services.refresh_site_states()
+    first = time.perf_counter() - t0
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE enrollment_devicestatus SET online = NOT online WHERE device_id % 1000 = 0")
+    t0 = time.perf_counter()
+    changed = services.refresh_site_states()
+    steady = time.perf_counter() - t0
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE enrollment_sitestate")
+        cursor.execute("ANALYZE enrollment_sitecell")
+    line = (
+        f"  beat's minute: the fleet counted in {counted.seconds:.1f} s; the map's site states refreshed in "
+        f"{first:.1f} s ({written:,} sites written, the first time) then {steady:.1f} s ({changed:,} sites changed)"
+    )
+    return [line]
 
 
 def _timed(conn, cookie: str, path: str, before=()) -> list[float]:

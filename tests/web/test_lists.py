@@ -168,6 +168,7 @@ def test_history_of_an_unknown_kind_or_object_is_404(as_role):
 
 
 def test_the_map_sums_sites_per_cell_zoomed_out_and_shows_each_site_zoomed_in(as_role):
+    """The map shows sites as beat last counted them (enrollment_sitestate, refreshed with the fleet's count)."""
     from django.core.cache import cache
 
     cache.clear()
@@ -175,6 +176,7 @@ def test_the_map_sums_sites_per_cell_zoomed_out_and_shows_each_site_zoomed_in(as
     DeviceStatus.objects.create(device=DeviceFactory(site=near[0]), online=True, last_seen_at=timezone.now())
     DeviceFactory(site=near[1])
     SiteFactory(latitude=None, longitude=None)  # not on the map
+    enrollment.refresh_site_states()  # beat's work every minute
     client = as_role("analyst")
     assert client.get(reverse("console:map")).status_code == 200
     far = client.get(reverse("console:map"), {"format": "json", "zoom": "4"}).json()
@@ -183,12 +185,30 @@ def test_the_map_sums_sites_per_cell_zoomed_out_and_shows_each_site_zoomed_in(as
     assert [(p[3], p[4], p[5], p[6]) for p in only_online["points"]] == [("online", 1, 1, 1)]
     SiteFactory.create_batch(2, latitude=Decimal("39.9501"), longitude=Decimal("-75.1601"))
     cache.clear()
+    assert (
+        client.get(reverse("console:map"), {"format": "json", "zoom": "4", "state": "empty"}).json()["points"][0][4]
+        == 1
+    )
+    cache.clear()
+    enrollment.refresh_site_states()
     summed = client.get(reverse("console:map"), {"format": "json", "zoom": "4", "state": "empty"}).json()
     assert [p[4] for p in summed["points"]] == [3]  # three sites without devices in one cell: one point
     close = client.get(
         reverse("console:map"), {"format": "json", "zoom": "15", "bbox": "39.9,-75.2,40.0,-75.1", "state": "empty"}
     ).json()
     assert close["detail"] and [p[4] for p in close["points"]] == [1, 1, 1]
+    # A site 0.3 degrees away: its own zoom-11 cell, in the same zoom-4 point, outside a box around the others.
+    SiteFactory(latitude=Decimal("40.2500"), longitude=Decimal("-75.1600"))
+    enrollment.refresh_site_states()
+    cache.clear()
+    for zoom in ("4", "11", "12"):
+        points = client.get(reverse("console:map"), {"format": "json", "zoom": zoom, "state": "empty"}).json()["points"]
+        assert sorted(p[4] for p in points) == ([4] if zoom == "4" else [1, 3]), zoom
+        boxed = client.get(
+            reverse("console:map"), {"format": "json", "zoom": zoom, "state": "empty", "bbox": "39.9,-75.2,40.0,-75.1"}
+        ).json()["points"]
+        assert [p[4] for p in boxed] == [3], zoom
+        assert abs(boxed[0][0] - 39.95007) < 1e-4 and abs(boxed[0][1] + 75.16004) < 1e-4  # the sites' mean position
 
 
 def test_ocpp_chargers_show_their_connection_last_message_and_sessions(as_role):

@@ -41,9 +41,9 @@ from settlement.money import CURRENCY
 
 PER_PAGE = 50
 CSV_CHUNK = 2000
-# Rows counted exactly; past them a page says "more than 10,000". An exact count of a million matching devices
+# Rows counted exactly; past them a page says "more than 1,000". An exact count of a million matching devices
 # costs seconds (every matching row is visited), and nobody pages through more than this: they filter.
-COUNT_UP_TO = 10_000
+COUNT_UP_TO = 1_000
 
 
 class CountedUpTo(Paginator):

@@ -83,6 +83,7 @@ def test_an_operator_searches_filters_pages_reads_a_history_maps_and_imports(
     # The map: sites clustered, from the vendored Leaflet, with no base layer (nothing fetched from outside).
     outside = []
     page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(live_server.url) else None)
+    enrollment.refresh_site_states()  # beat's work every minute
     page.get_by_role("navigation", name="Console").get_by_role("link", name="Map").click()
     mapped = Site.objects.filter(latitude__isnull=False, longitude__isnull=False).count()
     page.get_by_text(f"{mapped} sites on the map").wait_for()

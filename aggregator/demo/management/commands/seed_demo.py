@@ -62,6 +62,8 @@ class Command(BaseCommand):
         )
         self._customer_login()
         self._market(operator)
+        services.count_fleet()  # the fleet page and the map at once, not at beat's first count
+        services.refresh_site_states()
 
     def _market(self, operator) -> None:
         made = market.seed(by=operator)
