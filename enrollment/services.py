@@ -502,6 +502,9 @@ def refresh_site_states() -> int:
     devices, and only the sites whose figures changed (or that are new) written, those without coordinates or gone
     deleted; then the grid cells' sums (SiteCell) from them. Returns the sites written."""
     with transaction.atomic(), connection.cursor() as cursor:
+        # One refresh at a time (beat's and a fleet import's may meet): a second one's snapshot would not see the
+        # first's new cells, and would add its own beside them.
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('enrollment.refresh_site_states'))")
         cursor.execute("SET LOCAL work_mem = '128MB'")  # the grouping and the comparison stay in memory at 1M devices
         cursor.execute("""
             WITH counted AS (
