@@ -9,6 +9,7 @@ from simple_history.models import HistoricalRecords
 
 from aggregator.core.access.tokens import HashedToken
 from aggregator.core.history import TransitionRecord
+from aggregator.core.queries import trigram_indexes
 from aggregator.core.uploads import UploadJob
 from aggregator.reference.models import Market, Program, validate_time_zone
 from enrollment.device_types import DeviceType, Fuel, type_constraints
@@ -34,7 +35,10 @@ class Customer(models.Model):
 
     class Meta:
         ordering = ["external_ref"]
-        indexes = [models.Index(Lower("name"), name="customer_name_lower")]
+        indexes = [
+            models.Index(Lower("name"), name="customer_name_lower"),
+            *trigram_indexes("customer", ("external_ref", "name", "email", "contact_name")),  # the console's search
+        ]
 
     def __str__(self) -> str:
         return f"{self.external_ref} {self.name}"
@@ -290,6 +294,9 @@ class Device(models.Model):
             # The console's devices sorted by rating, biggest first: walked in order, the page stops at its 50th match
             # instead of sorting every match (0.7 s for a search matching 170,000 of a million devices).
             models.Index(fields=["rated_kw", "id"], name="device_rated_order"),
+            # The console's and API's search (`icontains`: UPPER(column) LIKE '%…%') over serial, make and model:
+            # trigram indexes, so a serial found among a million devices is an index lookup, not a scan (0.5 s).
+            *trigram_indexes("device", ("serial", "manufacturer", "model")),
         ]
 
     def __str__(self) -> str:

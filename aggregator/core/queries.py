@@ -1,6 +1,10 @@
 """Small set-based queries shared by the apps."""
 
+from collections.abc import Iterable
+
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import connection, models
+from django.db.models.functions import Upper
 
 
 def any_with(model: type[models.Model], column: str, ids: list[int]) -> bool:
@@ -18,3 +22,11 @@ def any_with(model: type[models.Model], column: str, ids: list[int]) -> bool:
             [list(ids)],
         )
         return bool(cursor.fetchone()[0])
+
+
+def trigram_indexes(prefix: str, columns: Iterable[str]) -> list[GinIndex]:
+    """GIN trigram indexes on UPPER(column), named `<prefix>_<column>_trgm`: what Django's `icontains` (UPPER(column)
+    LIKE UPPER('%…%')), and so DRF's search, uses on PostgreSQL. A search over several columns ORs them, so each
+    needs one for the planner to combine them. Needs the pg_trgm extension (trusted: the database's owner may
+    create it; the migration adding the first one does)."""
+    return [GinIndex(OpClass(Upper(column), name="gin_trgm_ops"), name=f"{prefix}_{column}_trgm") for column in columns]

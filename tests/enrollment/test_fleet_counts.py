@@ -39,7 +39,7 @@ def test_site_states_follow_the_devices_and_only_changed_sites_are_written():
     assert _cells() == [("offline", 1, 2, 0)]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_refreshes_at_once_do_not_count_a_site_twice():
     """Beat's refresh and a fleet import's can meet: the second waits for the first, and sees its cells."""
     for _ in range(3):

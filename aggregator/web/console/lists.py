@@ -48,7 +48,12 @@ COUNT_UP_TO = 1_000
 
 class CountedUpTo(Paginator):
     """Django's paginator with a count that stops at COUNT_UP_TO rows, or at the end of the page asked for when that
-    is further: the count is exact up to it, and past it there is always a next page."""
+    is further: the count is exact up to it, and past it there is always a next page.
+
+    The count reads the matching rows' ids (up to the limit); when they are all known, the page is read by those
+    ids. Read the usual way, a page of few matches ordered by an indexed column is a planner trap: PostgreSQL walks
+    that index expecting a match soon and visits every row (a serial searched among a million devices: 0.9 s).
+    """
 
     def __init__(self, object_list, per_page: int, number) -> None:
         super().__init__(object_list, per_page)
@@ -56,13 +61,23 @@ class CountedUpTo(Paginator):
         self.limit = max(COUNT_UP_TO, wanted * per_page)
 
     @cached_property
+    def ids(self) -> list:
+        # Without its ordering: no sort, and its LIMIT stops the scan at the first `limit` + 1 rows.
+        return list(self.object_list.order_by().values_list("pk", flat=True)[: self.limit + 1])
+
+    @cached_property
     def count(self) -> int:
-        # Without its ordering: the count needs no sort, and its LIMIT stops the scan at the first `limit` rows.
-        return self.object_list.order_by()[: self.limit + 1].count()
+        return len(self.ids)
 
     @property
     def exact(self) -> bool:
         return self.count <= self.limit
+
+    def page(self, number):
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        rows = self.object_list.filter(pk__in=self.ids) if self.exact else self.object_list
+        return self._get_page(rows[bottom : bottom + self.per_page], number, self)
 
 
 @dataclass(frozen=True)
