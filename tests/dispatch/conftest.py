@@ -1,6 +1,7 @@
 """Dispatchable resources for the dispatch tests: active devices, current members, a registered resource."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
@@ -60,3 +61,16 @@ def queued(callbacks) -> list:
 def task_of(callback) -> str | None:
     """The Celery task an on-commit callback queues (dispatch.jobs.Job names it), else None."""
     return getattr(callback, "task", None)
+
+
+def next_dst_day(zone: ZoneInfo, *, spring: bool) -> date:
+    """The next day after today (in `zone`) on which the clocks go forward (spring) or back: an event at its
+    midnight is still to come whenever the suite runs (fixed DST dates are in the past a few months later)."""
+    day = datetime.now(zone).date() + timedelta(days=1)
+    for _ in range(400):
+        before = datetime.combine(day, time(0), zone).utcoffset()
+        after = datetime.combine(day + timedelta(days=1), time(0), zone).utcoffset()
+        if before != after and (after > before) == spring:
+            return day
+        day += timedelta(days=1)
+    raise AssertionError(f"{zone} changes no clocks in the coming year")

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
@@ -43,7 +43,7 @@ from dispatch.models import (
     EventTransition,
 )
 from tests import rabbitmq
-from tests.dispatch.conftest import commands_of
+from tests.dispatch.conftest import commands_of, next_dst_day
 from tests.rabbitmq import on_rabbitmq
 from tests.redis_server import RedisServer, tasks_sent_to
 
@@ -553,13 +553,21 @@ def test_a_cancel_while_a_fan_out_chunk_is_in_flight_leaves_no_device_a_live_dis
 
 # --- 5. daylight saving ---------------------------------------------------------------
 
+SPRING_FORWARD = next_dst_day(NEW_YORK, spring=True)
+FALL_BACK = next_dst_day(NEW_YORK, spring=False)
 DST_DAYS = [
     # (local start, local end, real hours): spring forward has 2 real hours in 01:00-04:00, fall back 4 in 00:00-03:00.
     pytest.param(
-        datetime(2027, 3, 14, 1, tzinfo=NEW_YORK), datetime(2027, 3, 14, 4, tzinfo=NEW_YORK), 2, id="spring-forward"
+        datetime.combine(SPRING_FORWARD, time(1), NEW_YORK),
+        datetime.combine(SPRING_FORWARD, time(4), NEW_YORK),
+        2,
+        id="spring-forward",
     ),
     pytest.param(
-        datetime(2027, 11, 7, 0, tzinfo=NEW_YORK), datetime(2027, 11, 7, 3, tzinfo=NEW_YORK), 4, id="fall-back"
+        datetime.combine(FALL_BACK, time(0), NEW_YORK),
+        datetime.combine(FALL_BACK, time(3), NEW_YORK),
+        4,
+        id="fall-back",
     ),
 ]
 
@@ -613,7 +621,7 @@ def _dst_event_runs(make_resource, capture, start, end, hours, queue):
     assert services.advance(event_id=event.pk, now=utc_start + timedelta(hours=hours, minutes=1)) == []
     assert fresh(event).state == "completed"
     burdens = DeviceSeasonBurden.objects.filter(device_id__in=[c.device_id for c in commands])
-    assert sorted((b.season, b.events, b.hours) for b in burdens) == [(2027, 1, float(hours))] * 3
+    assert sorted((b.season, b.events, b.hours) for b in burdens) == [(start.year, 1, float(hours))] * 3
 
 
 @pytest.mark.parametrize("start, end, hours", DST_DAYS)

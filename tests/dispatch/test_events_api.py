@@ -7,7 +7,7 @@ callbacks never run inside a test transaction, so nothing is queued.
 
 import logging
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from io import StringIO
 from zoneinfo import ZoneInfo
@@ -33,6 +33,7 @@ from dispatch.models import (
     MarketCredential,
 )
 from enrollment.models import DeviceStatus
+from tests.dispatch.conftest import next_dst_day
 from tests.factories import ProgramFactory, market
 from tests.redis_server import free_port, tasks_sent_to
 
@@ -42,6 +43,8 @@ EVENTS = "/api/v1/dispatch-events/"
 INSTRUCTIONS = "/api/inbound/v1/instructions"
 NEW_YORK = ZoneInfo("America/New_York")
 HOUR = timedelta(hours=1)
+SPRING_FORWARD = next_dst_day(NEW_YORK, spring=True)
+FALL_BACK = next_dst_day(NEW_YORK, spring=False)
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -338,8 +341,8 @@ def _interval_lengths(body) -> list[timedelta]:
 
 def test_spring_forward_event_gets_four_one_hour_intervals(api_as, make_resource):
     resource = make_resource(generators=2)
-    start = datetime(2027, 3, 14, 0, 0, tzinfo=NEW_YORK)  # EST, -05:00
-    end = datetime(2027, 3, 14, 5, 0, tzinfo=NEW_YORK)  # EDT, -04:00: 4 real hours later
+    start = datetime.combine(SPRING_FORWARD, time(0), NEW_YORK)  # EST, -05:00
+    end = datetime.combine(SPRING_FORWARD, time(5), NEW_YORK)  # EDT, -04:00: 4 real hours later
     assert end - start.astimezone(UTC) == 4 * HOUR
     response = api_as("operator").post(EVENTS, event_body(resource, start, end, target_kw="50"), format="json")
 
@@ -352,8 +355,8 @@ def test_spring_forward_event_gets_four_one_hour_intervals(api_as, make_resource
 
 def test_fall_back_event_gets_four_one_hour_intervals(api_as, make_resource):
     resource = make_resource(generators=2)
-    start = datetime(2027, 11, 7, 0, 0, tzinfo=NEW_YORK)  # EDT, -04:00
-    end = datetime(2027, 11, 7, 3, 0, tzinfo=NEW_YORK)  # EST, -05:00: 4 real hours later
+    start = datetime.combine(FALL_BACK, time(0), NEW_YORK)  # EDT, -04:00
+    end = datetime.combine(FALL_BACK, time(3), NEW_YORK)  # EST, -05:00: 4 real hours later
     assert end - start.astimezone(UTC) == 4 * HOUR
     response = api_as("operator").post(EVENTS, event_body(resource, start, end, target_kw="50"), format="json")
 
@@ -367,8 +370,8 @@ def test_spring_forward_event_with_local_zone_datetimes_gets_four_one_hour_inter
     make_resource, django_capture_on_commit_callbacks
 ):
     resource = make_resource(generators=2)
-    start = datetime(2027, 3, 14, 0, 0, tzinfo=NEW_YORK)
-    end = datetime(2027, 3, 14, 5, 0, tzinfo=NEW_YORK)
+    start = datetime.combine(SPRING_FORWARD, time(0), NEW_YORK)
+    end = datetime.combine(SPRING_FORWARD, time(5), NEW_YORK)
     with django_capture_on_commit_callbacks(execute=False):
         event = services.create_event(
             resource=resource, source="operator_test", start=start, end=end, target_kw=50, by="tester"
@@ -381,8 +384,8 @@ def test_fall_back_event_with_local_zone_datetimes_gets_four_one_hour_intervals(
     make_resource, django_capture_on_commit_callbacks
 ):
     resource = make_resource(generators=2)
-    start = datetime(2027, 11, 7, 0, 0, tzinfo=NEW_YORK)
-    end = datetime(2027, 11, 7, 3, 0, tzinfo=NEW_YORK)
+    start = datetime.combine(FALL_BACK, time(0), NEW_YORK)
+    end = datetime.combine(FALL_BACK, time(3), NEW_YORK)
     with django_capture_on_commit_callbacks(execute=False):
         event = services.create_event(
             resource=resource, source="operator_test", start=start, end=end, target_kw=50, by="tester"
@@ -394,8 +397,8 @@ def test_fall_back_event_with_local_zone_datetimes_gets_four_one_hour_intervals(
 @override_settings(TIME_ZONE="America/New_York")
 def test_spring_forward_event_on_a_server_in_a_dst_time_zone_gets_four_one_hour_intervals(api_as, make_resource):
     resource = make_resource(generators=2)
-    start = datetime(2027, 3, 14, 0, 0, tzinfo=NEW_YORK)
-    end = datetime(2027, 3, 14, 5, 0, tzinfo=NEW_YORK)
+    start = datetime.combine(SPRING_FORWARD, time(0), NEW_YORK)
+    end = datetime.combine(SPRING_FORWARD, time(5), NEW_YORK)
     client = api_as("operator")
     client.raise_request_exception = False
     response = client.post(EVENTS, event_body(resource, start, end, target_kw="50"), format="json")

@@ -139,7 +139,9 @@ def test_demand_response_awarded_below_the_months_net_benefits_price_is_refused(
     program = ProgramFactory(service="demand_response")
     offer = make_offer(make_resource(program=program), tomorrow_at(0), hours=24)
     start = offer.window_start
-    month = start.astimezone(ZoneInfo(program.market.time_zone)).date().replace(day=1)
+    # The threshold of the awarded hour's own local month: the window begins the evening before in New York,
+    # in the month before when tomorrow (UTC) is the 1st.
+    month = (start + 17 * HOUR).astimezone(ZoneInfo(program.market.time_zone)).date().replace(day=1)
     NetBenefitsPrice.objects.create(
         market=program.market, month=month, price_per_mwh=D("100"), imported_at=timezone.now()
     )
