@@ -396,6 +396,11 @@ class MarketSimulator:
             "target_kw": kw,
         }
         award = self._award_covering(resource, start, end)
+        if award is not None and (begins := min(parse_time(i["start"]) for i in award["intervals"])) > start:
+            # The award begins inside the window (tomorrow's day-ahead award, dispatched just before midnight): a
+            # replacement would run from now to the award's end, past the 24 hours an event may last. The window
+            # ends where the award begins instead, an instruction of its own.
+            instruction["end"], award = begins.isoformat(), None
         if award is not None:
             base = award_rules.schedule(
                 [

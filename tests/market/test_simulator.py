@@ -3,6 +3,7 @@
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -289,3 +290,28 @@ def test_simulate_market_once_posts_its_awards_to_the_platform_and_sends_a_real_
     assert (event.source, event.resource_id) == ("market_instruction", resource.pk)
     assert {i.target_kw for i in event.intervals.all()} == {D("75.000")}
     assert event.end - event.start == timedelta(minutes=30)
+
+
+def test_a_real_time_dispatch_just_before_a_day_ahead_award_ends_where_the_award_begins():
+    """At 23:30 UTC the dispatch window (23:40-00:10) runs into tomorrow's 24-hour award: merged, the replacement
+    would last 24 h 20 min, longer than an event may; the dispatch stops at midnight instead, on its own. At noon
+    of the award's day the dispatch replaces the award's event, as before."""
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    sim = simulator.MarketSimulator(
+        market="PJM", prices=simulator.SyntheticPrices(time_zone="UTC", need_kw=1e6), resources=["R-1"]
+    )
+    hours = [tomorrow + timedelta(hours=h) for h in range(25)]
+    intervals = [
+        {"start": a.isoformat(), "end": b.isoformat(), "kw": 100, "price_per_mwh": 40} for a, b in pairwise(hours)
+    ]
+    sim.awards.append(
+        {"seq": 1, "award": {"award_id": "DA-1", "resource": "R-1", "intervals": intervals}, "posted": "ok"}
+    )
+
+    before = sim.dispatch_instruction(now=tomorrow - timedelta(minutes=30))
+    assert (before["start"], before["end"]) == ((tomorrow - timedelta(minutes=20)).isoformat(), tomorrow.isoformat())
+    assert "replaces_instruction_id" not in before and before["target_kw"] == 10.0
+
+    inside = sim.dispatch_instruction(now=tomorrow + timedelta(hours=12))
+    assert inside["replaces_instruction_id"] == "DA-1" and inside["end"] == hours[-1].isoformat()
+    assert datetime.fromisoformat(inside["end"]) - datetime.fromisoformat(inside["start"]) <= timedelta(hours=24)
