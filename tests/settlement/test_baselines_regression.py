@@ -13,7 +13,7 @@ from settlement.baselines.regression import MISSING_TEMPERATURE
 from settlement.baselines.results import BASELINE_UNAVAILABLE, BELOW_MIN_DAYS
 from settlement.baselines.timeline import IntervalReadings
 from tests.dispatch.conftest import make_resource  # noqa: F401  (the fixture)
-from tests.settlement.test_settlement_runs import ended_event  # noqa: F401  (the fixture)
+from tests.settlement.test_settlement_runs import ended_event, move_event  # noqa: F401  (the fixture)
 
 NY = ZoneInfo("America/New_York")
 
@@ -113,23 +113,6 @@ def test_an_event_hour_without_a_temperature_has_no_baseline_and_no_station_is_r
     assert refused.value.problems[0].field == "temperatures"
 
 
-def move_to(event, start: datetime) -> None:
-    from django.db import connection
-
-    shift = start - event.start
-    with connection.cursor() as cursor:
-        cursor.execute(
-            'UPDATE dispatch_dispatchevent SET start = start + %s, "end" = "end" + %s, notify_at = notify_at + %s '
-            "WHERE id = %s",
-            [shift, shift, shift, event.pk],
-        )
-        cursor.execute(
-            'UPDATE dispatch_eventinterval SET start = start + %s, "end" = "end" + %s WHERE event_id = %s',
-            [shift, shift, event.pk],
-        )
-    event.refresh_from_db()
-
-
 @pytest.mark.django_db
 def test_a_run_regresses_each_site_on_its_stations_temperatures(ended_event, device_client, tmp_path, capsys):
     """Site A names station KPHL, whose hours are imported from a CSV; B names none and is refused by name."""
@@ -143,7 +126,7 @@ def test_a_run_regresses_each_site_on_its_stations_temperatures(ended_event, dev
     # The event at a fixed hour (a Wednesday morning in New York, occupied, 70-75 °F), not the fixture's hour of
     # the day: the fit's error differs by hour of the week, and the test must not depend on when it runs.
     event = ended_event
-    move_to(event, datetime(2026, 11, 18, 9, tzinfo=NY))
+    move_event(event, datetime(2026, 11, 18, 9, tzinfo=NY))
     site_a, site_b = sites(event)
     SettlementTerms.objects.filter(program=event.resource.program).update(
         baseline_method="caltrack-hourly", baseline_params={"lookback_days": 30, "min_days": 25}

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from dispatch.models import DeliveryReport
 from tests.dispatch.conftest import make_resource  # noqa: F401  (the fixture)
-from tests.settlement.test_settlement_runs import ended_event  # noqa: F401  (the fixture)
+from tests.settlement.test_settlement_runs import ended_event, move_event  # noqa: F401  (the fixture)
 
 
 def _analyst(make_operator) -> Client:
@@ -76,20 +76,8 @@ def test_the_season_is_the_markets_calendar_year_on_its_own_clock(ended_event, m
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
-    from django.db import connection
-
     event = ended_event
-    shift = event.start - datetime(2026, 12, 31, 20, tzinfo=ZoneInfo("America/New_York"))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            'UPDATE dispatch_dispatchevent SET start = start - %s, "end" = "end" - %s, notify_at = notify_at - %s '
-            "WHERE id = %s",
-            [shift, shift, shift, event.pk],
-        )
-        cursor.execute(
-            'UPDATE dispatch_eventinterval SET start = start - %s, "end" = "end" - %s WHERE event_id = %s',
-            [shift, shift, event.pk],
-        )
+    move_event(event, datetime(2026, 12, 31, 20, tzinfo=ZoneInfo("America/New_York")))
     client = _analyst(make_operator)
     code = f'<th scope="row">{event.resource.program.code}</th>'
 
