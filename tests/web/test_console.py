@@ -58,7 +58,7 @@ def test_the_fleet_page_shows_the_latest_count_and_counts_again_on_request(make_
     came online since is not in it; "Count now" counts again; a count older than FLEET_COUNT_MAX_AGE_SECONDS (beat
     stopped) is counted again by the page itself."""
     from enrollment import services as enrollment
-    from enrollment.models import DeviceStatus, FleetCount
+    from enrollment.models import DeviceStatus, FleetCount, Site, SiteState
 
     assert settings.CELERY_BEAT_SCHEDULE["count-fleet"]["task"] == "enrollment.tasks.count_fleet"
     resource = make_resource(generators=2)
@@ -79,11 +79,14 @@ def test_the_fleet_page_shows_the_latest_count_and_counts_again_on_request(make_
     assert FleetCount.objects.count() == 1  # the counts before the latest are gone
 
     DeviceStatus.objects.filter(device=first).update(online=False)
+    Site.objects.filter(pk=first.site_id).update(latitude=40, longitude=-75)
     FleetCount.objects.update(
         counted_at=datetime.now(UTC) - timedelta(seconds=settings.FLEET_COUNT_MAX_AGE_SECONDS + 1)
     )
     page = client.get(reverse("console:fleet")).content.decode()
     assert '<th scope="row">generator</th><td>1</td><td>1</td><td>2</td>' in page
+    # The map's site states were refreshed with that count, so the map's "as counted" time is true of them.
+    assert list(SiteState.objects.values_list("site_id", "state")) == [(first.site_id, "offline")]
 
 
 def test_an_operator_creates_an_event_bad_input_is_named_and_an_analyst_cannot(

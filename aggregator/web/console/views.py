@@ -61,8 +61,13 @@ def fleet(request):
     if request.method == "POST":
         if latest is None or latest.counted_at < now - timedelta(seconds=RECOUNT_SECONDS):
             enrollment_services.count_fleet(now=now)
+            enrollment_services.refresh_site_states()
         return redirect("console:fleet")
-    count = enrollment_services.count_fleet(now=now) if stale else latest
+    if stale:  # beat has stopped counting: count here, and refresh the map's site states, whose time is this one's
+        count = enrollment_services.count_fleet(now=now)
+        enrollment_services.refresh_site_states()
+    else:
+        count = latest
     totals = [sum(row[i] for row in count.by_type) for i in (1, 2, 3, 4)]
     return render(
         request,
