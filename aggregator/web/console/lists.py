@@ -4,7 +4,7 @@ the same thing on /api/v1/ and here), search and ordering are DRF's SearchFilter
 listing's fields; pages of PER_PAGE rows, and every matching row as CSV.
 
 A page is two queries (the count and the page, the page joined to what its columns show), so it stays fast with a
-fleet of a million devices: the count stops at COUNT_UP_TO rows (or just past the page asked for), and beyond it
+fleet of a million devices: the count stops at COUNT_UP_TO rows (or at the end of the page asked for), and beyond it
 the page says "more than"; the CSV export streams the rows in chunks.
 """
 
