@@ -20,7 +20,8 @@ import sys
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as wall_time
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
@@ -558,14 +559,14 @@ FALL_BACK = next_dst_day(NEW_YORK, spring=False)
 DST_DAYS = [
     # (local start, local end, real hours): spring forward has 2 real hours in 01:00-04:00, fall back 4 in 00:00-03:00.
     pytest.param(
-        datetime.combine(SPRING_FORWARD, time(1), NEW_YORK),
-        datetime.combine(SPRING_FORWARD, time(4), NEW_YORK),
+        datetime.combine(SPRING_FORWARD, wall_time(1), NEW_YORK),
+        datetime.combine(SPRING_FORWARD, wall_time(4), NEW_YORK),
         2,
         id="spring-forward",
     ),
     pytest.param(
-        datetime.combine(FALL_BACK, time(0), NEW_YORK),
-        datetime.combine(FALL_BACK, time(3), NEW_YORK),
+        datetime.combine(FALL_BACK, wall_time(0), NEW_YORK),
+        datetime.combine(FALL_BACK, wall_time(3), NEW_YORK),
         4,
         id="fall-back",
     ),
