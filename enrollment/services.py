@@ -497,6 +497,14 @@ def count_fleet(*, now: datetime | None = None) -> FleetCount:
     return count
 
 
+def recount_fleet(*, now: datetime | None = None) -> FleetCount:
+    """The fleet counted (count_fleet) and the map's site states refreshed with it (refresh_site_states), so the
+    map's "as counted" time holds for both: beat's minute, a fleet import's end, the console's Count now."""
+    count = count_fleet(now=now)
+    refresh_site_states()
+    return count
+
+
 def refresh_site_states() -> int:
     """Each site's devices, devices online and state again, for the fleet map (SiteState): one pass over the
     devices, and only the sites whose figures changed (or that are new) written, those without coordinates or gone

@@ -19,9 +19,7 @@ def mark_silent_devices_offline() -> int:
 @shared_task(acks_late=True)
 def count_fleet() -> float:
     """The fleet page's figures counted again, and the map's site states with them; returns the count's seconds."""
-    seconds = services.count_fleet().seconds
-    services.refresh_site_states()
-    return seconds
+    return services.recount_fleet().seconds
 
 
 @shared_task(acks_late=True)
@@ -50,6 +48,5 @@ def import_fleet(import_id: int) -> str:
         finished_at=timezone.now(),
     )
     if report.ok:  # the new sites on the map and the fleet page now, not at beat's next count
-        services.count_fleet()
-        services.refresh_site_states()
+        services.recount_fleet()
     return report.summary()

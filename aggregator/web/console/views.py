@@ -60,14 +60,9 @@ def fleet(request):
     stale = latest is None or latest.counted_at < now - timedelta(seconds=settings.FLEET_COUNT_MAX_AGE_SECONDS)
     if request.method == "POST":
         if latest is None or latest.counted_at < now - timedelta(seconds=RECOUNT_SECONDS):
-            enrollment_services.count_fleet(now=now)
-            enrollment_services.refresh_site_states()
+            enrollment_services.recount_fleet(now=now)
         return redirect("console:fleet")
-    if stale:  # beat has stopped counting: count here, and refresh the map's site states, whose time is this one's
-        count = enrollment_services.count_fleet(now=now)
-        enrollment_services.refresh_site_states()
-    else:
-        count = latest
+    count = enrollment_services.recount_fleet(now=now) if stale else latest  # stale: beat has stopped counting
     totals = [sum(row[i] for row in count.by_type) for i in (1, 2, 3, 4)]
     return render(
         request,

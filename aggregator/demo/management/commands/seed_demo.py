@@ -62,8 +62,7 @@ class Command(BaseCommand):
         )
         self._customer_login()
         self._market(operator)
-        services.count_fleet()  # the fleet page and the map at once, not at beat's first count
-        services.refresh_site_states()
+        services.recount_fleet()  # the fleet page and the map at once, not at beat's first count
 
     def _market(self, operator) -> None:
         made = market.seed(by=operator)
